@@ -1,0 +1,45 @@
+"""The `edgeferry` command: thin verbs over the typed library, one module per verb."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgeferry import __version__
+from edgeferry.cli import lab as lab_cmd
+from edgeferry.cli import pending
+from edgeferry.errors import EdgeferryError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeferry")
+def cli() -> None:
+    """Provision edge labs, deploy the agents and run secure service-migration experiments."""
+
+
+cli.add_command(lab_cmd.lab)
+for _cmd in pending.COMMANDS:
+    cli.add_command(_cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: turn library errors into one-line messages and documented exit codes."""
+    try:
+        cli.main(args=argv, prog_name="edgeferry", standalone_mode=False)
+    except EdgeferryError as err:
+        click.secho(f"edgeferry: error: {err}", fg="red", err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("edgeferry: aborted", err=True)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return 2
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
