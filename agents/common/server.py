@@ -1,0 +1,197 @@
+"""AgentServer: one gRPC server per agent with mTLS, health, reflection and graceful stop.
+
+    server = AgentServer(config)
+    server.add(foo_pb2_grpc.add_FooServiceServicer_to_server, FooServicer(...),
+               "edgeferry.foo.v1.FooService")
+    server.start()                  # binds, marks every service SERVING
+    server.install_signal_handlers()
+    server.wait()                   # returns after stop() (e.g. on SIGTERM)
+
+Transport rules:
+* With ``config.tls`` the server requires a client certificate issued by the configured CA
+  (``require_client_auth=True``); plaintext clients and foreign certificates fail the handshake.
+* Without TLS the server starts only if ``config.insecure_plaintext`` is true **and** it listens
+  on a loopback address; anything else raises AgentStartError at ``start()``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from types import FrameType, TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agents.common.config import AgentConfig, is_loopback_host
+from agents.common.errors import AgentStartError
+from agents.common.logging import get_logger
+from agents.common.tls import TLSMaterial, server_credentials
+
+AddServicerFn = Callable[[Any, grpc.Server], None]
+
+#: Reasonable defaults for agents on constrained edge links.
+DEFAULT_SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` with brackets around IPv6 literals."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class AgentServer:
+    """A gRPC server for one agent. Not restartable: build a new one after ``stop()``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        interceptors: tuple[grpc.ServerInterceptor, ...] = (),
+        options: tuple[tuple[str, Any], ...] = DEFAULT_SERVER_OPTIONS,
+    ) -> None:
+        self.config = config
+        self.log = get_logger(f"{config.name}.server")
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=config.max_workers, thread_name_prefix=f"{config.name}-rpc"
+        )
+        self._server = grpc.server(self._pool, interceptors=interceptors, options=options)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._services: list[str] = []
+        self._on_stop: list[Callable[[], None]] = []
+        self._port: int | None = None
+        self._started = False
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    # -- registration -------------------------------------------------------------------------
+    def add(self, add_fn: AddServicerFn, servicer: Any, service_name: str) -> AgentServer:
+        """Register a servicer (``add_XServicer_to_server``) under its full service name."""
+        if self._started:
+            raise RuntimeError("add() must be called before start()")
+        if service_name in self._services:
+            raise ValueError(f"service {service_name} is already registered")
+        add_fn(servicer, self._server)
+        self._services.append(service_name)
+        return self
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after the server has stopped (close stores, flush files...)."""
+        self._on_stop.append(callback)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(self._services)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with ``listen_port: 0``)."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        return format_address(self.config.listen_host, self.port)
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        cfg = self.config
+        if cfg.tls is not None:
+            return server_credentials(TLSMaterial.from_config(cfg.tls))
+        if not cfg.insecure_plaintext:
+            raise AgentStartError(
+                f"agent {cfg.name}: no TLS material configured; set tls.ca_cert, tls.cert and "
+                "tls.key (plaintext needs insecure_plaintext: true and a loopback listen_host)"
+            )
+        if not is_loopback_host(cfg.listen_host):
+            raise AgentStartError(
+                f"agent {cfg.name}: refusing to serve plaintext on non-loopback address "
+                f"{cfg.listen_host}; configure tls"
+            )
+        return None
+
+    def start(self) -> int:
+        """Bind, enable reflection, start serving and mark all services SERVING; return port."""
+        if self._started:
+            raise RuntimeError("the server was already started")
+        creds = self._credentials()
+        reflection.enable_server_reflection(
+            (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        bind = format_address(self.config.listen_host, self.config.listen_port)
+        try:
+            if creds is None:
+                port = self._server.add_insecure_port(bind)
+            else:
+                port = self._server.add_secure_port(bind, creds)
+        except RuntimeError as err:
+            name = self.config.name
+            raise AgentStartError(f"agent {name}: cannot listen on {bind}: {err}") from None
+        if port == 0:
+            raise AgentStartError(f"agent {self.config.name}: cannot listen on {bind}")
+        self._port = port
+        self._started = True
+        self._server.start()
+        for name in ("", *self._services):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.log.info(
+            "agent_started",
+            address=self.address,
+            tls=creds is not None,
+            services=list(self._services),
+        )
+        return port
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped; return False if ``timeout`` expired first."""
+        return self._stopped.wait(timeout)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Mark NOT_SERVING, let in-flight RPCs finish for ``grace`` seconds, then stop."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            grace = self.config.grace_seconds if grace is None else grace
+            self.log.info("agent_stopping", grace_seconds=grace)
+            self.health.enter_graceful_shutdown()
+            self._server.stop(grace).wait()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for callback in reversed(self._on_stop):
+                try:
+                    callback()
+                except Exception:
+                    self.log.exception("on_stop_callback_failed", callback=repr(callback))
+            self.log.info("agent_stopped")
+            self._stopped.set()
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM and SIGINT (call from the main thread)."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.log.info("signal_received", signal=signal.Signals(signum).name)
+            threading.Thread(target=self.stop, name="agent-stop", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def __enter__(self) -> AgentServer:
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(0)

@@ -1,0 +1,286 @@
+"""SQLite persistence for agents: WAL, per-component schema migrations, transactions, 0600 files.
+
+    store = Store.open(config.resolved_data_dir / "ras.sqlite3")
+    store.migrate("ras", [
+        "CREATE TABLE clouds (id TEXT PRIMARY KEY, pubkey BLOB NOT NULL)",    # version 1
+        "ALTER TABLE clouds ADD COLUMN region TEXT",                         # version 2
+    ])
+    with store.transaction() as db:
+        db.execute("INSERT INTO clouds (id, pubkey) VALUES (?, ?)", ("edge1", b"..."))
+    replay = ReplayCache(store, namespace="rasp")
+    if not replay.check_and_insert(nonce, ttl=120):
+        ...  # replay: reject
+
+Migrations are append-only lists: each entry (SQL script or callable taking the connection) runs
+once, in order, inside one transaction with its version bump; never edit an applied entry, add a
+new one. Several components (the agent, the shared replay cache) keep separate version counters
+in the ``schema_versions`` table of the same database.
+
+One connection is shared by the agent's RPC threads and serialised by a lock; SQLite's
+``busy_timeout`` covers other processes using the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from agents.common.errors import StoreError
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def _ensure_private_file(path: Path) -> None:
+    """Create ``path`` with mode 0600 if missing; tighten it if it exists."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """A SQLite database file owned by one agent."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            _ensure_private_file(self.path)
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout_s,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions ("
+                " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open store {self.path}: {err}") from None
+        self._tighten_sidecars()
+
+    @classmethod
+    def open(cls, path: Path, **kwargs: Any) -> Store:
+        return cls(path, **kwargs)
+
+    def _tighten_sidecars(self) -> None:
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.chmod(side, FILE_MODE)
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT (ROLLBACK on error); nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run one statement in its own transaction; return the number of rows changed."""
+        with self.transaction() as db:
+            return db.execute(sql, params).rowcount
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def query_one(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+            return row
+
+    # -- schema -------------------------------------------------------------------------------
+    def schema_version(self, component: str) -> int:
+        row = self.query_one(
+            "SELECT version FROM schema_versions WHERE component = ?", (component,)
+        )
+        return int(row["version"]) if row else 0
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Apply the not-yet-applied ``migrations`` of ``component``; return the new version."""
+        with self._lock:
+            current = self.schema_version(component)
+            if current > len(migrations):
+                raise StoreError(
+                    f"{self.path}: {component} schema is version {current} but this agent knows "
+                    f"only {len(migrations)}; upgrade the agent or move the data dir away"
+                )
+            for version, step in enumerate(migrations[current:], start=current + 1):
+                try:
+                    self._apply(component, version, step)
+                except sqlite3.Error as err:
+                    raise StoreError(
+                        f"{self.path}: migration {component} v{version} failed: {err}"
+                    ) from None
+            self._tighten_sidecars()
+            return len(migrations)
+
+    def _apply(self, component: str, version: int, step: Migration) -> None:
+        with self.transaction() as db:
+            if callable(step):
+                step(db)
+            else:
+                for statement in _split_sql(step):
+                    db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                (component, version),
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock, suppress(sqlite3.Error):
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into complete statements (executescript would auto-COMMIT)."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements
+
+
+REPLAY_CACHE_MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE replay_cache (
+        namespace  TEXT NOT NULL,
+        nonce      BLOB NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (namespace, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX replay_cache_expiry ON replay_cache (expires_at);
+    """,
+]
+
+
+class ReplayCache:
+    """Nonces seen recently, persisted so a restarted agent still rejects replays.
+
+    ``check_and_insert`` is atomic: of two concurrent calls with the same nonce exactly one
+    returns True. A nonce is remembered until its expiry; callers must therefore also reject
+    messages older than the ttl (timestamp freshness window), otherwise an old message could be
+    replayed after its nonce expired.
+    """
+
+    COMPONENT = "edgeferry.replay_cache"
+
+    def __init__(
+        self,
+        store: Store,
+        namespace: str = "default",
+        *,
+        default_ttl: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        purge_every: int = 256,
+    ) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.default_ttl = default_ttl
+        self.clock = clock
+        self._purge_every = purge_every
+        self._inserts = 0
+        store.migrate(self.COMPONENT, REPLAY_CACHE_MIGRATIONS)
+
+    def check_and_insert(
+        self, nonce: bytes, *, ttl: float | None = None, expires_at: float | None = None
+    ) -> bool:
+        """Record ``nonce``; True if it was fresh, False if it is a replay (already seen)."""
+        if not nonce:
+            raise ValueError("empty nonce")
+        now = self.clock()
+        expiry = expires_at if expires_at is not None else now + (ttl or self.default_ttl)
+        with self.store.transaction() as db:
+            # Insert, or take over the row only if the old entry has expired.
+            changed = db.execute(
+                "INSERT INTO replay_cache (namespace, nonce, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(namespace, nonce) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE replay_cache.expires_at <= ?",
+                (self.namespace, bytes(nonce), expiry, now),
+            ).rowcount
+            self._inserts += 1
+            if self._inserts % self._purge_every == 0:
+                self._purge(db, now)
+        return changed == 1
+
+    def seen(self, nonce: bytes) -> bool:
+        """True while ``nonce`` is remembered (not expired)."""
+        row = self.store.query_one(
+            "SELECT 1 FROM replay_cache WHERE namespace = ? AND nonce = ? AND expires_at > ?",
+            (self.namespace, bytes(nonce), self.clock()),
+        )
+        return row is not None
+
+    def purge_expired(self) -> int:
+        """Delete expired nonces of this namespace; return how many were removed."""
+        with self.store.transaction() as db:
+            return self._purge(db, self.clock())
+
+    def _purge(self, db: sqlite3.Connection, now: float) -> int:
+        return db.execute(
+            "DELETE FROM replay_cache WHERE namespace = ? AND expires_at <= ?",
+            (self.namespace, now),
+        ).rowcount
+
+    def __len__(self) -> int:
+        row = self.store.query_one(
+            "SELECT COUNT(*) AS n FROM replay_cache WHERE namespace = ? AND expires_at > ?",
+            (self.namespace, self.clock()),
+        )
+        return int(row["n"]) if row else 0

@@ -1,0 +1,136 @@
+"""Shared fixtures: a lab PKI on disk and helpers to run real agent servers on 127.0.0.1.
+
+``lab_pki`` (session scope) gives a lab CA with certificates for a localhost agent and a
+controller client, plus a foreign CA whose certificates must be refused::
+
+    def test_x(lab_pki, agent_config):
+        server = AgentServer(agent_config(name="ras"))
+        ...
+        channel = lab_pki.channel(server.port)          # mTLS as "controller"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from agents.common.client import secure_channel
+from agents.common.config import AgentConfig, TLSConfig, load_config
+from agents.common.server import AgentServer
+from edgeferry.pki import IssuedCert, LabCA
+
+LOCAL_DNS = ("localhost",)
+LOCAL_IPS = ("127.0.0.1", "::1")
+
+
+@dataclass
+class LabPKI:
+    """Certificates for tests. ``server``/``client`` come from ``ca``; ``foreign_*`` do not."""
+
+    root: Path
+    ca: LabCA
+    server: IssuedCert  # CN "agent", SANs localhost/127.0.0.1/::1, serverAuth + clientAuth
+    client: IssuedCert  # CN "controller", clientAuth only
+    foreign_ca: LabCA
+    foreign_client: IssuedCert  # CN "controller" too, but issued by the foreign CA
+    foreign_server: IssuedCert  # CN "agent", localhost SANs, foreign CA
+    _extra: dict[str, IssuedCert] = field(default_factory=dict)
+
+    def issue(self, name: str, *, server: bool = True, client: bool = True) -> IssuedCert:
+        """Another certificate from the lab CA (cached by name), valid for localhost."""
+        if name not in self._extra:
+            self._extra[name] = self.ca.issue(
+                name,
+                self.root / "issued",
+                dns_names=LOCAL_DNS if server else (),
+                ip_addresses=LOCAL_IPS if server else (),
+                server=server,
+                client=client,
+            )
+        return self._extra[name]
+
+    def tls_config(self, issued: IssuedCert | None = None) -> TLSConfig:
+        """TLSConfig for an agent serving with ``issued`` (default: ``server``)."""
+        issued = issued or self.server
+        return TLSConfig(ca_cert=self.ca.cert_path, cert=issued.cert_path, key=issued.key_path)
+
+    def channel(
+        self, port: int, issued: IssuedCert | None = None, host: str = "127.0.0.1"
+    ) -> grpc.Channel:
+        """An mTLS channel to a local agent as ``issued`` (default: the controller client)."""
+        issued = issued or self.client
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return secure_channel(target, self.ca.cert_path, issued.cert_path, issued.key_path)
+
+
+@pytest.fixture(scope="session")
+def lab_pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
+    root = tmp_path_factory.mktemp("pki")
+    ca = LabCA.create(root / "ca")
+    issued = root / "issued"
+    foreign_ca = LabCA.create(root / "foreign-ca", "foreign CA")
+    foreign = root / "foreign"
+    return LabPKI(
+        root=root,
+        ca=ca,
+        server=ca.issue("agent", issued, dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS),
+        client=ca.issue_client("controller", issued),
+        foreign_ca=foreign_ca,
+        foreign_client=foreign_ca.issue_client("controller", foreign),
+        foreign_server=foreign_ca.issue(
+            "agent", foreign, dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS
+        ),
+    )
+
+
+@pytest.fixture
+def agent_config(lab_pki: LabPKI, tmp_path: Path) -> Callable[..., AgentConfig]:
+    """Factory: ``agent_config(name="ras", **overrides)`` -> an mTLS config on 127.0.0.1:0.
+
+    Overrides are dotted keys as in ``load_config`` (e.g. ``**{"settings.ttl": 5}``); pass
+    ``tls=None`` for a config without TLS material.
+    """
+
+    def make(name: str = "testagent", **overrides: Any) -> AgentConfig:
+        tls = lab_pki.tls_config()
+        defaults: dict[str, Any] = {
+            "name": name,
+            "listen_host": "127.0.0.1",
+            "listen_port": 0,
+            "data_dir": str(tmp_path / "data" / name),
+            "grace_seconds": 1.0,
+            "tls.ca_cert": str(tls.ca_cert),
+            "tls.cert": str(tls.cert),
+            "tls.key": str(tls.key),
+        }
+        if "tls" in overrides and overrides["tls"] is None:
+            overrides.pop("tls")
+            defaults = {k: v for k, v in defaults.items() if not k.startswith("tls.")}
+        return load_config(None, overrides, defaults=defaults)
+
+    return make
+
+
+@pytest.fixture
+def run_agent_server() -> Iterator[Callable[..., AgentServer]]:
+    """Factory: ``run_agent_server(config, setup=None)`` starts a server, stopped after the test."""
+    started: list[AgentServer] = []
+
+    def start(
+        config: AgentConfig, setup: Callable[[AgentServer], None] | None = None
+    ) -> AgentServer:
+        server = AgentServer(config)
+        if setup is not None:
+            setup(server)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(0)
