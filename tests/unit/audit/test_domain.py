@@ -1,0 +1,290 @@
+"""Data-audit policy model and decisions (seed 002): validation, element checks, modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.audit.domain import (
+    ACCESS,
+    CONTAINER_ELEMENTS,
+    LIVENESS,
+    EdgeState,
+    InvalidTarget,
+    PolicyError,
+    Target,
+    UnknownEdge,
+    UnknownRegion,
+    choose_destination,
+    evaluate,
+    parse_container_policy,
+    parse_edge,
+    parse_requirement,
+)
+from agents.audit.tables import seed002_tables
+
+UP = EdgeState(cpu_percent=40, memory_percent=30, alive=True, measured_at=1000.0)
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return seed002_tables()
+
+
+def _row(decision, element):
+    (row,) = [c for c in decision.checks if c.element == element]
+    return row
+
+
+# --- Tables 5-6 verification (section 5.1, Figure 19) -------------------------------------
+
+@pytest.mark.parametrize(("edge", "failed", "required", "actual"), [
+    ("Edge2", "cDAl", "jp,us,fr", "de"),
+    ("Edge4", "cDAo", "-caB", "caB"),
+    ("Edge6", "cDAl", "jp,us,fr", "kr"),
+])
+def test_paper_denials_name_the_failing_element_and_values(paper, edge, failed, required, actual):
+    d = evaluate(paper.containers["App1"], paper.edges[edge], paper.states[edge])
+    assert not d.permit
+    assert [c.element for c in d.failures] == [failed]
+    row = _row(d, failed)
+    assert (row.required, row.actual, row.held, row.constrained) == (required, actual, False, True)
+    assert d.reasons() == [f"{failed}: {row.note}"]
+
+
+@pytest.mark.parametrize("edge", ["Edge3", "Edge5", "Edge7", "Edge8"])
+def test_paper_permits(paper, edge):
+    d = evaluate(paper.containers["App1"], paper.edges[edge], paper.states[edge])
+    assert d.permit, d.reasons()
+    assert d.failures == ()
+    # every element is listed, in Table 1 order, after the access and liveness rows
+    assert [c.element for c in d.checks] == [ACCESS, LIVENESS, *CONTAINER_ELEMENTS]
+    assert _row(d, "cHRcu").note == "40% <= 60"
+    assert _row(d, "cHRmu").note == "30% <= 50"
+    assert _row(d, "cHRc").note == "2.6 GHz >= 1.6 GHz"
+    assert _row(d, "cHRm").note == "8 GB >= 4 GB"
+    assert not _row(d, "cHRgpu").constrained
+
+
+def test_paper_named_edge_mode_matches_figure19(paper):
+    app = paper.containers["App1"]
+    published = paper.published["figure19"]
+    for edge, expected in published.items():
+        md = choose_destination(app, paper.edges, paper.states, Target.edge(edge), seed=None)
+        assert md.permit is expected["permit"], edge
+        assert [d.edge for d in md.tries] == [edge]
+        if not expected["permit"]:
+            assert [c.element for c in md.tries[0].failures] == [expected["failed"]]
+
+
+@pytest.mark.parametrize("region", ["regionB", "regionC", "regionD"])
+def test_region_mode_only_picks_permitted_edges_of_the_region(paper, region):
+    app = paper.containers["App1"]
+    seen_orders = set()
+    for seed in range(40):
+        md = choose_destination(app, paper.edges, paper.states, Target.region(region), seed=seed)
+        assert md.permit
+        assert md.tries[-1].permit and md.tries[-1].edge == md.chosen
+        assert all(not d.permit for d in md.tries[:-1])
+        assert all(paper.edges[d.edge].region == region for d in md.tries)
+        assert [d.edge for d in md.tries] == list(md.candidates[: len(md.tries)])
+        seen_orders.add(tuple((d.edge, d.permit) for d in md.tries))
+    if region == "regionB":  # Table 7: both orders occur (Edge3 first, or Edge2 denied first)
+        assert seen_orders == {(("Edge3", True),), (("Edge2", False), ("Edge3", True))}
+
+
+def test_region_mode_is_reproducible_for_a_seed(paper):
+    app = paper.containers["App1"]
+    runs = [choose_destination(app, paper.edges, paper.states, Target.any(), seed=7)
+            for _ in range(3)]
+    assert len({tuple(d.edge for d in r.tries) for r in runs}) == 1
+
+
+def test_any_mode_never_picks_denied_or_current_edge(paper):
+    app = paper.containers["App1"]
+    chosen = set()
+    for seed in range(60):
+        md = choose_destination(app, paper.edges, paper.states, Target.any(), seed=seed)
+        assert md.chosen in {"Edge3", "Edge5", "Edge7", "Edge8"}
+        assert "Edge1" not in md.candidates
+        assert sorted(md.candidates) == [f"Edge{i}" for i in range(2, 9)]
+        denied = [d.edge for d in md.tries[:-1]]
+        assert set(denied) <= {"Edge2", "Edge4", "Edge6"}
+        chosen.add(md.chosen)
+    assert chosen == {"Edge3", "Edge5", "Edge7", "Edge8"}
+
+
+def test_any_mode_denies_with_all_reasons_when_nothing_fits(paper):
+    strict = parse_container_policy("App2", {"cDAl": "kr,de", "cDAo": "-caA,-caD"},
+                                    location="Edge1")
+    md = choose_destination(strict, paper.edges, paper.states, Target.any(), seed=3)
+    assert not md.permit and md.chosen is None
+    assert sorted(d.edge for d in md.tries) == [f"Edge{i}" for i in range(2, 9)]
+    assert "no edge in any region permits the migration" in md.reasons()
+    assert "Edge2: cDAo: caA is excluded" in md.reasons()
+
+
+def test_mode_errors(paper):
+    app = paper.containers["App1"]
+    with pytest.raises(UnknownEdge):
+        choose_destination(app, paper.edges, paper.states, Target.edge("Edge9"), seed=1)
+    with pytest.raises(UnknownRegion):
+        choose_destination(app, paper.edges, paper.states, Target.region("regionZ"), seed=1)
+    with pytest.raises(InvalidTarget):
+        choose_destination(app, paper.edges, paper.states, Target.edge("Edge1"), seed=1)
+    md = choose_destination(app, paper.edges, paper.states, Target.region("regionA"), seed=1)
+    assert not md.permit and md.tries == () and "no candidate edge" in md.note
+
+
+# --- access, liveness, monitoring ----------------------------------------------------------
+
+def test_edge_not_shared_with_owner_is_denied_and_skipped(paper):
+    app = paper.containers["App1"]
+    md = choose_destination(app, paper.edges, paper.states, Target.edge("Edge3"), seed=1,
+                            accessible={"Edge5"})
+    assert not md.permit and [c.element for c in md.tries[0].failures] == [ACCESS]
+    for seed in range(10):
+        md = choose_destination(app, paper.edges, paper.states, Target.any(), seed=seed,
+                                accessible={"Edge2", "Edge8"})
+        assert set(md.candidates) == {"Edge2", "Edge8"} and md.chosen == "Edge8"
+
+
+def test_dead_edge_is_denied(paper):
+    app = paper.containers["App1"]
+    down = EdgeState(cpu_percent=0, memory_percent=0, alive=False, measured_at=0)
+    d = evaluate(app, paper.edges["Edge3"], down)
+    assert not d.permit and [c.element for c in d.failures] == [LIVENESS]
+
+
+def test_utilisation_needs_a_fresh_measurement(paper):
+    app = paper.containers["App1"]
+    edge = paper.edges["Edge3"]
+    d = evaluate(app, edge, None)
+    assert [c.element for c in d.failures] == ["cHRcu", "cHRmu"]
+    assert _row(d, "cHRcu").actual == "(not measured)"
+    d = evaluate(app, edge, UP, now=UP.measured_at + 1201, max_state_age=1200)
+    assert [c.element for c in d.failures] == ["cHRcu", "cHRmu"]
+    assert "stale" in _row(d, "cHRmu").note
+    assert evaluate(app, edge, UP, now=UP.measured_at + 600, max_state_age=1200).permit
+    busy = EdgeState(cpu_percent=61, memory_percent=50, alive=True, measured_at=0)
+    d = evaluate(app, edge, busy)
+    assert [c.element for c in d.failures] == ["cHRcu"]
+    assert _row(d, "cHRcu").note == "61% > 60" and _row(d, "cHRmu").held  # 50 <= 50
+    unconstrained = parse_container_policy("free", {})
+    assert evaluate(unconstrained, edge, None).permit
+
+
+# --- the paper's Table 3 / Table 4 example (section 3.2.3) ---------------------------------
+
+def test_table3_table4_example_denies_on_country_only():
+    container = parse_container_policy("c", {
+        "cDAl": "jp", "cDAo": "camA", "cHRh": "devA", "cHRt": "lxc", "cHRcu": 40, "cHRmu": 40,
+        "cHRc": 2.2, "cHRm": 2, "cHRgpu": "-", "cHRac": "-", "cHRaf": "-"})
+    edge = parse_edge("e", {"eDAl": "us", "eDAo": "camA", "eHRh": "devA", "eHRt": "lxc",
+                            "eHRc": 2.6, "eHRm": 8, "eHRgpu": "-", "eHRac": "-", "eHRaf": "-"})
+    d = evaluate(container, edge, EdgeState(10, 20, True, 0))
+    assert not d.permit
+    assert [c.element for c in d.failures] == ["cDAl"]
+    assert container.constrained() == ("cDAl", "cDAo", "cHRh", "cHRt", "cHRcu", "cHRmu",
+                                       "cHRc", "cHRm")
+
+
+# --- element semantics ---------------------------------------------------------------------
+
+def _edge(**attrs):
+    base = {"eDAl": "fr", "eDAo": "orgA", "eHRh": "nvidia", "eHRt": "lxc,docker",
+            "eHRc": 2.2, "eHRm": 32, "eHRgpu": "yes", "eHRac": "dla,pva", "eHRaf": "TensorRT,onnx"}
+    base.update(attrs)
+    return parse_edge("x", base)
+
+
+@pytest.mark.parametrize(("reqs", "permit"), [
+    ({"cDAl": "eu"}, True),
+    ({"cDAl": "eu,-fr"}, False),
+    ({"cDAl": "-de"}, True),
+    ({"cDAl": "FR"}, True),
+    ({"cDAo": "ORGA"}, True),            # names compare case-insensitively
+    ({"cHRt": "docker"}, True),          # any of the edge's tools
+    ({"cHRt": "podman,lxc"}, True),
+    ({"cHRt": "podman"}, False),
+    ({"cHRt": "-docker"}, False),
+    ({"cHRac": "dla,pva"}, True),        # all of the required accessories
+    ({"cHRac": "dla,tpu"}, False),
+    ({"cHRac": "-pva"}, False),
+    ({"cHRaf": ["tensorrt"]}, True),     # YAML lists are accepted
+    ({"cHRgpu": "yes"}, True),
+    ({"cHRgpu": True}, True),
+    ({"cHRgpu": "no"}, True),            # "no" = AI support not required
+    ({"cHRc": "2.2GHz"}, True),
+    ({"cHRc": 2.3}, False),
+    ({"cHRm": "32"}, True),
+    ({"cHRm": 33}, False),
+])
+def test_element_semantics(reqs, permit):
+    d = evaluate(parse_container_policy("c", reqs), _edge(), UP)
+    assert d.permit is permit, d.reasons()
+
+
+def test_undeclared_edge_attribute_fails_closed():
+    edge = parse_edge("bare", {"eDAl": "jp"})
+    assert not evaluate(parse_container_policy("c", {"cDAo": "-caB"}), edge, UP).permit
+    assert not evaluate(parse_container_policy("c", {"cHRgpu": "yes"}), edge, UP).permit
+    assert not evaluate(parse_container_policy("c", {"cHRm": 1}), edge, UP).permit
+    assert evaluate(parse_container_policy("c", {"cDAl": "jp"}), edge, UP).permit
+    none = parse_edge("none", {"eHRac": "-", "eHRgpu": "-"})
+    assert evaluate(parse_container_policy("c", {"cHRac": "-dla"}), none, UP).permit
+    assert not evaluate(parse_container_policy("c", {"cHRac": "dla"}), none, UP).permit
+    assert not evaluate(parse_container_policy("c", {"cHRgpu": "yes"}), none, UP).permit
+
+
+def test_canonical_text_round_trips(paper):
+    for policy in paper.containers.values():
+        again = parse_container_policy(policy.name, policy.canonical(), location=policy.location)
+        assert again.canonical() == policy.canonical()
+    for edge in paper.edges.values():
+        again = parse_edge(edge.name, edge.canonical(), region=edge.region)
+        assert again.sets == edge.sets and again.numbers == edge.numbers and again.gpu == edge.gpu
+
+
+# --- validation on entry ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("element", "value", "message"), [
+    ("cDAx", "jp", "unknown container requirement"),
+    ("eDAl", "jp", "that is an edge attribute"),
+    ("cDAl", "uk", "unknown country code 'uk'"),
+    ("cDAl", "jpn", "unknown country code"),
+    ("cDAl", "jp,*", "cannot be combined"),
+    ("cDAl", "jp,-", "'-' must be followed"),
+    ("cDAo", "caA,-caA", "both allowed and excluded"),
+    ("cDAl", "fr,-eu", "excludes everything it allows"),
+    ("cHRcu", "sixty", "is not a number"),
+    ("cHRcu", 101, "between 0 and 100"),
+    ("cHRc", "nan", "is not a number"),
+    ("cHRc", "1e999", "finite number"),
+    ("cHRc", -1, "finite number >= 0"),
+    ("cHRc", "2.4GB", "is not a number (GHz"),
+    ("cHRm", True, "is not a number"),
+    ("cHRgpu", "maybe", "is not yes/no"),
+    ("cHRh", "bad;name", "is not a valid name"),
+])
+def test_invalid_requirements_are_rejected_with_a_clear_message(element, value, message):
+    with pytest.raises(PolicyError) as err:
+        parse_container_policy("c", {element: value})
+    assert message in str(err.value)
+    assert str(err.value).startswith(element)
+
+
+def test_uk_hint():
+    with pytest.raises(PolicyError, match="'gb'"):
+        parse_requirement("cDAl", "uk")
+
+
+@pytest.mark.parametrize(("attrs", "message"), [
+    ({"cDAl": "jp"}, "that is a container requirement"),
+    ({"eDAl": "jp,us"}, "exactly one value"),
+    ({"eDAl": "eu"}, "unknown country code"),
+    ({"eHRc": "fast"}, "is not a number"),
+    ({"eHRgpu": "sometimes"}, "yes/no"),
+])
+def test_invalid_edge_attributes_are_rejected(attrs, message):
+    with pytest.raises(PolicyError, match=message):
+        parse_edge("e", attrs)
