@@ -1,7 +1,8 @@
 """Where edgeferry keeps generated files: the workspace is $EDGEFERRY_HOME or the current directory.
 
 Generated state (lab keys, CA material, run artifacts) lives under `<workspace>/.edgeferry/`,
-which is git-ignored; inventories under `<workspace>/inventory/`; reports under `<workspace>/reports/`.
+which is git-ignored; inventories under `<workspace>/inventory/`; reports under
+`<workspace>/reports/`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Ansible inventory for an emulated lab, in the same shape as `inventory/example-hardware/`.
 
 Groups live only in hosts.yml (control, edge, x86, jetson); connection settings and lab facts
-live in group_vars/all/<topic>.yml. Rendering is pure: it returns file contents, the provider writes them.
+live in group_vars/all/<topic>.yml. Rendering is pure: it returns file contents, the provider
+writes them.
 """
 
 from __future__ import annotations
