@@ -11,6 +11,7 @@ controller client, plus a foreign CA whose certificates must be refused::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,3 +135,21 @@ def run_agent_server() -> Iterator[Callable[..., AgentServer]]:
     yield start
     for server in started:
         server.stop(0)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Use around code that calls ``configure_logging`` (process-wide): restores the loggers."""
+    saved = {}
+    for name in ("edgeferry", "grpc"):
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate

@@ -34,7 +34,7 @@ from typing import Any
 
 from agents.common.errors import StoreError
 
-Migration = str | Callable[[sqlite3.Connection], None]
+Migration = str | Callable[[sqlite3.Connection], object]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -186,14 +186,14 @@ class Store:
 def _split_sql(script: str) -> list[str]:
     """Split a migration script into complete statements (executescript would auto-COMMIT)."""
     statements, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
+    for piece in script.split(";"):
+        buf += piece + ";"
         if sqlite3.complete_statement(buf):
-            if buf.strip():
+            if buf.strip(" \t\r\n;"):
                 statements.append(buf.strip())
             buf = ""
-    if buf.strip():
-        statements.append(buf.strip())
+    if buf.strip(" \t\r\n;"):
+        statements.append(buf.strip())  # incomplete: let SQLite report the syntax error
     return statements
 
 
