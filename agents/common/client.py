@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from cryptography import x509
 
-from agents.common.config import is_loopback_host
+from agents.common.config import TLSConfig, is_loopback_host
 from agents.common.errors import AgentStartError, NoPeerIdentity
 from agents.common.tls import PemSource, TLSMaterial, channel_credentials
 
@@ -42,6 +42,16 @@ def secure_channel(
     if server_name:
         opts.append(("grpc.ssl_target_name_override", server_name))
     return grpc.secure_channel(target, channel_credentials(material), options=opts)
+
+
+def secure_channel_from_config(
+    tls: TLSConfig,
+    target: str,
+    server_name: str | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """An mTLS channel using an agent's own TLS config (agents calling other agents)."""
+    return secure_channel(target, tls.ca_cert, tls.cert, tls.key, server_name, options)
 
 
 def plaintext_loopback_channel(target: str) -> grpc.Channel:

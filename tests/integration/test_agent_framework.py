@@ -20,7 +20,12 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from agents.common.client import peer_identity, plaintext_loopback_channel, require_peer
+from agents.common.client import (
+    peer_identity,
+    plaintext_loopback_channel,
+    require_peer,
+    secure_channel,
+)
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentStartError
 from agents.common.server import AgentServer
@@ -136,6 +141,50 @@ def test_client_refuses_server_from_foreign_ca(
         )
     )
     assert_refused(lab_pki.channel(server.port))
+
+
+def test_client_certificate_without_client_auth_eku_is_refused(
+    lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], run_agent_server: Any
+) -> None:
+    server = run_agent_server(agent_config())
+    server_only = lab_pki.issue("server-only", server=True, client=False)
+    assert_refused(lab_pki.channel(server.port, server_only))
+
+
+def test_server_certificate_without_server_auth_eku_is_refused(
+    lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], run_agent_server: Any
+) -> None:
+    # right CA and right SANs, but only the clientAuth purpose
+    client_only = lab_pki.ca.issue(
+        "client-only",
+        lab_pki.root / "issued",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
+        server=False,
+    )
+    server = run_agent_server(
+        agent_config(
+            **{"tls.cert": str(client_only.cert_path), "tls.key": str(client_only.key_path)}
+        )
+    )
+    assert_refused(lab_pki.channel(server.port))
+
+
+def test_server_name_must_match_certificate_sans(
+    lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], run_agent_server: Any
+) -> None:
+    server = run_agent_server(agent_config())
+    client = lab_pki.client
+    target = f"127.0.0.1:{server.port}"
+    ok = secure_channel(
+        target, lab_pki.ca.cert_path, client.cert_path, client.key_path, server_name="localhost"
+    )
+    with ok:
+        assert check(ok) == SERVING
+    wrong = secure_channel(
+        target, lab_pki.ca.cert_path, client.cert_path, client.key_path, server_name="ras.lab"
+    )
+    assert_refused(wrong)
 
 
 def test_plaintext_mode_works_on_loopback_only_when_enabled(

@@ -15,6 +15,7 @@ from agents.common.client import (
     plaintext_loopback_channel,
     require_peer,
     secure_channel,
+    secure_channel_from_config,
 )
 from agents.common.errors import AgentStartError, NoPeerIdentity
 from agents.common.tls import TLSMaterial
@@ -112,6 +113,7 @@ def test_channels(lab_pki: LabPKI) -> None:
         server_name="localhost",
     )
     ch.close()
+    secure_channel_from_config(lab_pki.tls_config(), "localhost:1").close()
     plaintext_loopback_channel("[::1]:1").close()
     with pytest.raises(AgentStartError, match="non-loopback"):
         plaintext_loopback_channel("10.0.0.1:50051")
