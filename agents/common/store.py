@@ -8,8 +8,13 @@
     with store.transaction() as db:
         db.execute("INSERT INTO clouds (id, pubkey) VALUES (?, ?)", ("edge1", b"..."))
     replay = ReplayCache(store, namespace="rasp")
-    if not replay.check_and_insert(nonce, ttl=120):
-        ...  # replay: reject
+    if replay.admit(msg.nonce, msg.timestamp_ms / 1000, window=120) is not Freshness.FRESH:
+        ...  # reject: REPLAY or STALE_NONCE
+    revoked = SqliteRevocationStore(store, namespace="capabilities")
+
+``ReplayCache`` and ``SqliteRevocationStore`` satisfy the ``agents.security.stores`` protocols
+(``remember``/``seen``/``purge`` and ``revoke``/``is_revoked``/``purge``, times in ms), so they
+can be handed to the security layer directly.
 
 Migrations are append-only lists: each entry (SQL script or callable taking the connection) runs
 once, in order, inside one transaction with its version bump; never edit an applied entry, add a
@@ -22,6 +27,7 @@ One connection is shared by the agent's RPC threads and serialised by a lock; SQ
 
 from __future__ import annotations
 
+import enum
 import os
 import sqlite3
 import threading
@@ -210,6 +216,14 @@ REPLAY_CACHE_MIGRATIONS: list[Migration] = [
 ]
 
 
+class Freshness(enum.Enum):
+    """Outcome of `ReplayCache.admit` (map to ErrorCode REPLAY / STALE_NONCE)."""
+
+    FRESH = "fresh"
+    REPLAY = "replay"
+    STALE = "stale"
+
+
 class ReplayCache:
     """Nonces seen recently, persisted so a restarted agent still rejects replays.
 
@@ -259,6 +273,31 @@ class ReplayCache:
                 self._purge(db, now)
         return changed == 1
 
+    def admit(self, nonce: bytes, sent_at: float, *, window: float) -> Freshness:
+        """Freshness check for one protocol message: timestamp window *and* nonce replay.
+
+        STALE when ``sent_at`` (sender's clock, seconds) is more than ``window`` seconds away
+        from now; REPLAY when the nonce was already admitted; otherwise the nonce is remembered
+        until ``sent_at + window`` (after which the timestamp check rejects the message anyway,
+        so a replay can never slip through once the nonce is forgotten) and FRESH is returned.
+        """
+        if window <= 0:
+            raise ValueError("window must be positive")
+        if abs(self.clock() - sent_at) > window:
+            return Freshness.STALE
+        fresh = self.check_and_insert(nonce, expires_at=sent_at + window)
+        return Freshness.FRESH if fresh else Freshness.REPLAY
+
+    # agents.security.stores.ReplayCache protocol (times in integer milliseconds)
+    def remember(self, key: bytes, until_ms: int) -> bool:
+        """Record ``key`` until ``until_ms``; False (no change) if it is already recorded."""
+        return self.check_and_insert(key, expires_at=until_ms / 1000.0)
+
+    def purge(self, now_ms: int) -> int:
+        """Forget entries that expired at or before ``now_ms``; return how many."""
+        with self.store.transaction() as db:
+            return self._purge(db, now_ms / 1000.0)
+
     def seen(self, nonce: bytes) -> bool:
         """True while ``nonce`` is remembered (not expired)."""
         row = self.store.query_one(
@@ -282,5 +321,62 @@ class ReplayCache:
         row = self.store.query_one(
             "SELECT COUNT(*) AS n FROM replay_cache WHERE namespace = ? AND expires_at > ?",
             (self.namespace, self.clock()),
+        )
+        return int(row["n"]) if row else 0
+
+
+REVOCATION_MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE revocations (
+        namespace TEXT NOT NULL,
+        key       BLOB NOT NULL,
+        until_ms  INTEGER,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+class SqliteRevocationStore:
+    """Revoked capability versions / sessions, persisted (agents.security RevocationStore).
+
+    An entry stays revoked until ``purge`` is called after its ``until_ms`` (None = forever);
+    revoking again keeps the later of the two expiries.
+    """
+
+    COMPONENT = "edgeferry.revocations"
+
+    def __init__(self, store: Store, namespace: str = "default") -> None:
+        self.store = store
+        self.namespace = namespace
+        store.migrate(self.COMPONENT, REVOCATION_MIGRATIONS)
+
+    def revoke(self, key: bytes, until_ms: int | None) -> None:
+        self.store.execute(
+            "INSERT INTO revocations (namespace, key, until_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT(namespace, key) DO UPDATE SET until_ms = CASE "
+            "WHEN revocations.until_ms IS NULL OR excluded.until_ms IS NULL THEN NULL "
+            "ELSE MAX(revocations.until_ms, excluded.until_ms) END",
+            (self.namespace, bytes(key), until_ms),
+        )
+
+    def is_revoked(self, key: bytes) -> bool:
+        row = self.store.query_one(
+            "SELECT 1 FROM revocations WHERE namespace = ? AND key = ?",
+            (self.namespace, bytes(key)),
+        )
+        return row is not None
+
+    def purge(self, now_ms: int) -> int:
+        """Forget entries whose ``until_ms`` has passed; return how many were dropped."""
+        return self.store.execute(
+            "DELETE FROM revocations WHERE namespace = ? AND until_ms IS NOT NULL "
+            "AND until_ms <= ?",
+            (self.namespace, now_ms),
+        )
+
+    def __len__(self) -> int:
+        row = self.store.query_one(
+            "SELECT COUNT(*) AS n FROM revocations WHERE namespace = ?", (self.namespace,)
         )
         return int(row["n"]) if row else 0

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from agents.common.errors import StoreError
-from agents.common.store import ReplayCache, Store
+from agents.common.store import Freshness, ReplayCache, SqliteRevocationStore, Store
+from agents.security.stores import ReplayCache as SecurityReplayCache
+from agents.security.stores import RevocationStore
 
 
 class Clock:
@@ -158,3 +160,50 @@ def test_replay_cache_check_and_insert_is_atomic_across_threads_and_connections(
     for s in stores:
         s.close()
     assert sorted(wins) == sorted(f"nonce-{n}".encode() for n in range(50))
+
+
+def test_admit_checks_timestamp_window_and_nonce(store: Store) -> None:
+    clock = Clock(10_000.0)
+    cache = ReplayCache(store, "msgs", clock=clock)
+    assert cache.admit(b"n1", clock.now - 5, window=30) is Freshness.FRESH
+    assert cache.admit(b"n1", clock.now - 5, window=30) is Freshness.REPLAY
+    assert cache.admit(b"n2", clock.now - 31, window=30) is Freshness.STALE
+    assert cache.admit(b"n3", clock.now + 31, window=30) is Freshness.STALE  # from the future
+    assert not cache.seen(b"n2")  # stale messages do not consume nonces
+    # once the nonce is forgotten, the same message is too old to pass the window check
+    clock.now += 26
+    assert cache.admit(b"n1", clock.now - 31, window=30) is Freshness.STALE
+    with pytest.raises(ValueError, match="window"):
+        cache.admit(b"n4", clock.now, window=0)
+
+
+def test_replay_cache_satisfies_security_protocol(store: Store) -> None:
+    cache = ReplayCache(store, "proto", clock=Clock(100.0))
+    assert isinstance(cache, SecurityReplayCache)
+    assert cache.remember(b"k", until_ms=200_000)
+    assert not cache.remember(b"k", until_ms=300_000)
+    assert cache.seen(b"k")
+    assert cache.purge(now_ms=150_000) == 0
+    assert cache.purge(now_ms=200_000) == 1
+    assert not cache.seen(b"k")
+
+
+def test_revocation_store_persists_and_purges(tmp_path: Path) -> None:
+    path = tmp_path / "rev.sqlite3"
+    with Store.open(path) as s:
+        rev = SqliteRevocationStore(s, "caps")
+        assert isinstance(rev, RevocationStore)
+        rev.revoke(b"cap-1", until_ms=1_000)
+        rev.revoke(b"cap-1", until_ms=5_000)  # later expiry wins
+        rev.revoke(b"cap-2", until_ms=None)  # forever
+        rev.revoke(b"cap-3", until_ms=2_000)
+        rev.revoke(b"cap-3", until_ms=None)  # forever wins
+    with Store.open(path) as s:
+        rev = SqliteRevocationStore(s, "caps")
+        assert rev.is_revoked(b"cap-1") and not rev.is_revoked(b"cap-9")
+        assert not SqliteRevocationStore(s, "other").is_revoked(b"cap-1")
+        assert rev.purge(now_ms=4_999) == 0
+        assert rev.purge(now_ms=5_000) == 1
+        assert not rev.is_revoked(b"cap-1")
+        assert rev.is_revoked(b"cap-2") and rev.is_revoked(b"cap-3")
+        assert len(rev) == 2
