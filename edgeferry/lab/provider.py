@@ -154,6 +154,8 @@ class EmulatedLab:
         require_root()
         started = time.monotonic()
         changes: list[str] = []
+        self.client.ping()  # fail fast, before any work, when the engine is not reachable
+        self._check_subnet_free()
         recipe = ImageRecipe()
         tag, build_seconds = build_image(recipe, log=self.log)
         if build_seconds:
@@ -161,7 +163,6 @@ class EmulatedLab:
         previous = LabState.load(self.spec.name)
         if previous and previous.fingerprint != self.spec.fingerprint():
             self.log(f"lab {self.spec.name!r}: spec changed since the last `lab up`; reconciling")
-        self._check_subnet_free()
         network = self._ensure_network(changes)
         public_key, created = ensure_keypair(self.private_key, f"edgeferry-lab-{self.spec.name}")
         if created:

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# edgeferry's two entry points on a fresh Debian/Ubuntu machine (run as root):
+#   ./edgeferry.sh demo   set everything up, bring up the emulated lab and run the main job
+#   ./edgeferry.sh test   set everything up and run the test suite
+# Both are safe to run again: each step checks before it changes anything.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+APT_PACKAGES=(python3 python3-venv python3-dev gcc make git rsync curl ca-certificates
+  docker.io docker-registry apache2-utils debootstrap iperf3 iproute2 openssh-client procps)
+VENV=.venv
+LOG_DIR=/var/log/edgeferry
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'edgeferry.sh: error: %s\n' "$*" >&2; exit "${2:-3}"; }
+
+need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and starts dockerd)"; }
+
+install_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_venv() {
+  local stamp="$VENV/.edgeferry-installed" want
+  want=$(sha256sum pyproject.toml | cut -c1-16)
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing edgeferry and its dependencies into $VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
+    echo "$want" > "$stamp"
+  fi
+}
+
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return; fi
+  if [ -d /run/systemd/system ]; then
+    say "starting docker with systemd"
+    systemctl start docker
+  else
+    say "no systemd here: starting dockerd in the background (log: $LOG_DIR/dockerd.log)"
+    mkdir -p "$LOG_DIR"
+    nohup dockerd >>"$LOG_DIR/dockerd.log" 2>&1 &
+  fi
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
+  die "the Docker engine did not answer within 60 s; see $LOG_DIR/dockerd.log"
+}
+
+setup() { need_root; install_packages; ensure_venv; ensure_docker; }
+
+case "${1:-}" in
+  setup) setup ;;
+  demo)
+    setup
+    say "bringing up the emulated lab"
+    "$VENV/bin/edgeferry" lab up
+    ;;
+  test)
+    setup
+    shift
+    say "running the test suite"
+    exec "$VENV/bin/pytest" "$@"
+    ;;
+  *) echo "usage: $0 demo|test|setup" >&2; exit 2 ;;
+esac
