@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Controller-side packaging for the edgeferry_agent role (standard library only).
+
+`wheel`: build the project's wheel reproducibly from a clean copy of the checkout (tracked and
+untracked-but-not-ignored files), keep it in --out only when its bytes changed, and list the
+agent modules it contains (packages `agents/<name>/` with a `__main__.py`).
+
+`wheelhouse`: download binary wheels of the agents' runtime requirements for one target
+platform (CPU architecture, CPython version, glibc version) so hosts install offline.
+
+Both print one JSON object on stdout; "changed" says whether anything on disk changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+# Fixed timestamp for the files inside the wheel, so equal sources give equal bytes.
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest a zip archive can store
+_SKIP_DIRS = {".git", ".venv", "build", "dist", ".edgeferry", "__pycache__", "reports"}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_files(source: Path) -> list[Path]:
+    """Files that make up the checkout: git's view when it is a repository, else a walk."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            check=True, capture_output=True,
+        ).stdout
+        names = [n for n in out.decode().split("\0") if n]
+        return sorted(Path(n) for n in names if (source / n).is_file())
+    except (OSError, subprocess.CalledProcessError):
+        found = []
+        for root, dirs, files in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
+            found.extend(Path(root, f).relative_to(source) for f in files)
+        return sorted(found)
+
+
+def agent_modules(wheel: Path) -> list[str]:
+    """Agent packages in the wheel that can run as `python -m agents.<name>`."""
+    modules = set()
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == "agents" and parts[2] == "__main__.py":
+                modules.add(f"agents.{parts[1]}")
+    return sorted(modules)
+
+
+def build_wheel(source: Path, out: Path, python: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="edgeferry-wheel-") as tmp:
+        tree, dist = Path(tmp, "src"), Path(tmp, "dist")
+        for rel in source_files(source):
+            target = tree / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, target)
+        env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run(
+            [python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+             "--wheel-dir", str(dist), str(tree)],
+            capture_output=True, text=True, env=env,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"building the wheel failed:\n{proc.stdout}\n{proc.stderr}")
+        built = sorted(dist.glob("edgeferry-*.whl"))
+        if len(built) != 1:
+            raise SystemExit(f"expected one edgeferry wheel, found {[p.name for p in built]}")
+        new = built[0]
+        target = out / new.name
+        changed = not target.exists() or sha256_of(target) != sha256_of(new)
+        if changed:
+            shutil.copyfile(new, target)
+        for stale in out.glob("edgeferry-*.whl"):
+            if stale.name != new.name:
+                stale.unlink()
+                changed = True
+    return {
+        "changed": changed,
+        "wheel": str(target),
+        "wheel_name": target.name,
+        "sha256": sha256_of(target),
+        "agent_modules": agent_modules(target),
+    }
+
+
+def platform_tags(arch: str, glibc: str) -> list[str]:
+    """manylinux tags a host with this glibc accepts, newest first (pip does not expand them)."""
+    major, minor = (int(x) for x in glibc.split(".")[:2])
+    if major != 2:
+        raise SystemExit(f"unexpected glibc version {glibc}")
+    tags = [f"manylinux_2_{m}_{arch}" for m in range(minor, 16, -1)]
+    tags.append(f"manylinux2014_{arch}")
+    if arch in {"x86_64", "i686"}:
+        tags += [f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+    return tags
+
+
+def pin_to_controller(requirements: list[str]) -> list[str]:
+    """Pin each requirement to the version installed on the controller, when it is installed.
+
+    Hosts then run exactly the versions the controller's tests ran with (generated protobuf code
+    needs a protobuf runtime at least as new as the one it was generated for).
+    """
+    pinned = []
+    for req in requirements:
+        name = req
+        for sep in ("<", ">", "=", "!", "~", ";", "[", " "):
+            name = name.split(sep, 1)[0]
+        try:
+            pinned.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pinned.append(req)
+    return pinned
+
+
+def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
+                     requirements: list[str], python: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    before = {p.name for p in out.glob("*.whl")}
+    short = "".join(python_version.split(".")[:2])
+    cmd = [python, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(out),
+           "--implementation", "cp", "--python-version", python_version, "--abi", f"cp{short}",
+           "--abi", "abi3", "--abi", "none"]
+    for tag in platform_tags(arch, glibc):
+        cmd += ["--platform", tag]
+    cmd += requirements
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"downloading the wheelhouse failed:\n{proc.stdout}\n{proc.stderr}")
+    after = {p.name for p in out.glob("*.whl")}
+    return {"changed": after != before, "wheelhouse": str(out), "wheels": sorted(after),
+            "requirements": requirements}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    wheel = sub.add_parser("wheel", help="build the project's wheel")
+    wheel.add_argument("--source", type=Path, required=True)
+    wheel.add_argument("--out", type=Path, required=True)
+    house = sub.add_parser("wheelhouse", help="download the runtime requirements")
+    house.add_argument("--out", type=Path, required=True)
+    house.add_argument("--arch", required=True)
+    house.add_argument("--python-version", required=True)
+    house.add_argument("--glibc", required=True)
+    house.add_argument("--pin", action="store_true",
+                       help="pin requirements to the versions installed on the controller")
+    house.add_argument("requirements", nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "wheel":
+        result = build_wheel(args.source.resolve(), args.out, sys.executable)
+    else:
+        reqs = pin_to_controller(args.requirements) if args.pin else args.requirements
+        result = build_wheelhouse(args.out, args.arch, args.python_version, args.glibc,
+                                  reqs, sys.executable)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
