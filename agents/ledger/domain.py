@@ -120,8 +120,8 @@ class ConfirmationRefused(LedgerError):
     """A confirmation is badly signed, from an unknown peer, or names an unknown block."""
 
 
-class ReplayDetected(ConfirmationRefused):
-    """A confirmation or registration reuses a sequence number already seen."""
+class ReplayDetected(ConfirmationRefused, AdmissionRefused):
+    """A transaction, confirmation or registration that was already seen (a replay)."""
 
 
 # ------------------------------------------------------------------------------ canonical bytes
@@ -539,6 +539,13 @@ class Chain:
 
     def append(self, block: Block) -> None:
         self.check_append(block)
+        self.append_checked(block)
+
+    def append_checked(self, block: Block) -> None:
+        """Append a block that `check_append` accepted in the same critical section (lets a
+        caller persist between verifying and appending without verifying twice)."""
+        if block.height != len(self.blocks):
+            raise BrokenLink(block.height, f"expected height {len(self.blocks)}")
         self.blocks.append(block)
         for tx in block.transactions:
             self._tx_height[tx.tx_id] = block.height
@@ -602,7 +609,7 @@ class Admission:
         if abs(now_ms - tx.timestamp_ms) > self.window_ms:
             raise AdmissionRefused("transaction timestamp is outside the accepted window")
         if known(tx.tx_id):
-            raise AdmissionRefused(f"transaction {tx.tx_id[:16]} was already submitted")
+            raise ReplayDetected(f"transaction {tx.tx_id[:16]} was already submitted")
 
 
 # --------------------------------------------------------------------------------- registration
@@ -889,7 +896,7 @@ def self_evaluate(metadata: ContainerMetadata, node: NodeResources) -> SelfEvalu
 # ------------------------------------------------------------------------------ JSON round trip
 
 
-def _tx_to_dict(tx: Transaction) -> dict[str, Any]:
+def tx_to_dict(tx: Transaction) -> dict[str, Any]:
     m = tx.metadata
     return {
         "metadata": {
@@ -926,7 +933,7 @@ def _hex(d: Mapping[str, Any], key: str) -> bytes:
     return bytes.fromhex(_str(d, key))
 
 
-def _tx_from_dict(d: Mapping[str, Any]) -> Transaction:
+def tx_from_dict(d: Mapping[str, Any]) -> Transaction:
     m = d["metadata"]
     return Transaction(
         metadata=ContainerMetadata(
@@ -953,7 +960,7 @@ def block_to_dict(block: Block) -> dict[str, Any]:
         "timestamp_ms": block.timestamp_ms,
         "nonce": block.nonce.hex(),
         "validator_id": block.validator_id,
-        "transactions": [_tx_to_dict(tx) for tx in block.transactions],
+        "transactions": [tx_to_dict(tx) for tx in block.transactions],
         "block_hash": block.block_hash.hex(),
         "signature": block.signature.hex(),
     }
@@ -970,7 +977,7 @@ def block_from_dict(d: Mapping[str, Any]) -> Block:
         timestamp_ms=_int(d, "timestamp_ms"),
         nonce=_hex(d, "nonce"),
         validator_id=_str(d, "validator_id"),
-        transactions=tuple(_tx_from_dict(t) for t in txs),
+        transactions=tuple(tx_from_dict(t) for t in txs),
         block_hash=_hex(d, "block_hash"),
         signature=_hex(d, "signature"),
     )

@@ -187,10 +187,16 @@ class LedgerStore:
             )
 
     def save_confirmation(self, node_id: str, confirmed_height: int, conf_seq: int) -> None:
+        self.save_confirmations([(node_id, confirmed_height, conf_seq)])
+
+    def save_confirmations(self, rows: list[tuple[str, int, int]]) -> None:
+        """Persist (node_id, confirmed_height, conf_seq) for many peers in one transaction."""
+        if not rows:
+            return
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE members SET confirmed_height = ?, conf_seq = ? WHERE node_id = ?",
-                (confirmed_height, conf_seq, node_id),
+                [(h, seq, node_id) for node_id, h, seq in rows],
             )
 
     def members(self) -> list[MemberRow]:

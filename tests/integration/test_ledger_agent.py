@@ -1,0 +1,194 @@
+"""The ledger agent over real gRPC + mTLS on loopback: validator, peer hosts, submitter."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agents._proto.edgeferry.common.v1 import common_pb2
+from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
+from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+from agents.common.config import AgentConfig
+from agents.common.errors import AgentStartError
+from agents.common.server import AgentServer
+from agents.ledger.agent import bootstrap, setup_peers, setup_validator
+from agents.ledger.client import LedgerClient, ReplicaReader
+from agents.ledger.convert import block_to_pb, confirmation_to_pb, tx_to_pb
+from agents.ledger.domain import (
+    ContainerMetadata,
+    NodeResources,
+    public_key_bytes,
+    seal_block,
+    sign_confirmation,
+)
+from agents.ledger.peer import PeerHost
+
+GB = 1_000_000_000
+
+
+def meta(i: int) -> ContainerMetadata:
+    return ContainerMetadata("10.10.0.11", f"ctr-{i}", 2_130_000_000, 300, 1500, "image-recog")
+
+
+class Lab:
+    def __init__(self, lab_pki: Any, agent_config: Callable[..., AgentConfig],
+                 run_agent_server: Callable[..., AgentServer]) -> None:
+        self.pki, self.cfg, self.run = lab_pki, agent_config, run_agent_server
+        vcfg = agent_config(name="validator", max_workers=16,
+                            **{"settings.role": "validator", "settings.node_id": "validator"})
+        holder: dict[str, Any] = {}
+        self.validator = run_agent_server(
+            vcfg, lambda s: holder.update(core=setup_validator(s, vcfg)[0]))
+        self.core = holder["core"]
+        self.authority_key = public_key_bytes(self.core._key).hex()
+        self.hosts: dict[str, tuple[AgentServer, PeerHost]] = {}
+
+    def start_peers(self, name: str, count: int) -> tuple[AgentServer, PeerHost]:
+        cfg = self.cfg(name=name, **{
+            "settings.role": "peers", "settings.node_id": name, "settings.peers": count,
+            "settings.validator": f"127.0.0.1:{self.validator.port}",
+            "settings.authority_key": self.authority_key,
+        })
+        holder: dict[str, PeerHost] = {}
+        server = self.run(cfg, lambda s: holder.update(host=setup_peers(s, cfg)))
+        bootstrap(holder["host"], server, cfg)
+        self.hosts[name] = (server, holder["host"])
+        return server, holder["host"]
+
+    def client(self, node_id: str = "smf@edge1") -> LedgerClient:
+        c = LedgerClient(self.pki.channel(self.validator.port), node_id,
+                         Ed25519PrivateKey.generate())
+        c.register()
+        return c
+
+
+@pytest.fixture
+def lab(lab_pki: Any, agent_config: Callable[..., AgentConfig],
+        run_agent_server: Callable[..., AgentServer]) -> Lab:
+    return Lab(lab_pki, agent_config, run_agent_server)
+
+
+def _wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_write_propagate_confirm_and_self_evaluate(lab: Lab) -> None:
+    server_a, host_a = lab.start_peers("edge1", 9)
+    lab.start_peers("edge2", 1)
+    client = lab.client()
+    result = client.write_and_wait(meta(1), quorum=0.9, timeout=5.0)
+    assert result.ok, result.reason
+    assert result.total_nodes == 10 and result.confirmations >= 9 and result.required == 9
+    # every identity verified and holds the block on its own replica
+    _wait_until(lambda: all(i.chain.height == 1 for i in host_a.identities.values()))
+    replica = ReplicaReader(lab.pki.channel(server_a.port), "edge1-003")
+    tx = replica.metadata("ctr-1")
+    assert tx is not None and tx.metadata == meta(1) and tx.submitter_id == "smf@edge1"
+    ev = client.self_evaluate("ctr-1", NodeResources(4 * GB, 4000, 1000, ("image-recog",)),
+                              replica)
+    assert ev is not None and ev.accept and ev.source_ip == "10.10.0.11"
+    ev = client.self_evaluate("ctr-1", NodeResources(GB, 1000, 1000, ("image-recog",)))
+    assert ev is not None and not ev.accept
+    assert client.self_evaluate("ctr-unknown", NodeResources(GB, 1, 1, ())) is None
+
+
+def test_quorum_times_out_when_peers_are_down_and_restarted_peer_catches_up(lab: Lab) -> None:
+    lab.start_peers("edge1", 8)
+    server_b, _ = lab.start_peers("edge2", 2)
+    client = lab.client()
+    assert client.write_and_wait(meta(1), timeout=5.0).ok
+    server_b.stop(0)
+    slow = client.write_and_wait(meta(2), timeout=0.5)
+    assert not slow.ok and slow.confirmations == 8 and slow.required == 9
+    assert "timed out" in slow.reason
+    for i in range(3, 6):
+        client.new_transaction(meta(i))
+    _wait_until(lambda: lab.core.head_height() >= 3)
+    # restart edge2 on a new port with the same data: it re-verifies, registers, catches up
+    _, host_b = lab.start_peers("edge2", 2)
+    head = lab.core.head_height()
+    assert all(i.chain.height == head for i in host_b.identities.values())
+    assert [b.block_hash for b in host_b.identities["edge2-001"].chain.blocks] == [
+        b.block_hash for b in lab.core.chain.blocks]
+    status = client.confirmations(slow.tx_id, at_least=10, wait_s=5.0)
+    assert status == 10
+
+
+def test_tampered_replica_is_refused_on_restart(lab: Lab, tmp_path: Path) -> None:
+    server_b, _ = lab.start_peers("edge2", 1)
+    client = lab.client()
+    assert client.write_and_wait(meta(1), quorum=1.0, timeout=5.0).ok
+    server_b.stop(0)
+    db = tmp_path / "data" / "edge2" / "ledger.sqlite3"
+    with sqlite3.connect(db) as raw:
+        body = raw.execute("SELECT body FROM blocks WHERE height = 1").fetchone()[0]
+        raw.execute("UPDATE blocks SET body = ? WHERE height = 1",
+                    (body.replace('"cpu_usage":1500', '"cpu_usage":1'),))
+    with pytest.raises(AgentStartError, match="block 1: Merkle root"):
+        lab.start_peers("edge2", 1)
+
+
+def test_non_authority_block_is_refused_by_peers(lab: Lab) -> None:
+    server_a, host_a = lab.start_peers("edge1", 2)
+    client = lab.client()
+    assert client.write_and_wait(meta(1), quorum=1.0, timeout=5.0).ok
+    head = lab.core.chain.head
+    mallory = Ed25519PrivateKey.generate()
+    stub = pb_grpc.LedgerPeerServiceStub(lab.pki.channel(server_a.port))
+    for validator_id in ("mallory", "validator"):
+        forged = seal_block(height=head.height + 1, prev_hash=head.block_hash,
+                            transactions=[client.sign(meta(9))], validator_id=validator_id,
+                            key=mallory, now_ms=int(time.time() * 1000))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.DeliverBlocks(pb.DeliverBlocksRequest(peer_id="edge1-000",
+                                                       blocks=[block_to_pb(forged)]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "authority" in err.value.details() or "signature" in err.value.details()
+    assert host_a.identities["edge1-000"].chain.height == head.height
+
+
+def test_replays_and_strangers_are_refused(lab: Lab) -> None:
+    _, host = lab.start_peers("edge1", 1)
+    client = lab.client()
+    stub = client.stub
+    tx = client.sign(meta(1))
+    stub.SubmitTransaction(pb.SubmitTransactionRequest(transaction=tx_to_pb(tx)))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SubmitTransaction(pb.SubmitTransactionRequest(transaction=tx_to_pb(tx)))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    _wait_until(lambda: lab.core.confirmations(tx.tx_id).confirmations == 1)
+    # a confirmation captured on the wire and sent again is a replay
+    ident = host.identities["edge1-000"]
+    conf = sign_confirmation("edge1-000", ident.key, ident.chain, seq=1)
+    resp = stub.SubmitConfirmations(
+        pb.SubmitConfirmationsRequest(confirmations=[confirmation_to_pb(conf)]))
+    assert resp.accepted == 0 and resp.errors[0].code == common_pb2.ERROR_CODE_REPLAY
+    # an unregistered submitter cannot write
+    stranger = LedgerClient(lab.pki.channel(lab.validator.port), "nobody",
+                            Ed25519PrivateKey.generate())
+    status = stranger.new_transaction(meta(2))
+    assert not status.ok and "PERMISSION_DENIED" in status.error
+    # somebody else cannot take over a registered id with another key
+    with pytest.raises(grpc.RpcError) as err:
+        LedgerClient(lab.pki.channel(lab.validator.port), "smf@edge1",
+                     Ed25519PrivateKey.generate()).register()
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # a client certificate from another CA does not even get a connection
+    foreign = grpc.secure_channel(
+        f"127.0.0.1:{lab.validator.port}",
+        grpc.ssl_channel_credentials(lab.pki.ca.cert_path.read_bytes(),
+                                     lab.pki.foreign_client.key_path.read_bytes(),
+                                     lab.pki.foreign_client.cert_path.read_bytes()))
+    with pytest.raises(grpc.RpcError) as err:
+        pb_grpc.LedgerServiceStub(foreign).GetStatus(pb.GetStatusRequest(), timeout=3)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
