@@ -148,6 +148,22 @@ class InvalidTarget(AuditError):
     """The target makes no sense (e.g. migrating a container to the edge it already runs on)."""
 
 
+class NotFound(AuditError):
+    """The edge, container or share key does not exist."""
+
+
+class AlreadyExists(AuditError):
+    """An edge or container with that name is already registered."""
+
+
+class NotOwner(AuditError):
+    """The authenticated owner does not own (and was not given) the object."""
+
+
+class InvalidOwnerToken(AuditError):
+    """The owner capability/token did not verify (forged, expired, revoked or malformed)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Shipped tables: country codes and country groups
 # --------------------------------------------------------------------------------------------
