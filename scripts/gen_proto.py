@@ -29,12 +29,16 @@ edits a .proto without re-running it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import filecmp
 import importlib.resources
+import os
 import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +110,25 @@ def _run_protoc(proto_root: Path, protos: list[Path], out_dir: Path) -> None:
         raise ProtoGenError(f"protoc failed with exit code {rc} (see messages above)")
 
 
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Serialise concurrent runs (several engineers share one work tree) with flock."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def generate(proto_root: Path = PROTO_ROOT, out_root: Path = OUT_ROOT) -> list[Path]:
     """Regenerate ``out_root`` from every proto under ``proto_root``; return files written."""
+    with _exclusive(out_root.parent):
+        return _generate(proto_root, out_root)
+
+
+def _generate(proto_root: Path, out_root: Path) -> list[Path]:
     protos = find_protos(proto_root)
     if not protos:
         raise ProtoGenError(f"no .proto files under {proto_root}")
