@@ -72,6 +72,7 @@ def _canonical(obj: object) -> bytes:
 def load_or_create_key(path: Path) -> bytes:
     """Read the 32-byte HMAC key (mode must be 0600 or stricter); create it if missing."""
     path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:

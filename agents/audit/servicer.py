@@ -1,0 +1,287 @@
+"""gRPC side of the audit agent: protobuf <-> AuditService, domain errors -> status codes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from agents._proto.edgeferry.audit.v1 import audit_service_pb2 as pb
+from agents._proto.edgeferry.audit.v1 import audit_service_pb2_grpc as pb_grpc
+from agents._proto.edgeferry.common.v1 import common_pb2
+from agents.audit.auditlog import AuditLogError
+from agents.audit.domain import (
+    AlreadyExists,
+    AuditError,
+    ContainerPolicy,
+    EdgeAttributes,
+    EdgeState,
+    InvalidOwnerToken,
+    InvalidTarget,
+    MigrationDecision,
+    NotFound,
+    NotOwner,
+    PolicyError,
+    Target,
+    UnknownEdge,
+    UnknownRegion,
+)
+from agents.audit.service import AuditService, Evaluation
+from agents.common.client import peer_identity
+from agents.common.errors import NoPeerIdentity
+from agents.common.logging import get_logger
+
+SERVICE_NAME = "edgeferry.audit.v1.AuditService"
+MAX_TOKEN_BYTES = 4096
+T = TypeVar("T")
+
+_STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (PolicyError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidOwnerToken, grpc.StatusCode.UNAUTHENTICATED),
+    (NotOwner, grpc.StatusCode.PERMISSION_DENIED),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (UnknownEdge, grpc.StatusCode.NOT_FOUND),
+    (UnknownRegion, grpc.StatusCode.NOT_FOUND),
+    (InvalidTarget, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def edge_to_pb(edge: EdgeAttributes) -> pb.EdgeSpec:
+    return pb.EdgeSpec(name=edge.name, region=edge.region, address=edge.address,
+                       attributes=edge.canonical())
+
+
+def container_to_pb(policy: ContainerPolicy) -> pb.ContainerPolicySpec:
+    return pb.ContainerPolicySpec(name=policy.name, location=policy.location,
+                                  requirements=policy.canonical())
+
+
+def state_to_pb(state: EdgeState) -> pb.EdgeState:
+    return pb.EdgeState(cpu_percent=state.cpu_percent, memory_percent=state.memory_percent,
+                        alive=state.alive, measured_at_ms=int(state.measured_at * 1000))
+
+
+def decision_to_pb(ev: Evaluation) -> pb.EvaluateResponse:
+    md: MigrationDecision = ev.decision
+    tries = [pb.EdgeDecision(edge=d.edge, permit=d.permit, checks=[
+        pb.ElementCheck(element=c.element, edge_element=c.edge_element, required=c.required,
+                        actual=c.actual, constrained=c.constrained, held=c.held, note=c.note)
+        for c in d.checks]) for d in md.tries]
+    outcome = common_pb2.PHASE_OUTCOME_OK if md.permit else common_pb2.PHASE_OUTCOME_REJECTED
+    return pb.EvaluateResponse(
+        permit=md.permit, chosen_edge=md.chosen or "", tries=tries, reasons=md.reasons(),
+        seed=md.seed or 0, candidates=list(md.candidates), request_id=ev.request_id,
+        log_seq=ev.log_seq,
+        timing=common_pb2.PhaseTiming(phase="policy_audit", wall_seconds=ev.audit_seconds,
+                                      outcome=outcome, detail="; ".join(md.reasons())[:500]))
+
+
+def target_from_pb(mode: int, name: str) -> Target:
+    if mode == pb.TARGET_MODE_EDGE and name:
+        return Target.edge(name)
+    if mode == pb.TARGET_MODE_REGION and name:
+        return Target.region(name)
+    if mode == pb.TARGET_MODE_ANY and not name:
+        return Target.any()
+    raise PolicyError("mode EDGE/REGION need a target name; mode ANY takes none")
+
+
+class AuditServicer(pb_grpc.AuditServiceServicer):
+    """Maps the AuditService API to :class:`AuditService`.
+
+    ``allowed_peers``: certificate names that may call at all (None = any lab-CA certificate).
+    ``monitor_peers``: certificate names that may call ReportEdgeState.
+    """
+
+    def __init__(self, service: AuditService, *, allowed_peers: Collection[str] | None = None,
+                 monitor_peers: Collection[str] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.service = service
+        self.allowed_peers = None if allowed_peers is None else frozenset(allowed_peers)
+        self.monitor_peers = frozenset(monitor_peers)
+        self.clock = clock
+        self.log = get_logger("audit.servicer")
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        try:
+            caller = peer_identity(context)
+        except NoPeerIdentity as err:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(err))
+        if self.allowed_peers is not None and caller not in self.allowed_peers:
+            _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                   f"caller {caller!r} may not use the audit service")
+        return caller
+
+    @contextmanager
+    def _errors(self, context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
+        try:
+            yield
+        except AuditError as err:
+            for cls, code in _STATUS:
+                if isinstance(err, cls):
+                    _abort(context, code, str(err))
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except AuditLogError as err:  # fail closed: nothing is answered without its record
+            self.log.error("audit_log_failed", rpc=rpc, error=str(err))
+            _abort(context, grpc.StatusCode.INTERNAL, f"audit log unavailable: {err}")
+
+    @staticmethod
+    def _token(token: bytes, context: grpc.ServicerContext) -> bytes:
+        if not token or len(token) > MAX_TOKEN_BYTES:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED, "owner_token is missing or too long")
+        return token
+
+    def _call(self, context: grpc.ServicerContext, rpc: str, fn: Callable[[str], T]) -> T:
+        caller = self._caller(context)
+        with self._errors(context, rpc):
+            return fn(caller)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- edges ----------------------------------------------------------------------------------
+    def RegisterEdge(self, request: pb.RegisterEdgeRequest,
+                     context: grpc.ServicerContext) -> pb.RegisterEdgeResponse:
+        e = request.edge
+        def run(caller: str) -> pb.RegisterEdgeResponse:
+            edge, key = self.service.register_edge(
+                self._token(request.owner_token, context), e.name, dict(e.attributes),
+                region=e.region, address=e.address, caller=caller)
+            return pb.RegisterEdgeResponse(share_key=key, edge=edge_to_pb(edge))
+        return self._call(context, "RegisterEdge", run)
+
+    def UpdateEdge(self, request: pb.UpdateEdgeRequest,
+                   context: grpc.ServicerContext) -> pb.UpdateEdgeResponse:
+        e = request.edge
+        return self._call(context, "UpdateEdge", lambda caller: pb.UpdateEdgeResponse(
+            edge=edge_to_pb(self.service.update_edge(
+                self._token(request.owner_token, context), e.name, dict(e.attributes),
+                region=e.region, address=e.address, caller=caller))))
+
+    def DeleteEdge(self, request: pb.DeleteEdgeRequest,
+                   context: grpc.ServicerContext) -> pb.DeleteEdgeResponse:
+        def run(caller: str) -> pb.DeleteEdgeResponse:
+            self.service.delete_edge(self._token(request.owner_token, context), request.name,
+                                     caller=caller)
+            return pb.DeleteEdgeResponse()
+        return self._call(context, "DeleteEdge", run)
+
+    def RotateShareKey(self, request: pb.RotateShareKeyRequest,
+                       context: grpc.ServicerContext) -> pb.RotateShareKeyResponse:
+        return self._call(context, "RotateShareKey", lambda caller: pb.RotateShareKeyResponse(
+            share_key=self.service.rotate_share_key(self._token(request.owner_token, context),
+                                                    request.name, caller=caller)))
+
+    def RedeemShareKey(self, request: pb.RedeemShareKeyRequest,
+                       context: grpc.ServicerContext) -> pb.RedeemShareKeyResponse:
+        return self._call(context, "RedeemShareKey", lambda caller: pb.RedeemShareKeyResponse(
+            edge=self.service.redeem_share_key(self._token(request.owner_token, context),
+                                               request.share_key, caller=caller)))
+
+    def ListEdges(self, request: pb.ListEdgesRequest,
+                  context: grpc.ServicerContext) -> pb.ListEdgesResponse:
+        def run(caller: str) -> pb.ListEdgesResponse:
+            token = self._token(request.owner_token, context)
+            owner = self.service.owner_of(token)
+            out = []
+            for edge, edge_owner, state in self.service.list_edges(token):
+                item = pb.EdgeListing(edge=edge_to_pb(edge), owned=edge_owner == owner)
+                if state is not None:
+                    item.state.CopyFrom(state_to_pb(state))
+                out.append(item)
+            return pb.ListEdgesResponse(edges=out)
+        return self._call(context, "ListEdges", run)
+
+    # -- containers -----------------------------------------------------------------------------
+    def RegisterContainerPolicy(self, request: pb.RegisterContainerPolicyRequest,
+                                context: grpc.ServicerContext
+                                ) -> pb.RegisterContainerPolicyResponse:
+        c = request.container
+        return self._call(context, "RegisterContainerPolicy",
+                          lambda caller: pb.RegisterContainerPolicyResponse(
+                              container=container_to_pb(self.service.register_container(
+                                  self._token(request.owner_token, context), c.name,
+                                  dict(c.requirements), location=c.location, caller=caller))))
+
+    def UpdateContainerPolicy(self, request: pb.UpdateContainerPolicyRequest,
+                              context: grpc.ServicerContext) -> pb.UpdateContainerPolicyResponse:
+        c = request.container
+        return self._call(context, "UpdateContainerPolicy",
+                          lambda caller: pb.UpdateContainerPolicyResponse(
+                              container=container_to_pb(self.service.update_container(
+                                  self._token(request.owner_token, context), c.name,
+                                  dict(c.requirements), location=c.location, caller=caller))))
+
+    def DeleteContainerPolicy(self, request: pb.DeleteContainerPolicyRequest,
+                              context: grpc.ServicerContext) -> pb.DeleteContainerPolicyResponse:
+        def run(caller: str) -> pb.DeleteContainerPolicyResponse:
+            self.service.delete_container(self._token(request.owner_token, context),
+                                          request.name, caller=caller)
+            return pb.DeleteContainerPolicyResponse()
+        return self._call(context, "DeleteContainerPolicy", run)
+
+    def GetContainerPolicy(self, request: pb.GetContainerPolicyRequest,
+                           context: grpc.ServicerContext) -> pb.GetContainerPolicyResponse:
+        return self._call(context, "GetContainerPolicy",
+                          lambda caller: pb.GetContainerPolicyResponse(
+                              container=container_to_pb(self.service.get_container(
+                                  self._token(request.owner_token, context), request.name))))
+
+    def SetContainerLocation(self, request: pb.SetContainerLocationRequest,
+                             context: grpc.ServicerContext) -> pb.SetContainerLocationResponse:
+        def run(caller: str) -> pb.SetContainerLocationResponse:
+            self.service.set_container_location(self._token(request.owner_token, context),
+                                                request.name, request.edge, caller=caller)
+            return pb.SetContainerLocationResponse()
+        return self._call(context, "SetContainerLocation", run)
+
+    # -- monitoring -----------------------------------------------------------------------------
+    def ReportEdgeState(self, request: pb.ReportEdgeStateRequest,
+                        context: grpc.ServicerContext) -> pb.ReportEdgeStateResponse:
+        def run(caller: str) -> pb.ReportEdgeStateResponse:
+            if caller not in self.monitor_peers:
+                _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                       f"caller {caller!r} may not report edge state (settings.monitor_peers)")
+            s = request.state
+            if not (0 <= s.cpu_percent <= 100 and 0 <= s.memory_percent <= 100):
+                raise PolicyError("utilisation must be between 0 and 100 %")
+            now = self.clock()
+            at = s.measured_at_ms / 1000 if s.measured_at_ms else now
+            if at > now + 60:
+                raise PolicyError("measured_at_ms is in the future")
+            self.service.record_state(request.edge, EdgeState(s.cpu_percent, s.memory_percent,
+                                                              s.alive, at), source=caller)
+            return pb.ReportEdgeStateResponse()
+        return self._call(context, "ReportEdgeState", run)
+
+    # -- the audit ------------------------------------------------------------------------------
+    def Evaluate(self, request: pb.EvaluateRequest,
+                 context: grpc.ServicerContext) -> pb.EvaluateResponse:
+        def run(caller: str) -> pb.EvaluateResponse:
+            target = target_from_pb(request.mode, request.target)
+            seed = request.seed if request.HasField("seed") else None
+            ev = self.service.evaluate(self._token(request.owner_token, context),
+                                       request.container, target, seed=seed, caller=caller,
+                                       request_id=request.request_id[:128])
+            return decision_to_pb(ev)
+        return self._call(context, "Evaluate", run)
+
+    def VerifyAuditLog(self, request: pb.VerifyAuditLogRequest,
+                       context: grpc.ServicerContext) -> pb.VerifyAuditLogResponse:
+        def run(caller: str) -> pb.VerifyAuditLogResponse:
+            result = self.service.log.verify()
+            return pb.VerifyAuditLogResponse(ok=result.ok, entries=result.entries,
+                                             problem=result.problem)
+        return self._call(context, "VerifyAuditLog", run)
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+def add_to_server(servicer: AuditServicer, server: Any) -> None:
+    pb_grpc.add_AuditServiceServicer_to_server(servicer, server)
