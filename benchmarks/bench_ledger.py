@@ -151,10 +151,10 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = 120.0) -> Non
 def ledger_run(bench: Bench, n: int, runs: int) -> dict[str, Any]:
     run = bench.root / f"n{n}"
     meter = TrafficMeter()
-    vserver, (core, _prop) = bench.start_inprocess(
+    vserver, (vcore, _prop) = bench.start_inprocess(
         "validator", {"role": "validator", "node_id": "validator"}, run / "validator",
         lambda s, c: setup_validator(s, c, meter))
-    core: ValidatorCore
+    core: ValidatorCore = vcore
     bench.start_peer_hosts(run, n, vserver.port, public_key_bytes(core._key))
     wait_for(lambda: core.total_nodes() == n, f"{n} peers to register")
     client = LedgerClient(bench.channel(vserver.port), "smf@edge1", Ed25519PrivateKey.generate())
@@ -200,9 +200,12 @@ def cost_run(bench: Bench, ctx: tuple[Any, ...], n: int, runs: int, ops: int,
     stores: dict[str, CentralStore] = {}
     ports: dict[str, int] = {}
     for name in ("direct", "central"):
-        server, store = bench.start_inprocess(
-            name, {"role": "central"}, run / name,
-            lambda s, c, m=meters[name]: setup_central(s, c, m))
+        m = meters[name]
+
+        def setup(s: AgentServer, c: Any, m: TrafficMeter = m) -> CentralStore:
+            return setup_central(s, c, m)
+
+        server, store = bench.start_inprocess(name, {"role": "central"}, run / name, setup)
         stores[name], ports[name] = store, server.port
     direct = CentralClient(bench.channel(ports["direct"]), "smf@edge1", key)
     central = CentralClient(bench.channel(ports["central"]), "smf@edge1", key)
