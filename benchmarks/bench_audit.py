@@ -20,7 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agents.audit.domain import Target, choose_destination, evaluate
+from agents.audit.domain import (
+    Decision,
+    EdgeAttributes,
+    EdgeState,
+    MigrationDecision,
+    Target,
+    choose_destination,
+    evaluate,
+)
 from agents.audit.tables import seed002_tables
 
 PAPER_MS = (0.026, 0.212)
@@ -52,13 +60,80 @@ def in_process(runs: int) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for name in ("Edge2", "Edge3"):  # a deny (country) and a permit
         edge, state = doc.edges[name], doc.states[name]
-        results[f"evaluate {name}"] = time_calls(lambda _i, e=edge, s=state: evaluate(app, e, s),
-                                                 runs)
+
+        def one(_i: int, e: EdgeAttributes = edge, s: EdgeState = state) -> Decision:
+            return evaluate(app, e, s)
+
+        results[f"evaluate {name}"] = time_calls(one, runs)
     for label, target in (("region regionB", Target.region("regionB")),
                           ("any edge", Target.any())):
-        results[label] = time_calls(
-            lambda i, t=target: choose_destination(app, doc.edges, doc.states, t, seed=i), runs)
+
+        def choose(i: int, t: Target = target) -> MigrationDecision:
+            return choose_destination(app, doc.edges, doc.states, t, seed=i)
+
+        results[label] = time_calls(choose, runs)
     return results
+
+
+def grpc_round_trip(runs: int) -> dict[str, dict[str, float]]:
+    """Evaluate over mTLS on loopback against a real agent (throw-away CA, data dir, keys)."""
+    import os
+    import secrets
+    import tempfile
+    from pathlib import Path
+
+    from agents.audit.agent import setup_audit
+    from agents.audit.client import AuditClient
+    from agents.audit.owners import seal_owner_token
+    from agents.common.config import load_config
+    from agents.common.server import AgentServer
+    from edgeferry.pki import LabCA
+
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        root = Path(tmp)
+        ca = LabCA.create(root / "ca")
+        server_cert = ca.issue("audit", root / "issued", dns_names=("localhost",),
+                               ip_addresses=("127.0.0.1",))
+        client_cert = ca.issue_client("smf", root / "issued")
+        key = secrets.token_bytes(32)
+        key_path = root / "owner.key"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, key)
+        os.close(fd)
+        config = load_config(None, {
+            "name": "audit", "listen_host": "127.0.0.1", "listen_port": 0,
+            "data_dir": str(root / "data"), "tls.ca_cert": str(ca.cert_path),
+            "tls.cert": str(server_cert.cert_path), "tls.key": str(server_cert.key_path),
+            "settings.owner_token_key": str(key_path), "settings.monitor_peers": ["smf"],
+            "settings.seed": 1})
+        server = AgentServer(config)
+        setup_audit(server, config)
+        server.start()
+        try:
+            client = AuditClient.connect(f"127.0.0.1:{server.port}", ca.cert_path,
+                                         client_cert.cert_path, client_cert.key_path)
+            doc = seed002_tables()
+            owner = seal_owner_token(key, "owner", 3600)
+            for name, edge in doc.edges.items():
+                client.register_edge(owner, name, edge.canonical(), region=edge.region)
+                client.report_edge_state(name, 40, 30)
+            client.register_container(owner, "App1", doc.containers["App1"].canonical(),
+                                      location="Edge1")
+            out: dict[str, dict[str, float]] = {}
+            for label, kwargs in (("gRPC+mTLS Evaluate Edge3 (rtt)", {"edge": "Edge3"}),
+                                  ("gRPC+mTLS Evaluate any (rtt)", {})):
+                inside: list[int] = []
+
+                def call(i: int, kw: dict[str, str] = kwargs, sink: list[int] = inside) -> None:
+                    v = client.evaluate(owner, "App1", seed=i, **kw)
+                    sink.append(int(v.audit_seconds * 1e9))
+
+                out[label] = time_calls(call, runs, warmup=50)
+                out[label.replace("(rtt)", "(in agent)")] = _percentiles(inside[50:])
+            client.close()
+            return out
+        finally:
+            server.stop(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     results = in_process(args.runs)
     if args.grpc:
-        from benchmarks.bench_audit_grpc import grpc_round_trip
         results.update(grpc_round_trip(args.grpc_runs))
     meta = {"python": platform.python_version(), "machine": platform.machine(),
             "clock": "time.perf_counter_ns per call, after 500 warm-up calls",

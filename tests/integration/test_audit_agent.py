@@ -191,3 +191,50 @@ def test_tampered_log_stops_the_agent_from_starting(lab, agent_config, owner_key
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3
     assert "line 4 was modified" in proc.stderr
+
+
+def test_cli_register_share_and_evaluate_against_the_agent(lab, tmp_path):
+    from click.testing import CliRunner
+
+    from agents.audit.tables import SEED002_RESOURCE
+    from edgeferry.cli.audit import audit
+
+    def token_file(owner: str) -> str:
+        path = tmp_path / f"{owner}.token"
+        path.write_text(lab.token(owner).hex())
+        return str(path)
+
+    conn = ["--agent", f"127.0.0.1:{lab.server.port}", "--ca-cert", str(lab.pki.ca.cert_path),
+            "--cert", str(lab.pki.client.cert_path), "--key", str(lab.pki.client.key_path)]
+    runner = CliRunner()
+    import importlib.resources
+    paper = importlib.resources.files("agents.audit").joinpath(SEED002_RESOURCE)
+    with importlib.resources.as_file(paper) as paper_file:
+        result = runner.invoke(audit, ["register", str(paper_file), "--token-file",
+                                       token_file("alice"), *conn])
+    assert result.exit_code == 0, result.output
+    keys = {line.split()[1].rstrip(":"): line.split()[-1] for line in result.output.splitlines()
+            if "share key" in line}
+    assert sorted(keys) == [f"Edge{i}" for i in range(1, 9)]
+    with lab.client("node-edge") as node:
+        for name in keys:
+            node.report_edge_state(name, 40, 30)
+
+    result = runner.invoke(audit, ["evaluate", "App1", "--edge", "Edge3", "--token-file",
+                                   token_file("alice"), *conn])
+    assert result.exit_code == 0, result.output  # alice owns App1 and Edge3
+    assert "PERMIT: migrate to Edge3" in result.output and "logged as entry" in result.output
+    result = runner.invoke(audit, ["evaluate", "App1", "--edge", "Edge6", "--token-file",
+                                   token_file("alice"), *conn])
+    assert result.exit_code == 1 and "Edge6: cDAl: kr not in allowed jp,us,fr" in result.output
+    result = runner.invoke(audit, ["share", "redeem", keys["Edge5"], "--token-file",
+                                   token_file("bob"), *conn])
+    assert result.exit_code == 0 and "edge Edge5 is now available" in result.output
+    result = runner.invoke(audit, ["verify-log", *conn])
+    assert result.exit_code == 0 and "audit log OK" in result.output
+    result = runner.invoke(audit, ["evaluate", "App1", "--token-file", token_file("bob"), *conn])
+    assert "PERMISSION_DENIED" in str(result.exception)
+    down = conn.copy()
+    down[1] = "127.0.0.1:1"
+    result = runner.invoke(audit, ["verify-log", *down])
+    assert "cannot reach the audit agent" in str(result.exception)
