@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     REFLECTED = "REFLECTED"  # message claims to come from the receiver itself
     NOT_AUTHORISED = "NOT_AUTHORISED"  # role / capability does not permit the operation
     INSUFFICIENT_RESOURCES = "INSUFFICIENT_RESOURCES"  # RAA: request does not fit FREE
+    UNKNOWN_SERVICE = "UNKNOWN_SERVICE"  # SSP: no registered service with that name/version
     INSECURE_KEY_FILE = "INSECURE_KEY_FILE"  # key file readable by group/others
 
 
