@@ -143,7 +143,7 @@ def oracle(reqs, attrs, state, accessible=True) -> dict[str, bool]:
     return held
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(reqs=requirements, attrs=edges(), state=states, accessible=st.booleans())
 def test_decision_matches_oracle_and_never_permits_a_failed_constraint(reqs, attrs, state,
                                                                         accessible):
@@ -190,7 +190,7 @@ def tightened(draw, reqs):
     return new
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=st.data(), reqs=requirements, attrs=edges(), state=states)
 def test_adding_a_constraint_never_turns_a_deny_into_a_permit(data, reqs, attrs, state):
     stricter = data.draw(tightened(reqs))
