@@ -1,0 +1,1 @@
+"""Workloads that edgeferry deploys and migrates: the NMS (seed 000) and synthetic images."""

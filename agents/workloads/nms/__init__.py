@@ -1,0 +1,19 @@
+"""The Network Memory Server (NMS) of seed 000's prototype: block storage over the network.
+
+* `protocol`: the wire format (length-prefixed frames; ALLOC / READ / WRITE / FREE / STAT /
+  PING on fixed-size blocks, 8 KiB by default as in the paper).
+* `auth`: pluggable client authentication. `SharedKeyAuth` is a mutual HMAC-SHA256
+  challenge-response over a shared session key (provisioned at run time; SSP's session key Ksc
+  is the intended source) that derives per-direction keys and authenticates every frame with a
+  sequence number (no replay, no reordering, no tampering).
+* `server`: the block server. Blocks are files under ``/var/lib/nms/blocks`` inside the
+  container, so ``docker commit`` carries them; SIGTERM finishes the request in flight, syncs and
+  exits 0 promptly.
+* `client`: the client library (re-resolves the server through a resolver callable and
+  reconnects after a migration; the SMF RequestService plugs in there) and the CLI
+  ``python -m agents.workloads.nms.client``.
+* `fuxfs`: the FUSE client (files backed by NMS blocks) where ``/dev/fuse`` and pyfuse3 exist.
+
+``protocol``, ``auth`` and ``server`` use only the Python standard library and relative imports:
+the NMS image copies them as the top-level package ``nms`` (``python3 -m nms.server``).
+"""

@@ -1,0 +1,291 @@
+"""The NMS block server. Standard library only (runs inside the NMS image as ``nms.server``).
+
+    python -m agents.workloads.nms.server --listen 0.0.0.0:7070 --data /var/lib/nms \
+        --key-file /run/secrets/nms.key [--block-size 8192] [--max-blocks 65536] [--sync]
+
+Blocks are files ``<data>/blocks/<16 hex id>`` written atomically (temporary file + rename,
+``--sync`` adds fsync), so what the server acknowledged is in the container's filesystem and
+``docker commit`` carries it. ALLOC tokens are remembered under ``<data>/allocs/``.
+
+SIGTERM / SIGINT: stop accepting, let each connection finish the request it is executing, close
+every connection, ``sync`` and exit 0 -- well inside Docker's 10 s stop grace period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from .auth import AuthenticationFailed, Authenticator, SharedKeyAuth
+from .protocol import (
+    ALLOC_TOKEN_BYTES,
+    DEFAULT_BLOCK_SIZE,
+    Op,
+    ProtocolError,
+    Request,
+    Response,
+    StatInfo,
+    Status,
+    decode_request,
+    encode_response,
+    read_u64,
+    recv_frame,
+    send_frame,
+    u64,
+)
+
+log = logging.getLogger("nms.server")
+
+
+class BlockError(Exception):
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BlockStore:
+    """Fixed-size blocks as files; safe for concurrent use by connection threads."""
+
+    def __init__(self, root: Path, block_size: int = DEFAULT_BLOCK_SIZE,
+                 max_blocks: int = 65536, sync: bool = False) -> None:
+        if block_size <= 0 or block_size > 1 << 20:
+            raise ValueError("block size must be 1..1048576 bytes")
+        self.root = root
+        self.blocks = root / "blocks"
+        self.allocs = root / "allocs"
+        self.block_size = block_size
+        self.max_blocks = max_blocks
+        self.sync = sync
+        self._lock = threading.Lock()
+        for d in (self.blocks, self.allocs):
+            d.mkdir(parents=True, exist_ok=True)
+        for stale in self.blocks.glob("*.tmp*"):
+            stale.unlink(missing_ok=True)  # a write interrupted by a crash never became visible
+        self._count = sum(1 for _ in self.blocks.iterdir())
+
+    def _path(self, block_id: int) -> Path:
+        return self.blocks / f"{block_id:016x}"
+
+    def count(self) -> int:
+        return self._count
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f"{path.name}.tmp{threading.get_ident()}")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if self.sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def allocate(self, token: bytes) -> int:
+        if len(token) != ALLOC_TOKEN_BYTES:
+            raise BlockError(Status.BAD_REQUEST, "ALLOC token must be 16 bytes")
+        marker = self.allocs / token.hex()
+        with self._lock:
+            if marker.exists():
+                block_id = int(marker.read_text(), 16)
+                if self._path(block_id).exists():
+                    return block_id
+            if self.count() >= self.max_blocks:
+                raise BlockError(Status.NO_SPACE, "no free blocks")
+            while True:
+                block_id = secrets.randbits(63) or 1
+                if not self._path(block_id).exists():
+                    break
+            self._write_file(self._path(block_id), bytes(self.block_size))
+            self._count += 1
+            self._write_file(marker, f"{block_id:016x}".encode())
+            self._write_file(self.allocs / f"{block_id:016x}.block", token.hex().encode())
+            return block_id
+
+    def write(self, block_id: int, data: bytes) -> None:
+        if len(data) != self.block_size:
+            raise BlockError(Status.BAD_REQUEST, f"WRITE needs exactly {self.block_size} bytes")
+        path = self._path(block_id)
+        if not path.exists():
+            raise BlockError(Status.NOT_FOUND, f"block {block_id:x} is not allocated")
+        self._write_file(path, data)
+
+    def read(self, block_id: int) -> bytes:
+        try:
+            return self._path(block_id).read_bytes()
+        except FileNotFoundError:
+            raise BlockError(Status.NOT_FOUND, f"block {block_id:x} is not allocated") from None
+
+    def free(self, block_id: int) -> None:
+        with self._lock:
+            try:
+                self._path(block_id).unlink()
+            except FileNotFoundError:
+                raise BlockError(Status.NOT_FOUND, f"block {block_id:x} is not allocated") from None
+            self._count -= 1
+            reverse = self.allocs / f"{block_id:016x}.block"
+            with contextlib.suppress(OSError, ValueError):
+                (self.allocs / reverse.read_text()).unlink()
+            reverse.unlink(missing_ok=True)
+
+    def stat(self) -> StatInfo:
+        return StatInfo(self.block_size, self.count(), self.max_blocks)
+
+    def execute(self, req: Request) -> Response:
+        """Run one request; every failure becomes a status, never an exception."""
+        try:
+            if req.op is Op.ALLOC:
+                return Response(Status.OK, req.request_id, u64(self.allocate(req.args)))
+            if req.op is Op.WRITE:
+                self.write(read_u64(req.args), req.args[8:])
+                return Response(Status.OK, req.request_id)
+            if req.op is Op.READ:
+                if len(req.args) != 8:
+                    raise BlockError(Status.BAD_REQUEST, "READ takes a block id")
+                return Response(Status.OK, req.request_id, self.read(read_u64(req.args)))
+            if req.op is Op.FREE:
+                if len(req.args) != 8:
+                    raise BlockError(Status.BAD_REQUEST, "FREE takes a block id")
+                self.free(read_u64(req.args))
+                return Response(Status.OK, req.request_id)
+            if req.op is Op.STAT:
+                return Response(Status.OK, req.request_id, self.stat().encode())
+            return Response(Status.OK, req.request_id)  # PING
+        except BlockError as err:
+            return Response(err.status, req.request_id, str(err).encode())
+        except ProtocolError as err:
+            return Response(Status.BAD_REQUEST, req.request_id, str(err).encode())
+        except OSError as err:
+            log.error("storage error: %s", err)
+            return Response(Status.INTERNAL, req.request_id, b"storage error")
+
+
+class NmsServer:
+    """Threaded TCP server: one thread per authenticated connection."""
+
+    def __init__(self, store: BlockStore, auth: Authenticator, host: str = "0.0.0.0",
+                 port: int = 7070, handshake_timeout: float = 10.0) -> None:
+        self.store = store
+        self.auth = auth
+        self.handshake_timeout = handshake_timeout
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.create_server((host, port), family=family, backlog=64)
+        self.port = int(self._sock.getsockname()[1])
+        self._stopping = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, addr = self._sock.accept()
+            except OSError:
+                break
+            if self._stopping.is_set():
+                conn.close()
+                break
+            with self._lock:
+                self._conns.add(conn)
+            threading.Thread(target=self._handle, args=(conn, addr), daemon=True).start()
+
+    def start(self) -> NmsServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="nms-accept", daemon=True)
+        self._thread.start()
+        return self
+
+    def _handle(self, conn: socket.socket, addr: object) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(self.handshake_timeout)
+            session = self.auth.server_handshake(conn)
+            conn.settimeout(None)
+            while not self._stopping.is_set():
+                body = recv_frame(conn)
+                with self._lock:
+                    if self._stopping.is_set():
+                        break
+                    self._busy.add(conn)
+                try:
+                    req = decode_request(session.open(body))
+                    resp = self.store.execute(req)
+                    send_frame(conn, session.seal(encode_response(resp)))
+                finally:
+                    with self._lock:
+                        self._busy.discard(conn)
+                        self._lock.notify_all()
+        except AuthenticationFailed as err:
+            log.warning("authentication failed from %s: %s", addr, err)
+        except (ProtocolError, OSError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, wait (up to ``grace``) for requests in flight, close, sync."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with self._lock:
+            self._lock.wait_for(lambda: not self._busy, timeout=grace)
+            for conn in list(self._conns):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        os.sync()
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nms.server", description="Network Memory Server")
+    p.add_argument("--listen", default=os.environ.get("NMS_LISTEN", "0.0.0.0:7070"))
+    p.add_argument("--data", type=Path, default=Path(os.environ.get("NMS_DATA", "/var/lib/nms")))
+    p.add_argument("--key-file", type=Path,
+                   default=Path(os.environ.get("NMS_KEY_FILE", "/run/secrets/nms.key")))
+    p.add_argument("--block-size", type=int,
+                   default=int(os.environ.get("NMS_BLOCK_SIZE", DEFAULT_BLOCK_SIZE)))
+    p.add_argument("--max-blocks", type=int,
+                   default=int(os.environ.get("NMS_MAX_BLOCKS", 65536)))
+    p.add_argument("--sync", action="store_true", default=os.environ.get("NMS_SYNC") == "1")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s nms %(levelname)s %(message)s")
+    host, _, port = args.listen.rpartition(":")
+    try:
+        auth = SharedKeyAuth.from_file(args.key_file, "server")
+    except (OSError, ValueError) as err:
+        print(f"nms: cannot use key file {args.key_file}: {err}", file=sys.stderr)
+        return 2
+    store = BlockStore(args.data, args.block_size, args.max_blocks, args.sync)
+    server = NmsServer(store, auth, host.strip("[]") or "0.0.0.0", int(port))
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("serving %d-byte blocks on %s:%d (%d in use)", store.block_size, host,
+             server.port, store.count())
+    done.wait()
+    server.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The NMS workload image: ``edgeferry/nms:<hash>`` = the Python base + agents/workloads/nms.
+
+    built = nms_image()
+    docker run -d -p 7070 -v /path/nms.key:/run/secrets/nms.key:ro built.tag
+
+The server runs as uid/gid 65534 and stores its blocks under ``/var/lib/nms`` inside the
+container filesystem (no volume), so ``docker commit`` carries every acknowledged block to the
+destination. The session key is *not* in the image: it is bind-mounted read-only at run time
+(``NMS_KEY_FILE``, default ``/run/secrets/nms.key``, owned by uid 65534, mode 0400/0600) and bind
+mounts are not committed. SIGTERM makes the server finish in-flight requests and exit 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import agents.workloads.nms as nms_pkg
+from edgeferry.images.base import python_base
+from edgeferry.images.common import (
+    IMAGE_NAMESPACE,
+    BuiltImage,
+    Log,
+    build_from_context,
+    cached,
+    recipe_hash,
+)
+
+NMS_REPO = f"{IMAGE_NAMESPACE}/nms"
+NMS_PORT = 7070
+NMS_UID = 65534
+KEY_PATH_IN_CONTAINER = "/run/secrets/nms.key"
+#: Modules copied into the image (standard library only; `client` is handy for debugging).
+MODULES = ("__init__.py", "protocol.py", "auth.py", "server.py", "client.py")
+
+
+def dockerfile(base_tag: str) -> str:
+    return "\n".join([
+        f"FROM {base_tag}",
+        "COPY nms /opt/nms/nms",
+        f"RUN mkdir -p /var/lib/nms && chown {NMS_UID}:{NMS_UID} /var/lib/nms "
+        "&& chmod 0700 /var/lib/nms",
+        "ENV PYTHONPATH=/opt/nms NMS_DATA=/var/lib/nms "
+        f"NMS_LISTEN=0.0.0.0:{NMS_PORT} NMS_KEY_FILE={KEY_PATH_IN_CONTAINER}",
+        f"USER {NMS_UID}:{NMS_UID}",
+        f"EXPOSE {NMS_PORT}",
+        "STOPSIGNAL SIGTERM",
+        'ENTRYPOINT ["/usr/bin/python3", "-m", "nms.server"]',
+    ]) + "\n"
+
+
+def context_files(base_tag: str) -> dict[str, tuple[int, bytes]]:
+    src = Path(nms_pkg.__file__).parent
+    files = {f"nms/{name}": (0o644, (src / name).read_bytes()) for name in MODULES}
+    files["Dockerfile"] = (0o644, dockerfile(base_tag).encode())
+    return files
+
+
+def nms_image(log: Log = print) -> BuiltImage:
+    """Build (once per source change) the NMS image on the local engine."""
+    base = python_base(log=log)
+    files = context_files(base.tag)
+    tag = f"{NMS_REPO}:{recipe_hash('nms', sorted((k, v[1].hex()) for k, v in files.items()))}"
+    hit = cached(tag)
+    if hit is not None:
+        return hit
+    return build_from_context(tag, files, recipe=tag, log=log)
