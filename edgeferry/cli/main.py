@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgeferry import __version__
+from edgeferry.cli import audit as audit_cmd
 from edgeferry.cli import lab as lab_cmd
 from edgeferry.cli import pending
 from edgeferry.errors import EdgeferryError
@@ -19,6 +20,7 @@ def cli() -> None:
 
 
 cli.add_command(lab_cmd.lab)
+cli.add_command(audit_cmd.audit)
 for _cmd in pending.COMMANDS:
     cli.add_command(_cmd)
 
