@@ -10,6 +10,8 @@ from edgeferry import __version__
 from edgeferry.cli import audit as audit_cmd
 from edgeferry.cli import lab as lab_cmd
 from edgeferry.cli import pending
+from edgeferry.cli import report as report_cmd
+from edgeferry.cli import run as run_cmd
 from edgeferry.errors import EdgeferryError
 
 
@@ -20,6 +22,8 @@ def cli() -> None:
 
 
 cli.add_command(lab_cmd.lab)
+cli.add_command(run_cmd.run)
+cli.add_command(report_cmd.report)
 cli.add_command(audit_cmd.audit)
 for _cmd in pending.COMMANDS:
     cli.add_command(_cmd)

@@ -21,6 +21,4 @@ def _pending(name: str, summary: str, issue: str) -> click.Command:
 COMMANDS: list[click.Command] = [
     _pending("deploy", "Provision hosts and deploy the agents with Ansible", "issue 3"),
     _pending("verify", "Verify deployed hosts with the testinfra suite", "issue 3"),
-    _pending("run", "Run an experiment definition and write its report", "issue 8"),
-    _pending("report", "Render report.md/report.html from a run directory", "issue 8"),
 ]

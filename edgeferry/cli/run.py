@@ -1,0 +1,56 @@
+"""`edgeferry run EXPERIMENT.yaml`: run an experiment definition and write its report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from edgeferry.experiments.progress import RichProgress
+from edgeferry.experiments.runner import RunOptions, run_experiment
+from edgeferry.experiments.schema import load_experiment
+from edgeferry.experiments.steps import DefaultSteps
+from edgeferry.reports.render import write_report
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+@click.command()
+@click.argument("experiment", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--resume", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Continue this unfinished run directory (default: the newest unfinished run "
+                   "of the same definition is resumed automatically).")
+@click.option("--new", is_flag=True, help="Start a new run even if an unfinished one exists.")
+@click.option("--skip-deploy", is_flag=True, help="Do not deploy (agents are already deployed).")
+@click.option("--skip-verify", is_flag=True, help="Skip the host verification before trials.")
+@click.option("--check", is_flag=True, help="Only validate the definition and the scenarios.")
+@click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where run directories go (default: <workspace>/reports).")
+def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, skip_verify: bool,
+        check: bool, reports_dir: Path | None) -> None:
+    """Run every trial of EXPERIMENT (a YAML definition) and write report.md/report.html."""
+    from edgeferry.experiments.matrix import expand
+    from edgeferry.experiments.runner import resolve_scenarios
+
+    exp = load_experiment(experiment)
+    if check:
+        resolve_scenarios(exp)
+        console.print(f"{experiment}: valid; {len(expand(exp))} trials in "
+                      f"{len(exp.enabled_parts)} part(s)")
+        return
+    progress = RichProgress(console)
+    options = RunOptions(resume=resume, new=new, skip_deploy=skip_deploy,
+                         skip_verify=skip_verify, reports_root=reports_dir)
+    try:
+        outcome = run_experiment(exp, steps=DefaultSteps(), progress=progress, options=options)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: run `edgeferry run "
+                      f"{experiment}` again to resume")
+        raise click.exceptions.Abort() from None
+    md, html = write_report(outcome.run_dir.path)
+    console.print(f"{outcome.trials_run} trials run ({outcome.trials_failed} failed) of "
+                  f"{outcome.total}" + (" (resumed)" if outcome.resumed else ""))
+    console.print(f"report: {md}")
+    console.print(f"report: {html}")

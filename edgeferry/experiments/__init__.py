@@ -1,0 +1,1 @@
+"""Experiments: definitions (schema), matrix expansion, scenarios and the runner."""

@@ -1,0 +1,95 @@
+"""Provenance of a run: what code, on what machine, against which lab, with which packages."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeferry import __version__
+
+
+def git_revision(repo: Path) -> dict[str, Any]:
+    """`git rev-parse HEAD` and whether the work tree has uncommitted changes."""
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=False, timeout=20)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"revision": None, "dirty": None, "error": head.stderr.strip()[:200]}
+        status = git("status", "--porcelain", "--untracked-files=no")
+        return {"revision": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return {"revision": None, "dirty": None, "error": str(err)[:200]}
+
+
+def host_facts() -> dict[str, Any]:
+    import psutil
+
+    mem = psutil.virtual_memory()
+    return {
+        "hostname": platform.node(),
+        "system": platform.system(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "cpus_logical": psutil.cpu_count(logical=True),
+        "cpus_physical": psutil.cpu_count(logical=False),
+        "memory_bytes": mem.total,
+        "load_average": list(psutil.getloadavg()),
+        "boot_time": psutil.boot_time(),
+    }
+
+
+def package_versions() -> dict[str, str]:
+    """`pip freeze`-style name -> version of every installed distribution."""
+    out: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            out[name] = dist.version
+    return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
+
+
+def lab_facts(state: Any) -> dict[str, Any] | None:
+    """Lab configuration and the bandwidth measured at `lab up` (from the lab state)."""
+    if state is None:
+        return None
+    return {
+        "name": state.name,
+        "fingerprint": state.fingerprint,
+        "image": state.image,
+        "spec": state.spec,
+        "hosts": state.hosts,
+        "bandwidth": state.bandwidth,
+        "timings": state.timings,
+    }
+
+
+def collect(repo: Path, *, lab_state: Any = None, argv: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "edgeferry_version": __version__,
+        "git": git_revision(repo),
+        "host": host_facts(),
+        "lab": lab_facts(lab_state),
+        "packages": package_versions(),
+        "argv": list(argv if argv is not None else sys.argv),
+        "collected_at": time.time(),
+        "clock": "time.monotonic() around each phase (wall time); time.time() for timestamps",
+    }
+
+
+def measured_bandwidth_bps(lab: dict[str, Any] | None) -> float | None:
+    """The slowest measured edge-link mean (bit/s) from provenance lab facts, if measured."""
+    if not lab:
+        return None
+    means = [entry[d]["mean_bps"] for entry in (lab.get("bandwidth") or {}).values()
+             for d in ("up", "down") if isinstance(entry.get(d), dict)]
+    return min(means) if means else None

@@ -1,0 +1,289 @@
+"""Scenario registry: name -> spec (parameters, workload, phases, metrics) + implementation.
+
+The spec of every scenario is declared here, so an experiment validates before any
+implementation is imported (and even when it does not exist yet). The implementation is a
+dotted path, imported lazily by `load_scenario`; when its module is missing the scenario is
+*unavailable* and running it fails before any trial with a message naming what it needs.
+
+To plug in a scenario: write `edgeferry/experiments/scenarios/<module>.py` with a
+`Scenario` subclass at the path its spec names below (adjust the spec's parameters/phases
+with it). Tests and third parties may call `register(spec)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edgeferry.experiments.scenario import Scenario, ScenarioUnavailable
+from edgeferry.lab.config import parse_rate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _rate(value: str | int) -> str | int:
+    parse_rate(value)
+    return value
+
+
+# ------------------------------------------------------------------------------ link-bandwidth
+class LinkBandwidthParams(_Strict):
+    host: str = Field(description="edge host whose link is measured")
+    direction: Literal["up", "down"] = "down"
+    rate: str | int | None = Field(
+        default=None, description="tbf rate set before the trial (None: the lab's configured)")
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_ok(cls, value: str | int | None) -> str | int | None:
+        return value if value is None else _rate(value)
+
+
+class LinkBandwidthWorkload(_Strict):
+    seconds: int = Field(default=5, ge=1, le=300)
+    interval_s: float = Field(default=0.5, ge=0.1, le=10)
+    omit_s: int = Field(default=1, ge=0, le=10)
+    restore: bool = True  # put the lab's configured rate back after the part
+
+
+# ------------------------------------------------------------------------------ audit-cases
+class AuditParams(_Strict):
+    target: str = Field(description="edge:<Edge>, region:<region> or any (seed 002 cases 1-3)")
+
+    @field_validator("target")
+    @classmethod
+    def _target_ok(cls, value: str) -> str:
+        mode, _, name = value.partition(":")
+        if mode not in ("edge", "region", "any") or (mode != "any") != bool(name):
+            raise ValueError(f"target {value!r}: use edge:<name>, region:<name> or any")
+        return value
+
+
+class AuditWorkload(_Strict):
+    tables: str = Field(default="seed002", description="seed002 or a policy YAML path")
+    container: str = "App1"
+    transport: Literal["in-process", "grpc"] = "in-process"
+
+
+# ------------------------------------------------------------------------------ ledger-decision
+class LedgerParams(_Strict):
+    nodes: int = Field(ge=2, le=1000, description="blockchain nodes (validator + peers)")
+    high_resource_share: float = Field(default=0.5, ge=0, le=1)
+
+
+class LedgerWorkload(_Strict):
+    quorum: float = Field(default=0.9, gt=0, le=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    peer_hosts: int = Field(default=2, ge=1, le=16, description="processes hosting the peers")
+    image_bytes: int = Field(default=2_130_000_000, ge=1)
+    app_type: str = "image-recog"
+
+
+# ------------------------------------------------------------------------------ migrations
+class ContainerMigrationParams(_Strict):
+    image_size_mb: int = Field(ge=1, le=65536)
+    bandwidth: str | int | None = None
+
+    @field_validator("bandwidth")
+    @classmethod
+    def _bw_ok(cls, value: str | int | None) -> str | int | None:
+        return value if value is None else _rate(value)
+
+
+class ContainerMigrationWorkload(_Strict):
+    source: str = "edge1"
+    destination: str = "edge2"
+    registry: str = "control"
+    base_image: str | None = None
+    gpu: bool = False
+
+
+class NmsParams(_Strict):
+    volume_mb: int = Field(default=64, ge=1, le=65536)
+    bandwidth: str | int | None = None
+
+    @field_validator("bandwidth")
+    @classmethod
+    def _bw_ok(cls, value: str | int | None) -> str | int | None:
+        return value if value is None else _rate(value)
+
+
+class NmsWorkload(_Strict):
+    source: str = "edge1"
+    destination: str = "edge2"
+    client: str = "control"
+    capability_scheme: Literal["keyed", "paper"] = "keyed"
+    block_size: int = Field(default=4096, ge=512)
+
+
+class RequestMigrationParams(_Strict):
+    request_kb: int = Field(default=64, ge=0)
+    app: Literal["driver-profiling", "image-recognition"] = "image-recognition"
+
+
+class RequestMigrationWorkload(_Strict):
+    source: str = "edge1"
+    neighbour: str = "edge2"
+    requests: int = Field(default=1, ge=1)
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """What an experiment may say about a scenario, and where its implementation lives."""
+
+    name: str
+    summary: str
+    implementation: str  # "package.module:ClassName"
+    params: type[BaseModel]
+    workload: type[BaseModel]
+    phases: tuple[str, ...]
+    metrics: dict[str, str] = field(default_factory=dict)  # metric -> unit
+    uses_hosts: bool = False  # needs the target's hosts (lab or inventory) over SSH
+    agents: tuple[str, ...] = ()  # deployed agents it talks to (the deploy step provides them)
+    needs: str = ""  # what has to exist for it to run (shown when unavailable)
+
+
+MIGRATION_PHASES = ("audit", "rasp", "ledger-write", "self-evaluation", "stop", "commit",
+                    "push", "pull", "start", "first-response")
+
+_SPECS: dict[str, ScenarioSpec] = {}
+
+
+def register(spec: ScenarioSpec) -> None:
+    _SPECS[spec.name] = spec
+
+
+def spec_of(name: str) -> ScenarioSpec:
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise KeyError(name) from None
+
+
+def names() -> list[str]:
+    return sorted(_SPECS)
+
+
+def _impl(module: str, cls: str) -> str:
+    return f"edgeferry.experiments.scenarios.{module}:{cls}"
+
+
+def load_scenario(name: str) -> type[Scenario]:
+    """Import a scenario's implementation, or raise ScenarioUnavailable saying what it needs."""
+    spec = spec_of(name)
+    module_name, _, attr = spec.implementation.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            raise ScenarioUnavailable(
+                f"scenario {name!r} is not implemented yet ({module_name} does not exist); "
+                f"it needs {spec.needs or 'its implementation'}"
+            ) from None
+        raise ScenarioUnavailable(
+            f"scenario {name!r} cannot be loaded: module {err.name!r} is missing; "
+            f"it needs {spec.needs or 'its implementation'}"
+        ) from None
+    cls = getattr(module, attr, None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, Scenario)):
+        raise ScenarioUnavailable(
+            f"scenario {name!r}: {spec.implementation} is not a Scenario subclass")
+    return cls
+
+
+def availability(name: str) -> str | None:
+    """None when the scenario can be loaded, else the reason it cannot."""
+    try:
+        load_scenario(name)
+    except ScenarioUnavailable as err:
+        return str(err)
+    return None
+
+
+def _builtin() -> list[ScenarioSpec]:
+    return [
+        ScenarioSpec(
+            name="link-bandwidth",
+            summary="iperf3 between an edge host and the control host after a tbf rate change",
+            implementation=_impl("link_bandwidth", "LinkBandwidth"),
+            params=LinkBandwidthParams, workload=LinkBandwidthWorkload,
+            phases=("shape", "iperf3"),
+            metrics={"bandwidth_bps": "bit/s", "bandwidth_ratio": "ratio"},
+            uses_hosts=True,
+            needs="SSH to the lab hosts and iperf3 on them",
+        ),
+        ScenarioSpec(
+            name="audit-cases",
+            summary="seed 002 data-audit decisions (cases 1-3) through the audit service",
+            implementation=_impl("audit_cases", "AuditCases"),
+            params=AuditParams, workload=AuditWorkload,
+            phases=("audit", "audit-record"),
+            metrics={"permit": "ratio", "agrees_with_paper": "ratio", "tries": "count"},
+            needs="agents.audit (domain, store, audit log, service)",
+        ),
+        ScenarioSpec(
+            name="ledger-decision",
+            summary="BloSM Figure 11: destination decision via the PoA ledger vs a central cloud "
+                    "vs direct two-node communication (loopback agents, mTLS)",
+            implementation=_impl("ledger_decision", "LedgerDecision"),
+            params=LedgerParams, workload=LedgerWorkload,
+            phases=("direct", "ledger-write", "ledger-evaluate", "central-upload",
+                    "central-evaluate"),
+            metrics={"latency_cost_ledger": "cost", "latency_cost_central": "cost",
+                     "bandwidth_cost_ledger": "cost", "bandwidth_cost_central": "cost",
+                     "confirmations": "count"},
+            needs="agents.ledger (validator, peers, central) and a lab CA",
+        ),
+        ScenarioSpec(
+            name="container-migration",
+            summary="BloSM Algorithm 3 cold migration: stop, commit, push, pull, run, first reply",
+            implementation=_impl("container_migration", "ContainerMigration"),
+            params=ContainerMigrationParams, workload=ContainerMigrationWorkload,
+            phases=MIGRATION_PHASES, metrics={"downtime_s": "s"},
+            uses_hosts=True, agents=("smf", "audit", "ras", "ledger", "node"),
+            needs="the node agent (stop/commit/push/pull/run), the lab registry and "
+                  "SMF.MigrateService deployed on the target",
+        ),
+        ScenarioSpec(
+            name="nms-secure-migration",
+            summary="seed 000 prototype: SSP session to the NMS, RASP-secured NMS migration, "
+                    "no block lost",
+            implementation=_impl("nms_secure_migration", "NmsSecureMigration"),
+            params=NmsParams, workload=NmsWorkload,
+            phases=("ssp", "rasp-advertisement", "rasp-registry", "rasp-request", "rasp-transfer",
+                    "rasp-location-update", "stop", "commit", "push", "pull", "start",
+                    "first-response"),
+            metrics={"blocks_lost": "count", "downtime_s": "s"},
+            uses_hosts=True, agents=("smf", "ras", "node"),
+            needs="the SMF and RAS agents (SSP, RASP), the NMS workload image and its client, "
+                  "and the node agent deployed on the target",
+        ),
+        ScenarioSpec(
+            name="request-migration",
+            summary="BloSM Algorithm 3 request migration to the nearest neighbour cluster",
+            implementation=_impl("request_migration", "RequestMigration"),
+            params=RequestMigrationParams, workload=RequestMigrationWorkload,
+            phases=("admission", "request-migration", "processing"),
+            metrics={"end_to_end_s": "s"},
+            uses_hosts=True, agents=("smf", "node"),
+            needs="the node agent's request forwarding (Algorithm 3, REQ_res >= R_rem) and "
+                  "SMF deployed on the target",
+        ),
+    ]
+
+
+for _spec in _builtin():
+    register(_spec)
+
+
+def describe_params(spec: ScenarioSpec) -> str:
+    return ", ".join(spec.params.model_fields) or "(none)"
+
+
+def param_defaults(spec: ScenarioSpec) -> dict[str, Any]:
+    return {k: f.default for k, f in spec.params.model_fields.items() if not f.is_required()}

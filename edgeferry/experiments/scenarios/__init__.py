@@ -1,0 +1,1 @@
+"""Scenario implementations, one module each; `edgeferry.experiments.registry` names them."""

@@ -1,0 +1,117 @@
+"""The real steps before the trials: target up, deploy (ansible-runner wrapper), verify."""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from edgeferry.errors import ConfigError, OperationFailed
+from edgeferry.experiments import registry
+from edgeferry.experiments.hosts import connection_factory, hosts_from_inventory, hosts_from_lab
+from edgeferry.experiments.runner import Log, TargetInfo
+from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
+from edgeferry.experiments.schema import Experiment
+from edgeferry.workspace import workspace
+
+
+def _uses_hosts(experiment: Experiment) -> bool:
+    return any(registry.spec_of(p.scenario).uses_hosts for p in experiment.enabled_parts)
+
+
+def _agents(experiment: Experiment) -> list[str]:
+    return sorted({agent for p in experiment.enabled_parts
+                   for agent in registry.spec_of(p.scenario).agents})
+
+
+class DefaultSteps:
+    """Brings up the emulated lab with `edgeferry.lab`, deploys with `edgeferry.deploy`."""
+
+    def bring_up(self, experiment: Experiment, log: Log) -> TargetInfo:
+        target = experiment.target
+        if target.inventory is not None:
+            inv = Path(target.inventory)
+            inv = inv if inv.is_absolute() else workspace() / inv
+            return TargetInfo(inventory=inv, hosts=hosts_from_inventory(inv),
+                              note=f"inventory {inv}")
+        from edgeferry.lab.config import load_spec
+        from edgeferry.lab.provider import EmulatedLab, LabState
+
+        assert target.lab is not None
+        lab_file = None
+        if target.lab.lab_file:
+            lab_file = Path(target.lab.lab_file)
+            if not lab_file.is_absolute() and experiment.source:
+                lab_file = Path(experiment.source).parent / lab_file
+        spec = load_spec(lab_file, name=target.lab.name, bandwidth=target.lab.bandwidth,
+                         edges=target.lab.edges, edge_profile=target.lab.edge_profile)
+        if not _uses_hosts(experiment):
+            state = LabState.load(spec.name)
+            return TargetInfo(lab=state, note="lab not brought up: no enabled part uses hosts"
+                              + (" (existing lab state recorded)" if state else ""))
+        log(f"bringing up the emulated lab {spec.name!r} (idempotent)")
+        result = EmulatedLab(spec, log=log).up()
+        for change in result.changes:
+            log(f"lab: {change}")
+        state = result.state
+        return TargetInfo(lab=state, inventory=Path(state.inventory), hosts=hosts_from_lab(state),
+                          note=f"emulated lab {spec.name!r}: "
+                               + ("; ".join(result.changes) or "up to date"))
+
+    def deploy(self, experiment: Experiment, target: TargetInfo, log: Log) -> tuple[
+            Endpoints, str]:
+        agents = _agents(experiment)
+        if not agents:
+            return Endpoints(), "not needed: no enabled part talks to deployed agents"
+        try:
+            deploy_mod = importlib.import_module("edgeferry.deploy")
+        except ModuleNotFoundError:
+            raise ScenarioUnavailable(
+                f"parts of {experiment.name!r} need the deployed agents ({', '.join(agents)}) "
+                "but the deploy step (edgeferry/deploy, issue 3) is not there yet; deploy "
+                "by hand and rerun with --skip-deploy") from None
+        deploy_fn = getattr(deploy_mod, "deploy_for_experiment", None)
+        if deploy_fn is None:
+            raise ScenarioUnavailable(
+                "edgeferry.deploy has no deploy_for_experiment(inventory, agents, log) -> "
+                "Endpoints yet; rerun with --skip-deploy")
+        if target.inventory is None:
+            raise ConfigError("deploying needs an inventory (an emulated lab or an inventory)")
+        log(f"deploying {', '.join(agents)} with Ansible (idempotent)")
+        endpoints = deploy_fn(target.inventory, agents, log)
+        return endpoints, f"deployed {', '.join(agents)} to {target.inventory}"
+
+    def verify(self, experiment: Experiment, target: TargetInfo, log: Log) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        if target.hosts:
+            connect = connection_factory(target.hosts)
+            try:
+                for name in sorted(target.hosts):
+                    log(f"verifying SSH to {name}")
+                    try:
+                        res = connect(name).run("uname -m && command -v iperf3 tc", hide=True,
+                                                warn=True, in_stream=False)
+                    except Exception as err:  # paramiko/socket errors vary
+                        raise OperationFailed(f"host {name} is not reachable over SSH: "
+                                              f"{type(err).__name__}: {err}") from None
+                    lines = res.stdout.split()
+                    checks[name] = {"ssh": "ok", "machine": lines[0] if lines else "?",
+                                    "tools": lines[1:], "rc": res.exited}
+            finally:
+                connect.close_all()  # type: ignore[attr-defined]
+        infra = workspace() / "tests" / "infra"
+        if target.inventory is not None and infra.is_dir() and _agents(experiment):
+            cmd = ["pytest", "-q", str(infra), "--hosts=ansible://all",
+                   f"--ansible-inventory={target.inventory}"]
+            log(f"running the host verification suite: {shlex.join(cmd)}")
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            checks["testinfra"] = {"rc": proc.returncode, "tail": proc.stdout[-2000:]}
+            if proc.returncode != 0:
+                raise OperationFailed(f"host verification failed (rc {proc.returncode}): "
+                                      f"{proc.stdout.strip().splitlines()[-1:]}")
+        else:
+            checks["testinfra"] = "not run: no deployed agents to verify" if not \
+                _agents(experiment) else "not run: tests/infra is not there yet"
+        return checks

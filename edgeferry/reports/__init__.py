@@ -1,0 +1,1 @@
+"""Reports of experiment runs: statistics, comparison with published figures, plots, HTML."""

@@ -1,0 +1,162 @@
+"""Report plots (matplotlib, Agg): phase breakdown, time vs size with the bandwidth bound,
+CDF of totals, bandwidth distribution (BloSM Figure 5 style). Each returns the PNG path."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from edgeferry.reports.stats import TOTAL, GroupStats, RunStats, measured
+from edgeferry.reports.units import best_time_unit, from_base
+
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 110})
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def phase_breakdown(groups: list[GroupStats], part: str, out: Path) -> Path | None:
+    """Stacked bars of the median of each phase per parameter combination."""
+    gs = [g for g in groups if g.part == part and g.phases]
+    if not gs:
+        return None
+    phases = [p for p in gs[0].phases if p != TOTAL]
+    for g in gs[1:]:
+        phases += [p for p in g.phases if p != TOTAL and p not in phases]
+    unit = best_time_unit(max(g.phases[TOTAL].median for g in gs))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(gs) + 3), 4.2))
+    labels = [g.params_label for g in gs]
+    bottoms = [0.0] * len(gs)
+    cmap = plt.get_cmap("tab20")
+    for i, phase in enumerate(phases):
+        heights = [from_base(g.phases[phase].median, unit) if phase in g.phases else 0.0
+                   for g in gs]
+        ax.bar(labels, heights, bottom=bottoms, label=phase, color=cmap(i % 20))
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    ax.set_ylabel(f"median wall time ({unit})")
+    ax.set_xlabel("parameters")
+    ax.set_title(f"{part}: phase breakdown (median per phase, stacked)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    return _save(fig, out)
+
+
+def time_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | None:
+    """Total time of every measured trial against a numeric parameter, with the medians and
+    the physical bound (bytes moved / measured bandwidth)."""
+    recs = [r for r in measured(stats.records) if r["part"] == part
+            and isinstance(r["params"].get(param), int | float)]
+    if len({r["params"][param] for r in recs}) < 2:
+        return None
+    unit = best_time_unit(statistics.median(r["total_s"] for r in recs))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    xs = [r["params"][param] for r in recs]
+    ax.scatter(xs, [from_base(r["total_s"], unit) for r in recs], s=14, alpha=0.6,
+               label="trials (total)")
+    gs = sorted((g for g in stats.groups if g.part == part and param in g.params),
+                key=lambda g: g.params[param])
+    ax.plot([g.params[param] for g in gs], [from_base(g.phases[TOTAL].median, unit) for g in gs],
+            "o-", color="C1", label="median total")
+    bound = [(g.params[param], from_base(g.bound_s.median, unit)) for g in gs if g.bound_s]
+    if bound:
+        ax.plot(*zip(*bound, strict=True), "k--", label="bound: bytes moved / bandwidth")
+    ax.set_xlabel(param.replace("_", " "))
+    ax.set_ylabel(f"total time ({unit})")
+    ax.set_title(f"{part}: time vs {param}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out)
+
+
+def cdf_totals(stats: RunStats, part: str, out: Path) -> Path | None:
+    gs = [g for g in stats.groups if g.part == part and TOTAL in g.phases]
+    if not gs:
+        return None
+    unit = best_time_unit(statistics.median(g.phases[TOTAL].median for g in gs))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for g in gs[:10]:
+        vals = sorted(from_base(r["total_s"], unit) for r in measured(stats.records)
+                      if r["part"] == part and r["params"] == g.params)
+        if not vals:
+            continue
+        ys = [(i + 1) / len(vals) for i in range(len(vals))]
+        ax.step(vals, ys, where="post", label=f"{g.params_label} (n={len(vals)})")
+    ax.set_xlabel(f"total wall time per trial ({unit})")
+    ax.set_ylabel("fraction of trials ≤ x")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{part}: CDF of trial totals")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def bandwidth_samples(stats: RunStats) -> dict[str, list[float]]:
+    """iperf3 interval samples (bit/s): from link-bandwidth trials, else from the lab state."""
+    out: dict[str, list[float]] = {}
+    for r in measured(stats.records):
+        samples = (r.get("detail") or {}).get("samples_bps")
+        if samples:
+            key = f"{r['params'].get('host', '?')} {r['params'].get('direction', '')}".strip()
+            out.setdefault(key, []).extend(float(s) for s in samples)
+    if out:
+        return out
+    lab = (stats.info.get("provenance") or {}).get("lab") or {}
+    for host, entry in (lab.get("bandwidth") or {}).items():
+        for d in ("up", "down"):
+            if isinstance(entry.get(d), dict) and entry[d].get("samples_bps"):
+                out[f"{host} {d} (lab up)"] = [float(s) for s in entry[d]["samples_bps"]]
+    return out
+
+
+def bandwidth_distribution(stats: RunStats, out: Path) -> Path | None:
+    """Histogram of iperf3 samples per link with a fitted normal curve (BloSM Figure 5)."""
+    series = bandwidth_samples(stats)
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (name, vals) in enumerate(sorted(series.items())[:6]):
+        mbit = [v / 1e6 for v in vals]
+        mean = statistics.fmean(mbit)
+        sd = statistics.stdev(mbit) if len(mbit) > 1 else 0.0
+        ax.hist(mbit, bins=min(30, max(5, len(mbit) // 3)), density=True, alpha=0.35,
+                color=f"C{i}", label=f"{name}: mean {mean:.2f}, sd {sd:.2f} Mbit/s, "
+                                      f"n={len(mbit)}")
+        if sd > 0:
+            lo, hi = min(mbit), max(mbit)
+            xs = [lo + (hi - lo) * k / 200 for k in range(201)]
+            ax.plot(xs, [math.exp(-((x - mean) / sd) ** 2 / 2) / (sd * math.sqrt(2 * math.pi))
+                         for x in xs], color=f"C{i}")
+    ax.set_xlabel("bandwidth (Mbit/s), iperf3 interval samples")
+    ax.set_ylabel("probability density")
+    ax.set_title("link bandwidth distribution (cf. BloSM Figure 5)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, out)
+
+
+def comparison_chart(stats: RunStats, out: Path) -> Path | None:
+    """Ratio ours / published for every reference figure (1 = same as the paper)."""
+    rows = [c for c in stats.comparisons if c.ratio is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.6))
+    labels = [c.label for c in rows]
+    ax.barh(labels, [c.ratio for c in rows], color="C0")
+    ax.axvline(1.0, color="k", linestyle="--", label="same as published")
+    ax.set_xscale("log")
+    ax.set_xlabel("our median / published value (log scale)")
+    ax.set_title("comparison with the published figures")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8)
+    return _save(fig, out)

@@ -1,0 +1,229 @@
+"""report.md and a self-contained report.html (plots embedded as base64 PNG) for a run dir."""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeferry.experiments.results import RunDir
+from edgeferry.reports import plots
+from edgeferry.reports.stats import TOTAL, RunStats, compute
+from edgeferry.reports.units import best_time_unit, from_base
+
+STATS_HEADER = ["part", "parameters", "phase", "n", "median", "p5", "p95", "unit"]
+METRICS_HEADER = ["part", "parameters", "metric", "n", "median", "p5", "p95", "unit"]
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.4g}"
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def phase_table(stats: RunStats) -> Table:
+    rows = []
+    for g in stats.groups:
+        for phase, s in g.phases.items():
+            unit = best_time_unit(s.median)
+            rows.append([g.part, g.params_label, phase, str(s.n), fmt(from_base(s.median, unit)),
+                         fmt(from_base(s.p5, unit)), fmt(from_base(s.p95, unit)), unit])
+    return Table("Wall time per phase", STATS_HEADER, rows,
+                 "Measured trials only (warm-ups and failed trials excluded); `total` is the sum "
+                 "of a trial's phases. p5/p95 interpolate linearly between order statistics.")
+
+
+def metrics_table(stats: RunStats) -> Table:
+    units: dict[str, dict[str, str]] = {
+        name: part.get("metrics", {}) for name, part in (stats.info.get("parts") or {}).items()}
+    rows = []
+    for g in stats.groups:
+        for metric, s in g.metrics.items():
+            unit = units.get(g.part, {}).get(metric, "")
+            scale = 1e6 if unit == "bit/s" else 1.0
+            shown = "Mbit/s" if unit == "bit/s" else unit
+            rows.append([g.part, g.params_label, metric, str(s.n), fmt(s.median / scale),
+                         fmt(s.p5 / scale), fmt(s.p95 / scale), shown])
+    return Table("Per-trial metrics", METRICS_HEADER, rows)
+
+
+def counts_table(stats: RunStats) -> Table:
+    rows = [[g.part, g.params_label, str(g.phases[TOTAL].n if TOTAL in g.phases else 0),
+             str(g.failed), str(g.warmups)] for g in stats.groups]
+    return Table("Trials", ["part", "parameters", "measured", "failed", "warm-ups (excluded)"],
+                 rows)
+
+
+def bound_table(stats: RunStats) -> Table:
+    rows = []
+    for g in stats.groups:
+        if g.bound_s is None or TOTAL not in g.phases:
+            continue
+        unit = best_time_unit(g.phases[TOTAL].median)
+        rows.append([g.part, g.params_label, fmt((g.bytes_median or 0) / 1e6),
+                     fmt(from_base(g.bound_s.median, unit)),
+                     fmt(from_base(g.phases[TOTAL].median, unit)), unit,
+                     fmt(g.phases[TOTAL].median / g.bound_s.median), g.bandwidth_source])
+    return Table("Physical bound (bytes moved / measured bandwidth)",
+                 ["part", "parameters", "MB moved (median)", "bound (median)",
+                  "measured total (median)", "unit", "ratio measured/bound", "bandwidth"], rows,
+                 "Per trial: bytes the trial recorded x 8 / link bandwidth; a ratio near 1 means "
+                 "the transfer ran at link speed.")
+
+
+def comparison_table(stats: RunStats) -> Table:
+    rows = []
+    for c in stats.comparisons:
+        where = ", ".join(f"{k}={v}" for k, v in c.where.items()) or "all"
+        rows.append([c.label, c.part, c.quantity, where, fmt(c.reference), c.unit, c.source,
+                     fmt(c.ours), str(c.n), fmt(c.ratio)])
+    return Table("Comparison with the published figures",
+                 ["figure", "part", "quantity", "trials", "published", "unit", "source",
+                  "ours (median)", "n", "ratio ours/published"], rows)
+
+
+def _md_table(t: Table) -> str:
+    if not t.rows:
+        return f"## {t.title}\n\n(none)\n"
+    lines = [f"## {t.title}", ""]
+    if t.note:
+        lines += [t.note, ""]
+    lines.append("| " + " | ".join(t.header) + " |")
+    lines.append("|" + "|".join("---" for _ in t.header) + "|")
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(t: Table) -> str:
+    if not t.rows:
+        return f"<h2>{html.escape(t.title)}</h2><p>(none)</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in t.rows)
+    note = f"<p class='note'>{html.escape(t.note)}</p>" if t.note else ""
+    return f"<h2>{html.escape(t.title)}</h2>{note}<table><tr>{head}</tr>{body}</table>"
+
+
+def _summary_lines(stats: RunStats, run_dir: Path) -> list[str]:
+    info = stats.info
+    prov = info.get("provenance") or {}
+    git = prov.get("git") or {}
+    host = prov.get("host") or {}
+    lab = prov.get("lab")
+    lines = [
+        f"- experiment: `{info.get('experiment')}` ({info.get('experiment_file') or '-'})",
+        f"- run: `{run_dir.name}`, status **{info.get('status')}**, started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(info.get('started_at', 0)))}",
+        f"- trials recorded: {len(stats.records)}",
+        f"- edgeferry {prov.get('edgeferry_version')}, git {git.get('revision') or '?'}"
+        + (" (dirty work tree)" if git.get("dirty") else ""),
+        f"- host: {host.get('hostname')} {host.get('system')} {host.get('kernel')} "
+        f"{host.get('machine')}, {host.get('cpus_logical')} CPUs, "
+        f"{(host.get('memory_bytes') or 0) / 2**30:.1f} GiB, Python {host.get('python')}",
+    ]
+    if lab:
+        lines.append(f"- lab `{lab.get('name')}` ({lab.get('spec', {}).get('bandwidth')} "
+                     f"configured), measured bandwidth (slowest link): "
+                     + (f"{stats.lab_bandwidth_bps / 1e6:.2f} Mbit/s"
+                        if stats.lab_bandwidth_bps else "not measured"))
+    else:
+        lines.append("- lab: none recorded")
+    for step, value in (info.get("steps") or {}).items():
+        text = value if isinstance(value, str) else ", ".join(
+            f"{k}: {v if isinstance(v, str) else 'ok'}" for k, v in value.items())
+        lines.append(f"- step {step}: {text}")
+    for name, part in (info.get("parts") or {}).items():
+        if not part.get("enabled", True):
+            lines.append(f"- part `{name}` ({part['scenario']}) not run: disabled"
+                         + (f" - {part['note']}" if part.get("note") else ""))
+    if info.get("error"):
+        lines.append(f"- error: {info['error']}")
+    lines.append("- raw results: `trials.jsonl` (one line per trial), `trials.csv` (one row per "
+                 "phase), provenance in `run.json`")
+    return lines
+
+
+def make_plots(stats: RunStats, out_dir: Path) -> list[tuple[str, Path]]:
+    out_dir.mkdir(exist_ok=True)
+    made: list[tuple[str, Path | None]] = []
+    parts = list(dict.fromkeys(g.part for g in stats.groups))
+    for part in parts:
+        made.append((f"{part}: phase breakdown",
+                     plots.phase_breakdown(stats.groups, part, out_dir / f"{part}-phases.png")))
+        numeric = [k for g in stats.groups if g.part == part for k, v in g.params.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)]
+        if numeric and any(g.bound_s for g in stats.groups if g.part == part):
+            param = numeric[0]
+            made.append((f"{part}: time vs {param}",
+                         plots.time_vs_size(stats, part, param, out_dir / f"{part}-vs-size.png")))
+        made.append((f"{part}: CDF of totals",
+                     plots.cdf_totals(stats, part, out_dir / f"{part}-cdf.png")))
+    made.append(("bandwidth distribution",
+                 plots.bandwidth_distribution(stats, out_dir / "bandwidth.png")))
+    made.append(("comparison", plots.comparison_chart(stats, out_dir / "comparison.png")))
+    return [(title, path) for title, path in made if path is not None]
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f2f2f2}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555;font-size:13px}"""
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    rd = RunDir.open(run_dir)
+    stats = compute(rd)
+    tables = [counts_table(stats), phase_table(stats), metrics_table(stats),
+              comparison_table(stats), bound_table(stats)]
+    figures = make_plots(stats, rd.path / "plots")
+    title = f"edgeferry report: {stats.info.get('experiment')} / {rd.path.name}"
+    summary = _summary_lines(stats, rd.path)
+    md = [f"# {title}", "", *summary, ""]
+    md += [_md_table(t) for t in tables]
+    md += ["## Plots", ""] + [f"![{t}](plots/{p.name})" for t, p in figures]
+    md_path = rd.path / "report.md"
+    md_path.write_text("\n".join(md) + "\n")
+    body = [f"<h1>{html.escape(title)}</h1><ul>"]
+    body += [f"<li>{html.escape(line[2:])}</li>" for line in summary]
+    body.append("</ul>")
+    body += [_html_table(t) for t in tables]
+    body.append("<h2>Plots</h2>")
+    for t, p in figures:
+        data = base64.b64encode(p.read_bytes()).decode()
+        body.append(f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' "
+                    f"src='data:image/png;base64,{data}'>")
+    html_path = rd.path / "report.html"
+    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                         f"{html.escape(title)}</title><style>{CSS}</style></head><body>"
+                         + "".join(body) + "</body></html>\n")
+    return md_path, html_path
+
+
+def table_rows(md_text: str, title: str) -> list[dict[str, Any]]:
+    """Parse one table of a report.md back into dicts (used by tests and tools)."""
+    lines = md_text.splitlines()
+    start = lines.index(f"## {title}")
+    header: list[str] | None = None
+    rows: list[dict[str, Any]] = []
+    for line in lines[start + 1:]:
+        if line.startswith("## "):
+            break
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if header is None:
+            header = cells
+        else:
+            rows.append(dict(zip(header, cells, strict=True)))
+    return rows
