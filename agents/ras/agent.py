@@ -1,0 +1,46 @@
+"""Wiring of the RAS agent: settings, registry identity (created at first start), store, servicer.
+
+Configuration (``settings`` of /etc/edgeferry/ras.yaml)::
+
+    settings:
+      name: registry            # the Registry's principal name in RASP
+      admin_peers: [controller] # may register clouds and servers (None: any lab certificate)
+      relay_peers: [smf]        # may deliver RASP messages (None: any lab certificate)
+
+The registry's keys live in ``<data_dir>/keys/registry.key`` (0600, created on first start);
+its public identity is written next to it as ``registry.pub`` for the endpoints' configuration.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.common.config import AgentConfig
+from agents.common.server import AgentServer
+from agents.common.store import Store
+from agents.ras.domain import RegistryCore
+from agents.ras.keys import load_or_create_identity
+from agents.ras.servicer import SERVICE_NAME, RasServicer, add_to_server
+
+
+class RasSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="registry", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    admin_peers: list[str] | None = None
+    relay_peers: list[str] | None = None
+
+
+def setup_ras(server: AgentServer, config: AgentConfig) -> RegistryCore:
+    settings = config.settings_as(RasSettings)
+    data = config.resolved_data_dir
+    identity = load_or_create_identity(data / "keys" / "registry.key", settings.name)
+    store = Store.open(data / "ras.sqlite3")
+    server.on_stop(store.close)
+    core = RegistryCore(identity, store)
+    server.add(
+        add_to_server,
+        RasServicer(core, admin_peers=settings.admin_peers, relay_peers=settings.relay_peers),
+        SERVICE_NAME,
+    )
+    return core

@@ -1,0 +1,169 @@
+"""RaspEndpointService: the Server SA / Cloud CB roles of RASP as a reusable gRPC servicer.
+
+Any agent process can host it on its AgentServer (the node agent does, on every edge host)::
+
+    core = EndpointCore(identity, registry=registry_public, store=store, maximum=MAX)
+    add_rasp_endpoint(server, core, control_peers={"smf"})
+
+or build everything from an agent configuration with `setup_rasp_endpoint(server, config)`
+(settings under ``settings.rasp_endpoint``, see `EndpointSettings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import grpc
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents._proto.edgeferry.ras.v1 import ras_service_pb2 as pb
+from agents._proto.edgeferry.ras.v1 import ras_service_pb2_grpc as pb_grpc
+from agents.common.config import AgentConfig
+from agents.common.errors import AgentConfigError
+from agents.common.server import AgentServer
+from agents.common.store import Store
+from agents.ras.convert import (
+    identity_from_pb,
+    identity_to_pb,
+    resources_from_pb,
+    resources_to_pb,
+    transfer_from_pb,
+    transfer_to_pb,
+)
+from agents.ras.domain import EndpointCore
+from agents.ras.keys import load_or_create_identity, read_public_identity
+from agents.ras.servicer import check_peer
+from agents.ras.status import protocol_errors
+from agents.security.rasp import Resources
+
+SERVICE_NAME = "edgeferry.ras.v1.RaspEndpointService"
+
+
+class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
+    """RaspEndpointService over an EndpointCore; `control_peers` may drive migrations."""
+
+    def __init__(self, core: EndpointCore, *, control_peers: Collection[str] | None = None) -> None:
+        self.core = core
+        self.control_peers = None if control_peers is None else frozenset(control_peers)
+
+    def GetIdentity(
+        self, request: pb.GetIdentityRequest, context: grpc.ServicerContext
+    ) -> pb.GetIdentityResponse:
+        check_peer(context, None)
+        return pb.GetIdentityResponse(
+            identity=identity_to_pb(self.core.public, pb.PublicIdentity),
+            free=resources_to_pb(self.core.free()),
+        )
+
+    def PrepareSource(
+        self, request: pb.PrepareSourceRequest, context: grpc.ServicerContext
+    ) -> pb.PrepareSourceResponse:
+        check_peer(context, self.control_peers)
+        with protocol_errors(context):
+            self.core.prepare_source(
+                request.migration_id,
+                identity_from_pb(request.destination),
+                resources_from_pb(request.requirement, request=True),
+                transfer_from_pb(request.transfer),
+            )
+        return pb.PrepareSourceResponse()
+
+    def Advertise(
+        self, request: pb.AdvertiseRequest, context: grpc.ServicerContext
+    ) -> pb.AdvertiseResponse:
+        check_peer(context, self.control_peers)
+        with protocol_errors(context):
+            message, sid = self.core.advertise(identity_from_pb(request.server))
+        return pb.AdvertiseResponse(message=message, session_id=sid)
+
+    def Deliver(
+        self, request: pb.EndpointDeliverRequest, context: grpc.ServicerContext
+    ) -> pb.EndpointDeliverResponse:
+        check_peer(context, self.control_peers)
+        with protocol_errors(context):
+            reply, done, seconds = self.core.deliver(request.message, request.migration_id)
+        return pb.EndpointDeliverResponse(reply=reply or b"", done=done, handle_seconds=seconds)
+
+    def ReportLocation(
+        self, request: pb.ReportLocationRequest, context: grpc.ServicerContext
+    ) -> pb.ReportLocationResponse:
+        check_peer(context, self.control_peers)
+        with protocol_errors(context):
+            message = self.core.report_location(request.session_id)
+        return pb.ReportLocationResponse(message=message)
+
+    def GetSessionInfo(
+        self, request: pb.SessionInfoRequest, context: grpc.ServicerContext
+    ) -> pb.SessionInfoResponse:
+        check_peer(context, None)
+        with protocol_errors(context):
+            info = self.core.session_info(request.session_id)
+        resp = pb.SessionInfoResponse(role=info.role, expect=info.expect, peer=info.peer)
+        if info.transfer is not None:
+            resp.transfer.CopyFrom(transfer_to_pb(info.transfer, pb.TransferDescriptor))
+        return resp
+
+
+def add_rasp_endpoint(
+    server: AgentServer, core: EndpointCore, *, control_peers: Collection[str] | None = None
+) -> RaspEndpointServicer:
+    """Register the endpoint servicer on an AgentServer (before start())."""
+    servicer = RaspEndpointServicer(core, control_peers=control_peers)
+    server.add(pb_grpc.add_RaspEndpointServiceServicer_to_server, servicer, SERVICE_NAME)
+    return servicer
+
+
+class ResourcesSetting(BaseModel):
+    """Resources in protocol units: millicores, MiB, MiB, Mbit/s."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu: int = Field(default=0, ge=0)
+    memory: int = Field(default=0, ge=0)
+    storage: int = Field(default=0, ge=0)
+    network: int = Field(default=0, ge=0)
+
+    def value(self) -> Resources:
+        return Resources(self.cpu, self.memory, self.storage, self.network)
+
+
+class EndpointSettings(BaseModel):
+    """``settings.rasp_endpoint`` of an agent hosting the endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Name of this host in RASP (its cloud / server id); default: the agent's name.
+    name: str | None = None
+    #: The registry's public identity file (written by the RAS agent as keys/registry.pub).
+    registry_identity: Path
+    #: MAX and initial ALLOC of this host (Algorithm 1).
+    maximum: ResourcesSetting
+    allocated: ResourcesSetting = Field(default_factory=ResourcesSetting)
+    #: Certificate names allowed to drive migrations (the SMF); None: any lab certificate.
+    control_peers: list[str] | None = None
+
+
+def setup_rasp_endpoint(
+    server: AgentServer, config: AgentConfig, settings: EndpointSettings | None = None
+) -> EndpointCore:
+    """Build an EndpointCore from `config` (identity in <data_dir>/keys) and register it."""
+    if settings is None:
+        raw = config.settings.get("rasp_endpoint")
+        if raw is None:
+            raise AgentConfigError(f"settings.rasp_endpoint is missing in {config.source}")
+        settings = EndpointSettings.model_validate(raw)
+    name = settings.name or config.name
+    data = config.resolved_data_dir
+    identity = load_or_create_identity(data / "keys" / "rasp-endpoint.key", name)
+    store = Store.open(data / "rasp-endpoint.sqlite3")
+    server.on_stop(store.close)
+    core = EndpointCore(
+        identity,
+        registry=read_public_identity(settings.registry_identity),
+        store=store,
+        maximum=settings.maximum.value(),
+        allocated=settings.allocated.value(),
+    )
+    add_rasp_endpoint(server, core, control_peers=settings.control_peers)
+    return core

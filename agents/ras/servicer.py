@@ -1,0 +1,115 @@
+"""gRPC side of the RAS agent: protobuf <-> RegistryCore, refusals -> status + error codes."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import grpc
+
+from agents._proto.edgeferry.ras.v1 import ras_service_pb2 as pb
+from agents._proto.edgeferry.ras.v1 import ras_service_pb2_grpc as pb_grpc
+from agents.common.client import peer_identity, require_peer
+from agents.common.errors import NoPeerIdentity
+from agents.ras.convert import identity_from_pb, identity_to_pb, resources_from_pb, resources_to_pb
+from agents.ras.domain import RegistryCore
+from agents.ras.status import protocol_errors
+
+SERVICE_NAME = "edgeferry.ras.v1.RasService"
+
+
+def check_peer(context: grpc.ServicerContext, allowed: Collection[str] | None) -> str:
+    """The caller's certificate name; aborts unless it is in `allowed` (None: any lab cert)."""
+    if allowed is None:
+        try:
+            return peer_identity(context)
+        except NoPeerIdentity as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise AssertionError("unreachable") from exc
+    return require_peer(context, allowed)
+
+
+class RasServicer(pb_grpc.RasServiceServicer):
+    """RasService over a RegistryCore.
+
+    `admin_peers`: certificate names allowed to register clouds and servers; `relay_peers`:
+    names allowed to deliver RASP messages (the SMF). None allows any lab-CA certificate.
+    """
+
+    def __init__(
+        self,
+        core: RegistryCore,
+        *,
+        admin_peers: Collection[str] | None = None,
+        relay_peers: Collection[str] | None = None,
+    ) -> None:
+        self.core = core
+        self.admin_peers = None if admin_peers is None else frozenset(admin_peers)
+        self.relay_peers = None if relay_peers is None else frozenset(relay_peers)
+
+    def RegisterCloud(
+        self, request: pb.RegisterCloudRequest, context: grpc.ServicerContext
+    ) -> pb.RegisterCloudResponse:
+        check_peer(context, self.admin_peers)
+        with protocol_errors(context):
+            public = identity_from_pb(request.identity)
+            free = self.core.register_cloud(
+                public,
+                resources_from_pb(request.maximum),
+                resources_from_pb(request.allocated, request=True),
+            )
+        return pb.RegisterCloudResponse(free=resources_to_pb(free))
+
+    def RegisterServer(
+        self, request: pb.RegisterServerRequest, context: grpc.ServicerContext
+    ) -> pb.RegisterServerResponse:
+        check_peer(context, self.admin_peers)
+        with protocol_errors(context):
+            self.core.register_server(identity_from_pb(request.identity))
+        return pb.RegisterServerResponse()
+
+    def GetRegistryIdentity(
+        self, request: pb.GetRegistryIdentityRequest, context: grpc.ServicerContext
+    ) -> pb.GetRegistryIdentityResponse:
+        check_peer(context, None)
+        return pb.GetRegistryIdentityResponse(
+            identity=identity_to_pb(self.core.public, pb.PublicIdentity)
+        )
+
+    def GetTable(
+        self, request: pb.GetTableRequest, context: grpc.ServicerContext
+    ) -> pb.GetTableResponse:
+        check_peer(context, None)
+        table = self.core.table
+        clouds = [
+            pb.CloudRow(
+                name=name,
+                maximum=resources_to_pb(e.maximum),
+                allocated=resources_to_pb(e.allocated),
+                free=resources_to_pb(table.free_of(name)),
+                fingerprint=e.public.fingerprint(),
+            )
+            for name, e in sorted(table.clouds.items())
+        ]
+        return pb.GetTableResponse(
+            clouds=clouds,
+            servers=sorted(table.servers),
+            allocations=[
+                pb.AllocationRow(server=s, cloud=c, allocated=resources_to_pb(r))
+                for (s, c), r in sorted(table.allocations.items())
+            ],
+            locations=[
+                pb.LocationRow(service=s, cloud=c) for s, c in sorted(table.locations.items())
+            ],
+        )
+
+    def Deliver(
+        self, request: pb.RegistryDeliverRequest, context: grpc.ServicerContext
+    ) -> pb.RegistryDeliverResponse:
+        check_peer(context, self.relay_peers)
+        with protocol_errors(context):
+            reply, seconds = self.core.deliver(request.message)
+        return pb.RegistryDeliverResponse(reply=reply or b"", handle_seconds=seconds)
+
+
+def add_to_server(servicer: RasServicer, server: grpc.Server) -> None:
+    pb_grpc.add_RasServiceServicer_to_server(servicer, server)
