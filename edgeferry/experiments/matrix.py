@@ -9,6 +9,7 @@ Warm-up trials are run and recorded but marked and left out of every statistic.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -47,7 +48,8 @@ def params_key(params: dict[str, Any]) -> str:
 
 
 def _part_seed(seed: int, part: str) -> int:
-    return int.from_bytes(f"{seed}:{part}".encode(), "big") % (2**63)
+    digest = hashlib.sha256(f"{seed}:{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def expand_part(part: Part, seed: int) -> list[PlannedTrial]:
