@@ -1,0 +1,177 @@
+"""Node agent wiring: settings, neighbour links over mTLS, the advertiser, server setup.
+
+Example ``/etc/edgeferry/node.yaml`` settings::
+
+    settings:
+      registry:
+        address: 10.10.0.10:5000
+        username: edgeferry
+        password_file: /etc/edgeferry/registry.password   # 0600
+        ca_cert: /etc/edgeferry/pki/ca.crt
+      uplink_interface: eth0          # for interface byte counters ("" = route to registry)
+      network_bps: 40000000           # MAX network when the NIC reports no speed
+      neighbours:
+        - {name: edge2, address: 10.10.0.12:50061, distance: 1.0}
+      allowed_callers: [controller, smf, edge2]   # empty = any lab-CA certificate
+      advertise_interval_s: 30
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
+from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
+from agents.common.client import secure_channel_from_config
+from agents.common.config import AgentConfig
+from agents.common.errors import AgentConfigError, AgentStartError
+from agents.common.logging import get_logger
+from agents.common.server import AgentServer
+from agents.node.core import NodeCore, NodeOptions, resources_from_pb
+from agents.node.domain import PhaseFailed, Resources
+from agents.node.engine import DockerEngine, RegistryAccess
+from agents.node.servicer import NODE_SERVICE, NodeServicer
+from agents.node.store import NodeStore
+
+
+class RegistrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d+$")
+    username: str
+    password_file: Path
+    ca_cert: Path
+
+
+class NeighbourSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    address: str
+    distance: float = Field(ge=0)
+    server_name: str | None = None
+
+
+class NodeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    registry: RegistrySettings | None = None
+    uplink_interface: str = ""
+    network_bps: int = Field(default=0, ge=0)
+    stop_timeout_s: int = Field(default=10, ge=0, le=300)
+    neighbours: list[NeighbourSettings] = Field(default_factory=list)
+    allowed_callers: list[str] = Field(default_factory=list)
+    advertise_interval_s: float = Field(default=30.0, ge=0)
+    max_hops: int = Field(default=2, ge=0, le=8)
+
+
+def registry_access(settings: RegistrySettings) -> RegistryAccess:
+    path = settings.password_file
+    try:
+        if path.stat().st_mode & 0o077:
+            raise AgentConfigError(f"{path} is readable by others; chmod 600 it")
+        password = path.read_text().strip()
+    except OSError as err:
+        raise AgentConfigError(f"cannot read registry password file {path}: {err}") from None
+    return RegistryAccess(settings.address, settings.username, password, settings.ca_cert)
+
+
+class GrpcNeighbour:
+    """A neighbouring node agent reached over mTLS with this agent's own certificate."""
+
+    def __init__(self, spec: NeighbourSettings, config: AgentConfig, timeout: float = 10.0):
+        if config.tls is None:
+            raise AgentConfigError("neighbours need tls: the agent calls them over mTLS")
+        self.name = spec.name
+        self.distance = spec.distance
+        self.timeout = timeout
+        self._channel = secure_channel_from_config(config.tls, spec.address, spec.server_name)
+        self._stub = pb_grpc.NodeServiceStub(self._channel)
+
+    def free(self) -> Resources:
+        report = self._stub.GetResources(pb.GetResourcesRequest(), timeout=self.timeout)
+        return resources_from_pb(report.free)
+
+    def submit(self, request: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse:
+        response: pb.SubmitRequestResponse = self._stub.SubmitRequest(
+            request, timeout=self.timeout)
+        return response
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class Advertiser:
+    """Algorithm 1: every ``interval`` seconds, publish the report when any FREE > 0.
+
+    ``publish`` is where the RAS client plugs in; until then it logs the advertisement.
+    """
+
+    def __init__(self, core: NodeCore, interval: float,
+                 publish: Callable[[pb.GetResourcesResponse], None] | None = None) -> None:
+        self.core = core
+        self.interval = interval
+        self.log = get_logger("node.advertiser")
+        self.publish = publish or self._log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="node-advertise", daemon=True)
+
+    def _log(self, report: pb.GetResourcesResponse) -> None:
+        self.log.info("resource_advertisement", host=report.hostname,
+                      free_cpu_millicores=report.free.cpu_millicores,
+                      free_memory_bytes=report.free.memory_bytes)
+
+    def tick(self) -> bool:
+        report = self.core.report()
+        if report.advertise:
+            self.publish(report)
+        return bool(report.advertise)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception as err:  # keep advertising after a transient engine error
+                self.log.warning("advertise_failed", error=str(err))
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> NodeCore:
+    settings = config.settings_as(NodeSettings)
+    registry = registry_access(settings.registry) if settings.registry else None
+    if engine is None:
+        try:
+            engine = DockerEngine(registry, interface=settings.uplink_interface)
+        except PhaseFailed as err:
+            raise AgentStartError(f"node agent: {err}; start dockerd or set DOCKER_HOST") from None
+    data_dir = config.resolved_data_dir
+    store = NodeStore.open(data_dir / "node.sqlite3")
+    neighbours = [GrpcNeighbour(n, config) for n in settings.neighbours]
+    return NodeCore(engine, store, NodeOptions(data_dir, settings.stop_timeout_s,
+                                               settings.network_bps, settings.max_hops),
+                    neighbours=neighbours)
+
+
+def setup(server: AgentServer, config: AgentConfig) -> NodeCore:
+    settings = config.settings_as(NodeSettings)
+    core = build_core(config)
+    advertiser = Advertiser(core, settings.advertise_interval_s)
+    server.on_stop(core.store.close)
+    server.on_stop(advertiser.stop)
+    for link in core.neighbours:
+        if isinstance(link, GrpcNeighbour):
+            server.on_stop(link.close)
+    server.add(pb_grpc.add_NodeServiceServicer_to_server,
+               NodeServicer(core, settings.allowed_callers), NODE_SERVICE)
+    advertiser.start()
+    return core

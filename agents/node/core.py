@@ -1,0 +1,445 @@
+"""`NodeCore`: the node agent's behaviour behind the gRPC mapping.
+
+Migration phases run through `run_phase`: fence the epoch (stale epochs raise `Fenced`), return
+the stored answer when the same (migration id, epoch, phase) already succeeded, otherwise record
+RUNNING, execute against the engine, and record the outcome with the serialised response. One
+lock per migration id serialises concurrent repeats of the same phase.
+
+Requests (BloSM Algorithm 3): `submit_request` serves locally when the request fits
+(REQ_res < R_rem on every requested resource), reserving REQ_res while it runs; otherwise it
+asks every neighbour for its FREE resources, forwards to the nearest one that fits and returns
+its answer, timing the redirect.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import Message
+
+from agents._proto.edgeferry.common.v1 import common_pb2
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
+from agents.common.logging import get_logger
+from agents.node import resources as res
+from agents.node.domain import (
+    Conflict,
+    ImageRef,
+    InvalidRequest,
+    Layer,
+    Neighbour,
+    NoCapacity,
+    NodeError,
+    NotFound,
+    PhaseFailed,
+    Resources,
+    check_container_name,
+    check_migration_id,
+    choose_neighbour,
+    moved_bytes,
+    must_forward,
+)
+from agents.node.engine import (
+    LABEL_EPOCH,
+    LABEL_MIGRATION,
+    LABEL_WORKLOAD,
+    DockerEngine,
+    published_ports,
+    secret_dir,
+)
+from agents.node.store import FAILED, OK, NodeStore, WorkloadRow
+
+M = TypeVar("M", bound=Message)
+DEFAULT_PROBE_TIMEOUT = 30.0
+
+
+class NeighbourLink(Protocol):
+    """How this agent talks to one neighbouring node agent (gRPC in production)."""
+
+    name: str
+    distance: float
+
+    def free(self) -> Resources: ...
+
+    def submit(self, request: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse: ...
+
+
+LocalHandler = Callable[[int, str], bytes]
+
+
+def http_get_local(port: int, path: str, timeout: float = 10.0) -> bytes:
+    """Serve a request by GETting ``path`` from the workload's published port on loopback."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+        return bytes(resp.read())
+
+
+def resources_pb(r: Resources) -> common_pb2.Resources:
+    return common_pb2.Resources(**r.as_dict())
+
+
+def resources_from_pb(r: common_pb2.Resources) -> Resources:
+    return Resources(r.cpu_millicores, r.memory_bytes, r.storage_bytes, r.network_bps, r.gpu)
+
+
+def layers_pb(layers: Sequence[Layer]) -> list[pb.LayerTransfer]:
+    return [pb.LayerTransfer(digest=x.digest, size=x.size, transferred=x.transferred)
+            for x in layers]
+
+
+def timing(phase: str, seconds: float, bytes_moved: int = 0, detail: str = "",
+           outcome: int = common_pb2.PHASE_OUTCOME_OK) -> common_pb2.PhaseTiming:
+    return common_pb2.PhaseTiming(phase=phase, wall_seconds=seconds, bytes_moved=bytes_moved,
+                                  outcome=outcome, detail=detail)
+
+
+@dataclass
+class NodeOptions:
+    data_dir: Path
+    stop_timeout_s: int = 10
+    network_bps: int = 0
+    max_hops: int = 2
+
+
+class NodeCore:
+    def __init__(self, engine: DockerEngine, store: NodeStore, options: NodeOptions, *,
+                 neighbours: Sequence[NeighbourLink] = (),
+                 local_handler: LocalHandler = http_get_local,
+                 gpu: res.GpuInfo | None = None) -> None:
+        self.engine = engine
+        self.store = store
+        self.options = options
+        self.neighbours = list(neighbours)
+        self.local_handler = local_handler
+        self.gpu = gpu or res.probe_gpu()
+        self.hostname = res.hostname()
+        self.log = get_logger("node.core")
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._inflight: dict[str, Resources] = {}
+        self._inflight_lock = threading.Lock()
+        self._capacity: Resources | None = None
+
+    # -- resources ----------------------------------------------------------------------------
+    def _storage_path(self) -> Path:
+        root = Path(str(self.engine.info().get("DockerRootDir") or self.options.data_dir))
+        return root if root.exists() else self.options.data_dir
+
+    def capacity(self) -> Resources:
+        if self._capacity is None:
+            self._capacity = res.capacity(self._storage_path(), self.engine.interface,
+                                          self.options.network_bps, self.gpu)
+        return self._capacity
+
+    def allocated(self) -> Resources:
+        with self._inflight_lock:
+            inflight = list(self._inflight.values())
+        return Resources.total([w.reserved for w in self.store.workloads()] + inflight)
+
+    def free(self) -> Resources:
+        return self.capacity().minus(self.allocated())
+
+    def report(self) -> pb.GetResourcesResponse:
+        cap, alloc = self.capacity(), self.allocated()
+        free = cap.minus(alloc)
+        return pb.GetResourcesResponse(
+            hostname=self.hostname, max=resources_pb(cap), allocated=resources_pb(alloc),
+            free=resources_pb(free),
+            measured_used=resources_pb(res.measured_use(self._storage_path())),
+            gpu=self.gpu.description, architecture=res.architecture(),
+            docker_version=self.engine.version(), advertise=free.any_positive(),
+        )
+
+    # -- phase machinery ----------------------------------------------------------------------
+    def _lock(self, migration_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(migration_id, threading.Lock())
+
+    def run_phase(self, ref: pb.MigrationRef, phase: str, response_type: type[M],
+                  execute: Callable[[], M]) -> M:
+        """Fenced, idempotent execution of one phase (see the module docstring)."""
+        mid = check_migration_id(ref.migration_id)
+        with self._lock(mid):
+            self.store.fence(mid, ref.epoch)
+            done = self.store.phase(mid, ref.epoch, phase)
+            if done is not None and done.state == OK and done.response is not None:
+                replay = response_type()
+                replay.ParseFromString(done.response)
+                return replay
+            self.store.begin_phase(mid, ref.epoch, phase)
+            try:
+                response = execute()
+            except NodeError as err:
+                self.store.finish_phase(mid, ref.epoch, phase, state=FAILED, wall_seconds=0.0,
+                                        bytes_moved=0, detail=str(err), response=None)
+                raise
+            t = getattr(response, "timing")  # noqa: B009 -- every phase response has one
+            self.store.finish_phase(mid, ref.epoch, phase, state=OK,
+                                    wall_seconds=t.wall_seconds, bytes_moved=t.bytes_moved,
+                                    detail=t.detail, response=response.SerializeToString())
+            self.log.info("phase_done", migration_id=mid, epoch=ref.epoch, phase=phase,
+                          wall_seconds=round(t.wall_seconds, 4), bytes_moved=t.bytes_moved)
+            return response
+
+    def migration(self, migration_id: str) -> pb.GetMigrationResponse:
+        mid = check_migration_id(migration_id)
+        max_epoch = self.store.max_epoch(mid)
+        if max_epoch is None:
+            raise NotFound(f"no migration {mid} on this host")
+        outcome = {"ok": common_pb2.PHASE_OUTCOME_OK, "failed": common_pb2.PHASE_OUTCOME_FAILED,
+                   "running": common_pb2.PHASE_OUTCOME_UNSPECIFIED}
+        return pb.GetMigrationResponse(max_epoch=max_epoch, phases=[
+            pb.PhaseRecord(epoch=row.epoch, timing=timing(row.phase, row.wall_seconds,
+                                                          row.bytes_moved, row.detail,
+                                                          outcome[row.state]))
+            for row in self.store.phases(mid)
+        ])
+
+    # -- phases -------------------------------------------------------------------------------
+    def stop(self, req: pb.StopContainerRequest) -> pb.StopContainerResponse:
+        name = check_container_name(req.name)
+
+        def execute() -> pb.StopContainerResponse:
+            out = self.engine.stop(name, req.timeout_seconds or self.options.stop_timeout_s)
+            code = out.values["exit_code"]
+            return pb.StopContainerResponse(
+                timing=timing("stop", out.seconds, detail=f"exit code {code}"), exit_code=code)
+
+        return self.run_phase(req.ref, "stop", pb.StopContainerResponse, execute)
+
+    def _registry_address(self) -> str:
+        if self.engine.registry is None:
+            raise PhaseFailed("no registry configured (settings.registry)")
+        return self.engine.registry.address
+
+    def commit(self, req: pb.CommitContainerRequest) -> pb.CommitContainerResponse:
+        name = check_container_name(req.name)
+        tag = req.tag or f"{req.ref.migration_id}-{req.ref.epoch}"
+        target = ImageRef.parse(f"{self._registry_address()}/{req.repository}:{tag}")
+
+        def execute() -> pb.CommitContainerResponse:
+            out = self.engine.commit(name, target, {LABEL_MIGRATION: req.ref.migration_id,
+                                                    LABEL_EPOCH: str(req.ref.epoch)})
+            diff = out.values["diff_bytes"]
+            return pb.CommitContainerResponse(
+                timing=timing("commit", out.seconds, detail=f"container diff {diff} bytes"),
+                image_ref=str(target), image_id=out.values["image_id"], diff_bytes=diff)
+
+        return self.run_phase(req.ref, "commit", pb.CommitContainerResponse, execute)
+
+    def push(self, req: pb.PushImageRequest) -> pb.PushImageResponse:
+        ref = ImageRef.parse(req.image_ref)
+
+        def execute() -> pb.PushImageResponse:
+            out = self.engine.push(ref)
+            layers: list[Layer] = out.values["layers"]
+            sent = moved_bytes(layers)
+            detail = (f"bytes_moved = compressed sizes of the {sum(x.transferred for x in layers)}"
+                      f" of {len(layers)} layers the engine uploaded (registry manifest); "
+                      f"{out.values['interface'] or '?'} tx {out.values['interface_tx_bytes']}")
+            return pb.PushImageResponse(
+                timing=timing("push", out.seconds, sent, detail), digest=out.values["digest"],
+                layers=layers_pb(layers), compressed_total=sum(x.size for x in layers),
+                interface_tx_bytes=out.values["interface_tx_bytes"],
+                interface=out.values["interface"])
+
+        return self.run_phase(req.ref, "push", pb.PushImageResponse, execute)
+
+    def pull(self, req: pb.PullImageRequest) -> pb.PullImageResponse:
+        ref = ImageRef.parse(req.image_ref)
+        if not req.expected_digest:
+            raise InvalidRequest("expected_digest is required: the pulled image must be verified")
+
+        def execute() -> pb.PullImageResponse:
+            out = self.engine.pull(ref, req.expected_digest)
+            layers: list[Layer] = out.values["layers"]
+            got = moved_bytes(layers)
+            detail = (f"bytes_moved = compressed sizes of the {sum(x.transferred for x in layers)}"
+                      f" of {len(layers)} layers downloaded; digest verified; "
+                      f"{out.values['interface'] or '?'} rx {out.values['interface_rx_bytes']}")
+            return pb.PullImageResponse(
+                timing=timing("pull", out.seconds, got, detail), digest=out.values["digest"],
+                verified=out.values["verified"], layers=layers_pb(layers),
+                pinned_ref=out.values["pinned_ref"],
+                interface_rx_bytes=out.values["interface_rx_bytes"],
+                interface=out.values["interface"])
+
+        return self.run_phase(req.ref, "pull", pb.PullImageResponse, execute)
+
+    def prepull(self, req: pb.PrePullImageRequest) -> pb.PrePullImageResponse:
+        out = self.engine.prepull(ImageRef.parse(req.image_ref))
+        layers = out.values["layers"]
+        return pb.PrePullImageResponse(
+            timing=timing("prepull", out.seconds, moved_bytes(layers)), layers=layers_pb(layers))
+
+    # -- workloads ----------------------------------------------------------------------------
+    def _write_secrets(self, name: str, secrets: Sequence[pb.SecretFile]) -> list[tuple[Path, str]]:
+        mounts = []
+        base = secret_dir(self.options.data_dir) / name
+        base.mkdir(mode=0o700, exist_ok=True)
+        for i, secret in enumerate(secrets):
+            if not secret.container_path.startswith("/"):
+                raise InvalidRequest("secret container_path must be absolute")
+            path = base / f"secret-{i}"
+            path.unlink(missing_ok=True)
+            fd = path.open("xb")
+            try:
+                path.chmod(0o400)
+                fd.write(secret.content)
+            finally:
+                fd.close()
+            os.chown(path, secret.uid, secret.uid)
+            mounts.append((path, secret.container_path))
+        return mounts
+
+    def run(self, req: pb.RunWorkloadRequest) -> pb.RunWorkloadResponse:
+        spec = req.spec
+        name = check_container_name(spec.name)
+        if not spec.image:
+            raise InvalidRequest("spec.image is required")
+        migration = req.ref.migration_id if req.HasField("ref") else ""
+        labels = {LABEL_WORKLOAD: name}
+        if migration:
+            labels |= {LABEL_MIGRATION: migration, LABEL_EPOCH: str(req.ref.epoch)}
+
+        def execute() -> pb.RunWorkloadResponse:
+            existing = self.engine.find(name)
+            if existing is not None:
+                theirs = existing.labels or {}
+                same = migration and theirs.get(LABEL_MIGRATION) == migration
+                if not same:
+                    raise Conflict(f"a container named {name} already exists on this host")
+                self.engine.remove(name)  # an older epoch's (or interrupted) attempt: replace
+            mounts = self._write_secrets(name, spec.secrets)
+            out = self.engine.run(
+                name, spec.image,
+                ports=[(p.container_port, p.host_port, p.host_ip) for p in spec.ports],
+                env=dict(spec.env), labels=labels, mounts=mounts, command=list(spec.command))
+            self.store.put_workload(WorkloadRow(
+                name, out.values["container_id"], spec.image, resources_from_pb(spec.reserved),
+                migration or None, req.ref.epoch if migration else None))
+            return pb.RunWorkloadResponse(
+                timing=timing("run", out.seconds), container_id=out.values["container_id"],
+                image_id=out.values["image_id"],
+                ports=[pb.PortBinding(container_port=c, host_port=h, host_ip=ip)
+                       for c, h, ip in out.values["ports"]])
+
+        if migration:
+            return self.run_phase(req.ref, "run", pb.RunWorkloadResponse, execute)
+        return execute()
+
+    def remove(self, name: str) -> bool:
+        name = check_container_name(name)
+        removed = self.engine.remove(name)
+        self.store.drop_workload(name)
+        return removed
+
+    # -- first response -----------------------------------------------------------------------
+    def probe(self, req: pb.ProbeFirstResponseRequest) -> pb.ProbeFirstResponseResponse:
+        if req.kind == pb.PROBE_KIND_UNSPECIFIED:
+            raise InvalidRequest("probe kind is required")
+        if not 0 < req.endpoint.port < 65536 or not req.endpoint.host:
+            raise InvalidRequest("probe endpoint host and port are required")
+
+        def execute() -> pb.ProbeFirstResponseResponse:
+            seconds, attempts, body = probe_until_ok(
+                req.endpoint.host, req.endpoint.port, req.kind, req.http_path or "/",
+                req.timeout_seconds or DEFAULT_PROBE_TIMEOUT)
+            return pb.ProbeFirstResponseResponse(
+                timing=timing("first_response", seconds, detail=f"{attempts} attempt(s)"),
+                attempts=attempts, body_excerpt=body[:256])
+
+        if req.HasField("ref") and req.ref.migration_id:
+            return self.run_phase(req.ref, "first_response", pb.ProbeFirstResponseResponse,
+                                  execute)
+        return execute()
+
+    # -- request migration (Algorithm 3) ------------------------------------------------------
+    def submit_request(self, req: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse:
+        required = resources_from_pb(req.required)
+        started = time.monotonic()
+        with self._inflight_lock:
+            used = Resources.total(
+                [w.reserved for w in self.store.workloads()] + list(self._inflight.values()))
+            forward = must_forward(required, self.capacity(), used)
+            if not forward:
+                key = f"{req.request_id}:{time.monotonic_ns()}"
+                self._inflight[key] = required
+        if not forward:
+            try:
+                body = self._serve_locally(req)
+            finally:
+                with self._inflight_lock:
+                    self._inflight.pop(key, None)
+            return pb.SubmitRequestResponse(
+                served_by=self.hostname, forwarded=False, body=body, path=[self.hostname],
+                timing=timing("request_local", time.monotonic() - started))
+        if req.hops_left == 0 or not self.neighbours:
+            raise NoCapacity(f"{self.hostname} cannot serve request {req.request_id} and may "
+                             "not forward it")
+        candidates = []
+        for link in self.neighbours:
+            try:
+                candidates.append((Neighbour(link.name, link.distance, link.free()), link))
+            except Exception as err:  # an unreachable neighbour is skipped, not fatal
+                self.log.warning("neighbour_unreachable", neighbour=link.name, error=str(err))
+        chosen = choose_neighbour(required, [n for n, _ in candidates])
+        if chosen is None:
+            raise NoCapacity(f"no neighbour of {self.hostname} can serve {req.request_id}")
+        link = next(lk for n, lk in candidates if n.name == chosen.name)
+        forwarded = pb.SubmitRequestRequest()
+        forwarded.CopyFrom(req)
+        forwarded.hops_left = min(req.hops_left, self.options.max_hops) - 1
+        answer = link.submit(forwarded)
+        elapsed = time.monotonic() - started
+        return pb.SubmitRequestResponse(
+            served_by=answer.served_by, forwarded=True, body=answer.body,
+            path=[self.hostname, *answer.path],
+            timing=timing("request_redirect", elapsed,
+                          detail=f"REQ_res >= R_rem here; forwarded to {chosen.name} "
+                                 f"(distance {chosen.distance})"))
+
+    def _serve_locally(self, req: pb.SubmitRequestRequest) -> bytes:
+        name = check_container_name(req.service)
+        container = self.engine.find(name)
+        if container is None:
+            raise NotFound(f"no workload {name} on {self.hostname}")
+        ports = published_ports(container.attrs)
+        if not ports:
+            raise NotFound(f"workload {name} publishes no port")
+        try:
+            return self.local_handler(ports[0][1], req.path or "/")
+        except (urllib.error.URLError, OSError) as err:
+            raise PhaseFailed(f"workload {name} did not answer: {err}") from None
+
+
+def probe_until_ok(host: str, port: int, kind: int, path: str, timeout: float,
+                   interval: float = 0.02) -> tuple[float, int, bytes]:
+    """Probe until the first success; (seconds, attempts, body). PhaseFailed on timeout."""
+    started = time.monotonic()
+    attempts = 0
+    last = ""
+    while True:
+        attempts += 1
+        try:
+            if kind == pb.PROBE_KIND_TCP_CONNECT:
+                with socket.create_connection((host, port), timeout=1.0):
+                    return time.monotonic() - started, attempts, b""
+            url = f"http://{host}:{port}{path}"
+            with urllib.request.urlopen(url, timeout=2.0) as resp:
+                body = resp.read(256)
+                if resp.status == 200:
+                    return time.monotonic() - started, attempts, body
+        except (OSError, urllib.error.URLError) as err:
+            last = str(err)
+        if time.monotonic() - started > timeout:
+            raise PhaseFailed(f"no response from {host}:{port} in {timeout} s ({last})")
+        time.sleep(interval)
+

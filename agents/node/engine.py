@@ -1,0 +1,323 @@
+"""The migration phases against the host's own Docker engine (docker SDK) and the registry API.
+
+Every method measures its own monotonic wall time and returns plain values; `core.NodeCore`
+records them. Registry credentials come from the agent's configuration (`RegistryAccess`) and
+are passed to the engine per call (no ``docker login`` state on the host). The engine must trust
+the registry's CA through ``/etc/docker/certs.d/<registry>/ca.crt`` (the Ansible registry role
+installs it); the agent uses the same CA file for its own manifest queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import psutil
+from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import NotFound as DockerNotFound
+
+from agents.node.domain import (
+    DigestMismatch,
+    ImageRef,
+    Layer,
+    NotFound,
+    PhaseFailed,
+    layer_statuses,
+    pull_transfers,
+    push_transfers,
+)
+
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+LABEL_MIGRATION = "org.edgeferry.migration"
+LABEL_EPOCH = "org.edgeferry.epoch"
+LABEL_WORKLOAD = "org.edgeferry.workload"
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """Where the private registry is and how to authenticate to it."""
+
+    address: str  # host:port
+    username: str
+    password: str
+    ca_cert: Path
+
+    @property
+    def auth_config(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password,
+                "serveraddress": self.address}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
+        """(digest, manifest) of ``repository:reference`` from the registry API."""
+        token = b64encode(f"{self.username}:{self.password}".encode()).decode()
+        req = urllib.request.Request(
+            f"https://{self.address}/v2/{repository}/manifests/{reference}",
+            headers={"Authorization": f"Basic {token}",
+                     "Accept": f"{MANIFEST_V2}, {OCI_MANIFEST}"},
+        )
+        try:
+            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:
+                digest = resp.headers.get("Docker-Content-Digest", "")
+                return digest, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            raise PhaseFailed(
+                f"registry {self.address}: manifest {repository}:{reference}: HTTP {err.code}"
+            ) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise PhaseFailed(f"registry {self.address} unreachable: {err}") from None
+
+
+def interface_for(host: str, port: int) -> str:
+    """The local network interface that carries traffic to ``host`` (route lookup)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, port or 1))
+        local = probe.getsockname()[0]
+    for nic, addrs in psutil.net_if_addrs().items():
+        if any(a.address == local for a in addrs):
+            return nic
+    return "lo" if local.startswith("127.") else ""
+
+
+def interface_counters(nic: str) -> tuple[int, int]:
+    """(bytes_sent, bytes_recv) of ``nic`` (0, 0 when unknown)."""
+    stats = psutil.net_io_counters(pernic=True).get(nic)
+    return (stats.bytes_sent, stats.bytes_recv) if stats else (0, 0)
+
+
+@dataclass
+class Timed:
+    """A phase result: wall seconds plus whatever the phase produced."""
+
+    seconds: float
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _raise_stream_error(events: list[dict[str, Any]], what: str) -> None:
+    for event in events:
+        if "error" in event:
+            detail = event.get("errorDetail", {}).get("message") or event["error"]
+            raise PhaseFailed(f"{what}: {detail}")
+
+
+class DockerEngine:
+    """The host's Docker engine, driven through the Docker SDK."""
+
+    def __init__(self, registry: RegistryAccess | None, *, interface: str = "",
+                 client: Any = None) -> None:
+        try:
+            self.client = client or docker.from_env(timeout=900)
+        except DockerException as err:
+            raise PhaseFailed(f"cannot reach the Docker engine: {err}") from None
+        self.registry = registry
+        self._interface = interface
+
+    @property
+    def interface(self) -> str:
+        if not self._interface and self.registry is not None:
+            host, _, port = self.registry.address.rpartition(":")
+            with contextlib.suppress(OSError):
+                self._interface = interface_for(host.strip("[]"), int(port or 443))
+        return self._interface
+
+    def _need_registry(self) -> RegistryAccess:
+        if self.registry is None:
+            raise PhaseFailed("no registry configured (settings.registry)")
+        return self.registry
+
+    def info(self) -> dict[str, Any]:
+        return dict(self.client.info())
+
+    def version(self) -> str:
+        return str(self.client.version().get("Version", ""))
+
+    def _container(self, name: str) -> Any:
+        try:
+            return self.client.containers.get(name)
+        except DockerNotFound:
+            raise NotFound(f"no container named {name}") from None
+
+    # -- phases -------------------------------------------------------------------------------
+    def stop(self, name: str, timeout: int) -> Timed:
+        container = self._container(name)
+        started = time.monotonic()
+        try:
+            container.stop(timeout=timeout)
+        except APIError as err:
+            raise PhaseFailed(f"stop {name}: {err.explanation or err}") from None
+        elapsed = time.monotonic() - started
+        container.reload()
+        return Timed(elapsed, {"exit_code": int(container.attrs["State"]["ExitCode"])})
+
+    def commit(self, name: str, image_ref: ImageRef, labels: Mapping[str, str]) -> Timed:
+        container = self._container(name)
+        diff = int(self.client.api.inspect_container(container.id, size=True).get("SizeRw") or 0)
+        started = time.monotonic()
+        try:
+            image = container.commit(
+                repository=image_ref.name, tag=image_ref.tag,
+                conf={"Labels": {**(container.labels or {}), **labels}},
+            )
+        except APIError as err:
+            raise PhaseFailed(f"commit {name}: {err.explanation or err}") from None
+        return Timed(time.monotonic() - started, {"image_id": image.id, "diff_bytes": diff})
+
+    def push(self, image_ref: ImageRef) -> Timed:
+        reg = self._need_registry()
+        if image_ref.registry != reg.address:
+            raise PhaseFailed(f"{image_ref} is not in the configured registry {reg.address}")
+        try:
+            diff_ids = list(self.client.images.get(str(image_ref)).attrs["RootFS"]["Layers"])
+        except ImageNotFound:
+            raise NotFound(f"no local image {image_ref}") from None
+        nic = self.interface
+        tx0 = interface_counters(nic)[0]
+        started = time.monotonic()
+        try:
+            events = list(self.client.api.push(
+                image_ref.name, image_ref.tag, auth_config=reg.auth_config,
+                stream=True, decode=True,
+            ))
+        except APIError as err:
+            raise PhaseFailed(f"push {image_ref}: {err.explanation or err}") from None
+        elapsed = time.monotonic() - started
+        tx = interface_counters(nic)[0] - tx0
+        _raise_stream_error(events, f"push {image_ref}")
+        digest = next((e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})), "")
+        if not digest:
+            raise PhaseFailed(f"push {image_ref}: the engine reported no digest")
+        _, manifest = reg.manifest(image_ref.repository, digest)
+        layers = push_transfers(diff_ids, manifest.get("layers", []), layer_statuses(events))
+        return Timed(elapsed, {"digest": digest, "layers": layers, "interface": nic,
+                               "interface_tx_bytes": tx})
+
+    def _pull_stream(self, ref: str) -> list[dict[str, Any]]:
+        reg = self._need_registry()
+        try:
+            return list(self.client.api.pull(ref, auth_config=reg.auth_config,
+                                             stream=True, decode=True))
+        except APIError as err:
+            raise PhaseFailed(f"pull {ref}: {err.explanation or err}") from None
+
+    def pull(self, image_ref: ImageRef, expected_digest: str) -> Timed:
+        reg = self._need_registry()
+        manifest_digest, manifest = reg.manifest(
+            image_ref.repository, expected_digest or image_ref.tag
+        )
+        if expected_digest and manifest_digest and manifest_digest != expected_digest:
+            raise DigestMismatch(
+                f"registry serves {manifest_digest} for {image_ref}, expected {expected_digest}"
+            )
+        # Pull by digest: the engine verifies manifest and layer hashes against it.
+        pinned = image_ref.pinned(expected_digest or manifest_digest)
+        nic = self.interface
+        rx0 = interface_counters(nic)[1]
+        started = time.monotonic()
+        events = self._pull_stream(pinned)
+        elapsed = time.monotonic() - started
+        rx = interface_counters(nic)[1] - rx0
+        _raise_stream_error(events, f"pull {pinned}")
+        image = self.client.images.get(pinned)
+        repo_digests = set(image.attrs.get("RepoDigests") or [])
+        verified = bool(expected_digest) and pinned in repo_digests
+        if expected_digest and not verified:
+            raise DigestMismatch(f"pulled {image_ref} but {pinned} is not among {repo_digests}")
+        if image_ref.tag:
+            image.tag(image_ref.name, image_ref.tag)
+        layers = pull_transfers(manifest.get("layers", []), layer_statuses(events))
+        return Timed(elapsed, {"digest": expected_digest or manifest_digest, "verified": verified,
+                               "layers": layers, "pinned_ref": pinned, "image_id": image.id,
+                               "interface": nic, "interface_rx_bytes": rx})
+
+    def prepull(self, image_ref: ImageRef) -> Timed:
+        reg = self._need_registry()
+        _, manifest = reg.manifest(image_ref.repository, image_ref.digest or image_ref.tag)
+        started = time.monotonic()
+        events = self._pull_stream(str(image_ref))
+        elapsed = time.monotonic() - started
+        _raise_stream_error(events, f"pre-pull {image_ref}")
+        return Timed(elapsed, {"layers": pull_transfers(manifest.get("layers", []),
+                                                        layer_statuses(events))})
+
+    def find(self, name: str) -> Any | None:
+        try:
+            return self.client.containers.get(name)
+        except DockerNotFound:
+            return None
+
+    def run(self, name: str, image: str, *, ports: Iterable[tuple[int, int, str]],
+            env: Mapping[str, str], labels: Mapping[str, str],
+            mounts: Iterable[tuple[Path, str]], command: list[str]) -> Timed:
+        """Create and start a container; ports are (container_port, host_port, host_ip)."""
+        port_map: dict[str, Any] = {}
+        for cport, hport, hip in ports:
+            port_map[f"{cport}/tcp"] = (hip, hport or None) if hip else (hport or None)
+        volumes = {str(src): {"bind": dst, "mode": "ro"} for src, dst in mounts}
+        started = time.monotonic()
+        try:
+            container = self.client.containers.run(
+                image, command=command or None, name=name, detach=True, ports=port_map,
+                environment=dict(env), labels=dict(labels), volumes=volumes,
+            )
+        except ImageNotFound:
+            raise NotFound(f"no local image {image}") from None
+        except APIError as err:
+            raise PhaseFailed(f"run {name}: {err.explanation or err}") from None
+        elapsed = time.monotonic() - started
+        container.reload()
+        return Timed(elapsed, {"container_id": container.id,
+                               "image_id": container.image.id,
+                               "ports": published_ports(container.attrs)})
+
+    def remove(self, name: str) -> bool:
+        container = self.find(name)
+        if container is None:
+            return False
+        with contextlib.suppress(DockerNotFound):
+            container.remove(force=True)
+        return True
+
+    def image_user_uid(self, image: str) -> int:
+        """Numeric uid of the image's USER (0 when unset or symbolic)."""
+        try:
+            user = str(self.client.images.get(image).attrs["Config"].get("User") or "")
+        except ImageNotFound:
+            raise NotFound(f"no local image {image}") from None
+        head = user.split(":", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+
+def published_ports(attrs: Mapping[str, Any]) -> list[tuple[int, int, str]]:
+    """(container_port, host_port, host_ip) from a container's NetworkSettings."""
+    out = []
+    for key, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+        cport = int(key.split("/")[0])
+        for b in bindings or []:
+            out.append((cport, int(b["HostPort"]), str(b.get("HostIp", ""))))
+    return sorted(set(out))
+
+
+def moved(layers: list[Layer]) -> int:
+    return sum(layer.size for layer in layers if layer.transferred)
+
+
+def secret_dir(data_dir: Path) -> Path:
+    path = data_dir / "secrets"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # bind mounts are resolved by the engine, not by the container user
+    return path

@@ -1,0 +1,117 @@
+"""gRPC mapping of the node agent: pb requests -> `NodeCore`, domain errors -> status codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
+from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
+from agents.common.client import peer_identity, require_peer
+from agents.common.errors import NoPeerIdentity
+from agents.common.logging import get_logger
+from agents.node.core import NodeCore
+from agents.node.domain import (
+    Conflict,
+    DigestMismatch,
+    Fenced,
+    InvalidRequest,
+    NoCapacity,
+    NodeError,
+    NotFound,
+    PhaseFailed,
+)
+
+NODE_SERVICE = "edgeferry.node.v1.NodeService"
+T = TypeVar("T")
+
+_CODES: tuple[tuple[type[NodeError], grpc.StatusCode], ...] = (
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (Fenced, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Conflict, grpc.StatusCode.ALREADY_EXISTS),
+    (DigestMismatch, grpc.StatusCode.DATA_LOSS),
+    (NoCapacity, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PhaseFailed, grpc.StatusCode.ABORTED),
+)
+
+
+def status_for(err: NodeError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(err, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+class NodeServicer(pb_grpc.NodeServiceServicer):
+    """Every call needs a lab-CA client certificate; ``allowed`` (if set) restricts the CNs."""
+
+    def __init__(self, core: NodeCore, allowed: Collection[str] = ()) -> None:
+        self.core = core
+        self.allowed = tuple(allowed)
+        self.log = get_logger("node.servicer")
+
+    def _call(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        if self.allowed:
+            require_peer(context, self.allowed)
+        else:
+            try:
+                peer_identity(context)
+            except NoPeerIdentity as err:
+                self._abort(context, grpc.StatusCode.UNAUTHENTICATED, str(err))
+        try:
+            return fn()
+        except NodeError as err:
+            self._abort(context, status_for(err), str(err))
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> NoReturn:
+        context.abort(code, msg)
+        raise AssertionError("unreachable")
+
+    def GetResources(self, request: pb.GetResourcesRequest,
+                     context: grpc.ServicerContext) -> pb.GetResourcesResponse:
+        return self._call(context, self.core.report)
+
+    def RunWorkload(self, request: pb.RunWorkloadRequest,
+                    context: grpc.ServicerContext) -> pb.RunWorkloadResponse:
+        return self._call(context, lambda: self.core.run(request))
+
+    def RemoveWorkload(self, request: pb.RemoveWorkloadRequest,
+                       context: grpc.ServicerContext) -> pb.RemoveWorkloadResponse:
+        return self._call(
+            context, lambda: pb.RemoveWorkloadResponse(removed=self.core.remove(request.name)))
+
+    def StopContainer(self, request: pb.StopContainerRequest,
+                      context: grpc.ServicerContext) -> pb.StopContainerResponse:
+        return self._call(context, lambda: self.core.stop(request))
+
+    def CommitContainer(self, request: pb.CommitContainerRequest,
+                        context: grpc.ServicerContext) -> pb.CommitContainerResponse:
+        return self._call(context, lambda: self.core.commit(request))
+
+    def PushImage(self, request: pb.PushImageRequest,
+                  context: grpc.ServicerContext) -> pb.PushImageResponse:
+        return self._call(context, lambda: self.core.push(request))
+
+    def PullImage(self, request: pb.PullImageRequest,
+                  context: grpc.ServicerContext) -> pb.PullImageResponse:
+        return self._call(context, lambda: self.core.pull(request))
+
+    def PrePullImage(self, request: pb.PrePullImageRequest,
+                     context: grpc.ServicerContext) -> pb.PrePullImageResponse:
+        return self._call(context, lambda: self.core.prepull(request))
+
+    def ProbeFirstResponse(self, request: pb.ProbeFirstResponseRequest,
+                           context: grpc.ServicerContext) -> pb.ProbeFirstResponseResponse:
+        return self._call(context, lambda: self.core.probe(request))
+
+    def GetMigration(self, request: pb.GetMigrationRequest,
+                     context: grpc.ServicerContext) -> pb.GetMigrationResponse:
+        return self._call(context, lambda: self.core.migration(request.migration_id))
+
+    def SubmitRequest(self, request: pb.SubmitRequestRequest,
+                      context: grpc.ServicerContext) -> pb.SubmitRequestResponse:
+        return self._call(context, lambda: self.core.submit_request(request))

@@ -1,0 +1,186 @@
+"""NodeCore with a fake engine: idempotent fenced phases, restart, request migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents._proto.edgeferry.common.v1 import common_pb2
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
+from agents.node.core import NodeCore, NodeOptions
+from agents.node.domain import Fenced, Layer, NoCapacity, PhaseFailed, Resources
+from agents.node.engine import RegistryAccess, Timed
+from agents.node.resources import GpuInfo
+from agents.node.store import NodeStore
+
+REG = RegistryAccess("127.0.0.1:5000", "u", "p", Path("/nonexistent/ca.crt"))
+CAP = Resources(cpu_millicores=2000, memory_bytes=1000, storage_bytes=1000, network_bps=1)
+
+
+class FakeEngine:
+    registry = REG
+    interface = "lo"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail_push = False
+
+    def info(self) -> dict[str, Any]:
+        return {"DockerRootDir": "/nonexistent"}
+
+    def version(self) -> str:
+        return "20.10"
+
+    def stop(self, name: str, timeout: int) -> Timed:
+        self.calls.append(f"stop {name} {timeout}")
+        return Timed(0.25, {"exit_code": 0})
+
+    def push(self, ref: Any) -> Timed:
+        self.calls.append(f"push {ref}")
+        if self.fail_push:
+            raise PhaseFailed("registry down")
+        return Timed(1.5, {"digest": "sha256:" + "1" * 64, "interface": "lo",
+                           "interface_tx_bytes": 999,
+                           "layers": [Layer("sha256:" + "a" * 64, 100, False),
+                                      Layer("sha256:" + "b" * 64, 7, True)]})
+
+    def find(self, name: str) -> Any:
+        return None
+
+
+def make_core(tmp_path: Path, engine: FakeEngine | None = None, **kw: Any) -> NodeCore:
+    core = NodeCore(engine or FakeEngine(), NodeStore.open(tmp_path / "node.sqlite3"),  # type: ignore[arg-type]
+                    NodeOptions(tmp_path), gpu=GpuInfo(0, "none"), **kw)
+    core._capacity = CAP
+    return core
+
+
+def ref(epoch: int, mid: str = "m1") -> pb.MigrationRef:
+    return pb.MigrationRef(migration_id=mid, epoch=epoch)
+
+
+def test_push_reports_bytes_of_uploaded_layers_only(tmp_path: Path) -> None:
+    core = make_core(tmp_path)
+    out = core.push(pb.PushImageRequest(ref=ref(1), image_ref="127.0.0.1:5000/m/x:t"))
+    assert out.timing.bytes_moved == 7
+    assert out.compressed_total == 107
+    assert out.timing.outcome == common_pb2.PHASE_OUTCOME_OK
+    assert [x.transferred for x in out.layers] == [False, True]
+
+
+def test_repeated_phase_returns_stored_answer_without_redoing_it(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    core = make_core(tmp_path, engine)
+    req = pb.StopContainerRequest(ref=ref(1), name="efnode-w")
+    first = core.stop(req)
+    second = core.stop(req)
+    assert first == second
+    assert engine.calls == ["stop efnode-w 10"]
+
+
+def test_stale_epoch_is_fenced_and_newer_epoch_reruns(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    core = make_core(tmp_path, engine)
+    core.stop(pb.StopContainerRequest(ref=ref(2), name="efnode-w"))
+    with pytest.raises(Fenced):
+        core.stop(pb.StopContainerRequest(ref=ref(1), name="efnode-w"))
+    core.stop(pb.StopContainerRequest(ref=ref(3), name="efnode-w", timeout_seconds=2))
+    assert engine.calls == ["stop efnode-w 10", "stop efnode-w 2"]
+
+
+def test_failed_phase_is_recorded_and_can_be_retried(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.fail_push = True
+    core = make_core(tmp_path, engine)
+    req = pb.PushImageRequest(ref=ref(1), image_ref="127.0.0.1:5000/m/x:t")
+    with pytest.raises(PhaseFailed):
+        core.push(req)
+    (record,) = core.migration("m1").phases
+    assert record.timing.outcome == common_pb2.PHASE_OUTCOME_FAILED
+    assert "registry down" in record.timing.detail
+    engine.fail_push = False
+    assert core.push(req).timing.bytes_moved == 7
+    assert core.migration("m1").phases[0].timing.outcome == common_pb2.PHASE_OUTCOME_OK
+
+
+def test_restarted_agent_reports_and_replays_finished_phases(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    core = make_core(tmp_path, engine)
+    req = pb.PushImageRequest(ref=ref(4), image_ref="127.0.0.1:5000/m/x:t")
+    before = core.push(req)
+    core.store.close()
+    engine2 = FakeEngine()
+    again = make_core(tmp_path, engine2)
+    report = again.migration("m1")
+    assert report.max_epoch == 4
+    assert [p.timing.phase for p in report.phases] == ["push"]
+    assert again.push(req) == before
+    assert engine2.calls == []
+    with pytest.raises(Fenced):
+        again.push(pb.PushImageRequest(ref=ref(3), image_ref="127.0.0.1:5000/m/x:t"))
+
+
+class FakeNeighbour:
+    def __init__(self, name: str, distance: float, free: Resources) -> None:
+        self.name, self.distance, self._free = name, distance, free
+        self.received: list[pb.SubmitRequestRequest] = []
+
+    def free(self) -> Resources:
+        return self._free
+
+    def submit(self, request: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse:
+        self.received.append(request)
+        return pb.SubmitRequestResponse(served_by=self.name, body=b"from " + self.name.encode(),
+                                        path=[self.name])
+
+
+def test_request_beyond_remaining_resources_goes_to_nearest_fitting_neighbour(
+    tmp_path: Path,
+) -> None:
+    near_full = FakeNeighbour("near", 1.0, Resources(cpu_millicores=100))
+    mid = FakeNeighbour("mid", 2.0, Resources(cpu_millicores=4000))
+    far = FakeNeighbour("far", 9.0, Resources(cpu_millicores=4000))
+    core = make_core(tmp_path, neighbours=[far, near_full, mid])
+    req = pb.SubmitRequestRequest(request_id="r1", service="efnode-svc", hops_left=2,
+                                  required=common_pb2.Resources(cpu_millicores=2000))
+    out = core.submit_request(req)  # REQ 2000 >= R_rem 2000
+    assert out.forwarded and out.served_by == "mid" and out.body == b"from mid"
+    assert out.timing.phase == "request_redirect" and out.timing.wall_seconds > 0
+    assert mid.received[0].hops_left == 1
+    assert not near_full.received and not far.received
+
+
+def test_request_that_fits_is_served_locally_with_a_reservation(tmp_path: Path) -> None:
+    seen: list[Resources] = []
+    core = make_core(tmp_path, neighbours=[])
+
+    class Container:
+        def __init__(self) -> None:
+            self.attrs = {"NetworkSettings": {"Ports": {"8080/tcp": [{"HostPort": "4321"}]}}}
+
+    core.engine.find = lambda name: Container()  # type: ignore[method-assign]
+
+    def handler(port: int, path: str) -> bytes:
+        seen.append(core.allocated())
+        return f"{port}{path}".encode()
+
+    core.local_handler = handler
+    req = pb.SubmitRequestRequest(request_id="r2", service="efnode-svc", path="/health",
+                                  required=common_pb2.Resources(cpu_millicores=1500))
+    out = core.submit_request(req)
+    assert not out.forwarded and out.body == b"4321/health"
+    assert seen == [Resources(cpu_millicores=1500)]  # reserved while serving
+    assert core.allocated() == Resources()  # released afterwards
+
+
+def test_request_nobody_can_serve_is_refused(tmp_path: Path) -> None:
+    core = make_core(tmp_path, neighbours=[FakeNeighbour("n", 1, Resources(cpu_millicores=10))])
+    req = pb.SubmitRequestRequest(request_id="r3", service="efnode-svc", hops_left=1,
+                                  required=common_pb2.Resources(cpu_millicores=5000))
+    with pytest.raises(NoCapacity):
+        core.submit_request(req)
+    req.hops_left = 0
+    with pytest.raises(NoCapacity):
+        core.submit_request(req)
