@@ -1,0 +1,164 @@
+"""Wiring of the SMF agent: settings, identity and capability key (created at first start),
+store, channels to the RAS, the edge hosts and (optionally) the audit and ledger agents.
+
+Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
+
+    settings:
+      name: smf                       # the SMF's principal name in SSP (issuer of capabilities)
+      registry: 10.10.0.2:50052       # the RAS agent
+      admin_peers: [controller]       # register CMSs, users, devices, servers (None: any)
+      cms_peers: [controller, cms]    # register services
+      app_peers: null                 # request services (any lab certificate)
+      migrate_peers: [controller]     # migrate services (capabilities checked in addition)
+      audit:                          # optional: data-audit check before RASP
+        address: 10.10.0.5:50061
+        owner_token_file: /etc/edgeferry/smf-owner.token
+      ledger:                         # optional: ledger write + destination self-evaluation
+        address: 10.10.0.1:50061
+        node_id: smf
+        quorum: 0.9
+
+Keys: ``<data_dir>/keys/smf.key`` (protocol identity, 0600; public part ``smf.pub`` for the
+edge hosts' configuration) and ``<data_dir>/keys/capability.key`` (the sealed-capability tag
+key, 0600). Neither ever leaves the data directory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
+from agents.audit.client import AuditClient
+from agents.common.client import secure_channel_from_config
+from agents.common.config import AgentConfig
+from agents.common.errors import AgentConfigError, AgentStartError
+from agents.common.server import AgentServer
+from agents.common.store import Store
+from agents.ledger.client import LedgerClient
+from agents.ledger.store import load_or_create_key
+from agents.ras.client import EndpointClient, RasClient
+from agents.ras.keys import load_or_create_identity, load_or_create_secret
+from agents.smf.core import SmfCore
+from agents.smf.domain import ServerEntry
+from agents.smf.migration import AuditHook, LedgerHook, MigrationPorts
+from agents.smf.servicer import SERVICE_NAME, SmfServicer, add_to_server
+
+
+class AuditSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    owner_token_file: Path
+
+
+class LedgerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    node_id: str = "smf"
+    quorum: float = Field(default=0.9, gt=0, le=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    application_types: list[str] = Field(default_factory=list)
+
+
+class SmfSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="smf", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    registry: str
+    admin_peers: list[str] | None = None
+    cms_peers: list[str] | None = None
+    app_peers: list[str] | None = None
+    migrate_peers: list[str] | None = None
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    audit: AuditSettings | None = None
+    ledger: LedgerSettings | None = None
+
+
+class ChannelPool:
+    """One mTLS channel per address, made with the agent's own certificate."""
+
+    def __init__(self, factory: Callable[[str], grpc.Channel]) -> None:
+        self._factory = factory
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> grpc.Channel:
+        with self._lock:
+            if address not in self._channels:
+                self._channels[address] = self._factory(address)
+            return self._channels[address]
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+
+def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path) -> MigrationPorts:
+    timeout = settings.rpc_timeout_s
+    ports = MigrationPorts(
+        registry=RasClient(pool.get(settings.registry), timeout=timeout),
+        endpoint=lambda s: EndpointClient(pool.get(s.address), timeout=timeout),
+    )
+    if settings.audit is not None:
+        try:
+            token = settings.audit.owner_token_file.read_bytes().strip()
+        except OSError as err:
+            raise AgentStartError(f"audit.owner_token_file: {err}") from None
+        ports.audit = AuditHook(AuditClient(pool.get(settings.audit.address), timeout=timeout),
+                                token)
+    if settings.ledger is not None:
+        lg = settings.ledger
+        key = load_or_create_key(data_dir / "keys" / "ledger.key")
+        ports.ledger = LedgerHook(_RegisteringLedgerClient(pool.get(lg.address), lg.node_id, key,
+                                                           rpc_timeout_s=timeout),
+                                  quorum=lg.quorum, timeout_s=lg.timeout_s,
+                                  application_types=tuple(lg.application_types))
+    return ports
+
+
+class _RegisteringLedgerClient(LedgerClient):
+    """Registers the SMF's submitter key with the validator before the first write."""
+
+    _registered = False
+
+    def write_and_wait(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self._registered:
+            self.register()
+            self._registered = True
+        return super().write_and_wait(*args, **kwargs)
+
+
+def setup_smf(server: AgentServer, config: AgentConfig, *,
+              ports: MigrationPorts | None = None) -> tuple[SmfCore, SmfServicer]:
+    settings = config.settings_as(SmfSettings)
+    if config.tls is None:
+        raise AgentConfigError("the SMF needs tls (ca_cert, cert, key) to reach other agents")
+    tls = config.tls
+    data = config.resolved_data_dir
+    identity = load_or_create_identity(data / "keys" / "smf.key", settings.name)
+    secret = load_or_create_secret(data / "keys" / "capability.key")
+    store = Store.open(data / "smf.sqlite3")
+    core = SmfCore(identity, store, secret)
+    pool = ChannelPool(lambda address: secure_channel_from_config(tls, address))
+    if ports is None:
+        ports = build_ports(settings, pool, data)
+
+    def server_stub(entry: ServerEntry) -> pb_grpc.SspServerServiceStub:
+        return pb_grpc.SspServerServiceStub(pool.get(entry.address))
+
+    servicer = SmfServicer(core, ports, server_stub, admin_peers=settings.admin_peers,
+                           cms_peers=settings.cms_peers, app_peers=settings.app_peers,
+                           migrate_peers=settings.migrate_peers,
+                           rpc_timeout_s=settings.rpc_timeout_s)
+    server.add(add_to_server, servicer, SERVICE_NAME)
+    server.on_stop(pool.close)
+    server.on_stop(store.close)
+    return core, servicer

@@ -1,0 +1,256 @@
+"""SMF records, errors and the migration plan (no gRPC, no Docker).
+
+A migration is a `MigrationPlan`: an ordered list of named phases, each timed with a monotonic
+clock. The SMF builds it from the configured deployment (agents/smf/migration.py):
+
+    policy_audit          data-audit decision (agents/audit)             when configured
+    rasp_handshake        RASP steps 1-11 between source SA and destination CB
+    ledger_write          ledger Algorithm 1 (agents/ledger)               when configured
+    self_evaluation       ledger Algorithm 2 at the destination            when configured
+    stop, commit, push,   the node agents' container phases                 when configured
+    pull, run
+    rasp_location_update  RASP step 12: the registry records the new location
+    location_commit       the SMF's location record moves forward (epoch + 1)
+
+A phase that raises ends the plan: it is recorded FAILED (REJECTED for a refusal by policy or
+protocol) and every later phase SKIPPED; nothing after it runs, so the location stays put.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from agents.security.capability import SealedCapability
+from agents.security.crypto import PublicIdentity
+from agents.security.errors import ProtocolError
+from agents.security.rasp import Resources
+from agents.security.ssp import ServerInfo
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class SmfError(Exception):
+    """A refusal that is not a protocol/capability error (those raise ProtocolError)."""
+
+
+class NotFound(SmfError):
+    """The referenced service, user, device or server does not exist."""
+
+
+class AlreadyExists(SmfError):
+    """The record exists already (or the service is already where it should move)."""
+
+
+class StaleEpoch(SmfError):
+    """A location update carried an epoch that is not the current one (fencing)."""
+
+
+class MigrationInProgress(SmfError):
+    """Another migration of the same service is running."""
+
+
+class InvalidRequest(SmfError):
+    """A field is missing or out of range."""
+
+
+class PolicyDenied(SmfError):
+    """A configured check (data audit, self-evaluation) refused the migration."""
+
+
+class MigrationFailed(SmfError):
+    """A phase of a migration failed; `records` holds every phase's outcome."""
+
+    def __init__(self, phase: str, cause: BaseException, records: list[PhaseRecord]) -> None:
+        super().__init__(f"phase {phase} failed: {cause}")
+        self.phase = phase
+        self.cause = cause
+        self.records = records
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerEntry:
+    """A server of a service (Add Server): where its SSP and RASP endpoints listen."""
+
+    name: str
+    global_id: str
+    public: PublicIdentity
+    ipv4: str
+    port: int
+    max_load: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.ipv4}:{self.port}"
+
+    def ssp_info(self) -> ServerInfo:
+        return ServerInfo(self.public, self.ipv4, self.port)
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    global_id: str
+    name: str
+    version: str
+    local_id: str
+    description: str
+    port: int
+    transport: str
+    requirement: Resources
+    image_ref: str
+    capability: SealedCapability
+    servers: tuple[ServerEntry, ...]
+
+    def server(self, name: str) -> ServerEntry | None:
+        return next((s for s in self.servers if s.name == name), None)
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    global_id: str
+    first_name: str
+    surname: str
+    role: str
+    rank: int
+    specialisation: str
+    capability: SealedCapability
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    global_id: str
+    local_id: str
+    name: str
+    owner_first_name: str
+    owner_surname: str
+    capability: SealedCapability
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a service runs; `epoch` starts at 1 and only moves forward."""
+
+    service_id: str
+    server: str
+    epoch: int
+
+
+# --- migration plan -------------------------------------------------------------------------
+
+
+class PhaseOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+
+
+@dataclass
+class PhaseRecord:
+    """One phase as measured: monotonic wall time, bytes moved, outcome, detail."""
+
+    phase: str
+    wall_seconds: float = 0.0
+    bytes_moved: int = 0
+    outcome: PhaseOutcome = PhaseOutcome.SKIPPED
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase, "wall_seconds": self.wall_seconds,
+            "bytes_moved": self.bytes_moved, "outcome": str(self.outcome), "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """What a phase may report besides its duration."""
+
+    bytes_moved: int = 0
+    detail: str = ""
+
+
+@dataclass
+class MigrationState:
+    """What the phases share: the request, the parties and what earlier phases produced."""
+
+    migration_id: str
+    service: ServiceEntry
+    source: ServerEntry
+    destination: ServerEntry
+    user: UserEntry
+    device: DeviceEntry
+    epoch: int
+    request_id: str = ""
+    rasp_session_id: bytes = b""
+    new_location: Location | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+PhaseFn = Callable[[MigrationState], PhaseResult | None]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    run: PhaseFn
+
+
+class MigrationPlan:
+    """Ordered, timed phases; hooks slot in with `insert_before` / `insert_after`."""
+
+    def __init__(self, phases: list[Phase] | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.phases: list[Phase] = list(phases or [])
+        self._clock = clock
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.phases]
+
+    def add(self, phase: Phase) -> MigrationPlan:
+        self.phases.append(phase)
+        return self
+
+    def _index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"no phase {name!r} in the plan") from None
+
+    def insert_before(self, name: str, *phases: Phase) -> MigrationPlan:
+        i = self._index(name)
+        self.phases[i:i] = phases
+        return self
+
+    def insert_after(self, name: str, *phases: Phase) -> MigrationPlan:
+        i = self._index(name) + 1
+        self.phases[i:i] = phases
+        return self
+
+    def run(self, state: MigrationState) -> list[PhaseRecord]:
+        """Run every phase in order; on the first failure raise MigrationFailed."""
+        records = [PhaseRecord(p.name) for p in self.phases]
+        for i, phase in enumerate(self.phases):
+            t0 = self._clock()
+            try:
+                result = phase.run(state) or PhaseResult()
+            except Exception as exc:
+                rec = records[i]
+                rec.wall_seconds = self._clock() - t0
+                refused = isinstance(exc, ProtocolError | PolicyDenied | StaleEpoch)
+                rec.outcome = PhaseOutcome.REJECTED if refused else PhaseOutcome.FAILED
+                rec.detail = str(exc)[:500]
+                raise MigrationFailed(phase.name, exc, records) from exc
+            rec = records[i]
+            rec.wall_seconds = self._clock() - t0
+            rec.bytes_moved = result.bytes_moved
+            rec.outcome = PhaseOutcome.OK
+            rec.detail = result.detail
+        return records

@@ -1,0 +1,172 @@
+"""Migrate Service: the phases of a migration wired to the agents that run them.
+
+`build_plan` turns the SMF's configured ports into a `MigrationPlan` (see domain.py for the
+phase list). Optional per deployment: the data-audit check (`AuditHook`, agents/audit), the
+ledger write and destination self-evaluation (`LedgerHook`, agents/ledger) and the node
+agents' container phases (`ContainerPhases`). RASP always runs, between the RASP endpoints of
+the service's current server (Server SA) and the destination (Cloud CB), relayed by the SMF.
+
+Node-agent integration: implement `ContainerPhases.phases()` returning
+``[Phase("stop", ...), Phase("commit", ...), Phase("push", ...), Phase("pull", ...),
+Phase("run", ...)]`` whose functions call the source / destination node agents and return
+`PhaseResult(bytes_moved=...)`. A phase that sets ``state.extras["image_digest"]`` and
+``state.extras["size_bytes"]`` before ``rasp_handshake`` (insert stop + commit before it with
+``plan.insert_before("rasp_handshake", ...)``) has them carried, authenticated, in M_Trf
+(step 10); the destination reads them back with RaspEndpoint.GetSessionInfo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agents.audit.client import AuditClient
+from agents.ledger.client import LedgerClient
+from agents.ledger.domain import ContainerMetadata, NodeResources
+from agents.ras.client import EndpointClient, RasClient, RaspHandshake, RaspRelay, Tap
+from agents.ras.convert import MIB
+from agents.security.rasp import TransferDescriptor
+from agents.smf.core import SmfCore
+from agents.smf.domain import (
+    MigrationPlan,
+    MigrationState,
+    Phase,
+    PhaseResult,
+    PolicyDenied,
+    ServerEntry,
+)
+
+
+class ContainerPhases(Protocol):
+    """The node agents' part: stop, commit, push, pull, run (see the module docstring)."""
+
+    def phases(self) -> list[Phase]: ...
+
+
+@dataclass
+class AuditHook:
+    """Policy audit (seed 002) before anything moves."""
+
+    client: AuditClient
+    owner_token: bytes
+
+    def phase(self) -> Phase:
+        def run(state: MigrationState) -> PhaseResult:
+            verdict = self.client.evaluate(
+                self.owner_token, state.service.name, edge=state.destination.name,
+                request_id=state.migration_id,
+            )
+            if not verdict.permit:
+                raise PolicyDenied("data audit denies: " + "; ".join(verdict.reasons))
+            return PhaseResult(
+                detail=f"permit (decision {verdict.audit_seconds * 1000:.3f} ms, "
+                       f"log #{verdict.log_seq})")
+
+        return Phase("policy_audit", run)
+
+
+@dataclass
+class LedgerHook:
+    """Ledger Algorithm 1 (write, wait for the quorum) and Algorithm 2 at the destination."""
+
+    client: LedgerClient
+    quorum: float = 0.9
+    timeout_s: float = 10.0
+    application_types: tuple[str, ...] = ()
+    gpu_usage: int = 0
+
+    def phases(self, endpoint: Callable[[ServerEntry], EndpointClient]) -> list[Phase]:
+        def metadata(state: MigrationState) -> ContainerMetadata:
+            return ContainerMetadata(
+                source_ip=state.source.ipv4,
+                container_id=state.extras.get("container_id", state.service.name),
+                total_size=int(state.extras.get("size_bytes", 0)),
+                gpu_usage=self.gpu_usage,
+                cpu_usage=state.service.requirement.cpu,
+                type=state.service.name,
+            )
+
+        def write(state: MigrationState) -> PhaseResult:
+            result = self.client.write_and_wait(metadata(state), quorum=self.quorum,
+                                                timeout=self.timeout_s)
+            if not result.ok:
+                raise RuntimeError(f"ledger write failed: {result.reason}")
+            state.extras["ledger_tx"] = result.tx_id
+            return PhaseResult(detail=f"tx {result.tx_id}: {result.confirmations}/"
+                                      f"{result.total_nodes} confirmations")
+
+        def evaluate(state: MigrationState) -> PhaseResult:
+            _, free = endpoint(state.destination).identity()
+            node = NodeResources(free_memory=free.memory * MIB, free_cpu=free.cpu, free_gpu=0,
+                                 application_types=self.application_types)
+            ev = self.client.self_evaluate(metadata(state).container_id, node)
+            if ev is None:
+                raise RuntimeError("no metadata on the ledger for the container")
+            if not ev.accept:
+                raise PolicyDenied(f"destination self-evaluation rejects: {ev.reason}")
+            return PhaseResult(detail=ev.reason)
+
+        return [Phase("ledger_write", write), Phase("self_evaluation", evaluate)]
+
+
+@dataclass
+class MigrationPorts:
+    """How the SMF reaches the agents a migration involves."""
+
+    registry: RasClient
+    endpoint: Callable[[ServerEntry], EndpointClient]
+    audit: AuditHook | None = None
+    ledger: LedgerHook | None = None
+    container: ContainerPhases | None = None
+    tap: Tap | None = None
+    extra_phases: list[tuple[str, Phase]] = field(default_factory=list)  # (before, phase)
+
+
+def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> MigrationPlan:
+    relay = RaspRelay(ports.registry, ports.endpoint(state.source),
+                      ports.endpoint(state.destination), tap=ports.tap)
+    holder: dict[str, RaspHandshake] = {}
+
+    def handshake(st: MigrationState) -> PhaseResult:
+        transfer = TransferDescriptor(
+            service=st.service.name, image_ref=st.service.image_ref,
+            image_digest=str(st.extras.get("image_digest", "")),
+            size_bytes=int(st.extras.get("size_bytes", 0)),
+        )
+        hs = relay.handshake(st.migration_id, source=st.source.public,
+                             destination=st.destination.public,
+                             requirement=st.service.requirement, transfer=transfer)
+        holder["hs"] = hs
+        st.rasp_session_id = hs.session_id
+        st.extras["rasp_timings"] = hs.timings
+        stages = ", ".join(f"stage {k} {v * 1000:.2f} ms"
+                           for k, v in sorted(hs.timings.stage_s.items()))
+        return PhaseResult(bytes_moved=sum(hs.timings.message_bytes.values()), detail=stages)
+
+    def location_update(st: MigrationState) -> PhaseResult:
+        hs = holder["hs"]
+        relay.location_update(hs)
+        return PhaseResult(bytes_moved=hs.timings.message_bytes.get(12, 0),
+                           detail="registry recorded the new location (step 12)")
+
+    def commit(st: MigrationState) -> PhaseResult:
+        st.new_location = core.commit_location(st.service.global_id, st.epoch,
+                                               st.destination.name)
+        return PhaseResult(detail=f"{st.destination.name} at epoch {st.new_location.epoch}")
+
+    plan = MigrationPlan()
+    if ports.audit is not None:
+        plan.add(ports.audit.phase())
+    plan.add(Phase("rasp_handshake", handshake))
+    if ports.ledger is not None:
+        for phase in ports.ledger.phases(ports.endpoint):
+            plan.add(phase)
+    if ports.container is not None:
+        for phase in ports.container.phases():
+            plan.add(phase)
+    plan.add(Phase("rasp_location_update", location_update))
+    plan.add(Phase("location_commit", commit))
+    for before, phase in ports.extra_phases:
+        plan.insert_before(before, phase)
+    return plan

@@ -1,0 +1,308 @@
+"""gRPC side of the SMF: protobuf <-> SmfCore, errors -> status codes + error codes."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import grpc
+
+from agents._proto.edgeferry.common.v1 import common_pb2
+from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
+from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
+from agents.common.logging import get_logger
+from agents.ras.convert import identity_from_pb, identity_to_pb, resources_from_pb, resources_to_pb
+from agents.ras.servicer import check_peer
+from agents.ras.status import (
+    COMMON_ERROR_KEY,
+    PROTOCOL_ERROR_KEY,
+    abort_protocol,
+    call,
+    common_code,
+)
+from agents.security.errors import ProtocolError
+from agents.smf.core import SmfCore
+from agents.smf.domain import (
+    AlreadyExists,
+    InvalidRequest,
+    MigrationFailed,
+    MigrationInProgress,
+    MigrationState,
+    NotFound,
+    PhaseOutcome,
+    PhaseRecord,
+    PolicyDenied,
+    ServerEntry,
+    ServiceEntry,
+    SmfError,
+    StaleEpoch,
+)
+from agents.smf.migration import MigrationPorts, build_plan
+
+SERVICE_NAME = "edgeferry.smf.v1.SmfService"
+STALE_EPOCH = "STALE_EPOCH"
+POLICY_DENIED = "POLICY_DENIED"
+
+_STATUS: tuple[tuple[type[SmfError], grpc.StatusCode], ...] = (
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (StaleEpoch, grpc.StatusCode.ABORTED),
+    (MigrationInProgress, grpc.StatusCode.ABORTED),
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (PolicyDenied, grpc.StatusCode.PERMISSION_DENIED),
+)
+
+_OUTCOME = {
+    PhaseOutcome.OK: common_pb2.PHASE_OUTCOME_OK,
+    PhaseOutcome.FAILED: common_pb2.PHASE_OUTCOME_FAILED,
+    PhaseOutcome.SKIPPED: common_pb2.PHASE_OUTCOME_SKIPPED,
+    PhaseOutcome.REJECTED: common_pb2.PHASE_OUTCOME_REJECTED,
+}
+
+#: server_stub(server) -> SspServerService stub (over the SMF's mTLS channel to it)
+ServerStubFactory = Callable[[ServerEntry], pb_grpc.SspServerServiceStub]
+
+
+def _abort(context: grpc.ServicerContext, exc: SmfError) -> NoReturn:
+    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), grpc.StatusCode.UNKNOWN)
+    context.abort(status, str(exc))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _errors(context: grpc.ServicerContext) -> Iterator[None]:
+    try:
+        yield
+    except ProtocolError as exc:
+        abort_protocol(context, exc)
+    except SmfError as exc:
+        _abort(context, exc)
+
+
+def phases_to_pb(records: list[PhaseRecord]) -> list[common_pb2.PhaseTiming]:
+    return [
+        common_pb2.PhaseTiming(phase=r.phase, wall_seconds=r.wall_seconds,
+                               bytes_moved=r.bytes_moved, outcome=_OUTCOME[r.outcome],
+                               detail=r.detail)
+        for r in records
+    ]
+
+
+def service_to_pb(core: SmfCore, s: ServiceEntry) -> pb.ServiceInfo:
+    loc = core.db.location(s.global_id)
+    return pb.ServiceInfo(
+        global_id=s.global_id, local_id=s.local_id, name=s.name, version=s.version,
+        description=s.description, port=s.port, transport=s.transport,
+        requirement=resources_to_pb(s.requirement), image_ref=s.image_ref,
+        servers=[pb.ServerInfo(name=x.name, global_id=x.global_id, ipv4=x.ipv4, port=x.port,
+                               max_load=x.max_load, fingerprint=x.public.fingerprint())
+                 for x in s.servers],
+        location=loc.server if loc else "", epoch=loc.epoch if loc else 0,
+        capability_text=s.capability.cap.text(),
+    )
+
+
+def failure_code(cause: BaseException) -> tuple[str, int]:
+    """(precise code, common ErrorCode) of a failed migration's cause."""
+    if isinstance(cause, ProtocolError):
+        return str(cause.code), common_code(cause.code)
+    if isinstance(cause, StaleEpoch):
+        return STALE_EPOCH, common_pb2.ERROR_CODE_STALE_NONCE
+    if isinstance(cause, PolicyDenied):
+        return POLICY_DENIED, common_pb2.ERROR_CODE_POLICY_DENIED
+    return "INTERNAL", common_pb2.ERROR_CODE_INTERNAL
+
+
+class SmfServicer(pb_grpc.SmfServiceServicer):
+    """SmfService over an SmfCore.
+
+    Peers (certificate names; None allows any lab-CA certificate): `admin_peers` register
+    CMSs, users, devices and servers; `cms_peers` register services; `app_peers` request
+    services; `migrate_peers` migrate them (the capabilities are checked in addition).
+    """
+
+    def __init__(self, core: SmfCore, ports: MigrationPorts, server_stub: ServerStubFactory, *,
+                 admin_peers: Collection[str] | None = None,
+                 cms_peers: Collection[str] | None = None,
+                 app_peers: Collection[str] | None = None,
+                 migrate_peers: Collection[str] | None = None,
+                 rpc_timeout_s: float = 10.0) -> None:
+        self.core = core
+        self.ports = ports
+        self.server_stub = server_stub
+        self.admin_peers = None if admin_peers is None else frozenset(admin_peers)
+        self.cms_peers = None if cms_peers is None else frozenset(cms_peers)
+        self.app_peers = None if app_peers is None else frozenset(app_peers)
+        self.migrate_peers = None if migrate_peers is None else frozenset(migrate_peers)
+        self.timeout = rpc_timeout_s
+        self.log = get_logger("smf.servicer")
+
+    # -- registrations -----------------------------------------------------------------------------
+
+    def RegisterCms(self, request: pb.RegisterCmsRequest,
+                    context: grpc.ServicerContext) -> pb.RegisterCmsResponse:
+        check_peer(context, self.admin_peers)
+        with _errors(context):
+            self.core.register_cms(identity_from_pb(request.identity))
+        return pb.RegisterCmsResponse()
+
+    def GetSmfIdentity(self, request: pb.GetSmfIdentityRequest,
+                       context: grpc.ServicerContext) -> pb.GetSmfIdentityResponse:
+        check_peer(context, None)
+        return pb.GetSmfIdentityResponse(
+            identity=identity_to_pb(self.core.public, pb.PublicIdentity))
+
+    def RegisterService(self, request: pb.RegisterServiceRequest,
+                        context: grpc.ServicerContext) -> pb.RegisterServiceResponse:
+        check_peer(context, self.cms_peers)
+        with _errors(context):
+            reply, service = self.core.register_service(
+                request.message, description=request.description, local_id=request.local_id,
+                port=request.port, transport=request.transport or "tcp",
+                requirement=resources_from_pb(request.requirement, request=True),
+                image_ref=request.image_ref,
+            )
+        return pb.RegisterServiceResponse(reply=reply, global_id=service.global_id)
+
+    def RegisterUser(self, request: pb.RegisterUserRequest,
+                     context: grpc.ServicerContext) -> pb.RegisterUserResponse:
+        check_peer(context, self.admin_peers)
+        with _errors(context):
+            user = self.core.register_user(
+                request.first_name, request.surname, role=request.role, rank=request.rank,
+                specialisation=request.specialisation)
+        return pb.RegisterUserResponse(global_id=user.global_id,
+                                       capability=user.capability.to_bytes())
+
+    def RegisterDevice(self, request: pb.RegisterDeviceRequest,
+                       context: grpc.ServicerContext) -> pb.RegisterDeviceResponse:
+        check_peer(context, self.admin_peers)
+        with _errors(context):
+            device = self.core.register_device(
+                request.name, request.owner_first_name, request.owner_surname,
+                local_id=request.local_id)
+        return pb.RegisterDeviceResponse(global_id=device.global_id, local_id=device.local_id,
+                                         capability=device.capability.to_bytes())
+
+    def AddServer(self, request: pb.AddServerRequest,
+                  context: grpc.ServicerContext) -> pb.AddServerResponse:
+        check_peer(context, self.admin_peers)
+        with _errors(context):
+            public = identity_from_pb(request.identity)
+            service = self.core.add_server(request.service_id, ServerEntry(
+                public.name, request.server_global_id, public, request.ipv4, request.port,
+                request.max_load))
+        return pb.AddServerResponse(service_id=service.global_id,
+                                    service_capability=service.capability.to_bytes())
+
+    # -- Request Service ---------------------------------------------------------------------------
+
+    def _server_port(self, server: ServerEntry, message: bytes) -> bytes:
+        stub = self.server_stub(server)
+        resp: Any = call(stub.Deliver, pb.ServerDeliverRequest(message=message),
+                         rpc=f"server {server.name} Deliver", timeout=self.timeout)
+        return bytes(resp.reply)
+
+    def RequestService(self, request: pb.RequestServiceRequest,
+                       context: grpc.ServicerContext) -> pb.RequestServiceResponse:
+        check_peer(context, self.app_peers)
+        with _errors(context):
+            try:
+                reply, server, timings = self.core.request_service(request.message,
+                                                                   self._server_port)
+            except grpc.RpcError as err:
+                context.abort(grpc.StatusCode.UNAVAILABLE,
+                              f"chosen server unreachable: {err.code().name}")
+        return pb.RequestServiceResponse(
+            reply=reply, server_address=server.address,
+            timings=[common_pb2.PhaseTiming(phase=k, wall_seconds=v,
+                                            outcome=common_pb2.PHASE_OUTCOME_OK)
+                     for k, v in timings.items()])
+
+    # -- Migrate Service ---------------------------------------------------------------------------
+
+    def MigrateService(self, request: pb.MigrateServiceRequest,
+                       context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
+        caller = check_peer(context, self.migrate_peers)
+        with _errors(context):
+            service, user, device, source, dest, loc = self.core.authorise_migration(
+                request.service_id, request.user_id, request.device_id,
+                request.user_capability, request.device_capability, request.destination)
+            with self.core.migration_slot(service.global_id):
+                state = MigrationState(
+                    migration_id=f"mig-{secrets.token_hex(8)}", service=service, source=source,
+                    destination=dest, user=user, device=device, epoch=loc.epoch,
+                    request_id=request.request_id,
+                )
+                return self._run(state, caller, context)
+
+    def _run(self, state: MigrationState, caller: str,
+             context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
+        started = time.time()
+        plan = build_plan(self.core, self.ports, state)
+        try:
+            records = plan.run(state)
+        except MigrationFailed as failed:
+            code, common = failure_code(failed.cause)
+            self.core.db.record_migration(state.migration_id, state.service.global_id,
+                                          state.source.name, state.destination.name, started,
+                                          f"failed:{failed.phase}:{code}", state.epoch,
+                                          failed.records)
+            self.log.info("migration_failed", migration=state.migration_id, caller=caller,
+                          phase=failed.phase, code=code)
+            context.set_trailing_metadata(((PROTOCOL_ERROR_KEY, code),
+                                           (COMMON_ERROR_KEY, common_pb2.ErrorCode.Name(common))))
+            loc = self.core.location(state.service.global_id)
+            return pb.MigrateServiceResponse(
+                migrated=False, location=loc.server, epoch=loc.epoch,
+                rasp_session_id=state.rasp_session_id, phases=phases_to_pb(failed.records),
+                error=common_pb2.Error(code=common,  # type: ignore[arg-type]
+                                       message=f"{code}: {failed}"[:500]))
+        assert state.new_location is not None
+        self.core.db.record_migration(state.migration_id, state.service.global_id,
+                                      state.source.name, state.destination.name, started, "ok",
+                                      state.new_location.epoch, records)
+        self.log.info("migrated", migration=state.migration_id, caller=caller,
+                      destination=state.destination.name, epoch=state.new_location.epoch)
+        return pb.MigrateServiceResponse(
+            migrated=True, location=state.new_location.server, epoch=state.new_location.epoch,
+            rasp_session_id=state.rasp_session_id, phases=phases_to_pb(records))
+
+    # -- listings ----------------------------------------------------------------------------------
+
+    def GetService(self, request: pb.GetServiceRequest,
+                   context: grpc.ServicerContext) -> pb.ServiceInfo:
+        check_peer(context, None)
+        with _errors(context):
+            return service_to_pb(self.core, self.core.service(request.service_id))
+
+    def ListServices(self, request: pb.ListRequest,
+                     context: grpc.ServicerContext) -> pb.ListServicesResponse:
+        check_peer(context, None)
+        return pb.ListServicesResponse(
+            services=[service_to_pb(self.core, s) for s in self.core.db.services()])
+
+    def ListUsers(self, request: pb.ListRequest,
+                  context: grpc.ServicerContext) -> pb.ListUsersResponse:
+        check_peer(context, None)
+        return pb.ListUsersResponse(users=[
+            pb.UserInfo(global_id=u.global_id, first_name=u.first_name, surname=u.surname,
+                        role=u.role, rank=u.rank, specialisation=u.specialisation,
+                        capability_text=u.capability.cap.text())
+            for u in self.core.db.users()])
+
+    def ListDevices(self, request: pb.ListRequest,
+                    context: grpc.ServicerContext) -> pb.ListDevicesResponse:
+        check_peer(context, None)
+        return pb.ListDevicesResponse(devices=[
+            pb.DeviceInfo(global_id=d.global_id, local_id=d.local_id, name=d.name,
+                          owner_first_name=d.owner_first_name, owner_surname=d.owner_surname,
+                          capability_text=d.capability.cap.text())
+            for d in self.core.db.devices()])
+
+
+def add_to_server(servicer: SmfServicer, server: grpc.Server) -> None:
+    pb_grpc.add_SmfServiceServicer_to_server(servicer, server)
