@@ -420,6 +420,20 @@ class NodeCore:
             raise PhaseFailed(f"workload {name} did not answer: {err}") from None
 
 
+def tcp_stays_open(host: str, port: int, hold: float = 0.1) -> bool:
+    """True when a connection is accepted *and* not closed within ``hold`` seconds.
+
+    Docker's userland proxy accepts connections on a published port before the service in the
+    container listens, then closes them: a bare connect would end the downtime too early.
+    """
+    with socket.create_connection((host, port), timeout=1.0) as sock:
+        sock.settimeout(hold)
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except TimeoutError:
+            return True
+
+
 def probe_until_ok(host: str, port: int, kind: int, path: str, timeout: float,
                    interval: float = 0.02) -> tuple[float, int, bytes]:
     """Probe until the first success; (seconds, attempts, body). PhaseFailed on timeout."""
@@ -429,9 +443,11 @@ def probe_until_ok(host: str, port: int, kind: int, path: str, timeout: float,
     while True:
         attempts += 1
         try:
+            if kind == pb.PROBE_KIND_TCP_CONNECT and tcp_stays_open(host, port):
+                return time.monotonic() - started, attempts, b""
             if kind == pb.PROBE_KIND_TCP_CONNECT:
-                with socket.create_connection((host, port), timeout=1.0):
-                    return time.monotonic() - started, attempts, b""
+                last = "connection accepted but closed at once"
+                raise ConnectionError(last)
             url = f"http://{host}:{port}{path}"
             with urllib.request.urlopen(url, timeout=2.0) as resp:
                 body = resp.read(256)

@@ -166,7 +166,8 @@ class DockerEngine:
 
     def commit(self, name: str, image_ref: ImageRef, labels: Mapping[str, str]) -> Timed:
         container = self._container(name)
-        diff = int(self.client.api.inspect_container(container.id, size=True).get("SizeRw") or 0)
+        listed = self.client.api.containers(all=True, size=True, filters={"id": container.id})
+        diff = int((listed[0].get("SizeRw") if listed else 0) or 0)
         started = time.monotonic()
         try:
             image = container.commit(
@@ -267,12 +268,15 @@ class DockerEngine:
         port_map: dict[str, Any] = {}
         for cport, hport, hip in ports:
             port_map[f"{cport}/tcp"] = (hip, hport or None) if hip else (hport or None)
-        volumes = {str(src): {"bind": dst, "mode": "ro"} for src, dst in mounts}
+        # HostConfig mounts only: `volumes=` would also declare Config.Volumes, which `commit`
+        # copies into the image as VOLUME entries.
+        bind_mounts = [docker.types.Mount(dst, str(src), type="bind", read_only=True)
+                       for src, dst in mounts]
         started = time.monotonic()
         try:
             container = self.client.containers.run(
                 image, command=command or None, name=name, detach=True, ports=port_map,
-                environment=dict(env), labels=dict(labels), volumes=volumes,
+                environment=dict(env), labels=dict(labels), mounts=bind_mounts,
             )
         except ImageNotFound:
             raise NotFound(f"no local image {image}") from None
