@@ -1,0 +1,120 @@
+"""End to end over mTLS: RAS, SMF and two edge hosts as real agents on 127.0.0.1.
+
+Registers clouds, servers, a CMS, a user, a device and a service, requests the service through
+SSP (all 11 steps), migrates it through RASP (all 12 steps) and checks the registry and the
+SMF's location record after step 12.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.ras.status import RemoteProtocolError
+from tests.adversarial.harness import SERVICE_NEEDS, Lab
+
+
+@pytest.fixture
+def lab(lab_pki, tmp_path: Path) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    lab = Lab(lab_pki, tmp_path).start()
+    yield lab
+    lab.close()
+
+
+def test_register_request_and_migrate_end_to_end(lab: Lab) -> None:
+    who = lab.scenario()
+    smf = lab.smf_client()
+    info = smf.service(lab.service_id)
+    assert (info.name, info.version, info.location, info.epoch) == ("nms", "1", "edge1", 1)
+    assert [s.name for s in info.servers] == ["edge1", "edge2"]
+    assert [u.global_id for u in smf.users()] == [who.user_id]
+    assert [d.global_id for d in smf.devices()] == [who.device_id]
+
+    # SSP: request the service, open a session, two requests, end.
+    with lab.app_session(who) as session:
+        session.open("nms", "1")
+        assert session.server_address == lab.edges["edge1"].address
+        assert session.request(b"read block 7") == hashlib.sha256(b"read block 7").digest()
+        assert session.request(b"write block 8") == hashlib.sha256(b"write block 8").digest()
+    server_sessions = lab.edges["edge1"].ssp.server.sessions
+    assert [s.phase for s in server_sessions.values()] == ["ended"]
+
+    # RASP through Migrate Service.
+    report = smf.migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
+                         who.device_cap, "edge2", request_id="t-1")
+    assert report.migrated, report.error_message
+    assert (report.location, report.epoch) == ("edge2", 2)
+    assert [p.phase for p in report.phases] == [
+        "rasp_handshake", "rasp_location_update", "location_commit"]
+    assert all(p.outcome == "ok" and p.wall_seconds > 0 for p in report.phases)
+
+    table = lab.ras_client().table()
+    assert {(r.service, r.cloud) for r in table.locations} == {("nms", "edge2")}
+    assert [(a.server, a.cloud) for a in table.allocations] == [("edge1", "edge2")]
+    edge2_row = next(c for c in table.clouds if c.name == "edge2")
+    assert edge2_row.allocated.cpu_millicores == SERVICE_NEEDS.cpu
+    assert lab.edges["edge2"].rasp.allocated == SERVICE_NEEDS
+    info = smf.service(lab.service_id)
+    assert (info.location, info.epoch) == ("edge2", 2)
+    transfer = lab.endpoint("edge2").session_info(report.rasp_session_id).transfer
+    assert (transfer.service, transfer.image_ref) == ("nms", "registry.lab:5000/nms:1")
+
+    # The next session is served by the new location.
+    with lab.app_session(who, "app2") as session:
+        session.open("nms", "1")
+        assert session.server_address == lab.edges["edge2"].address
+        assert session.request(b"x") == hashlib.sha256(b"x").digest()
+
+    # And back again: the epoch keeps moving forward.
+    back = smf.migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
+                       who.device_cap, "edge1")
+    assert (back.migrated, back.location, back.epoch) == (True, "edge1", 3)
+
+
+def test_state_survives_agent_restarts(lab: Lab) -> None:
+    who = lab.scenario()
+    smf = lab.smf_client()
+    assert smf.migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
+                       who.device_cap, "edge2").migrated
+    lab.restart_ras()
+    lab.restart_smf()
+    lab.restart_edge("edge1")
+    lab.restart_edge("edge2")
+    smf = lab.smf_client()
+    info = smf.service(lab.service_id)
+    assert (info.location, info.epoch) == ("edge2", 2)
+    table = lab.ras_client().table()
+    assert {(r.service, r.cloud) for r in table.locations} == {("nms", "edge2")}
+    assert lab.edges["edge2"].rasp.allocated == SERVICE_NEEDS
+    # capabilities issued before the restart still verify (tag key persisted, 0600)
+    key = lab.root / "smf" / "keys" / "capability.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    report = smf.migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
+                         who.device_cap, "edge1")
+    assert (report.migrated, report.epoch) == (True, 3)
+    with lab.app_session(who) as session:
+        session.open("nms", "1")
+        assert session.server_address == lab.edges["edge1"].address
+
+
+def test_migration_refusals_change_nothing(lab: Lab) -> None:
+    who = lab.scenario()
+    other = lab.principal("Grace", "Hopper")
+    smf = lab.smf_client()
+    before = lab.smf_core.snapshot() if lab.smf_core else None
+    with pytest.raises(RemoteProtocolError) as err:  # Grace's device, Ada's user cap
+        smf.migrate(lab.service_id, who.user_id, other.device_id, who.user_cap,
+                    other.device_cap, "edge2")
+    assert err.value.code == "NOT_AUTHORISED"
+    with pytest.raises(RemoteProtocolError) as err:  # capability of another user
+        smf.migrate(lab.service_id, who.user_id, who.device_id, other.user_cap,
+                    who.device_cap, "edge2")
+    assert err.value.code == "NOT_AUTHORISED"
+    with pytest.raises(RemoteProtocolError) as err:
+        smf.migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
+                    who.device_cap, "edge9")
+    assert err.value.code == "UNKNOWN_PRINCIPAL"
+    assert lab.smf_core is not None and lab.smf_core.snapshot() == before
