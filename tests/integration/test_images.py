@@ -1,0 +1,98 @@
+"""Locally built workload images on the real engine: bases, synthetic layers, NMS image."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from agents.node.engine import MANIFEST_V2
+from edgeferry.images.base import busybox_base
+from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_UID, nms_image
+from edgeferry.images.registry import LocalRegistry
+from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
+from tests.conftest import LabPKI
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+PREFIX = f"efnode-img{os.getpid()}"
+
+
+@pytest.fixture
+def engine() -> Iterator[Any]:
+    client = docker.from_env()
+    yield client
+    for c in client.containers.list(all=True, filters={"name": PREFIX}):
+        c.remove(force=True)
+    for image in client.images.list():
+        for tag in image.tags:
+            if f"/{PREFIX}/" in tag:
+                client.images.remove(tag, force=True)
+
+
+def test_busybox_base_is_tiny_and_cached(engine: Any) -> None:
+    first = busybox_base()
+    again = busybox_base()
+    assert again.cached and again.image_id == first.image_id
+    assert engine.images.get(first.tag).attrs["Size"] < 5_000_000
+    out = engine.containers.run(first.tag, ["sh", "-c", "echo hi"], name=f"{PREFIX}-bb",
+                                remove=False)
+    assert out == b"hi\n"
+
+
+def test_synthetic_layers_are_incompressible_and_the_container_stops_at_once(
+    lab_pki: LabPKI, tmp_path: Path, engine: Any
+) -> None:
+    recipe = SyntheticRecipe(total_bytes=4 * MB, layers=2, state_diff_bytes=1000)
+    built = synthetic_image(recipe)
+    with LocalRegistry.start(tmp_path / "reg", lab_pki.ca) as reg:
+        repo = f"{reg.address}/{PREFIX}/syn"
+        engine.images.get(built.tag).tag(repo, "v1")
+        for line in engine.api.push(repo, "v1", auth_config=reg.auth_config, stream=True,
+                                    decode=True):
+            assert "error" not in line, line
+        status, body = reg.get(f"/v2/{PREFIX}/syn/manifests/v1", accept=MANIFEST_V2)
+        assert status == 200
+        sizes = [layer["size"] for layer in json.loads(body)["layers"]]
+        random_layers = sorted(sizes)[-2:]
+        for size, raw in zip(random_layers, sorted(recipe.layer_sizes()), strict=True):
+            assert raw <= size <= raw * 1.01 + 4096  # gzip cannot shrink random bytes
+    container = engine.containers.run(built.tag, detach=True, name=f"{PREFIX}-syn",
+                                      ports={"8080/tcp": ("127.0.0.1", None)})
+    time.sleep(0.5)
+    started = time.monotonic()
+    container.stop(timeout=10)
+    assert time.monotonic() - started < 2.0
+    container.reload()
+    assert container.attrs["State"]["ExitCode"] == 0
+    diff = {d["Path"] for d in container.diff()}
+    assert "/state/diff" in diff
+
+
+def test_nms_image_runs_unprivileged_and_carries_no_key(tmp_path: Path, engine: Any) -> None:
+    built = nms_image()
+    config = engine.images.get(built.tag).attrs["Config"]
+    assert config["User"] == f"{NMS_UID}:{NMS_UID}"
+    assert not any("KEY=" in e for e in config.get("Env") or [])
+    key = tmp_path / "nms.key"
+    key.write_text(os.urandom(32).hex())
+    key.chmod(0o400)
+    os.chown(key, NMS_UID, NMS_UID)
+    container = engine.containers.run(
+        built.tag, detach=True, name=f"{PREFIX}-nms",
+        mounts=[docker.types.Mount(KEY_PATH_IN_CONTAINER, str(key), type="bind",
+                                   read_only=True)])
+    deadline = time.monotonic() + 15
+    while b"serving" not in container.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert b"serving 8192-byte blocks" in container.logs()
+    started = time.monotonic()
+    container.stop(timeout=10)
+    assert time.monotonic() - started < 2.0
+    container.reload()
+    assert container.attrs["State"]["ExitCode"] == 0
