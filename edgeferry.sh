@@ -64,8 +64,8 @@ case "${1:-}" in
   setup) setup ;;
   demo)
     setup
-    say "bringing up the emulated lab"
-    "$VENV/bin/edgeferry" lab up
+    say "running experiments/quick.yaml on the emulated lab (brings the lab up, deploys, runs, reports)"
+    "$VENV/bin/edgeferry" run experiments/quick.yaml
     ;;
   test)
     setup
