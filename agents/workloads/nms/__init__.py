@@ -12,7 +12,7 @@
 * `client`: the client library (re-resolves the server through a resolver callable and
   reconnects after a migration; the SMF RequestService plugs in there) and the CLI
   ``python -m agents.workloads.nms.client``.
-* `fuxfs`: the FUSE client (files backed by NMS blocks) where ``/dev/fuse`` and pyfuse3 exist.
+* The FUSE client (fuxfs) is not written yet; the library and CLI are the client for now.
 
 ``protocol``, ``auth`` and ``server`` use only the Python standard library and relative imports:
 the NMS image copies them as the top-level package ``nms`` (``python3 -m nms.server``).
