@@ -188,14 +188,24 @@ class RaspRelay:
             raise ProtocolError(ErrorCode.WRONG_STEP, f"no reply to RASP step {step}")
         return reply
 
+    def start(self, migration_id: str, *, source: PublicIdentity, destination: PublicIdentity,
+              requirement: Resources, transfer: TransferDescriptor) -> tuple[bytes, bytes]:
+        """Prepare the source and have the destination advertise: (step 1 bytes, session id)."""
+        self.source.prepare_source(migration_id, destination, requirement, transfer)
+        return self.destination.advertise(migration_id, source)
+
+    def deliver(self, step: int, message: bytes, migration_id: str = "") -> bytes:
+        """Deliver one step to its receiver (through the tap); return the receiver's reply."""
+        return self._send(step, message, RaspTimings(), migration_id)
+
     def handshake(self, migration_id: str, *, source: PublicIdentity,
                   destination: PublicIdentity, requirement: Resources,
                   transfer: TransferDescriptor) -> RaspHandshake:
         """Stages 1-3 (steps 1-11)."""
         timings = RaspTimings()
         start = t = time.perf_counter()
-        self.source.prepare_source(migration_id, destination, requirement, transfer)
-        m, sid = self.destination.advertise(migration_id, source)
+        m, sid = self.start(migration_id, source=source, destination=destination,
+                            requirement=requirement, transfer=transfer)
         m = self._send(1, m, timings, migration_id)
         timings.stage_s[1], t = time.perf_counter() - t, time.perf_counter()
         for step in (2, 3, 4, 5, 6, 7):

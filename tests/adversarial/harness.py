@@ -37,7 +37,7 @@ from agents.smf.core import SmfCore
 from agents.smf.server_endpoint import SspServerCore, SspServerSettings, setup_ssp_server
 from agents.smf.servicer import SmfServicer
 
-EDGE_MAX = Resources(cpu=4000, memory=4096, storage=20_000, network=1000)
+EDGE_MAX = Resources(cpu=64_000, memory=65_536, storage=1_000_000, network=10_000)
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
 
 

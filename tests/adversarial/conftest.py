@@ -1,0 +1,38 @@
+"""Adversarial suite plumbing: a started lab per test and the summary line
+``adversarial: N cases, 0 accepted`` at the end of the run (the run fails if any was accepted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.adversarial.attacker import CASES, CaseLog
+from tests.adversarial.harness import Lab
+
+
+@pytest.fixture
+def cases() -> CaseLog:
+    return CASES
+
+
+@pytest.fixture
+def lab(lab_pki, tmp_path: Path) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    lab = Lab(lab_pki, tmp_path).start()
+    yield lab
+    lab.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if CASES.tried:
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(CASES.by_code.items()))
+        terminalreporter.write_line(
+            f"adversarial: {CASES.tried} cases, {len(CASES.accepted)} accepted ({codes})")
+        for name in CASES.accepted:
+            terminalreporter.write_line(f"adversarial: ACCEPTED {name}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if CASES.accepted:
+        session.exitstatus = 1
