@@ -14,7 +14,6 @@ same recipe run on an arm64 host or under qemu-user-static.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeferry.errors import EnvironmentProblem, OperationFailed
+from edgeferry.images import rootfs
 from edgeferry.images.common import (
     IMAGE_NAMESPACE,
     RECIPE_LABEL,
@@ -63,19 +63,8 @@ def candidate_version(package: str) -> str:
 
 
 def docker_import(root: Path, tag: str, changes: tuple[str, ...], recipe: str) -> None:
-    """``tar -C root -c . | docker import`` with Dockerfile ``changes`` and our recipe label."""
-    tar = subprocess.Popen(
-        ["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
-    )
-    args = ["docker", "import"]
-    for change in (*changes, f'LABEL {RECIPE_LABEL}="{recipe}"'):
-        args += ["--change", change]
-    imp = subprocess.run(
-        [*args, "-", tag], stdin=tar.stdout, capture_output=True, text=True, check=False
-    )
-    tar.wait()
-    if imp.returncode != 0 or tar.returncode != 0:
-        raise OperationFailed(f"docker import of {tag} failed: {imp.stderr.strip()}")
+    """Import `root` as `tag` with Dockerfile `changes` plus our recipe label."""
+    rootfs.docker_import(root, tag, (*changes, f'LABEL {RECIPE_LABEL}="{recipe}"'))
 
 
 # -- busybox ------------------------------------------------------------------------------------
@@ -149,11 +138,7 @@ class PythonBaseRecipe:
     """What determines the Python base image."""
 
     suite: str = "bookworm"
-    mirror: str = field(
-        default_factory=lambda: os.environ.get(
-            "EDGEFERRY_DEBIAN_MIRROR", "http://deb.debian.org/debian"
-        )
-    )
+    mirror: str = field(default_factory=rootfs.debian_mirror)
     packages: tuple[str, ...] = ("python3", "ca-certificates")
     pruned: tuple[str, ...] = PRUNED
 
@@ -179,34 +164,19 @@ def python_base(recipe: PythonBaseRecipe | None = None, log: Log = print) -> Bui
     hit = cached(recipe.tag)
     if hit is not None:
         return hit
-    if shutil.which("debootstrap") is None:
-        raise EnvironmentProblem("debootstrap is not installed: run `make setup`")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="edgeferry-pybase-", dir="/var/tmp"))
     logfile = work.parent / f"edgeferry-debootstrap-{recipe.tag.rsplit(':', 1)[1]}.log"
     try:
         log(f"building {recipe.tag} with debootstrap ({recipe.suite}, ~90 s; log: {logfile})")
         root = work / "rootfs"
-        with logfile.open("w") as out:
-            proc = subprocess.run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    f"--include={','.join(recipe.packages)}",
-                    recipe.suite,
-                    str(root),
-                    recipe.mirror,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        if proc.returncode != 0:
-            tail = logfile.read_text().strip().splitlines()[-3:]
-            raise OperationFailed(
-                f"debootstrap failed (exit {proc.returncode}); is {recipe.mirror} reachable? "
-                f"last lines: {' | '.join(tail)}"
-            )
+        rootfs.debootstrap(
+            root,
+            suite=recipe.suite,
+            mirror=recipe.mirror,
+            packages=recipe.packages,
+            logfile=logfile,
+        )
         prune_rootfs(root, recipe.pruned)
         docker_import(
             root,

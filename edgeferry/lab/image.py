@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeferry.errors import EnvironmentProblem, OperationFailed
+from edgeferry.images.rootfs import debian_mirror, debootstrap, docker_import
 
 IMAGE_REPO = "edgeferry/lab-host"
 
@@ -82,11 +81,7 @@ class ImageRecipe:
     """Everything that determines the image's content."""
 
     suite: str = "bookworm"
-    mirror: str = field(
-        default_factory=lambda: os.environ.get(
-            "EDGEFERRY_DEBIAN_MIRROR", "http://deb.debian.org/debian"
-        )
-    )
+    mirror: str = field(default_factory=debian_mirror)
     packages: tuple[str, ...] = PACKAGES
     files: tuple[tuple[str, int, str], ...] = tuple(
         (path, mode, text) for path, (mode, text) in sorted(CONFIG_FILES.items())
@@ -146,10 +141,6 @@ def build_image(recipe: ImageRecipe, log: Callable[[str], None] = print) -> tupl
     """Build the image unless it is cached; return (tag, seconds spent building, 0 when cached)."""
     if image_exists(recipe.tag):
         return recipe.tag, 0.0
-    if shutil.which("debootstrap") is None:
-        raise EnvironmentProblem(
-            "debootstrap is not installed: run `make setup` (apt-get install debootstrap)"
-        )
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="edgeferry-rootfs-", dir="/var/tmp"))
     root = workdir / "rootfs"
@@ -159,49 +150,15 @@ def build_image(recipe: ImageRecipe, log: Callable[[str], None] = print) -> tupl
             f"building lab host image {recipe.tag} with debootstrap "
             f"({recipe.suite}, about 2 minutes; log: {logfile})"
         )
-        with logfile.open("w") as out:
-            proc = subprocess.run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    f"--include={','.join(recipe.packages)}",
-                    recipe.suite,
-                    str(root),
-                    recipe.mirror,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-        if proc.returncode != 0:
-            tail = logfile.read_text().strip().splitlines()[-3:]
-            raise OperationFailed(
-                f"debootstrap failed (exit {proc.returncode}); is {recipe.mirror} reachable? "
-                f"last lines: {' | '.join(tail)}"
-            )
+        debootstrap(
+            root,
+            suite=recipe.suite,
+            mirror=recipe.mirror,
+            packages=recipe.packages,
+            logfile=logfile,
+        )
         configure_rootfs(root, recipe)
-        tar = subprocess.Popen(
-            ["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
-        )
-        imp = subprocess.run(
-            [
-                "docker",
-                "import",
-                "--change",
-                'CMD ["/sbin/init"]',
-                "--change",
-                "ENV container=docker",
-                "-",
-                recipe.tag,
-            ],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        tar.wait()
-        if imp.returncode != 0 or tar.returncode != 0:
-            raise OperationFailed(f"docker import of the lab image failed: {imp.stderr.strip()}")
+        docker_import(root, recipe.tag, ('CMD ["/sbin/init"]', "ENV container=docker"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return recipe.tag, time.monotonic() - started
