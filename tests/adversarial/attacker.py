@@ -57,11 +57,14 @@ class CaseLog:
     by_code: dict[str, int] = field(default_factory=dict)
 
     def run(self, name: str, attack: Callable[[], Any], expected: str | set[str],
-            snapshot: Callable[[], object]) -> str:
+            snapshot: Callable[[], object],
+            captured: Callable[[], object] | None = None) -> str:
         """Run `attack`; it must raise a protocol refusal with the expected code and leave
-        `snapshot()` (every honest party's state, memory and disk) unchanged."""
+        `snapshot()` (every honest party's state, memory and disk) unchanged. A
+        snapshot taken by the attack itself (`captured()`), when honest steps precede the
+        attacked one inside the same call."""
         wanted = {expected} if isinstance(expected, str) else set(expected)
-        before = snapshot()
+        before = snapshot() if captured is None else None
         self.tried += 1
         try:
             attack()
@@ -72,7 +75,10 @@ class CaseLog:
             raise AssertionError(f"{name}: the attack was accepted")
         self.by_code[code] = self.by_code.get(code, 0) + 1
         assert code in wanted, f"{name}: refused with {code}, expected {sorted(wanted)}"
-        assert snapshot() == before, f"{name}: an honest party's state changed"
+        if captured is not None:
+            before = captured()
+        after = snapshot()
+        assert after == before, f"{name}: an honest party's state changed"
         return code
 
     def count_only(self, name: str, rejected: bool) -> None:
