@@ -1,0 +1,456 @@
+"""`edgeferry smf ...`: the Service Management Framework (seed 000, section 7.8) for people.
+
+Every command talks to the agents over mutual TLS; connection flags also come from the
+environment: EDGEFERRY_SMF (host:port), EDGEFERRY_RAS, EDGEFERRY_CA_CERT, EDGEFERRY_CERT,
+EDGEFERRY_KEY.
+
+    edgeferry smf keygen cms --out cms.key                  # a protocol identity (+ cms.key.pub)
+    edgeferry smf register-cms --identity cms.key.pub
+    edgeferry smf ras-register --identity edge1/keys/rasp-endpoint.pub --cpu 4000 --memory 4096 \
+        --storage 20000 --network 1000                      # a host as RAS cloud and server
+    edgeferry smf register-service nms --version 1 --cms-key cms.key --cpu 500 --memory 256 \
+        --server 10.10.0.11:50070=edge1/keys/rasp-endpoint.pub --image registry.lab:5000/nms:1
+    edgeferry smf add-server SERVICE_ID --server 10.10.0.12:50070=edge2.pub --max-load 10
+    edgeferry smf register-user Ada Lovelace --role driver --rank 3 --cap-out ada.cap
+    edgeferry smf register-device phone --owner Ada Lovelace --cap-out phone.cap
+    edgeferry smf request-service nms --version 1 --user-cap ada.cap --device-cap phone.cap \
+        --send "read block 7"
+    edgeferry smf migrate SERVICE_ID --to edge2 --user U --device D --user-cap ada.cap \
+        --device-cap phone.cap
+    edgeferry smf services | users | devices | show SERVICE_ID | ras-table
+
+Exit codes: 0 success, 1 refused or failed, 2 bad input, 3 agent unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import grpc
+
+from agents.ras.client import RasClient
+from agents.ras.keys import read_public_identity
+from agents.ras.status import RemoteProtocolError
+from agents.security.capability import SealedCapability
+from agents.security.crypto import Identity, PublicIdentity, write_private_file
+from agents.security.errors import ProtocolError
+from agents.security.rasp import Resources
+from agents.smf.client import (
+    ApplicationSession,
+    ServerSpec,
+    SmfClient,
+    SspServerClient,
+    register_service_as_cms,
+)
+from edgeferry.errors import ConfigError, EnvironmentProblem, OperationFailed
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------------------------
+# connections
+# --------------------------------------------------------------------------------------------
+
+def _tls_options(fn: F) -> F:
+    fn = click.option("--key", "key", envvar="EDGEFERRY_KEY", type=click.Path(path_type=Path),
+                      help="Client private key (env EDGEFERRY_KEY).")(fn)
+    fn = click.option("--cert", "cert", envvar="EDGEFERRY_CERT",
+                      type=click.Path(path_type=Path),
+                      help="Client certificate (env EDGEFERRY_CERT).")(fn)
+    fn = click.option("--ca-cert", "ca", envvar="EDGEFERRY_CA_CERT",
+                      type=click.Path(path_type=Path),
+                      help="Lab CA certificate (env EDGEFERRY_CA_CERT).")(fn)
+    return fn
+
+
+def _smf_options(fn: F) -> F:
+    fn = click.option("--smf", "smf_target", envvar="EDGEFERRY_SMF", metavar="HOST:PORT",
+                      help="SMF agent (env EDGEFERRY_SMF).")(fn)
+    return _tls_options(fn)
+
+
+def _channel(target: str | None, what: str, ca: Path | None, cert: Path | None,
+             key: Path | None) -> grpc.Channel:
+    from agents.common.client import secure_channel
+    from agents.common.errors import AgentError
+
+    if not target:
+        raise ConfigError(f"no {what} address: pass --{what} HOST:PORT or set "
+                          f"EDGEFERRY_{what.upper()}")
+    if not (ca and cert and key):
+        raise ConfigError("mTLS needs --ca-cert, --cert and --key (or EDGEFERRY_CA_CERT, "
+                          "EDGEFERRY_CERT, EDGEFERRY_KEY)")
+    try:
+        return secure_channel(target, ca, cert, key)
+    except AgentError as err:
+        raise ConfigError(str(err)) from None
+
+
+@contextmanager
+def _calls(what: str) -> Iterator[None]:
+    """Turn refusals and transport failures into one-line errors with exit codes."""
+    try:
+        yield
+    except RemoteProtocolError as err:
+        raise OperationFailed(f"{what} refused: {err.code}: {err.message}") from None
+    except ProtocolError as err:
+        raise OperationFailed(f"{what} refused locally: {err.code}: {err.message}") from None
+    except grpc.RpcError as err:
+        code = err.code() if hasattr(err, "code") else None
+        details = err.details() if hasattr(err, "details") else str(err)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise EnvironmentProblem(f"{what}: agent unreachable ({details})") from None
+        name = code.name if code is not None else "ERROR"
+        raise OperationFailed(f"{what} failed: {name}: {details}") from None
+
+
+def _smf(ctx_args: dict[str, Any]) -> SmfClient:
+    return SmfClient(_channel(ctx_args["smf_target"], "smf", ctx_args["ca"], ctx_args["cert"],
+                              ctx_args["key"]))
+
+
+def _read_cap(path: Path) -> SealedCapability:
+    try:
+        return SealedCapability.parse(path.read_text().strip())
+    except OSError as err:
+        raise ConfigError(f"cannot read capability file {path}: {err.strerror}") from None
+    except ProtocolError as err:
+        raise ConfigError(f"{path} is not a sealed capability: {err.message}") from None
+
+
+def _write_cap(path: Path | None, cap: SealedCapability) -> None:
+    if path is None:
+        return
+    try:
+        write_private_file(path, (cap.to_text() + "\n").encode())
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; choose another --cap-out") from None
+
+
+def _public(path: Path) -> PublicIdentity:
+    from agents.common.errors import AgentError
+
+    try:
+        return read_public_identity(path)
+    except AgentError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _server_spec(value: str) -> ServerSpec:
+    address, sep, pub = value.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not port.isdigit() or not host:
+        raise ConfigError(f"--server {value!r}: expected IP:PORT=PUBLIC_IDENTITY_FILE")
+    return ServerSpec(_public(Path(pub)), host, int(port))
+
+
+def _resources(cpu: int, memory: int, storage: int, network: int) -> Resources:
+    try:
+        return Resources(cpu, memory, storage, network)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _resource_options(fn: F) -> F:
+    for name, unit in (("network", "Mbit/s"), ("storage", "MiB"), ("memory", "MiB"),
+                       ("cpu", "millicores")):
+        fn = click.option(f"--{name}", type=click.IntRange(min=0), default=0,
+                          show_default=True, help=f"{name.capitalize()} in {unit}.")(fn)
+    return fn
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for r in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+
+@click.group(name="smf")
+def smf() -> None:
+    """Service Management Framework: register services, users, devices and servers, request
+    services (SSP) and migrate them (RASP)."""
+
+
+@smf.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Private key file to create (0600); the public part goes to OUT.pub.")
+def keygen(name: str, out: Path) -> None:
+    """Create a protocol identity NAME (Ed25519 + X25519), e.g. for the CMS or an app."""
+    if out.exists():
+        raise ConfigError(f"{out} exists; refusing to overwrite a key")
+    identity = Identity.generate(name)
+    identity.save(out)
+    pub = out.with_name(out.name + ".pub")
+    pub.write_bytes(identity.public.to_bytes())
+    click.echo(f"identity {name}: private key {out} (0600), public identity {pub}")
+    click.echo(f"fingerprint {identity.public.fingerprint().hex()[:32]}")
+
+
+@smf.command("register-cms")
+@click.option("--identity", type=click.Path(path_type=Path), required=True,
+              help="The CMS's public identity file.")
+@_smf_options
+def register_cms(identity: Path, **conn: Any) -> None:
+    """Trust a Cloud Management System for Register Service."""
+    public = _public(identity)
+    with _calls("register-cms"):
+        _smf(conn).register_cms(public)
+    click.echo(f"CMS {public.name} registered")
+
+
+@smf.command("register-service")
+@click.argument("name")
+@click.option("--version", "version", default="0", show_default=True,
+              help="Service version (0 = latest).")
+@click.option("--cms-key", type=click.Path(path_type=Path), required=True,
+              help="The CMS's private identity (from `smf keygen`).")
+@click.option("--server", "servers", multiple=True, required=True,
+              metavar="IP:PORT=PUBFILE", help="A server of the service (repeatable).")
+@click.option("--description", default="", help="What the service does.")
+@click.option("--local-id", default="", help="The CMS's local id for the service.")
+@click.option("--port", "service_port", type=click.IntRange(0, 65535), default=0,
+              help="TCP/UDP port of the service.")
+@click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp")
+@click.option("--image", default="", help="Container image the service runs from.")
+@_resource_options
+@_smf_options
+def register_service(name: str, version: str, cms_key: Path, servers: tuple[str, ...],
+                     description: str, local_id: str, service_port: int, transport: str,
+                     image: str, cpu: int, memory: int, storage: int, network: int,
+                     **conn: Any) -> None:
+    """Register Service (SSP steps 1-2) and hand SERV ID + SERV CAP to its servers."""
+    try:
+        cms = Identity.load(cms_key)
+    except (OSError, ProtocolError) as err:
+        raise ConfigError(f"cannot load --cms-key {cms_key}: {err}") from None
+    specs = [_server_spec(s) for s in servers]
+    client = _smf(conn)
+
+    def provision(spec: ServerSpec) -> SspServerClient:
+        return SspServerClient(_channel(f"{spec.ip}:{spec.port}", "server", conn["ca"],
+                                        conn["cert"], conn["key"]))
+
+    with _calls("register-service"):
+        service_id, cap = register_service_as_cms(
+            client, cms, client.identity(), name, version, specs, provision=provision,
+            description=description, local_id=local_id, port=service_port,
+            transport=transport, requirement=_resources(cpu, memory, storage, network),
+            image_ref=image)
+    click.echo(f"service {name} {version} registered: SERV ID {service_id}")
+    click.echo(f"SERV CAP {cap.cap.text()}  (provisioned on {len(specs)} server(s))")
+
+
+@smf.command("add-server")
+@click.argument("service_id")
+@click.option("--server", "server", required=True, metavar="IP:PORT=PUBFILE",
+              help="The server's endpoint and public identity.")
+@click.option("--global-id", default="", help="Server global id from the CMS / NMS.")
+@click.option("--max-load", type=click.IntRange(min=0), default=0, help="Maximum load.")
+@_smf_options
+def add_server(service_id: str, server: str, global_id: str, max_load: int,
+               **conn: Any) -> None:
+    """Add Server to a registered service and provision SERV CAP on it."""
+    spec = _server_spec(server)
+    with _calls("add-server"):
+        sid, cap = _smf(conn).add_server(service_id, spec.public, spec.ip, spec.port,
+                                         server_global_id=global_id, max_load=max_load)
+        SspServerClient(_channel(f"{spec.ip}:{spec.port}", "server", conn["ca"], conn["cert"],
+                                 conn["key"])).provision(sid, cap)
+    click.echo(f"server {spec.public.name} ({spec.ip}:{spec.port}) added to {sid}")
+
+
+@smf.command("register-user")
+@click.argument("first_name")
+@click.argument("surname")
+@click.option("--role", default="", help="Role, e.g. driver.")
+@click.option("--rank", type=click.IntRange(0, 4095), default=0, help="Rank (0-4095).")
+@click.option("--specialisation", default="")
+@click.option("--cap-out", type=click.Path(path_type=Path), default=None,
+              help="Write USER CAP (sealed, text) to this new file (0600).")
+@_smf_options
+def register_user(first_name: str, surname: str, role: str, rank: int, specialisation: str,
+                  cap_out: Path | None, **conn: Any) -> None:
+    """Register User: prints the global id and USER CAP."""
+    with _calls("register-user"):
+        gid, cap = _smf(conn).register_user(first_name, surname, role=role, rank=rank,
+                                            specialisation=specialisation)
+    _write_cap(cap_out, cap)
+    click.echo(f"user {first_name} {surname}: global id {gid}")
+    click.echo(f"USER CAP {cap.cap.text()}" + (f"  (saved to {cap_out})" if cap_out else ""))
+
+
+@smf.command("register-device")
+@click.argument("name")
+@click.option("--owner", nargs=2, required=True, metavar="FIRST SURNAME",
+              help="The owner's first name and surname.")
+@click.option("--local-id", default="", help="Local device id (default: one is made).")
+@click.option("--cap-out", type=click.Path(path_type=Path), default=None,
+              help="Write DEV CAP (sealed, text) to this new file (0600).")
+@_smf_options
+def register_device(name: str, owner: tuple[str, str], local_id: str, cap_out: Path | None,
+                    **conn: Any) -> None:
+    """Register Device: prints the global and local ids and DEV CAP."""
+    with _calls("register-device"):
+        gid, lid, cap = _smf(conn).register_device(name, owner[0], owner[1], local_id=local_id)
+    _write_cap(cap_out, cap)
+    click.echo(f"device {name}: global id {gid}, local id {lid}")
+    click.echo(f"DEV CAP {cap.cap.text()}" + (f"  (saved to {cap_out})" if cap_out else ""))
+
+
+@smf.command("request-service")
+@click.argument("name")
+@click.option("--version", "version", default="0", show_default=True)
+@click.option("--user-cap", type=click.Path(path_type=Path), required=True)
+@click.option("--device-cap", type=click.Path(path_type=Path), required=True)
+@click.option("--app-name", default="edgeferry-cli", help="Application identity name.")
+@click.option("--send", "requests", multiple=True, help="A service request (repeatable).")
+@_smf_options
+def request_service(name: str, version: str, user_cap: Path, device_cap: Path, app_name: str,
+                    requests: tuple[str, ...], **conn: Any) -> None:
+    """Request Service and run an SSP session (steps 3-11): prints the chosen server, the
+    answers (hex) and the time of each stage."""
+    client = _smf(conn)
+    with _calls("request-service"):
+        session = ApplicationSession(
+            Identity.generate(app_name), client, client.identity(), _read_cap(user_cap),
+            _read_cap(device_cap),
+            lambda address: _channel(address, "server", conn["ca"], conn["cert"], conn["key"]))
+        with session:
+            session.open(name, version)
+            click.echo(f"session open with {session.server_address}")
+            for text in requests:
+                result = session.request(text.encode())
+                click.echo(f"  {text!r} -> {result.hex()}")
+    for stage, seconds in session.timings.items():
+        click.echo(f"{stage}: {seconds * 1000:.2f} ms")
+    click.echo("session ended; CAP SESS revoked by the server")
+
+
+@smf.command()
+@click.argument("service_id")
+@click.option("--to", "destination", required=True, help="Destination server name.")
+@click.option("--user", "user_id", required=True, help="Global user id.")
+@click.option("--device", "device_id", required=True, help="Global device id.")
+@click.option("--user-cap", type=click.Path(path_type=Path), required=True)
+@click.option("--device-cap", type=click.Path(path_type=Path), required=True)
+@click.option("--request-id", default="")
+@_smf_options
+def migrate(service_id: str, destination: str, user_id: str, device_id: str, user_cap: Path,
+            device_cap: Path, request_id: str, **conn: Any) -> None:
+    """Migrate Service to another server (RASP + location commit); prints each phase."""
+    with _calls("migrate"):
+        report = _smf(conn).migrate(service_id, user_id, device_id, _read_cap(user_cap),
+                                    _read_cap(device_cap), destination, request_id=request_id)
+    _table([(p.phase, f"{p.wall_seconds * 1000:.2f}", str(p.bytes_moved), p.outcome, p.detail)
+            for p in report.phases], ("phase", "ms", "bytes", "outcome", "detail"))
+    if not report.migrated:
+        raise OperationFailed(f"migration failed: {report.error_message}; the service stays "
+                              f"on {report.location} (epoch {report.epoch})")
+    click.echo(f"{service_id} now runs on {report.location} (epoch {report.epoch})")
+
+
+@smf.command()
+@_smf_options
+def services(**conn: Any) -> None:
+    """List registered services with their location."""
+    with _calls("services"):
+        items = _smf(conn).services()
+    _table([(s.global_id, s.name, s.version, s.location, str(s.epoch),
+             ",".join(x.name for x in s.servers)) for s in items],
+           ("id", "name", "version", "location", "epoch", "servers"))
+
+
+@smf.command()
+@click.argument("service_id")
+@_smf_options
+def show(service_id: str, **conn: Any) -> None:
+    """Show one service."""
+    with _calls("show"):
+        s = _smf(conn).service(service_id)
+    click.echo(f"{s.name} {s.version} ({s.global_id}, local {s.local_id}): {s.description}")
+    click.echo(f"port {s.port}/{s.transport}, image {s.image_ref or '-'}")
+    click.echo(f"location {s.location} at epoch {s.epoch}; SERV CAP {s.capability_text}")
+    _table([(x.name, x.global_id, f"{x.ipv4}:{x.port}", str(x.max_load),
+             x.fingerprint.hex()[:16]) for x in s.servers],
+           ("server", "global id", "endpoint", "max load", "key"))
+
+
+@smf.command()
+@_smf_options
+def users(**conn: Any) -> None:
+    """List registered users."""
+    with _calls("users"):
+        items = _smf(conn).users()
+    _table([(u.global_id, f"{u.first_name} {u.surname}", u.role, str(u.rank),
+             u.capability_text) for u in items], ("id", "name", "role", "rank", "USER CAP"))
+
+
+@smf.command()
+@_smf_options
+def devices(**conn: Any) -> None:
+    """List registered devices."""
+    with _calls("devices"):
+        items = _smf(conn).devices()
+    _table([(d.global_id, d.local_id, d.name, f"{d.owner_first_name} {d.owner_surname}",
+             d.capability_text) for d in items], ("id", "local id", "name", "owner", "DEV CAP"))
+
+
+def _ras(conn: dict[str, Any]) -> RasClient:
+    return RasClient(_channel(conn["ras_target"], "ras", conn["ca"], conn["cert"], conn["key"]))
+
+
+def _ras_options(fn: F) -> F:
+    fn = click.option("--ras", "ras_target", envvar="EDGEFERRY_RAS", metavar="HOST:PORT",
+                      help="RAS agent (env EDGEFERRY_RAS).")(fn)
+    return _tls_options(fn)
+
+
+@smf.command("ras-register")
+@click.option("--identity", type=click.Path(path_type=Path), required=True,
+              help="The host's public identity file (rasp-endpoint.pub).")
+@_resource_options
+@_ras_options
+def ras_register(identity: Path, cpu: int, memory: int, storage: int, network: int,
+                 **conn: Any) -> None:
+    """Register a host at the RAS as advertising cloud (with MAX) and as server."""
+    public = _public(identity)
+    with _calls("ras-register"):
+        client = _ras(conn)
+        free = client.register_cloud(public, _resources(cpu, memory, storage, network))
+        client.register_server(public)
+    click.echo(f"{public.name} registered: FREE cpu {free.cpu} m, memory {free.memory} MiB, "
+               f"storage {free.storage} MiB, network {free.network} Mbit/s")
+
+
+@smf.command("ras-table")
+@_ras_options
+def ras_table(**conn: Any) -> None:
+    """Show the RAS table (Table 1): clouds, allocations, service locations."""
+    mib = 1024 * 1024
+    with _calls("ras-table"):
+        t = _ras(conn).table()
+    _table([(c.name, f"{c.maximum.cpu_millicores}/{c.allocated.cpu_millicores}",
+             f"{c.maximum.memory_bytes // mib}/{c.allocated.memory_bytes // mib}",
+             f"{c.free.cpu_millicores}", f"{c.free.memory_bytes // mib}") for c in t.clouds],
+           ("cloud", "cpu max/alloc", "MiB max/alloc", "free cpu", "free MiB"))
+    if t.allocations:
+        click.echo("")
+        _table([(a.server, a.cloud, str(a.allocated.cpu_millicores)) for a in t.allocations],
+               ("server", "cloud", "cpu allocated"))
+    if t.locations:
+        click.echo("")
+        _table([(r.service, r.cloud) for r in t.locations], ("service", "runs on"))
+
+
+__all__ = ["smf"]
