@@ -78,7 +78,9 @@ def make_pki(root: Path) -> LabPKI:
 
 
 def bench_rasp(lab: Lab, runs: int) -> dict[str, Any]:
-    totals, stages, handle = [], {s: [] for s in (1, 2, 3, 4)}, []
+    totals: list[float] = []
+    handle: list[float] = []
+    stages: dict[int, list[float]] = {s: [] for s in (1, 2, 3, 4)}
     src, dst = lab.edges["edge1"].rasp.public, lab.edges["edge2"].rasp.public
     relay = lab.relay("edge1", "edge2")
     for i in range(runs + 5):
