@@ -8,13 +8,23 @@ SMF's location record after step 12.
 from __future__ import annotations
 
 import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from agents.ras.client import RasClient
 from agents.ras.status import RemoteProtocolError
+from agents.smf.client import SmfClient
 from tests.adversarial.harness import SERVICE_NEEDS, Lab
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -118,3 +128,55 @@ def test_migration_refusals_change_nothing(lab: Lab) -> None:
                     who.device_cap, "edge9")
     assert err.value.code == "UNKNOWN_PRINCIPAL"
     assert lab.smf_core is not None and lab.smf_core.snapshot() == before
+
+
+def _start(module: str, config: Path) -> tuple[subprocess.Popen[str], str]:
+    """Run `python -m <module> --config <config>` and wait for its "serving" log line."""
+    proc = subprocess.Popen([sys.executable, "-m", module, "--config", str(config)],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if '"serving"' in line:
+            return proc, json.loads(line)["address"]
+    proc.kill()
+    raise AssertionError(f"{module} did not start")
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=20)
+
+
+def test_ras_and_smf_run_as_agent_processes(lab_pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def config(name: str, settings: dict[str, object]) -> Path:
+        cert = lab_pki.issue(name)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": name, "listen_host": "127.0.0.1", "listen_port": 0,
+            "data_dir": str(tmp_path / name), "grace_seconds": 0.5,
+            "tls": {"ca_cert": str(lab_pki.ca.cert_path), "cert": str(cert.cert_path),
+                    "key": str(cert.key_path)},
+            "settings": settings}))
+        return path
+
+    ras, ras_address = _start("agents.ras", config("ras", {"admin_peers": ["controller"]}))
+    try:
+        smf, smf_address = _start("agents.smf", config("smf", {"registry": ras_address}))
+        try:
+            port = int(smf_address.rsplit(":", 1)[1])
+            smf_public = SmfClient(lab_pki.channel(port)).identity()
+            assert smf_public.name == "smf"
+            assert (tmp_path / "smf" / "keys" / "smf.pub").read_bytes() == smf_public.to_bytes()
+            for key in ("smf.key", "capability.key"):
+                assert (tmp_path / "smf" / "keys" / key).stat().st_mode & 0o777 == 0o600
+            ras_client = RasClient(lab_pki.channel(int(ras_address.rsplit(":", 1)[1])))
+            assert ras_client.identity().name == "registry"
+            assert list(ras_client.table().clouds) == []
+        finally:
+            assert _stop(smf) == 0
+    finally:
+        assert _stop(ras) == 0
