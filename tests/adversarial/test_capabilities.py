@@ -14,10 +14,11 @@ import pytest
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
 from agents.security.capability import SealedCapability
-from agents.security.crypto import new_nonce
+from agents.security.crypto import Identity, new_nonce
 from agents.security.envelope import Kind
 from agents.security.errors import ProtocolError
-from agents.security.ssp import TIMED_CAP_TTL_S, SessionStart
+from agents.security.ssp import TIMED_CAP_TTL_S, SessionStart, SspApplication
+from agents.security.stores import InMemoryReplayCache
 from tests.adversarial.attacker import CaseLog
 from tests.adversarial.harness import Lab
 from tests.adversarial.test_ssp_attacks import PathTap, Session, parties
@@ -108,7 +109,7 @@ def test_every_bit_flip_of_a_user_capability_is_refused(lab: Lab, cases: CaseLog
     """Flip each bit of the sealed USER CAP (canonical bytes): either it no longer decodes or
     the SMF refuses the Request Service carrying it."""
     who = lab.scenario()
-    tap = PathTap(lab)
+    smf_public = lab.smf_client().identity()
     snap = parties(lab, [])
     before = snap()
     over_the_wire = 0
@@ -119,13 +120,14 @@ def test_every_bit_flip_of_a_user_capability_is_refused(lab: Lab, cases: CaseLog
             cases.count_only(f"USER CAP bit {bit} (does not decode)", rejected=True)
             continue
         over_the_wire += 1
-        s = Session(lab, who, tap)
-        s.app.user_cap = cap
-        s.msgs[3] = type(s.app)(s.app.identity, smf=s.app.smf, user_cap=cap,
-                                dev_cap=who.device_cap, replay=s.app._replay
-                                ).request_service("nms", "1", "127.0.0.1").to_bytes()
-        cases.run(f"USER CAP bit {bit}",
-                  lambda s=s: lab.smf_client("app").request_service(s.msgs[3]),
+        app = SspApplication(Identity.generate("app-flip"), smf=smf_public, user_cap=cap,
+                             dev_cap=who.device_cap, replay=InMemoryReplayCache())
+        message = app.request_service("nms", "1", "127.0.0.1").to_bytes()
+
+        def attack(message: bytes = message) -> object:
+            return lab.smf_client("app").request_service(message)
+
+        cases.run(f"USER CAP bit {bit}", attack,
                   {"BAD_TAG", "UNKNOWN_PRINCIPAL", "MALFORMED", "NOT_AUTHORISED"}, snap,
                   captured=lambda: before)
     assert over_the_wire >= 256  # at least the 128 capability bits and the 128-bit tag

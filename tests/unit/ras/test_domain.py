@@ -46,12 +46,13 @@ class World:
         src.prepare_source(mid, dst.public, NEED, TRANSFER)
         msgs: dict[int, bytes] = {}
         msgs[1], sid = dst.advertise(src.public)
-        receivers = {2: reg, 5: reg, 12: reg, 1: src, 3: src, 7: src, 9: src, 11: src}
+        to_source = {1, 3, 7, 9, 11}
         for step in range(1, 12):
-            party = receivers.get(step, dst)
-            if party is reg:
+            reply: bytes | None
+            if step in (2, 5):
                 reply, _ = reg.deliver(msgs[step])
             else:
+                party = src if step in to_source else dst
                 reply, _, _ = party.deliver(msgs[step], mid if step == 1 else "")
             if step < 11:
                 assert reply is not None

@@ -3,6 +3,7 @@ phases) slot into the plan in the documented order; a denial stops the plan ther
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,13 @@ def _state() -> MigrationState:
                           DeviceEntry("d", "l", "p", "A", "B", cap), epoch=1)
 
 
+def _recorder(ran: list[str], name: str) -> Callable[[MigrationState], None]:
+    def run(state: MigrationState) -> None:
+        ran.append(name)
+
+    return run
+
+
 def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) -> Any:
     ports = MigrationPorts(registry=FakeRelay(), endpoint=lambda s: FakeEndpoint())  # type: ignore[arg-type,return-value]
     if audit is not None:
@@ -92,15 +100,14 @@ def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) ->
 
     class Container:
         def phases(self) -> list[Phase]:
-            return [Phase(n, lambda s, n=n: ran.append(n)) for n in
-                    ("stop", "commit", "push", "pull", "run")]
+            return [Phase(n, _recorder(ran, n)) for n in ("stop", "commit", "push", "pull", "run")]
 
     ports.container = Container()
     core = FakeCore()
     plan = build_plan(core, ports, _state())  # type: ignore[arg-type]
     for i, phase in enumerate(plan.phases):  # RASP is exercised against real agents elsewhere
         if phase.name.startswith("rasp_"):
-            plan.phases[i] = Phase(phase.name, lambda s, n=phase.name: ran.append(n))
+            plan.phases[i] = Phase(phase.name, _recorder(ran, phase.name))
     return plan, core
 
 

@@ -35,7 +35,11 @@ def test_plan_runs_in_order_and_stops_at_the_first_failure() -> None:
     ran: list[str] = []
 
     def ok(name: str) -> Phase:
-        return Phase(name, lambda s: ran.append(name) or PhaseResult(bytes_moved=7))
+        def run(state: MigrationState) -> PhaseResult:
+            ran.append(name)
+            return PhaseResult(bytes_moved=7)
+
+        return Phase(name, run)
 
     def deny(state: MigrationState) -> None:
         raise PolicyDenied("no")
