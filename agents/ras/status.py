@@ -131,18 +131,27 @@ class RemoteProtocolError(ProtocolError):
         self.status = status
 
 
+def remote_error(err: grpc.RpcError, rpc: str) -> RemoteProtocolError | None:
+    """The RemoteProtocolError a failed call carries (None when it carries no protocol code)."""
+    code = error_code_of(err)
+    if code is None:
+        return None
+    details = err.details() if hasattr(err, "details") else str(err)
+    try:
+        parsed = ErrorCode(code)
+    except ValueError:
+        parsed = ErrorCode.MALFORMED
+    status = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    return RemoteProtocolError(parsed, details or code, rpc=rpc, status=status)
+
+
 def call(stub_method: object, request: object, *, rpc: str, timeout: float) -> object:
     """Invoke a unary stub method; a protocol refusal becomes RemoteProtocolError, other
     failures propagate as grpc.RpcError."""
     try:
         return stub_method(request, timeout=timeout)  # type: ignore[operator]
     except grpc.RpcError as err:
-        code = error_code_of(err)
-        if code is None:
+        remote = remote_error(err, rpc)
+        if remote is None:
             raise
-        details = err.details() if hasattr(err, "details") else str(err)
-        try:
-            parsed = ErrorCode(code)
-        except ValueError:
-            parsed = ErrorCode.MALFORMED
-        raise RemoteProtocolError(parsed, details or code, rpc=rpc, status=err.code()) from None
+        raise remote from None

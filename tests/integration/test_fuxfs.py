@@ -267,3 +267,22 @@ def test_a_wrong_key_is_refused_before_mounting(harness: Harness) -> None:
     # the client rejects the server's proof first (mutual authentication), so no request left it
     assert "did not prove knowledge of the session key" in done.stderr
     assert nms_blocks(server.data) == 0  # nothing was formatted for the intruder
+
+
+def test_sigterm_flushes_buffered_writes_and_exits_cleanly(harness: Harness) -> None:
+    server = harness.start_server(harness.tmp / "nms-a")
+    mount = harness.mount("--server", f"127.0.0.1:{server.port}")
+    data = os.urandom(2 * BS + 300)
+    fd = os.open(mount.mountpoint / "open-at-stop", os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        assert os.write(fd, data) == len(data)  # buffered in the client, not closed yet
+        mount.proc.send_signal(signal.SIGTERM)
+        assert mount.proc.wait(timeout=30) == 0, mount.log.read_text()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    assert not os.path.ismount(mount.mountpoint)
+    assert "unmounted; generation" in mount.log.read_text()
+    again = harness.mount("--server", f"127.0.0.1:{server.port}", name="mnt2")
+    assert (again.mountpoint / "open-at-stop").read_bytes() == data
+    again.unmount()

@@ -548,6 +548,7 @@ class FuxfsOperations:
         self.gid = os.getgid() if gid is None else gid
         self._lock = threading.Lock()
         self._mounted_ns = time.time_ns()
+        self.flushed_at_unmount = False
 
     @contextlib.contextmanager
     def _op(self, what: str) -> Iterator[FuxVolume]:
@@ -567,6 +568,7 @@ class FuxfsOperations:
     def destroy(self, path: str) -> None:
         with self._op("unmount") as vol:
             vol.flush()
+        self.flushed_at_unmount = True
         log.info("unmounted; generation %d", self.volume.generation)
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -656,12 +658,22 @@ class FuxfsOperations:
 
 
 def mount(volume: FuxVolume, mountpoint: Path, *, debug: bool = False) -> None:
-    """Serve ``volume`` on ``mountpoint`` in the foreground until it is unmounted."""
+    """Serve ``volume`` on ``mountpoint`` in the foreground until it is unmounted.
+
+    Raises RuntimeError when libfuse fails, unless the volume was flushed at unmount (libfuse
+    3 reports a loop ended by SIGTERM/SIGINT as an error, yet that is a clean stop).
+    """
     import mfusepy  # loads libfuse; only the mounting process needs it
 
-    mfusepy.FUSE(FuxfsOperations(volume), str(mountpoint), foreground=True, debug=debug,
-                 fsname=f"fuxfs:{volume.volume}", subtype="fuxfs", hard_remove=True,
-                 use_ino=True, default_permissions=True)
+    ops = FuxfsOperations(volume)
+    try:
+        mfusepy.FUSE(ops, str(mountpoint), foreground=True, debug=debug,
+                     fsname=f"fuxfs:{volume.volume}", subtype="fuxfs", hard_remove=True,
+                     use_ino=True, default_permissions=True)
+    except RuntimeError:
+        if not ops.flushed_at_unmount:
+            raise
+        log.info("stopped by a signal after a clean unmount")
 
 
 # -- CLI ----------------------------------------------------------------------------------------
