@@ -12,7 +12,8 @@
 * `client`: the client library (re-resolves the server through a resolver callable and
   reconnects after a migration; the SMF RequestService plugs in there) and the CLI
   ``python -m agents.workloads.nms.client``.
-* The FUSE client (fuxfs) is not written yet; the library and CLI are the client for now.
+* `fuxfs`: the FUSE client (seed 000's fuxfs): files whose data and metadata live in NMS
+  blocks, mounted with ``python -m agents.workloads.nms.fuxfs MOUNTPOINT ...``.
 
 ``protocol``, ``auth`` and ``server`` use only the Python standard library and relative imports:
 the NMS image copies them as the top-level package ``nms`` (``python3 -m nms.server``).
