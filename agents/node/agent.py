@@ -14,6 +14,22 @@ Example ``/etc/edgeferry/node.yaml`` settings::
         - {name: edge2, address: 10.10.0.12:50061, distance: 1.0}
       allowed_callers: [controller, smf, edge2]   # empty = any lab-CA certificate
       advertise_interval_s: 30
+      container_prefix: ""            # engine name of workload W = <prefix>W
+      drop_pushed_images: true        # untag committed images once they are in the registry
+      rasp_endpoint:                  # RASP Server SA / Cloud CB role (agents/ras/endpoint.py)
+        registry_identity: /etc/edgeferry/registry.pub
+        maximum: {cpu: 8000, memory: 16384, storage: 200000, network: 40}
+        control_peers: [smf]
+      ssp_server:                     # SSP chosen-server role (agents/smf/server_endpoint.py)
+        smf_identity: /etc/edgeferry/smf.pub
+        advertise_ip: 10.10.0.11
+        control_peers: [controller]
+      workload_host: 10.10.0.11       # address clients reach published workload ports at
+
+Both roles share ``<data_dir>/keys/rasp-endpoint.key`` (one identity per host, named after the
+agent unless ``name`` is set); the SMF's Add Server gets that identity and this agent's
+address. The SSP role answers ``locate <workload>`` (agents/smf/locate.py) with
+``workload_host`` and the workload's published port while its container runs.
 """
 
 from __future__ import annotations
@@ -36,6 +52,10 @@ from agents.node.domain import PhaseFailed, Resources
 from agents.node.engine import DockerEngine, RegistryAccess
 from agents.node.servicer import NODE_SERVICE, NodeServicer
 from agents.node.store import NodeStore
+from agents.ras.domain import EndpointCore
+from agents.ras.endpoint import EndpointSettings, setup_rasp_endpoint
+from agents.smf.locate import locate_handler
+from agents.smf.server_endpoint import SspServerCore, SspServerSettings, setup_ssp_server
 
 
 class RegistrySettings(BaseModel):
@@ -67,6 +87,11 @@ class NodeSettings(BaseModel):
     allowed_callers: list[str] = Field(default_factory=list)
     advertise_interval_s: float = Field(default=30.0, ge=0)
     max_hops: int = Field(default=2, ge=0, le=8)
+    container_prefix: str = Field(default="", pattern=r"^([a-zA-Z0-9][a-zA-Z0-9_.-]{0,63})?$")
+    drop_pushed_images: bool = False
+    rasp_endpoint: EndpointSettings | None = None
+    ssp_server: SspServerSettings | None = None
+    workload_host: str | None = None
 
 
 def registry_access(settings: RegistrySettings) -> RegistryAccess:
@@ -158,13 +183,64 @@ def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> No
     store = NodeStore.open(data_dir / "node.sqlite3")
     neighbours = [GrpcNeighbour(n, config) for n in settings.neighbours]
     return NodeCore(engine, store, NodeOptions(data_dir, settings.stop_timeout_s,
-                                               settings.network_bps, settings.max_hops),
+                                               settings.network_bps, settings.max_hops,
+                                               settings.container_prefix,
+                                               settings.drop_pushed_images),
                     neighbours=neighbours)
 
 
+def transfer_lookup(rasp: EndpointCore) -> Callable[[bytes], tuple[str, str, int]]:
+    """The step-10 transfer descriptor of a finished RASP session at this host's CB role."""
+
+    def lookup(session_id: bytes) -> tuple[str, str, int]:
+        info = rasp.session_info(session_id)
+        if info.transfer is None:
+            raise PhaseFailed("the RASP session carried no transfer (step 10 not reached)")
+        t = info.transfer
+        return t.image_ref, t.image_digest, t.size_bytes
+
+    return lookup
+
+
+class HostRoles:
+    """The RASP endpoint and SSP chosen-server roles this agent hosts (either may be None)."""
+
+    def __init__(self, rasp: EndpointCore | None, ssp: SspServerCore | None) -> None:
+        self.rasp = rasp
+        self.ssp = ssp
+
+
+def setup_roles(server: AgentServer, config: AgentConfig, core: NodeCore) -> HostRoles:
+    """RASP endpoint + SSP server on the node agent's own server (one identity)."""
+    settings = config.settings_as(NodeSettings)
+    rasp = ssp = None
+    if settings.rasp_endpoint is not None:
+        rasp = setup_rasp_endpoint(server, config, settings.rasp_endpoint)
+        core.transfer_lookup = transfer_lookup(rasp)
+    if settings.ssp_server is not None:
+        host = (settings.workload_host or settings.ssp_server.advertise_ip
+                or config.listen_host)
+
+        def lookup(name: str) -> tuple[str, int] | None:
+            found = core.running_endpoint(name)
+            return None if found is None else (host, found[1])
+
+        ssp = setup_ssp_server(server, config, settings.ssp_server,
+                               handler=locate_handler(lookup))
+    return HostRoles(rasp, ssp)
+
+
 def setup(server: AgentServer, config: AgentConfig) -> NodeCore:
+    core, _ = setup_with_roles(server, config)
+    return core
+
+
+def setup_with_roles(server: AgentServer, config: AgentConfig) -> tuple[NodeCore, HostRoles]:
+    """Build everything; call `HostRoles.ssp.set_address` after start when the port was 0
+    (`__main__` does it)."""
     settings = config.settings_as(NodeSettings)
     core = build_core(config)
+    roles = setup_roles(server, config, core)
     advertiser = Advertiser(core, settings.advertise_interval_s)
     server.on_stop(core.store.close)
     server.on_stop(advertiser.stop)
@@ -174,4 +250,4 @@ def setup(server: AgentServer, config: AgentConfig) -> NodeCore:
     server.add(pb_grpc.add_NodeServiceServicer_to_server,
                NodeServicer(core, settings.allowed_callers), NODE_SERVICE)
     advertiser.start()
-    return core
+    return core, roles

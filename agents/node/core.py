@@ -5,6 +5,13 @@ the stored answer when the same (migration id, epoch, phase) already succeeded, 
 RUNNING, execute against the engine, and record the outcome with the serialised response. One
 lock per migration id serialises concurrent repeats of the same phase.
 
+Container names: every workload name in a request is the *logical* name; the agent's container
+is ``<container_prefix><name>`` (``settings.container_prefix``), so an agent only ever touches
+its own containers -- which also lets two agents share one engine in tests.
+
+Pull with ``rasp_session_id``: the digest the SMF asks for must be the one the source sent,
+authenticated under Ksc, in RASP step 10 to this host's own CB role (`TransferLookup`).
+
 Requests (BloSM Algorithm 3): `submit_request` serves locally when the request fits
 (REQ_res < R_rem on every requested resource), reserving REQ_res while it runs; otherwise it
 asks every neighbour for its FREE resources, forwards to the nearest one that fits and returns
@@ -32,6 +39,7 @@ from agents.common.logging import get_logger
 from agents.node import resources as res
 from agents.node.domain import (
     Conflict,
+    DigestMismatch,
     ImageRef,
     InvalidRequest,
     Layer,
@@ -73,6 +81,8 @@ class NeighbourLink(Protocol):
 
 
 LocalHandler = Callable[[int, str], bytes]
+#: rasp session id -> (image_ref, image_digest, size_bytes) from the step-10 transfer descriptor
+TransferLookup = Callable[[bytes], tuple[str, str, int]]
 
 
 def http_get_local(port: int, path: str, timeout: float = 10.0) -> bytes:
@@ -106,18 +116,23 @@ class NodeOptions:
     stop_timeout_s: int = 10
     network_bps: int = 0
     max_hops: int = 2
+    container_prefix: str = ""
+    #: Untag (and so delete) the committed image locally once it is in the registry.
+    drop_pushed_images: bool = False
 
 
 class NodeCore:
     def __init__(self, engine: DockerEngine, store: NodeStore, options: NodeOptions, *,
                  neighbours: Sequence[NeighbourLink] = (),
                  local_handler: LocalHandler = http_get_local,
-                 gpu: res.GpuInfo | None = None) -> None:
+                 gpu: res.GpuInfo | None = None,
+                 transfer_lookup: TransferLookup | None = None) -> None:
         self.engine = engine
         self.store = store
         self.options = options
         self.neighbours = list(neighbours)
         self.local_handler = local_handler
+        self.transfer_lookup = transfer_lookup
         self.gpu = gpu or res.probe_gpu()
         self.hostname = res.hostname()
         self.log = get_logger("node.core")
@@ -202,9 +217,14 @@ class NodeCore:
             for row in self.store.phases(mid)
         ])
 
+    def container_name(self, name: str) -> str:
+        """The engine's name of this agent's workload ``name`` (prefix + logical name)."""
+        check_container_name(name)
+        return check_container_name(self.options.container_prefix + name)
+
     # -- phases -------------------------------------------------------------------------------
     def stop(self, req: pb.StopContainerRequest) -> pb.StopContainerResponse:
-        name = check_container_name(req.name)
+        name = self.container_name(req.name)
 
         def execute() -> pb.StopContainerResponse:
             out = self.engine.stop(name, req.timeout_seconds or self.options.stop_timeout_s)
@@ -214,13 +234,27 @@ class NodeCore:
 
         return self.run_phase(req.ref, "stop", pb.StopContainerResponse, execute)
 
+    def start(self, req: pb.StartContainerRequest) -> pb.StartContainerResponse:
+        """Restart the stopped container in place (an aborted migration's source)."""
+        name = self.container_name(req.name)
+
+        def execute() -> pb.StartContainerResponse:
+            out = self.engine.start(name)
+            started = bool(out.values["started"])
+            return pb.StartContainerResponse(
+                timing=timing("restart", out.seconds,
+                              detail="restarted" if started else "was running"),
+                started=started)
+
+        return self.run_phase(req.ref, "restart", pb.StartContainerResponse, execute)
+
     def _registry_address(self) -> str:
         if self.engine.registry is None:
             raise PhaseFailed("no registry configured (settings.registry)")
         return self.engine.registry.address
 
     def commit(self, req: pb.CommitContainerRequest) -> pb.CommitContainerResponse:
-        name = check_container_name(req.name)
+        name = self.container_name(req.name)
         tag = req.tag or f"{req.ref.migration_id}-{req.ref.epoch}"
         target = ImageRef.parse(f"{self._registry_address()}/{req.repository}:{tag}")
 
@@ -241,6 +275,8 @@ class NodeCore:
             out = self.engine.push(ref)
             layers: list[Layer] = out.values["layers"]
             sent = moved_bytes(layers)
+            if self.options.drop_pushed_images:
+                self.engine.untag(ref)
             detail = (f"bytes_moved = compressed sizes of the {sum(x.transferred for x in layers)}"
                       f" of {len(layers)} layers the engine uploaded (registry manifest); "
                       f"{out.values['interface'] or '?'} tx {out.values['interface_tx_bytes']}")
@@ -256,6 +292,8 @@ class NodeCore:
         ref = ImageRef.parse(req.image_ref)
         if not req.expected_digest:
             raise InvalidRequest("expected_digest is required: the pulled image must be verified")
+        if req.rasp_session_id:
+            self._check_transfer(bytes(req.rasp_session_id), str(ref), req.expected_digest)
 
         def execute() -> pb.PullImageResponse:
             out = self.engine.pull(ref, req.expected_digest)
@@ -272,6 +310,20 @@ class NodeCore:
                 interface=out.values["interface"])
 
         return self.run_phase(req.ref, "pull", pb.PullImageResponse, execute)
+
+    def _check_transfer(self, session_id: bytes, image_ref: str, digest: str) -> None:
+        if self.transfer_lookup is None:
+            raise InvalidRequest("this agent hosts no RASP endpoint: rasp_session_id unusable")
+        try:
+            sent_ref, sent_digest, _ = self.transfer_lookup(session_id)
+        except Exception as err:  # unknown / unfinished session
+            raise InvalidRequest(f"RASP session unusable for the pull: {err}") from None
+        if sent_digest != digest:
+            raise DigestMismatch(f"RASP step 10 carried {sent_digest or 'no digest'}, "
+                                 f"the pull asks for {digest}")
+        if sent_ref and ImageRef.parse(sent_ref).name != ImageRef.parse(image_ref).name:
+            raise DigestMismatch(f"RASP step 10 carried {sent_ref}, the pull asks for "
+                                 f"{image_ref}")
 
     def prepull(self, req: pb.PrePullImageRequest) -> pb.PrePullImageResponse:
         out = self.engine.prepull(ImageRef.parse(req.image_ref))
@@ -301,7 +353,7 @@ class NodeCore:
 
     def run(self, req: pb.RunWorkloadRequest) -> pb.RunWorkloadResponse:
         spec = req.spec
-        name = check_container_name(spec.name)
+        name = self.container_name(spec.name)
         if not spec.image:
             raise InvalidRequest("spec.image is required")
         migration = req.ref.migration_id if req.HasField("ref") else ""
@@ -336,7 +388,7 @@ class NodeCore:
         return execute()
 
     def remove(self, name: str) -> bool:
-        name = check_container_name(name)
+        name = self.container_name(name)
         removed = self.engine.remove(name)
         self.store.drop_workload(name)
         return removed
@@ -406,8 +458,16 @@ class NodeCore:
                           detail=f"REQ_res >= R_rem here; forwarded to {chosen.name} "
                                  f"(distance {chosen.distance})"))
 
+    def running_endpoint(self, name: str) -> tuple[int, int] | None:
+        """(container port, host port) of workload ``name`` when its container is running."""
+        container = self.engine.find(self.container_name(name))
+        if container is None or container.attrs.get("State", {}).get("Status") != "running":
+            return None
+        ports = published_ports(container.attrs)
+        return (ports[0][0], ports[0][1]) if ports else None
+
     def _serve_locally(self, req: pb.SubmitRequestRequest) -> bytes:
-        name = check_container_name(req.service)
+        name = self.container_name(req.service)
         container = self.engine.find(name)
         if container is None:
             raise NotFound(f"no workload {name} on {self.hostname}")

@@ -164,6 +164,23 @@ class DockerEngine:
         container.reload()
         return Timed(elapsed, {"exit_code": int(container.attrs["State"]["ExitCode"])})
 
+    def start(self, name: str) -> Timed:
+        """Start a stopped container in place; ``started`` is False when it was running."""
+        container = self._container(name)
+        if container.status == "running":
+            return Timed(0.0, {"started": False})
+        started = time.monotonic()
+        try:
+            container.start()
+        except APIError as err:
+            raise PhaseFailed(f"start {name}: {err.explanation or err}") from None
+        return Timed(time.monotonic() - started, {"started": True})
+
+    def untag(self, image_ref: ImageRef) -> None:
+        """Drop a local tag (the image goes when nothing else references it)."""
+        with contextlib.suppress(ImageNotFound, DockerNotFound, APIError):
+            self.client.images.remove(str(image_ref), noprune=False)
+
     def commit(self, name: str, image_ref: ImageRef, labels: Mapping[str, str]) -> Timed:
         container = self._container(name)
         listed = self.client.api.containers(all=True, size=True, filters={"id": container.id})

@@ -88,6 +88,10 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                       context: grpc.ServicerContext) -> pb.StopContainerResponse:
         return self._call(context, lambda: self.core.stop(request))
 
+    def StartContainer(self, request: pb.StartContainerRequest,
+                       context: grpc.ServicerContext) -> pb.StartContainerResponse:
+        return self._call(context, lambda: self.core.start(request))
+
     def CommitContainer(self, request: pb.CommitContainerRequest,
                         context: grpc.ServicerContext) -> pb.CommitContainerResponse:
         return self._call(context, lambda: self.core.commit(request))

@@ -146,6 +146,22 @@ class StopContainerResponse(_message.Message):
     exit_code: int
     def __init__(self, timing: _Optional[_Union[_common_pb2.PhaseTiming, _Mapping]] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
+class StartContainerRequest(_message.Message):
+    __slots__ = ("ref", "name")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ref: MigrationRef
+    name: str
+    def __init__(self, ref: _Optional[_Union[MigrationRef, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class StartContainerResponse(_message.Message):
+    __slots__ = ("timing", "started")
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    timing: _common_pb2.PhaseTiming
+    started: bool
+    def __init__(self, timing: _Optional[_Union[_common_pb2.PhaseTiming, _Mapping]] = ..., started: _Optional[bool] = ...) -> None: ...
+
 class CommitContainerRequest(_message.Message):
     __slots__ = ("ref", "name", "repository", "tag")
     REF_FIELD_NUMBER: _ClassVar[int]
@@ -205,14 +221,16 @@ class PushImageResponse(_message.Message):
     def __init__(self, timing: _Optional[_Union[_common_pb2.PhaseTiming, _Mapping]] = ..., digest: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerTransfer, _Mapping]]] = ..., compressed_total: _Optional[int] = ..., interface_tx_bytes: _Optional[int] = ..., interface: _Optional[str] = ...) -> None: ...
 
 class PullImageRequest(_message.Message):
-    __slots__ = ("ref", "image_ref", "expected_digest")
+    __slots__ = ("ref", "image_ref", "expected_digest", "rasp_session_id")
     REF_FIELD_NUMBER: _ClassVar[int]
     IMAGE_REF_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RASP_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ref: MigrationRef
     image_ref: str
     expected_digest: str
-    def __init__(self, ref: _Optional[_Union[MigrationRef, _Mapping]] = ..., image_ref: _Optional[str] = ..., expected_digest: _Optional[str] = ...) -> None: ...
+    rasp_session_id: bytes
+    def __init__(self, ref: _Optional[_Union[MigrationRef, _Mapping]] = ..., image_ref: _Optional[str] = ..., expected_digest: _Optional[str] = ..., rasp_session_id: _Optional[bytes] = ...) -> None: ...
 
 class PullImageResponse(_message.Message):
     __slots__ = ("timing", "digest", "verified", "layers", "pinned_ref", "interface_rx_bytes", "interface")

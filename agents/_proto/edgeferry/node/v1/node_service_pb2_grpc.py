@@ -55,6 +55,11 @@ class NodeServiceStub:
                 request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StopContainerRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StopContainerResponse.FromString,
                 _registered_method=True)
+        self.StartContainer = channel.unary_unary(
+                '/edgeferry.node.v1.NodeService/StartContainer',
+                request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StartContainerRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StartContainerResponse.FromString,
+                _registered_method=True)
         self.CommitContainer = channel.unary_unary(
                 '/edgeferry.node.v1.NodeService/CommitContainer',
                 request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.CommitContainerRequest.SerializeToString,
@@ -119,6 +124,14 @@ class NodeServiceServicer:
 
     def StopContainer(self, request, context):
         """StopContainer is the "stop" phase: stop the workload (SIGTERM, bounded grace).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartContainer(self, request, context):
+        """StartContainer restarts the stopped workload container in place (same writable layer):
+        the source's answer to an aborted migration before the location was committed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +208,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.StopContainer,
                     request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StopContainerRequest.FromString,
                     response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StopContainerResponse.SerializeToString,
+            ),
+            'StartContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartContainer,
+                    request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StartContainerRequest.FromString,
+                    response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.StartContainerResponse.SerializeToString,
             ),
             'CommitContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitContainer,
@@ -341,6 +359,33 @@ class NodeService:
             '/edgeferry.node.v1.NodeService/StopContainer',
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.StopContainerRequest.SerializeToString,
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.StopContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.node.v1.NodeService/StartContainer',
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.StartContainerRequest.SerializeToString,
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.StartContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
