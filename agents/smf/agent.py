@@ -17,6 +17,26 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
         address: 10.10.0.1:50061
         node_id: smf
         quorum: 0.9
+      container:                      # optional: stop/commit/push/pull/run over NodeService
+        proactive: false              # pre-pull base_image at the destination first
+        rpc_timeout_s: 30
+        transfer_timeout_s: 600
+        node_addresses: {}            # server name -> node agent host:port (default: the
+                                      # address given at Add Server, where RASP/SSP listen)
+        workloads:
+          nms:                        # service name -> how its container runs
+            workload: nms
+            repository: edgeferry/nms-migrated
+            container_port: 7070
+            probe: tcp
+            secrets:
+              - {container_path: /run/secrets/nms.key, path: /etc/edgeferry/nms.key,
+                 uid: 65534}
+
+With ``container`` set, RASP step 10 carries the pushed image's digest and size, the
+destination's pull is checked against it, and the location record moves only after the
+destination's first response. Interrupted migrations are journalled (agents/smf/container.py):
+a retry continues with the next attempt number (the node agents' fencing epoch).
 
 Keys: ``<data_dir>/keys/smf.key`` (protocol identity, 0600; public part ``smf.pub`` for the
 edge hosts' configuration) and ``<data_dir>/keys/capability.key`` (the sealed-capability tag
@@ -32,6 +52,7 @@ from pathlib import Path
 import grpc
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as node_grpc
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
 from agents.audit.client import AuditClient
 from agents.common.client import secure_channel_from_config
@@ -43,6 +64,13 @@ from agents.ledger.client import LedgerClient
 from agents.ledger.store import load_or_create_key
 from agents.ras.client import EndpointClient, RasClient
 from agents.ras.keys import load_or_create_identity, load_or_create_secret
+from agents.smf.container import (
+    MigrationJournal,
+    NodeContainerPhases,
+    SecretSource,
+    Timeouts,
+    WorkloadTemplate,
+)
 from agents.smf.core import SmfCore
 from agents.smf.domain import ServerEntry
 from agents.smf.migration import AuditHook, LedgerHook, MigrationPorts
@@ -66,6 +94,51 @@ class LedgerSettings(BaseModel):
     application_types: list[str] = Field(default_factory=list)
 
 
+class SecretSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    container_path: str = Field(pattern=r"^/")
+    path: Path
+    uid: int = Field(default=65534, ge=0)
+
+
+class WorkloadSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+    repository: str = Field(pattern=r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$")
+    container_port: int = Field(ge=1, le=65535)
+    host_port: int = Field(default=0, ge=0, le=65535)
+    host_ip: str = ""
+    env: dict[str, str] = Field(default_factory=dict)
+    command: list[str] = Field(default_factory=list)
+    secrets: list[SecretSetting] = Field(default_factory=list)
+    probe: str = Field(default="tcp", pattern=r"^(tcp|http)$")
+    probe_path: str = "/"
+    probe_timeout_s: float = Field(default=30.0, gt=0)
+    stop_timeout_s: int = Field(default=10, ge=0, le=300)
+    base_image: str = ""
+
+    def template(self) -> WorkloadTemplate:
+        return WorkloadTemplate(
+            workload=self.workload, repository=self.repository,
+            container_port=self.container_port, host_port=self.host_port, host_ip=self.host_ip,
+            env=dict(self.env), command=tuple(self.command),
+            secrets=tuple(SecretSource(s.container_path, s.path, s.uid) for s in self.secrets),
+            probe=self.probe, probe_path=self.probe_path, probe_timeout_s=self.probe_timeout_s,
+            stop_timeout_s=self.stop_timeout_s, base_image=self.base_image)
+
+
+class ContainerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workloads: dict[str, WorkloadSetting]
+    proactive: bool = False
+    rpc_timeout_s: float = Field(default=30.0, gt=0)
+    transfer_timeout_s: float = Field(default=600.0, gt=0)
+    node_addresses: dict[str, str] = Field(default_factory=dict)
+
+
 class SmfSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -78,6 +151,13 @@ class SmfSettings(BaseModel):
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     audit: AuditSettings | None = None
     ledger: LedgerSettings | None = None
+    container: ContainerSettings | None = None
+
+
+#: Edge hosts restart (crash, upgrade): retry connecting within seconds, not gRPC's 2 minutes.
+RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 200),
+                     ("grpc.min_reconnect_backoff_ms", 200),
+                     ("grpc.max_reconnect_backoff_ms", 2000))
 
 
 class ChannelPool:
@@ -101,7 +181,21 @@ class ChannelPool:
             self._channels.clear()
 
 
-def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path) -> MigrationPorts:
+def container_phases(settings: ContainerSettings, pool: ChannelPool,
+                     store: Store) -> NodeContainerPhases:
+    def node(server: ServerEntry) -> node_grpc.NodeServiceStub:
+        return node_grpc.NodeServiceStub(
+            pool.get(settings.node_addresses.get(server.name, server.address)))
+
+    return NodeContainerPhases(
+        {name: w.template() for name, w in settings.workloads.items()}, node,
+        MigrationJournal(store),
+        timeouts=Timeouts(settings.rpc_timeout_s, settings.transfer_timeout_s),
+        proactive=settings.proactive)
+
+
+def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path,
+                store: Store | None = None) -> MigrationPorts:
     timeout = settings.rpc_timeout_s
     ports = MigrationPorts(
         registry=RasClient(pool.get(settings.registry), timeout=timeout),
@@ -121,6 +215,10 @@ def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path) -> Mig
                                                            rpc_timeout_s=timeout),
                                   quorum=lg.quorum, timeout_s=lg.timeout_s,
                                   application_types=tuple(lg.application_types))
+    if settings.container is not None:
+        if store is None:
+            raise AgentStartError("container phases need the SMF's store (journal)")
+        ports.container = container_phases(settings.container, pool, store)
     return ports
 
 
@@ -147,9 +245,10 @@ def setup_smf(server: AgentServer, config: AgentConfig, *,
     secret = load_or_create_secret(data / "keys" / "capability.key")
     store = Store.open(data / "smf.sqlite3")
     core = SmfCore(identity, store, secret)
-    pool = ChannelPool(lambda address: secure_channel_from_config(tls, address))
+    pool = ChannelPool(lambda address: secure_channel_from_config(
+        tls, address, options=RECONNECT_OPTIONS))
     if ports is None:
-        ports = build_ports(settings, pool, data)
+        ports = build_ports(settings, pool, data, store)
 
     def server_stub(entry: ServerEntry) -> pb_grpc.SspServerServiceStub:
         return pb_grpc.SspServerServiceStub(pool.get(entry.address))

@@ -13,7 +13,9 @@ clock. The SMF builds it from the configured deployment (agents/smf/migration.py
     location_commit       the SMF's location record moves forward (epoch + 1)
 
 A phase that raises ends the plan: it is recorded FAILED (REJECTED for a refusal by policy or
-protocol) and every later phase SKIPPED; nothing after it runs, so the location stays put.
+protocol) and every later phase SKIPPED; nothing after it runs, so the location stays put. The
+plan's `on_failure` hooks then run (e.g. the container phases' abort: restart the stopped source
+when no destination copy can be running) and their records are appended ("abort").
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ class MigrationState:
 
 
 PhaseFn = Callable[[MigrationState], PhaseResult | None]
+#: on_failure(state, failed phase name, exception) -> extra records (compensation steps)
+FailureHook = Callable[[MigrationState, str, BaseException], list["PhaseRecord"]]
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class MigrationPlan:
     def __init__(self, phases: list[Phase] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.phases: list[Phase] = list(phases or [])
+        self.on_failure: list[FailureHook] = []
         self._clock = clock
 
     @property
@@ -247,6 +252,12 @@ class MigrationPlan:
                 refused = isinstance(exc, ProtocolError | PolicyDenied | StaleEpoch)
                 rec.outcome = PhaseOutcome.REJECTED if refused else PhaseOutcome.FAILED
                 rec.detail = str(exc)[:500]
+                for hook in self.on_failure:
+                    try:
+                        records.extend(hook(state, phase.name, exc))
+                    except Exception as hook_exc:  # a compensation step must not hide the cause
+                        records.append(PhaseRecord("abort", outcome=PhaseOutcome.FAILED,
+                                                   detail=f"abort failed: {hook_exc}"[:500]))
                 raise MigrationFailed(phase.name, exc, records) from exc
             rec = records[i]
             rec.wall_seconds = self._clock() - t0

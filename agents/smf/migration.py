@@ -1,18 +1,25 @@
 """Migrate Service: the phases of a migration wired to the agents that run them.
 
-`build_plan` turns the SMF's configured ports into a `MigrationPlan` (see domain.py for the
-phase list). Optional per deployment: the data-audit check (`AuditHook`, agents/audit), the
-ledger write and destination self-evaluation (`LedgerHook`, agents/ledger) and the node
-agents' container phases (`ContainerPhases`). RASP always runs, between the RASP endpoints of
-the service's current server (Server SA) and the destination (Cloud CB), relayed by the SMF.
+`build_plan` turns the SMF's configured ports into a `MigrationPlan`. Optional per deployment:
+the data-audit check (`AuditHook`, agents/audit), the ledger write and destination
+self-evaluation (`LedgerHook`, agents/ledger) and the node agents' container phases
+(`ContainerPhases`, implemented over NodeService by agents/smf/container.py). RASP always runs,
+between the RASP endpoints of the service's current server (Server SA) and the destination
+(Cloud CB), relayed by the SMF. With everything configured the order is::
 
-Node-agent integration: implement `ContainerPhases.phases()` returning
-``[Phase("stop", ...), Phase("commit", ...), Phase("push", ...), Phase("pull", ...),
-Phase("run", ...)]`` whose functions call the source / destination node agents and return
-`PhaseResult(bytes_moved=...)`. A phase that sets ``state.extras["image_digest"]`` and
-``state.extras["size_bytes"]`` before ``rasp_handshake`` (insert stop + commit before it with
-``plan.insert_before("rasp_handshake", ...)``) has them carried, authenticated, in M_Trf
-(step 10); the destination reads them back with RaspEndpoint.GetSessionInfo.
+    policy_audit                      a denial stops the migration before anything moves
+    [prepull]                         proactive mode: base layers at the destination
+    stop, commit, push                source; push yields the digest + size ...
+    rasp_handshake                    ... carried, authenticated under Ksc, in M_Trf (step 10)
+    ledger_write, self_evaluation     Algorithms 1-2 (metadata with the committed size)
+    pull, run, first_response         destination; pull checked against the step-10 transfer
+    rasp_location_update              step 12
+    location_commit                   the SMF's record moves (epoch + 1), only after the
+                                      destination answered
+    source_cleanup                    the source's stopped container goes
+
+A container phase set's ``abort(state, failed_phase, exc)`` (when it has one) runs after any
+failure and adds an "abort" record (restart the source, remove a destination copy).
 """
 
 from __future__ import annotations
@@ -39,9 +46,14 @@ from agents.smf.domain import (
 
 
 class ContainerPhases(Protocol):
-    """The node agents' part: stop, commit, push, pull, run (see the module docstring)."""
+    """The node agents' part. Phases named in `BEFORE_HANDSHAKE` go before rasp_handshake,
+    those in `AFTER_COMMIT` after location_commit, the rest before rasp_location_update."""
 
     def phases(self) -> list[Phase]: ...
+
+
+BEFORE_HANDSHAKE = ("prepull", "stop", "commit", "push")
+AFTER_COMMIT = ("source_cleanup",)
 
 
 @dataclass
@@ -130,7 +142,8 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
 
     def handshake(st: MigrationState) -> PhaseResult:
         transfer = TransferDescriptor(
-            service=st.service.name, image_ref=st.service.image_ref,
+            service=st.service.name,
+            image_ref=str(st.extras.get("image_ref", st.service.image_ref)),
             image_digest=str(st.extras.get("image_digest", "")),
             size_bytes=int(st.extras.get("size_bytes", 0)),
         )
@@ -155,18 +168,28 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
                                                st.destination.name)
         return PhaseResult(detail=f"{st.destination.name} at epoch {st.new_location.epoch}")
 
+    container = ports.container.phases() if ports.container is not None else []
     plan = MigrationPlan()
     if ports.audit is not None:
         plan.add(ports.audit.phase())
+    for phase in container:
+        if phase.name in BEFORE_HANDSHAKE:
+            plan.add(phase)
     plan.add(Phase("rasp_handshake", handshake))
     if ports.ledger is not None:
         for phase in ports.ledger.phases(ports.endpoint):
             plan.add(phase)
-    if ports.container is not None:
-        for phase in ports.container.phases():
+    for phase in container:
+        if phase.name not in BEFORE_HANDSHAKE + AFTER_COMMIT:
             plan.add(phase)
     plan.add(Phase("rasp_location_update", location_update))
     plan.add(Phase("location_commit", commit))
+    for phase in container:
+        if phase.name in AFTER_COMMIT:
+            plan.add(phase)
+    abort = getattr(ports.container, "abort", None)
+    if abort is not None:
+        plan.on_failure.append(abort)
     for before, phase in ports.extra_phases:
         plan.insert_before(before, phase)
     return plan

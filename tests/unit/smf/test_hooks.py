@@ -20,6 +20,7 @@ from agents.smf.domain import (
     MigrationState,
     Phase,
     PhaseOutcome,
+    PhaseRecord,
     ServerEntry,
     ServiceEntry,
     UserEntry,
@@ -100,7 +101,13 @@ def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) ->
 
     class Container:
         def phases(self) -> list[Phase]:
-            return [Phase(n, _recorder(ran, n)) for n in ("stop", "commit", "push", "pull", "run")]
+            return [Phase(n, _recorder(ran, n)) for n in ("stop", "commit", "push", "pull", "run",
+                                                          "source_cleanup")]
+
+        def abort(self, state: MigrationState, failed: str, exc: BaseException
+                  ) -> list[PhaseRecord]:
+            ran.append(f"abort:{failed}")
+            return [PhaseRecord("abort", outcome=PhaseOutcome.OK, detail="source restarted")]
 
     ports.container = Container()
     core = FakeCore()
@@ -115,15 +122,17 @@ def test_all_phases_in_order() -> None:
     ran: list[str] = []
     ledger = FakeLedger()
     plan, core = _plan(FakeAudit(True), ledger, ran)
-    assert plan.names == ["policy_audit", "rasp_handshake", "ledger_write", "self_evaluation",
-                          "stop", "commit", "push", "pull", "run", "rasp_location_update",
-                          "location_commit"]
+    # stop/commit/push before RASP (step 10 carries the pushed digest), cleanup after commit
+    assert plan.names == ["policy_audit", "stop", "commit", "push", "rasp_handshake",
+                          "ledger_write", "self_evaluation", "pull", "run",
+                          "rasp_location_update", "location_commit", "source_cleanup"]
     state = _state()
     records = plan.run(state)
     assert all(r.outcome == PhaseOutcome.OK for r in records)
     assert core.committed == [("svc-1", 1, "edge2")]
     assert ledger.written[0].source_ip == "10.0.0.1" and ledger.written[0].cpu_usage == 500
-    assert "9/10" in records[2].detail
+    assert "9/10" in records[5].detail
+    assert not any(r.startswith("abort") for r in ran)
 
 
 @pytest.mark.parametrize("deny", ["audit", "self_evaluation"])
@@ -137,4 +146,9 @@ def test_a_denial_stops_the_migration(deny: str) -> None:
     outcome = {r.phase: r.outcome for r in failed.value.records}
     assert outcome[rejected] == PhaseOutcome.REJECTED
     assert outcome["location_commit"] == PhaseOutcome.SKIPPED
-    assert core.committed == [] and "stop" not in ran
+    assert core.committed == [] and "pull" not in ran
+    if deny == "audit":  # nothing moved, nothing to undo
+        assert "stop" not in ran and "abort:policy_audit" in ran
+    else:  # the source was stopped for the commit: the abort restarts it
+        assert "stop" in ran and ran[-1] == "abort:self_evaluation"
+        assert failed.value.records[-1].phase == "abort"

@@ -1,0 +1,430 @@
+"""The container phases of Migrate Service over the node agents' NodeService (cold migration).
+
+Order inside the SMF's plan (see migration.py)::
+
+    [prepull]  destination pre-pulls the service's base image       proactive mode only
+    stop       source: SIGTERM, bounded grace (downtime starts)
+    commit     source: container diff -> <registry>/<repository>:<migration>-<attempt>
+    push       source -> registry; sets extras image_ref / image_digest / size_bytes, which
+               RASP step 10 (M_Trf, under Ksc) carries to the destination
+    ... rasp_handshake, ledger_write, self_evaluation ...
+    pull       destination: by digest, with the RASP session id -- the destination agent checks
+               the digest against the step-10 transfer its own CB role received
+    run        destination: the pinned image, ports/env/secrets from the `WorkloadTemplate`
+    first_response  destination probes the workload until it answers (downtime ends)
+    ... rasp_location_update, location_commit ...
+    source_cleanup  source removes its stopped container (only after the location commit)
+
+Crash safety (fencing + journal). Every NodeService call carries
+``MigrationRef(node migration id, attempt)``: the id is stable for one logical migration of a
+service (from one location epoch to the next), the attempt is bumped on every try, so a node
+agent fences stale attempts and re-executes phases of a new attempt (idempotent replays of the
+same attempt return the stored answer). `MigrationJournal` (the SMF's SQLite) remembers the
+attempt, so a retry after a failure continues the same migration with attempt + 1.
+
+When a phase fails before the location commit, `abort` runs: if a destination container may
+exist it is removed (RemoveWorkload); only when the destination is known to hold no copy is the
+source container restarted in place (StartContainer, same writable layer). If the destination
+cannot be reached the source stays stopped: the journal says "failed" and the next Migrate
+Service to the same destination completes it (RunWorkload replaces the orphan of the same
+migration). A different destination is refused until then, so two copies can never run. The
+location record moves only after the destination's first response.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from agents._proto.edgeferry.common.v1 import common_pb2
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
+from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
+from agents.common.store import Migration, Store
+from agents.ras.convert import MIB
+from agents.smf.domain import (
+    MigrationInProgress,
+    MigrationState,
+    Phase,
+    PhaseOutcome,
+    PhaseRecord,
+    PhaseResult,
+    ServerEntry,
+)
+
+_COMPONENT = "edgeferry.smf.container"
+_MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE container_migrations (
+        service_id     TEXT PRIMARY KEY,
+        migration_id   TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        destination    TEXT NOT NULL,
+        location_epoch INTEGER NOT NULL,
+        attempt        INTEGER NOT NULL,
+        state          TEXT NOT NULL,
+        cleanup        TEXT NOT NULL,
+        detail         TEXT NOT NULL,
+        updated_at     REAL NOT NULL
+    );
+    """,
+]
+
+RUNNING, FAILED, ROLLED_BACK, COMMITTED = "running", "failed", "rolled_back", "committed"
+#: phases after which a destination container may exist
+_DESTINATION_RUN = ("run", "first_response", "rasp_location_update", "location_commit")
+
+NodeStubFactory = Callable[[ServerEntry], pb_grpc.NodeServiceStub]
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    service_id: str
+    migration_id: str
+    source: str
+    destination: str
+    location_epoch: int
+    attempt: int
+    state: str
+    cleanup: dict[str, str]  # server -> workload whose stopped container is still there
+    detail: str
+
+
+class MigrationJournal:
+    """Per service: the current (or last) container migration, its attempt and outcome."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.migrate(_COMPONENT, _MIGRATIONS)
+
+    def get(self, service_id: str) -> JournalRow | None:
+        r = self.store.query_one("SELECT * FROM container_migrations WHERE service_id = ?",
+                                 (service_id,))
+        if r is None:
+            return None
+        return JournalRow(r["service_id"], r["migration_id"], r["source"], r["destination"],
+                          int(r["location_epoch"]), int(r["attempt"]), r["state"],
+                          json.loads(r["cleanup"]), r["detail"])
+
+    def begin(self, state: MigrationState, migration_id: str, attempt: int) -> None:
+        self.store.execute(
+            "INSERT INTO container_migrations VALUES (?, ?, ?, ?, ?, ?, ?, '{}', '', ?) "
+            "ON CONFLICT(service_id) DO UPDATE SET migration_id = excluded.migration_id, "
+            "source = excluded.source, destination = excluded.destination, "
+            "location_epoch = excluded.location_epoch, attempt = excluded.attempt, "
+            "state = excluded.state, detail = '', updated_at = excluded.updated_at",
+            (state.service.global_id, migration_id, state.source.name, state.destination.name,
+             state.epoch, attempt, RUNNING, time.time()))
+
+    def finish(self, service_id: str, outcome: str, detail: str = "") -> None:
+        self.store.execute(
+            "UPDATE container_migrations SET state = ?, detail = ?, updated_at = ? "
+            "WHERE service_id = ?", (outcome, detail[:500], time.time(), service_id))
+
+    def set_cleanup(self, service_id: str, server: str, workload: str | None) -> None:
+        """Record (workload) or clear (None) a stopped container left on ``server``."""
+        row = self.get(service_id)
+        pending = dict(row.cleanup) if row else {}
+        if workload is None:
+            pending.pop(server, None)
+        else:
+            pending[server] = workload
+        self.store.execute("UPDATE container_migrations SET cleanup = ? WHERE service_id = ?",
+                           (json.dumps(pending), service_id))
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """A secret the SMF re-sends to the destination at every run (bind mounts are not
+    committed): read from ``path`` on the SMF host, mounted read-only at ``container_path``."""
+
+    container_path: str
+    path: Path
+    uid: int = 65534
+
+
+@dataclass(frozen=True)
+class WorkloadTemplate:
+    """How a service's container is run at a destination (the image comes from the pull)."""
+
+    workload: str                      # logical container name on every node agent
+    repository: str                    # registry repository of the committed images
+    container_port: int
+    host_port: int = 0                 # 0: the engine picks one (the locate answer tells)
+    host_ip: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+    secrets: tuple[SecretSource, ...] = ()
+    probe: str = "tcp"                 # "tcp" (connection held open) or "http" (200 on path)
+    probe_path: str = "/"
+    probe_timeout_s: float = 30.0
+    stop_timeout_s: int = 10
+    base_image: str = ""               # what proactive mode pre-pulls (registry reference)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    rpc_s: float = 30.0
+    transfer_s: float = 600.0
+
+
+def _rpc(fn: Any, request: Any, timeout: float, what: str) -> Any:
+    try:
+        return fn(request, timeout=timeout)
+    except grpc.RpcError as err:
+        code = err.code().name if hasattr(err, "code") else "?"
+        details = err.details() if hasattr(err, "details") else str(err)
+        raise RuntimeError(f"{what}: {code}: {details}") from None
+
+
+def _result(resp: Any, detail: str = "") -> PhaseResult:
+    t: common_pb2.PhaseTiming = resp.timing
+    text = f"node {t.wall_seconds:.3f} s"
+    for part in (t.detail, detail):
+        if part:
+            text += f"; {part}"
+    return PhaseResult(bytes_moved=int(t.bytes_moved), detail=text[:500])
+
+
+class NodeContainerPhases:
+    """`ContainerPhases` over the source and destination node agents (module docstring)."""
+
+    def __init__(self, templates: Mapping[str, WorkloadTemplate], node: NodeStubFactory,
+                 journal: MigrationJournal, *, timeouts: Timeouts | None = None,
+                 proactive: bool = False) -> None:
+        self.templates = dict(templates)
+        self.node = node
+        self.journal = journal
+        self.timeouts = timeouts or Timeouts()
+        self.proactive = proactive
+
+    # -- helpers ------------------------------------------------------------------------------
+    def template(self, state: MigrationState) -> WorkloadTemplate:
+        t = self.templates.get(state.service.name)
+        if t is None:
+            raise RuntimeError(f"no workload template for service {state.service.name!r} "
+                               "(settings.container.workloads)")
+        return t
+
+    @staticmethod
+    def ref(state: MigrationState) -> pb.MigrationRef:
+        mid, attempt = state.extras["node_ref"]
+        return pb.MigrationRef(migration_id=mid, epoch=attempt)
+
+    def claim(self, state: MigrationState) -> None:
+        """Continue an interrupted migration (same id, attempt + 1) or start a new one."""
+        if "node_ref" in state.extras:
+            return
+        sid = state.service.global_id
+        row = self.journal.get(sid)
+        if row is not None and row.cleanup:
+            self._deferred_cleanup(state, row)
+        unfinished = (row is not None and row.state in (RUNNING, FAILED)
+                      and row.location_epoch == state.epoch)
+        if unfinished:
+            assert row is not None
+            if row.destination != state.destination.name:
+                raise MigrationInProgress(
+                    f"an interrupted migration of {state.service.name} to {row.destination} "
+                    f"(attempt {row.attempt}: {row.detail or row.state}) must be retried to "
+                    f"{row.destination} first: a copy may exist there")
+            mid, attempt = row.migration_id, row.attempt + 1
+        else:
+            mid, attempt = state.migration_id, 1
+        self.journal.begin(state, mid, attempt)
+        state.extras["node_ref"] = (mid, attempt)
+        state.extras["attempt"] = attempt
+
+    def _deferred_cleanup(self, state: MigrationState, row: JournalRow) -> None:
+        """Remove a stopped container left behind by an earlier migration (before this one
+        might want to run the service on that host again)."""
+        for server, workload in row.cleanup.items():
+            entry = state.service.server(server)
+            if entry is None:
+                continue
+            try:
+                self._remove(entry, workload)
+            except RuntimeError:
+                continue
+            self.journal.set_cleanup(row.service_id, server, None)
+
+    def _remove(self, server: ServerEntry, workload: str) -> bool:
+        stub = self.node(server)
+        resp = _rpc(stub.RemoveWorkload, pb.RemoveWorkloadRequest(name=workload),
+                    self.timeouts.rpc_s, f"{server.name} RemoveWorkload")
+        return bool(resp.removed)
+
+    # -- phases -------------------------------------------------------------------------------
+    def phases(self) -> list[Phase]:
+        out = []
+        if self.proactive:
+            out.append(Phase("prepull", self.prepull))
+        out += [Phase("stop", self.stop), Phase("commit", self.commit),
+                Phase("push", self.push), Phase("pull", self.pull), Phase("run", self.run),
+                Phase("first_response", self.first_response),
+                Phase("source_cleanup", self.source_cleanup)]
+        return out
+
+    def prepull(self, state: MigrationState) -> PhaseResult:
+        self.claim(state)
+        base = self.template(state).base_image
+        if not base:
+            return PhaseResult(detail="no base_image configured: nothing to pre-pull")
+        resp = _rpc(self.node(state.destination).PrePullImage,
+                    pb.PrePullImageRequest(image_ref=base), self.timeouts.transfer_s,
+                    f"{state.destination.name} PrePullImage")
+        return _result(resp, f"pre-pulled {base} (before downtime)")
+
+    def stop(self, state: MigrationState) -> PhaseResult:
+        self.claim(state)
+        t = self.template(state)
+        state.extras["stop_attempted"] = True
+        resp = _rpc(self.node(state.source).StopContainer,
+                    pb.StopContainerRequest(ref=self.ref(state), name=t.workload,
+                                            timeout_seconds=t.stop_timeout_s),
+                    t.stop_timeout_s + self.timeouts.rpc_s, f"{state.source.name} StopContainer")
+        mid, attempt = state.extras["node_ref"]
+        return _result(resp, f"migration {mid} attempt {attempt}")
+
+    def commit(self, state: MigrationState) -> PhaseResult:
+        t = self.template(state)
+        resp = _rpc(self.node(state.source).CommitContainer,
+                    pb.CommitContainerRequest(ref=self.ref(state), name=t.workload,
+                                              repository=t.repository),
+                    self.timeouts.transfer_s, f"{state.source.name} CommitContainer")
+        state.extras["image_ref"] = resp.image_ref
+        state.extras["diff_bytes"] = int(resp.diff_bytes)
+        return _result(resp, f"{resp.image_ref}")
+
+    def push(self, state: MigrationState) -> PhaseResult:
+        resp = _rpc(self.node(state.source).PushImage,
+                    pb.PushImageRequest(ref=self.ref(state), image_ref=state.extras["image_ref"]),
+                    self.timeouts.transfer_s, f"{state.source.name} PushImage")
+        state.extras["image_digest"] = resp.digest
+        state.extras["size_bytes"] = int(resp.compressed_total)
+        mid, attempt = state.extras["node_ref"]
+        state.extras["container_id"] = f"{state.service.name}@{mid}.{attempt}"
+        moved = sum(1 for x in resp.layers if x.transferred)
+        return _result(resp, f"digest {resp.digest}; {moved}/{len(resp.layers)} layers sent, "
+                             f"{resp.compressed_total} bytes compressed in total")
+
+    def pull(self, state: MigrationState) -> PhaseResult:
+        resp = _rpc(self.node(state.destination).PullImage,
+                    pb.PullImageRequest(ref=self.ref(state), image_ref=state.extras["image_ref"],
+                                        expected_digest=state.extras["image_digest"],
+                                        rasp_session_id=state.rasp_session_id),
+                    self.timeouts.transfer_s, f"{state.destination.name} PullImage")
+        if not resp.verified or resp.digest != state.extras["image_digest"]:
+            raise RuntimeError(f"pulled {resp.digest}, not the pushed "
+                               f"{state.extras['image_digest']}")
+        state.extras["pinned_ref"] = resp.pinned_ref
+        moved = sum(1 for x in resp.layers if x.transferred)
+        return _result(resp, f"{moved}/{len(resp.layers)} layers fetched; checked against "
+                             "RASP step 10")
+
+    def _spec(self, state: MigrationState, t: WorkloadTemplate) -> pb.WorkloadSpec:
+        secrets = []
+        for s in t.secrets:
+            try:
+                content = s.path.read_bytes()
+            except OSError as err:
+                raise RuntimeError(f"secret {s.path}: {err}") from None
+            secrets.append(pb.SecretFile(container_path=s.container_path, content=content,
+                                         uid=s.uid))
+        need = state.service.requirement
+        return pb.WorkloadSpec(
+            name=t.workload, image=state.extras["pinned_ref"],
+            ports=[pb.PortBinding(container_port=t.container_port, host_port=t.host_port,
+                                  host_ip=t.host_ip)],
+            env=dict(t.env), command=list(t.command), secrets=secrets,
+            reserved=common_pb2.Resources(cpu_millicores=need.cpu, memory_bytes=need.memory * MIB,
+                                          storage_bytes=need.storage * MIB,
+                                          network_bps=need.network * 1_000_000))
+
+    def run(self, state: MigrationState) -> PhaseResult:
+        t = self.template(state)
+        state.extras["run_attempted"] = True
+        resp = _rpc(self.node(state.destination).RunWorkload,
+                    pb.RunWorkloadRequest(ref=self.ref(state), spec=self._spec(state, t)),
+                    self.timeouts.rpc_s + 30, f"{state.destination.name} RunWorkload")
+        port = next((p for p in resp.ports if p.container_port == t.container_port), None)
+        if port is None:
+            raise RuntimeError(f"{t.workload} publishes no port {t.container_port}")
+        state.extras["published"] = (port.host_ip, port.host_port)
+        return _result(resp, f"container {resp.container_id[:12]} port {port.host_port}")
+
+    def first_response(self, state: MigrationState) -> PhaseResult:
+        t = self.template(state)
+        host_ip, host_port = state.extras["published"]
+        host = host_ip if host_ip and host_ip not in ("0.0.0.0", "::") else "127.0.0.1"
+        kind = pb.PROBE_KIND_HTTP_GET if t.probe == "http" else pb.PROBE_KIND_TCP_CONNECT
+        resp = _rpc(self.node(state.destination).ProbeFirstResponse,
+                    pb.ProbeFirstResponseRequest(
+                        ref=self.ref(state), kind=kind, http_path=t.probe_path,
+                        endpoint=common_pb2.Endpoint(host=host, port=host_port),
+                        timeout_seconds=t.probe_timeout_s),
+                    t.probe_timeout_s + self.timeouts.rpc_s,
+                    f"{state.destination.name} ProbeFirstResponse")
+        return _result(resp, f"{t.probe} probe of {host}:{host_port} at the destination")
+
+    def source_cleanup(self, state: MigrationState) -> PhaseResult:
+        """After the location commit: remove the stopped source container. Never fails the
+        migration (the location has moved); an unreachable source is cleaned up later."""
+        t = self.template(state)
+        sid = state.service.global_id
+        try:
+            removed = self._remove(state.source, t.workload)
+        except RuntimeError as err:
+            self.journal.finish(sid, COMMITTED, f"source cleanup deferred: {err}")
+            self.journal.set_cleanup(sid, state.source.name, t.workload)
+            return PhaseResult(detail=f"deferred (source unreachable): {err}"[:500])
+        self.journal.finish(sid, COMMITTED)
+        self.journal.set_cleanup(sid, state.source.name, None)
+        return PhaseResult(detail="stopped source container removed" if removed
+                           else "no source container left")
+
+    # -- abort ----------------------------------------------------------------------------------
+    def abort(self, state: MigrationState, failed: str, exc: BaseException) -> list[PhaseRecord]:
+        """Compensation after `failed` raised (see the module docstring)."""
+        if "node_ref" not in state.extras:
+            return []
+        t0 = time.perf_counter()
+        t = self.template(state)
+        sid = state.service.global_id
+        notes: list[str] = []
+        dest_clean = True
+        if state.extras.get("run_attempted") or failed in _DESTINATION_RUN:
+            try:
+                removed = self._remove(state.destination, t.workload)
+                notes.append("destination copy removed" if removed
+                             else "no destination copy")
+            except RuntimeError as err:
+                dest_clean = False
+                notes.append(f"destination unreachable, its copy may run: {err}")
+        restarted = not state.extras.get("stop_attempted")
+        if dest_clean and not restarted:
+            try:
+                resp = _rpc(self.node(state.source).StartContainer,
+                            pb.StartContainerRequest(ref=self.ref(state), name=t.workload),
+                            self.timeouts.rpc_s, f"{state.source.name} StartContainer")
+                restarted = True
+                notes.append("source restarted" if resp.started else "source was running")
+            except RuntimeError as err:
+                notes.append(f"source not restarted: {err}")
+        elif not dest_clean:
+            notes.append("source kept stopped (a destination copy may run)")
+        outcome = ROLLED_BACK if dest_clean and restarted else FAILED
+        mid, attempt = state.extras["node_ref"]
+        detail = (f"{outcome} after {failed} (migration {mid} attempt {attempt}): "
+                  + "; ".join(notes))
+        if outcome == FAILED:
+            detail += f"; retry to {state.destination.name} completes it"
+        self.journal.finish(sid, outcome, detail)
+        return [PhaseRecord("abort", time.perf_counter() - t0, 0,
+                            PhaseOutcome.OK if outcome == ROLLED_BACK else PhaseOutcome.FAILED,
+                            detail[:500])]
