@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Controller-side packaging for the edgeferry_agent role (standard library only).
 
-`wheel`: build the project's wheel reproducibly from a clean copy of the checkout (tracked and
-untracked-but-not-ignored files), keep it in --out only when its bytes changed, and list the
-agent modules it contains (packages `agents/<name>/` with a `__main__.py`).
+`wheel`: build the project's wheel reproducibly from a commit of the checkout (default HEAD)
+or from its working tree (tracked and untracked-but-not-ignored files), keep it in --out only
+when its bytes changed, and list the agent modules it contains (packages `agents/<name>/`
+with a `__main__.py`).
 
 `wheelhouse`: download binary wheels of the agents' runtime requirements for one target
 platform (CPU architecture, CPython version, glibc version) so hosts install offline.
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from importlib import metadata
@@ -27,6 +30,8 @@ from pathlib import Path
 
 # Fixed timestamp for the files inside the wheel, so equal sources give equal bytes.
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest a zip archive can store
+# Top-level folders that hold the packages listed in pyproject.toml.
+PACKAGE_DIRS = {"edgeferry", "agents"}
 _SKIP_DIRS = {".git", ".venv", "build", "dist", ".edgeferry", "__pycache__", "reports"}
 
 
@@ -42,7 +47,8 @@ def source_files(source: Path) -> list[Path]:
     """Files that make up the checkout: git's view when it is a repository, else a walk."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            ["git", "-C", str(source), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"],
             check=True, capture_output=True,
         ).stdout
         names = [n for n in out.decode().split("\0") if n]
@@ -66,14 +72,51 @@ def agent_modules(wheel: Path) -> list[str]:
     return sorted(modules)
 
 
-def build_wheel(source: Path, out: Path, python: str) -> dict:
+def export_commit(source: Path, ref: str, tree: Path) -> str:
+    """Write the files of `ref` (e.g. HEAD) into `tree`; return the full commit id."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        archive = subprocess.run(
+            ["git", "-C", str(source), "archive", "--format=tar", commit, *sorted(PACKAGE_DIRS),
+             "pyproject.toml", *[n for n in ("README.md", "LICENSE") if (source / n).exists()]],
+            check=True, capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        stderr = getattr(err, "stderr", b"") or b""
+        text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        raise SystemExit(f"cannot export {ref} from {source}: {text.strip() or err}") from None
+    tree.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return commit
+
+
+def copy_worktree(source: Path, tree: Path) -> None:
+    """Copy the working tree's packages and top-level build files into `tree`."""
+    for rel in source_files(source):
+        if len(rel.parts) > 1 and rel.parts[0] not in PACKAGE_DIRS:
+            continue  # only the packages and the top-level build files go into the wheel
+        target = tree / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copy2(source / rel, target)
+        except FileNotFoundError:
+            continue  # a temporary file that vanished while we copied
+
+
+def build_wheel(source: Path, out: Path, python: str, ref: str = "") -> dict:
+    """Build from commit `ref` (reproducible, the default HEAD) or, with ref "", the work tree."""
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="edgeferry-wheel-") as tmp:
         tree, dist = Path(tmp, "src"), Path(tmp, "dist")
-        for rel in source_files(source):
-            target = tree / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, target)
+        if ref:
+            commit = export_commit(source, ref, tree)
+        else:
+            commit = "worktree"
+            copy_worktree(source, tree)
         env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PYTHONDONTWRITEBYTECODE="1")
         proc = subprocess.run(
             [python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
@@ -96,6 +139,7 @@ def build_wheel(source: Path, out: Path, python: str) -> dict:
                 changed = True
     return {
         "changed": changed,
+        "source": commit,
         "wheel": str(target),
         "wheel_name": target.name,
         "sha256": sha256_of(target),
@@ -158,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     wheel = sub.add_parser("wheel", help="build the project's wheel")
     wheel.add_argument("--source", type=Path, required=True)
     wheel.add_argument("--out", type=Path, required=True)
+    wheel.add_argument("--ref", default="HEAD",
+                       help='git commit to build (default HEAD); "" builds the working tree')
     house = sub.add_parser("wheelhouse", help="download the runtime requirements")
     house.add_argument("--out", type=Path, required=True)
     house.add_argument("--arch", required=True)
@@ -168,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     house.add_argument("requirements", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "wheel":
-        result = build_wheel(args.source.resolve(), args.out, sys.executable)
+        result = build_wheel(args.source.resolve(), args.out, sys.executable, args.ref)
     else:
         reqs = pin_to_controller(args.requirements) if args.pin else args.requirements
         result = build_wheelhouse(args.out, args.arch, args.python_version, args.glibc,
