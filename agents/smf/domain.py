@@ -11,6 +11,8 @@ clock. The SMF builds it from the configured deployment (agents/smf/migration.py
     pull, run
     rasp_location_update  RASP step 12: the registry records the new location
     location_commit       the SMF's location record moves forward (epoch + 1)
+    audit_location_update the audit agent learns the new location         with the audit
+    source_cleanup        the source's stopped container is removed        with containers
 
 A phase that raises ends the plan: it is recorded FAILED (REJECTED for a refusal by policy or
 protocol) and every later phase SKIPPED; nothing after it runs, so the location stays put. The

@@ -16,6 +16,7 @@ between the RASP endpoints of the service's current server (Server SA) and the d
     rasp_location_update              step 12
     location_commit                   the SMF's record moves (epoch + 1), only after the
                                       destination answered
+    audit_location_update             the audit agent's record follows (best effort)
     source_cleanup                    the source's stopped container goes
 
 A container phase set's ``abort(state, failed_phase, exc)`` (when it has one) runs after any
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from agents.audit.client import AuditClient
 from agents.ledger.client import LedgerClient
@@ -64,11 +65,23 @@ class AuditHook:
     owner_token: bytes
 
     def phase(self) -> Phase:
-        def run(state: MigrationState) -> PhaseResult:
-            verdict = self.client.evaluate(
+        def evaluate(state: MigrationState) -> Any:
+            return self.client.evaluate(
                 self.owner_token, state.service.name, edge=state.destination.name,
                 request_id=state.migration_id,
             )
+
+        def run(state: MigrationState) -> PhaseResult:
+            try:
+                verdict = evaluate(state)
+            except Exception as err:
+                if "runs on" not in str(err):
+                    raise
+                # the audit agent's location is behind the SMF's record (an earlier
+                # best-effort update failed): the SMF's record is authoritative
+                self.client.set_container_location(self.owner_token, state.service.name,
+                                                   state.source.name)
+                verdict = evaluate(state)
             if not verdict.permit:
                 raise PolicyDenied("data audit denies: " + "; ".join(verdict.reasons))
             return PhaseResult(
@@ -76,6 +89,21 @@ class AuditHook:
                        f"log #{verdict.log_seq})")
 
         return Phase("policy_audit", run)
+
+    def location_phase(self) -> Phase:
+        """After the location commit: tell the audit agent where the container runs now.
+        Best effort (the migration is done); the next audit re-syncs if this fails."""
+
+        def run(state: MigrationState) -> PhaseResult:
+            try:
+                self.client.set_container_location(self.owner_token, state.service.name,
+                                                   state.destination.name)
+            except Exception as err:
+                return PhaseResult(detail=f"deferred: {err}"[:500])
+            return PhaseResult(detail=f"audit agent: {state.service.name} on "
+                                      f"{state.destination.name}")
+
+        return Phase("audit_location_update", run)
 
 
 @dataclass
@@ -184,6 +212,8 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
             plan.add(phase)
     plan.add(Phase("rasp_location_update", location_update))
     plan.add(Phase("location_commit", commit))
+    if ports.audit is not None:
+        plan.add(ports.audit.location_phase())
     for phase in container:
         if phase.name in AFTER_COMMIT:
             plan.add(phase)

@@ -39,6 +39,9 @@ class FakeAudit:
         return type("V", (), {"permit": self.permit, "reasons": ("country",),
                               "audit_seconds": 0.0001, "log_seq": 7})()
 
+    def set_container_location(self, token: bytes, container: str, edge: str) -> None:
+        self.calls.append((container, f"located:{edge}"))
+
 
 @dataclass
 class FakeLedger:
@@ -121,11 +124,13 @@ def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) ->
 def test_all_phases_in_order() -> None:
     ran: list[str] = []
     ledger = FakeLedger()
-    plan, core = _plan(FakeAudit(True), ledger, ran)
+    audit = FakeAudit(True)
+    plan, core = _plan(audit, ledger, ran)
     # stop/commit/push before RASP (step 10 carries the pushed digest), cleanup after commit
     assert plan.names == ["policy_audit", "stop", "commit", "push", "rasp_handshake",
                           "ledger_write", "self_evaluation", "pull", "run",
-                          "rasp_location_update", "location_commit", "source_cleanup"]
+                          "rasp_location_update", "location_commit", "audit_location_update",
+                          "source_cleanup"]
     state = _state()
     records = plan.run(state)
     assert all(r.outcome == PhaseOutcome.OK for r in records)
@@ -133,6 +138,7 @@ def test_all_phases_in_order() -> None:
     assert ledger.written[0].source_ip == "10.0.0.1" and ledger.written[0].cpu_usage == 500
     assert "9/10" in records[5].detail
     assert not any(r.startswith("abort") for r in ran)
+    assert audit.calls == [("nms", "edge2"), ("nms", "located:edge2")]
 
 
 @pytest.mark.parametrize("deny", ["audit", "self_evaluation"])

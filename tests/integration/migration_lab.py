@@ -1,0 +1,427 @@
+"""A migration lab on one machine for the end-to-end and fault tests of Migrate Service.
+
+Real pieces, all over mTLS on 127.0.0.1 with certificates from the test lab CA:
+
+* RAS, audit agent, ledger validator + a peer host (9 identities), SMF: in-process AgentServers
+  built with the agents' own setup functions (the SMF with ``settings.audit``,
+  ``settings.ledger`` and ``settings.container`` exactly as on a lab host);
+* two edge hosts "edge-a" and "edge-b": node agents as separate processes
+  (``python -m agents.node --config ...``) so they can be SIGKILLed and restarted on the same
+  port; each hosts NodeService + RASP endpoint + SSP chosen server (one identity) and manages
+  only containers named ``<its prefix><workload>`` on the one local Docker engine;
+* a `LocalRegistry` (Debian docker-registry, TLS + htpasswd) both node agents push to / pull from;
+* the NMS workload (edgeferry/images/nms.py), its key re-sent as a SecretFile at every run.
+
+What one engine cannot show: layers really crossing a link. The source drops its committed image
+after the push (``drop_pushed_images``), so the destination's pull does download the migrated
+top layer from the registry, but the base layers are already in the shared engine. Cross-host
+transfer and shaping are the lab's job (docs in the report).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import grpc
+import yaml
+
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
+from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as npb_grpc
+from agents.audit.agent import setup_audit
+from agents.audit.client import AuditClient
+from agents.audit.owners import seal_owner_token
+from agents.common.client import secure_channel
+from agents.common.config import AgentConfig, load_config
+from agents.common.server import AgentServer
+from agents.ledger.agent import bootstrap, setup_peers, setup_validator
+from agents.ledger.domain import public_key_bytes
+from agents.ras.agent import setup_ras
+from agents.ras.client import EndpointClient, RasClient
+from agents.security.crypto import Identity
+from agents.security.rasp import Resources
+from agents.smf.agent import setup_smf
+from agents.smf.client import (
+    ApplicationSession,
+    MigrationReport,
+    ServerSpec,
+    SmfClient,
+    SspServerClient,
+    register_service_as_cms,
+)
+from agents.smf.core import SmfCore
+from agents.smf.locate import ssp_resolver
+from agents.smf.migration import MigrationPorts
+from agents.smf.servicer import SmfServicer
+from agents.workloads.nms.auth import SharedKeyAuth
+from agents.workloads.nms.client import NmsClient
+from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_PORT, NMS_UID, nms_image
+from edgeferry.images.registry import LocalRegistry, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+EDGE_MAX = {"cpu": 64_000, "memory": 65_536, "storage": 1_000_000, "network": 40}
+SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
+# seed 002 attributes: edge-a/edge-b satisfy App1-like requirements, edge-c is in a country the
+# container owner excludes (Table 5's Edge2).
+EDGE_ATTRS = {
+    "edge-a": {"eDAl": "jp", "eDAo": "caA", "eHRh": "deA", "eHRt": "lxc", "eHRac": "-",
+               "eHRaf": "-", "eHRc": "2.6", "eHRm": "8", "eHRgpu": "no"},
+    "edge-b": {"eDAl": "fr", "eDAo": "caA", "eHRh": "deC", "eHRt": "lxc", "eHRac": "-",
+               "eHRaf": "-", "eHRc": "2.6", "eHRm": "8", "eHRgpu": "no"},
+    "edge-c": {"eDAl": "kr", "eDAo": "caA", "eHRh": "deC", "eHRt": "lxc", "eHRac": "-",
+               "eHRaf": "-", "eHRc": "2.6", "eHRm": "8", "eHRgpu": "no"},
+}
+NMS_REQUIREMENTS = {"cDAl": "jp,us,fr", "cDAo": "-caB", "cHRh": "*", "cHRt": "lxc",
+                    "cHRcu": "60", "cHRmu": "50", "cHRc": "1.6", "cHRm": "4", "cHRgpu": "*",
+                    "cHRac": "*", "cHRaf": "*"}
+WORKLOAD = "nms"
+
+
+@dataclass
+class NodeProcess:
+    """One node agent process (an edge host) with its fixed port and container prefix."""
+
+    name: str
+    port: int
+    prefix: str
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def container(self) -> str:
+        return self.prefix + WORKLOAD
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agents.node", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+        log.close()
+        deadline = time.monotonic() + timeout
+        pid = f'"pid": {self.proc.pid}'
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            if any('"serving"' in line and pid in line
+                   for line in self.log_path.read_text(errors="replace").splitlines()):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} did not start: {self.log_path.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful stop, in-flight RPCs are cut."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class MigrationLab:
+    pki: Any  # tests.conftest.LabPKI
+    root: Path
+    registry: LocalRegistry
+    tag: str = field(default_factory=lambda: f"efmig-{os.getpid()}-{secrets.token_hex(2)}")
+    servers: list[AgentServer] = field(default_factory=list)
+    channels: dict[tuple[str, str], grpc.Channel] = field(default_factory=dict)
+    nodes: dict[str, NodeProcess] = field(default_factory=dict)
+    smf_core: SmfCore | None = None
+    smf_servicer: SmfServicer | None = None
+    smf_port: int = 0
+    ras_port: int = 0
+    audit_port: int = 0
+    service_id: str = ""
+    owner_key: bytes = b""
+    nms_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    who: Any = None
+    cms: Identity = field(default_factory=lambda: Identity.generate("cms"))
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def config(self, name: str, settings: dict[str, Any]) -> AgentConfig:
+        cert = self.pki.issue(name)
+        return load_config(None, {f"settings.{k}": v for k, v in settings.items()}, defaults={
+            "name": name, "listen_host": "127.0.0.1", "listen_port": 0,
+            "data_dir": str(self.root / name), "grace_seconds": 0.2, "max_workers": 16,
+            "tls.ca_cert": str(self.pki.ca.cert_path), "tls.cert": str(cert.cert_path),
+            "tls.key": str(cert.key_path)})
+
+    def channel(self, address: str, as_name: str = "controller") -> grpc.Channel:
+        key = (address, as_name)
+        if key not in self.channels:
+            cert = self.pki.client if as_name == "controller" else self.pki.issue(as_name)
+            self.channels[key] = secure_channel(address, self.pki.ca.cert_path, cert.cert_path,
+                                                cert.key_path)
+        return self.channels[key]
+
+    def _serve(self, cfg: AgentConfig, setup: Any) -> AgentServer:
+        server = AgentServer(cfg)
+        setup(server)
+        server.start()
+        self.servers.append(server)
+        return server
+
+    # -- agents -----------------------------------------------------------------------------------
+    def start_control_plane(self) -> None:
+        ras = self._serve(self.config("ras", {"admin_peers": ["controller"],
+                                              "relay_peers": ["smf"]}),
+                          lambda s: setup_ras(s, self.config("ras", {})))
+        self.ras_port = ras.port
+        # audit agent: owner tokens sealed with a key file only the audit agent reads
+        key_file = self.root / "audit-owner.key"
+        self.owner_key = secrets.token_bytes(32)
+        key_file.write_bytes(self.owner_key)
+        key_file.chmod(0o600)
+        acfg = self.config("audit", {"owner_token_key": str(key_file),
+                                     "monitor_peers": ["controller"], "seed": 7})
+        audit = self._serve(acfg, lambda s: setup_audit(s, acfg))
+        self.audit_port = audit.port
+        # ledger: validator + one host with 9 identities -> 10 nodes, 90 % = 9 confirmations
+        vcfg = self.config("validator", {"role": "validator", "node_id": "validator"})
+        holder: dict[str, Any] = {}
+        validator = self._serve(vcfg, lambda s: holder.update(
+            core=setup_validator(s, vcfg)[0]))
+        pcfg = self.config("ledger-peers", {
+            "role": "peers", "node_id": "peers", "peers": 9,
+            "validator": f"127.0.0.1:{validator.port}",
+            "authority_key": public_key_bytes(holder["core"]._key).hex()})
+        peers = self._serve(pcfg, lambda s: holder.update(host=setup_peers(s, pcfg)))
+        bootstrap(holder["host"], peers, pcfg)
+        token = self.root / "smf-owner.token"
+        token.write_bytes(seal_owner_token(self.owner_key, "nms-owner", 24 * 3600))
+        token.chmod(0o600)
+        nms_key = self.root / "nms.key"
+        nms_key.write_bytes(self.nms_key)
+        nms_key.chmod(0o600)
+        scfg = self.config("smf", {
+            "registry": f"127.0.0.1:{self.ras_port}", "admin_peers": ["controller"],
+            "cms_peers": ["controller"], "migrate_peers": ["controller"],
+            "rpc_timeout_s": 10.0,
+            "audit": {"address": f"127.0.0.1:{self.audit_port}",
+                      "owner_token_file": str(token)},
+            "ledger": {"address": f"127.0.0.1:{validator.port}", "node_id": "smf",
+                       "quorum": 0.9, "timeout_s": 10.0, "application_types": ["nms"]},
+            "container": {
+                "rpc_timeout_s": 20.0, "transfer_timeout_s": 120.0,
+                "workloads": {"nms": {
+                    "workload": WORKLOAD, "repository": f"efmig/{self.tag}/nms",
+                    "container_port": NMS_PORT, "host_ip": "127.0.0.1", "probe": "tcp",
+                    "probe_timeout_s": 20.0, "stop_timeout_s": 10,
+                    "secrets": [{"container_path": KEY_PATH_IN_CONTAINER,
+                                 "path": str(nms_key), "uid": NMS_UID}]}}},
+        })
+        smf_holder: dict[str, Any] = {}
+        smf = self._serve(scfg, lambda s: smf_holder.update(zip(("core", "servicer"),
+                                                                  setup_smf(s, scfg),
+                                                                  strict=True)))
+        self.smf_core = smf_holder["core"]
+        self.smf_servicer = smf_holder["servicer"]
+        self.smf_port = smf.port
+
+    def add_node(self, name: str) -> NodeProcess:
+        cert = self.pki.issue(name)
+        pw = self.root / f"{name}-registry.password"
+        pw.write_text(self.registry.password)
+        pw.chmod(0o600)
+        port = free_port()
+        node = NodeProcess(name, port, f"{self.tag}-{name}-", self.root / f"{name}.yaml",
+                           self.root / f"{name}.log")
+        node.config_path.write_text(yaml.safe_dump({
+            "name": name, "listen_host": "127.0.0.1", "listen_port": port,
+            "data_dir": str(self.root / name), "grace_seconds": 0.5,
+            "tls": {"ca_cert": str(self.pki.ca.cert_path), "cert": str(cert.cert_path),
+                    "key": str(cert.key_path)},
+            "settings": {
+                "registry": {"address": self.registry.address,
+                             "username": self.registry.username, "password_file": str(pw),
+                             "ca_cert": str(self.registry.ca_cert)},
+                "advertise_interval_s": 0, "allowed_callers": ["smf", "controller"],
+                "container_prefix": node.prefix, "drop_pushed_images": True,
+                "rasp_endpoint": {
+                    "registry_identity": str(self.root / "ras" / "keys" / "registry.pub"),
+                    "maximum": EDGE_MAX, "control_peers": ["smf"]},
+                "ssp_server": {"smf_identity": str(self.root / "smf" / "keys" / "smf.pub"),
+                               "advertise_ip": "127.0.0.1", "control_peers": ["controller"]},
+                "workload_host": "127.0.0.1",
+            }}))
+        node.start()
+        self.nodes[name] = node
+        return node
+
+    # -- clients ----------------------------------------------------------------------------------
+    def smf(self) -> SmfClient:
+        return SmfClient(self.channel(f"127.0.0.1:{self.smf_port}"), timeout=300.0)
+
+    def node_stub(self, name: str) -> npb_grpc.NodeServiceStub:
+        return npb_grpc.NodeServiceStub(self.channel(self.nodes[name].address))
+
+    def endpoint(self, name: str) -> EndpointClient:
+        return EndpointClient(self.channel(self.nodes[name].address, "smf"), timeout=10.0)
+
+    def app_session(self) -> ApplicationSession:
+        smf = SmfClient(self.channel(f"127.0.0.1:{self.smf_port}", "app"), timeout=10.0)
+        session = ApplicationSession(Identity.generate("app"), smf, smf.identity(),
+                                     self.who.user_cap, self.who.device_cap,
+                                     lambda address: self.channel(address, "app"))
+        session.open("nms", "1")
+        return session
+
+    def nms_client(self, retry_deadline: float = 120.0) -> NmsClient:
+        """An NMS client that finds the NMS through the SMF (Request Service + SSP locate)."""
+        return NmsClient(ssp_resolver(self.app_session, WORKLOAD),
+                         SharedKeyAuth(self.nms_key, "alice"), retry_deadline=retry_deadline,
+                         connect_timeout=1.0, io_timeout=5.0)
+
+    # -- scenario ---------------------------------------------------------------------------------
+    def register(self, servers: tuple[str, ...] = ("edge-a", "edge-b"),
+                 extra_server: str | None = "edge-c") -> None:
+        """RAS clouds/servers, audit edges + container policy, SMF service on edge-a with
+        edge-b (and a node-less edge-c the audit denies) as further servers, one principal."""
+        ras = RasClient(self.channel(f"127.0.0.1:{self.ras_port}"), timeout=10.0)
+        publics = {n: self.endpoint(n).identity()[0] for n in servers}
+        for public in publics.values():
+            ras.register_cloud(public, Resources(**EDGE_MAX))
+            ras.register_server(public)
+        owner = seal_owner_token(self.owner_key, "edge-owner", 3600)
+        app_owner = seal_owner_token(self.owner_key, "nms-owner", 3600)
+        with AuditClient(self.channel(f"127.0.0.1:{self.audit_port}")) as audit:
+            for name, attrs in EDGE_ATTRS.items():
+                share = audit.register_edge(owner, name, attrs, region="r1")
+                audit.redeem_share_key(app_owner, share)
+                audit.report_edge_state(name, 20, 20)
+            audit.register_container(app_owner, "nms", NMS_REQUIREMENTS, location=servers[0])
+        smf = self.smf()
+        smf.register_cms(self.cms.public)
+        first = self.nodes[servers[0]]
+        spec = ServerSpec(publics[servers[0]], "127.0.0.1", first.port)
+        self.service_id, _ = register_service_as_cms(
+            smf, self.cms, smf.identity(), "nms", "1", [spec],
+            provision=lambda s: SspServerClient(self.channel(first.address)),
+            description="network memory server", port=NMS_PORT, requirement=SERVICE_NEEDS,
+            image_ref=f"{self.registry.address}/efmig/{self.tag}/nms")
+        for name in servers[1:]:
+            node = self.nodes[name]
+            sid, cap = smf.add_server(self.service_id, publics[name], "127.0.0.1", node.port,
+                                      server_global_id=f"srv-{name}", max_load=10)
+            SspServerClient(self.channel(node.address)).provision(sid, cap)
+        if extra_server:
+            smf.add_server(self.service_id, Identity.generate(extra_server).public,
+                           "127.0.0.1", free_port(), server_global_id=f"srv-{extra_server}",
+                           max_load=10)
+        uid, ucap = smf.register_user("Ada", "Lovelace", role="driver", rank=3)
+        did, _, dcap = smf.register_device("phone", "Ada", "Lovelace")
+        self.who = type("Who", (), {"user_id": uid, "user_cap": ucap, "device_id": did,
+                                    "device_cap": dcap})()
+
+    def deploy_nms(self, on: str) -> None:
+        """The service's first start (not a migration): RunWorkload of the NMS image."""
+        spec = npb.WorkloadSpec(
+            name=WORKLOAD, image=nms_image(log=lambda *_: None).tag,
+            ports=[npb.PortBinding(container_port=NMS_PORT, host_ip="127.0.0.1")],
+            secrets=[npb.SecretFile(container_path=KEY_PATH_IN_CONTAINER, content=self.nms_key,
+                                    uid=NMS_UID)])
+        self.node_stub(on).RunWorkload(npb.RunWorkloadRequest(spec=spec), timeout=60)
+
+    def ports(self) -> MigrationPorts:
+        assert self.smf_servicer is not None
+        return self.smf_servicer.ports
+
+    def push_base_image(self) -> str:
+        """Put the NMS image into the registry as the proactive mode's base image."""
+        engine = docker.from_env()
+        ref = f"{self.registry.address}/efmig/{self.tag}/nms-base"
+        engine.images.get(nms_image(log=lambda *_: None).tag).tag(ref, "1")
+        for event in engine.api.push(ref, "1", auth_config=self.registry.auth_config,
+                                     stream=True, decode=True):
+            assert "error" not in event, event
+        engine.images.remove(f"{ref}:1")
+        return f"{ref}:1"
+
+    def migrate(self, destination: str) -> MigrationReport:
+        w = self.who
+        return self.smf().migrate(self.service_id, w.user_id, w.device_id, w.user_cap,
+                                  w.device_cap, destination)
+
+    def location(self) -> tuple[str, int]:
+        info = self.smf().service(self.service_id)
+        return info.location, info.epoch
+
+    # -- observations on the one engine -------------------------------------------------------
+    def running_copies(self) -> list[str]:
+        """Names of running NMS containers of this lab (both prefixes)."""
+        engine = docker.from_env()
+        return sorted(c.name for c in engine.containers.list(filters={"name": self.tag})
+                      if c.name.endswith(WORKLOAD))
+
+    def running_on(self) -> str | None:
+        names = self.running_copies()
+        hosts = [n for n, node in self.nodes.items() if node.container in names]
+        return hosts[0] if len(hosts) == 1 else None
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+        for ch in self.channels.values():
+            ch.close()
+        for server in reversed(self.servers):
+            server.stop(0)
+        engine = docker.from_env()
+        for c in engine.containers.list(all=True, filters={"name": self.tag}):
+            with contextlib.suppress(docker.errors.APIError):
+                c.remove(force=True)
+        for image in engine.images.list():
+            for tag in [*image.tags, *(image.attrs.get("RepoDigests") or [])]:
+                if f"/{self.tag}/" in tag:
+                    with contextlib.suppress(docker.errors.APIError):
+                        engine.images.remove(tag, force=True)
+
+
+@contextlib.contextmanager
+def migration_lab(pki: Any, root: Path) -> Iterator[MigrationLab]:
+    with LocalRegistry.start(root / "registry", pki.ca) as registry:
+        lab = MigrationLab(pki, root, registry)
+        try:
+            lab.start_control_plane()
+            lab.add_node("edge-a")
+            lab.add_node("edge-b")
+            lab.register()
+            lab.deploy_nms("edge-a")
+            yield lab
+        finally:
+            lab.close()
+
+
+def phase_table(report: MigrationReport) -> str:
+    return "\n".join(f"  {p.phase:<22} {p.outcome:<8} {p.wall_seconds * 1000:9.1f} ms "
+                     f"{p.bytes_moved:>11} B  {p.detail[:90]}" for p in report.phases)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)

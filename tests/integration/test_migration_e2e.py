@@ -1,0 +1,172 @@
+"""Migrate Service moves a real NMS container end to end (issue 5, part 2).
+
+Real agents over mTLS on 127.0.0.1 (see migration_lab.py): SMF with the audit agent, the ledger
+(validator + 9 peer identities, 90 % quorum), the RAS, and two node-agent *processes* that each
+host NodeService + RASP endpoint + SSP server; the local Docker engine and a TLS registry with
+auth. An NMS client that finds the NMS only through the SMF (Request Service, SSP session,
+``locate nms``) writes blocks, the service is migrated edge-a -> edge-b -> edge-a, and every
+block reads back with its SHA-256.
+
+What this proves on one machine: the phase order and the fencing/location rules, the digest and
+size carried authenticated in RASP step 10 and checked by the destination agent, the workload's
+state surviving stop/commit/push/pull/run, the client following the service through the SMF,
+bytes actually pushed/pulled per phase. What it does not: cross-host bandwidth (one engine holds
+both "hosts"; base layers are shared, only the migrated top layer moves) -- the lab run does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import docker
+import pytest
+
+from agents.smf.container import NodeContainerPhases
+from tests.integration.migration_lab import MigrationLab, migration_lab, phase_table
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+PHASES = ["policy_audit", "stop", "commit", "push", "rasp_handshake", "ledger_write",
+          "self_evaluation", "pull", "run", "first_response", "rasp_location_update",
+          "location_commit", "audit_location_update", "source_cleanup"]
+
+
+@pytest.fixture
+def lab(lab_pki, tmp_path: Path) -> Iterator[MigrationLab]:  # type: ignore[no-untyped-def]
+    with migration_lab(lab_pki, tmp_path) as lab:
+        yield lab
+
+
+def _write_blocks(client, count: int, blocks: dict[int, str]) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(count):
+        data = os.urandom(client.block_size)
+        bid = client.allocate()
+        client.write(bid, data)
+        blocks[bid] = hashlib.sha256(data).hexdigest()
+
+
+def _check_blocks(client, blocks: dict[int, str]) -> int:  # type: ignore[no-untyped-def]
+    """Number of blocks that do not read back with their checksum."""
+    return sum(1 for bid, digest in blocks.items()
+               if hashlib.sha256(client.read(bid)).hexdigest() != digest)
+
+
+def test_nms_migrates_through_smf_with_audit_ledger_rasp_and_containers(lab: MigrationLab
+                                                                          ) -> None:
+    blocks: dict[int, str] = {}
+    client = lab.nms_client()
+    _write_blocks(client, 24, blocks)
+    first_endpoint = client.endpoint
+    assert lab.running_on() == "edge-a" and lab.location() == ("edge-a", 1)
+
+    report = lab.migrate("edge-b")
+    print("\nedge-a -> edge-b\n" + phase_table(report))
+    assert report.migrated, report.error_message
+    assert [p.phase for p in report.phases] == PHASES
+    assert all(p.outcome == "ok" for p in report.phases)
+    assert all(p.wall_seconds > 0 for p in report.phases)
+    phases = {p.phase: p for p in report.phases}
+    # bytes actually moved: the first push sends the whole image (nothing in the registry
+    # yet); the pull moves only the migrated top layer (base layers are in the one engine)
+    assert phases["push"].bytes_moved > 0 and phases["pull"].bytes_moved > 0
+    assert phases["pull"].bytes_moved < phases["push"].bytes_moved
+    assert phases["rasp_handshake"].bytes_moved > 0
+    got, total = re.search(r"(\d+)/(\d+) confirmations", phases["ledger_write"].detail).groups()
+    assert int(total) >= 9 and int(got) >= 0.9 * int(total)  # Algorithm 1: >= 90 % of nodes
+    assert (report.location, report.epoch) == ("edge-b", 2)
+    assert lab.location() == ("edge-b", 2)
+    # exactly one copy, at the destination; the source container is gone
+    assert lab.running_copies() == [lab.nodes["edge-b"].container]
+    engine = docker.from_env()
+    assert not engine.containers.list(all=True, filters={"name": lab.nodes["edge-a"].container})
+
+    # the destination agent received digest + size in RASP step 10 and pulled exactly that
+    transfer = lab.endpoint("edge-b").session_info(report.rasp_session_id).transfer
+    assert transfer.image_digest.startswith("sha256:") and transfer.size_bytes > 0
+    assert transfer.image_digest in phases["push"].detail
+    container = engine.containers.get(lab.nodes["edge-b"].container)
+    assert container.image.attrs["RepoDigests"][0].endswith(transfer.image_digest)
+    # the key was re-sent as a secret, not committed into the image
+    assert not any("nms.key" in d["Path"] for d in (container.diff() or []))
+
+    # the client reconnects through the SMF and finds every block; more writes go to edge-b
+    assert _check_blocks(client, blocks) == 0
+    assert client.endpoint != first_endpoint and client.outages
+    _write_blocks(client, 8, blocks)
+
+    back = lab.migrate("edge-a")
+    print("\nedge-b -> edge-a\n" + phase_table(back))
+    assert back.migrated, back.error_message
+    assert (back.location, back.epoch) == ("edge-a", 3)
+    again = {p.phase: p for p in back.phases}
+    # the registry already holds the base layers: the second push sends only the new layer
+    assert 0 < again["push"].bytes_moved < phases["push"].bytes_moved
+    assert lab.running_copies() == [lab.nodes["edge-a"].container]
+    assert _check_blocks(client, blocks) == 0 and len(blocks) == 32
+    client.close()
+
+
+def test_audit_denial_stops_before_anything_moves(lab: MigrationLab) -> None:
+    client = lab.nms_client()
+    blocks: dict[int, str] = {}
+    _write_blocks(client, 4, blocks)
+    before = docker.from_env().containers.get(lab.nodes["edge-a"].container).attrs["State"]
+
+    report = lab.migrate("edge-c")  # edge-c's country is not allowed by the owner (cDAl)
+    assert not report.migrated and report.error_code == "POLICY_DENIED"
+    outcome = {p.phase: p.outcome for p in report.phases}
+    assert outcome["policy_audit"] == "rejected"
+    assert "cDAl" in next(p.detail for p in report.phases if p.phase == "policy_audit")
+    assert all(o == "skipped" for k, o in outcome.items() if k != "policy_audit")
+    assert lab.location() == ("edge-a", 1)
+    after = docker.from_env().containers.get(lab.nodes["edge-a"].container).attrs["State"]
+    assert after["StartedAt"] == before["StartedAt"] and after["Running"]  # never stopped
+    assert _check_blocks(client, blocks) == 0
+    client.close()
+
+
+def test_proactive_prepull_and_rollback_on_self_evaluation_reject(lab: MigrationLab) -> None:
+    """A destination that rejects in Algorithm 2 (after the stop): the abort restarts the
+    source in place, no block is lost, the location stays, and a later migration works."""
+    client = lab.nms_client()
+    blocks: dict[int, str] = {}
+    _write_blocks(client, 6, blocks)
+    ports = lab.ports()
+    ledger = ports.ledger
+    assert ledger is not None
+    saved = ledger.application_types
+    ledger.application_types = ()  # no matching application type: Algorithm 2 rejects
+    try:
+        report = lab.migrate("edge-b")
+    finally:
+        ledger.application_types = saved
+    print("\nrejected by self-evaluation\n" + phase_table(report))
+    assert not report.migrated
+    outcome = {p.phase: p.outcome for p in report.phases}
+    assert outcome["self_evaluation"] == "rejected" and outcome["stop"] == "ok"
+    abort = report.phases[-1]
+    assert abort.phase == "abort" and abort.outcome == "ok" and "source restarted" in abort.detail
+    assert lab.location() == ("edge-a", 1) and lab.running_on() == "edge-a"
+    assert _check_blocks(client, blocks) == 0
+    _write_blocks(client, 2, blocks)
+
+    # proactive mode: base layers pre-pulled at the destination before the stop
+    container = ports.container
+    assert isinstance(container, NodeContainerPhases)
+    container.proactive = True
+    container.templates["nms"] = replace(container.templates["nms"],
+                                         base_image=lab.push_base_image())
+    report = lab.migrate("edge-b")
+    print("\nproactive\n" + phase_table(report))
+    assert report.migrated, report.error_message
+    assert report.phases[1].phase == "prepull" and report.phases[1].outcome == "ok"
+    assert "pre-pulled" in report.phases[1].detail
+    # the rolled-back migration was finished: this is a new one (attempt 1)
+    assert "attempt 1" in next(p.detail for p in report.phases if p.phase == "stop")
+    assert _check_blocks(client, blocks) == 0 and lab.running_on() == "edge-b"
+    client.close()
