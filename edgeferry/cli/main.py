@@ -8,6 +8,7 @@ import click
 
 from edgeferry import __version__
 from edgeferry.cli import audit as audit_cmd
+from edgeferry.cli import deploy as deploy_cmd
 from edgeferry.cli import lab as lab_cmd
 from edgeferry.cli import pending
 from edgeferry.cli import report as report_cmd
@@ -23,6 +24,8 @@ def cli() -> None:
 
 
 cli.add_command(lab_cmd.lab)
+cli.add_command(deploy_cmd.deploy)
+cli.add_command(deploy_cmd.verify)
 cli.add_command(run_cmd.run)
 cli.add_command(report_cmd.report)
 cli.add_command(audit_cmd.audit)

@@ -18,7 +18,4 @@ def _pending(name: str, summary: str, issue: str) -> click.Command:
     return _cmd
 
 
-COMMANDS: list[click.Command] = [
-    _pending("deploy", "Provision hosts and deploy the agents with Ansible", "issue 3"),
-    _pending("verify", "Verify deployed hosts with the testinfra suite", "issue 3"),
-]
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,62 @@
+"""`edgeferry deploy` and `edgeferry verify`: provision an inventory and check it."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edgeferry.deploy.runner import PlaybookResult, resolve_inventory, run_playbook
+from edgeferry.deploy.verify import run_infra_tests
+from edgeferry.errors import OperationFailed
+
+_INVENTORY_HELP = "Inventory folder (default: inventory/lab, written by `edgeferry lab up`)."
+
+
+def recap_table(result: PlaybookResult) -> Table:
+    """The per-host recap of a run as a table."""
+    table = Table(title=f"{result.playbook} on {result.inventory.name}: {result.status}")
+    for col in ("host", "ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored"):
+        table.add_column(col, justify="left" if col == "host" else "right")
+    for recap in result.hosts.values():
+        style = None if recap.healthy else "red"
+        table.add_row(recap.host, str(recap.ok), str(recap.changed), str(recap.failed),
+                      str(recap.unreachable), str(recap.skipped), str(recap.rescued),
+                      str(recap.ignored), style=style)
+    return table
+
+
+@click.command("deploy")
+@click.option("-i", "--inventory", "inventory", default=None, help=_INVENTORY_HELP)
+@click.option("--tags", default=None, help="Only these role tags, e.g. pki,agents.")
+@click.option("--limit", default=None, help="Only these hosts or groups (ansible --limit).")
+@click.option("--check", is_flag=True, help="Dry run (ansible --check).")
+def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bool) -> None:
+    """Provision the hosts and deploy the agents (playbooks/site.yml via ansible-runner)."""
+    inv = resolve_inventory(inventory)
+    console = Console()
+    console.print(f"deploying playbooks/site.yml to {inv}")
+    started = time.monotonic()
+    result = run_playbook(
+        "site.yml", inv, tags=tags.split(",") if tags else None, limit=limit, check=check,
+        progress=lambda line: console.print(line, highlight=False, markup=False),
+    )
+    console.print(recap_table(result))
+    console.print(f"took {time.monotonic() - started:.1f} s; artifacts in {result.run_dir}")
+    if not result.ok:
+        first = result.failures[0] if result.failures else f"status {result.status}"
+        raise OperationFailed(f"deploy failed (rc={result.rc}): {first}")
+
+
+@click.command("verify")
+@click.option("-i", "--inventory", "inventory", default=None, help=_INVENTORY_HELP)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def verify(inventory: str | None, pytest_args: tuple[str, ...]) -> None:
+    """Check the deployed hosts with the testinfra suite (tests/infra)."""
+    inv = resolve_inventory(inventory)
+    rc, run_dir = run_infra_tests(inv, list(pytest_args))
+    click.echo(f"junit report: {run_dir / 'junit.xml'}")
+    if rc != 0:
+        raise OperationFailed(f"verify failed: the testinfra suite exited with {rc}")

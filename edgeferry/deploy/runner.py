@@ -1,0 +1,224 @@
+"""The one place that calls ansible-runner.
+
+Results come from the runner's status, rc, stats and events (never from scraped stdout), and the
+runner's artifacts stay in the run folder `.edgeferry/runs/<inventory>/<stamp>-<playbook>/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeferry.errors import ConfigError, EnvironmentProblem
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK_DIR = REPO_ROOT / "playbooks"
+STATS_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class HostRecap:
+    """Per-host counters of a playbook run (ansible's PLAY RECAP line)."""
+
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.failed == 0 and self.unreachable == 0
+
+
+@dataclass
+class PlaybookResult:
+    """What a run produced: status and rc from the runner, recap from its stats, failures from
+    its events, and the folder holding the artifacts."""
+
+    playbook: str
+    inventory: Path
+    status: str
+    rc: int
+    run_dir: Path
+    hosts: dict[str, HostRecap] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+    @property
+    def changed_total(self) -> int:
+        return sum(h.changed for h in self.hosts.values())
+
+
+def recap_from_stats(stats: Mapping[str, Any] | None) -> dict[str, HostRecap]:
+    """Turn ansible-runner's `stats` ({"ok": {host: n}, ...}) into one HostRecap per host."""
+    stats = stats or {}
+    hosts: set[str] = set()
+    for key in STATS_KEYS:
+        hosts.update((stats.get(key) or {}).keys())
+    recap = {}
+    for host in sorted(hosts):
+        def count(key: str, host: str = host) -> int:
+            return int((stats.get(key) or {}).get(host, 0))
+
+        recap[host] = HostRecap(
+            host=host, ok=count("ok"), changed=count("changed"), failed=count("failures"),
+            unreachable=count("dark"), skipped=count("skipped"), rescued=count("rescued"),
+            ignored=count("ignored"),
+        )
+    return recap
+
+
+def describe_failure(event: Mapping[str, Any]) -> str | None:
+    """A one-line description of a failed or unreachable task event, else None."""
+    kind = event.get("event")
+    if kind not in ("runner_on_failed", "runner_on_unreachable"):
+        return None
+    data = event.get("event_data") or {}
+    if kind == "runner_on_failed" and data.get("ignore_errors"):
+        return None
+    res = data.get("res") or {}
+    msg = str(res.get("msg") or res.get("stderr") or res.get("reason") or "failed").strip()
+    msg = " ".join(msg.split())
+    what = "unreachable" if kind == "runner_on_unreachable" else "failed"
+    return f"{data.get('host', '?')}: {data.get('task', '?')}: {what}: {msg}"
+
+
+class ProgressReporter:
+    """Event handler that reports each play and, when it ends, one line per host."""
+
+    def __init__(self, emit: ProgressFn) -> None:
+        self._emit = emit
+        self._play: str | None = None
+        self._counts: dict[str, dict[str, int]] = {}
+        self.failures: list[str] = []
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_play_start":
+            self._close_play()
+            self._play = str(data.get("play") or data.get("name") or "play")
+            self._emit(f"▶ {self._play}")
+        elif kind.startswith("runner_on_") and "host" in data:
+            if kind == "runner_on_start":
+                return True
+            counts = self._counts.setdefault(data["host"], {"ok": 0, "changed": 0, "failed": 0})
+            if kind == "runner_on_ok":
+                counts["changed" if (data.get("res") or {}).get("changed") else "ok"] += 1
+            failure = describe_failure(event)
+            if failure:
+                counts["failed"] += 1
+                self.failures.append(failure)
+                self._emit(f"  ✗ {failure}")
+        elif kind == "playbook_on_stats":
+            self._close_play()
+        return True
+
+    def _close_play(self) -> None:
+        for host, c in sorted(self._counts.items()):
+            self._emit(f"  {host}: ok={c['ok']} changed={c['changed']} failed={c['failed']}")
+        self._counts = {}
+
+
+def resolve_inventory(inventory: str | os.PathLike[str] | None) -> Path:
+    """The inventory folder or file to use (default: the emulated lab's `inventory/lab`)."""
+    path = Path(inventory) if inventory else REPO_ROOT / "inventory" / "lab"
+    if not path.is_absolute():
+        path = (Path.cwd() / path) if (Path.cwd() / path).exists() else REPO_ROOT / path
+    if not path.exists():
+        raise ConfigError(
+            f"inventory {path} does not exist; run `edgeferry lab up` or pass -i inventory/<lab>"
+        )
+    if path.is_dir() and not any(path.glob("hosts.y*ml")) and not any(path.glob("*.ini")):
+        raise ConfigError(f"inventory {path} has no hosts.yml; pass the folder that holds it")
+    return path.resolve()
+
+
+def new_run_dir(inventory: Path, playbook: str, base: Path | None = None) -> Path:
+    """A fresh run folder under `.edgeferry/runs/<inventory>/` (kept after the run)."""
+    name = inventory.name if inventory.is_dir() else inventory.parent.name
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    root = (base or REPO_ROOT / ".edgeferry" / "runs") / name
+    run_dir = root / f"{stamp}-{Path(playbook).stem}"
+    run_dir.mkdir(parents=True, mode=0o700)
+    return run_dir
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    *,
+    tags: list[str] | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    extravars: Mapping[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    run_dir: Path | None = None,
+    runner_run: Callable[..., Any] | None = None,
+) -> PlaybookResult:
+    """Run `playbooks/<playbook>` against `inventory` and return its result.
+
+    `runner_run` exists for unit tests; everything else uses ansible_runner.run.
+    """
+    playbook_path = PLAYBOOK_DIR / playbook
+    if not playbook_path.is_file():
+        raise ConfigError(f"playbook {playbook_path} does not exist")
+    if runner_run is None:
+        try:
+            import ansible_runner
+        except ImportError as err:  # pragma: no cover - a broken install
+            raise EnvironmentProblem(f"ansible-runner is not installed ({err})") from None
+        runner_run = ansible_runner.run
+    run_dir = run_dir or new_run_dir(inventory, playbook)
+    reporter = ProgressReporter(progress or (lambda _line: None))
+    cmdline = []
+    if tags:
+        cmdline += ["--tags", ",".join(tags)]
+    if check:
+        cmdline.append("--check")
+    bin_dir = str(Path(sys.executable).parent)  # ansible-playbook next to this interpreter
+    envvars = {
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    runner = runner_run(
+        private_data_dir=str(run_dir),
+        project_dir=str(PLAYBOOK_DIR),
+        playbook=str(playbook_path),
+        inventory=str(inventory),
+        limit=limit,
+        cmdline=" ".join(cmdline) or None,
+        extravars=dict(extravars or {}),
+        envvars=envvars,
+        event_handler=reporter,
+        quiet=True,
+        json_mode=False,
+        rotate_artifacts=0,
+        timeout=None,
+    )
+    return PlaybookResult(
+        playbook=playbook,
+        inventory=inventory,
+        status=str(runner.status),
+        rc=int(runner.rc if runner.rc is not None else 1),
+        run_dir=run_dir,
+        hosts=recap_from_stats(runner.stats),
+        failures=reporter.failures,
+    )

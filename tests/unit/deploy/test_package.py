@@ -1,0 +1,80 @@
+"""The controller-side packaging helper of the edgeferry_agent role."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+HELPER = Path(__file__).resolve().parents[3] / "roles/edgeferry_agent/files/edgeferry_package.py"
+
+
+@pytest.fixture(scope="module")
+def pkg():
+    spec = importlib.util.spec_from_file_location("edgeferry_package", HELPER)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_platform_tags_cover_older_manylinux(pkg):
+    tags = pkg.platform_tags("aarch64", "2.31")
+    assert tags[0] == "manylinux_2_31_aarch64" and "manylinux_2_17_aarch64" in tags
+    assert "manylinux2014_aarch64" in tags and "manylinux1_aarch64" not in tags
+    assert "manylinux1_x86_64" in pkg.platform_tags("x86_64", "2.36")
+
+
+def test_pin_to_controller_uses_installed_versions(pkg):
+    import yaml
+
+    pinned = pkg.pin_to_controller(["PyYAML>=6.0", "surely-not-installed-pkg>=1"])
+    assert pinned == [f"PyYAML=={yaml.__version__}", "surely-not-installed-pkg>=1"]
+
+
+def test_agent_modules_lists_runnable_agent_packages(pkg, tmp_path: Path):
+    wheel = tmp_path / "x.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("agents/ras/__main__.py", "")
+        z.writestr("agents/ras/domain.py", "")
+        z.writestr("agents/common/errors.py", "")
+        z.writestr("agents/x/y/__main__.py", "")
+    assert pkg.agent_modules(wheel) == ["agents.ras"]
+
+
+def make_project(root: Path) -> None:
+    (root / "agents" / "demo").mkdir(parents=True)
+    (root / "edgeferry").mkdir()
+    (root / "agents" / "__init__.py").write_text("")
+    (root / "agents" / "demo" / "__init__.py").write_text("")
+    (root / "agents" / "demo" / "__main__.py").write_text("print('demo')\n")
+    (root / "edgeferry" / "__init__.py").write_text("")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "edgeferry"\nversion = "0.0.1"\n'
+        '[tool.setuptools.packages.find]\ninclude = ["edgeferry*", "agents*"]\n')
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@e",
+                    "commit", "-qm", "init"], check=True)
+
+
+def test_build_wheel_is_reproducible_and_builds_the_commit(pkg, tmp_path: Path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_project(src)
+    first = pkg.build_wheel(src, out, sys.executable, "HEAD")
+    assert first["changed"] and first["agent_modules"] == ["agents.demo"]
+    assert len(first["source"]) == 40
+    # Uncommitted work is not in a HEAD build, and an identical rebuild changes nothing.
+    (src / "agents" / "demo" / "__main__.py").write_text("print('edited')\n")
+    second = pkg.build_wheel(src, out, sys.executable, "HEAD")
+    assert not second["changed"] and second["sha256"] == first["sha256"]
+    # The working-tree build picks the edit up.
+    third = pkg.build_wheel(src, out, sys.executable, "")
+    assert third["changed"] and third["source"] == "worktree"
+    with zipfile.ZipFile(third["wheel"]) as z:
+        assert z.read("agents/demo/__main__.py") == b"print('edited')\n"
