@@ -171,15 +171,29 @@ class WorkloadTemplate:
 class Timeouts:
     rpc_s: float = 30.0
     transfer_s: float = 600.0
+    #: How long UNAVAILABLE (agent restarting, channel reconnecting) is retried. Every node
+    #: phase is fenced and idempotent, so repeating a call is safe.
+    connect_grace_s: float = 3.0
 
 
-def _rpc(fn: Any, request: Any, timeout: float, what: str) -> Any:
-    try:
-        return fn(request, timeout=timeout)
-    except grpc.RpcError as err:
-        code = err.code().name if hasattr(err, "code") else "?"
-        details = err.details() if hasattr(err, "details") else str(err)
-        raise RuntimeError(f"{what}: {code}: {details}") from None
+class NodeUnavailable(RuntimeError):
+    """The node agent could not be reached within the connect grace."""
+
+
+def _rpc(fn: Any, request: Any, timeout: float, what: str, grace: float = 3.0) -> Any:
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            return fn(request, timeout=timeout)
+        except grpc.RpcError as err:
+            code = err.code() if hasattr(err, "code") else None
+            details = err.details() if hasattr(err, "details") else str(err)
+            if code == grpc.StatusCode.UNAVAILABLE:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                raise NodeUnavailable(f"{what}: UNAVAILABLE: {details}") from None
+            raise RuntimeError(f"{what}: {code.name if code else '?'}: {details}") from None
 
 
 def _result(resp: Any, detail: str = "") -> PhaseResult:
@@ -256,7 +270,8 @@ class NodeContainerPhases:
     def _remove(self, server: ServerEntry, workload: str) -> bool:
         stub = self.node(server)
         resp = _rpc(stub.RemoveWorkload, pb.RemoveWorkloadRequest(name=workload),
-                    self.timeouts.rpc_s, f"{server.name} RemoveWorkload")
+                    self.timeouts.rpc_s, f"{server.name} RemoveWorkload",
+                    self.timeouts.connect_grace_s)
         return bool(resp.removed)
 
     # -- phases -------------------------------------------------------------------------------
@@ -280,8 +295,20 @@ class NodeContainerPhases:
                     f"{state.destination.name} PrePullImage")
         return _result(resp, f"pre-pulled {base} (before downtime)")
 
+    def _reachable(self, server: ServerEntry) -> None:
+        """Fail early (before the source stops) when ``server``'s agent does not answer; also
+        reconnects the shared channel that RASP uses next."""
+        try:
+            _rpc(self.node(server).GetMigration, pb.GetMigrationRequest(migration_id="probe"),
+                 self.timeouts.rpc_s, f"{server.name} GetMigration", self.timeouts.connect_grace_s)
+        except NodeUnavailable:
+            raise
+        except RuntimeError:
+            pass  # NOT_FOUND and the like: the agent answered
+
     def stop(self, state: MigrationState) -> PhaseResult:
         self.claim(state)
+        self._reachable(state.destination)
         t = self.template(state)
         state.extras["stop_attempted"] = True
         resp = _rpc(self.node(state.source).StopContainer,
