@@ -92,6 +92,10 @@ def describe_failure(event: Mapping[str, Any]) -> str | None:
         return None
     res = data.get("res") or {}
     msg = str(res.get("msg") or res.get("stderr") or res.get("reason") or "failed").strip()
+    item_msgs = [str(r.get("msg", "")).strip() for r in res.get("results") or []
+                 if isinstance(r, dict) and r.get("failed")]
+    if item_msgs:  # a loop: the per-item messages say what went wrong
+        msg = "; ".join(m for m in item_msgs if m) or msg
     msg = " ".join(msg.split())
     what = "unreachable" if kind == "runner_on_unreachable" else "failed"
     return f"{data.get('host', '?')}: {data.get('task', '?')}: {what}: {msg}"
@@ -184,6 +188,7 @@ def run_playbook(
             raise EnvironmentProblem(f"ansible-runner is not installed ({err})") from None
         runner_run = ansible_runner.run
     run_dir = run_dir or new_run_dir(inventory, playbook)
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     reporter = ProgressReporter(progress or (lambda _line: None))
     cmdline = []
     if tags:

@@ -56,6 +56,11 @@ def test_describe_failure_ignores_ignored_errors_and_ok_events():
     dark = {"event": "runner_on_unreachable",
             "event_data": {"host": "x", "task": "Gathering Facts", "res": {"msg": "timed out"}}}
     assert R.describe_failure(dark) == "x: Gathering Facts: unreachable: timed out"
+    loop = {"event": "runner_on_failed",
+            "event_data": {"host": "h", "task": "Check", "res": {
+                "msg": "One or more items failed",
+                "results": [{"failed": False, "msg": "fine"}, {"failed": True, "msg": "bad a"}]}}}
+    assert R.describe_failure(loop) == "h: Check: failed: bad a"
 
 
 def test_run_playbook_owns_runner_arguments_and_reads_results(tmp_path: Path):

@@ -1,0 +1,120 @@
+"""site.yml through the real ansible-runner wrapper: syntax, inventory validation, check mode,
+and (marker `lab`) a full deploy on an emulated lab whose second run changes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+
+EXAMPLE = REPO_ROOT / "inventory" / "example-hardware"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "verify.yml", "teardown.yml"])
+def test_playbooks_pass_syntax_check(playbook):
+    proc = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", str(EXAMPLE), f"playbooks/{playbook}", "--syntax-check"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def bad_inventory(tmp_path: Path, mutate) -> Path:
+    """A copy of the example-hardware inventory changed by `mutate(hosts, group_vars_dir)`."""
+    inv = tmp_path / "badinv"
+    shutil.copytree(EXAMPLE, inv)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    mutate(hosts, inv / "group_vars")
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    return inv
+
+
+def run_validation(inv: Path, tmp_path: Path):
+    return run_playbook("validate.yml", inv, run_dir=tmp_path / "run")
+
+
+def test_example_inventory_passes_validation(tmp_path):
+    inv = bad_inventory(tmp_path, lambda hosts, gv: None)
+    result = run_validation(inv, tmp_path)
+    assert result.ok, result.failures
+    assert set(result.hosts) == {"ctl01", "xavier01", "xavier02", "x86edge01"}
+
+
+def test_missing_group_stops_validation(tmp_path):
+    def drop_jetson(hosts, gv):
+        del hosts["all"]["children"]["jetson"]
+        for name in ("xavier01", "xavier02"):
+            hosts["all"]["children"]["edge"]["hosts"][name]["edgeferry_profile"] = "x86"
+        hosts["all"]["children"]["x86"]["hosts"].update({"xavier01": None, "xavier02": None})
+
+    result = run_validation(bad_inventory(tmp_path, drop_jetson), tmp_path)
+    assert not result.ok
+    assert any("group 'jetson' is missing" in f for f in result.failures), result.failures
+
+
+def test_bad_address_names_host_and_variable(tmp_path):
+    def bad_address(hosts, gv):
+        hosts["all"]["children"]["edge"]["hosts"]["xavier02"]["edgeferry_address"] = "192.0.2.300"
+
+    result = run_validation(bad_inventory(tmp_path, bad_address), tmp_path)
+    assert not result.ok
+    msgs = [f for f in result.failures if f.startswith("xavier02:")]
+    assert msgs and "host xavier02: variable edgeferry_address '192.0.2.300'" in msgs[0]
+    assert not any(f.startswith("xavier01:") for f in result.failures)
+
+
+def test_missing_registry_password_names_host_and_variable(tmp_path):
+    def no_password(hosts, gv):
+        path = gv / "all" / "registry.yml"
+        data = yaml.safe_load(path.read_text())
+        data["edgeferry_registry_password_generate"] = False
+        path.write_text(yaml.safe_dump(data))
+
+    result = run_validation(bad_inventory(tmp_path, no_password), tmp_path)
+    assert not result.ok
+    assert any("host ctl01: variable edgeferry_registry_password is missing" in f
+               for f in result.failures), result.failures
+
+
+def test_check_mode_on_hardware_fails_only_on_reachability(tmp_path):
+    inv = bad_inventory(tmp_path, lambda hosts, gv: None)
+    result = run_playbook("site.yml", inv, check=True, run_dir=tmp_path / "run")
+    assert not result.ok
+    # Validation passed for every host; afterwards every host is unreachable and nothing failed.
+    assert all(h.failed == 0 for h in result.hosts.values()), result.failures
+    assert all(h.unreachable > 0 for h in result.hosts.values())
+    assert all(": unreachable:" in f for f in result.failures)
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(3600)
+def test_deploy_twice_on_the_emulated_lab_changes_nothing_the_second_time(tmp_path):
+    """Needs root and Docker. Uses EDGEFERRY_TEST_INVENTORY when set (a lab that is up),
+    otherwise brings up lab `itdeploy` on 10.252.0.0/24 and tears it down afterwards."""
+    edgeferry = [sys.executable, "-m", "edgeferry.cli.main"]
+    inventory = os.environ.get("EDGEFERRY_TEST_INVENTORY")
+    own_lab = inventory is None
+    if own_lab:
+        subprocess.run([*edgeferry, "lab", "up", "--name", "itdeploy", "--subnet",
+                        "10.252.0.0/24", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
+        inventory = str(REPO_ROOT / "inventory" / "itdeploy")
+    try:
+        first = run_playbook("site.yml", Path(inventory))
+        assert first.ok, first.failures
+        second = run_playbook("site.yml", Path(inventory))
+        assert second.ok, second.failures
+        assert {h: r.changed for h, r in second.hosts.items()} == dict.fromkeys(second.hosts, 0)
+        verify = subprocess.run([*edgeferry, "verify", "-i", inventory], cwd=REPO_ROOT)
+        assert verify.returncode == 0
+    finally:
+        if own_lab:
+            subprocess.run([*edgeferry, "lab", "down", "--name", "itdeploy"], cwd=REPO_ROOT)
