@@ -76,7 +76,9 @@ def test_nms_migrates_through_smf_with_audit_ledger_rasp_and_containers(lab: Mig
     assert phases["push"].bytes_moved > 0 and phases["pull"].bytes_moved > 0
     assert phases["pull"].bytes_moved < phases["push"].bytes_moved
     assert phases["rasp_handshake"].bytes_moved > 0
-    got, total = re.search(r"(\d+)/(\d+) confirmations", phases["ledger_write"].detail).groups()
+    found = re.search(r"(\d+)/(\d+) confirmations", phases["ledger_write"].detail)
+    assert found is not None
+    got, total = found.groups()
     assert int(total) >= 9 and int(got) >= 0.9 * int(total)  # Algorithm 1: >= 90 % of nodes
     assert (report.location, report.epoch) == ("edge-b", 2)
     assert lab.location() == ("edge-b", 2)
