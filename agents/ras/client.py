@@ -10,7 +10,8 @@ message before it is delivered; the adversarial suite uses it as the attacker in
     hs = relay.handshake("m-1", source=src_id, destination=dst_id, requirement=req,
                          transfer=TransferDescriptor("nms", "reg:5000/nms:1", "", 0))
     ...                                       # container phases between steps 11 and 12
-    relay.location_update(hs)                 # step 12: the registry records the location
+    relay.location_update(hs)                 # step 12: the registry records the location,
+                                              # and the source frees the service's ALLOC
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ RECEIVER = {
     1: SOURCE, 2: REGISTRY, 3: SOURCE, 4: DESTINATION, 5: REGISTRY, 6: DESTINATION,
     7: SOURCE, 8: DESTINATION, 9: SOURCE, 10: DESTINATION, 11: SOURCE, 12: REGISTRY,
 }
+
+#: Tap "step" of the registry's release order to the source (after step 12; not a RASP step).
+RELEASE_STEP = 13
 
 #: tap(step, receiver role, message) -> message to deliver, or None to drop it.
 Tap = Callable[[int, str, bytes], bytes | None]
@@ -124,6 +128,11 @@ class EndpointClient:
     def session_info(self, session_id: bytes) -> pb.SessionInfoResponse:
         return self._call("GetSessionInfo", pb.SessionInfoRequest(session_id=session_id))
 
+    def release(self, order: bytes) -> tuple[bool, Resources]:
+        """Hand over the registry's release order; (allocation freed, FREE afterwards)."""
+        resp = self._call("Release", pb.ReleaseRequest(order=order))
+        return bool(resp.released), resources_from_pb(resp.free)
+
 
 class RaspAborted(ProtocolError):
     """The relay could not deliver a step (the tap dropped it)."""
@@ -149,12 +158,16 @@ class RaspTimings:
 
 @dataclass
 class RaspHandshake:
-    """Steps 1-11 done: the destination holds the transfer; step 12 is still to come."""
+    """Steps 1-11 done: the destination holds the transfer; step 12 is still to come. After
+    `RaspRelay.location_update`: the registry's release order for the source and its fate."""
 
     migration_id: str
     session_id: bytes
     timings: RaspTimings
     wall_s: float
+    release_order: bytes = b""
+    released: bool = False
+    release_error: str = ""
 
 
 class RaspRelay:
@@ -219,10 +232,36 @@ class RaspRelay:
         return RaspHandshake(migration_id, sid, timings, time.perf_counter() - start)
 
     def location_update(self, handshake: RaspHandshake) -> float:
-        """Stage 4 (step 12): the destination tells the registry the new location."""
+        """Stage 4 (step 12): the destination tells the registry the new location; then the
+        registry's release order goes to the source (`release`). Returns stage 4's seconds."""
         t0 = time.perf_counter()
         m = self.destination.report_location(handshake.session_id)
-        self._send(12, m, handshake.timings)
+        handshake.release_order = self._send(12, m, handshake.timings)
         seconds = time.perf_counter() - t0
         handshake.timings.stage_s[4] = seconds
+        self.release(handshake)
         return seconds
+
+    def release(self, handshake: RaspHandshake) -> bool:
+        """Hand the source the registry's release order (tap step `RELEASE_STEP`); True when
+        the source freed the service's allocation. Never raises: the location has already
+        moved at the registry, so a failure is only recorded in `handshake.release_error` (the
+        source keeps the allocation until the service arrives there again, which replaces it)."""
+        order = handshake.release_order
+        if not order:
+            handshake.release_error = "registry held no allocation of the service at the source"
+            return False
+        try:
+            if self.tap is not None:
+                tapped = self.tap(RELEASE_STEP, SOURCE, order)
+                if tapped is None:
+                    raise RaspAborted(RELEASE_STEP)
+                order = tapped
+            t0 = time.perf_counter()
+            handshake.released, _ = self.source.release(order)
+            handshake.timings.round_trip_s[RELEASE_STEP] = time.perf_counter() - t0
+        except (ProtocolError, grpc.RpcError) as err:
+            handshake.release_error = str(err)
+            return False
+        handshake.release_error = ""
+        return handshake.released

@@ -25,10 +25,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.common.store import ReplayCache, Store
-from agents.ras.store import EndpointStore, RasStore, dump
+from agents.ras.release import ReleaseIssuer, ReleaseOrder, ReleaseReceiver
+from agents.ras.store import Arrival, EndpointStore, RasStore, RegistryTable, dump
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.envelope import Envelope
 from agents.security.errors import ErrorCode, ProtocolError
@@ -37,7 +38,6 @@ from agents.security.rasp import (
     RaspCloud,
     RaspRegistry,
     RaspServer,
-    RasTable,
     Resources,
     TransferDescriptor,
     free_resources,
@@ -75,6 +75,8 @@ class RegistryCore:
         self.replay = ReplayCache(store, "rasp-registry", clock=clock)
         self.registry = RaspRegistry(identity, table=table, replay=self.replay, clock=clock)
         self.registry.sessions.update(sessions)
+        self._table = table
+        self.issuer = ReleaseIssuer(identity, replay=self.replay, clock=clock)
         self._lock = threading.Lock()
 
     @property
@@ -82,8 +84,8 @@ class RegistryCore:
         return self.identity.public
 
     @property
-    def table(self) -> RasTable:
-        return self.registry.table
+    def table(self) -> RegistryTable:
+        return self._table
 
     def register_cloud(
         self, public: PublicIdentity, maximum: Resources, allocated: Resources | None = None
@@ -104,12 +106,34 @@ class RegistryCore:
             self._save()
 
     def deliver(self, message: bytes) -> tuple[bytes | None, float]:
-        """Handle step 2, 5 or 12; return the reply (3 or 6; None after 12) and seconds spent."""
+        """Handle step 2, 5 or 12; return the reply and seconds spent. The reply to step 2 is
+        step 3, to step 5 step 6; to step 12 the release order for the host the service left
+        (agents/ras/release.py), or None when the registry holds no allocation of it there."""
         t0 = time.perf_counter()
+        env = parse_envelope(message)
         with self._lock:
-            reply = self.registry.handle(parse_envelope(message))
+            self.table.last_move = None
+            reply = self.registry.handle(env)
+            if env.header.step == 12:
+                reply = self._moved(env.header.session_id)
             self._save()
         return (None if reply is None else reply.to_bytes()), time.perf_counter() - t0
+
+    def _moved(self, session_id: bytes) -> Envelope | None:
+        """After step 12: tag the service's new allocation with its session; order the host
+        it left to free the allocation the registry just took back from that host's row."""
+        move = self.table.last_move
+        self.table.last_move = None
+        if move is None:
+            return None
+        service, old, new = move
+        self.table.services[service] = replace(new, session_id=bytes(session_id))
+        if old is None or old.cloud != new.server:
+            return None
+        return self.issuer.issue(ReleaseOrder(
+            service=service, host=new.server, arrival_session=old.session_id,
+            departure_session=bytes(session_id), destination=new.cloud,
+            resources=old.allocated))
 
     def _save(self) -> None:
         self._ras.save(self.registry.table, self.registry.sessions)
@@ -160,8 +184,10 @@ class EndpointCore:
         self.maximum = maximum
         self._clock = clock
         self._alloc = EndpointStore(store)
-        self.allocated = self._alloc.allocated(allocated or Resources())
+        self.baseline = self._alloc.allocated(allocated or Resources())
+        self.arrivals: dict[str, Arrival] = self._alloc.arrivals()
         self.replay = ReplayCache(store, "rasp-endpoint", clock=clock)
+        self._release = ReleaseReceiver(identity, replay=self.replay, clock=clock)
         self.prepared: dict[str, PreparedMigration] = {}
         self.servers: OrderedDict[bytes, RaspServer] = OrderedDict()
         self.clouds: OrderedDict[bytes, RaspCloud] = OrderedDict()
@@ -176,9 +202,36 @@ class EndpointCore:
     def public(self) -> PublicIdentity:
         return self.identity.public
 
+    @property
+    def allocated(self) -> Resources:
+        """ALLOC: the baseline plus every service that arrived by RASP and has not left."""
+        total = self.baseline
+        for arrival in self.arrivals.values():
+            total = total.plus(arrival.allocated)
+        return total
+
     def free(self) -> Resources:
         """Algorithm 1: FREE = MAX - ALLOC."""
         return free_resources(self.maximum, self.allocated)
+
+    def release(self, message: bytes) -> tuple[bool, ReleaseOrder]:
+        """Apply the registry's release order (agents/ras/release.py); return (freed, order).
+
+        Refused (nothing changes): not signed by the pinned registry, addressed to another
+        host, stale or already accepted (REPLAY). An authentic order for an allocation this
+        host no longer holds frees nothing (idempotent)."""
+        with self._lock:
+            env, order = self._release.open(bytes(message), self.registry)
+            held = self.arrivals.get(order.service)
+            freed = (held is not None and bool(order.arrival_session)
+                     and held.session_id == order.arrival_session)
+            with self.store.transaction():
+                self._release.commit(env)
+                if freed:
+                    self._alloc.drop_arrival(order.service, order.arrival_session)
+            if freed:
+                del self.arrivals[order.service]
+            return freed, order
 
     # -- source side ---------------------------------------------------------------------------
 
@@ -298,9 +351,14 @@ class EndpointCore:
             pin.verify(env.signed_bytes(), env.signature)
         before = cloud.state.expect
         reply = cloud.handle(env)
-        if before == 10 and cloud.state.expect == 12 and cloud.state.res_sa is not None:
-            self.allocated = self.allocated.plus(cloud.state.res_sa)
-            self._alloc.set_allocated(self.allocated)
+        s = cloud.state
+        if before == 10 and s.expect == 12 and s.res_sa is not None and s.transfer is not None:
+            # a service runs on a host at most once: a new arrival replaces an earlier one
+            # (e.g. an attempt aborted after step 10 and retried to this host)
+            arrival = Arrival(s.transfer.service, bytes(h.session_id), s.server_name or "",
+                              s.res_sa)
+            self._alloc.put_arrival(arrival, self._clock())
+            self.arrivals[arrival.service] = arrival
         return reply, cloud.state.expect == 12
 
     def session_info(self, session_id: bytes) -> SessionInfo:

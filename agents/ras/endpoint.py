@@ -105,6 +105,16 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
         return resp
 
 
+    def Release(
+        self, request: pb.ReleaseRequest, context: grpc.ServicerContext
+    ) -> pb.ReleaseResponse:
+        check_peer(context, self.control_peers)
+        with protocol_errors(context):
+            released, order = self.core.release(request.order)
+        return pb.ReleaseResponse(released=released, service=order.service,
+                                  free=resources_to_pb(self.core.free()))
+
+
 def add_rasp_endpoint(
     server: AgentServer, core: EndpointCore, *, control_peers: Collection[str] | None = None
 ) -> RaspEndpointServicer:

@@ -100,6 +100,12 @@ class RasServicer(pb_grpc.RasServiceServicer):
             locations=[
                 pb.LocationRow(service=s, cloud=c) for s, c in sorted(table.locations.items())
             ],
+            service_allocations=[
+                pb.ServiceAllocationRow(service=name, server=a.server, cloud=a.cloud,
+                                        allocated=resources_to_pb(a.allocated),
+                                        session_id=a.session_id)
+                for name, a in sorted(table.services.items())
+            ],
         )
 
     def Deliver(

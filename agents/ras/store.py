@@ -3,6 +3,8 @@ allocation. Resources and identities are stored as their canonical encodings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from agents.common.store import Migration, Store
 from agents.security import encoding
 from agents.security.crypto import PublicIdentity
@@ -34,6 +36,16 @@ RAS_MIGRATIONS: list[Migration] = [
         done       INTEGER NOT NULL
     );
     """,
+    # per service: the allocation its last arrival made (moved at step 12, see release.py)
+    """
+    CREATE TABLE service_allocations (
+        service    TEXT PRIMARY KEY,
+        server     TEXT NOT NULL,
+        cloud      TEXT NOT NULL,
+        session_id BLOB NOT NULL,
+        allocated  BLOB NOT NULL
+    );
+    """,
 ]
 
 ENDPOINT_COMPONENT = "edgeferry.ras.endpoint"
@@ -44,11 +56,70 @@ ENDPOINT_MIGRATIONS: list[Migration] = [
         allocated BLOB NOT NULL
     );
     """,
+    # per service that arrived here: its allocation (the row above is now only the baseline
+    # ALLOC of services not placed by RASP)
+    """
+    CREATE TABLE endpoint_services (
+        service     TEXT PRIMARY KEY,
+        session_id  BLOB NOT NULL,
+        source      TEXT NOT NULL,
+        allocated   BLOB NOT NULL,
+        arrived_at  REAL NOT NULL
+    );
+    """,
 ]
+
+
+@dataclass(frozen=True)
+class ServiceAllocation:
+    """One service's allocation: where it arrived (cloud), from where (server), by which RASP
+    session, and how much it holds."""
+
+    server: str
+    cloud: str
+    session_id: bytes
+    allocated: Resources
 
 
 def _res(blob: bytes) -> Resources:
     return encoding.decode_as(Resources, bytes(blob))
+
+
+@dataclass
+class RegistryTable(RasTable):
+    """The RAS table plus the allocation of every service placed by RASP. A service's
+    allocation moves at step 12 from the cloud it left to the one it arrived at."""
+
+    services: dict[str, ServiceAllocation] = field(default_factory=dict)
+    #: (service, old allocation or None, new allocation) of the last step 12 recorded
+    last_move: tuple[str, ServiceAllocation | None, ServiceAllocation] | None = None
+
+    def record_migration(self, server: str, cloud: str, used: Resources, service: str) -> None:
+        super().record_migration(server, cloud, used, service)
+        old = self.services.pop(service, None)
+        if old is not None:
+            self._take_back(old)
+        new = ServiceAllocation(server, cloud, b"", used)
+        self.services[service] = new
+        self.last_move = (service, old, new)
+
+    def _take_back(self, old: ServiceAllocation) -> None:
+        entry = self.clouds.get(old.cloud)
+        if entry is not None:
+            entry.allocated = minus(entry.allocated, old.allocated)
+        key = (old.server, old.cloud)
+        cell = self.allocations.get(key)
+        if cell is not None:
+            rest = minus(cell, old.allocated)
+            if rest.any_positive():
+                self.allocations[key] = rest
+            else:
+                del self.allocations[key]
+
+
+def minus(a: Resources, b: Resources) -> Resources:
+    """a - b per resource, never below zero."""
+    return Resources(*(max(x - y, 0) for x, y in zip(a.values(), b.values(), strict=True)))
 
 
 class RasStore:
@@ -58,8 +129,8 @@ class RasStore:
         self.store = store
         store.migrate(RAS_COMPONENT, RAS_MIGRATIONS)
 
-    def load(self) -> tuple[RasTable, dict[bytes, RegistrySession]]:
-        table = RasTable()
+    def load(self) -> tuple[RegistryTable, dict[bytes, RegistrySession]]:
+        table = RegistryTable()
         for row in self.store.query("SELECT * FROM clouds"):
             table.clouds[row["name"]] = CloudEntry(
                 PublicIdentity.from_bytes(bytes(row["identity"])),
@@ -72,6 +143,9 @@ class RasStore:
             table.allocations[(row["server"], row["cloud"])] = _res(row["allocated"])
         for row in self.store.query("SELECT * FROM locations"):
             table.locations[row["service"]] = row["cloud"]
+        for row in self.store.query("SELECT * FROM service_allocations"):
+            table.services[row["service"]] = ServiceAllocation(
+                row["server"], row["cloud"], bytes(row["session_id"]), _res(row["allocated"]))
         sessions = {
             bytes(row["session_id"]): RegistrySession(
                 server=row["server"],
@@ -86,8 +160,10 @@ class RasStore:
 
     def save(self, table: RasTable, sessions: dict[bytes, RegistrySession]) -> None:
         """Write the whole state in one transaction (the table is small)."""
+        services = table.services if isinstance(table, RegistryTable) else {}
         with self.store.transaction() as db:
-            for name in ("clouds", "servers", "allocations", "locations", "rasp_sessions"):
+            for name in ("clouds", "servers", "allocations", "locations", "rasp_sessions",
+                         "service_allocations"):
                 db.execute(f"DELETE FROM {name}")
             db.executemany(
                 "INSERT INTO clouds VALUES (?, ?, ?, ?)",
@@ -114,10 +190,26 @@ class RasStore:
                     for sid, s in sessions.items()
                 ],
             )
+            db.executemany(
+                "INSERT INTO service_allocations VALUES (?, ?, ?, ?, ?)",
+                [(name, a.server, a.cloud, a.session_id, encoding.encode(a.allocated))
+                 for name, a in services.items()],
+            )
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A service that arrived at this host by RASP and holds `allocated` here."""
+
+    service: str
+    session_id: bytes
+    source: str
+    allocated: Resources
 
 
 class EndpointStore:
-    """An edge host's allocation as seen by its RASP endpoint (grows with each inbound M_Trf)."""
+    """An edge host's allocation as seen by its RASP endpoint: a baseline (services not placed
+    by RASP) plus one allocation per service that arrived (step 10) and has not left."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -126,6 +218,30 @@ class EndpointStore:
     def allocated(self, default: Resources) -> Resources:
         row = self.store.query_one("SELECT allocated FROM endpoint_allocation WHERE id = 1")
         return default if row is None else _res(row["allocated"])
+
+    def arrivals(self) -> dict[str, Arrival]:
+        return {
+            r["service"]: Arrival(r["service"], bytes(r["session_id"]), r["source"],
+                                  _res(r["allocated"]))
+            for r in self.store.query("SELECT * FROM endpoint_services")
+        }
+
+    def put_arrival(self, arrival: Arrival, at: float) -> None:
+        """Record (or replace: a service is on a host at most once) a service's allocation."""
+        self.store.execute(
+            "INSERT INTO endpoint_services VALUES (?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE "
+            "SET session_id = excluded.session_id, source = excluded.source, "
+            "allocated = excluded.allocated, arrived_at = excluded.arrived_at",
+            (arrival.service, arrival.session_id, arrival.source,
+             encoding.encode(arrival.allocated), at),
+        )
+
+    def drop_arrival(self, service: str, session_id: bytes) -> bool:
+        """Free the allocation `service` got in `session_id`; False when it is not held."""
+        return bool(self.store.execute(
+            "DELETE FROM endpoint_services WHERE service = ? AND session_id = ?",
+            (service, session_id),
+        ))
 
     def set_allocated(self, value: Resources) -> None:
         self.store.execute(

@@ -58,7 +58,7 @@ class World:
                 assert reply is not None
                 msgs[step + 1] = reply
         msgs[12] = dst.report_location(sid)
-        assert reg.deliver(msgs[12])[0] is None
+        assert reg.deliver(msgs[12])[0] is None  # the service was never allocated on edge1
         return sid, msgs
 
 

@@ -88,16 +88,32 @@ class GetTableRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetTableResponse(_message.Message):
-    __slots__ = ("clouds", "servers", "allocations", "locations")
+    __slots__ = ("clouds", "servers", "allocations", "locations", "service_allocations")
     CLOUDS_FIELD_NUMBER: _ClassVar[int]
     SERVERS_FIELD_NUMBER: _ClassVar[int]
     ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     clouds: _containers.RepeatedCompositeFieldContainer[CloudRow]
     servers: _containers.RepeatedScalarFieldContainer[str]
     allocations: _containers.RepeatedCompositeFieldContainer[AllocationRow]
     locations: _containers.RepeatedCompositeFieldContainer[LocationRow]
-    def __init__(self, clouds: _Optional[_Iterable[_Union[CloudRow, _Mapping]]] = ..., servers: _Optional[_Iterable[str]] = ..., allocations: _Optional[_Iterable[_Union[AllocationRow, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[LocationRow, _Mapping]]] = ...) -> None: ...
+    service_allocations: _containers.RepeatedCompositeFieldContainer[ServiceAllocationRow]
+    def __init__(self, clouds: _Optional[_Iterable[_Union[CloudRow, _Mapping]]] = ..., servers: _Optional[_Iterable[str]] = ..., allocations: _Optional[_Iterable[_Union[AllocationRow, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[LocationRow, _Mapping]]] = ..., service_allocations: _Optional[_Iterable[_Union[ServiceAllocationRow, _Mapping]]] = ...) -> None: ...
+
+class ServiceAllocationRow(_message.Message):
+    __slots__ = ("service", "server", "cloud", "allocated", "session_id")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    server: str
+    cloud: str
+    allocated: _common_pb2.Resources
+    session_id: bytes
+    def __init__(self, service: _Optional[str] = ..., server: _Optional[str] = ..., cloud: _Optional[str] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., session_id: _Optional[bytes] = ...) -> None: ...
 
 class RegistryDeliverRequest(_message.Message):
     __slots__ = ("message",)
@@ -216,3 +232,19 @@ class SessionInfoResponse(_message.Message):
     transfer: TransferDescriptor
     peer: str
     def __init__(self, role: _Optional[str] = ..., expect: _Optional[int] = ..., transfer: _Optional[_Union[TransferDescriptor, _Mapping]] = ..., peer: _Optional[str] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: bytes
+    def __init__(self, order: _Optional[bytes] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ("released", "service", "free")
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    service: str
+    free: _common_pb2.Resources
+    def __init__(self, released: _Optional[bool] = ..., service: _Optional[str] = ..., free: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ...) -> None: ...

@@ -317,6 +317,11 @@ class RaspEndpointServiceStub:
                 request_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SessionInfoRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SessionInfoResponse.FromString,
                 _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/edgeferry.ras.v1.RaspEndpointService/Release',
+                request_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
 
 
 class RaspEndpointServiceServicer:
@@ -365,6 +370,13 @@ class RaspEndpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Release(self, request, context):
+        """Source side, after step 12: free the allocation of a service that left (registry order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaspEndpointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -397,6 +409,11 @@ def add_RaspEndpointServiceServicer_to_server(servicer, server):
                     servicer.GetSessionInfo,
                     request_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SessionInfoRequest.FromString,
                     response_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SessionInfoResponse.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseRequest.FromString,
+                    response_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,6 +579,33 @@ class RaspEndpointService:
             '/edgeferry.ras.v1.RaspEndpointService/GetSessionInfo',
             edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SessionInfoRequest.SerializeToString,
             edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SessionInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.ras.v1.RaspEndpointService/Release',
+            edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseRequest.SerializeToString,
+            edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
