@@ -70,9 +70,9 @@ from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_PORT, NMS_UID, nms_i
 from edgeferry.images.registry import LocalRegistry, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-# RASP endpoints keep the ALLOC of every service that arrived (nothing releases it when the
-# service leaves), so MAX must cover every migration of a test run.
-EDGE_MAX = {"cpu": 1_000_000, "memory": 1_000_000, "storage": 100_000_000, "network": 100_000}
+# A host's MAX (cpu millicores, MiB, MiB, Mbit/s): room for four NMS at a time. Allocations are
+# per service and released when the service leaves, so any number of migrations fits.
+EDGE_MAX = {"cpu": 4000, "memory": 4096, "storage": 100_000, "network": 40}
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
 # seed 002 attributes: edge-a/edge-b satisfy App1-like requirements, edge-c is in a country the
 # container owner excludes (Table 5's Edge2).

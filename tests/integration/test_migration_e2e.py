@@ -26,8 +26,15 @@ from pathlib import Path
 import docker
 import pytest
 
+from agents.ras.client import RasClient
 from agents.smf.container import NodeContainerPhases
-from tests.integration.migration_lab import MigrationLab, migration_lab, phase_table
+from tests.integration.migration_lab import (
+    EDGE_MAX,
+    SERVICE_NEEDS,
+    MigrationLab,
+    migration_lab,
+    phase_table,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -172,3 +179,43 @@ def test_proactive_prepull_and_rollback_on_self_evaluation_reject(lab: Migration
     assert "attempt 1" in next(p.detail for p in report.phases if p.phase == "stop")
     assert _check_blocks(client, blocks) == 0 and lab.running_on() == "edge-b"
     client.close()
+
+
+def _ras(lab: MigrationLab) -> RasClient:
+    return RasClient(lab.channel(f"127.0.0.1:{lab.ras_port}"), timeout=10.0)
+
+
+def _free(lab: MigrationLab) -> dict[str, tuple[int, int, int, int]]:
+    """FREE per edge host as its RASP endpoint advertises it; checked against the RAS table."""
+    table = {c.name: c.free for c in _ras(lab).table().clouds}
+    out = {}
+    for name in lab.nodes:
+        f = lab.endpoint(name).identity()[1]
+        row = table[name]
+        assert (f.cpu, f.network) == (row.cpu_millicores, row.network_bps // 1_000_000), name
+        out[name] = f.values()
+    return out
+
+
+def test_many_migrations_within_max_release_the_source(lab: MigrationLab) -> None:
+    """MAX.network is 40 Mbit/s and the NMS needs 10: without releases the fifth arrival on a
+    host would be refused. 10 migrations edge-a <-> edge-b (the source's node agent SIGKILLed
+    and restarted half way): after each, the host running the NMS has MAX - NEED free and the
+    other MAX, at the endpoints and in the RAS table."""
+    need = SERVICE_NEEDS.values()
+    full = tuple(EDGE_MAX[k] for k in ("cpu", "memory", "storage", "network"))
+    less = tuple(m - n for m, n in zip(full, need, strict=True))
+    here, there = "edge-a", "edge-b"
+    for i in range(10):
+        if i == 5:
+            lab.nodes[here].kill()
+            lab.nodes[here].start()
+        report = lab.migrate(there)
+        assert report.migrated, (i, report.error_message, phase_table(report))
+        assert lab.running_on() == there
+        free = _free(lab)
+        assert free[here] == full, (i, free)  # (edge-a's first stay was not a RASP arrival)
+        assert free[there] == less, (i, free)
+        rows = _ras(lab).table().service_allocations
+        assert [(r.service, r.cloud) for r in rows] == [("nms", there)]
+        here, there = there, here

@@ -16,11 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 
-from agents.ras.client import RasClient
+from agents.ras.client import RELEASE_STEP, RasClient
 from agents.ras.status import RemoteProtocolError
+from agents.security.rasp import TransferDescriptor
 from agents.smf.client import SmfClient
 from tests.adversarial.harness import SERVICE_NEEDS, Lab
 
@@ -180,3 +182,68 @@ def test_ras_and_smf_run_as_agent_processes(lab_pki, tmp_path: Path) -> None:  #
             assert _stop(smf) == 0
     finally:
         assert _stop(ras) == 0
+
+
+def _free_everywhere(lab: Lab) -> dict[str, tuple[int, int]]:
+    """FREE cpu / network per edge host, as its endpoint and as the RAS table say."""
+    table = {c.name: c.free for c in lab.ras_client().table().clouds}
+    out = {}
+    for name in ("edge1", "edge2"):
+        ep = lab.endpoint(name).identity()[1]
+        assert (ep.cpu, ep.network) == (table[name].cpu_millicores,
+                                        table[name].network_bps // 1_000_000), name
+        out[name] = (ep.cpu, ep.network)
+    return out
+
+
+def test_back_and_forth_migrations_release_the_source(lab: Lab) -> None:
+    """12 migrations edge1 <-> edge2 through the SMF, all agents restarted half way: after
+    each one the host running the service has MAX - NEED free, the other MAX, at the endpoint
+    and in the RAS table, and only one allocation row remains."""
+    who = lab.scenario()
+    full = _free_everywhere(lab)
+    need = (SERVICE_NEEDS.cpu, SERVICE_NEEDS.network)
+    here, there = "edge1", "edge2"
+    for i in range(12):
+        if i == 6:
+            lab.restart_ras()
+            lab.restart_smf()
+            lab.restart_edge("edge1")
+            lab.restart_edge("edge2")
+        report = lab.smf_client().migrate(lab.service_id, who.user_id, who.device_id,
+                                          who.user_cap, who.device_cap, there)
+        assert report.migrated, (i, report.error_message)
+        free = _free_everywhere(lab)
+        assert free[there] == (full[there][0] - need[0], full[there][1] - need[1]), i
+        assert free[here] == full[here], i
+        table = lab.ras_client().table()
+        assert [(a.server, a.cloud) for a in table.allocations] == [(here, there)], i
+        assert [(s.service, s.cloud) for s in table.service_allocations] == [("nms", there)]
+        here, there = there, here
+
+
+def test_release_is_refused_when_replayed_or_from_another_caller(lab: Lab) -> None:
+    lab.scenario()
+    captured: dict[int, bytes] = {}
+
+    def tap(step: int, role: str, message: bytes) -> bytes | None:
+        captured[step] = message
+        return message
+
+    for src, dst in (("edge1", "edge2"), ("edge2", "edge1")):
+        relay = lab.relay(src, dst, tap)
+        hs = relay.handshake(f"r-{src}", source=lab.edges[src].rasp.public,
+                             destination=lab.edges[dst].rasp.public,
+                             requirement=SERVICE_NEEDS,
+                             transfer=TransferDescriptor("svc-x", "reg/x:1", "", 0))
+        relay.location_update(hs)
+    assert hs.released and not hs.release_error and RELEASE_STEP in captured
+    order = captured[RELEASE_STEP]
+    before = lab.endpoint("edge2").identity()[1]
+    with pytest.raises(RemoteProtocolError) as err:
+        lab.endpoint("edge2").release(order)
+    assert err.value.code == "REPLAY"
+    with pytest.raises(grpc.RpcError) as denied:
+        lab.endpoint("edge2", as_name="controller").release(order)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert lab.endpoint("edge2").identity()[1] == before
