@@ -1,0 +1,112 @@
+"""The experiment runner's deploy step: run site.yml (idempotent) and say where the agents are.
+
+`deploy_for_experiment(inventory, agents, log)` provisions the inventory through the one
+ansible-runner wrapper (`run_playbook`), then returns `Endpoints`:
+
+* ``agents``: catalog instance -> {host: "address:port"}, from the agent catalog and placement
+  (``roles/edgeferry/defaults/main.yml``, the same data the edgeferry_agent role deploys from)
+  and the inventory's hosts and groups. The spec-level name ``ledger`` is the validator.
+* ``tls``: the lab CA and the controller's client certificate (CN ``controller``) that the pki
+  role keeps under ``.edgeferry/pki/<inventory>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.errors import ConfigError, OperationFailed
+from edgeferry.experiments.hosts import hosts_from_inventory
+from edgeferry.experiments.scenario import Endpoints, TLSMaterial
+
+CATALOG_FILE = REPO_ROOT / "roles" / "edgeferry" / "defaults" / "main.yml"
+#: Spec-level agent names that are not catalog instances.
+ALIASES = {"ledger": "ledger-validator"}
+
+
+def _catalog(path: Path = CATALOG_FILE) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    doc = yaml.safe_load(path.read_text()) or {}
+    return doc["edgeferry_agent_catalog"], doc["edgeferry_agent_placement"]
+
+
+def _inventory_name(inventory: Path) -> str:
+    return inventory.name if inventory.is_dir() else inventory.parent.name
+
+
+def agent_endpoints(inventory: Path, catalog: dict[str, Any],
+                    placement: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """instance -> {host: "edgeferry_address:port"} for every placed instance."""
+    hosts = hosts_from_inventory(inventory)
+    addresses = _addresses(inventory)
+    out: dict[str, dict[str, str]] = {}
+    for group, instances in placement.items():
+        members = [h for h, a in hosts.items() if group == "all" or group in a.groups]
+        for instance in instances:
+            port = int(catalog[instance]["port"])
+            for host in members:
+                out.setdefault(instance, {})[host] = f"{addresses[host]}:{port}"
+    for alias, instance in ALIASES.items():
+        if instance in out:
+            out[alias] = dict(out[instance])
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def _addresses(inventory: Path) -> dict[str, str]:
+    """Each host's edgeferry_address (where agents listen), else its ansible_host."""
+    doc = yaml.safe_load((inventory / "hosts.yml").read_text()) or {}
+    found: dict[str, str] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        for host, hvars in (node.get("hosts") or {}).items():
+            hvars = hvars or {}
+            addr = hvars.get("edgeferry_address") or hvars.get("ansible_host")
+            if addr:
+                found[host] = str(addr)
+        for sub in (node.get("children") or {}).values():
+            walk(sub or {})
+
+    walk(doc.get("all") or {})
+    for host, access in hosts_from_inventory(inventory).items():
+        found.setdefault(host, access.address)
+    return found
+
+
+def controller_tls(inventory: Path, root: Path = REPO_ROOT) -> TLSMaterial:
+    """The controller's mTLS material the pki role issued for this inventory."""
+    base = root / ".edgeferry" / "pki" / _inventory_name(inventory)
+    tls = TLSMaterial(ca_cert=base / "ca" / "ca.crt", cert=base / "controller" / "client.crt",
+                      key=base / "controller" / "client.key")
+    missing = [str(p) for p in (tls.ca_cert, tls.cert, tls.key) if not p.is_file()]
+    if missing:
+        raise OperationFailed(f"the controller's TLS material is missing ({', '.join(missing)}); "
+                              "the pki role makes it: run `edgeferry deploy -i "
+                              f"{inventory}`")
+    return tls
+
+
+def deploy_for_experiment(inventory: Path, agents: Iterable[str],
+                          log: Callable[[str], None]) -> Endpoints:
+    """Run playbooks/site.yml on ``inventory`` and return where ``agents`` listen."""
+    inventory = Path(inventory)
+    catalog, placement = _catalog()
+    wanted = sorted(set(agents))
+    unknown = [a for a in wanted if ALIASES.get(a, a) not in catalog]
+    if unknown:
+        raise ConfigError(f"agents {', '.join(unknown)} are not in the agent catalog "
+                          f"({CATALOG_FILE})")
+    result = run_playbook("site.yml", inventory, progress=log)
+    if not result.ok:
+        first = result.failures[0] if result.failures else f"status {result.status}"
+        raise OperationFailed(f"deploy failed (rc={result.rc}): {first}; artifacts in "
+                              f"{result.run_dir}")
+    log(f"deploy ok: artifacts in {result.run_dir}")
+    endpoints = agent_endpoints(inventory, catalog, placement)
+    not_placed = [a for a in wanted if a not in endpoints]
+    if not_placed:
+        raise OperationFailed(f"agents {', '.join(not_placed)} are not placed on any host of "
+                              f"{inventory} (edgeferry_agent_placement)")
+    return Endpoints(agents=endpoints, tls=controller_tls(inventory))
