@@ -92,7 +92,7 @@ def deploy_for_experiment(inventory: Path, agents: Iterable[str],
                           log: Callable[[str], None]) -> Endpoints:
     """Run playbooks/site.yml on ``inventory`` and return where ``agents`` listen."""
     inventory = Path(inventory)
-    catalog, placement = _catalog()
+    catalog, _placement = _catalog()
     wanted = sorted(set(agents))
     unknown = [a for a in wanted if ALIASES.get(a, a) not in catalog]
     if unknown:
@@ -104,6 +104,14 @@ def deploy_for_experiment(inventory: Path, agents: Iterable[str],
         raise OperationFailed(f"deploy failed (rc={result.rc}): {first}; artifacts in "
                               f"{result.run_dir}")
     log(f"deploy ok: artifacts in {result.run_dir}")
+    return deployed_endpoints(inventory, wanted)
+
+
+def deployed_endpoints(inventory: Path, agents: Iterable[str]) -> Endpoints:
+    """Where ``agents`` listen on an inventory deployed before (``--skip-deploy``)."""
+    inventory = Path(inventory)
+    catalog, placement = _catalog()
+    wanted = sorted(set(agents))
     endpoints = agent_endpoints(inventory, catalog, placement)
     not_placed = [a for a in wanted if a not in endpoints]
     if not_placed:

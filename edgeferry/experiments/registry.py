@@ -122,14 +122,16 @@ class NmsWorkload(_Strict):
 
 
 class RequestMigrationParams(_Strict):
-    request_kb: int = Field(default=64, ge=0)
+    request_mib: int = Field(default=512, ge=1, description="REQ_res memory of the request "
+                             "that must be migrated (>= R_rem at the source)")
     app: Literal["driver-profiling", "image-recognition"] = "image-recognition"
 
 
 class RequestMigrationWorkload(_Strict):
     source: str = "edge1"
     neighbour: str = "edge2"
-    requests: int = Field(default=1, ge=1)
+    headroom_mib: int = Field(default=256, ge=1, description="R_rem left at the source")
+    local_mib: int = Field(default=16, ge=1, description="REQ_res of the request served locally")
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,14 @@ class ScenarioSpec:
     needs: str = ""  # what has to exist for it to run (shown when unavailable)
 
 
-MIGRATION_PHASES = ("audit", "rasp", "ledger-write", "self-evaluation", "stop", "commit",
-                    "push", "pull", "start", "first-response")
+#: Phases of SMF.MigrateService in the order they run (the SMF's names with dashes; "rasp" is
+#: the RASP handshake, "start" the run at the destination; prepull only in proactive mode).
+MIGRATION_PHASES = ("audit", "prepull", "stop", "commit", "push", "rasp", "ledger-write",
+                    "self-evaluation", "pull", "start", "first-response",
+                    "rasp-location-update", "audit-location-update", "location-commit",
+                    "source-cleanup")
+MIGRATION_METRICS = {"downtime_s": "s", "migration_s": "s", "bound_s": "s",
+                     "pushed_bytes": "B", "pulled_bytes": "B"}
 
 _SPECS: dict[str, ScenarioSpec] = {}
 
@@ -244,7 +252,7 @@ def _builtin() -> list[ScenarioSpec]:
             summary="BloSM Algorithm 3 cold migration: stop, commit, push, pull, run, first reply",
             implementation=_impl("container_migration", "ContainerMigration"),
             params=ContainerMigrationParams, workload=ContainerMigrationWorkload,
-            phases=MIGRATION_PHASES, metrics={"downtime_s": "s"},
+            phases=MIGRATION_PHASES, metrics=dict(MIGRATION_METRICS),
             uses_hosts=True, agents=("smf", "audit", "ras", "ledger", "node"),
             needs="the node agent (stop/commit/push/pull/run), the lab registry and "
                   "SMF.MigrateService deployed on the target",
@@ -255,10 +263,10 @@ def _builtin() -> list[ScenarioSpec]:
                     "no block lost",
             implementation=_impl("nms_secure_migration", "NmsSecureMigration"),
             params=NmsParams, workload=NmsWorkload,
-            phases=("ssp", "rasp-advertisement", "rasp-registry", "rasp-request", "rasp-transfer",
-                    "rasp-location-update", "stop", "commit", "push", "pull", "start",
-                    "first-response"),
-            metrics={"blocks_lost": "count", "downtime_s": "s"},
+            phases=("ssp", "write-blocks", *MIGRATION_PHASES, "reconnect", "verify-blocks"),
+            metrics={"blocks_lost": "count", "blocks_written": "count",
+                     "rasp_stage1_s": "s", "rasp_stage2_s": "s", "rasp_stage3_s": "s",
+                     "rasp_stage4_s": "s", **MIGRATION_METRICS},
             uses_hosts=True, agents=("smf", "ras", "node"),
             needs="the SMF and RAS agents (SSP, RASP), the NMS workload image and its client, "
                   "and the node agent deployed on the target",
@@ -268,8 +276,8 @@ def _builtin() -> list[ScenarioSpec]:
             summary="BloSM Algorithm 3 request migration to the nearest neighbour cluster",
             implementation=_impl("request_migration", "RequestMigration"),
             params=RequestMigrationParams, workload=RequestMigrationWorkload,
-            phases=("admission", "request-migration", "processing"),
-            metrics={"end_to_end_s": "s"},
+            phases=("local-request", "request-migration"),
+            metrics={"end_to_end_s": "s", "redirect_s": "s"},
             uses_hosts=True, agents=("smf", "node"),
             needs="the node agent's request forwarding (Algorithm 3, REQ_res >= R_rem) and "
                   "SMF deployed on the target",

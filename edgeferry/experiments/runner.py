@@ -161,8 +161,12 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
     failed = run = 0
     try:
         target = steps.bring_up(experiment, log)
-        endpoints, deploy_note = (Endpoints(), "skipped (--skip-deploy)") if \
-            options.skip_deploy else steps.deploy(experiment, target, log)
+        if options.skip_deploy:
+            known = getattr(steps, "deployed", None)  # endpoints of an earlier deploy
+            endpoints = known(experiment, target, log) if known else Endpoints()
+            deploy_note = "skipped (--skip-deploy)"
+        else:
+            endpoints, deploy_note = steps.deploy(experiment, target, log)
         checks = {"skipped": "--skip-verify"} if options.skip_verify else \
             steps.verify(experiment, target, log)
         prov = run_dir.read_info()["provenance"]

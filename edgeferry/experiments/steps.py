@@ -83,6 +83,19 @@ class DefaultSteps:
         endpoints = deploy_fn(target.inventory, agents, log)
         return endpoints, f"deployed {', '.join(agents)} to {target.inventory}"
 
+    def deployed(self, experiment: Experiment, target: TargetInfo, log: Log) -> Endpoints:
+        """With --skip-deploy: where the agents of an earlier deploy listen (no Ansible run)."""
+        agents = _agents(experiment)
+        if not agents or target.inventory is None:
+            return Endpoints()
+        from edgeferry.deploy.experiment import deployed_endpoints
+
+        try:
+            return deployed_endpoints(target.inventory, agents)
+        except OperationFailed as err:
+            log(f"no deployed endpoints known: {err}")
+            return Endpoints()
+
     def verify(self, experiment: Experiment, target: TargetInfo, log: Log) -> dict[str, Any]:
         checks: dict[str, Any] = {}
         if target.hosts:

@@ -31,21 +31,31 @@ def test_shipped_experiment_validates(path):
         assert part.scenario in registry.names()
 
 
-def test_quick_runs_only_available_scenarios_and_keeps_migrations_disabled():
+def test_quick_runs_every_part_including_the_migrations():
     exp = load_experiment(ROOT / "experiments" / "quick.yaml")
     resolve_scenarios(exp)  # every enabled part is implemented
-    disabled = {p.scenario for p in exp.parts if not p.enabled}
-    assert disabled == {"nms-secure-migration", "container-migration"}
+    assert all(p.enabled for p in exp.parts)
+    assert {"nms-secure-migration", "container-migration"} <= {p.scenario for p in exp.parts}
 
 
 @pytest.mark.parametrize("name", ["container-migration", "nms-secure-migration",
                                   "request-migration"])
-def test_unimplemented_scenarios_fail_early_naming_what_they_need(name):
+def test_migration_scenarios_are_implemented(name):
     exp = load_experiment(ROOT / "experiments" / f"{name}.yaml")
+    resolve_scenarios(exp)
+    assert registry.availability(name) is None
+
+
+def test_a_missing_implementation_fails_early_naming_what_it_needs():
+    spec = registry.spec_of("request-migration")
+    registry.register(registry.ScenarioSpec(
+        name="teleport-missing", summary="s",
+        implementation="edgeferry.experiments.scenarios.teleport:Teleport",
+        params=spec.params, workload=spec.workload, phases=spec.phases, needs="a teleporter"))
     with pytest.raises(ScenarioUnavailable) as err:
-        resolve_scenarios(exp)
-    assert f"scenario {name!r} is not implemented yet" in str(err.value)
-    assert "needs" in str(err.value)
+        registry.load_scenario("teleport-missing")
+    assert "scenario 'teleport-missing' is not implemented yet" in str(err.value)
+    assert "needs a teleporter" in str(err.value)
 
 
 def write(tmp_path: Path, doc: dict, name: str = "x.yaml") -> Path:

@@ -1,0 +1,436 @@
+"""The controller side of the secure-migration ecosystem on a deployed lab (idempotent).
+
+What `tests/integration/migration_lab.py` does on one machine, done against the deployed agents
+(over mTLS with the controller certificate) and the lab hosts (over SSH):
+
+1. workload images into the lab registry: built on the controller (`edgeferry.images`),
+   ``docker save`` -> copied to the registry host -> ``docker load`` + ``docker push`` there
+   (skipped when the registry already has the tag);
+2. RAS: every edge host registered as cloud + server under the identity its node agent reports
+   (RASP GetIdentity);
+3. audit: every edge registered under its SMF server name (the inventory host name) with
+   attributes and fresh utilisation (from the node agent), the container policy of each service
+   at its first host; owner tokens sealed with the key the deploy made
+   (``.edgeferry/pki/<inventory>/ecosystem/``);
+4. SMF: the controller registers as CMS, registers each service with its first server and
+   provisions it (SSP stage 1), Add Server for the other edges; one user + device;
+5. the service's workload runs (RunWorkload, image from the registry, secrets) where the SMF
+   says the service is.
+
+State (service ids, capabilities) is kept in ``.edgeferry/state/<inventory>/ecosystem.json``
+and reused while the SMF's identity is the same, so services are not re-registered per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import ssl
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
+from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as npb_grpc
+from agents.audit.client import AuditClient
+from agents.audit.owners import seal_owner_token
+from agents.common.client import secure_channel
+from agents.ras.client import EndpointClient, RasClient
+from agents.security.capability import SealedCapability
+from agents.security.crypto import Identity, PublicIdentity
+from agents.security.rasp import Resources
+from agents.smf.client import ServerSpec, SmfClient, SspServerClient, register_service_as_cms
+from edgeferry.deploy.runner import REPO_ROOT
+from edgeferry.errors import OperationFailed
+from edgeferry.experiments.hosts import run as ssh_run
+from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
+
+#: A host's RASP MAX (as the node agents' settings.rasp_endpoint.maximum in the catalog).
+EDGE_MAX = {"cpu": 4000, "memory": 4096, "storage": 100_000, "network": 40}
+#: What one service asks of its host (RAS allocation; moves with the service).
+SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
+CONTAINER_OWNER = "container-owner"  # edgeferry_agent_container_owner (the SMF's token)
+EDGE_OWNER = "edge-owner"
+#: seed 002 attributes of the lab edges (by position in the edge group): the third edge is in a
+#: country the container owner excludes (as Table 5's Edge2), so audit denials are visible.
+EDGE_ATTRS = [
+    {"eDAl": "jp", "eDAo": "caA", "eHRh": "deA", "eHRt": "docker", "eHRac": "-", "eHRaf": "-",
+     "eHRc": "2.6", "eHRm": "3", "eHRgpu": "no"},
+    {"eDAl": "fr", "eDAo": "caA", "eHRh": "deC", "eHRt": "docker", "eHRac": "-", "eHRaf": "-",
+     "eHRc": "2.6", "eHRm": "1.5", "eHRgpu": "no"},
+    {"eDAl": "kr", "eDAo": "caA", "eHRh": "deC", "eHRt": "docker", "eHRac": "-", "eHRaf": "-",
+     "eHRc": "2.6", "eHRm": "1.5", "eHRgpu": "no"},
+]
+REQUIREMENTS = {"cDAl": "jp,us,fr", "cDAo": "-caB", "cHRh": "*", "cHRt": "docker",
+                "cHRcu": "90", "cHRmu": "90", "cHRc": "1.6", "cHRm": "1", "cHRgpu": "*",
+                "cHRac": "*", "cHRaf": "*"}
+
+
+@dataclass(frozen=True)
+class WorkloadDef:
+    """How a service's container runs (must match the SMF's settings.container.workloads)."""
+
+    service: str
+    container_port: int
+    probe_path: str = ""  # "" = TCP probe
+    secret: tuple[str, int] | None = None  # (container path, uid) of the NMS key
+
+
+WORKLOADS = {
+    "nms": WorkloadDef("nms", 7070, secret=("/run/secrets/nms.key", 65534)),
+    "synthetic": WorkloadDef("synthetic", 8080, probe_path="/health"),
+}
+
+
+@dataclass
+class ServiceHandle:
+    name: str
+    service_id: str
+    image: str  # registry reference of the image the service was last started from
+
+
+@dataclass
+class Ecosystem:
+    """Clients of the deployed agents + SSH to the hosts; `ensure_service` is idempotent."""
+
+    endpoints: Endpoints
+    inventory: Path
+    connect: Callable[[str], Any]
+    log: Callable[[str], None] = lambda message: None
+    edges: list[str] = field(default_factory=list)
+    _channels: dict[str, grpc.Channel] = field(default_factory=dict)
+    _state: dict[str, Any] = field(default_factory=dict)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, ctx: Any) -> Ecosystem:
+        """From a ScenarioContext (raises ScenarioUnavailable when something is missing)."""
+        if ctx.endpoints.tls is None:
+            raise ScenarioUnavailable("the agents' endpoints are unknown: deploy first "
+                                      "(`edgeferry run` without --skip-deploy)")
+        if ctx.inventory is None or ctx.connect is None:
+            raise ScenarioUnavailable("the ecosystem needs the lab hosts (inventory + SSH)")
+        eco = cls(ctx.endpoints, Path(ctx.inventory), ctx.connect, ctx.log,
+                  edges=sorted(ctx.endpoints.of("node")))
+        eco._load_state()
+        return eco
+
+    @property
+    def state_dir(self) -> Path:
+        return REPO_ROOT / ".edgeferry" / "state" / self.inventory.name
+
+    @property
+    def key_dir(self) -> Path:
+        return REPO_ROOT / ".edgeferry" / "pki" / self.inventory.name / "ecosystem"
+
+    def channel(self, address: str) -> grpc.Channel:
+        if address not in self._channels:
+            tls = self.endpoints.tls
+            assert tls is not None
+            self._channels[address] = secure_channel(address, tls.ca_cert, tls.cert, tls.key)
+        return self._channels[address]
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+
+    def address(self, agent: str, host: str | None = None) -> str:
+        where = self.endpoints.of(agent)
+        return where[host] if host else next(iter(where.values()))
+
+    def host_ip(self, host: str) -> str:
+        return self.address("node", host).rsplit(":", 1)[0]
+
+    def smf(self, timeout: float = 60.0) -> SmfClient:
+        return SmfClient(self.channel(self.address("smf")), timeout=timeout)
+
+    def audit(self) -> AuditClient:
+        """An audit client on the shared channel (not used as a context manager: that closes
+        the channel)."""
+        return AuditClient(self.channel(self.address("audit")), timeout=20.0)
+
+    def node(self, host: str) -> npb_grpc.NodeServiceStub:
+        return npb_grpc.NodeServiceStub(self.channel(self.address("node", host)))
+
+    def owner_token(self, owner: str, ttl_s: float = 3600.0) -> bytes:
+        return seal_owner_token((self.key_dir / "audit-owner.key").read_bytes(), owner, ttl_s)
+
+    def nms_key(self) -> bytes:
+        return (self.key_dir / "nms.key").read_bytes()
+
+    # -- state ------------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        path = self.state_dir / "ecosystem.json"
+        smf_pub = self.smf().identity().to_bytes().hex()
+        state: dict[str, Any] = {}
+        if path.exists():
+            state = json.loads(path.read_text())
+        if state.get("smf") != smf_pub:
+            if state:
+                self.log("ecosystem: the SMF identity changed (redeployed?): registering afresh")
+            state = {"smf": smf_pub, "services": {}}
+        self._state = state
+
+    def _save_state(self) -> None:
+        path = self.state_dir / "ecosystem.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._state, indent=1, sort_keys=True))
+        tmp.chmod(0o600)
+        os.replace(tmp, path)
+
+    def _cms(self) -> Identity:
+        path = self.state_dir / "cms.pem"
+        if path.exists():
+            return Identity.load(path)
+        cms = Identity.generate("cms")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cms.save(path)
+        return cms
+
+    # -- images -----------------------------------------------------------------------------
+    def registry(self) -> tuple[str, str, str]:
+        """(host:port, username, password) of the lab registry (control host, port 5000)."""
+        host = self.address("ras").rsplit(":", 1)[0]
+        password = (self.state_dir / "registry-password").read_text().strip()
+        return f"{host}:5000", "edgeferry", password
+
+    def _in_registry(self, repo: str, tag: str) -> bool:
+        address, user, password = self.registry()
+        tls = self.endpoints.tls
+        assert tls is not None
+        ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
+        req = urllib.request.Request(
+            f"https://{address}/v2/{repo}/manifests/{tag}", method="HEAD",
+            headers={"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode(),
+                     "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+                return bool(resp.status == 200)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return False
+            raise OperationFailed(f"registry {address}: HTTP {err.code} for {repo}:{tag}") from None
+
+    def publish(self, local_tag: str) -> str:
+        """Put a controller-built image into the lab registry; returns its registry reference."""
+        from edgeferry.images.common import docker_client
+
+        address, user, password = self.registry()
+        repo, _, tag = local_tag.rpartition(":")
+        ref = f"{address}/{repo}:{tag}"
+        if self._in_registry(repo, tag):
+            return ref
+        host = self._registry_host()
+        conn = self.connect(host)
+        self.log(f"publishing {local_tag} to the lab registry via {host}")
+        engine = docker_client()
+        with tempfile.NamedTemporaryFile(suffix=".tar", dir="/var/tmp") as tmp:
+            for chunk in engine.images.get(local_tag).save(named=True):
+                tmp.write(chunk)
+            tmp.flush()
+            remote = f"/var/tmp/ef-{tag}.tar"
+            conn.put(tmp.name, remote)
+        try:
+            ssh_run(conn, ["docker", "load", "-i", remote], timeout=600)
+            ssh_run(conn, ["docker", "tag", local_tag, ref])
+            login = conn.run(f"docker login -u {shlex.quote(user)} --password-stdin {address}",
+                             hide=True, warn=True, timeout=60,
+                             in_stream=io.StringIO(password + "\n"))
+            if login.exited != 0:
+                raise OperationFailed(f"docker login to {address} on {host} failed: "
+                                      f"{login.stderr.strip()[:200]}")
+            ssh_run(conn, ["docker", "push", ref], timeout=1800)
+        finally:
+            ssh_run(conn, ["rm", "-f", remote], check=False)
+            ssh_run(conn, ["docker", "rmi", ref, local_tag], check=False)
+        return ref
+
+    def _registry_host(self) -> str:
+        return next(iter(self.endpoints.of("ras")))
+
+    # -- registrations ----------------------------------------------------------------------
+    def _register_hosts(self) -> dict[str, PublicIdentity]:
+        ras = RasClient(self.channel(self.address("ras")), timeout=20.0)
+        publics: dict[str, PublicIdentity] = {}
+        for host in self.edges:
+            public = EndpointClient(self.channel(self.address("node", host)),
+                                    timeout=20.0).identity()[0]
+            publics[host] = public
+            key = public.to_bytes().hex()
+            if key in self._state.setdefault("ras_registered", []):
+                continue
+            for register in (lambda p=public: ras.register_cloud(p, Resources(**EDGE_MAX)),
+                             lambda p=public: ras.register_server(p)):
+                with _already_ok():
+                    register()
+            self._state["ras_registered"].append(key)
+        return publics
+
+    def report_edge_state(self) -> dict[str, tuple[float, float]]:
+        """Fresh CPU/memory utilisation (%) of every edge, from its node agent, to the audit."""
+        out = {}
+        with contextlib.nullcontext(self.audit()) as audit:
+            for host in self.edges:
+                r = self.node(host).GetResources(npb.GetResourcesRequest(), timeout=20)
+                cpu = 100.0 * r.measured_used.cpu_millicores / max(r.max.cpu_millicores, 1)
+                mem = 100.0 * r.measured_used.memory_bytes / max(r.max.memory_bytes, 1)
+                audit.report_edge_state(host, round(cpu, 1), round(mem, 1))
+                out[host] = (cpu, mem)
+        return out
+
+    def _register_audit(self) -> None:
+        if self._state.get("audit_edges") == self.edges:
+            return
+        owner = self.owner_token(EDGE_OWNER)
+        app_owner = self.owner_token(CONTAINER_OWNER)
+        with contextlib.nullcontext(self.audit()) as audit:
+            for i, host in enumerate(self.edges):
+                attrs = EDGE_ATTRS[min(i, len(EDGE_ATTRS) - 1)]
+                try:
+                    share = audit.register_edge(owner, host, attrs, region="lab")
+                except Exception as err:
+                    if "exist" not in str(err).lower():
+                        raise
+                    audit.update_edge(owner, host, attrs, region="lab")
+                    share = audit.rotate_share_key(owner, host)
+                audit.redeem_share_key(app_owner, share)
+        self._state["audit_edges"] = list(self.edges)
+        self._save_state()
+
+    def _register_principals(self, smf: SmfClient) -> None:
+        if "user" in self._state:
+            return
+        with _already_ok():
+            smf.register_cms(self._cms().public)
+        uid, ucap = smf.register_user("Ada", "Lovelace", role="driver", rank=3)
+        did, _, dcap = smf.register_device("phone", "Ada", "Lovelace")
+        self._state["user"] = {"id": uid, "cap": ucap.to_bytes().hex()}
+        self._state["device"] = {"id": did, "cap": dcap.to_bytes().hex()}
+        self._save_state()
+
+    def who(self) -> tuple[str, SealedCapability, str, SealedCapability]:
+        u, d = self._state["user"], self._state["device"]
+        return (u["id"], SealedCapability.from_bytes(bytes.fromhex(u["cap"])), d["id"],
+                SealedCapability.from_bytes(bytes.fromhex(d["cap"])))
+
+    def ensure_service(self, name: str, image: str, first: str) -> ServiceHandle:
+        """Register ``name`` (once) with ``first`` as its first server and the other edges as
+        further servers, register its container policy, and make its workload run where the
+        SMF says it is, from ``image`` (a registry reference)."""
+        publics = self._register_hosts()
+        self._save_state()
+        self._register_audit()
+        smf = self.smf()
+        self._register_principals(smf)
+        entry = self._state["services"].get(name)
+        if entry is None:
+            entry = self._register_service(smf, name, image, first, publics)
+        handle = ServiceHandle(name, entry["id"], image)
+        self.report_edge_state()
+        self.run_workload(handle, self.location(handle), replace=False)
+        return handle
+
+    def _register_service(self, smf: SmfClient, name: str, image: str, first: str,
+                          publics: dict[str, PublicIdentity]) -> dict[str, Any]:
+        port = int(self.address("node", first).rsplit(":", 1)[1])
+        known = [s for s in smf.services() if s.name == name and s.version == "1"]
+        if known:  # registered by an earlier, interrupted bootstrap: finish it
+            service_id = known[0].global_id
+            have = {srv.ipv4 for srv in known[0].servers}
+            self.log(f"ecosystem: service {name!r} already registered ({service_id})")
+        else:
+            self.log(f"ecosystem: registering service {name!r} (first server {first})")
+            spec = ServerSpec(publics[first], self.host_ip(first), port)
+            service_id, _ = register_service_as_cms(
+                smf, self._cms(), smf.identity(), name, "1", [spec],
+                provision=lambda s: SspServerClient(self.channel(self.address("node", first))),
+                description=f"edgeferry {name} workload", port=WORKLOADS[name].container_port,
+                requirement=SERVICE_NEEDS, image_ref=image)
+            have = {self.host_ip(first)}
+        for host in self.edges:
+            if self.host_ip(host) in have:
+                continue
+            sid, cap = smf.add_server(service_id, publics[host], self.host_ip(host), port,
+                                      server_global_id=f"srv-{host}", max_load=10)
+            SspServerClient(self.channel(self.address("node", host))).provision(sid, cap)
+        with contextlib.nullcontext(self.audit()) as audit:
+            token = self.owner_token(CONTAINER_OWNER)
+            try:
+                audit.register_container(token, name, REQUIREMENTS, location=first)
+            except Exception as err:
+                if "exist" not in str(err).lower():
+                    raise
+                audit.update_container(token, name, REQUIREMENTS, location=first)
+        entry = {"id": service_id, "first": first}
+        self._state["services"][name] = entry
+        self._save_state()
+        return entry
+
+    # -- workloads --------------------------------------------------------------------------
+    def location(self, handle: ServiceHandle) -> str:
+        return str(self.smf().service(handle.service_id).location)
+
+    def workload_running(self, host: str, name: str) -> bool:
+        out = ssh_run(self.connect(host), ["docker", "ps", "-q", "--filter",
+                                           f"name=^/{name}$", "--filter", "status=running"],
+                      check=False)
+        return bool(out.strip())
+
+    def run_workload(self, handle: ServiceHandle, host: str, *, replace: bool) -> float:
+        """RunWorkload of the service's image on ``host`` (not a migration); returns seconds.
+        Without ``replace`` a running container is left alone."""
+        w = WORKLOADS[handle.name]
+        if not replace and self.workload_running(host, w.service):
+            return 0.0
+        stub = self.node(host)
+        stub.RemoveWorkload(npb.RemoveWorkloadRequest(name=w.service), timeout=120)
+        secrets = []
+        if w.secret is not None:
+            secrets.append(npb.SecretFile(container_path=w.secret[0], content=self.nms_key(),
+                                          uid=w.secret[1]))
+        spec = npb.WorkloadSpec(name=w.service, image=handle.image,
+                                ports=[npb.PortBinding(container_port=w.container_port)],
+                                secrets=secrets)
+        t0 = time.monotonic()
+        stub.RunWorkload(npb.RunWorkloadRequest(spec=spec), timeout=1800)
+        self.log(f"ecosystem: {w.service} started on {host} from {handle.image}")
+        return time.monotonic() - t0
+
+    def purge(self, host: str, repos: tuple[str, ...]) -> None:
+        """Remove the images of ``repos`` (and their layers) from a host's engine, so the next
+        pull there moves every byte (containers of other repos keep theirs)."""
+        conn = self.connect(host)
+        refs = ssh_run(conn, ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                       check=False).split()
+        doomed = [r for r in refs if any(f"/{repo}:" in r or r.startswith(f"{repo}:")
+                                         for repo in repos)]
+        if doomed:
+            ssh_run(conn, ["docker", "rmi", "-f", *doomed], check=False, timeout=300)
+        ssh_run(conn, ["docker", "image", "prune", "-f"], check=False, timeout=300)
+
+    def migrate(self, handle: ServiceHandle, destination: str) -> Any:
+        uid, ucap, did, dcap = self.who()
+        return self.smf(timeout=3600.0).migrate(handle.service_id, uid, did, ucap, dcap,
+                                                destination)
+
+
+@contextlib.contextmanager
+def _already_ok() -> Any:
+    try:
+        yield
+    except Exception as err:
+        if "already" not in str(err).lower() and "exist" not in str(err).lower():
+            raise

@@ -1,0 +1,81 @@
+"""Pieces shared by the migration scenarios: SMF phase names -> report phases, the link
+bandwidth measured before a trial (iperf3 over SSH), the reset of a service to its source."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
+from edgeferry.experiments.hosts import run
+from edgeferry.experiments.scenario import PhaseResult, ScenarioContext, TrialFailed
+from edgeferry.lab.bandwidth import parse_iperf3_json
+
+#: SMF MigrateService phase -> report phase (spec names use dashes; "run" is the start).
+PHASE_NAMES = {
+    "policy_audit": "audit", "prepull": "prepull", "stop": "stop", "commit": "commit",
+    "push": "push", "rasp_handshake": "rasp", "ledger_write": "ledger-write",
+    "self_evaluation": "self-evaluation", "pull": "pull", "run": "start",
+    "first_response": "first-response", "rasp_location_update": "rasp-location-update",
+    "audit_location_update": "audit-location-update", "location_commit": "location-commit",
+    "source_cleanup": "source-cleanup",
+}
+MIGRATION_PHASES = tuple(PHASE_NAMES.values())
+
+
+def phases_of(report: Any) -> list[PhaseResult]:
+    """The SMF's per-phase timings (measured by the SMF and node agents, monotonic clocks)."""
+    out = []
+    for p in report.phases:
+        detail: dict[str, Any] = {"smf_phase": p.phase}
+        if p.detail:
+            try:
+                parsed = json.loads(p.detail)
+                detail.update(parsed if isinstance(parsed, dict) else {"detail": parsed})
+            except ValueError:
+                detail["detail"] = p.detail[:500]
+        if p.phase == "rasp_handshake":  # "stage 1 1.23 ms, stage 2 ..." (SMF's RASP relay)
+            detail["stages_s"] = {int(k): float(v) / 1000 for k, v in
+                                  re.findall(r"stage (\d+) ([0-9.]+) ms", p.detail or "")}
+        out.append(PhaseResult(phase=PHASE_NAMES.get(p.phase, p.phase.replace("_", "-")),
+                               wall_s=p.wall_seconds, bytes=p.bytes_moved,
+                               outcome="ok" if p.outcome == "ok" else "failed", detail=detail))
+    return out
+
+
+def downtime_s(phases: list[PhaseResult]) -> float:
+    """Stop -> first successful response: the phases from stop through first-response."""
+    names = [p.phase for p in phases]
+    if "stop" not in names or "first-response" not in names:
+        return float("nan")
+    i, j = names.index("stop"), names.index("first-response")
+    return sum(p.wall_s for p in phases[i:j + 1])
+
+
+def measure_down_bps(ctx: ScenarioContext, eco: Ecosystem, host: str,
+                     seconds: int = 3) -> tuple[float, dict[str, Any]]:
+    """iperf3 from the registry host to ``host`` (the link a pull crosses), bits/s."""
+    sender = eco._registry_host()
+    server_ip = eco.address("ras", sender).rsplit(":", 1)[0]
+    server = ctx.connection(sender)
+    run(server, ["pkill", "-x", "iperf3"], check=False)
+    run(server, ["iperf3", "-s", "-D", "-1", "--bind", server_ip])
+    cmd = ["iperf3", "-c", server_ip, "-R", "-J", "-t", str(seconds), "-i", "0.5"]
+    out = run(ctx.connection(host), cmd, check=False, timeout=seconds + 30)
+    run(server, ["pkill", "-x", "iperf3"], check=False)
+    sample = parse_iperf3_json(out, "down", method=f"{' '.join(cmd)} on {host}, server on "
+                               f"{sender}; first interval dropped", drop_first=True)
+    return sample.mean_bps, sample.to_dict()
+
+
+def reset_to(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, source: str) -> None:
+    """Untimed: bring the service back to ``source`` (a migration) when it is elsewhere."""
+    where = eco.location(handle)
+    if where == source:
+        return
+    ctx.log(f"{handle.name} is on {where}: migrating it back to {source} (untimed reset)")
+    report = eco.migrate(handle, source)
+    if not report.migrated:
+        raise TrialFailed(f"could not move {handle.name} back to {source}: "
+                          f"{report.error_code} {report.error_message}")

@@ -1,0 +1,106 @@
+"""`edgeferry run` end to end on the emulated lab: a small container-migration experiment.
+
+Brings up (or reuses) the default lab, deploys the agents with Ansible (idempotent), runs the
+ecosystem bootstrap and two real migrations of a small synthetic image through
+SMF.MigrateService, then checks the report against the raw JSONL: every trial ok, the phase
+medians in report.md equal the medians of the recorded wall times, the bytes pulled cover the
+image, and the physical bound is consistent with the measured bandwidth.
+
+Needs root and a Docker engine (CI is root with Docker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SIZE_MB = 8
+UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def experiment(path: Path) -> Path:
+    doc = {
+        "name": "itest-migration",
+        "description": "integration test: two small container migrations edge1 -> edge2",
+        "target": {"lab": {}},
+        "seed": 7,
+        "scenario": "container-migration",
+        "workload": {"source": "edge1", "destination": "edge2"},
+        "parameters": {"image_size_mb": SIZE_MB},
+        "repetitions": 2,
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def phase_table(md: str) -> dict[str, tuple[int, float]]:
+    """phase -> (n, median in seconds) from report.md's "Wall time per phase" table."""
+    section = md.split("## Wall time per phase", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and cells[1].startswith("image_size_mb="):
+            out[cells[2]] = (int(cells[3]), float(cells[4]) * UNITS[cells[7]])
+    return out
+
+
+def test_container_migration_experiment_report_matches_raw(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    proc = subprocess.run(
+        [str(BIN / "edgeferry"), "run", str(experiment(tmp_path / "itest-migration.yaml")),
+         "--new", "--reports-dir", str(reports)],
+        cwd=REPO, capture_output=True, text=True, timeout=3300,
+        env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run_dir = next((reports / "itest-migration").iterdir())
+    trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    measured = [t for t in trials if not t.get("warmup")]
+    assert len(measured) == 2
+    for t in measured:
+        assert t["outcome"] == "ok", t.get("error")
+        names = [p["phase"] for p in t["phases"]]
+        for phase in ("audit", "stop", "commit", "push", "rasp", "ledger-write",
+                      "self-evaluation", "pull", "start", "first-response"):
+            assert phase in names, names
+        assert names.index("stop") < names.index("pull") < names.index("first-response")
+        pulled = sum(p["bytes"] for p in t["phases"] if p["phase"] == "pull")
+        # the destination forgot the image: the pull moved at least the random layer
+        assert pulled >= SIZE_MB * 1_000_000, pulled
+        assert t["metrics"]["pulled_bytes"] == pulled
+        bw = t["bandwidth_bps"]
+        assert 1e6 < bw < 1e10
+        pushed = t["metrics"]["pushed_bytes"]
+        assert t["metrics"]["bound_s"] == pytest.approx((pushed + pulled) * 8 / bw)
+        phases = {p["phase"]: p["wall_s"] for p in t["phases"]}
+        downtime = sum(p["wall_s"] for p in t["phases"][names.index("stop"):
+                                                       names.index("first-response") + 1])
+        assert t["metrics"]["downtime_s"] == pytest.approx(downtime)
+        assert phases["pull"] < t["metrics"]["migration_s"]
+
+    md = (run_dir / "report.md").read_text()
+    table = phase_table(md)
+    assert table, md[:3000]
+    for phase in ("stop", "push", "pull", "first-response", "total"):
+        if phase == "total":
+            values = [sum(p["wall_s"] for p in t["phases"]) for t in measured]
+        else:
+            values = [sum(p["wall_s"] for p in t["phases"] if p["phase"] == phase)
+                      for t in measured]
+        n, median = table[phase]
+        assert n == len(values)
+        assert median == pytest.approx(statistics.median(values), rel=5e-3), (phase, table)
+    assert re.search(r"!\[[^\]]*\]\(plots/[^)]+\.png\)", md), "the report shows no plot"
+    for png in re.findall(r"\(plots/([^)]+\.png)\)", md):
+        assert (run_dir / "plots" / png).stat().st_size > 1000
