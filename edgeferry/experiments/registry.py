@@ -157,7 +157,7 @@ MIGRATION_PHASES = ("audit", "prepull", "stop", "commit", "push", "rasp", "ledge
                     "rasp-location-update", "audit-location-update", "location-commit",
                     "source-cleanup")
 MIGRATION_METRICS = {"downtime_s": "s", "migration_s": "s", "bound_s": "s",
-                     "pushed_bytes": "B", "pulled_bytes": "B"}
+                     "pushed_mb": "MB", "pulled_mb": "MB"}
 
 _SPECS: dict[str, ScenarioSpec] = {}
 

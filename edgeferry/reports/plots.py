@@ -35,7 +35,8 @@ def phase_breakdown(groups: list[GroupStats], part: str, out: Path) -> Path | No
     for g in gs[1:]:
         phases += [p for p in g.phases if p != TOTAL and p not in phases]
     unit = best_time_unit(max(g.phases[TOTAL].median for g in gs))
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(gs) + 3), 4.2))
+    # room for the legend beside the bars (one line per phase) and a two-line title
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.1 * len(gs) + 5), max(4.2, 0.2 * len(phases) + 1.5)))
     labels = [g.params_label for g in gs]
     bottoms = [0.0] * len(gs)
     cmap = plt.get_cmap("tab20")
@@ -46,7 +47,7 @@ def phase_breakdown(groups: list[GroupStats], part: str, out: Path) -> Path | No
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     ax.set_ylabel(f"median wall time ({unit})")
     ax.set_xlabel("parameters")
-    ax.set_title(f"{part}: phase breakdown (median per phase, stacked)")
+    ax.set_title(f"{part}: phase breakdown\n(median per phase, stacked)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     return _save(fig, out)

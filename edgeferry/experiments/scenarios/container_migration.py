@@ -105,7 +105,7 @@ class ContainerMigration(Scenario):
         pushed = sum(p.bytes for p in phases if p.phase == "push")
         pulled = sum(p.bytes for p in phases if p.phase == "pull")
         metrics = {"downtime_s": downtime_s(phases), "migration_s": report.round_trip_seconds,
-                   "pushed_bytes": float(pushed), "pulled_bytes": float(pulled),
+                   "pushed_mb": pushed / 1e6, "pulled_mb": pulled / 1e6,
                    "bound_s": (pushed + pulled) * 8 / bw if bw > 0 else float("nan")}
         return TrialResult(phases=phases, metrics=metrics, bandwidth_bps=bw, detail={
             "image": image, "image_bytes": size * MB, "source": w.source,

@@ -165,7 +165,7 @@ class NmsSecureMigration(Scenario):
         pulled = sum(p.bytes for p in mig if p.phase == "pull")
         metrics = {"blocks_lost": float(lost), "blocks_written": float(len(blocks)),
                    "downtime_s": downtime_s(mig), "migration_s": report.round_trip_seconds,
-                   "pushed_bytes": float(pushed), "pulled_bytes": float(pulled),
+                   "pushed_mb": pushed / 1e6, "pulled_mb": pulled / 1e6,
                    "bound_s": (pushed + pulled) * 8 / bw if bw > 0 else float("nan")}
         for k, v in stages_s.items():
             metrics[f"rasp_stage{k}_s"] = v
