@@ -82,6 +82,13 @@ class LedgerWorkload(_Strict):
     peer_hosts: int = Field(default=2, ge=1, le=16, description="processes hosting the peers")
     image_bytes: int = Field(default=2_130_000_000, ge=1)
     app_type: str = "image-recog"
+    placement: Literal["loopback", "lab"] = Field(
+        default="loopback", description="loopback: every agent in this process (quick demo); "
+        "lab: validator + central on the control host, peers on the edges (Fabric)")
+    source: str = Field(default="edge1", description="lab placement: the submitting edge")
+    destination: str = Field(default="edge2", description="lab placement: the deciding edge")
+    port_base: int = Field(default=50400, ge=1024, le=65000,
+                           description="lab placement: first port of the ledger processes")
 
 
 # ------------------------------------------------------------------------------ migrations
@@ -148,6 +155,21 @@ class ScenarioSpec:
     uses_hosts: bool = False  # needs the target's hosts (lab or inventory) over SSH
     agents: tuple[str, ...] = ()  # deployed agents it talks to (the deploy step provides them)
     needs: str = ""  # what has to exist for it to run (shown when unavailable)
+    #: workload (key, value) that makes a part use the hosts and the deployed agents (e.g. a
+    #: lab placement), with the agents it then needs
+    hosts_when: tuple[str, Any] | None = None
+    hosts_when_agents: tuple[str, ...] = ()
+
+    def part_uses_hosts(self, workload: dict[str, Any]) -> bool:
+        if self.uses_hosts:
+            return True
+        return self.hosts_when is not None and workload.get(self.hosts_when[0]) == \
+            self.hosts_when[1]
+
+    def part_agents(self, workload: dict[str, Any]) -> tuple[str, ...]:
+        if self.hosts_when is not None and self.part_uses_hosts(workload):
+            return tuple(sorted({*self.agents, *self.hosts_when_agents}))
+        return self.agents
 
 
 #: Phases of SMF.MigrateService in the order they run (the SMF's names with dashes; "rasp" is
@@ -237,15 +259,18 @@ def _builtin() -> list[ScenarioSpec]:
         ScenarioSpec(
             name="ledger-decision",
             summary="BloSM Figure 11: destination decision via the PoA ledger vs a central cloud "
-                    "vs direct two-node communication (loopback agents, mTLS)",
+                    "vs direct two-node communication (loopback or lab placement, mTLS)",
             implementation=_impl("ledger_decision", "LedgerDecision"),
             params=LedgerParams, workload=LedgerWorkload,
             phases=("direct", "ledger-write", "ledger-evaluate", "central-upload",
                     "central-evaluate"),
             metrics={"latency_cost_ledger": "cost", "latency_cost_central": "cost",
                      "bandwidth_cost_ledger": "cost", "bandwidth_cost_central": "cost",
-                     "confirmations": "count"},
-            needs="agents.ledger (validator, peers, central) and a lab CA",
+                     "confirmations": "count", "t90_s": "s", "t100_s": "s",
+                     "self_eval_s": "s"},
+            needs="agents.ledger (validator, peers, central) and a lab CA; the lab placement "
+                  "needs an emulated lab deployed with `edgeferry deploy`",
+            hosts_when=("placement", "lab"), hosts_when_agents=("ledger",),
         ),
         ScenarioSpec(
             name="container-migration",

@@ -18,12 +18,13 @@ from edgeferry.workspace import workspace
 
 
 def _uses_hosts(experiment: Experiment) -> bool:
-    return any(registry.spec_of(p.scenario).uses_hosts for p in experiment.enabled_parts)
+    return any(registry.spec_of(p.scenario).part_uses_hosts(dict(p.workload))
+               for p in experiment.enabled_parts)
 
 
 def _agents(experiment: Experiment) -> list[str]:
     return sorted({agent for p in experiment.enabled_parts
-                   for agent in registry.spec_of(p.scenario).agents})
+                   for agent in registry.spec_of(p.scenario).part_agents(dict(p.workload))})
 
 
 class DefaultSteps:

@@ -14,6 +14,17 @@ throw-away lab CA in the run's work directory):
 
 Bytes are protobuf payload bytes counted by the agents' TrafficMeter (TLS and HTTP/2 framing
 excluded). Metrics are the paper's cost ratios: latency / bytes relative to ``direct``.
+
+``placement: lab`` runs the same three paths on the emulated lab (`edgeferry.experiments.
+ledger_lab`): validator + central on the control host, ``nodes - 1`` peer identities split
+over the edge hosts (one scale-mode process per edge, started over Fabric from the deployed
+``/opt/edgeferry/venv``), the direct service on the destination edge, the source's probe on
+``source`` and the destination's on ``destination``; mTLS from the lab CA, the edges' shaped
+links.  Phase times are taken on the host that acts (monotonic, SSH excluded); bytes are
+Ethernet bytes on the wire (the hosts' bridge-side veth counters, minus the probe's SSH round
+trip measured with a no-op); ``ledger-write`` bytes cover the propagation to all nodes.
+Extra metrics: ``t90_s`` (Algorithm 1, >= 90 %), ``t100_s``, ``self_eval_s`` (Algorithm 2 on
+the destination, reading its own replica).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeferry.experiments.registry import LedgerWorkload
@@ -65,6 +77,10 @@ class LedgerDecision(Scenario):
             from agents.ledger import agent as _agent  # noqa: F401
         except ImportError as err:
             raise ScenarioUnavailable(f"ledger-decision needs agents.ledger: {err}") from None
+        self._lab: Any = None
+        if self.workload.placement == "lab":
+            self._prepare_lab(ctx)
+            return
         from edgeferry.pki import LabCA
 
         pki = ctx.work_dir / "pki"
@@ -159,10 +175,150 @@ class LedgerDecision(Scenario):
         self._networks[nodes] = net
         return net
 
+    # -- the lab placement -------------------------------------------------------------------
+    def _prepare_lab(self, ctx: ScenarioContext) -> None:
+        from edgeferry.experiments.ledger_lab import LabLedger
+        from edgeferry.workspace import state_root
+
+        if ctx.lab is None or ctx.connect is None:
+            raise ScenarioUnavailable(
+                "ledger-decision with placement: lab needs the emulated lab (target: {lab: "
+                "...}) and SSH to its hosts")
+        ca_dir = (Path(ctx.endpoints.tls.ca_cert).parent if ctx.endpoints.tls is not None
+                  else state_root() / "pki" / ctx.lab.name / "ca")
+        if not (ca_dir / "ca.key").is_file():
+            raise ScenarioUnavailable(f"no lab CA in {ca_dir}: run `edgeferry deploy -i "
+                                      f"inventory/{ctx.lab.name}` first")
+        w = self.workload
+        self._lab = LabLedger(ctx.lab, ctx.connection, ca_dir, ctx.work_dir, source=w.source,
+                              destination=w.destination, port_base=w.port_base, log=ctx.log)
+        self._lab_sessions: dict[int, tuple[Any, Any, float]] = {}
+        self._rng = random.Random(ctx.seed)
+        self._counter = 0
+        self._ctx = ctx
+        try:
+            self._lab.setup()
+        except Exception as err:
+            self._lab.close()
+            raise ScenarioUnavailable(f"ledger-decision lab placement: {err}") from err
+
+    def _lab_network(self, nodes: int) -> tuple[Any, Any, Any, float]:
+        lab = self._lab
+        for idx, net in lab.networks.items():
+            if net.peers == nodes - 1:
+                src, dst, noop = self._lab_sessions[idx]
+                return net, src, dst, noop
+        index = len(lab.networks)
+        net = lab.start(nodes - 1, index)  # the validator is a node too
+        src = lab.probe(lab.source, net, "source")
+        dst = lab.probe(lab.destination, net, "destination")
+        noop = max(lab.noop_bytes(src), lab.noop_bytes(dst))
+        ctx = self._ctx
+        ctx.log(f"ledger-decision: probe round trip without gRPC = {noop:.0f} wire bytes "
+                "(subtracted from each phase)")
+        self._lab_sessions[index] = (src, dst, noop)
+        return net, src, dst, noop
+
+    def _run_lab_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
+        lab = self._lab
+        try:
+            net, src, dst, noop = self._lab_network(int(params["nodes"]))
+        except Exception as err:
+            raise TrialFailed(f"the lab ledger did not start: {type(err).__name__}: {err}"
+                              ) from err
+        self._counter += 1
+        high = self._rng.random() < float(params["high_resource_share"])
+        mem, cpu, gpu = HIGH if high else LOW
+        resources = [mem, cpu, gpu, [self.workload.app_type]]
+        cid = f"c{ctx.seed}-{self._counter:06d}-{time.time_ns() % 10**9}"
+        meta = {"source_ip": lab.address(lab.source), "container_id": cid,
+                "total_size": self.workload.image_bytes, "gpu_usage": 300, "cpu_usage": 1500,
+                "type": self.workload.app_type}
+        w = self.workload
+        phases: list[PhaseResult] = []
+        where = {"source": lab.source, "destination": lab.destination,
+                 "timed": "on the acting host (monotonic), SSH excluded",
+                 "bytes": "Ethernet bytes sent by all lab hosts (bridge-side veth rx) minus "
+                          f"the probe's SSH round trip ({noop:.0f} B)"}
+
+        def step(name: str, session: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+            ctx.progress(name)
+            try:
+                out, wire = lab.measured(lambda: session.call(cmd))
+            except Exception as err:
+                phases.append(PhaseResult(name, 0.0, outcome="failed",
+                                          detail={"error": f"{type(err).__name__}: {err}"}))
+                raise TrialFailed(f"{name}: {err}", phases) from err
+            out["bytes"] = max(0, round(wire - noop))
+            return out
+
+        def read(service: str) -> dict[str, Any]:
+            return step(f"{service}-read", dst, {"op": "read", "service": service,
+                                                 "container_id": cid, "resources": resources,
+                                                 "timeout": w.timeout_s})
+
+        put = step("direct", src, {"op": "put", "service": "direct", "meta": meta})
+        got = read("direct")
+        phases.append(PhaseResult("direct", put["wall_s"] + got["wall_s"],
+                                  bytes=put["bytes"] + got["bytes"],
+                                  detail={"put_s": put["wall_s"], "read_s": got["wall_s"],
+                                          "accept": got.get("accept"), **where}))
+        lw = step("ledger-write", src, {"op": "ledger_write", "meta": meta,
+                                        "quorum": w.quorum, "timeout": w.timeout_s})
+        ok = bool(lw["ok"])
+        phases.append(PhaseResult(
+            "ledger-write", lw["t90_s"], bytes=lw["bytes"], outcome="ok" if ok else "failed",
+            detail={k: lw.get(k) for k in ("confirmations", "total_nodes", "required",
+                                           "t100_s", "confirmations_all", "reason")}
+            | {"bytes_until": "all nodes confirmed", **where}))
+        if not ok:
+            raise TrialFailed(f"Algorithm 1 did not reach the quorum: {lw['reason']}", phases)
+        ev = read("replica")
+        phases.append(PhaseResult("ledger-evaluate", ev["wall_s"], bytes=ev["bytes"],
+                                  outcome="ok" if ev["found"] else "failed",
+                                  detail={"accept": ev.get("accept"), "polls": ev["polls"],
+                                          "read": "destination's own replica (its peer host)",
+                                          **where}))
+        if not ev["found"]:
+            raise TrialFailed("the destination's replica never got the block", phases)
+        up = step("central-upload", src, {"op": "put", "service": "central", "meta": meta})
+        phases.append(PhaseResult("central-upload", up["wall_s"], bytes=up["bytes"],
+                                  detail=dict(where)))
+        ce = read("central")
+        phases.append(PhaseResult("central-evaluate", ce["wall_s"], bytes=ce["bytes"],
+                                  outcome="ok" if ce["found"] else "failed",
+                                  detail={"accept": ce.get("accept"), **where}))
+        if not ce["found"]:
+            raise TrialFailed("the central service lost the metadata", phases)
+        if not got.get("found"):
+            raise TrialFailed("the destination has no metadata after the direct put", phases)
+        if not got["accept"] == ev["accept"] == ce["accept"]:
+            raise TrialFailed("the three paths decided differently", phases)
+        wall = {p.phase: p for p in phases}
+        direct_s, direct_b = wall["direct"].wall_s, max(1, wall["direct"].bytes)
+        metrics = {
+            "latency_cost_ledger": (lw["t90_s"] + ev["wall_s"]) / direct_s,
+            "latency_cost_central": (up["wall_s"] + ce["wall_s"]) / direct_s,
+            "bandwidth_cost_ledger": (lw["bytes"] + ev["bytes"]) / direct_b,
+            "bandwidth_cost_central": (up["bytes"] + ce["bytes"]) / direct_b,
+            "confirmations": float(lw["confirmations"]),
+            "t90_s": float(lw["t90_s"]),
+            "self_eval_s": float(ev["wall_s"]),
+        }
+        if lw.get("t100_s") is not None:
+            metrics["t100_s"] = float(lw["t100_s"])
+        net.items += 1
+        return TrialResult(phases=phases, metrics=metrics,
+                           detail={"destination_high_resources": high, "accept": got["accept"],
+                                   "placement": "lab", "peers": net.peer_hosts,
+                                   "bytes_method": where["bytes"]})
+
     # -- one trial ----------------------------------------------------------------------------
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         from agents.ledger.domain import ContainerMetadata, NodeResources, self_evaluate
 
+        if self._lab is not None:
+            return self._run_lab_trial(ctx, params)
         net = self._network(int(params["nodes"]))
         self._counter += 1
         high = self._rng.random() < float(params["high_resource_share"])
@@ -251,6 +407,10 @@ class LedgerDecision(Scenario):
                                    "bytes_method": "protobuf payload bytes (TrafficMeter)"})
 
     def teardown(self, ctx: ScenarioContext) -> None:
+        if getattr(self, "_lab", None) is not None:
+            for problem in self._lab.close():
+                ctx.log(f"ledger-decision teardown: {problem}")
+            self._lab = None
         for net in getattr(self, "_networks", {}).values():
             net.close()
         if hasattr(self, "_networks"):

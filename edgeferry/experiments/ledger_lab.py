@@ -1,0 +1,429 @@
+"""BloSM's ledger on the emulated lab: validator + central on the control host, peer hosts on
+the edges, the source's and the destination's probes on two edges -- all over Fabric, mTLS
+from the lab CA, over the lab's shaped links.
+
+    lab = LabLedger(state, connect, ca_dir, work_dir, source="edge1", destination="edge2")
+    lab.setup()                          # certificates, temp dirs and the probe on every host
+    net = lab.start(peers=99, index=0)   # validator, central, direct, peer hosts; waits for N
+    src = lab.probe(lab.source, net, role="source")   # a ProbeSession (JSON lines over SSH)
+    ... src.call({"op": "ledger_write", ...}); lab.wire_bytes() ...
+    lab.close()                          # kills every process it started, removes the dirs
+
+Placement: the validator and the central baseline run on the control host; ``peers`` peer
+identities are split over the edge hosts (`distribute`), one ``python -m agents.ledger``
+process (scale mode) per edge; the direct two-node baseline (cost 1) is a metadata service on
+the destination edge.  Everything is started from ``/opt/edgeferry/venv`` (what `edgeferry
+deploy` installs) with a config written to a ``mktemp -d`` directory on the host; each host
+gets a certificate issued from the lab CA for its name and lab address (key mode 0600).
+
+Bytes on the wire: the bridge-side veth of every lab host is read on this machine
+(``/sys/class/net/<veth>/statistics/rx_bytes`` = Ethernet frames the host sent, so each frame
+between two hosts counts once; TCP/IP, TLS and HTTP/2 overhead included).  Reading them sends
+nothing.  The probes' own SSH traffic crosses the same veths: `noop_bytes` measures it (a
+command round trip without gRPC) so callers can subtract it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeferry.errors import OperationFailed
+from edgeferry.experiments.hosts import run
+
+PYTHON = "/opt/edgeferry/venv/bin/python"
+PROBE_FILE = Path(__file__).with_name("ledger_probe.py")
+ROLE_OFFSETS = {"validator": 0, "central": 1, "direct": 2, "peers": 3}
+PORT_STRIDE = 10  # ports of network k: base + k * stride + offset
+
+
+def distribute(peers: int, hosts: list[str]) -> dict[str, int]:
+    """Peer identities per host: as even as possible, the first hosts get the remainder;
+    hosts that would get none are left out."""
+    if peers < 1 or not hosts:
+        raise ValueError("need at least one peer and one host")
+    out = {h: peers // len(hosts) + (1 if i < peers % len(hosts) else 0)
+           for i, h in enumerate(hosts)}
+    return {h: n for h, n in out.items() if n > 0}
+
+
+def port_of(base: int, index: int, role: str) -> int:
+    return base + index * PORT_STRIDE + ROLE_OFFSETS[role]
+
+
+def peer_prefix(host: str, index: int) -> str:
+    return f"{host}-net{index}"
+
+
+def agent_config(name: str, address: str, port: int, remote_dir: str, data: str,
+                 settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``python -m agents.ledger`` config for one process on a lab host."""
+    return {
+        "name": name, "listen_host": address, "listen_port": port,
+        "data_dir": f"{remote_dir}/{data}", "log_level": "WARNING", "max_workers": 32,
+        "grace_seconds": 0.5,
+        "tls": {"ca_cert": f"{remote_dir}/tls/ca.crt", "cert": f"{remote_dir}/tls/host.crt",
+                "key": f"{remote_dir}/tls/host.key"},
+        "settings": settings,
+    }
+
+
+def peer_settings(prefix: str, count: int, validator: str, authority_key: str
+                  ) -> dict[str, Any]:
+    return {"role": "peers", "node_id": prefix, "peers": count, "validator": validator,
+            "authority_key": authority_key}
+
+
+def destination_peer(prefix: str, count: int) -> str:
+    from agents.ledger.agent import peer_ids
+
+    return peer_ids(prefix, count)[-1]
+
+
+@dataclass
+class LabNetwork:
+    """One running ledger (validator + peer hosts) with its central and direct baselines."""
+
+    index: int
+    peers: int
+    validator: str
+    central: str
+    direct: str
+    peer_hosts: dict[str, tuple[str, int]]  # host -> (address, identities)
+    destination_peer: str
+    authority_key: str
+    items: int = 0  # metadata items written through this network (for storage per item)
+
+
+class ProbeSession:
+    """One ``ledger_probe.py`` process on a host, driven by JSON lines over an SSH channel."""
+
+    def __init__(self, conn: Any, command: str, timeout_s: float = 300.0) -> None:
+        conn.open()
+        self.host = getattr(conn, "host", "?")
+        self.chan = conn.client.get_transport().open_session()
+        self.chan.settimeout(timeout_s)
+        self.chan.exec_command(command)
+        self._in = self.chan.makefile_stdin("wb")
+        self._out = self.chan.makefile("r")
+        first = self._line()
+        if not first.get("ready"):
+            raise OperationFailed(f"ledger probe on {self.host} did not start: "
+                                  f"{first.get('error', first)}")
+        self.pid = int(first["pid"])
+
+    def _line(self) -> dict[str, Any]:
+        line = self._out.readline()
+        if not line:
+            err = self.chan.makefile_stderr("r").read().decode(errors="replace")[-600:]
+            raise OperationFailed(f"ledger probe on {self.host} exited: {err.strip()}")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def call(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self._in.write((json.dumps(cmd) + "\n").encode())
+        self._in.flush()
+        out = self._line()
+        if not out.pop("ok_", False):
+            raise OperationFailed(f"ledger probe on {self.host}: {cmd.get('op')}: "
+                                  f"{out.get('error')}")
+        return out
+
+    def close(self) -> None:
+        try:
+            self._in.write(b'{"op": "quit"}\n')
+            self._in.flush()
+            self.chan.shutdown_write()
+            deadline = time.monotonic() + 5
+            while not self.chan.exit_status_ready() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except Exception:
+            pass
+        self.chan.close()
+
+
+@dataclass
+class LabLedger:
+    lab: Any  # edgeferry.lab.provider.LabState
+    connect: Callable[[str], Any]
+    ca_dir: Path
+    work_dir: Path
+    source: str = "edge1"
+    destination: str = "edge2"
+    port_base: int = 50400
+    log: Callable[[str], None] = print
+    dirs: dict[str, str] = field(default_factory=dict)  # host -> remote temp dir
+    pids: list[tuple[str, int, str]] = field(default_factory=list)  # host, pid, what
+    probes: list[ProbeSession] = field(default_factory=list)
+    networks: dict[int, LabNetwork] = field(default_factory=dict)
+    veths: dict[str, str] = field(default_factory=dict)
+
+    # -- hosts --------------------------------------------------------------------------
+    @property
+    def control(self) -> str:
+        return str(self.lab.hosts_by_role("control")[0])
+
+    @property
+    def edges(self) -> list[str]:
+        return list(self.lab.hosts_by_role("edge"))
+
+    def address(self, host: str) -> str:
+        return str(self.lab.hosts[host]["address"])
+
+    def setup(self) -> None:
+        """Certificates from the lab CA, a temp dir with them and the probe on every host."""
+        from edgeferry.experiments.scenarios.link_bandwidth import local_veth
+        from edgeferry.pki import LabCA
+
+        for host in (self.source, self.destination):
+            if host not in self.edges:
+                raise OperationFailed(f"{host!r} is not an edge host of lab {self.lab.name!r} "
+                                      f"(edges: {', '.join(self.edges)})")
+        ca = LabCA.load(self.ca_dir)
+        issued_dir = self.work_dir / "pki"
+        self.controller_cert = ca.issue_client("ledger-controller", issued_dir)
+        self.ca_cert = ca.cert_path
+        for host in [self.control, *self.edges]:
+            conn = self.connect(host)
+            cert = ca.issue(f"ledger-{host}", issued_dir, dns_names=(host,),
+                            ip_addresses=(self.address(host),))
+            remote = run(conn, ["mktemp", "-d", "/tmp/edgeferry-ledger.XXXXXX"]).strip()
+            self.dirs[host] = remote
+            run(conn, ["install", "-d", "-m", "0700", f"{remote}/tls"])
+            for local, name, mode in ((ca.cert_path, "ca.crt", "0644"),
+                                      (cert.cert_path, "host.crt", "0644"),
+                                      (cert.key_path, "host.key", "0600"),
+                                      (PROBE_FILE, "probe.py", "0644")):
+                dest = f"{remote}/tls/{name}" if name != "probe.py" else f"{remote}/{name}"
+                conn.put(io.BytesIO(Path(local).read_bytes()), dest)
+                run(conn, ["chmod", mode, dest])
+            iflink = run(conn, ["cat", "/sys/class/net/eth0/iflink"])
+            self.veths[host] = local_veth(iflink)
+
+    def _put_text(self, host: str, path: str, text: str) -> None:
+        self.connect(host).put(io.BytesIO(text.encode()), path)
+
+    def _spawn(self, host: str, name: str, config: dict[str, Any]) -> int:
+        remote = self.dirs[host]
+        path = f"{remote}/{name}.yaml"
+        self._put_text(host, path, yaml.safe_dump(config, sort_keys=True))
+        cmd = (f"cd {shlex.quote(remote)} && setsid nohup {PYTHON} -m agents.ledger "
+               f"--config {shlex.quote(path)} > {shlex.quote(remote)}/{name}.log 2>&1 "
+               "< /dev/null & echo $!")
+        pid = int(run(self.connect(host), ["sh", "-c", cmd]).strip())
+        self.pids.append((host, pid, name))
+        return pid
+
+    def _alive(self, host: str, pid: int) -> bool:
+        return bool(self.connect(host).run(f"kill -0 {pid}", hide=True, warn=True).exited == 0)
+
+    def _log_tail(self, host: str, name: str) -> str:
+        return run(self.connect(host), ["tail", "-n", "5", f"{self.dirs[host]}/{name}.log"],
+                   check=False).strip()
+
+    def _wait(self, cond: Callable[[], bool], what: str, host: str, pid: int, name: str,
+              timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if not self._alive(host, pid):
+                raise OperationFailed(f"{name} on {host} exited while waiting for {what}: "
+                                      f"{self._log_tail(host, name)}")
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"timed out waiting for {what} ({name} on {host}): "
+                                      f"{self._log_tail(host, name)}")
+            time.sleep(0.2)
+
+    def channel(self, address: str) -> Any:
+        from agents.common.client import secure_channel
+
+        return secure_channel(address, self.ca_cert, self.controller_cert.cert_path,
+                              self.controller_cert.key_path)
+
+    def _validator_status(self, address: str) -> Any:
+        from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
+        from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+
+        ch = self.channel(address)
+        try:
+            return pb_grpc.LedgerServiceStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
+        finally:
+            ch.close()
+
+    # -- one network --------------------------------------------------------------------
+    def start(self, peers: int, index: int) -> LabNetwork:
+        """Validator, central, direct and the peer hosts of network ``index`` (own ports)."""
+        import grpc
+
+        if index in self.networks:
+            return self.networks[index]
+        ctl = self.control
+        caddr = self.address(ctl)
+        vport = port_of(self.port_base, index, "validator")
+        validator = f"{caddr}:{vport}"
+        vname = f"net{index}-validator"
+        vpid = self._spawn(ctl, vname, agent_config(
+            "ledger", caddr, vport, self.dirs[ctl], f"{vname}-data",
+            {"role": "validator", "node_id": "validator"}))
+        pub = f"{self.dirs[ctl]}/{vname}-data/keys/validator.pub.hex"
+
+        def has_key() -> bool:
+            return self.connect(ctl).run(f"test -s {pub}", hide=True, warn=True).exited == 0
+
+        self._wait(has_key, "the validator's public key", ctl, vpid, vname)
+        authority = run(self.connect(ctl), ["cat", pub]).strip()
+
+        def answers() -> bool:
+            try:
+                self._validator_status(validator)
+                return True
+            except grpc.RpcError:
+                return False
+
+        self._wait(answers, "the validator to answer", ctl, vpid, vname)
+        cport = port_of(self.port_base, index, "central")
+        cname = f"net{index}-central"
+        self._spawn(ctl, cname, agent_config("ledger", caddr, cport, self.dirs[ctl],
+                                             f"{cname}-data", {"role": "central"}))
+        dest = self.destination
+        dport = port_of(self.port_base, index, "direct")
+        dname = f"net{index}-direct"
+        self._spawn(dest, dname, agent_config("ledger", self.address(dest), dport,
+                                              self.dirs[dest], f"{dname}-data",
+                                              {"role": "central"}))
+        pport = port_of(self.port_base, index, "peers")
+        counts = distribute(peers, self.edges)
+        started = []
+        for host, count in counts.items():
+            pname = f"net{index}-peers"
+            settings = peer_settings(peer_prefix(host, index), count, validator, authority)
+            pid = self._spawn(host, pname, agent_config(
+                "ledger", self.address(host), pport, self.dirs[host], f"{pname}-data",
+                settings))
+            started.append((host, pid, pname))
+        self.log(f"ledger network {index}: validator + central on {ctl}, "
+                 + ", ".join(f"{n} peers on {h}" for h, n in counts.items())
+                 + f", direct service on {dest}; waiting for {peers} registrations")
+        deadline = time.monotonic() + 300
+        while int(self._validator_status(validator).total_nodes) < peers:
+            for host, pid, pname in started:
+                if not self._alive(host, pid):
+                    raise OperationFailed(f"{pname} on {host} exited: "
+                                          f"{self._log_tail(host, pname)}")
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"only {self._validator_status(validator).total_nodes} "
+                                      f"of {peers} peers registered within 300 s")
+            time.sleep(0.5)
+        net = LabNetwork(
+            index=index, peers=peers, validator=validator, central=f"{caddr}:{cport}",
+            direct=f"{self.address(dest)}:{dport}",
+            peer_hosts={h: (f"{self.address(h)}:{pport}", n) for h, n in counts.items()},
+            destination_peer=destination_peer(peer_prefix(dest, index), counts[dest])
+            if dest in counts else "",
+            authority_key=authority)
+        if not net.destination_peer:
+            raise OperationFailed(f"the destination {dest} hosts no peer with {peers} peers")
+        self.networks[index] = net
+        return net
+
+    # -- probes -------------------------------------------------------------------------
+    def probe(self, host: str, net: LabNetwork, role: str) -> ProbeSession:
+        remote = self.dirs[host]
+        cfg: dict[str, Any] = {
+            "tls": {"ca_cert": f"{remote}/tls/ca.crt", "cert": f"{remote}/tls/host.crt",
+                    "key": f"{remote}/tls/host.key"},
+            "node_id": f"{role}@{host}",
+            "direct": net.direct, "central": net.central,
+        }
+        if role == "source":
+            cfg["validator"] = net.validator
+        else:
+            cfg["replica"] = net.peer_hosts[host][0]
+            cfg["replica_peer"] = net.destination_peer
+        path = f"{remote}/probe-net{net.index}-{role}.json"
+        self._put_text(host, path, json.dumps(cfg))
+        session = ProbeSession(self.connect(host),
+                               f"cd {shlex.quote(remote)} && exec {PYTHON} -u probe.py "
+                               f"{shlex.quote(path)} 2> {shlex.quote(path)}.log")
+        self.probes.append(session)
+        self.pids.append((host, session.pid, f"probe {role}"))
+        return session
+
+    # -- measurements -------------------------------------------------------------------
+    def wire_bytes(self) -> int:
+        """Ethernet bytes all lab hosts have sent so far (bridge-side veth rx counters)."""
+        return sum(int(Path(f"/sys/class/net/{veth}/statistics/rx_bytes").read_text())
+                   for veth in self.veths.values())
+
+    def measured(self, fn: Callable[[], Any]) -> tuple[Any, int]:
+        before = self.wire_bytes()
+        out = fn()
+        return out, self.wire_bytes() - before
+
+    def noop_bytes(self, session: ProbeSession, samples: int = 5) -> float:
+        """Median wire bytes of one probe round trip that sends no gRPC (the SSH channel's
+        own traffic, to subtract from a command's window)."""
+        import statistics
+
+        return float(statistics.median(self.measured(lambda: session.call({"op": "noop"}))[1]
+                                       for _ in range(samples)))
+
+    def storage(self, net: LabNetwork) -> dict[str, Any]:
+        """Stored metadata bytes: ledger (validator + every replica: block bodies), central
+        and direct (signed records), from the processes' own stores."""
+        from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
+        from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+
+        vstat = self._validator_status(net.validator)
+        replicas = 0
+        for address, _n in net.peer_hosts.values():
+            ch = self.channel(address)
+            try:
+                replicas += int(pb_grpc.LedgerPeerServiceStub(ch).GetStatus(
+                    pb.GetStatusRequest(), timeout=10).stored_bytes)
+            finally:
+                ch.close()
+        out = {"ledger_validator": int(vstat.stored_bytes), "ledger_replicas": replicas}
+        query = ("import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); print(*d.execute("
+                 "'SELECT COUNT(*), COALESCE(SUM(LENGTH(body)),0) FROM metadata').fetchone())")
+        for role, host in (("central", self.control), ("direct", self.destination)):
+            db = f"{self.dirs[host]}/net{net.index}-{role}-data/central.sqlite3"
+            rows, size = run(self.connect(host), [PYTHON, "-c", query, db]).split()
+            out[f"{role}_rows"], out[role] = int(rows), int(size)
+        return out
+
+    # -- teardown -------------------------------------------------------------------------
+    def close(self) -> list[str]:
+        """Stop every probe and process started here, remove the temp dirs; returns problems
+        (never raises: it runs after failures too)."""
+        problems: list[str] = []
+        for session in self.probes:
+            session.close()
+        self.probes.clear()
+        by_host: dict[str, list[int]] = {}
+        for host, pid, _what in self.pids:
+            by_host.setdefault(host, []).append(pid)
+        for host, pids in by_host.items():
+            plist = " ".join(str(p) for p in pids)
+            script = (f"kill {plist} 2>/dev/null; for i in $(seq 50); do "
+                      f"kill -0 {plist} 2>/dev/null || break; sleep 0.1; done; "
+                      f"kill -9 {plist} 2>/dev/null; true")
+            try:
+                self.connect(host).run(script, hide=True, warn=True)
+            except Exception as err:
+                problems.append(f"{host}: stopping {plist}: {err}")
+        self.pids.clear()
+        for host, remote in self.dirs.items():
+            try:
+                run(self.connect(host), ["rm", "-rf", remote])
+            except Exception as err:
+                problems.append(f"{host}: removing {remote}: {err}")
+        self.dirs.clear()
+        self.networks.clear()
+        return problems

@@ -1,0 +1,116 @@
+"""The ledger's lab placement without a lab: peer distribution, ports, rendered configs (through
+the agent's own config loader), the scenario's refusal without a lab, the steps' host/agent
+needs, and Figure 11's values read from the seed's text."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agents.common.config import load_config
+from agents.ledger.agent import LedgerSettings, peer_ids
+from edgeferry.experiments import registry
+from edgeferry.experiments.ledger_lab import (
+    ROLE_OFFSETS,
+    agent_config,
+    destination_peer,
+    distribute,
+    peer_prefix,
+    peer_settings,
+    port_of,
+)
+from edgeferry.experiments.registry import LedgerWorkload
+from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable
+from edgeferry.experiments.scenarios.ledger_decision import LedgerDecision
+from edgeferry.experiments.schema import Experiment, parse_experiment
+from edgeferry.experiments.steps import _agents, _uses_hosts
+
+EDGES = ["edge1", "edge2", "edge3"]
+
+
+@pytest.mark.parametrize("peers, expected", [(10, [4, 3, 3]), (50, [17, 17, 16]),
+                                             (99, [33, 33, 33]), (100, [34, 33, 33])])
+def test_peers_are_split_evenly_over_the_three_edges(peers, expected):
+    got = distribute(peers, EDGES)
+    assert list(got.values()) == expected and list(got) == EDGES
+    assert sum(got.values()) == peers
+
+
+def test_hosts_without_a_peer_are_left_out_and_nonsense_is_refused():
+    assert distribute(2, EDGES) == {"edge1": 1, "edge2": 1}
+    with pytest.raises(ValueError):
+        distribute(0, EDGES)
+    with pytest.raises(ValueError):
+        distribute(5, [])
+
+
+def test_every_network_and_role_gets_its_own_port():
+    ports = [port_of(50400, i, role) for i in range(3) for role in ROLE_OFFSETS]
+    assert len(set(ports)) == len(ports) and min(ports) == 50400
+
+
+def test_rendered_peer_config_is_what_the_agent_loads(tmp_path: Path):
+    prefix = peer_prefix("edge2", 1)
+    settings = peer_settings(prefix, 33, "10.254.0.10:50410", "ab" * 32)
+    raw = agent_config("ledger", "10.254.0.12", 50413, "/tmp/edgeferry-ledger.x",
+                       "net1-peers-data", settings)
+    path = tmp_path / "peers.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path, {})
+    assert (config.listen_host, config.listen_port) == ("10.254.0.12", 50413)
+    assert str(config.tls.key) == "/tmp/edgeferry-ledger.x/tls/host.key"
+    assert str(config.resolved_data_dir) == "/tmp/edgeferry-ledger.x/net1-peers-data"
+    s = config.settings_as(LedgerSettings)
+    assert (s.role, s.peers, s.validator, s.node_id) == ("peers", 33, "10.254.0.10:50410",
+                                                         "edge2-net1")
+    # the destination queries an identity its own edge's process really hosts
+    assert destination_peer(prefix, 33) == peer_ids(s.node_id, s.peers)[-1]
+
+
+def test_validator_and_central_configs_load(tmp_path: Path):
+    for name, settings in (("v", {"role": "validator", "node_id": "validator"}),
+                           ("c", {"role": "central"})):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(agent_config("ledger", "10.254.0.10", 50400, "/tmp/d",
+                                                    f"{name}-data", settings)))
+        assert load_config(path, {}).settings_as(LedgerSettings).role == settings["role"]
+
+
+def test_lab_placement_is_refused_without_a_lab(tmp_path: Path):
+    ctx = ScenarioContext(experiment="t", part="p", seed=1, workload={}, run_dir=tmp_path,
+                          work_dir=tmp_path)
+    scenario = LedgerDecision(LedgerWorkload(placement="lab"))
+    with pytest.raises(ScenarioUnavailable, match="emulated lab"):
+        scenario.prepare(ctx)
+
+
+def _experiment(placement: str) -> Experiment:
+    return parse_experiment({
+        "name": "x", "description": "d", "target": {"lab": {}}, "scenario": "ledger-decision",
+        "workload": {"placement": placement}, "parameters": {"nodes": [10]}}, "test")
+
+
+def test_only_the_lab_placement_needs_hosts_and_the_deployed_ledger():
+    spec = registry.spec_of("ledger-decision")
+    assert not spec.part_uses_hosts({"placement": "loopback"})
+    assert spec.part_uses_hosts({"placement": "lab"})
+    assert not _uses_hosts(_experiment("loopback")) and _agents(_experiment("loopback")) == []
+    assert _uses_hosts(_experiment("lab")) and _agents(_experiment("lab")) == ["ledger"]
+
+
+def test_figure11_values_are_read_from_the_seed_text(tmp_path: Path):
+    from benchmarks.bench_ledger_lab import paper_figure11
+
+    (tmp_path / "001_x.txt").write_text(
+        "The blockchain-based approach decreases the latency to 0.7 and the throughput cost to "
+        "0.4 by ... the central cloud-based technique increases the latency to 2.5, and the "
+        "throughput cost to 1.9. Moreover")
+    got = paper_figure11((tmp_path,))
+    assert got["ledger"] == {"latency": 0.7, "throughput": 0.4}
+    assert got["central"] == {"latency": 2.5, "throughput": 1.9}
+    assert not math.isnan(got["ledger"]["latency"])
+    with pytest.raises(SystemExit, match="not found"):
+        paper_figure11((tmp_path / "nowhere",))
