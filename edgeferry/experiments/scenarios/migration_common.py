@@ -75,6 +75,7 @@ def reset_to(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, source
     if where == source:
         return
     ctx.log(f"{handle.name} is on {where}: migrating it back to {source} (untimed reset)")
+    eco.report_edge_state()
     report = eco.migrate(handle, source)
     if not report.migrated:
         raise TrialFailed(f"could not move {handle.name} back to {source}: "
