@@ -29,6 +29,7 @@ Needs `edgeferry lab up --name LAB` and `edgeferry deploy -i inventory/LAB` firs
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -140,7 +141,7 @@ def cost(lab: LabLedger, net: Any, src: ProbeSession, dst: ProbeSession, runs: i
     for path in ("direct", "central", "ledger"):
         cmd = {"op": "throughput", "service": path, "ops": ops, "concurrency": concurrency,
                "meta": meta(lab, f"t-{path}"), "quorum": 0.9}
-        out, raw = lab.measured(lambda cmd=cmd: src.call(cmd))
+        out, raw = lab.measured(functools.partial(src.call, cmd))
         if path == "ledger" and not out.get("settled"):
             raise SystemExit("bench_ledger_lab: the ledger did not reach every node in 30 s")
         tput[path] = out["ops_s"]
