@@ -37,7 +37,7 @@ def phase_breakdown(groups: list[GroupStats], part: str, out: Path) -> Path | No
     unit = best_time_unit(max(g.phases[TOTAL].median for g in gs))
     # room for the legend beside the bars (one line per phase) and a two-line title
     fig, ax = plt.subplots(figsize=(max(7.5, 1.1 * len(gs) + 5), max(4.2, 0.2 * len(phases) + 1.5)))
-    labels = [g.params_label for g in gs]
+    labels = [g.params_label.replace(", ", "\n") for g in gs]  # one parameter per line
     bottoms = [0.0] * len(gs)
     cmap = plt.get_cmap("tab20")
     for i, phase in enumerate(phases):
@@ -49,7 +49,8 @@ def phase_breakdown(groups: list[GroupStats], part: str, out: Path) -> Path | No
     ax.set_xlabel("parameters")
     ax.set_title(f"{part}: phase breakdown\n(median per phase, stacked)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    if len(gs) > 4:
+        plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     return _save(fig, out)
 
 
