@@ -62,7 +62,8 @@ def test_container_migration_experiment_report_matches_raw(tmp_path: Path) -> No
         [str(BIN / "edgeferry"), "run", str(experiment(tmp_path / "itest-migration.yaml")),
          "--new", "--reports-dir", str(reports)],
         cwd=REPO, capture_output=True, text=True, timeout=3300,
-        env={**os.environ, "COLUMNS": "200"})
+        env={**os.environ, "COLUMNS": "200",  # the verify step runs the venv's pytest
+             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     run_dir = next((reports / "itest-migration").iterdir())
     trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
