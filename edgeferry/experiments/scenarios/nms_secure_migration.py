@@ -3,8 +3,9 @@ RASP-secured MigrateService of the NMS, the client reconnecting through the SMF,
 
 prepare: the ecosystem bootstrap registers the ``nms`` service (first server = the workload's
 source) and runs the NMS image (from the lab registry, its key as a secret file).
-Per trial (untimed set-up: the NMS back at the source, the destination's engine without NMS
-images so the pull moves every layer, the pull link measured with iperf3):
+Per trial (untimed set-up: the NMS back at the source and restarted from the registry image,
+so the trial migrates only its own blocks, the destination's engine without NMS images so the
+pull moves every layer, the pull link measured with iperf3):
 
 * ``ssp``: a fresh application opens an SSP session through the SMF (stages 2-3: Request
   Service, chosen server, session key) and locates the NMS (stage 4); detail has the stages;
@@ -83,7 +84,9 @@ class NmsSecureMigration(Scenario):
         w, eco = self.workload, self.eco
         try:
             reset_to(ctx, eco, self.handle, w.source)
-            eco.run_workload(self.handle, w.source, replace=False)
+            # a fresh NMS from the registry image: each migration commits a layer on top of the
+            # last, so without this every trial would carry all earlier trials' layers
+            eco.run_workload(self.handle, w.source, replace=True)
             eco.purge(w.destination, PURGE)
             eco.report_edge_state()
             bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
