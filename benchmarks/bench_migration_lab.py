@@ -29,6 +29,7 @@ before the trial (registry manifest + config diff ids vs the destination engine'
 
     .venv/bin/python benchmarks/bench_migration_lab.py --lab migbench [--sizes 50,264]
         [--runs 2] [--conditions warm,cold] [--source edge1] [--destination edge2] [--json]
+        [--out FILE.json]
 
 Needs `edgeferry lab up --name LAB` and `edgeferry deploy -i inventory/LAB` first.
 """
@@ -217,11 +218,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("total_s", "downtime_s", "stop_s", "commit_s", "push_s", "pull_s", "start_s",
             "pushed_bytes", "pulled_bytes", "bw_src_bps", "bw_dst_bps", "bound_s", "ratio",
             "missing_bytes", "src_wire_bytes", "dst_wire_bytes", "wire_limit_bytes")
-    out = {k: med(k) for k in keys}
+    out: dict[str, Any] = {k: med(k) for k in keys}
     out.update(runs=len(rows), size_mb=rows[0]["size_mb"], condition=rows[0]["condition"],
                wire_ok=all(r["wire_ok"] for r in rows), ratio_max=max(r["ratio"] for r in rows),
                must_ok=out["ratio"] <= MUST_RATIO and all(r["wire_ok"] for r in rows),
-               target_ok=out["ratio"] <= TARGET_RATIO)
+               target_ok=out["ratio"] <= TARGET_RATIO,
+               phases_median_s={name: float(statistics.median(r["phases"].get(name, 0.0)
+                                                              for r in rows))
+                                for name in rows[0]["phases"]})
     return out
 
 
@@ -240,6 +244,10 @@ def print_table(cells: list[dict[str, Any]], lab_bw: dict[str, float]) -> None:
               f" {c['bw_src_bps'] / 1e6:6.1f} {c['bw_dst_bps'] / 1e6:6.1f} {c['bound_s']:7.2f}"
               f" {c['ratio']:5.2f}  {c['dst_wire_bytes'] / 1e6:12.3f}"
               f" {c['wire_limit_bytes'] / 1e6:8.3f}  {verdict}")
+    print("phase medians (s):")
+    for c in cells:
+        print(f"{c['size_mb']:5d} {c['condition']:>4}: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in c["phases_median_s"].items()))
     print(f"ratio = total / bound, must <= {MUST_RATIO:g}, target <= {TARGET_RATIO:g}; bound = "
           "stop + commit + pushed/bw src + pulled/bw dst + start (same trial); limit = "
           f"{WIRE_FACTOR:g} x compressed layers missing at the destination + 64 KB (must, "
@@ -268,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--destination", default="edge2")
     ap.add_argument("--iperf-seconds", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--out", type=Path, help="also write the JSON document to this file")
     args = ap.parse_args(argv)
     from edgeferry.deploy.experiment import deployed_endpoints
     from edgeferry.lab.provider import LabState
@@ -321,10 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     lab_bw = {f"{h} {d}": float(state.bandwidth[h][d]["mean_bps"])
               for h in (src, dst) for d in ("up", "down") if h in state.bandwidth}
     ok = all(c["must_ok"] for c in cells)
+    doc = json.dumps({"lab": args.lab, "source": src, "destination": dst, "trials": rows,
+                      "cells": cells, "lab_bandwidth_bps": lab_bw, "must_ok": ok,
+                      "paper_264mb_s": PAPER_264MB_S}, indent=2)
+    if args.out:
+        args.out.write_text(doc)
     if args.json:
-        print(json.dumps({"lab": args.lab, "source": src, "destination": dst, "trials": rows,
-                          "cells": cells, "lab_bandwidth_bps": lab_bw, "must_ok": ok,
-                          "paper_264mb_s": PAPER_264MB_S}, indent=2))
+        print(doc)
     else:
         print_table(cells, lab_bw)
         print(f"\nmust bounds: {'all met' if ok else 'VIOLATED'}")
