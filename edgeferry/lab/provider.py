@@ -32,14 +32,16 @@ from edgeferry.lab.image import ImageRecipe, build_image
 from edgeferry.lab.inventory import render_inventory, write_inventory
 from edgeferry.lab.shaping import TbfConfig, delete_args, parse_tbf_rate
 from edgeferry.lab.sshkeys import ensure_keypair
-from edgeferry.workspace import inventory_dir, lab_state_dir
+from edgeferry.workspace import inventory_dir, lab_state_dir, workspace
 
 LABEL_LAB = "io.edgeferry.lab"
 LABEL_HOST = "io.edgeferry.host"
 LABEL_HOSTSPEC = "io.edgeferry.hostspec"
+LABEL_WORKSPACE = "io.edgeferry.workspace"
 BANDWIDTH_TOLERANCE = 0.15
 IPERF_SECONDS = 3
 IPERF_OMIT = 1
+IPERF_ATTEMPTS = 2
 
 Log = Callable[[str], None]
 
@@ -290,6 +292,12 @@ class EmulatedLab:
         except docker.errors.NotFound:
             existing = None
         if existing is not None:
+            owner = existing.labels.get(LABEL_WORKSPACE)
+            if owner is not None and owner != str(workspace()):
+                raise ConfigError(
+                    f"lab {self.spec.name!r} is already up from the workspace {owner}; "
+                    "pick another lab name with --name (and --subnet) or run from that workspace"
+                )
             if existing.labels.get(LABEL_HOSTSPEC) == wanted:
                 if existing.status != "running":
                     existing.start()
@@ -305,7 +313,12 @@ class EmulatedLab:
             image,
             name=name,
             hostname=host.name,
-            labels={LABEL_LAB: self.spec.name, LABEL_HOST: host.name, LABEL_HOSTSPEC: wanted},
+            labels={
+                LABEL_LAB: self.spec.name,
+                LABEL_HOST: host.name,
+                LABEL_HOSTSPEC: wanted,
+                LABEL_WORKSPACE: str(workspace()),
+            },
             cap_add=["ALL"],
             cap_drop=["SYS_RESOURCE"],
             security_opt=["seccomp=unconfined", "apparmor=unconfined"],
@@ -455,11 +468,19 @@ class EmulatedLab:
             # up: edge -> control (server on the edge sends); down: control -> edge.
             plan = (("up", host, control), ("down", control, host))
             for direction, sender, receiver in plan:
-                self.log(f"measuring {host.name} {direction} with iperf3 ({IPERF_SECONDS} s)")
-                entry[direction] = self._iperf(containers, sender, receiver, direction).to_dict()
-                entry[f"{direction}_ok"] = abs(
-                    entry[direction]["mean_bps"] - (configured or 0)
-                ) <= BANDWIDTH_TOLERANCE * (configured or 0)
+                # A busy machine can starve one 3 s sample: a link outside the tolerance is
+                # measured once more, and the attempts are recorded with the figure kept.
+                attempts = 0
+                while True:
+                    attempts += 1
+                    self.log(f"measuring {host.name} {direction} with iperf3 ({IPERF_SECONDS} s)")
+                    sample = self._iperf(containers, sender, receiver, direction)
+                    ok = sample.within(configured or 0, BANDWIDTH_TOLERANCE)
+                    if ok or attempts == IPERF_ATTEMPTS:
+                        break
+                entry[direction] = sample.to_dict()
+                entry[f"{direction}_ok"] = ok
+                entry[f"{direction}_attempts"] = attempts
             entry["measured_at"] = time.time()
             results[host.name] = entry
         return results

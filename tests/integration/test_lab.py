@@ -124,6 +124,21 @@ def test_address_clash_is_refused_before_anything_starts(lab, home):
     assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_LAB}=clash"})
 
 
+def test_another_workspace_cannot_take_over_the_lab(lab, home, tmp_path):
+    other = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "2", home=tmp_path)
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert f"already up from the workspace {home}" in other.stderr
+    key = (
+        docker.from_env()
+        .containers.get("ef-itest-edge1")
+        .exec_run(["cat", "/root/.ssh/authorized_keys"])
+    )
+    assert (
+        key.output.decode().strip()
+        == (home / ".edgeferry/labs/itest/id_ed25519.pub").read_text().strip()
+    )
+
+
 def test_down_leaves_nothing_behind(lab, home):
     # Runs last in this module (pytest keeps file order): tear down and look for leftovers.
     client = docker.from_env()
