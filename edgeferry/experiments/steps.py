@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import shlex
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -115,16 +113,16 @@ class DefaultSteps:
                                     "tools": lines[1:], "rc": res.exited}
             finally:
                 connect.close_all()  # type: ignore[attr-defined]
-        infra = workspace() / "tests" / "infra"
-        if target.inventory is not None and infra.is_dir() and _agents(experiment):
-            cmd = ["pytest", "-q", str(infra), "--hosts=ansible://all",
-                   f"--ansible-inventory={target.inventory}"]
-            log(f"running the host verification suite: {shlex.join(cmd)}")
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            checks["testinfra"] = {"rc": proc.returncode, "tail": proc.stdout[-2000:]}
-            if proc.returncode != 0:
-                raise OperationFailed(f"host verification failed (rc {proc.returncode}): "
-                                      f"{proc.stdout.strip().splitlines()[-1:]}")
+        from edgeferry.deploy.verify import INFRA_TESTS, run_infra_tests
+
+        if target.inventory is not None and INFRA_TESTS.is_dir() and _agents(experiment):
+            # The same suite and command line as `edgeferry verify` (this interpreter's pytest).
+            log(f"running the host verification suite (tests/infra) on {target.inventory}")
+            rc, run_dir = run_infra_tests(target.inventory)
+            checks["testinfra"] = {"rc": rc, "junit": str(run_dir / "junit.xml")}
+            if rc != 0:
+                raise OperationFailed(f"host verification failed (rc {rc}); "
+                                      f"see {run_dir / 'junit.xml'}")
         else:
             checks["testinfra"] = "not run: no deployed agents to verify" if not \
                 _agents(experiment) else "not run: tests/infra is not there yet"
