@@ -58,12 +58,17 @@ def phase_table(md: str) -> dict[str, tuple[int, float]]:
 
 def test_container_migration_experiment_report_matches_raw(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    proc = subprocess.run(
-        [str(BIN / "edgeferry"), "run", str(experiment(tmp_path / "itest-migration.yaml")),
-         "--new", "--reports-dir", str(reports)],
-        cwd=REPO, capture_output=True, text=True, timeout=3300,
-        env={**os.environ, "COLUMNS": "200",  # the verify step runs the venv's pytest
-             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    try:
+        proc = subprocess.run(
+            [str(BIN / "edgeferry"), "run", str(experiment(tmp_path / "itest-migration.yaml")),
+             "--new", "--reports-dir", str(reports)],
+            cwd=REPO, capture_output=True, text=True, timeout=3300,
+            env={**os.environ, "COLUMNS": "200",
+                 "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    finally:
+        # Leave the machine as we found it: the next run (or another checkout) starts clean.
+        subprocess.run([str(BIN / "edgeferry"), "lab", "down"], cwd=REPO, capture_output=True,
+                       text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     run_dir = next((reports / "itest-migration").iterdir())
     trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
