@@ -161,7 +161,11 @@ def test_decision_matches_oracle_and_never_permits_a_failed_constraint(reqs, att
 
 @st.composite
 def tightened(draw, reqs):
-    """reqs plus one more constraint: a newly constrained element or a stricter one."""
+    """reqs plus one more constraint: a newly constrained element or a stricter one.
+
+    An all-of list (cHRac, cHRaf) is tightened by requiring one more item or excluding one; when
+    every item is already required or excluded it cannot be tightened, so it is left as it is
+    (dropping a required item would loosen it)."""
     element = draw(st.sampled_from(sorted(reqs)))
     new = dict(reqs)
     cur = reqs[element]
@@ -177,7 +181,7 @@ def tightened(draw, reqs):
         elif len(cur.allowed | cur.excluded) < len(vocab):
             extra = draw(st.sampled_from([v for v in vocab if v not in cur.allowed | cur.excluded]))
             new[element] = SetReq(cur.allowed, cur.excluded | {extra})
-        elif len(cur.allowed) > 1:  # narrow an allow-list
+        elif element not in ALL_OF and len(cur.allowed) > 1:  # narrow an any-of allow-list
             drop = draw(st.sampled_from(sorted(cur.allowed)))
             new[element] = SetReq(cur.allowed - {drop}, cur.excluded)
     elif element in ("cHRcu", "cHRmu"):
