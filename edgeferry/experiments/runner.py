@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeferry.errors import ConfigError, OperationFailed
-from edgeferry.experiments import provenance, registry
+from edgeferry.experiments import logs, provenance, registry
 from edgeferry.experiments.hosts import HostAccess, connection_factory
 from edgeferry.experiments.matrix import PlannedTrial, expand
 from edgeferry.experiments.results import EXPERIMENT_COPY, RunDir
@@ -192,6 +192,13 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
                         number += 1
                         progress.trial(number, len(plan), trial)
                         record = _run_one(scenario, ctx, part, trial)
+                        if connect is not None and logs.wanted(experiment.logs,
+                                                               record["outcome"]):
+                            progress.phase("collect-logs")
+                            record["logs"] = logs.collect(
+                                connect, target.hosts, record["started_at"], time.time(),
+                                run_dir.path / "logs" / trial.trial_id,
+                                relative_to=run_dir.path)
                         run_dir.append_trial(record)
                         run += 1
                         failed += record["outcome"] != "ok"

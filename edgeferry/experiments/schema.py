@@ -11,6 +11,7 @@ Two forms. A single-scenario experiment puts the scenario's keys at the top leve
     parameters: {image_size_mb: [264, 2130, 4400]}   # lists are swept (cartesian product)
     repetitions: 5
     warmups: 1
+    logs: failed                                # agents' journals kept for: failed | all | none
     phases: [stop, commit, push, pull, start, first-response]
     references:
       - {label: "Table 3, 264 MB", phase: total, where: {image_size_mb: 264},
@@ -125,6 +126,7 @@ class Experiment(_Strict):
     seed: int = 0
     parts: list[Part]
     references: list[Reference] = Field(default_factory=list)  # composite: cross-part refs
+    logs: Literal["failed", "all", "none"] = "failed"  # agents' journals kept per trial
     source: str = Field(default="", exclude=True)
 
     @field_validator("name")

@@ -93,6 +93,24 @@ def comparison_table(stats: RunStats) -> Table:
                   "ours (median)", "n", "ratio ours/published"], rows)
 
 
+def failed_table(stats: RunStats) -> Table:
+    """Every failed trial (warm-ups too): where it stopped, why, and the agents' logs kept."""
+    rows = []
+    for r in stats.records:
+        if r.get("outcome") == "ok":
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items()) or "-"
+        stopped = next((p["phase"] for p in r.get("phases") or [] if p.get("outcome") != "ok"),
+                       "-")
+        kept = "; ".join(f"{host}: {where}" for host, where in (r.get("logs") or {}).items())
+        rows.append([r["trial_id"], params, "yes" if r.get("warmup") else "no", stopped,
+                     (r.get("error") or "-")[:300], kept or "-"])
+    return Table("Failed trials", ["trial", "parameters", "warm-up", "failed phase", "error",
+                                   "agent logs (journal, per host)"], rows,
+                 "Excluded from every statistic above. Logs are the hosts' `edgeferry-*` "
+                 "journals for the trial's time window, relative to the run directory.")
+
+
 def _md_table(t: Table) -> str:
     if not t.rows:
         return f"## {t.title}\n\n(none)\n"
@@ -186,6 +204,9 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     stats = compute(rd)
     tables = [counts_table(stats), phase_table(stats), metrics_table(stats),
               comparison_table(stats), bound_table(stats)]
+    failures = failed_table(stats)
+    if failures.rows:
+        tables.append(failures)
     figures = make_plots(stats, rd.path / "plots")
     title = f"edgeferry report: {stats.info.get('experiment')} / {rd.path.name}"
     summary = _summary_lines(stats, rd.path)

@@ -81,3 +81,12 @@ def test_html_is_self_contained(report):
     _, html, _ = report
     assert "data:image/png;base64," in html
     assert "src='http" not in html and 'src="http' not in html
+
+
+def test_failed_trials_are_listed_with_their_error(report):
+    md, _, records = report
+    failed = {r["trial_id"]: r for r in records if r["outcome"] != "ok"}
+    rows = table_rows(md, "Failed trials")
+    assert failed and {row["trial"] for row in rows} == set(failed)
+    for row in rows:
+        assert row["error"] == failed[row["trial"]]["error"][:300].replace("|", "\\|")
