@@ -56,8 +56,8 @@ from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
 from edgeferry.experiments.hosts import connection_factory, hosts_from_lab, run
 from edgeferry.experiments.scenario import ScenarioContext
 from edgeferry.experiments.scenarios.container_migration import LAYER_MB, PURGE, SERVICE
-from edgeferry.experiments.scenarios.link_bandwidth import local_veth
 from edgeferry.experiments.scenarios.migration_common import downtime_s, phases_of, reset_to
+from edgeferry.experiments.shaping import local_veth
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 from edgeferry.lab.bandwidth import parse_iperf3_json
 

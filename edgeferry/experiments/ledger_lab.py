@@ -179,7 +179,7 @@ class LabLedger:
 
     def setup(self) -> None:
         """Certificates from the lab CA, a temp dir with them and the probe on every host."""
-        from edgeferry.experiments.scenarios.link_bandwidth import local_veth
+        from edgeferry.experiments.shaping import local_veth
         from edgeferry.pki import LabCA
 
         for host in (self.source, self.destination):

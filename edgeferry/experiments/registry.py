@@ -94,7 +94,9 @@ class LedgerWorkload(_Strict):
 # ------------------------------------------------------------------------------ migrations
 class ContainerMigrationParams(_Strict):
     image_size_mb: int = Field(ge=1, le=65536)
-    bandwidth: str | int | None = None
+    bandwidth: str | int | None = Field(
+        default=None, description="emulated lab: the source's and destination's links are "
+        "shaped to this rate for the trial (e.g. 40mbit) and put back after the part")
 
     @field_validator("bandwidth")
     @classmethod
@@ -112,7 +114,9 @@ class ContainerMigrationWorkload(_Strict):
 
 class NmsParams(_Strict):
     volume_mb: int = Field(default=64, ge=1, le=65536)
-    bandwidth: str | int | None = None
+    bandwidth: str | int | None = Field(
+        default=None, description="emulated lab: the source's and destination's links are "
+        "shaped to this rate for the trial (e.g. 40mbit) and put back after the part")
 
     @field_validator("bandwidth")
     @classmethod

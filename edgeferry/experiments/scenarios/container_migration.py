@@ -8,7 +8,9 @@ Per trial (untimed set-up first):
    container is replaced by one from the synthetic image of the trial's size (built on the
    controller, pushed to the lab registry once);
 2. the destination's engine forgets every synthetic image (so the pull moves all layers);
-3. the link the pull crosses (registry host -> destination) is measured with iperf3;
+3. with a ``bandwidth`` parameter, both directions of the source's and the destination's links
+   are shaped to it (tbf; put back after the part), then the link the pull crosses (registry
+   host -> destination) is measured with iperf3;
 4. timed: MigrateService(source -> destination). Every phase's wall time and bytes come from
    the SMF and node agents (policy audit, RASP, ledger write, self-evaluation, stop, commit,
    push, pull, start, first response, location updates, source clean-up).
@@ -36,9 +38,10 @@ from edgeferry.experiments.scenarios.migration_common import (
     measure_down_bps,
     phases_of,
     reset_to,
+    restore_links,
+    trial_links,
 )
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
-from edgeferry.lab.config import parse_rate
 
 SERVICE = "synthetic"
 PURGE = ("edgeferry/synthetic", "edgeferry/synthetic-migrated")
@@ -57,6 +60,7 @@ class ContainerMigration(Scenario):
             if host not in self.eco.edges:
                 raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent "
                                           f"(edges: {', '.join(self.eco.edges)})")
+        self.links = trial_links(ctx)
         self.images: dict[int, str] = {}
         first = self._image(ctx, 1)
         self.handle: ServiceHandle = self.eco.ensure_service(SERVICE, first, w.source)
@@ -69,21 +73,9 @@ class ContainerMigration(Scenario):
             self.images[size_mb] = self.eco.publish(built.tag)
         return self.images[size_mb]
 
-    def _check_rate(self, ctx: ScenarioContext, params: dict[str, Any]) -> int | None:
-        if params.get("bandwidth") is None or ctx.lab is None:
-            return None
-        wanted = parse_rate(params["bandwidth"])
-        for host in (self.workload.source, self.workload.destination):
-            configured = ctx.lab.hosts[host].get("configured_bps")
-            if configured != wanted:
-                raise TrialFailed(f"{host} is shaped to {configured} bit/s, the trial asks for "
-                                  f"{wanted}: bring the lab up with that bandwidth")
-        return wanted
-
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         w, eco = self.workload, self.eco
         size = int(params["image_size_mb"])
-        configured = self._check_rate(ctx, params)
         try:
             image = self._image(ctx, size)
             reset_to(ctx, eco, self.handle, w.source)
@@ -91,6 +83,7 @@ class ContainerMigration(Scenario):
             eco.run_workload(self.handle, w.source, replace=True)
             eco.purge(w.destination, PURGE)
             eco.report_edge_state()
+            shaping = self.links.ensure([w.source, w.destination], params.get("bandwidth"))
             bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
         except TrialFailed:
             raise
@@ -110,12 +103,13 @@ class ContainerMigration(Scenario):
         return TrialResult(phases=phases, metrics=metrics, bandwidth_bps=bw, detail={
             "image": image, "image_bytes": size * MB, "source": w.source,
             "destination": w.destination, "location": report.location, "epoch": report.epoch,
-            "configured_bps": configured, "bandwidth": bw_detail,
+            "shaping": shaping, "bandwidth": bw_detail,
             "method": "phase times and bytes from SMF.MigrateService (SMF + node agents, "
                       "monotonic clocks); bandwidth: iperf3 registry host -> destination "
                       "before the trial"})
 
     def teardown(self, ctx: ScenarioContext) -> None:
+        restore_links(ctx, getattr(self, "links", None))
         eco = getattr(self, "eco", None)
         if eco is not None:
             eco.close()

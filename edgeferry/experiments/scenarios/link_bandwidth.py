@@ -10,12 +10,8 @@ Teardown puts the lab's configured rate back on every device it touched.
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
-from edgeferry.errors import OperationFailed
 from edgeferry.experiments.hosts import run
 from edgeferry.experiments.registry import LinkBandwidthWorkload
 from edgeferry.experiments.scenario import (
@@ -26,20 +22,9 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.shaping import LinkShaper
 from edgeferry.lab.bandwidth import parse_iperf3_json
 from edgeferry.lab.config import parse_rate
-from edgeferry.lab.shaping import TbfConfig
-
-
-def local_veth(iflink: str, sys_class_net: Path = Path("/sys/class/net")) -> str:
-    """The bridge-side interface on this machine whose ifindex is the container's iflink."""
-    for dev in sorted(os.listdir(sys_class_net)):
-        try:
-            if (sys_class_net / dev / "ifindex").read_text().strip() == iflink.strip():
-                return dev
-        except OSError:
-            continue
-    raise OperationFailed(f"no local interface has ifindex {iflink.strip()}")
 
 
 class LinkBandwidth(Scenario):
@@ -53,22 +38,10 @@ class LinkBandwidth(Scenario):
         if ctx.connect is None:
             raise ScenarioUnavailable("link-bandwidth needs SSH to the lab hosts")
         self.control = ctx.lab.hosts_by_role("control")[0]
-        self.touched: dict[tuple[str, str], int | None] = {}  # (host, direction) -> configured
+        self.shaper = LinkShaper(ctx)
 
     def _address(self, ctx: ScenarioContext, host: str) -> str:
         return str(ctx.lab.hosts[host]["address"])  # type: ignore[union-attr]
-
-    def _shape(self, ctx: ScenarioContext, host: str, direction: str, rate: int) -> str:
-        tbf = TbfConfig(rate)
-        if direction == "up":
-            run(ctx.connection(host), tbf.replace_args("eth0"))
-            return f"{host}:eth0"
-        iflink = run(ctx.connection(host), ["cat", "/sys/class/net/eth0/iflink"])
-        veth = local_veth(iflink)
-        proc = subprocess.run(tbf.replace_args(veth), capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise OperationFailed(f"tc on {veth} failed: {proc.stderr.strip()}")
-        return f"controller:{veth}"
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         host, direction = params["host"], params["direction"]
@@ -78,7 +51,6 @@ class LinkBandwidth(Scenario):
             raise TrialFailed(f"{host!r} is not an edge host of lab {lab.name!r}")
         configured = lab.hosts[host].get("configured_bps")
         rate = parse_rate(params["rate"]) if params["rate"] is not None else configured
-        self.touched.setdefault((host, direction), configured)
         sender, receiver = (host, self.control) if direction == "up" else (self.control, host)
         timer = PhaseTimer(ctx.progress)
         w = self.workload
@@ -87,8 +59,8 @@ class LinkBandwidth(Scenario):
                 if rate is None:
                     ph.detail = {"note": "link not shaped in this lab; nothing changed"}
                 else:
-                    ph.detail = {"rate_bps": rate, "device": self._shape(ctx, host, direction,
-                                                                         rate)}
+                    ph.detail = {"rate_bps": rate,
+                                 "device": self.shaper.set(host, direction, rate)}
             with timer.phase("iperf3") as ph:
                 server = ctx.connection(sender)
                 run(server, ["pkill", "-x", "iperf3"], check=False)
@@ -116,12 +88,8 @@ class LinkBandwidth(Scenario):
                                    "samples_bps": list(sample.samples_bps)})
 
     def teardown(self, ctx: ScenarioContext) -> None:
-        if not self.workload.restore:
+        shaper = getattr(self, "shaper", None)
+        if shaper is None or not self.workload.restore:
             return
-        for (host, direction), configured in getattr(self, "touched", {}).items():
-            if configured is None:
-                continue
-            try:
-                self._shape(ctx, host, direction, configured)
-            except Exception as err:  # report, do not mask the run's own outcome
-                ctx.log(f"could not restore {host} {direction} to {configured} bit/s: {err}")
+        for problem in shaper.restore():
+            ctx.log(problem)

@@ -1,5 +1,6 @@
 """Pieces shared by the migration scenarios: SMF phase names -> report phases, the link
-bandwidth measured before a trial (iperf3 over SSH), the reset of a service to its source."""
+bandwidth measured before a trial (iperf3 over SSH), the trial's link rate (`LinkShaper`), the
+reset of a service to its source."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
 from edgeferry.experiments.hosts import run
 from edgeferry.experiments.scenario import PhaseResult, ScenarioContext, TrialFailed
+from edgeferry.experiments.shaping import LinkShaper
 from edgeferry.lab.bandwidth import parse_iperf3_json
 
 #: SMF MigrateService phase -> report phase (spec names use dashes; "run" is the start).
@@ -80,3 +82,26 @@ def reset_to(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, source
     if not report.migrated:
         raise TrialFailed(f"could not move {handle.name} back to {source}: "
                           f"{report.error_code} {report.error_message}")
+
+
+class _NoShaping:
+    """A target that is not the emulated lab: links are as they are; asking for a rate fails."""
+
+    def ensure(self, hosts: list[str], bandwidth: str | int | None) -> dict[str, Any]:
+        if bandwidth is not None:
+            raise TrialFailed("the 'bandwidth' parameter shapes the emulated lab's links; on "
+                              "an inventory target leave it unset and shape the links yourself")
+        return {"rate_bps": None, "note": "not the emulated lab: links as they are"}
+
+    def restore(self) -> list[str]:
+        return []
+
+
+def trial_links(ctx: ScenarioContext) -> LinkShaper | _NoShaping:
+    """What sets a trial's ``bandwidth`` on the source's and destination's links."""
+    return LinkShaper(ctx) if ctx.lab is not None else _NoShaping()
+
+
+def restore_links(ctx: ScenarioContext, links: LinkShaper | _NoShaping | None) -> None:
+    for problem in links.restore() if links is not None else []:
+        ctx.log(problem)

@@ -47,6 +47,8 @@ from edgeferry.experiments.scenarios.migration_common import (
     measure_down_bps,
     phases_of,
     reset_to,
+    restore_links,
+    trial_links,
 )
 from edgeferry.images.nms import nms_image
 
@@ -66,6 +68,7 @@ class NmsSecureMigration(Scenario):
         for host in (w.source, w.destination):
             if host not in self.eco.edges:
                 raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent")
+        self.links = trial_links(ctx)
         image = self.eco.publish(nms_image(log=ctx.log).tag)
         self.handle: ServiceHandle = self.eco.ensure_service(SERVICE, image, w.source)
 
@@ -89,6 +92,7 @@ class NmsSecureMigration(Scenario):
             eco.run_workload(self.handle, w.source, replace=True)
             eco.purge(w.destination, PURGE)
             eco.report_edge_state()
+            shaping = self.links.ensure([w.source, w.destination], params.get("bandwidth"))
             bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
         except TrialFailed:
             raise
@@ -178,12 +182,14 @@ class NmsSecureMigration(Scenario):
                     p.outcome = "failed"
         return TrialResult(phases=phases, metrics=metrics, bandwidth_bps=bw, detail={
             "source": w.source, "destination": w.destination, "location": report.location,
-            "epoch": report.epoch, "bandwidth": bw_detail, "image": self.handle.image,
+            "epoch": report.epoch, "bandwidth": bw_detail, "shaping": shaping,
+            "image": self.handle.image,
             "method": "ssp/write/reconnect/verify timed on the controller (monotonic); "
                       "migration phases from SMF.MigrateService; bandwidth: iperf3 registry "
                       "host -> destination before the trial"})
 
     def teardown(self, ctx: ScenarioContext) -> None:
+        restore_links(ctx, getattr(self, "links", None))
         eco = getattr(self, "eco", None)
         if eco is not None:
             eco.close()
