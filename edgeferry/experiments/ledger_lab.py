@@ -192,6 +192,10 @@ class LabLedger:
         self.ca_cert = ca.cert_path
         for host in [self.control, *self.edges]:
             conn = self.connect(host)
+            if conn.run(shlex.join(["test", "-x", PYTHON]), hide=True, warn=True).exited != 0:
+                raise OperationFailed(
+                    f"{host} has no {PYTHON}: the agents are not deployed there; run without "
+                    f"--skip-deploy (or `edgeferry deploy -i inventory/{self.lab.name}`)")
             cert = ca.issue(f"ledger-{host}", issued_dir, dns_names=(host,),
                             ip_addresses=(self.address(host),))
             remote = run(conn, ["mktemp", "-d", "/tmp/edgeferry-ledger.XXXXXX"]).strip()

@@ -114,3 +114,29 @@ def test_figure11_values_are_read_from_the_seed_text(tmp_path: Path):
     assert not math.isnan(got["ledger"]["latency"])
     with pytest.raises(SystemExit, match="not found"):
         paper_figure11((tmp_path / "nowhere",))
+
+
+def test_hosts_without_the_deployed_agents_are_named_before_any_trial(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from edgeferry.errors import OperationFailed
+    from edgeferry.experiments.ledger_lab import PYTHON, LabLedger
+    from edgeferry.pki import LabCA
+
+    LabCA.create(tmp_path / "ca")
+    roles = {"control": "control", "edge1": "edge", "edge2": "edge"}
+    lab = SimpleNamespace(name="lab", hosts={h: {"role": r, "address": f"10.9.0.{i}"}
+                                             for i, (h, r) in enumerate(roles.items(), 10)},
+                          hosts_by_role=lambda role: [h for h, r in roles.items() if r == role])
+    commands = []
+
+    def connect(host):
+        def run(command, **kw):
+            commands.append((host, command))
+            return SimpleNamespace(exited=1, stdout="", stderr="")
+        return SimpleNamespace(host=host, run=run)
+
+    ledger = LabLedger(lab, connect, tmp_path / "ca", tmp_path / "work")
+    with pytest.raises(OperationFailed, match=f"control has no {PYTHON}.*--skip-deploy"):
+        ledger.setup()
+    assert commands == [("control", f"test -x {PYTHON}")]
