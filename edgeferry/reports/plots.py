@@ -14,9 +14,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from edgeferry.reports.stats import TOTAL, GroupStats, RunStats, measured
-from edgeferry.reports.units import best_time_unit, from_base
+from edgeferry.reports.units import best_time_unit, from_base, kind, to_base
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 110})
+
+
+_UNIT_SUFFIXES = {"_mb": "MB", "_gb": "GB", "_s": "s", "_ms": "ms", "_bps": "bit/s"}
+
+
+def axis_label(param: str) -> str:
+    """A parameter name as an axis label: image_size_mb -> "image size (MB)"."""
+    for suffix, unit in _UNIT_SUFFIXES.items():
+        if param.endswith(suffix):
+            return f"{param[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return param.replace("_", " ")
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -73,9 +84,16 @@ def time_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | No
     bound = [(g.params[param], from_base(g.bound_s.median, unit)) for g in gs if g.bound_s]
     if bound:
         ax.plot(*zip(*bound, strict=True), "k--", label="bound: bytes moved / bandwidth")
-    ax.set_xlabel(param.replace("_", " "))
+    published = [(c.where[param], from_base(to_base(c.reference, c.unit), unit), c.source)
+                 for c in stats.comparisons
+                 if c.part == part and c.quantity == f"phase {TOTAL}"
+                 and isinstance(c.where.get(param), int | float) and kind(c.unit) == "time"]
+    for i, (x, y, source) in enumerate(published):
+        ax.scatter([x], [y], marker="X", s=70, color="C3", zorder=3,
+                   label=f"published ({source})" if i == 0 else None)
+    ax.set_xlabel(axis_label(param))
     ax.set_ylabel(f"total time ({unit})")
-    ax.set_title(f"{part}: time vs {param}")
+    ax.set_title(f"{part}: time vs {axis_label(param).split(' (')[0]}")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, out)

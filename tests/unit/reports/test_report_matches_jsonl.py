@@ -90,3 +90,10 @@ def test_failed_trials_are_listed_with_their_error(report):
     assert failed and {row["trial"] for row in rows} == set(failed)
     for row in rows:
         assert row["error"] == failed[row["trial"]]["error"][:300].replace("|", "\\|")
+
+
+def test_axis_labels_carry_the_parameter_unit():
+    from edgeferry.reports.plots import axis_label
+
+    assert axis_label("image_size_mb") == "image size (MB)"
+    assert axis_label("nodes") == "nodes"
