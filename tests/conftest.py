@@ -12,6 +12,7 @@ controller client, plus a foreign CA whose certificates must be refused::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,18 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from agents.common.client import secure_channel
 from agents.common.config import AgentConfig, TLSConfig, load_config
 from agents.common.server import AgentServer
 from edgeferry.pki import IssuedCert, LabCA
+
+# Property tests draw the same examples on every run, so a CI run is reproducible; set
+# HYPOTHESIS_PROFILE=explore to draw fresh random examples (and keep any failure as a test).
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 LOCAL_DNS = ("localhost",)
 LOCAL_IPS = ("127.0.0.1", "::1")
