@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SIZE_MB = 8
-TRIAL_BPS = 20_000_000  # below the default lab's 40 Mbit/s
+TRIAL_RATE, TRIAL_BPS = "20mbit", 20_000_000  # below the default lab's 40 Mbit/s
 UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
@@ -42,7 +42,7 @@ def experiment(path: Path) -> Path:
         "logs": "all",
         "scenario": "container-migration",
         "workload": {"source": "edge1", "destination": "edge2"},
-        "parameters": {"image_size_mb": SIZE_MB, "bandwidth": TRIAL_BPS},
+        "parameters": {"image_size_mb": SIZE_MB, "bandwidth": TRIAL_RATE},
         "repetitions": 2,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -55,7 +55,7 @@ def phase_table(md: str) -> dict[str, tuple[int, float]]:
     out = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and cells[1].startswith("image_size_mb="):
+        if len(cells) == 8 and f"image_size_mb={SIZE_MB}" in cells[1]:
             out[cells[2]] = (int(cells[3]), float(cells[4]) * UNITS[cells[7]])
     return out
 
