@@ -64,6 +64,7 @@ from agents.ledger.client import LedgerClient
 from agents.ledger.store import load_or_create_key
 from agents.ras.client import EndpointClient, RasClient
 from agents.ras.keys import load_or_create_identity, load_or_create_secret
+from agents.security.secretfile import decode_secret
 from agents.smf.container import (
     MigrationJournal,
     NodeContainerPhases,
@@ -203,7 +204,7 @@ def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path,
     )
     if settings.audit is not None:
         try:
-            token = settings.audit.owner_token_file.read_bytes().strip()
+            token = decode_secret(settings.audit.owner_token_file.read_bytes())
         except OSError as err:
             raise AgentStartError(f"audit.owner_token_file: {err}") from None
         ports.audit = AuditHook(AuditClient(pool.get(settings.audit.address), timeout=timeout),

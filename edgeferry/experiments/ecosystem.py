@@ -50,6 +50,7 @@ from agents.ras.client import EndpointClient, RasClient
 from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.rasp import Resources
+from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, SspServerClient, register_service_as_cms
 from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
@@ -170,7 +171,7 @@ class Ecosystem:
         return seal_owner_token((self.key_dir / "audit-owner.key").read_bytes(), owner, ttl_s)
 
     def nms_key(self) -> bytes:
-        return (self.key_dir / "nms.key").read_bytes()
+        return decode_secret((self.key_dir / "nms.key").read_bytes())
 
     # -- state ------------------------------------------------------------------------------
     def _load_state(self) -> None:

@@ -106,12 +106,15 @@ class SharedKeyAuth:
         mode = path.stat().st_mode & 0o077
         if mode:
             raise PermissionError(f"{path} is readable by others (mode {oct(mode)}); chmod 600")
-        raw = path.read_bytes().strip()
+        raw = path.read_bytes()
+        # hex text is trimmed; a raw key is used byte for byte (a random key may end in a byte
+        # that strip() removes). Same rule as agents.security.secretfile, kept here because the
+        # NMS image carries this package only (standard library only).
         try:
-            key = bytes.fromhex(raw.decode())
+            key = bytes.fromhex(raw.strip().decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             key = raw
-        return cls(key, client_id)
+        return cls(key or raw, client_id)
 
     def _session_keys(self, nc: bytes, ns: bytes) -> tuple[bytes, bytes]:
         return _mac(self._key, b"nms1 c2s", nc, ns), _mac(self._key, b"nms1 s2c", nc, ns)

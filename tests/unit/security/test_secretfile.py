@@ -1,0 +1,47 @@
+"""Secret files: raw keys and sealed tokens are used byte for byte, hex text is trimmed.
+
+CI found the bug this guards: the SMF read its owner token with `read_bytes().strip()`, so a
+token whose random MAC tag ended in a whitespace byte (~1 in 43) failed the audit with "bad tag".
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from agents.audit.owners import SealedTokenVerifier, seal_owner_token
+from agents.security.secretfile import decode_secret
+from agents.workloads.nms.auth import SharedKeyAuth
+
+WHITESPACE = b" \t\n\r\x0b\x0c"
+
+
+def test_raw_bytes_are_kept_exactly_and_hex_text_is_trimmed():
+    raw = b"\n" + bytes(range(1, 31)) + b" "
+    assert decode_secret(raw) == raw
+    assert decode_secret(b"00ff10\n") == b"\x00\xff\x10"
+    assert decode_secret(b"  \n") == b"  \n"  # not hex: as given (a key this short is refused)
+
+
+def test_a_token_whose_tag_ends_in_whitespace_still_verifies(tmp_path: Path):
+    key = bytes(range(32))
+    for i in itertools.count():
+        token = seal_owner_token(key, "nms-owner", 3600)
+        if token[-1] in WHITESPACE:
+            break
+        assert i < 5000
+    path = tmp_path / "smf-owner.token"
+    path.write_bytes(token)
+    assert SealedTokenVerifier(key).verify(decode_secret(path.read_bytes())) == "nms-owner"
+    path.write_text(token.hex() + "\n")  # the hex form works too
+    assert SealedTokenVerifier(key).verify(decode_secret(path.read_bytes())) == "nms-owner"
+
+
+def test_an_nms_key_that_starts_and_ends_in_whitespace_is_used_whole(tmp_path: Path):
+    key = b" " + bytes(range(100, 130)) + b"\n"
+    path = tmp_path / "nms.key"
+    path.write_bytes(key)
+    path.chmod(0o600)
+    assert SharedKeyAuth.from_file(path)._key == key == decode_secret(key)
+    path.write_text(key.hex() + "\n")
+    assert SharedKeyAuth.from_file(path)._key == key
