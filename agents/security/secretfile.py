@@ -13,7 +13,7 @@ def decode_secret(data: bytes) -> bytes:
     """The secret in a file's contents: hex text (surrounding whitespace ignored) -> its bytes,
     anything else -> the bytes exactly as given."""
     text = data.strip()
-    if text and len(text) % 2 == 0:
+    if text:
         try:
             return bytes.fromhex(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):

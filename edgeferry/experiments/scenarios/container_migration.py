@@ -24,23 +24,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
 from edgeferry.experiments.registry import ContainerMigrationWorkload
-from edgeferry.experiments.scenario import (
-    Scenario,
-    ScenarioContext,
-    ScenarioUnavailable,
-    TrialFailed,
-    TrialResult,
-)
-from edgeferry.experiments.scenarios.migration_common import (
-    downtime_s,
-    measure_down_bps,
-    phases_of,
-    reset_to,
-    restore_links,
-    trial_links,
-)
+from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialResult
+from edgeferry.experiments.scenarios.migration_common import MigrationScenario, transfer_metrics
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 SERVICE = "synthetic"
@@ -48,22 +34,18 @@ PURGE = ("edgeferry/synthetic", "edgeferry/synthetic-migrated")
 LAYER_MB = 512  # random bytes per image layer
 
 
-class ContainerMigration(Scenario):
+class ContainerMigration(MigrationScenario):
+    purge_repos = PURGE
     workload: ContainerMigrationWorkload
 
     def prepare(self, ctx: ScenarioContext) -> None:
         w = self.workload
         if w.gpu:
             raise ScenarioUnavailable("gpu: true needs a GPU; these lab hosts have none")
-        self.eco = Ecosystem.open(ctx)
-        for host in (w.source, w.destination):
-            if host not in self.eco.edges:
-                raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent "
-                                          f"(edges: {', '.join(self.eco.edges)})")
-        self.links = trial_links(ctx)
+        eco = self.open_ecosystem(ctx)
         self.images: dict[int, str] = {}
         first = self._image(ctx, 1)
-        self.handle: ServiceHandle = self.eco.ensure_service(SERVICE, first, w.source)
+        self.handle = eco.ensure_service(SERVICE, first, w.source)
 
     def _image(self, ctx: ScenarioContext, size_mb: int) -> str:
         if size_mb not in self.images:
@@ -74,32 +56,12 @@ class ContainerMigration(Scenario):
         return self.images[size_mb]
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
-        w, eco = self.workload, self.eco
+        w = self.workload
         size = int(params["image_size_mb"])
-        try:
-            image = self._image(ctx, size)
-            reset_to(ctx, eco, self.handle, w.source)
-            self.handle.image = image
-            eco.run_workload(self.handle, w.source, replace=True)
-            eco.purge(w.destination, PURGE)
-            eco.report_edge_state()
-            shaping = self.links.ensure([w.source, w.destination], params.get("bandwidth"))
-            bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
-        except TrialFailed:
-            raise
-        except Exception as err:
-            raise TrialFailed(f"trial set-up failed: {type(err).__name__}: {err}") from err
-        ctx.progress("migrate")
-        report = eco.migrate(self.handle, w.destination)
-        phases = phases_of(report)
-        if not report.migrated:
-            raise TrialFailed(f"MigrateService failed: {report.error_code} "
-                              f"{report.error_message}", phases)
-        pushed = sum(p.bytes for p in phases if p.phase == "push")
-        pulled = sum(p.bytes for p in phases if p.phase == "pull")
-        metrics = {"downtime_s": downtime_s(phases), "migration_s": report.round_trip_seconds,
-                   "pushed_mb": pushed / 1e6, "pulled_mb": pulled / 1e6,
-                   "bound_s": (pushed + pulled) * 8 / bw if bw > 0 else float("nan")}
+        bw, bw_detail, shaping = self.set_up_trial(ctx, params, lambda: self._image(ctx, size))
+        image = self.handle.image
+        report, phases = self.migrate(ctx)
+        metrics = transfer_metrics(phases, report, bw)
         return TrialResult(phases=phases, metrics=metrics, bandwidth_bps=bw, detail={
             "image": image, "image_bytes": size * MB, "source": w.source,
             "destination": w.destination, "location": report.location, "epoch": report.epoch,
@@ -107,9 +69,3 @@ class ContainerMigration(Scenario):
             "method": "phase times and bytes from SMF.MigrateService (SMF + node agents, "
                       "monotonic clocks); bandwidth: iperf3 registry host -> destination "
                       "before the trial"})
-
-    def teardown(self, ctx: ScenarioContext) -> None:
-        restore_links(ctx, getattr(self, "links", None))
-        eco = getattr(self, "eco", None)
-        if eco is not None:
-            eco.close()

@@ -45,11 +45,7 @@ class LinkBandwidth(Scenario):
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         host, direction = params["host"], params["direction"]
-        lab = ctx.lab
-        assert lab is not None
-        if host not in lab.hosts or lab.hosts[host]["role"] != "edge":
-            raise TrialFailed(f"{host!r} is not an edge host of lab {lab.name!r}")
-        configured = lab.hosts[host].get("configured_bps")
+        configured = self.shaper.configured(host)  # refuses a host that is not a lab edge
         rate = parse_rate(params["rate"]) if params["rate"] is not None else configured
         sender, receiver = (host, self.control) if direction == "up" else (self.control, host)
         timer = PhaseTimer(ctx.progress)

@@ -1,16 +1,23 @@
 """Pieces shared by the migration scenarios: SMF phase names -> report phases, the link
 bandwidth measured before a trial (iperf3 over SSH), the trial's link rate (`LinkShaper`), the
-reset of a service to its source."""
+reset of a service to its source, and `MigrationScenario`, which puts them together."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
 from edgeferry.experiments.hosts import run
-from edgeferry.experiments.scenario import PhaseResult, ScenarioContext, TrialFailed
+from edgeferry.experiments.scenario import (
+    PhaseResult,
+    Scenario,
+    ScenarioContext,
+    ScenarioUnavailable,
+    TrialFailed,
+)
 from edgeferry.experiments.shaping import LinkShaper
 from edgeferry.lab.bandwidth import parse_iperf3_json
 
@@ -105,3 +112,79 @@ def trial_links(ctx: ScenarioContext) -> LinkShaper | _NoShaping:
 def restore_links(ctx: ScenarioContext, links: LinkShaper | _NoShaping | None) -> None:
     for problem in links.restore() if links is not None else []:
         ctx.log(problem)
+
+
+def transfer_metrics(phases: list[PhaseResult], report: Any, bw: float) -> dict[str, float]:
+    """Downtime, the SMF round trip, bytes pushed/pulled and the physical bound of a migration."""
+    pushed = sum(p.bytes for p in phases if p.phase == "push")
+    pulled = sum(p.bytes for p in phases if p.phase == "pull")
+    return {"downtime_s": downtime_s(phases), "migration_s": report.round_trip_seconds,
+            "pushed_mb": pushed / 1e6, "pulled_mb": pulled / 1e6,
+            "bound_s": (pushed + pulled) * 8 / bw if bw > 0 else float("nan")}
+
+
+class MigrationScenario(Scenario):
+    """A service migrated source -> destination through SMF.MigrateService, once per trial.
+
+    Subclasses set ``purge_repos`` (the image repositories the destination forgets before each
+    trial) and call `open_ecosystem` from `prepare` (then set
+    ``self.handle``), `set_up_trial` and `migrate` from `run_trial`; `teardown` is shared.
+    The workload has ``source`` and ``destination``.
+    """
+
+    purge_repos: tuple[str, ...]
+    eco: Ecosystem
+    handle: ServiceHandle
+    links: LinkShaper | _NoShaping
+
+    def open_ecosystem(self, ctx: ScenarioContext) -> Ecosystem:
+        """The ecosystem, refused before any trial unless source and destination are edges
+        with a node agent."""
+        w = self.workload
+        self.eco = Ecosystem.open(ctx)
+        for host in (w.source, w.destination):
+            if host not in self.eco.edges:
+                raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent "
+                                          f"(edges: {', '.join(self.eco.edges)})")
+        self.links = trial_links(ctx)
+        return self.eco
+
+    def set_up_trial(self, ctx: ScenarioContext, params: dict[str, Any],
+                     image: Callable[[], str] | None = None,
+                     ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """Untimed: the service back on the source, running afresh (from ``image()`` when given),
+        the destination without its images, the links at the trial's ``bandwidth``, the link the
+        pull crosses measured. Returns (bit/s, iperf3 detail, shaping record)."""
+        w, eco = self.workload, self.eco
+        try:
+            ref = image() if image is not None else None
+            reset_to(ctx, eco, self.handle, w.source)
+            if ref is not None:
+                self.handle.image = ref
+            eco.run_workload(self.handle, w.source, replace=True)
+            eco.purge(w.destination, self.purge_repos)
+            eco.report_edge_state()
+            shaping = self.links.ensure([w.source, w.destination], params.get("bandwidth"))
+            bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
+        except TrialFailed:
+            raise
+        except Exception as err:
+            raise TrialFailed(f"trial set-up failed: {type(err).__name__}: {err}") from err
+        return bw, bw_detail, shaping
+
+    def migrate(self, ctx: ScenarioContext,
+                before: list[PhaseResult] | None = None) -> tuple[Any, list[PhaseResult]]:
+        """Timed: MigrateService(source -> destination); a failure keeps ``before`` + its phases."""
+        ctx.progress("migrate")
+        report = self.eco.migrate(self.handle, self.workload.destination)
+        phases = phases_of(report)
+        if not report.migrated:
+            raise TrialFailed(f"MigrateService failed: {report.error_code} "
+                              f"{report.error_message}", (before or []) + phases)
+        return report, phases
+
+    def teardown(self, ctx: ScenarioContext) -> None:
+        restore_links(ctx, getattr(self, "links", None))
+        eco = getattr(self, "eco", None)
+        if eco is not None:
+            eco.close()

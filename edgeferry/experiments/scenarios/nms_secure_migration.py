@@ -31,32 +31,24 @@ from agents.smf.client import ApplicationSession
 from agents.smf.locate import ssp_resolver
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
-from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
 from edgeferry.experiments.registry import NmsWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     PhaseTimer,
-    Scenario,
     ScenarioContext,
     ScenarioUnavailable,
     TrialFailed,
     TrialResult,
 )
-from edgeferry.experiments.scenarios.migration_common import (
-    downtime_s,
-    measure_down_bps,
-    phases_of,
-    reset_to,
-    restore_links,
-    trial_links,
-)
+from edgeferry.experiments.scenarios.migration_common import MigrationScenario, transfer_metrics
 from edgeferry.images.nms import nms_image
 
 SERVICE = "nms"
 PURGE = ("edgeferry/nms", "edgeferry/nms-migrated")
 
 
-class NmsSecureMigration(Scenario):
+class NmsSecureMigration(MigrationScenario):
+    purge_repos = PURGE
     workload: NmsWorkload
 
     def prepare(self, ctx: ScenarioContext) -> None:
@@ -64,13 +56,9 @@ class NmsSecureMigration(Scenario):
         if w.capability_scheme != "keyed":
             raise ScenarioUnavailable("the deployed SMF issues keyed capabilities only; the "
                                       "paper's plain scheme is shown failing in the unit tests")
-        self.eco = Ecosystem.open(ctx)
-        for host in (w.source, w.destination):
-            if host not in self.eco.edges:
-                raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent")
-        self.links = trial_links(ctx)
-        image = self.eco.publish(nms_image(log=ctx.log).tag)
-        self.handle: ServiceHandle = self.eco.ensure_service(SERVICE, image, w.source)
+        eco = self.open_ecosystem(ctx)
+        image = eco.publish(nms_image(log=ctx.log).tag)
+        self.handle = eco.ensure_service(SERVICE, image, w.source)
 
     def _session(self, timings: dict[str, float] | None = None) -> ApplicationSession:
         eco = self.eco
@@ -85,19 +73,9 @@ class NmsSecureMigration(Scenario):
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         w, eco = self.workload, self.eco
-        try:
-            reset_to(ctx, eco, self.handle, w.source)
-            # a fresh NMS from the registry image: each migration commits a layer on top of the
-            # last, so without this every trial would carry all earlier trials' layers
-            eco.run_workload(self.handle, w.source, replace=True)
-            eco.purge(w.destination, PURGE)
-            eco.report_edge_state()
-            shaping = self.links.ensure([w.source, w.destination], params.get("bandwidth"))
-            bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
-        except TrialFailed:
-            raise
-        except Exception as err:
-            raise TrialFailed(f"trial set-up failed: {type(err).__name__}: {err}") from err
+        # a fresh NMS from the registry image: each migration commits a layer on top of the
+        # last, so without a fresh start every trial would carry all earlier trials' layers
+        bw, bw_detail, shaping = self.set_up_trial(ctx, params)
         timer = PhaseTimer(ctx.progress)
         phases: list[PhaseResult] = []
         client: NmsClient | None = None
@@ -130,13 +108,8 @@ class NmsSecureMigration(Scenario):
                 ph.bytes = count * size
                 ph.detail = {"blocks": count, "block_size": size}
             phases = list(timer.phases)
-            ctx.progress("migrate")
-            report = eco.migrate(self.handle, w.destination)
-            mig = phases_of(report)
+            report, mig = self.migrate(ctx, phases)
             phases += mig
-            if not report.migrated:
-                raise TrialFailed(f"MigrateService failed: {report.error_code} "
-                                  f"{report.error_message}", phases)
             timer.phases = []
             with timer.phase("reconnect") as ph:
                 client.close()
@@ -168,12 +141,8 @@ class NmsSecureMigration(Scenario):
                 client.close()
         rasp = next((p for p in mig if p.phase == "rasp"), None)
         stages_s = rasp.detail.get("stages_s", {}) if rasp else {}
-        pushed = sum(p.bytes for p in mig if p.phase == "push")
-        pulled = sum(p.bytes for p in mig if p.phase == "pull")
         metrics = {"blocks_lost": float(lost), "blocks_written": float(len(blocks)),
-                   "downtime_s": downtime_s(mig), "migration_s": report.round_trip_seconds,
-                   "pushed_mb": pushed / 1e6, "pulled_mb": pulled / 1e6,
-                   "bound_s": (pushed + pulled) * 8 / bw if bw > 0 else float("nan")}
+                   **transfer_metrics(mig, report, bw)}
         for k, v in stages_s.items():
             metrics[f"rasp_stage{k}_s"] = v
         if lost:
@@ -187,9 +156,3 @@ class NmsSecureMigration(Scenario):
             "method": "ssp/write/reconnect/verify timed on the controller (monotonic); "
                       "migration phases from SMF.MigrateService; bandwidth: iperf3 registry "
                       "host -> destination before the trial"})
-
-    def teardown(self, ctx: ScenarioContext) -> None:
-        restore_links(ctx, getattr(self, "links", None))
-        eco = getattr(self, "eco", None)
-        if eco is not None:
-            eco.close()
