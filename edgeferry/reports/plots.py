@@ -22,12 +22,18 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 110})
 _UNIT_SUFFIXES = {"_mb": "MB", "_gb": "GB", "_s": "s", "_ms": "ms", "_bps": "bit/s"}
 
 
-def axis_label(param: str) -> str:
-    """A parameter name as an axis label: image_size_mb -> "image size (MB)"."""
+def _name_and_unit(param: str) -> tuple[str, str | None]:
+    """image_size_mb -> ("image size", "MB"); nodes -> ("nodes", None)."""
     for suffix, unit in _UNIT_SUFFIXES.items():
         if param.endswith(suffix):
-            return f"{param[: -len(suffix)].replace('_', ' ')} ({unit})"
-    return param.replace("_", " ")
+            return param[: -len(suffix)].replace("_", " "), unit
+    return param.replace("_", " "), None
+
+
+def axis_label(param: str) -> str:
+    """A parameter name as an axis label: image_size_mb -> "image size (MB)"."""
+    name, unit = _name_and_unit(param)
+    return f"{name} ({unit})" if unit else name
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -93,7 +99,7 @@ def time_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | No
                    label=f"published ({source})" if i == 0 else None)
     ax.set_xlabel(axis_label(param))
     ax.set_ylabel(f"total time ({unit})")
-    ax.set_title(f"{part}: time vs {axis_label(param).split(' (')[0]}")
+    ax.set_title(f"{part}: time vs {_name_and_unit(param)[0]}")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, out)

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeferry.experiments.results import RunDir
 from edgeferry.reports import plots
-from edgeferry.reports.stats import TOTAL, RunStats, compute
+from edgeferry.reports.stats import TOTAL, RunStats, compute, params_label
 from edgeferry.reports.units import best_time_unit, from_base
 
 STATS_HEADER = ["part", "parameters", "phase", "n", "median", "p5", "p95", "unit"]
@@ -85,7 +85,7 @@ def bound_table(stats: RunStats) -> Table:
 def comparison_table(stats: RunStats) -> Table:
     rows = []
     for c in stats.comparisons:
-        where = ", ".join(f"{k}={v}" for k, v in c.where.items()) or "all"
+        where = params_label(c.where, empty="all")
         rows.append([c.label, c.part, c.quantity, where, fmt(c.reference), c.unit, c.source,
                      fmt(c.ours), str(c.n), fmt(c.ratio)])
     return Table("Comparison with the published figures",
@@ -99,7 +99,7 @@ def failed_table(stats: RunStats) -> Table:
     for r in stats.records:
         if r.get("outcome") == "ok":
             continue
-        params = ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items()) or "-"
+        params = params_label(r.get("params") or {})
         stopped = next((p["phase"] for p in r.get("phases") or [] if p.get("outcome") != "ok"),
                        "-")
         kept = "; ".join(f"{host}: {where}" for host, where in (r.get("logs") or {}).items())

@@ -43,6 +43,11 @@ class Summary:
                    percentile(values, 95))
 
 
+def params_label(params: dict[str, Any], empty: str = "-") -> str:
+    """Parameter values as one label: "bandwidth=40mbit, image_size_mb=264"."""
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or empty
+
+
 @dataclass
 class GroupStats:
     part: str
@@ -58,7 +63,7 @@ class GroupStats:
 
     @property
     def params_label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.params.items()) or "-"
+        return params_label(self.params)
 
 
 @dataclass
