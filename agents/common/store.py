@@ -189,6 +189,19 @@ class Store:
         self.close()
 
 
+def dump(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    """Every table of a store as sorted rows (state snapshots for tests and diagnostics)."""
+    names = [
+        r["name"]
+        for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    ]
+    out: dict[str, list[tuple[object, ...]]] = {}
+    for name in names:
+        rows = [tuple(r) for r in store.query(f'SELECT * FROM "{name}"')]
+        out[name] = sorted(rows, key=repr)
+    return out
+
+
 def _split_sql(script: str) -> list[str]:
     """Split a migration script into complete statements (executescript would auto-COMMIT)."""
     statements, buf = [], ""

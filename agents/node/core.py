@@ -37,6 +37,12 @@ from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents.common.logging import get_logger
 from agents.node import resources as res
+from agents.node.convert import (
+    layers_to_pb,
+    node_resources_from_pb,
+    node_resources_to_pb,
+    timing,
+)
 from agents.node.domain import (
     Conflict,
     DigestMismatch,
@@ -89,25 +95,6 @@ def http_get_local(port: int, path: str, timeout: float = 10.0) -> bytes:
     """Serve a request by GETting ``path`` from the workload's published port on loopback."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
         return bytes(resp.read())
-
-
-def resources_pb(r: Resources) -> common_pb2.Resources:
-    return common_pb2.Resources(**r.as_dict())
-
-
-def resources_from_pb(r: common_pb2.Resources) -> Resources:
-    return Resources(r.cpu_millicores, r.memory_bytes, r.storage_bytes, r.network_bps, r.gpu)
-
-
-def layers_pb(layers: Sequence[Layer]) -> list[pb.LayerTransfer]:
-    return [pb.LayerTransfer(digest=x.digest, size=x.size, transferred=x.transferred)
-            for x in layers]
-
-
-def timing(phase: str, seconds: float, bytes_moved: int = 0, detail: str = "",
-           outcome: int = common_pb2.PHASE_OUTCOME_OK) -> common_pb2.PhaseTiming:
-    return common_pb2.PhaseTiming(phase=phase, wall_seconds=seconds, bytes_moved=bytes_moved,
-                                  outcome=outcome, detail=detail)
 
 
 @dataclass
@@ -165,9 +152,10 @@ class NodeCore:
         cap, alloc = self.capacity(), self.allocated()
         free = cap.minus(alloc)
         return pb.GetResourcesResponse(
-            hostname=self.hostname, max=resources_pb(cap), allocated=resources_pb(alloc),
-            free=resources_pb(free),
-            measured_used=resources_pb(res.measured_use(self._storage_path())),
+            hostname=self.hostname, max=node_resources_to_pb(cap),
+            allocated=node_resources_to_pb(alloc),
+            free=node_resources_to_pb(free),
+            measured_used=node_resources_to_pb(res.measured_use(self._storage_path())),
             gpu=self.gpu.description, architecture=res.architecture(),
             docker_version=self.engine.version(), advertise=free.any_positive(),
         )
@@ -282,7 +270,7 @@ class NodeCore:
                       f"{out.values['interface'] or '?'} tx {out.values['interface_tx_bytes']}")
             return pb.PushImageResponse(
                 timing=timing("push", out.seconds, sent, detail), digest=out.values["digest"],
-                layers=layers_pb(layers), compressed_total=sum(x.size for x in layers),
+                layers=layers_to_pb(layers), compressed_total=sum(x.size for x in layers),
                 interface_tx_bytes=out.values["interface_tx_bytes"],
                 interface=out.values["interface"])
 
@@ -304,7 +292,7 @@ class NodeCore:
                       f"{out.values['interface'] or '?'} rx {out.values['interface_rx_bytes']}")
             return pb.PullImageResponse(
                 timing=timing("pull", out.seconds, got, detail), digest=out.values["digest"],
-                verified=out.values["verified"], layers=layers_pb(layers),
+                verified=out.values["verified"], layers=layers_to_pb(layers),
                 pinned_ref=out.values["pinned_ref"],
                 interface_rx_bytes=out.values["interface_rx_bytes"],
                 interface=out.values["interface"])
@@ -329,7 +317,7 @@ class NodeCore:
         out = self.engine.prepull(ImageRef.parse(req.image_ref))
         layers = out.values["layers"]
         return pb.PrePullImageResponse(
-            timing=timing("prepull", out.seconds, moved_bytes(layers)), layers=layers_pb(layers))
+            timing=timing("prepull", out.seconds, moved_bytes(layers)), layers=layers_to_pb(layers))
 
     # -- workloads ----------------------------------------------------------------------------
     def _write_secrets(self, name: str, secrets: Sequence[pb.SecretFile]) -> list[tuple[Path, str]]:
@@ -375,7 +363,7 @@ class NodeCore:
                 ports=[(p.container_port, p.host_port, p.host_ip) for p in spec.ports],
                 env=dict(spec.env), labels=labels, mounts=mounts, command=list(spec.command))
             self.store.put_workload(WorkloadRow(
-                name, out.values["container_id"], spec.image, resources_from_pb(spec.reserved),
+                name, out.values["container_id"], spec.image, node_resources_from_pb(spec.reserved),
                 migration or None, req.ref.epoch if migration else None))
             return pb.RunWorkloadResponse(
                 timing=timing("run", out.seconds), container_id=out.values["container_id"],
@@ -415,7 +403,7 @@ class NodeCore:
 
     # -- request migration (Algorithm 3) ------------------------------------------------------
     def submit_request(self, req: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse:
-        required = resources_from_pb(req.required)
+        required = node_resources_from_pb(req.required)
         started = time.monotonic()
         with self._inflight_lock:
             used = Resources.total(

@@ -1,5 +1,5 @@
-"""SQLite persistence of the RAS table and the registry's RASP sessions, and of an endpoint's
-allocation. Resources and identities are stored as their canonical encodings."""
+"""SQLite persistence of the RAS table and the registry's RASP sessions. Resources and
+identities are stored as their canonical encodings."""
 
 from __future__ import annotations
 
@@ -47,28 +47,6 @@ RAS_MIGRATIONS: list[Migration] = [
     );
     """,
 ]
-
-ENDPOINT_COMPONENT = "edgeferry.ras.endpoint"
-ENDPOINT_MIGRATIONS: list[Migration] = [
-    """
-    CREATE TABLE endpoint_allocation (
-        id        INTEGER PRIMARY KEY CHECK (id = 1),
-        allocated BLOB NOT NULL
-    );
-    """,
-    # per service that arrived here: its allocation (the row above is now only the baseline
-    # ALLOC of services not placed by RASP)
-    """
-    CREATE TABLE endpoint_services (
-        service     TEXT PRIMARY KEY,
-        session_id  BLOB NOT NULL,
-        source      TEXT NOT NULL,
-        allocated   BLOB NOT NULL,
-        arrived_at  REAL NOT NULL
-    );
-    """,
-]
-
 
 @dataclass(frozen=True)
 class ServiceAllocation:
@@ -195,70 +173,3 @@ class RasStore:
                 [(name, a.server, a.cloud, a.session_id, encoding.encode(a.allocated))
                  for name, a in services.items()],
             )
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """A service that arrived at this host by RASP and holds `allocated` here."""
-
-    service: str
-    session_id: bytes
-    source: str
-    allocated: Resources
-
-
-class EndpointStore:
-    """An edge host's allocation as seen by its RASP endpoint: a baseline (services not placed
-    by RASP) plus one allocation per service that arrived (step 10) and has not left."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        store.migrate(ENDPOINT_COMPONENT, ENDPOINT_MIGRATIONS)
-
-    def allocated(self, default: Resources) -> Resources:
-        row = self.store.query_one("SELECT allocated FROM endpoint_allocation WHERE id = 1")
-        return default if row is None else _res(row["allocated"])
-
-    def arrivals(self) -> dict[str, Arrival]:
-        return {
-            r["service"]: Arrival(r["service"], bytes(r["session_id"]), r["source"],
-                                  _res(r["allocated"]))
-            for r in self.store.query("SELECT * FROM endpoint_services")
-        }
-
-    def put_arrival(self, arrival: Arrival, at: float) -> None:
-        """Record (or replace: a service is on a host at most once) a service's allocation."""
-        self.store.execute(
-            "INSERT INTO endpoint_services VALUES (?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE "
-            "SET session_id = excluded.session_id, source = excluded.source, "
-            "allocated = excluded.allocated, arrived_at = excluded.arrived_at",
-            (arrival.service, arrival.session_id, arrival.source,
-             encoding.encode(arrival.allocated), at),
-        )
-
-    def drop_arrival(self, service: str, session_id: bytes) -> bool:
-        """Free the allocation `service` got in `session_id`; False when it is not held."""
-        return bool(self.store.execute(
-            "DELETE FROM endpoint_services WHERE service = ? AND session_id = ?",
-            (service, session_id),
-        ))
-
-    def set_allocated(self, value: Resources) -> None:
-        self.store.execute(
-            "INSERT INTO endpoint_allocation (id, allocated) VALUES (1, ?) "
-            "ON CONFLICT(id) DO UPDATE SET allocated = excluded.allocated",
-            (encoding.encode(value),),
-        )
-
-
-def dump(store: Store) -> dict[str, list[tuple[object, ...]]]:
-    """Every table of a store as sorted rows (state snapshots for tests and diagnostics)."""
-    names = [
-        r["name"]
-        for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    ]
-    out: dict[str, list[tuple[object, ...]]] = {}
-    for name in names:
-        rows = [tuple(r) for r in store.query(f'SELECT * FROM "{name}"')]
-        out[name] = sorted(rows, key=repr)
-    return out

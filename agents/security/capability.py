@@ -297,6 +297,13 @@ class SealedCapability:
         )
 
 
+def decode_capability(data: bytes, what: str) -> SealedCapability:
+    """A sealed capability from its bytes; MALFORMED (naming `what`) when there are none."""
+    if not data:
+        raise CapabilityError(ErrorCode.MALFORMED, f"{what} is missing")
+    return SealedCapability.from_bytes(bytes(data))
+
+
 def _tag(key: bytes, sealed: SealedCapability, size: int) -> bytes:
     return hmac.new(key, sealed.tag_input(), hashlib.sha256).digest()[:size]
 

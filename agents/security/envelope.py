@@ -88,6 +88,13 @@ def _err(code: ErrorCode, message: str) -> ProtocolError:
     return ProtocolError(code, message)
 
 
+def parse_envelope(message: bytes) -> Envelope:
+    """Decode envelope bytes (MALFORMED for anything that is not one)."""
+    if not message:
+        raise _err(ErrorCode.MALFORMED, "empty message")
+    return Envelope.from_bytes(bytes(message))
+
+
 class Endpoint:
     """One party's side of a protocol: builds outgoing envelopes and screens incoming ones."""
 

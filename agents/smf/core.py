@@ -18,17 +18,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import cast
 
-from agents.common.store import ReplayCache, SqliteRevocationStore, Store
-from agents.ras.domain import parse_envelope
-from agents.ras.store import dump
+from agents.common.store import ReplayCache, SqliteRevocationStore, Store, dump
 from agents.security.capability import (
     CapType,
     ObjectId,
-    SealedCapability,
     SealedCapabilityAuthority,
+    decode_capability,
 )
 from agents.security.crypto import Identity, PublicIdentity
-from agents.security.errors import CapabilityError, ErrorCode, ProtocolError
+from agents.security.envelope import parse_envelope
+from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources
 from agents.security.ssp import ServiceRecord, SspSmf
 from agents.smf.domain import (
@@ -52,12 +51,6 @@ ServerPort = Callable[[ServerEntry, bytes], bytes]
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
-
-
-def decode_capability(data: bytes, what: str) -> SealedCapability:
-    if not data:
-        raise CapabilityError(ErrorCode.MALFORMED, f"{what} is missing")
-    return SealedCapability.from_bytes(bytes(data))
 
 
 class SmfCore:

@@ -1,8 +1,10 @@
-"""protobuf <-> security-layer types for RASP (Resources, PublicIdentity, TransferDescriptor).
+"""protobuf <-> security-layer types shared by the agents: RASP `Resources`, `PublicIdentity`.
 
-Units: the protocol's `Resources` count CPU in millicores, memory and storage in MiB and network
-in Mbit/s; the common proto counts bytes and bit/s. Capacities are rounded down and requests
-rounded up when converting, so a conversion never makes a request look smaller or a host larger.
+One unit convention: the common proto counts bytes and bit/s; the protocol's `Resources` count
+CPU in millicores, memory and storage in MiB (`MIB`) and network in Mbit/s (`MBIT`). Capacities
+are rounded down and requests rounded up when converting, so a conversion never makes a request
+look smaller or a host larger. (The node agent's own `agents.node.domain.Resources` counts bytes
+like the proto; its converters are in `agents.node.convert`.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents.security.crypto import PublicIdentity
 from agents.security.errors import ErrorCode, ProtocolError
-from agents.security.rasp import Resources, TransferDescriptor
+from agents.security.rasp import Resources
 
 MIB = 1024 * 1024
 MBIT = 1_000_000
@@ -33,6 +35,7 @@ def resources_from_pb(msg: common_pb2.Resources, *, request: bool = False) -> Re
 
 
 def resources_to_pb(res: Resources) -> common_pb2.Resources:
+    """Protocol units -> common proto (bytes, bit/s)."""
     return common_pb2.Resources(
         cpu_millicores=res.cpu,
         memory_bytes=res.memory * MIB,
@@ -55,22 +58,5 @@ def identity_from_pb(msg: Any) -> PublicIdentity:
 
 
 def identity_to_pb(public: PublicIdentity, cls: Any) -> Any:
+    """The security type -> a `PublicIdentity` message of class `cls` (ras, smf proto)."""
     return cls(name=public.name, encoded=public.to_bytes())
-
-
-def transfer_from_pb(msg: Any) -> TransferDescriptor:
-    if not msg.service:
-        raise ProtocolError(ErrorCode.MALFORMED, "transfer descriptor names no service")
-    return TransferDescriptor(
-        service=msg.service,
-        image_ref=msg.image_ref,
-        image_digest=msg.image_digest,
-        size_bytes=int(msg.size_bytes),
-    )
-
-
-def transfer_to_pb(t: TransferDescriptor, cls: Any) -> Any:
-    return cls(
-        service=t.service, image_ref=t.image_ref, image_digest=t.image_digest,
-        size_bytes=t.size_bytes,
-    )
