@@ -23,13 +23,14 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agents.common.keys import KeyFileError, load_or_create_secret
 
 KEY_BYTES = 32
 GENESIS = "0" * 64
@@ -70,27 +71,13 @@ def _canonical(obj: object) -> bytes:
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """Read the 32-byte HMAC key (mode must be 0600 or stricter); create it if missing."""
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Read the 32-byte HMAC key (mode must be 0600 or stricter); create it if missing
+    (`agents.common.keys`; refusals as AuditLogError)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise AuditLogError(f"audit log key {path} has mode {mode:04o}; run `chmod 600 "
-                                f"{path}`") from None
-        key = path.read_bytes()
-        if len(key) != KEY_BYTES:
-            raise AuditLogError(f"audit log key {path} must hold {KEY_BYTES} bytes") from None
-        return key
-    key = secrets.token_bytes(KEY_BYTES)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
+        return load_or_create_secret(Path(path), size=KEY_BYTES, exact=True,
+                                     what="audit log key")
+    except KeyFileError as err:
+        raise AuditLogError(str(err)) from None
 
 
 class AuditLog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -33,12 +33,13 @@ from agents.audit.service import AuditService, Evaluation
 from agents.common.client import peer_identity
 from agents.common.errors import NoPeerIdentity
 from agents.common.logging import get_logger
+from agents.common.status import StatusTable, abort, mapped_errors
 
 SERVICE_NAME = "edgeferry.audit.v1.AuditService"
 MAX_TOKEN_BYTES = 4096
 T = TypeVar("T")
 
-_STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+_STATUS: StatusTable = (
     (PolicyError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidOwnerToken, grpc.StatusCode.UNAUTHENTICATED),
     (NotOwner, grpc.StatusCode.PERMISSION_DENIED),
@@ -111,29 +112,25 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
         try:
             caller = peer_identity(context)
         except NoPeerIdentity as err:
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(err))
+            abort(context, grpc.StatusCode.UNAUTHENTICATED, str(err))
         if self.allowed_peers is not None and caller not in self.allowed_peers:
-            _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+            abort(context, grpc.StatusCode.PERMISSION_DENIED,
                    f"caller {caller!r} may not use the audit service")
         return caller
 
     @contextmanager
     def _errors(self, context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
         try:
-            yield
-        except AuditError as err:
-            for cls, code in _STATUS:
-                if isinstance(err, cls):
-                    _abort(context, code, str(err))
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            with mapped_errors(context, AuditError, _STATUS):
+                yield
         except AuditLogError as err:  # fail closed: nothing is answered without its record
             self.log.error("audit_log_failed", rpc=rpc, error=str(err))
-            _abort(context, grpc.StatusCode.INTERNAL, f"audit log unavailable: {err}")
+            abort(context, grpc.StatusCode.INTERNAL, f"audit log unavailable: {err}")
 
     @staticmethod
     def _token(token: bytes, context: grpc.ServicerContext) -> bytes:
         if not token or len(token) > MAX_TOKEN_BYTES:
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, "owner_token is missing or too long")
+            abort(context, grpc.StatusCode.UNAUTHENTICATED, "owner_token is missing or too long")
         return token
 
     def _call(self, context: grpc.ServicerContext, rpc: str, fn: Callable[[str], T]) -> T:
@@ -243,7 +240,7 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
                         context: grpc.ServicerContext) -> pb.ReportEdgeStateResponse:
         def run(caller: str) -> pb.ReportEdgeStateResponse:
             if caller not in self.monitor_peers:
-                _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                abort(context, grpc.StatusCode.PERMISSION_DENIED,
                        f"caller {caller!r} may not report edge state (settings.monitor_peers)")
             s = request.state
             if not (0 <= s.cpu_percent <= 100 and 0 <= s.memory_percent <= 100):
@@ -276,11 +273,6 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             return pb.VerifyAuditLogResponse(ok=result.ok, entries=result.entries,
                                              problem=result.problem)
         return self._call(context, "VerifyAuditLog", run)
-
-
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
 def add_to_server(servicer: AuditServicer, server: Any) -> None:

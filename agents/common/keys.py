@@ -1,26 +1,65 @@
-"""Key material of agents kept in their data directory, created at first start (mode 0600)."""
+"""Key files of agents, kept in their data directory and created at first start (mode 0600).
+
+The one loader of every agent's key material: the protocol identity (Ed25519 + X25519) and
+public identity files, raw secrets (capability tag keys, the audit log's HMAC key) and Ed25519
+signing keys (the ledger's). A file group or others can access is refused, and so is one of the
+wrong size or kind; each refusal is a `KeyFileError` with a one-line message that says what to
+fix (agents that report their own error type wrap it).
+"""
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from pathlib import Path
 
-from agents.common.errors import AgentStartError
-from agents.security.crypto import (
-    Identity,
-    PublicIdentity,
-    read_private_file,
-    write_private_file,
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
 )
+
+from agents.common.errors import AgentStartError
+from agents.security.crypto import Identity, PublicIdentity
 from agents.security.errors import ProtocolError
 
 SECRET_SIZE = 32
+PRIVATE_MODE = 0o600
+
+
+class KeyFileError(AgentStartError):
+    """A key file is unsafe, malformed or belongs to somebody else."""
+
+
+def _check_private(path: Path, what: str) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{what} {path} has mode {mode:04o}; run `chmod 600 {path}`")
+
+
+def _create_private(path: Path, data: bytes) -> bool:
+    """Write `data` to a new 0600 file; False (nothing written) when `path` exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, PRIVATE_MODE)  # umask cannot widen it, but be explicit
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def load_or_create_identity(path: Path, name: str) -> Identity:
     """The protocol identity (Ed25519 + X25519) stored at `path`, generated on first use.
 
-    Refuses a file readable by group/others and a file that belongs to another name.
+    Refuses a file readable by group/others and a file that belongs to another name. Writes
+    the public identity next to it (``.pub``) for other agents' configuration.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
@@ -28,9 +67,9 @@ def load_or_create_identity(path: Path, name: str) -> Identity:
             Identity.generate(name).save(path)
         identity = Identity.load(path)
     except ProtocolError as exc:
-        raise AgentStartError(f"identity {path}: {exc.message}") from None
+        raise KeyFileError(f"identity {path}: {exc.message}") from None
     if identity.name != name:
-        raise AgentStartError(
+        raise KeyFileError(
             f"identity {path} belongs to {identity.name!r}, not {name!r}; move it away or fix "
             "the configured name"
         )
@@ -40,18 +79,41 @@ def load_or_create_identity(path: Path, name: str) -> Identity:
     return identity
 
 
-def load_or_create_secret(path: Path) -> bytes:
-    """A 256-bit secret (capability tag key) at `path`, generated on first use, mode 0600."""
+def load_or_create_secret(
+    path: Path, *, size: int = SECRET_SIZE, exact: bool = False, what: str = "secret"
+) -> bytes:
+    """A random secret of `size` bytes at `path` (0600), generated on first use.
+
+    An existing file must be private and hold at least `size` bytes (exactly, with `exact`).
+    """
+    path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        if not path.exists():
-            write_private_file(path, secrets.token_bytes(SECRET_SIZE))
-        data = read_private_file(path)
-    except ProtocolError as exc:
-        raise AgentStartError(f"secret {path}: {exc.message}") from None
-    if len(data) < SECRET_SIZE:
-        raise AgentStartError(f"secret {path} is shorter than {SECRET_SIZE} bytes")
+    if _create_private(path, secrets.token_bytes(size)):
+        return path.read_bytes()
+    _check_private(path, what)
+    data = path.read_bytes()
+    if exact and len(data) != size:
+        raise KeyFileError(f"{what} {path} must hold {size} bytes")
+    if len(data) < size:
+        raise KeyFileError(f"{what} {path} is shorter than {size} bytes")
     return data
+
+
+def load_or_create_signing_key(path: Path, *, what: str = "signing key") -> Ed25519PrivateKey:
+    """An Ed25519 private key (PKCS#8 PEM, 0600) at `path`, generated on first use."""
+    path = Path(path)
+    if path.exists():
+        _check_private(path, what)
+        key = load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"{what} {path} is not an Ed25519 key")
+        return key
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    if not _create_private(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                   NoEncryption())):
+        return load_or_create_signing_key(path, what=what)  # created meanwhile: load it
+    return key
 
 
 def read_public_identity(path: Path) -> PublicIdentity:
@@ -59,6 +121,6 @@ def read_public_identity(path: Path) -> PublicIdentity:
     try:
         return PublicIdentity.from_bytes(path.read_bytes())
     except FileNotFoundError:
-        raise AgentStartError(f"public identity file {path} does not exist") from None
+        raise KeyFileError(f"public identity file {path} does not exist") from None
     except (ProtocolError, ValueError) as exc:
-        raise AgentStartError(f"{path} is not a public identity file: {exc}") from None
+        raise KeyFileError(f"{path} is not a public identity file: {exc}") from None

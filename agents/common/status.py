@@ -1,4 +1,8 @@
-"""Protocol refusals <-> gRPC status: shared by the RAS, endpoint and SMF servicers and clients.
+"""Errors -> gRPC status, for every servicer, and protocol refusals back from a failed call.
+
+One mapping with one fallback (`FALLBACK`, INTERNAL): a servicer lists its own exception
+classes with their status codes (`StatusTable`) and runs each call inside `mapped_errors`; an
+exception of the caught family that no entry names ends the call with INTERNAL.
 
 A refused message ends the RPC with a gRPC status code chosen from the security layer's
 `ErrorCode` and two trailing metadata entries, so a caller (or a test) can assert the precise
@@ -10,7 +14,7 @@ reason without parsing text:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -18,6 +22,11 @@ import grpc
 
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents.security.errors import ErrorCode, ProtocolError
+
+#: exception class -> status code; the first entry the exception is an instance of wins
+StatusTable = Sequence[tuple[type[BaseException], grpc.StatusCode]]
+#: the status of an error no table entry names (the only fallback of every servicer)
+FALLBACK = grpc.StatusCode.INTERNAL
 
 PROTOCOL_ERROR_KEY = "ef-protocol-error"
 COMMON_ERROR_KEY = "ef-error-code"
@@ -71,7 +80,7 @@ def status_for(code: ErrorCode | str) -> grpc.StatusCode:
     try:
         return _STATUS[ErrorCode(str(code))]
     except (ValueError, KeyError):
-        return grpc.StatusCode.FAILED_PRECONDITION
+        return FALLBACK
 
 
 def common_code(code: ErrorCode | str) -> int:
@@ -99,6 +108,36 @@ def protocol_errors(context: grpc.ServicerContext) -> Iterator[None]:
         yield
     except ProtocolError as exc:
         abort_protocol(context, exc)
+
+
+def status_of(exc: BaseException, table: StatusTable) -> grpc.StatusCode:
+    """The status an error ends a call with: a ProtocolError's by its code, else the first
+    `table` entry `exc` is an instance of, else `FALLBACK`."""
+    if isinstance(exc, ProtocolError):
+        return status_for(exc.code)
+    return next((status for cls, status in table if isinstance(exc, cls)), FALLBACK)
+
+
+def abort(context: grpc.ServicerContext, status: grpc.StatusCode, message: str) -> NoReturn:
+    """End the RPC with `status` and a one-line message (``context.abort`` raises)."""
+    context.abort(status, message)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def mapped_errors(
+    context: grpc.ServicerContext,
+    catch: type[BaseException] | tuple[type[BaseException], ...],
+    table: StatusTable,
+) -> Iterator[None]:
+    """Inside the block: a ProtocolError ends the call as `abort_protocol` does; an error of
+    the `catch` family ends it with `status_of(err, table)` and ``str(err)``."""
+    try:
+        yield
+    except ProtocolError as exc:
+        abort_protocol(context, exc)
+    except catch as exc:
+        abort(context, status_of(exc, table), str(exc))
 
 
 def error_code_of(err: grpc.RpcError) -> str | None:

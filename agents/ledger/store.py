@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
+from agents.common.keys import KeyFileError, load_or_create_signing_key
 from agents.ledger.domain import (
     Authorities,
     Block,
@@ -212,23 +206,12 @@ class LedgerStore:
 
 
 def load_or_create_key(path: Path | str) -> Ed25519PrivateKey:
-    """Load an Ed25519 PKCS#8 PEM key (must be 0600 or stricter), creating it if absent."""
-    path = Path(path)
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise LedgerError(f"signing key {path} has mode {mode:04o}; run `chmod 600 {path}`")
-        key = load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise LedgerError(f"signing key {path} is not an Ed25519 key")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    return key
+    """Load an Ed25519 PKCS#8 PEM key (must be 0600 or stricter), creating it if absent
+    (`agents.common.keys`; refusals as LedgerError)."""
+    try:
+        return load_or_create_signing_key(Path(path))
+    except KeyFileError as err:
+        raise LedgerError(str(err)) from None
 
 
 __all__ = [

@@ -16,11 +16,11 @@ Example ``/etc/edgeferry/node.yaml`` settings::
       advertise_interval_s: 30
       container_prefix: ""            # engine name of workload W = <prefix>W
       drop_pushed_images: true        # untag committed images once they are in the registry
-      rasp_endpoint:                  # RASP Server SA / Cloud CB role (agents/ras/endpoint.py)
+      rasp_endpoint:                  # RASP Server SA / Cloud CB role (rasp_endpoint.py)
         registry_identity: /etc/edgeferry/registry.pub
         maximum: {cpu: 8000, memory: 16384, storage: 200000, network: 40}
         control_peers: [smf]
-      ssp_server:                     # SSP chosen-server role (agents/smf/server_endpoint.py)
+      ssp_server:                     # SSP chosen-server role (ssp_server.py)
         smf_identity: /etc/edgeferry/smf.pub
         advertise_ip: 10.10.0.11
         control_peers: [controller]
@@ -28,7 +28,7 @@ Example ``/etc/edgeferry/node.yaml`` settings::
 
 Both roles share ``<data_dir>/keys/rasp-endpoint.key`` (one identity per host, named after the
 agent unless ``name`` is set); the SMF's Add Server gets that identity and this agent's
-address. The SSP role answers ``locate <workload>`` (agents/smf/locate.py) with
+address. The SSP role answers ``locate <workload>`` (agents/node/locate.py) with
 ``workload_host`` and the workload's published port while its container runs.
 """
 
@@ -47,15 +47,17 @@ from agents.common.config import AgentConfig
 from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.logging import get_logger
 from agents.common.server import AgentServer
-from agents.node.core import NodeCore, NodeOptions, resources_from_pb
+from agents.node.client import node_stub
+from agents.node.convert import node_resources_from_pb
+from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import PhaseFailed, Resources
 from agents.node.engine import DockerEngine, RegistryAccess
+from agents.node.locate import locate_handler
+from agents.node.rasp_core import EndpointCore
+from agents.node.rasp_endpoint import EndpointSettings, setup_rasp_endpoint
 from agents.node.servicer import NODE_SERVICE, NodeServicer
+from agents.node.ssp_server import SspServerCore, SspServerSettings, setup_ssp_server
 from agents.node.store import NodeStore
-from agents.ras.domain import EndpointCore
-from agents.ras.endpoint import EndpointSettings, setup_rasp_endpoint
-from agents.smf.locate import locate_handler
-from agents.smf.server_endpoint import SspServerCore, SspServerSettings, setup_ssp_server
 
 
 class RegistrySettings(BaseModel):
@@ -115,11 +117,11 @@ class GrpcNeighbour:
         self.distance = spec.distance
         self.timeout = timeout
         self._channel = secure_channel_from_config(config.tls, spec.address, spec.server_name)
-        self._stub = pb_grpc.NodeServiceStub(self._channel)
+        self._stub = node_stub(self._channel)
 
     def free(self) -> Resources:
         report = self._stub.GetResources(pb.GetResourcesRequest(), timeout=self.timeout)
-        return resources_from_pb(report.free)
+        return node_resources_from_pb(report.free)
 
     def submit(self, request: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse:
         response: pb.SubmitRequestResponse = self._stub.SubmitRequest(

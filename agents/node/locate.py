@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Protocol
 
-from agents.smf.server_endpoint import Handler, digest_handler
+from agents.node.ssp_server import Handler, digest_handler
 
 LOCATE = b"locate "
 

@@ -1,6 +1,6 @@
-"""RaspEndpointService: the Server SA / Cloud CB roles of RASP as a reusable gRPC servicer.
+"""RaspEndpointService: the node agent's Server SA / Cloud CB roles of RASP over gRPC.
 
-Any agent process can host it on its AgentServer (the node agent does, on every edge host)::
+The node agent hosts it on its AgentServer, on every edge host::
 
     core = EndpointCore(identity, registry=registry_public, store=store, maximum=MAX)
     add_rasp_endpoint(server, core, control_peers={"smf"})
@@ -19,22 +19,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2 as pb
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2_grpc as pb_grpc
+from agents.common.client import check_peer
 from agents.common.config import AgentConfig
-from agents.common.errors import AgentConfigError
-from agents.common.server import AgentServer
-from agents.common.store import Store
-from agents.ras.convert import (
+from agents.common.convert import (
     identity_from_pb,
     identity_to_pb,
     resources_from_pb,
     resources_to_pb,
-    transfer_from_pb,
-    transfer_to_pb,
 )
-from agents.ras.domain import EndpointCore
-from agents.ras.keys import load_or_create_identity, read_public_identity
-from agents.ras.servicer import check_peer
-from agents.ras.status import protocol_errors
+from agents.common.errors import AgentConfigError
+from agents.common.keys import load_or_create_identity, read_public_identity
+from agents.common.server import AgentServer
+from agents.common.status import protocol_errors
+from agents.common.store import Store
+from agents.node.convert import transfer_from_pb, transfer_to_pb
+from agents.node.rasp_core import EndpointCore
 from agents.security.rasp import Resources
 
 SERVICE_NAME = "edgeferry.ras.v1.RaspEndpointService"

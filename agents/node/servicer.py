@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
-from agents.common.client import peer_identity, require_peer
-from agents.common.errors import NoPeerIdentity
+from agents.common.client import check_peer
 from agents.common.logging import get_logger
+from agents.common.status import StatusTable, mapped_errors
 from agents.node.core import NodeCore
 from agents.node.domain import (
     Conflict,
@@ -27,7 +27,7 @@ from agents.node.domain import (
 NODE_SERVICE = "edgeferry.node.v1.NodeService"
 T = TypeVar("T")
 
-_CODES: tuple[tuple[type[NodeError], grpc.StatusCode], ...] = (
+_CODES: StatusTable = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (Fenced, grpc.StatusCode.FAILED_PRECONDITION),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -36,13 +36,6 @@ _CODES: tuple[tuple[type[NodeError], grpc.StatusCode], ...] = (
     (NoCapacity, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PhaseFailed, grpc.StatusCode.ABORTED),
 )
-
-
-def status_for(err: NodeError) -> grpc.StatusCode:
-    for kind, code in _CODES:
-        if isinstance(err, kind):
-            return code
-    return grpc.StatusCode.INTERNAL
 
 
 class NodeServicer(pb_grpc.NodeServiceServicer):
@@ -54,22 +47,9 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         self.log = get_logger("node.servicer")
 
     def _call(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
-        if self.allowed:
-            require_peer(context, self.allowed)
-        else:
-            try:
-                peer_identity(context)
-            except NoPeerIdentity as err:
-                self._abort(context, grpc.StatusCode.UNAUTHENTICATED, str(err))
-        try:
+        check_peer(context, self.allowed or None)
+        with mapped_errors(context, NodeError, _CODES):
             return fn()
-        except NodeError as err:
-            self._abort(context, status_for(err), str(err))
-
-    @staticmethod
-    def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> NoReturn:
-        context.abort(code, msg)
-        raise AssertionError("unreachable")
 
     def GetResources(self, request: pb.GetResourcesRequest,
                      context: grpc.ServicerContext) -> pb.GetResourcesResponse:

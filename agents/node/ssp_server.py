@@ -1,7 +1,7 @@
-"""SspServerService: the Chosen Server role of SSP as a reusable gRPC servicer.
+"""SspServerService: the node agent's Chosen Server role of SSP over gRPC.
 
-Any agent process can host it (the node agent does, on every edge host, next to the RASP
-endpoint and with the same identity)::
+The node agent hosts it on every edge host, next to the RASP endpoint and with the same
+identity::
 
     core = SspServerCore(identity, smf=smf_public, store=store, secret=tag_key,
                          ip="10.10.0.12", port=50070, handler=serve_request)
@@ -27,21 +27,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
+from agents.common.client import check_peer
 from agents.common.config import AgentConfig
+from agents.common.convert import identity_to_pb
 from agents.common.errors import AgentConfigError
+from agents.common.keys import load_or_create_identity, load_or_create_secret, read_public_identity
 from agents.common.server import AgentServer
-from agents.common.store import Migration, ReplayCache, SqliteRevocationStore, Store
-from agents.ras.convert import identity_to_pb
-from agents.ras.domain import parse_envelope
-from agents.ras.keys import load_or_create_identity, load_or_create_secret, read_public_identity
-from agents.ras.servicer import check_peer
-from agents.ras.status import protocol_errors
-from agents.ras.store import dump
-from agents.security.capability import CapType, SealedCapability, SealedCapabilityAuthority
+from agents.common.status import protocol_errors
+from agents.common.store import Migration, ReplayCache, SqliteRevocationStore, Store, dump
+from agents.security.capability import (
+    CapType,
+    SealedCapability,
+    SealedCapabilityAuthority,
+    decode_capability,
+)
 from agents.security.crypto import Identity, PublicIdentity
+from agents.security.envelope import parse_envelope
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.ssp import PROTOCOL, SspServer
-from agents.smf.core import decode_capability
 
 SERVICE_NAME = "edgeferry.smf.v1.SspServerService"
 _COMPONENT = "edgeferry.ssp.server"

@@ -16,10 +16,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.common.config import AgentConfig
+from agents.common.keys import load_or_create_identity
 from agents.common.server import AgentServer
 from agents.common.store import Store
 from agents.ras.domain import RegistryCore
-from agents.ras.keys import load_or_create_identity
 from agents.ras.servicer import SERVICE_NAME, RasServicer, add_to_server
 
 

@@ -8,24 +8,17 @@ import grpc
 
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2 as pb
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2_grpc as pb_grpc
-from agents.common.client import peer_identity, require_peer
-from agents.common.errors import NoPeerIdentity
-from agents.ras.convert import identity_from_pb, identity_to_pb, resources_from_pb, resources_to_pb
+from agents.common.client import check_peer
+from agents.common.convert import (
+    identity_from_pb,
+    identity_to_pb,
+    resources_from_pb,
+    resources_to_pb,
+)
+from agents.common.status import protocol_errors
 from agents.ras.domain import RegistryCore
-from agents.ras.status import protocol_errors
 
 SERVICE_NAME = "edgeferry.ras.v1.RasService"
-
-
-def check_peer(context: grpc.ServicerContext, allowed: Collection[str] | None) -> str:
-    """The caller's certificate name; aborts unless it is in `allowed` (None: any lab cert)."""
-    if allowed is None:
-        try:
-            return peer_identity(context)
-        except NoPeerIdentity as exc:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-            raise AssertionError("unreachable") from exc
-    return require_peer(context, allowed)
 
 
 class RasServicer(pb_grpc.RasServiceServicer):

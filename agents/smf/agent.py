@@ -58,12 +58,16 @@ from agents.audit.client import AuditClient
 from agents.common.client import secure_channel_from_config
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentConfigError, AgentStartError
+from agents.common.keys import (
+    load_or_create_identity,
+    load_or_create_secret,
+    load_or_create_signing_key,
+)
 from agents.common.server import AgentServer
 from agents.common.store import Store
 from agents.ledger.client import LedgerClient
-from agents.ledger.store import load_or_create_key
-from agents.ras.client import EndpointClient, RasClient
-from agents.ras.keys import load_or_create_identity, load_or_create_secret
+from agents.node.client import EndpointClient, node_stub
+from agents.ras.client import RasClient
 from agents.security.secretfile import decode_secret
 from agents.smf.container import (
     MigrationJournal,
@@ -185,8 +189,7 @@ class ChannelPool:
 def container_phases(settings: ContainerSettings, pool: ChannelPool,
                      store: Store) -> NodeContainerPhases:
     def node(server: ServerEntry) -> node_grpc.NodeServiceStub:
-        return node_grpc.NodeServiceStub(
-            pool.get(settings.node_addresses.get(server.name, server.address)))
+        return node_stub(pool.get(settings.node_addresses.get(server.name, server.address)))
 
     return NodeContainerPhases(
         {name: w.template() for name, w in settings.workloads.items()}, node,
@@ -211,7 +214,7 @@ def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path,
                                 token)
     if settings.ledger is not None:
         lg = settings.ledger
-        key = load_or_create_key(data_dir / "keys" / "ledger.key")
+        key = load_or_create_signing_key(data_dir / "keys" / "ledger.key")
         ports.ledger = LedgerHook(_RegisteringLedgerClient(pool.get(lg.address), lg.node_id, key,
                                                            rpc_timeout_s=timeout),
                                   quorum=lg.quorum, timeout_s=lg.timeout_s,

@@ -24,8 +24,9 @@ import grpc
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
-from agents.ras.convert import identity_from_pb, identity_to_pb, resources_to_pb
-from agents.ras.status import PROTOCOL_ERROR_KEY, call, remote_error
+from agents.common.convert import identity_from_pb, identity_to_pb, resources_to_pb
+from agents.common.status import PROTOCOL_ERROR_KEY, call, remote_error
+from agents.node.client import SspServerClient
 from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.errors import ErrorCode, ProtocolError
@@ -168,29 +169,6 @@ class SmfClient:
 
 def _cap_bytes(cap: SealedCapability | bytes) -> bytes:
     return cap.to_bytes() if isinstance(cap, SealedCapability) else bytes(cap)
-
-
-class SspServerClient:
-    """Typed calls to an SspServerService."""
-
-    def __init__(self, channel: grpc.Channel, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self.stub = pb_grpc.SspServerServiceStub(channel)
-        self.timeout = timeout
-
-    def _call(self, name: str, request: Any) -> Any:
-        return call(getattr(self.stub, name), request, rpc=f"server.{name}",
-                    timeout=self.timeout)
-
-    def identity(self) -> PublicIdentity:
-        return identity_from_pb(self._call("GetIdentity", pb.ServerIdentityRequest()).identity)
-
-    def provision(self, service_id: str, capability: SealedCapability) -> None:
-        self._call("Provision", pb.ProvisionRequest(service_id=service_id,
-                                                    service_capability=capability.to_bytes()))
-
-    def deliver(self, message: bytes) -> tuple[bytes, float]:
-        resp = self._call("Deliver", pb.ServerDeliverRequest(message=message))
-        return bytes(resp.reply), float(resp.handle_seconds)
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ import grpc
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
+from agents.common.convert import MIB
 from agents.common.store import Migration, Store
-from agents.ras.convert import MIB
 from agents.smf.domain import (
     MigrationInProgress,
     MigrationState,

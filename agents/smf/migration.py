@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.audit.client import AuditClient
+from agents.common.convert import MIB
 from agents.ledger.client import LedgerClient
 from agents.ledger.domain import ContainerMetadata, NodeResources
-from agents.ras.client import EndpointClient, RasClient, RaspHandshake, RaspRelay, Tap
-from agents.ras.convert import MIB
+from agents.node.client import EndpointClient
+from agents.ras.client import RasClient
 from agents.security.rasp import TransferDescriptor
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
@@ -44,6 +45,7 @@ from agents.smf.domain import (
     PolicyDenied,
     ServerEntry,
 )
+from agents.smf.relay import RaspHandshake, RaspRelay, Tap
 
 
 class ContainerPhases(Protocol):

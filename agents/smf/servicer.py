@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
-from typing import Any, NoReturn
+from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
+from typing import Any
 
 import grpc
 
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
+from agents.common.client import check_peer
+from agents.common.convert import (
+    identity_from_pb,
+    identity_to_pb,
+    resources_from_pb,
+    resources_to_pb,
+)
 from agents.common.logging import get_logger
-from agents.ras.convert import identity_from_pb, identity_to_pb, resources_from_pb, resources_to_pb
-from agents.ras.servicer import check_peer
-from agents.ras.status import (
+from agents.common.status import (
     COMMON_ERROR_KEY,
     PROTOCOL_ERROR_KEY,
-    abort_protocol,
+    StatusTable,
     call,
     common_code,
+    mapped_errors,
 )
 from agents.security.errors import ProtocolError
 from agents.smf.core import SmfCore
@@ -46,7 +52,7 @@ SERVICE_NAME = "edgeferry.smf.v1.SmfService"
 STALE_EPOCH = "STALE_EPOCH"
 POLICY_DENIED = "POLICY_DENIED"
 
-_STATUS: tuple[tuple[type[SmfError], grpc.StatusCode], ...] = (
+_STATUS: StatusTable = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (StaleEpoch, grpc.StatusCode.ABORTED),
@@ -66,20 +72,9 @@ _OUTCOME = {
 ServerStubFactory = Callable[[ServerEntry], pb_grpc.SspServerServiceStub]
 
 
-def _abort(context: grpc.ServicerContext, exc: SmfError) -> NoReturn:
-    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), grpc.StatusCode.UNKNOWN)
-    context.abort(status, str(exc))
-    raise AssertionError("unreachable")
-
-
-@contextmanager
-def _errors(context: grpc.ServicerContext) -> Iterator[None]:
-    try:
-        yield
-    except ProtocolError as exc:
-        abort_protocol(context, exc)
-    except SmfError as exc:
-        _abort(context, exc)
+def _errors(context: grpc.ServicerContext) -> AbstractContextManager[None]:
+    """SMF errors by `_STATUS`, protocol refusals by their code (agents.common.status)."""
+    return mapped_errors(context, SmfError, _STATUS)
 
 
 def phases_to_pb(records: list[PhaseRecord]) -> list[common_pb2.PhaseTiming]:
