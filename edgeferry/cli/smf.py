@@ -32,20 +32,15 @@ from typing import Any, TypeVar
 import click
 import grpc
 
+from agents.common.keys import read_public_identity
+from agents.common.status import RemoteProtocolError
+from agents.node.client import SspServerClient
 from agents.ras.client import RasClient
-from agents.ras.keys import read_public_identity
-from agents.ras.status import RemoteProtocolError
 from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity, PublicIdentity, write_private_file
 from agents.security.errors import ProtocolError
 from agents.security.rasp import Resources
-from agents.smf.client import (
-    ApplicationSession,
-    ServerSpec,
-    SmfClient,
-    SspServerClient,
-    register_service_as_cms,
-)
+from agents.smf.client import ApplicationSession, ServerSpec, SmfClient, register_service_as_cms
 from edgeferry.errors import ConfigError, EnvironmentProblem, OperationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -46,12 +46,13 @@ from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as npb_grpc
 from agents.audit.client import AuditClient
 from agents.audit.owners import seal_owner_token
 from agents.common.client import secure_channel
-from agents.ras.client import EndpointClient, RasClient
+from agents.node.client import EndpointClient, SspServerClient, node_stub
+from agents.ras.client import RasClient
 from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.rasp import Resources
 from agents.security.secretfile import decode_secret
-from agents.smf.client import ServerSpec, SmfClient, SspServerClient, register_service_as_cms
+from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
 from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.hosts import run as ssh_run
@@ -165,7 +166,7 @@ class Ecosystem:
         return AuditClient(self.channel(self.address("audit")), timeout=20.0)
 
     def node(self, host: str) -> npb_grpc.NodeServiceStub:
-        return npb_grpc.NodeServiceStub(self.channel(self.address("node", host)))
+        return node_stub(self.channel(self.address("node", host)))
 
     def owner_token(self, owner: str, ttl_s: float = 3600.0) -> bytes:
         return seal_owner_token((self.key_dir / "audit-owner.key").read_bytes(), owner, ttl_s)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.ras.status import RemoteProtocolError
+from agents.common.status import RemoteProtocolError
 from agents.security.crypto import Identity, SessionCipher
 from agents.security.envelope import Envelope, Kind
 from agents.security.errors import ProtocolError

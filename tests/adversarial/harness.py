@@ -18,23 +18,20 @@ import grpc
 from agents.common.client import secure_channel
 from agents.common.config import AgentConfig, load_config
 from agents.common.server import AgentServer
+from agents.node.client import EndpointClient, SspServerClient
+from agents.node.rasp_core import EndpointCore
+from agents.node.rasp_endpoint import EndpointSettings, ResourcesSetting, setup_rasp_endpoint
+from agents.node.ssp_server import SspServerCore, SspServerSettings, setup_ssp_server
 from agents.ras.agent import setup_ras
-from agents.ras.client import EndpointClient, RasClient, RaspRelay, Tap
-from agents.ras.domain import EndpointCore, RegistryCore
-from agents.ras.endpoint import EndpointSettings, ResourcesSetting, setup_rasp_endpoint
+from agents.ras.client import RasClient
+from agents.ras.domain import RegistryCore
 from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity
 from agents.security.rasp import Resources, TransferDescriptor
 from agents.smf.agent import setup_smf
-from agents.smf.client import (
-    ApplicationSession,
-    ServerSpec,
-    SmfClient,
-    SspServerClient,
-    register_service_as_cms,
-)
+from agents.smf.client import ApplicationSession, ServerSpec, SmfClient, register_service_as_cms
 from agents.smf.core import SmfCore
-from agents.smf.server_endpoint import SspServerCore, SspServerSettings, setup_ssp_server
+from agents.smf.relay import RaspRelay, Tap
 from agents.smf.servicer import SmfServicer
 
 EDGE_MAX = Resources(cpu=64_000, memory=65_536, storage=1_000_000, network=10_000)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.ras.client import DESTINATION, RECEIVER, REGISTRY, SOURCE
+from agents.smf.relay import DESTINATION, RECEIVER, REGISTRY, SOURCE
 from tests.adversarial.attacker import CaseLog, flip_body, forge, shift_header
 from tests.adversarial.harness import SERVICE_NEEDS, Lab
 

@@ -47,8 +47,10 @@ from agents.common.config import AgentConfig, load_config
 from agents.common.server import AgentServer
 from agents.ledger.agent import bootstrap, setup_peers, setup_validator
 from agents.ledger.domain import public_key_bytes
+from agents.node.client import EndpointClient, SspServerClient, node_stub
+from agents.node.locate import ssp_resolver
 from agents.ras.agent import setup_ras
-from agents.ras.client import EndpointClient, RasClient
+from agents.ras.client import RasClient
 from agents.security.crypto import Identity
 from agents.security.rasp import Resources
 from agents.smf.agent import setup_smf
@@ -57,11 +59,9 @@ from agents.smf.client import (
     MigrationReport,
     ServerSpec,
     SmfClient,
-    SspServerClient,
     register_service_as_cms,
 )
 from agents.smf.core import SmfCore
-from agents.smf.locate import ssp_resolver
 from agents.smf.migration import MigrationPorts
 from agents.smf.servicer import SmfServicer
 from agents.workloads.nms.auth import SharedKeyAuth
@@ -282,7 +282,7 @@ class MigrationLab:
         return SmfClient(self.channel(f"127.0.0.1:{self.smf_port}"), timeout=300.0)
 
     def node_stub(self, name: str) -> npb_grpc.NodeServiceStub:
-        return npb_grpc.NodeServiceStub(self.channel(self.nodes[name].address))
+        return node_stub(self.channel(self.nodes[name].address))
 
     def endpoint(self, name: str) -> EndpointClient:
         return EndpointClient(self.channel(self.nodes[name].address, "smf"), timeout=10.0)

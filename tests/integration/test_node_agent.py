@@ -27,6 +27,7 @@ from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
 from agents.common.config import AgentConfig
 from agents.node.agent import setup as node_setup
+from agents.node.client import node_stub
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
 from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_PORT, NMS_UID, nms_image
@@ -86,7 +87,7 @@ def start_node(run_agent_server: Any, config: AgentConfig) -> Any:
 
 
 def stub_for(lab_pki: LabPKI, port: int) -> pb_grpc.NodeServiceStub:
-    return pb_grpc.NodeServiceStub(lab_pki.channel(port))
+    return node_stub(lab_pki.channel(port))
 
 
 def ref(mid: str, epoch: int = 1) -> pb.MigrationRef:

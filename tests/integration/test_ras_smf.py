@@ -20,10 +20,11 @@ import grpc
 import pytest
 import yaml
 
-from agents.ras.client import RELEASE_STEP, RasClient
-from agents.ras.status import RemoteProtocolError
+from agents.common.status import RemoteProtocolError
+from agents.ras.client import RasClient
 from agents.security.rasp import TransferDescriptor
 from agents.smf.client import SmfClient
+from agents.smf.relay import RELEASE_STEP
 from tests.adversarial.harness import SERVICE_NEEDS, Lab
 
 REPO = Path(__file__).resolve().parents[2]

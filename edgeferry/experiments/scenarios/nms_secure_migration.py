@@ -26,9 +26,9 @@ import os
 import time
 from typing import Any
 
+from agents.node.locate import ssp_resolver
 from agents.security.crypto import Identity
 from agents.smf.client import ApplicationSession
-from agents.smf.locate import ssp_resolver
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
 from edgeferry.experiments.registry import NmsWorkload
@@ -85,7 +85,7 @@ class NmsSecureMigration(MigrationScenario):
                 stages: dict[str, float] = {}
                 session = self._session(stages)
                 t0 = time.monotonic()
-                from agents.smf.locate import locate_request, parse_locate
+                from agents.node.locate import locate_request, parse_locate
 
                 where = parse_locate(session.request(locate_request(SERVICE)))
                 stages["stage4_locate"] = time.monotonic() - t0

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agents.common.store import Store
-from agents.ras.domain import EndpointCore, RegistryCore
-from agents.ras.keys import load_or_create_identity, load_or_create_secret
+from agents.node.rasp_core import EndpointCore
+from agents.ras.domain import RegistryCore
 from agents.security.crypto import Identity
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources, TransferDescriptor
@@ -129,17 +129,3 @@ def test_prepare_refuses_bad_requests(world: World) -> None:
     src.prepare_source("m", world.ep["edge2"].public, NEED, TRANSFER)
     with pytest.raises(ProtocolError):
         src.prepare_source("m", world.ep["edge2"].public, NEED, TRANSFER)
-
-
-def test_key_files_are_private_and_stable(tmp_path: Path) -> None:
-    ident = load_or_create_identity(tmp_path / "keys" / "x.key", "x")
-    assert (tmp_path / "keys" / "x.key").stat().st_mode & 0o777 == 0o600
-    assert load_or_create_identity(tmp_path / "keys" / "x.key", "x").public == ident.public
-    secret = load_or_create_secret(tmp_path / "keys" / "s.key")
-    assert len(secret) == 32 and load_or_create_secret(tmp_path / "keys" / "s.key") == secret
-    (tmp_path / "keys" / "s.key").chmod(0o644)
-    from agents.common.errors import AgentStartError
-    with pytest.raises(AgentStartError):
-        load_or_create_secret(tmp_path / "keys" / "s.key")
-    with pytest.raises(AgentStartError):
-        load_or_create_identity(tmp_path / "keys" / "x.key", "y")

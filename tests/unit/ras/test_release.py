@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from agents.common.store import Store
-from agents.ras.domain import EndpointCore, RegistryCore
-from agents.ras.release import ReleaseIssuer, ReleaseOrder
-from agents.ras.store import dump
+from agents.common.store import Store, dump
+from agents.node.rasp_core import EndpointCore
+from agents.ras.domain import RegistryCore
 from agents.security.crypto import Identity
 from agents.security.envelope import Envelope
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources, TransferDescriptor
+from agents.security.release import ReleaseIssuer, ReleaseOrder
 from agents.security.stores import InMemoryReplayCache
 
 # network fits four services only: without releases the fifth arrival is refused

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.common.store import Store
+from agents.node.ssp_server import SspServerCore, digest_handler
 from agents.security.crypto import Identity
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources
@@ -28,7 +29,6 @@ from agents.smf.domain import (
     ServerEntry,
     StaleEpoch,
 )
-from agents.smf.server_endpoint import SspServerCore, digest_handler
 
 
 def test_plan_runs_in_order_and_stops_at_the_first_failure() -> None:
