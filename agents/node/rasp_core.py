@@ -57,6 +57,8 @@ class PreparedMigration:
 
 @dataclass(frozen=True)
 class SessionInfo:
+    """What the endpoint knows of one session (for GetSessionInfo and the transfer lookup)."""
+
     role: str  # "server" (SA) or "cloud" (CB)
     expect: int
     peer: str
@@ -140,6 +142,7 @@ class EndpointCore:
         requirement: Resources,
         transfer: TransferDescriptor,
     ) -> None:
+        """Source side: remember what Server SA asks for and sends before step 1 arrives."""
         if not migration_id:
             raise _err(ErrorCode.MALFORMED, "migration id is empty")
         if destination.name == self.name:
@@ -260,6 +263,7 @@ class EndpointCore:
         return reply, cloud.state.expect == 12
 
     def session_info(self, session_id: bytes) -> SessionInfo:
+        """Role, next expected step, peer and transfer of a session in progress here."""
         sid = bytes(session_id)
         with self._lock:
             server = self.servers.get(sid)
