@@ -35,8 +35,9 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
 
 With ``container`` set, RASP step 10 carries the pushed image's digest and size, the
 destination's pull is checked against it, and the location record moves only after the
-destination's first response. Interrupted migrations are journalled (agents/smf/container.py):
-a retry continues with the next attempt number (the node agents' fencing epoch).
+destination's first response. Interrupted migrations are journalled (agents/smf/container.py,
+MigrationJournal in agents/smf/store.py): a retry continues with the next attempt number (the
+node agents' fencing epoch).
 
 Keys: ``<data_dir>/keys/smf.key`` (protocol identity, 0600; public part ``smf.pub`` for the
 edge hosts' configuration) and ``<data_dir>/keys/capability.key`` (the sealed-capability tag
@@ -66,7 +67,6 @@ from agents.ras.client import EndpointClient, RasClient
 from agents.ras.keys import load_or_create_identity, load_or_create_secret
 from agents.security.secretfile import decode_secret
 from agents.smf.container import (
-    MigrationJournal,
     NodeContainerPhases,
     SecretSource,
     Timeouts,
@@ -76,6 +76,7 @@ from agents.smf.core import SmfCore
 from agents.smf.domain import ServerEntry
 from agents.smf.migration import AuditHook, LedgerHook, MigrationPorts
 from agents.smf.servicer import SERVICE_NAME, SmfServicer, add_to_server
+from agents.smf.store import MigrationJournal
 
 
 class AuditSettings(BaseModel):

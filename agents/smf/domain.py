@@ -145,6 +145,25 @@ class Location:
     epoch: int
 
 
+#: states of a container migration in the journal (agents/smf/container.py)
+RUNNING, FAILED, ROLLED_BACK, COMMITTED = "running", "failed", "rolled_back", "committed"
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """A service's current (or last) container migration, as the SMF's journal holds it."""
+
+    service_id: str
+    migration_id: str
+    source: str
+    destination: str
+    location_epoch: int
+    attempt: int
+    state: str
+    cleanup: dict[str, str]  # server -> workload whose stopped container is still there
+    detail: str
+
+
 # --- migration plan -------------------------------------------------------------------------
 
 

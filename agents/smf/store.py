@@ -1,5 +1,6 @@
 """SQLite persistence of the SMF: CMSs, services and their servers, users, devices, the service
-location records (with fencing epochs) and the migration history."""
+location records (with fencing epochs), the migration history (`SmfStore`) and the journal of
+container migrations (`MigrationJournal`, used by agents/smf/container.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from agents.security.capability import SealedCapability
 from agents.security.crypto import PublicIdentity
 from agents.security.rasp import Resources
 from agents.smf.domain import (
+    RUNNING,
     DeviceEntry,
+    JournalRow,
     Location,
+    MigrationState,
     PhaseRecord,
     ServerEntry,
     ServiceEntry,
@@ -244,3 +248,70 @@ class SmfStore:
             (migration_id, service_id, source, destination, started_at, outcome, epoch,
              json.dumps([p.as_dict() for p in phases])),
         )
+
+
+# -- container migration journal ----------------------------------------------------------------
+# A component of its own (tables created only where the container phases are configured).
+CONTAINER_COMPONENT = "edgeferry.smf.container"
+CONTAINER_MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE container_migrations (
+        service_id     TEXT PRIMARY KEY,
+        migration_id   TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        destination    TEXT NOT NULL,
+        location_epoch INTEGER NOT NULL,
+        attempt        INTEGER NOT NULL,
+        state          TEXT NOT NULL,
+        cleanup        TEXT NOT NULL,
+        detail         TEXT NOT NULL,
+        updated_at     REAL NOT NULL
+    );
+    """,
+]
+
+
+class MigrationJournal:
+    """Per service: the current (or last) container migration, its attempt and outcome."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.migrate(CONTAINER_COMPONENT, CONTAINER_MIGRATIONS)
+
+    def get(self, service_id: str) -> JournalRow | None:
+        """The service's journal row (None before its first container migration)."""
+        r = self.store.query_one("SELECT * FROM container_migrations WHERE service_id = ?",
+                                 (service_id,))
+        if r is None:
+            return None
+        return JournalRow(r["service_id"], r["migration_id"], r["source"], r["destination"],
+                          int(r["location_epoch"]), int(r["attempt"]), r["state"],
+                          json.loads(r["cleanup"]), r["detail"])
+
+    def begin(self, state: MigrationState, migration_id: str, attempt: int) -> None:
+        """Record `attempt` of node migration `migration_id` as running (pending cleanups kept)."""
+        self.store.execute(
+            "INSERT INTO container_migrations VALUES (?, ?, ?, ?, ?, ?, ?, '{}', '', ?) "
+            "ON CONFLICT(service_id) DO UPDATE SET migration_id = excluded.migration_id, "
+            "source = excluded.source, destination = excluded.destination, "
+            "location_epoch = excluded.location_epoch, attempt = excluded.attempt, "
+            "state = excluded.state, detail = '', updated_at = excluded.updated_at",
+            (state.service.global_id, migration_id, state.source.name, state.destination.name,
+             state.epoch, attempt, RUNNING, time.time()))
+
+    def finish(self, service_id: str, outcome: str, detail: str = "") -> None:
+        """Set the migration's final state (committed, rolled_back or failed) and its detail."""
+        self.store.execute(
+            "UPDATE container_migrations SET state = ?, detail = ?, updated_at = ? "
+            "WHERE service_id = ?", (outcome, detail[:500], time.time(), service_id))
+
+    def set_cleanup(self, service_id: str, server: str, workload: str | None) -> None:
+        """Record (workload) or clear (None) a stopped container left on ``server``."""
+        row = self.get(service_id)
+        pending = dict(row.cleanup) if row else {}
+        if workload is None:
+            pending.pop(server, None)
+        else:
+            pending[server] = workload
+        self.store.execute("UPDATE container_migrations SET cleanup = ? WHERE service_id = ?",
+                           (json.dumps(pending), service_id))
