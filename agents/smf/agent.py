@@ -63,7 +63,7 @@ from agents.common.server import AgentServer
 from agents.common.store import Store
 from agents.ledger.client import LedgerClient
 from agents.ledger.store import load_or_create_key
-from agents.ras.client import EndpointClient, RasClient
+from agents.ras.client import EndpointClient, RasClient, RaspRelay, Tap
 from agents.ras.keys import load_or_create_identity, load_or_create_secret
 from agents.security.secretfile import decode_secret
 from agents.smf.container import (
@@ -199,8 +199,14 @@ def container_phases(settings: ContainerSettings, pool: ChannelPool,
 def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path,
                 store: Store | None = None) -> MigrationPorts:
     timeout = settings.rpc_timeout_s
+    registry = RasClient(pool.get(settings.registry), timeout=timeout)
+
+    def relay(source: EndpointClient, destination: EndpointClient,
+              tap: Tap | None) -> RaspRelay:
+        return RaspRelay(registry, source, destination, tap=tap)
+
     ports = MigrationPorts(
-        registry=RasClient(pool.get(settings.registry), timeout=timeout),
+        relay=relay,
         endpoint=lambda s: EndpointClient(pool.get(s.address), timeout=timeout),
     )
     if settings.audit is not None:
