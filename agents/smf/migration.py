@@ -73,7 +73,9 @@ class ContainerPhases(Protocol):
     """The node agents' part. Phases named in `BEFORE_HANDSHAKE` go before rasp_handshake,
     those in `AFTER_COMMIT` after location_commit, the rest before rasp_location_update."""
 
-    def phases(self) -> list[Phase]: ...
+    def phases(self) -> list[Phase]:
+        """The container phases, in the order they run."""
+        ...
 
 
 BEFORE_HANDSHAKE = ("prepull", "stop", "commit", "push")
@@ -88,6 +90,7 @@ class AuditHook:
     owner_token: bytes
 
     def phase(self) -> Phase:
+        """The policy_audit phase: a denial raises PolicyDenied (nothing has moved yet)."""
         def evaluate(state: MigrationState) -> Any:
             return self.client.evaluate(
                 self.owner_token, state.service.name, edge=state.destination.name,
@@ -140,6 +143,8 @@ class LedgerHook:
     gpu_usage: int = 0
 
     def phases(self, endpoint: Callable[[ServerEntry], EndpointClient]) -> list[Phase]:
+        """ledger_write (Algorithm 1) and self_evaluation (Algorithm 2 with the
+        destination's FREE resources, read through `endpoint`)."""
         def metadata(state: MigrationState) -> ContainerMetadata:
             return ContainerMetadata(
                 source_ip=state.source.ipv4,

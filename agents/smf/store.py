@@ -111,12 +111,14 @@ class SmfStore:
 
     # -- CMS -------------------------------------------------------------------------------------
     def cms(self) -> dict[str, PublicIdentity]:
+        """Every registered CMS by name."""
         return {
             r["name"]: PublicIdentity.from_bytes(bytes(r["identity"]))
             for r in self.store.query("SELECT * FROM cms")
         }
 
     def put_cms(self, public: PublicIdentity) -> None:
+        """Insert or replace a CMS's identity."""
         self.store.execute(
             "INSERT INTO cms VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET identity = "
             "excluded.identity",
@@ -125,6 +127,7 @@ class SmfStore:
 
     # -- services ----------------------------------------------------------------------------------
     def add_service(self, service: ServiceEntry) -> None:
+        """Insert a service, its servers and its first location (epoch 1, first server)."""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO services VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -149,6 +152,7 @@ class SmfStore:
         )
 
     def add_server(self, service_id: str, server: ServerEntry) -> None:
+        """Append a server to a service's servers."""
         with self.store.transaction() as db:
             row = db.execute(
                 "SELECT COALESCE(MAX(position), -1) + 1 AS p FROM service_servers "
@@ -157,6 +161,7 @@ class SmfStore:
             self._put_server(db, service_id, server, int(row["p"]))
 
     def services(self) -> list[ServiceEntry]:
+        """Every service with its servers, ordered by name and version."""
         servers: dict[str, list[ServerEntry]] = {}
         for r in self.store.query("SELECT * FROM service_servers ORDER BY service_id, position"):
             servers.setdefault(r["service_id"], []).append(_server(r))
@@ -174,10 +179,12 @@ class SmfStore:
         ]
 
     def service(self, global_id: str) -> ServiceEntry | None:
+        """The service `global_id`, or None."""
         return next((s for s in self.services() if s.global_id == global_id), None)
 
     # -- users and devices -------------------------------------------------------------------------
     def add_user(self, u: UserEntry) -> None:
+        """Insert a user."""
         self.store.execute(
             "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
             (u.global_id, u.first_name, u.surname, u.role, u.rank, u.specialisation,
@@ -185,10 +192,12 @@ class SmfStore:
         )
 
     def set_user_capability(self, global_id: str, cap: SealedCapability) -> None:
+        """Replace a user's USER CAP (after a reissue)."""
         self.store.execute("UPDATE users SET capability = ? WHERE global_id = ?",
                            (cap.to_bytes(), global_id))
 
     def users(self) -> list[UserEntry]:
+        """Every user, ordered by id."""
         return [
             UserEntry(r["global_id"], r["first_name"], r["surname"], r["role"], int(r["rank"]),
                       r["specialisation"], SealedCapability.from_bytes(bytes(r["capability"])))
@@ -196,9 +205,11 @@ class SmfStore:
         ]
 
     def user(self, global_id: str) -> UserEntry | None:
+        """The user `global_id`, or None."""
         return next((u for u in self.users() if u.global_id == global_id), None)
 
     def add_device(self, d: DeviceEntry) -> None:
+        """Insert a device."""
         self.store.execute(
             "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
             (d.global_id, d.local_id, d.name, d.owner_first_name, d.owner_surname,
@@ -206,10 +217,12 @@ class SmfStore:
         )
 
     def set_device_capability(self, global_id: str, cap: SealedCapability) -> None:
+        """Replace a device's DEV CAP (after a reissue)."""
         self.store.execute("UPDATE devices SET capability = ? WHERE global_id = ?",
                            (cap.to_bytes(), global_id))
 
     def devices(self) -> list[DeviceEntry]:
+        """Every device, ordered by id."""
         return [
             DeviceEntry(r["global_id"], r["local_id"], r["name"], r["owner_first"],
                         r["owner_surname"], SealedCapability.from_bytes(bytes(r["capability"])))
@@ -217,10 +230,12 @@ class SmfStore:
         ]
 
     def device(self, global_id: str) -> DeviceEntry | None:
+        """The device `global_id`, or None."""
         return next((d for d in self.devices() if d.global_id == global_id), None)
 
     # -- locations ---------------------------------------------------------------------------------
     def location(self, service_id: str) -> Location | None:
+        """The service's location record, or None."""
         r = self.store.query_one("SELECT * FROM locations WHERE service_id = ?", (service_id,))
         return None if r is None else Location(service_id, r["server"], int(r["epoch"]))
 
@@ -243,6 +258,7 @@ class SmfStore:
     def record_migration(self, migration_id: str, service_id: str, source: str,
                          destination: str, started_at: float, outcome: str, epoch: int,
                          phases: list[PhaseRecord]) -> None:
+        """Append a migration to the history with its outcome and phase records."""
         self.store.execute(
             "INSERT INTO migrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (migration_id, service_id, source, destination, started_at, outcome, epoch,
