@@ -29,6 +29,7 @@ Lookup = Callable[[str], tuple[str, int] | None]
 
 
 def locate_request(workload: str) -> bytes:
+    """The SSP request details that ask where `workload` answers."""
     return LOCATE + workload.encode()
 
 
@@ -62,9 +63,15 @@ def parse_locate(result: bytes) -> tuple[str, int]:
 
 
 class Session(Protocol):
-    def request(self, details: bytes) -> bytes: ...
+    """An opened SSP session (steps 7-8 done) with the chosen server."""
 
-    def close(self) -> None: ...
+    def request(self, details: bytes) -> bytes:
+        """One service request (step 9); the server's result (step 10)."""
+        ...
+
+    def close(self) -> None:
+        """End the session."""
+        ...
 
 
 def ssp_resolver(open_session: Callable[[], Session], workload: str

@@ -35,8 +35,9 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
 
 With ``container`` set, RASP step 10 carries the pushed image's digest and size, the
 destination's pull is checked against it, and the location record moves only after the
-destination's first response. Interrupted migrations are journalled (agents/smf/container.py):
-a retry continues with the next attempt number (the node agents' fencing epoch).
+destination's first response. Interrupted migrations are journalled (agents/smf/container.py,
+MigrationJournal in agents/smf/store.py): a retry continues with the next attempt number (the
+node agents' fencing epoch).
 
 Keys: ``<data_dir>/keys/smf.key`` (protocol identity, 0600; public part ``smf.pub`` for the
 edge hosts' configuration) and ``<data_dir>/keys/capability.key`` (the sealed-capability tag
@@ -70,7 +71,6 @@ from agents.node.client import EndpointClient, node_stub
 from agents.ras.client import RasClient
 from agents.security.secretfile import decode_secret
 from agents.smf.container import (
-    MigrationJournal,
     NodeContainerPhases,
     SecretSource,
     Timeouts,
@@ -79,7 +79,9 @@ from agents.smf.container import (
 from agents.smf.core import SmfCore
 from agents.smf.domain import ServerEntry
 from agents.smf.migration import AuditHook, LedgerHook, MigrationPorts
+from agents.smf.relay import RaspRelay, Tap
 from agents.smf.servicer import SERVICE_NAME, SmfServicer, add_to_server
+from agents.smf.store import MigrationJournal
 
 
 class AuditSettings(BaseModel):
@@ -201,8 +203,14 @@ def container_phases(settings: ContainerSettings, pool: ChannelPool,
 def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path,
                 store: Store | None = None) -> MigrationPorts:
     timeout = settings.rpc_timeout_s
+    registry = RasClient(pool.get(settings.registry), timeout=timeout)
+
+    def relay(source: EndpointClient, destination: EndpointClient,
+              tap: Tap | None) -> RaspRelay:
+        return RaspRelay(registry, source, destination, tap=tap)
+
     ports = MigrationPorts(
-        registry=RasClient(pool.get(settings.registry), timeout=timeout),
+        relay=relay,
         endpoint=lambda s: EndpointClient(pool.get(s.address), timeout=timeout),
     )
     if settings.audit is not None:

@@ -19,8 +19,9 @@ Crash safety (fencing + journal). Every NodeService call carries
 ``MigrationRef(node migration id, attempt)``: the id is stable for one logical migration of a
 service (from one location epoch to the next), the attempt is bumped on every try, so a node
 agent fences stale attempts and re-executes phases of a new attempt (idempotent replays of the
-same attempt return the stored answer). `MigrationJournal` (the SMF's SQLite) remembers the
-attempt, so a retry after a failure continues the same migration with attempt + 1.
+same attempt return the stored answer). `MigrationJournal` (agents/smf/store.py, the SMF's
+SQLite) remembers the attempt, so a retry after a failure continues the same migration with
+attempt + 1.
 
 When a phase fails before the location commit, `abort` runs: if a destination container may
 exist it is removed (RemoveWorkload); only when the destination is known to hold no copy is the
@@ -33,7 +34,6 @@ location record moves only after the destination's first response.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,8 +46,12 @@ from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
 from agents.common.convert import MIB
-from agents.common.store import Migration, Store
 from agents.smf.domain import (
+    COMMITTED,
+    FAILED,
+    ROLLED_BACK,
+    RUNNING,
+    JournalRow,
     MigrationInProgress,
     MigrationState,
     Phase,
@@ -56,86 +60,12 @@ from agents.smf.domain import (
     PhaseResult,
     ServerEntry,
 )
+from agents.smf.store import MigrationJournal
 
-_COMPONENT = "edgeferry.smf.container"
-_MIGRATIONS: list[Migration] = [
-    """
-    CREATE TABLE container_migrations (
-        service_id     TEXT PRIMARY KEY,
-        migration_id   TEXT NOT NULL,
-        source         TEXT NOT NULL,
-        destination    TEXT NOT NULL,
-        location_epoch INTEGER NOT NULL,
-        attempt        INTEGER NOT NULL,
-        state          TEXT NOT NULL,
-        cleanup        TEXT NOT NULL,
-        detail         TEXT NOT NULL,
-        updated_at     REAL NOT NULL
-    );
-    """,
-]
-
-RUNNING, FAILED, ROLLED_BACK, COMMITTED = "running", "failed", "rolled_back", "committed"
 #: phases after which a destination container may exist
 _DESTINATION_RUN = ("run", "first_response", "rasp_location_update", "location_commit")
 
 NodeStubFactory = Callable[[ServerEntry], pb_grpc.NodeServiceStub]
-
-
-@dataclass(frozen=True)
-class JournalRow:
-    service_id: str
-    migration_id: str
-    source: str
-    destination: str
-    location_epoch: int
-    attempt: int
-    state: str
-    cleanup: dict[str, str]  # server -> workload whose stopped container is still there
-    detail: str
-
-
-class MigrationJournal:
-    """Per service: the current (or last) container migration, its attempt and outcome."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        store.migrate(_COMPONENT, _MIGRATIONS)
-
-    def get(self, service_id: str) -> JournalRow | None:
-        r = self.store.query_one("SELECT * FROM container_migrations WHERE service_id = ?",
-                                 (service_id,))
-        if r is None:
-            return None
-        return JournalRow(r["service_id"], r["migration_id"], r["source"], r["destination"],
-                          int(r["location_epoch"]), int(r["attempt"]), r["state"],
-                          json.loads(r["cleanup"]), r["detail"])
-
-    def begin(self, state: MigrationState, migration_id: str, attempt: int) -> None:
-        self.store.execute(
-            "INSERT INTO container_migrations VALUES (?, ?, ?, ?, ?, ?, ?, '{}', '', ?) "
-            "ON CONFLICT(service_id) DO UPDATE SET migration_id = excluded.migration_id, "
-            "source = excluded.source, destination = excluded.destination, "
-            "location_epoch = excluded.location_epoch, attempt = excluded.attempt, "
-            "state = excluded.state, detail = '', updated_at = excluded.updated_at",
-            (state.service.global_id, migration_id, state.source.name, state.destination.name,
-             state.epoch, attempt, RUNNING, time.time()))
-
-    def finish(self, service_id: str, outcome: str, detail: str = "") -> None:
-        self.store.execute(
-            "UPDATE container_migrations SET state = ?, detail = ?, updated_at = ? "
-            "WHERE service_id = ?", (outcome, detail[:500], time.time(), service_id))
-
-    def set_cleanup(self, service_id: str, server: str, workload: str | None) -> None:
-        """Record (workload) or clear (None) a stopped container left on ``server``."""
-        row = self.get(service_id)
-        pending = dict(row.cleanup) if row else {}
-        if workload is None:
-            pending.pop(server, None)
-        else:
-            pending[server] = workload
-        self.store.execute("UPDATE container_migrations SET cleanup = ? WHERE service_id = ?",
-                           (json.dumps(pending), service_id))
 
 
 @dataclass(frozen=True)

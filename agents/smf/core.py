@@ -77,6 +77,7 @@ class SmfCore:
 
     @property
     def public(self) -> PublicIdentity:
+        """The SMF's public identity (the issuer of its capabilities)."""
         return self.identity.public
 
     def _publish(self, service: ServiceEntry) -> None:
@@ -92,6 +93,7 @@ class SmfCore:
     # -- registrations ---------------------------------------------------------------------------
 
     def register_cms(self, public: PublicIdentity) -> None:
+        """Register (or replace) a CMS's public identity."""
         with self._lock:
             self.db.put_cms(public)
             self.ssp.cms[public.name] = public
@@ -130,6 +132,7 @@ class SmfCore:
 
     def register_user(self, first_name: str, surname: str, *, role: str = "", rank: int = 0,
                       specialisation: str = "") -> UserEntry:
+        """Register User: a new user with its USER CAP (InvalidRequest on bad fields)."""
         if not first_name or not surname:
             raise InvalidRequest("a user needs a first name and a surname")
         if not 0 <= rank <= MAX_RANK:
@@ -143,6 +146,7 @@ class SmfCore:
 
     def register_device(self, name: str, owner_first_name: str, owner_surname: str, *,
                         local_id: str = "") -> DeviceEntry:
+        """Register Device: a new device of its owner with its DEV CAP."""
         if not name:
             raise InvalidRequest("a device needs a name")
         with self._lock:
@@ -177,6 +181,7 @@ class SmfCore:
             return replace(user, capability=cap)
 
     def reissue_device_capability(self, device_id: str) -> DeviceEntry:
+        """As for users: a new DEV CAP; the old one is refused (REVOKED)."""
         with self._lock:
             device = self.device(device_id)
             cap = self.authority.reissue(device.capability)
@@ -186,24 +191,28 @@ class SmfCore:
     # -- lookups -----------------------------------------------------------------------------------
 
     def service(self, service_id: str) -> ServiceEntry:
+        """The service `service_id` (NotFound when there is none)."""
         service = self.db.service(service_id)
         if service is None:
             raise NotFound(f"no service {service_id!r}")
         return service
 
     def user(self, user_id: str) -> UserEntry:
+        """The user `user_id` (NotFound when there is none)."""
         user = self.db.user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         return user
 
     def device(self, device_id: str) -> DeviceEntry:
+        """The device `device_id` (NotFound when there is none)."""
         device = self.db.device(device_id)
         if device is None:
             raise NotFound(f"no device {device_id!r}")
         return device
 
     def location(self, service_id: str) -> Location:
+        """Where the service runs now and its epoch (NotFound when unknown)."""
         loc = self.db.location(service_id)
         if loc is None:
             raise NotFound(f"no location for {service_id!r}")

@@ -91,14 +91,18 @@ class ServerEntry:
 
     @property
     def address(self) -> str:
+        """``ipv4:port`` of the server's RASP/SSP endpoint."""
         return f"{self.ipv4}:{self.port}"
 
     def ssp_info(self) -> ServerInfo:
+        """The server as the SSP service record lists it (identity, address, port)."""
         return ServerInfo(self.public, self.ipv4, self.port)
 
 
 @dataclass(frozen=True)
 class ServiceEntry:
+    """A registered service, its SERV CAP and its servers (in registration order)."""
+
     global_id: str
     name: str
     version: str
@@ -112,11 +116,14 @@ class ServiceEntry:
     servers: tuple[ServerEntry, ...]
 
     def server(self, name: str) -> ServerEntry | None:
+        """The server called `name`, or None when it does not serve this service."""
         return next((s for s in self.servers if s.name == name), None)
 
 
 @dataclass(frozen=True)
 class UserEntry:
+    """A registered user and its USER CAP."""
+
     global_id: str
     first_name: str
     surname: str
@@ -128,6 +135,8 @@ class UserEntry:
 
 @dataclass(frozen=True)
 class DeviceEntry:
+    """A registered device, its owner and its DEV CAP."""
+
     global_id: str
     local_id: str
     name: str
@@ -145,10 +154,31 @@ class Location:
     epoch: int
 
 
+#: states of a container migration in the journal (agents/smf/container.py)
+RUNNING, FAILED, ROLLED_BACK, COMMITTED = "running", "failed", "rolled_back", "committed"
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """A service's current (or last) container migration, as the SMF's journal holds it."""
+
+    service_id: str
+    migration_id: str
+    source: str
+    destination: str
+    location_epoch: int
+    attempt: int
+    state: str
+    cleanup: dict[str, str]  # server -> workload whose stopped container is still there
+    detail: str
+
+
 # --- migration plan -------------------------------------------------------------------------
 
 
 class PhaseOutcome(StrEnum):
+    """How a phase ended (REJECTED: refused by policy or protocol)."""
+
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -166,6 +196,7 @@ class PhaseRecord:
     detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready values (the migration history stores these)."""
         return {
             "phase": self.phase, "wall_seconds": self.wall_seconds,
             "bytes_moved": self.bytes_moved, "outcome": str(self.outcome), "detail": self.detail,
@@ -204,6 +235,8 @@ FailureHook = Callable[[MigrationState, str, BaseException], list["PhaseRecord"]
 
 @dataclass(frozen=True)
 class Phase:
+    """A named step of a migration plan."""
+
     name: str
     run: PhaseFn
 
@@ -219,9 +252,11 @@ class MigrationPlan:
 
     @property
     def names(self) -> list[str]:
+        """The phases' names in order."""
         return [p.name for p in self.phases]
 
     def add(self, phase: Phase) -> MigrationPlan:
+        """Append `phase`; return the plan."""
         self.phases.append(phase)
         return self
 
@@ -232,11 +267,13 @@ class MigrationPlan:
             raise KeyError(f"no phase {name!r} in the plan") from None
 
     def insert_before(self, name: str, *phases: Phase) -> MigrationPlan:
+        """Insert `phases` before the phase called `name` (KeyError if absent)."""
         i = self._index(name)
         self.phases[i:i] = phases
         return self
 
     def insert_after(self, name: str, *phases: Phase) -> MigrationPlan:
+        """Insert `phases` after the phase called `name` (KeyError if absent)."""
         i = self._index(name) + 1
         self.phases[i:i] = phases
         return self

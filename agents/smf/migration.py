@@ -1,6 +1,12 @@
-"""Migrate Service: the phases of a migration wired to the agents that run them.
+"""Migrate Service: the phases of a migration wired to the agents that run them (no gRPC).
 
-`build_plan` turns the SMF's configured ports into a `MigrationPlan`. Optional per deployment:
+`migrate_service` is the command: authorise the request (SmfCore), hold the service's
+migration slot, run the plan and record the outcome in the migration history; a failed phase is
+an answer (`MigrationOutcome` with the records and a precise error code), not an exception.
+
+`build_plan` turns the SMF's configured ports into a `MigrationPlan`. The ports hold the
+clients of the other agents as objects (built by agents/smf/agent.py); this module only calls
+them. Optional per deployment:
 the data-audit check (`AuditHook`, agents/audit), the ledger write and destination
 self-evaluation (`LedgerHook`, agents/ledger) and the node agents' container phases
 (`ContainerPhases`, implemented over NodeService by agents/smf/container.py). RASP always runs,
@@ -25,34 +31,52 @@ failure and adds an "abort" record (restart the source, remove a destination cop
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from agents.audit.client import AuditClient
 from agents.common.convert import MIB
-from agents.ledger.client import LedgerClient
 from agents.ledger.domain import ContainerMetadata, NodeResources
-from agents.node.client import EndpointClient
-from agents.ras.client import RasClient
+from agents.security.errors import ProtocolError
 from agents.security.rasp import TransferDescriptor
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
+    Location,
+    MigrationFailed,
     MigrationPlan,
     MigrationState,
     Phase,
+    PhaseRecord,
     PhaseResult,
     PolicyDenied,
     ServerEntry,
+    StaleEpoch,
 )
-from agents.smf.relay import RaspHandshake, RaspRelay, Tap
+
+if TYPE_CHECKING:  # the clients are passed in as objects; only their types are named here
+    from agents.audit.client import AuditClient
+    from agents.ledger.client import LedgerClient
+    from agents.node.client import EndpointClient
+    from agents.smf.relay import RaspHandshake, RaspRelay, Tap
+
+#: relay(source endpoint, destination endpoint, tap) -> the RaspRelay of one migration
+RelayFactory = Callable[["EndpointClient", "EndpointClient", "Tap | None"], "RaspRelay"]
+
+#: precise error codes of failed migrations that are not a ProtocolError's code
+STALE_EPOCH = "STALE_EPOCH"
+POLICY_DENIED = "POLICY_DENIED"
+INTERNAL = "INTERNAL"
 
 
 class ContainerPhases(Protocol):
     """The node agents' part. Phases named in `BEFORE_HANDSHAKE` go before rasp_handshake,
     those in `AFTER_COMMIT` after location_commit, the rest before rasp_location_update."""
 
-    def phases(self) -> list[Phase]: ...
+    def phases(self) -> list[Phase]:
+        """The container phases, in the order they run."""
+        ...
 
 
 BEFORE_HANDSHAKE = ("prepull", "stop", "commit", "push")
@@ -67,6 +91,7 @@ class AuditHook:
     owner_token: bytes
 
     def phase(self) -> Phase:
+        """The policy_audit phase: a denial raises PolicyDenied (nothing has moved yet)."""
         def evaluate(state: MigrationState) -> Any:
             return self.client.evaluate(
                 self.owner_token, state.service.name, edge=state.destination.name,
@@ -119,6 +144,8 @@ class LedgerHook:
     gpu_usage: int = 0
 
     def phases(self, endpoint: Callable[[ServerEntry], EndpointClient]) -> list[Phase]:
+        """ledger_write (Algorithm 1) and self_evaluation (Algorithm 2 with the
+        destination's FREE resources, read through `endpoint`)."""
         def metadata(state: MigrationState) -> ContainerMetadata:
             return ContainerMetadata(
                 source_ip=state.source.ipv4,
@@ -156,7 +183,7 @@ class LedgerHook:
 class MigrationPorts:
     """How the SMF reaches the agents a migration involves."""
 
-    registry: RasClient
+    relay: RelayFactory
     endpoint: Callable[[ServerEntry], EndpointClient]
     audit: AuditHook | None = None
     ledger: LedgerHook | None = None
@@ -166,8 +193,9 @@ class MigrationPorts:
 
 
 def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> MigrationPlan:
-    relay = RaspRelay(ports.registry, ports.endpoint(state.source),
-                      ports.endpoint(state.destination), tap=ports.tap)
+    """The phases of migrating `state`'s service, in the order of the module docstring."""
+    relay = ports.relay(ports.endpoint(state.source), ports.endpoint(state.destination),
+                        ports.tap)
     holder: dict[str, RaspHandshake] = {}
 
     def handshake(st: MigrationState) -> PhaseResult:
@@ -225,3 +253,71 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
     for before, phase in ports.extra_phases:
         plan.insert_before(before, phase)
     return plan
+
+
+# -- Migrate Service ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    """Migrate Service's answer: the phases as run and where the service is now. A failed
+    migration carries the `MigrationFailed` and its precise error `code`."""
+
+    state: MigrationState
+    records: list[PhaseRecord]
+    location: Location
+    failure: MigrationFailed | None = None
+    code: str = ""
+
+    @property
+    def migrated(self) -> bool:
+        """True when every phase ran and the location moved."""
+        return self.failure is None
+
+
+def failure_code(cause: BaseException) -> str:
+    """The precise code of a failed migration's cause (a ProtocolError's code, STALE_EPOCH,
+    POLICY_DENIED or INTERNAL)."""
+    if isinstance(cause, ProtocolError):
+        return str(cause.code)
+    if isinstance(cause, StaleEpoch):
+        return STALE_EPOCH
+    if isinstance(cause, PolicyDenied):
+        return POLICY_DENIED
+    return INTERNAL
+
+
+def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, user_id: str,
+                    device_id: str, user_capability: bytes, device_capability: bytes,
+                    destination: str, request_id: str = "") -> MigrationOutcome:
+    """Migrate Service: check the caller's capabilities and the request (refusals raise),
+    then run the migration while holding the service's migration slot."""
+    service, user, device, source, dest, loc = core.authorise_migration(
+        service_id, user_id, device_id, user_capability, device_capability, destination)
+    with core.migration_slot(service.global_id):
+        state = MigrationState(
+            migration_id=f"mig-{secrets.token_hex(8)}", service=service, source=source,
+            destination=dest, user=user, device=device, epoch=loc.epoch, request_id=request_id,
+        )
+        return run_migration(core, ports, state)
+
+
+def run_migration(core: SmfCore, ports: MigrationPorts,
+                  state: MigrationState) -> MigrationOutcome:
+    """Build and run the plan for `state`; record the outcome in the migration history."""
+    started = time.time()
+    plan = build_plan(core, ports, state)
+    try:
+        records = plan.run(state)
+    except MigrationFailed as failed:
+        code = failure_code(failed.cause)
+        core.db.record_migration(state.migration_id, state.service.global_id,
+                                 state.source.name, state.destination.name, started,
+                                 f"failed:{failed.phase}:{code}", state.epoch, failed.records)
+        return MigrationOutcome(state, failed.records, core.location(state.service.global_id),
+                                failure=failed, code=code)
+    assert state.new_location is not None
+    core.db.record_migration(state.migration_id, state.service.global_id, state.source.name,
+                             state.destination.name, started, "ok", state.new_location.epoch,
+                             records)
+    return MigrationOutcome(state, records, state.new_location)

@@ -1,9 +1,8 @@
-"""gRPC side of the SMF: protobuf <-> SmfCore, errors -> status codes + error codes."""
+"""gRPC side of the SMF: protobuf <-> SmfCore and Migrate Service (agents/smf/migration.py),
+errors -> status codes + error codes."""
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from typing import Any
@@ -34,9 +33,7 @@ from agents.smf.core import SmfCore
 from agents.smf.domain import (
     AlreadyExists,
     InvalidRequest,
-    MigrationFailed,
     MigrationInProgress,
-    MigrationState,
     NotFound,
     PhaseOutcome,
     PhaseRecord,
@@ -46,11 +43,9 @@ from agents.smf.domain import (
     SmfError,
     StaleEpoch,
 )
-from agents.smf.migration import MigrationPorts, build_plan
+from agents.smf.migration import MigrationOutcome, MigrationPorts, migrate_service
 
 SERVICE_NAME = "edgeferry.smf.v1.SmfService"
-STALE_EPOCH = "STALE_EPOCH"
-POLICY_DENIED = "POLICY_DENIED"
 
 _STATUS: StatusTable = (
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -100,15 +95,15 @@ def service_to_pb(core: SmfCore, s: ServiceEntry) -> pb.ServiceInfo:
     )
 
 
-def failure_code(cause: BaseException) -> tuple[str, int]:
-    """(precise code, common ErrorCode) of a failed migration's cause."""
+def common_error(cause: BaseException) -> int:
+    """The common ErrorCode of a failed migration's cause."""
     if isinstance(cause, ProtocolError):
-        return str(cause.code), common_code(cause.code)
+        return common_code(cause.code)
     if isinstance(cause, StaleEpoch):
-        return STALE_EPOCH, common_pb2.ERROR_CODE_STALE_NONCE
+        return common_pb2.ERROR_CODE_STALE_NONCE
     if isinstance(cause, PolicyDenied):
-        return POLICY_DENIED, common_pb2.ERROR_CODE_POLICY_DENIED
-    return "INTERNAL", common_pb2.ERROR_CODE_INTERNAL
+        return common_pb2.ERROR_CODE_POLICY_DENIED
+    return common_pb2.ERROR_CODE_INTERNAL
 
 
 class SmfServicer(pb_grpc.SmfServiceServicer):
@@ -223,48 +218,32 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
                        context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
         caller = check_peer(context, self.migrate_peers)
         with _errors(context):
-            service, user, device, source, dest, loc = self.core.authorise_migration(
-                request.service_id, request.user_id, request.device_id,
-                request.user_capability, request.device_capability, request.destination)
-            with self.core.migration_slot(service.global_id):
-                state = MigrationState(
-                    migration_id=f"mig-{secrets.token_hex(8)}", service=service, source=source,
-                    destination=dest, user=user, device=device, epoch=loc.epoch,
-                    request_id=request.request_id,
-                )
-                return self._run(state, caller, context)
+            out = migrate_service(
+                self.core, self.ports, service_id=request.service_id, user_id=request.user_id,
+                device_id=request.device_id, user_capability=request.user_capability,
+                device_capability=request.device_capability, destination=request.destination,
+                request_id=request.request_id)
+        return self._migrate_response(out, caller, context)
 
-    def _run(self, state: MigrationState, caller: str,
-             context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
-        started = time.time()
-        plan = build_plan(self.core, self.ports, state)
-        try:
-            records = plan.run(state)
-        except MigrationFailed as failed:
-            code, common = failure_code(failed.cause)
-            self.core.db.record_migration(state.migration_id, state.service.global_id,
-                                          state.source.name, state.destination.name, started,
-                                          f"failed:{failed.phase}:{code}", state.epoch,
-                                          failed.records)
+    def _migrate_response(self, out: MigrationOutcome, caller: str,
+                          context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
+        state = out.state
+        if out.failure is not None:
+            common = common_error(out.failure.cause)
             self.log.info("migration_failed", migration=state.migration_id, caller=caller,
-                          phase=failed.phase, code=code)
-            context.set_trailing_metadata(((PROTOCOL_ERROR_KEY, code),
+                          phase=out.failure.phase, code=out.code)
+            context.set_trailing_metadata(((PROTOCOL_ERROR_KEY, out.code),
                                            (COMMON_ERROR_KEY, common_pb2.ErrorCode.Name(common))))
-            loc = self.core.location(state.service.global_id)
             return pb.MigrateServiceResponse(
-                migrated=False, location=loc.server, epoch=loc.epoch,
-                rasp_session_id=state.rasp_session_id, phases=phases_to_pb(failed.records),
+                migrated=False, location=out.location.server, epoch=out.location.epoch,
+                rasp_session_id=state.rasp_session_id, phases=phases_to_pb(out.records),
                 error=common_pb2.Error(code=common,  # type: ignore[arg-type]
-                                       message=f"{code}: {failed}"[:500]))
-        assert state.new_location is not None
-        self.core.db.record_migration(state.migration_id, state.service.global_id,
-                                      state.source.name, state.destination.name, started, "ok",
-                                      state.new_location.epoch, records)
+                                       message=f"{out.code}: {out.failure}"[:500]))
         self.log.info("migrated", migration=state.migration_id, caller=caller,
-                      destination=state.destination.name, epoch=state.new_location.epoch)
+                      destination=state.destination.name, epoch=out.location.epoch)
         return pb.MigrateServiceResponse(
-            migrated=True, location=state.new_location.server, epoch=state.new_location.epoch,
-            rasp_session_id=state.rasp_session_id, phases=phases_to_pb(records))
+            migrated=True, location=out.location.server, epoch=out.location.epoch,
+            rasp_session_id=state.rasp_session_id, phases=phases_to_pb(out.records))
 
     # -- listings ----------------------------------------------------------------------------------
 

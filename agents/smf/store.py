@@ -1,5 +1,6 @@
 """SQLite persistence of the SMF: CMSs, services and their servers, users, devices, the service
-location records (with fencing epochs) and the migration history."""
+location records (with fencing epochs), the migration history (`SmfStore`) and the journal of
+container migrations (`MigrationJournal`, used by agents/smf/container.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from agents.security.capability import SealedCapability
 from agents.security.crypto import PublicIdentity
 from agents.security.rasp import Resources
 from agents.smf.domain import (
+    RUNNING,
     DeviceEntry,
+    JournalRow,
     Location,
+    MigrationState,
     PhaseRecord,
     ServerEntry,
     ServiceEntry,
@@ -107,12 +111,14 @@ class SmfStore:
 
     # -- CMS -------------------------------------------------------------------------------------
     def cms(self) -> dict[str, PublicIdentity]:
+        """Every registered CMS by name."""
         return {
             r["name"]: PublicIdentity.from_bytes(bytes(r["identity"]))
             for r in self.store.query("SELECT * FROM cms")
         }
 
     def put_cms(self, public: PublicIdentity) -> None:
+        """Insert or replace a CMS's identity."""
         self.store.execute(
             "INSERT INTO cms VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET identity = "
             "excluded.identity",
@@ -121,6 +127,7 @@ class SmfStore:
 
     # -- services ----------------------------------------------------------------------------------
     def add_service(self, service: ServiceEntry) -> None:
+        """Insert a service, its servers and its first location (epoch 1, first server)."""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO services VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -145,6 +152,7 @@ class SmfStore:
         )
 
     def add_server(self, service_id: str, server: ServerEntry) -> None:
+        """Append a server to a service's servers."""
         with self.store.transaction() as db:
             row = db.execute(
                 "SELECT COALESCE(MAX(position), -1) + 1 AS p FROM service_servers "
@@ -153,6 +161,7 @@ class SmfStore:
             self._put_server(db, service_id, server, int(row["p"]))
 
     def services(self) -> list[ServiceEntry]:
+        """Every service with its servers, ordered by name and version."""
         servers: dict[str, list[ServerEntry]] = {}
         for r in self.store.query("SELECT * FROM service_servers ORDER BY service_id, position"):
             servers.setdefault(r["service_id"], []).append(_server(r))
@@ -170,10 +179,12 @@ class SmfStore:
         ]
 
     def service(self, global_id: str) -> ServiceEntry | None:
+        """The service `global_id`, or None."""
         return next((s for s in self.services() if s.global_id == global_id), None)
 
     # -- users and devices -------------------------------------------------------------------------
     def add_user(self, u: UserEntry) -> None:
+        """Insert a user."""
         self.store.execute(
             "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
             (u.global_id, u.first_name, u.surname, u.role, u.rank, u.specialisation,
@@ -181,10 +192,12 @@ class SmfStore:
         )
 
     def set_user_capability(self, global_id: str, cap: SealedCapability) -> None:
+        """Replace a user's USER CAP (after a reissue)."""
         self.store.execute("UPDATE users SET capability = ? WHERE global_id = ?",
                            (cap.to_bytes(), global_id))
 
     def users(self) -> list[UserEntry]:
+        """Every user, ordered by id."""
         return [
             UserEntry(r["global_id"], r["first_name"], r["surname"], r["role"], int(r["rank"]),
                       r["specialisation"], SealedCapability.from_bytes(bytes(r["capability"])))
@@ -192,9 +205,11 @@ class SmfStore:
         ]
 
     def user(self, global_id: str) -> UserEntry | None:
+        """The user `global_id`, or None."""
         return next((u for u in self.users() if u.global_id == global_id), None)
 
     def add_device(self, d: DeviceEntry) -> None:
+        """Insert a device."""
         self.store.execute(
             "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
             (d.global_id, d.local_id, d.name, d.owner_first_name, d.owner_surname,
@@ -202,10 +217,12 @@ class SmfStore:
         )
 
     def set_device_capability(self, global_id: str, cap: SealedCapability) -> None:
+        """Replace a device's DEV CAP (after a reissue)."""
         self.store.execute("UPDATE devices SET capability = ? WHERE global_id = ?",
                            (cap.to_bytes(), global_id))
 
     def devices(self) -> list[DeviceEntry]:
+        """Every device, ordered by id."""
         return [
             DeviceEntry(r["global_id"], r["local_id"], r["name"], r["owner_first"],
                         r["owner_surname"], SealedCapability.from_bytes(bytes(r["capability"])))
@@ -213,10 +230,12 @@ class SmfStore:
         ]
 
     def device(self, global_id: str) -> DeviceEntry | None:
+        """The device `global_id`, or None."""
         return next((d for d in self.devices() if d.global_id == global_id), None)
 
     # -- locations ---------------------------------------------------------------------------------
     def location(self, service_id: str) -> Location | None:
+        """The service's location record, or None."""
         r = self.store.query_one("SELECT * FROM locations WHERE service_id = ?", (service_id,))
         return None if r is None else Location(service_id, r["server"], int(r["epoch"]))
 
@@ -239,8 +258,76 @@ class SmfStore:
     def record_migration(self, migration_id: str, service_id: str, source: str,
                          destination: str, started_at: float, outcome: str, epoch: int,
                          phases: list[PhaseRecord]) -> None:
+        """Append a migration to the history with its outcome and phase records."""
         self.store.execute(
             "INSERT INTO migrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (migration_id, service_id, source, destination, started_at, outcome, epoch,
              json.dumps([p.as_dict() for p in phases])),
         )
+
+
+# -- container migration journal ----------------------------------------------------------------
+# A component of its own (tables created only where the container phases are configured).
+CONTAINER_COMPONENT = "edgeferry.smf.container"
+CONTAINER_MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE container_migrations (
+        service_id     TEXT PRIMARY KEY,
+        migration_id   TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        destination    TEXT NOT NULL,
+        location_epoch INTEGER NOT NULL,
+        attempt        INTEGER NOT NULL,
+        state          TEXT NOT NULL,
+        cleanup        TEXT NOT NULL,
+        detail         TEXT NOT NULL,
+        updated_at     REAL NOT NULL
+    );
+    """,
+]
+
+
+class MigrationJournal:
+    """Per service: the current (or last) container migration, its attempt and outcome."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.migrate(CONTAINER_COMPONENT, CONTAINER_MIGRATIONS)
+
+    def get(self, service_id: str) -> JournalRow | None:
+        """The service's journal row (None before its first container migration)."""
+        r = self.store.query_one("SELECT * FROM container_migrations WHERE service_id = ?",
+                                 (service_id,))
+        if r is None:
+            return None
+        return JournalRow(r["service_id"], r["migration_id"], r["source"], r["destination"],
+                          int(r["location_epoch"]), int(r["attempt"]), r["state"],
+                          json.loads(r["cleanup"]), r["detail"])
+
+    def begin(self, state: MigrationState, migration_id: str, attempt: int) -> None:
+        """Record `attempt` of node migration `migration_id` as running (pending cleanups kept)."""
+        self.store.execute(
+            "INSERT INTO container_migrations VALUES (?, ?, ?, ?, ?, ?, ?, '{}', '', ?) "
+            "ON CONFLICT(service_id) DO UPDATE SET migration_id = excluded.migration_id, "
+            "source = excluded.source, destination = excluded.destination, "
+            "location_epoch = excluded.location_epoch, attempt = excluded.attempt, "
+            "state = excluded.state, detail = '', updated_at = excluded.updated_at",
+            (state.service.global_id, migration_id, state.source.name, state.destination.name,
+             state.epoch, attempt, RUNNING, time.time()))
+
+    def finish(self, service_id: str, outcome: str, detail: str = "") -> None:
+        """Set the migration's final state (committed, rolled_back or failed) and its detail."""
+        self.store.execute(
+            "UPDATE container_migrations SET state = ?, detail = ?, updated_at = ? "
+            "WHERE service_id = ?", (outcome, detail[:500], time.time(), service_id))
+
+    def set_cleanup(self, service_id: str, server: str, workload: str | None) -> None:
+        """Record (workload) or clear (None) a stopped container left on ``server``."""
+        row = self.get(service_id)
+        pending = dict(row.cleanup) if row else {}
+        if workload is None:
+            pending.pop(server, None)
+        else:
+            pending[server] = workload
+        self.store.execute("UPDATE container_migrations SET cleanup = ? WHERE service_id = ?",
+                           (json.dumps(pending), service_id))

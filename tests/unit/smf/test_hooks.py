@@ -96,7 +96,8 @@ def _recorder(ran: list[str], name: str) -> Callable[[MigrationState], None]:
 
 
 def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) -> Any:
-    ports = MigrationPorts(registry=FakeRelay(), endpoint=lambda s: FakeEndpoint())  # type: ignore[arg-type,return-value]
+    ports = MigrationPorts(relay=lambda src, dst, tap: FakeRelay(),  # type: ignore[arg-type,return-value]
+                           endpoint=lambda s: FakeEndpoint())  # type: ignore[arg-type,return-value]
     if audit is not None:
         ports.audit = AuditHook(audit, b"token")  # type: ignore[arg-type]
     if ledger is not None:
