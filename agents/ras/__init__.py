@@ -1,1 +1,2 @@
-"""RAS agent (RASP Registry, RAS table) and the RASP cloud endpoint (Server SA / Cloud CB)."""
+"""RAS agent: the RASP registry (clouds, the RAS table, allocations per service). A host's RASP
+endpoint runs in its node agent (`agents.node.rasp_core`)."""
