@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port-base", type=int, default=50500)
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
-    from edgeferry.lab.provider import LabState
+    from edgeferry.lab.state import LabState
 
     state = LabState.load(args.lab)
     if state is None:

@@ -57,9 +57,9 @@ from edgeferry.experiments.hosts import connection_factory, hosts_from_lab, run
 from edgeferry.experiments.scenario import ScenarioContext
 from edgeferry.experiments.scenarios.container_migration import LAYER_MB, PURGE, SERVICE
 from edgeferry.experiments.scenarios.migration_common import downtime_s, phases_of, reset_to
-from edgeferry.experiments.shaping import local_veth
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
-from edgeferry.lab.bandwidth import parse_iperf3_json
+from edgeferry.lab.links.iperf import parse_iperf3_json
+from edgeferry.lab.links.veth import local_veth
 
 AGENTS = ["audit", "ledger", "node", "ras", "smf"]
 MUST_RATIO, TARGET_RATIO = 2.0, 1.25
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the JSON document to this file")
     args = ap.parse_args(argv)
     from edgeferry.deploy.experiment import deployed_endpoints
-    from edgeferry.lab.provider import LabState
+    from edgeferry.lab.state import LabState
 
     state = LabState.load(args.lab)
     if state is None:

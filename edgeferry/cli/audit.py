@@ -30,7 +30,8 @@ import click
 
 from agents.audit.domain import AuditError, MigrationDecision, Target, choose_destination
 from agents.audit.tables import PolicyDocument, load_policy_file, seed002_tables
-from edgeferry.errors import EXIT_FAILURE, ConfigError, EnvironmentProblem, OperationFailed
+from edgeferry.cli.connection import channel, rpc_errors, tls_options
+from edgeferry.errors import EXIT_FAILURE, ConfigError, OperationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,16 +158,11 @@ def _load_document(policy_file: Path | None, paper: bool) -> PolicyDocument:
 
 
 def _agent_options(fn: F) -> F:
-    for name, env, help_text in (
-        ("--key", "EDGEFERRY_KEY", "Client private key (PEM, mode 0600)."),
-        ("--cert", "EDGEFERRY_CERT", "Client certificate (PEM) from the lab CA."),
-        ("--ca-cert", "EDGEFERRY_CA_CERT", "Lab CA certificate (PEM)."),
-        ("--agent", "EDGEFERRY_AUDIT_AGENT", "Audit agent address HOST:PORT."),
-    ):
-        fn = click.option(name, envvar=env, required=True, help=help_text)(fn)
-    fn = click.option("--server-name", default=None,
-                      help="Name expected in the agent's certificate (default: the host).")(fn)
-    return fn
+    fn = tls_options(fn)
+    fn = click.option("--agent", envvar="EDGEFERRY_AUDIT_AGENT", required=True,
+                      help="Audit agent address HOST:PORT.")(fn)
+    return click.option("--server-name", default=None,
+                        help="Name expected in the agent's certificate (default: the host).")(fn)
 
 
 def _token_option(fn: F) -> F:
@@ -187,27 +183,16 @@ def _read_token(path: Path) -> bytes:
 
 
 @contextmanager
-def _client(agent: str, ca_cert: str, cert: str, key: str,
-            server_name: str | None) -> Iterator[Any]:
-    import grpc
+def _client(what: str, conn: dict[str, Any]) -> Iterator[Any]:
+    """An `AuditClient` over mTLS; RPC failures in the block become one-line errors."""
+    from agents.audit.client import AuditClient
 
-    from agents.audit.client import AuditClient, AuditRpcError
-    from agents.common.errors import AgentError
-
+    agent = conn["agent"]
+    client = AuditClient(channel(agent, "agent", conn["ca_cert"], conn["cert"], conn["key"],
+                                 server_name=conn["server_name"]))
     try:
-        client = AuditClient.connect(agent, Path(ca_cert), Path(cert), Path(key),
-                                     server_name=server_name)
-    except AgentError as err:
-        raise ConfigError(str(err)) from None
-    try:
-        yield client
-    except AuditRpcError as err:
-        if err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise EnvironmentProblem(f"cannot reach the audit agent at {agent}: {err.message}; "
-                                     "check --agent and the TLS files") from None
-        if err.code == grpc.StatusCode.INVALID_ARGUMENT:
-            raise ConfigError(err.message) from None
-        raise OperationFailed(f"{err.message} ({err.code.name})") from None
+        with rpc_errors(what, f"audit agent at {agent}"):
+            yield client
     finally:
         client.close()
 
@@ -216,8 +201,7 @@ def _client(agent: str, ca_cert: str, cert: str, key: str,
 @click.argument("policy_file", type=click.Path(path_type=Path))
 @_token_option
 @_agent_options
-def register(policy_file: Path, token_file: Path, agent: str, ca_cert: str, cert: str,
-             key: str, server_name: str | None) -> None:
+def register(policy_file: Path, token_file: Path, **conn: Any) -> None:
     """Register (or update) the edges and container policies of a YAML file with the agent.
 
     Prints the share key of every newly registered edge (give it to container owners).
@@ -225,7 +209,7 @@ def register(policy_file: Path, token_file: Path, agent: str, ca_cert: str, cert
     doc = _load_document(policy_file, False)
     token = _read_token(token_file)
     from agents.audit.client import AuditRpcError
-    with _client(agent, ca_cert, cert, key, server_name) as c:
+    with _client("register", conn) as c:
         for name, edge in doc.edges.items():
             try:
                 share = c.register_edge(token, name, edge.canonical(), region=edge.region,
@@ -256,12 +240,11 @@ def register(policy_file: Path, token_file: Path, agent: str, ca_cert: str, cert
 @_token_option
 @_agent_options
 def evaluate_cmd(container: str, edge: str | None, region: str | None, seed: int | None,
-                 all_rows: bool, as_json: bool, token_file: Path, agent: str, ca_cert: str,
-                 cert: str, key: str, server_name: str | None) -> None:
+                 all_rows: bool, as_json: bool, token_file: Path, **conn: Any) -> None:
     """Ask the agent whether CONTAINER may migrate (to --edge, to --region, or anywhere)."""
     _target(edge, region)  # validates the combination
     token = _read_token(token_file)
-    with _client(agent, ca_cert, cert, key, server_name) as c:
+    with _client("evaluate", conn) as c:
         v = c.evaluate(token, container, edge=edge, region=region, seed=seed)
     if as_json:
         click.echo(json.dumps({
@@ -294,11 +277,10 @@ def share() -> None:
 @click.argument("share_key")
 @_token_option
 @_agent_options
-def share_redeem(share_key: str, token_file: Path, agent: str, ca_cert: str, cert: str,
-                 key: str, server_name: str | None) -> None:
+def share_redeem(share_key: str, token_file: Path, **conn: Any) -> None:
     """Use SHARE_KEY (from an edge owner) to add that edge to your edges."""
     token = _read_token(token_file)
-    with _client(agent, ca_cert, cert, key, server_name) as c:
+    with _client("share redeem", conn) as c:
         click.echo(f"edge {c.redeem_share_key(token, share_key)} is now available to you")
 
 
@@ -306,19 +288,18 @@ def share_redeem(share_key: str, token_file: Path, agent: str, ca_cert: str, cer
 @click.argument("edge")
 @_token_option
 @_agent_options
-def share_rotate(edge: str, token_file: Path, agent: str, ca_cert: str, cert: str, key: str,
-                 server_name: str | None) -> None:
+def share_rotate(edge: str, token_file: Path, **conn: Any) -> None:
     """Issue a new share key for an edge you own (the old key stops working)."""
     token = _read_token(token_file)
-    with _client(agent, ca_cert, cert, key, server_name) as c:
+    with _client("share rotate", conn) as c:
         click.echo(f"edge {edge}: new share key {c.rotate_share_key(token, edge)}")
 
 
 @audit.command("verify-log")
 @_agent_options
-def verify_log(agent: str, ca_cert: str, cert: str, key: str, server_name: str | None) -> None:
+def verify_log(**conn: Any) -> None:
     """Ask the agent to verify its tamper-evident audit log."""
-    with _client(agent, ca_cert, cert, key, server_name) as c:
+    with _client("verify-log", conn) as c:
         ok, entries, problem = c.verify_log()
     if not ok:
         raise OperationFailed(f"audit log verification failed after {entries} entries: {problem}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -11,7 +12,8 @@ from rich.table import Table
 
 from edgeferry.errors import ConfigError
 from edgeferry.lab.config import LabSpec, format_rate, load_spec
-from edgeferry.lab.provider import EmulatedLab, LabState, spec_of_running_lab
+from edgeferry.lab.provider import EmulatedLab
+from edgeferry.lab.state import LabState, spec_of_running_lab
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -119,14 +121,15 @@ def status(name: str | None, as_json: bool) -> None:
     _print_status(spec, state, live=EmulatedLab(spec, log=_log).host_status())
 
 
-def _fmt_measured(entry: dict | None) -> str:
+def _fmt_measured(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "-"
     mean, sd = entry["mean_bps"] / 1e6, entry["stdev_bps"] / 1e6
     return f"{mean:.1f} ± {sd:.1f} (n={len(entry['samples_bps'])})"
 
 
-def _print_status(spec: LabSpec, state: LabState, live: dict | None = None) -> None:
+def _print_status(spec: LabSpec, state: LabState,
+                  live: dict[str, dict[str, Any]] | None = None) -> None:
     table = Table(title=f"lab {spec.name!r} ({spec.subnet})")
     for column in ("host", "role", "profile", "address", "cpus/mem", "shaping"):
         table.add_column(column)

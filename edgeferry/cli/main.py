@@ -37,7 +37,9 @@ for _cmd in pending.COMMANDS:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: turn library errors into one-line messages and documented exit codes."""
     try:
-        cli.main(args=argv, prog_name="edgeferry", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a `click.exceptions.Exit` (a
+        # DENY, a pending verb) instead of raising it; the commands themselves return None.
+        rc = cli.main(args=argv, prog_name="edgeferry", standalone_mode=False)
     except EdgeferryError as err:
         click.secho(f"edgeferry: error: {err}", fg="red", err=True)
         return err.exit_code
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as err:
         return err.exit_code
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -24,16 +24,13 @@ Exit codes: 0 success, 1 refused or failed, 2 bad input, 3 agent unreachable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import grpc
 
 from agents.common.keys import read_public_identity
-from agents.common.status import RemoteProtocolError
 from agents.node.client import SspServerClient
 from agents.ras.client import RasClient
 from agents.security.capability import SealedCapability
@@ -41,7 +38,8 @@ from agents.security.crypto import Identity, PublicIdentity, write_private_file
 from agents.security.errors import ProtocolError
 from agents.security.rasp import Resources
 from agents.smf.client import ApplicationSession, ServerSpec, SmfClient, register_service_as_cms
-from edgeferry.errors import ConfigError, EnvironmentProblem, OperationFailed
+from edgeferry.cli.connection import channel, rpc_errors, tls_options
+from edgeferry.errors import ConfigError, OperationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,62 +48,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 # connections
 # --------------------------------------------------------------------------------------------
 
-def _tls_options(fn: F) -> F:
-    fn = click.option("--key", "key", envvar="EDGEFERRY_KEY", type=click.Path(path_type=Path),
-                      help="Client private key (env EDGEFERRY_KEY).")(fn)
-    fn = click.option("--cert", "cert", envvar="EDGEFERRY_CERT",
-                      type=click.Path(path_type=Path),
-                      help="Client certificate (env EDGEFERRY_CERT).")(fn)
-    fn = click.option("--ca-cert", "ca", envvar="EDGEFERRY_CA_CERT",
-                      type=click.Path(path_type=Path),
-                      help="Lab CA certificate (env EDGEFERRY_CA_CERT).")(fn)
-    return fn
-
-
 def _smf_options(fn: F) -> F:
     fn = click.option("--smf", "smf_target", envvar="EDGEFERRY_SMF", metavar="HOST:PORT",
                       help="SMF agent (env EDGEFERRY_SMF).")(fn)
-    return _tls_options(fn)
+    return tls_options(fn)
 
 
-def _channel(target: str | None, what: str, ca: Path | None, cert: Path | None,
-             key: Path | None) -> grpc.Channel:
-    from agents.common.client import secure_channel
-    from agents.common.errors import AgentError
-
-    if not target:
-        raise ConfigError(f"no {what} address: pass --{what} HOST:PORT or set "
-                          f"EDGEFERRY_{what.upper()}")
-    if not (ca and cert and key):
-        raise ConfigError("mTLS needs --ca-cert, --cert and --key (or EDGEFERRY_CA_CERT, "
-                          "EDGEFERRY_CERT, EDGEFERRY_KEY)")
-    try:
-        return secure_channel(target, ca, cert, key)
-    except AgentError as err:
-        raise ConfigError(str(err)) from None
-
-
-@contextmanager
-def _calls(what: str) -> Iterator[None]:
-    """Turn refusals and transport failures into one-line errors with exit codes."""
-    try:
-        yield
-    except RemoteProtocolError as err:
-        raise OperationFailed(f"{what} refused: {err.code}: {err.message}") from None
-    except ProtocolError as err:
-        raise OperationFailed(f"{what} refused locally: {err.code}: {err.message}") from None
-    except grpc.RpcError as err:
-        code = err.code() if hasattr(err, "code") else None
-        details = err.details() if hasattr(err, "details") else str(err)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise EnvironmentProblem(f"{what}: agent unreachable ({details})") from None
-        name = code.name if code is not None else "ERROR"
-        raise OperationFailed(f"{what} failed: {name}: {details}") from None
-
-
-def _smf(ctx_args: dict[str, Any]) -> SmfClient:
-    return SmfClient(_channel(ctx_args["smf_target"], "smf", ctx_args["ca"], ctx_args["cert"],
-                              ctx_args["key"]))
+def _smf(conn: dict[str, Any]) -> SmfClient:
+    return SmfClient(channel(conn["smf_target"], "smf", conn["ca_cert"], conn["cert"],
+                             conn["key"]))
 
 
 def _read_cap(path: Path) -> SealedCapability:
@@ -199,7 +150,7 @@ def keygen(name: str, out: Path) -> None:
 def register_cms(identity: Path, **conn: Any) -> None:
     """Trust a Cloud Management System for Register Service."""
     public = _public(identity)
-    with _calls("register-cms"):
+    with rpc_errors("register-cms"):
         _smf(conn).register_cms(public)
     click.echo(f"CMS {public.name} registered")
 
@@ -233,10 +184,10 @@ def register_service(name: str, version: str, cms_key: Path, servers: tuple[str,
     client = _smf(conn)
 
     def provision(spec: ServerSpec) -> SspServerClient:
-        return SspServerClient(_channel(f"{spec.ip}:{spec.port}", "server", conn["ca"],
-                                        conn["cert"], conn["key"]))
+        return SspServerClient(channel(f"{spec.ip}:{spec.port}", "server", conn["ca_cert"],
+                                       conn["cert"], conn["key"]))
 
-    with _calls("register-service"):
+    with rpc_errors("register-service"):
         service_id, cap = register_service_as_cms(
             client, cms, client.identity(), name, version, specs, provision=provision,
             description=description, local_id=local_id, port=service_port,
@@ -257,11 +208,11 @@ def add_server(service_id: str, server: str, global_id: str, max_load: int,
                **conn: Any) -> None:
     """Add Server to a registered service and provision SERV CAP on it."""
     spec = _server_spec(server)
-    with _calls("add-server"):
+    with rpc_errors("add-server"):
         sid, cap = _smf(conn).add_server(service_id, spec.public, spec.ip, spec.port,
                                          server_global_id=global_id, max_load=max_load)
-        SspServerClient(_channel(f"{spec.ip}:{spec.port}", "server", conn["ca"], conn["cert"],
-                                 conn["key"])).provision(sid, cap)
+        SspServerClient(channel(f"{spec.ip}:{spec.port}", "server", conn["ca_cert"],
+                                conn["cert"], conn["key"])).provision(sid, cap)
     click.echo(f"server {spec.public.name} ({spec.ip}:{spec.port}) added to {sid}")
 
 
@@ -277,7 +228,7 @@ def add_server(service_id: str, server: str, global_id: str, max_load: int,
 def register_user(first_name: str, surname: str, role: str, rank: int, specialisation: str,
                   cap_out: Path | None, **conn: Any) -> None:
     """Register User: prints the global id and USER CAP."""
-    with _calls("register-user"):
+    with rpc_errors("register-user"):
         gid, cap = _smf(conn).register_user(first_name, surname, role=role, rank=rank,
                                             specialisation=specialisation)
     _write_cap(cap_out, cap)
@@ -296,7 +247,7 @@ def register_user(first_name: str, surname: str, role: str, rank: int, specialis
 def register_device(name: str, owner: tuple[str, str], local_id: str, cap_out: Path | None,
                     **conn: Any) -> None:
     """Register Device: prints the global and local ids and DEV CAP."""
-    with _calls("register-device"):
+    with rpc_errors("register-device"):
         gid, lid, cap = _smf(conn).register_device(name, owner[0], owner[1], local_id=local_id)
     _write_cap(cap_out, cap)
     click.echo(f"device {name}: global id {gid}, local id {lid}")
@@ -316,11 +267,11 @@ def request_service(name: str, version: str, user_cap: Path, device_cap: Path, a
     """Request Service and run an SSP session (steps 3-11): prints the chosen server, the
     answers (hex) and the time of each stage."""
     client = _smf(conn)
-    with _calls("request-service"):
+    with rpc_errors("request-service"):
         session = ApplicationSession(
             Identity.generate(app_name), client, client.identity(), _read_cap(user_cap),
             _read_cap(device_cap),
-            lambda address: _channel(address, "server", conn["ca"], conn["cert"], conn["key"]))
+            lambda address: channel(address, "server", conn["ca_cert"], conn["cert"], conn["key"]))
         with session:
             session.open(name, version)
             click.echo(f"session open with {session.server_address}")
@@ -344,7 +295,7 @@ def request_service(name: str, version: str, user_cap: Path, device_cap: Path, a
 def migrate(service_id: str, destination: str, user_id: str, device_id: str, user_cap: Path,
             device_cap: Path, request_id: str, **conn: Any) -> None:
     """Migrate Service to another server (RASP + location commit); prints each phase."""
-    with _calls("migrate"):
+    with rpc_errors("migrate"):
         report = _smf(conn).migrate(service_id, user_id, device_id, _read_cap(user_cap),
                                     _read_cap(device_cap), destination, request_id=request_id)
     _table([(p.phase, f"{p.wall_seconds * 1000:.2f}", str(p.bytes_moved), p.outcome, p.detail)
@@ -359,7 +310,7 @@ def migrate(service_id: str, destination: str, user_id: str, device_id: str, use
 @_smf_options
 def services(**conn: Any) -> None:
     """List registered services with their location."""
-    with _calls("services"):
+    with rpc_errors("services"):
         items = _smf(conn).services()
     _table([(s.global_id, s.name, s.version, s.location, str(s.epoch),
              ",".join(x.name for x in s.servers)) for s in items],
@@ -371,7 +322,7 @@ def services(**conn: Any) -> None:
 @_smf_options
 def show(service_id: str, **conn: Any) -> None:
     """Show one service."""
-    with _calls("show"):
+    with rpc_errors("show"):
         s = _smf(conn).service(service_id)
     click.echo(f"{s.name} {s.version} ({s.global_id}, local {s.local_id}): {s.description}")
     click.echo(f"port {s.port}/{s.transport}, image {s.image_ref or '-'}")
@@ -385,7 +336,7 @@ def show(service_id: str, **conn: Any) -> None:
 @_smf_options
 def users(**conn: Any) -> None:
     """List registered users."""
-    with _calls("users"):
+    with rpc_errors("users"):
         items = _smf(conn).users()
     _table([(u.global_id, f"{u.first_name} {u.surname}", u.role, str(u.rank),
              u.capability_text) for u in items], ("id", "name", "role", "rank", "USER CAP"))
@@ -395,20 +346,21 @@ def users(**conn: Any) -> None:
 @_smf_options
 def devices(**conn: Any) -> None:
     """List registered devices."""
-    with _calls("devices"):
+    with rpc_errors("devices"):
         items = _smf(conn).devices()
     _table([(d.global_id, d.local_id, d.name, f"{d.owner_first_name} {d.owner_surname}",
              d.capability_text) for d in items], ("id", "local id", "name", "owner", "DEV CAP"))
 
 
 def _ras(conn: dict[str, Any]) -> RasClient:
-    return RasClient(_channel(conn["ras_target"], "ras", conn["ca"], conn["cert"], conn["key"]))
+    return RasClient(channel(conn["ras_target"], "ras", conn["ca_cert"], conn["cert"],
+                             conn["key"]))
 
 
 def _ras_options(fn: F) -> F:
     fn = click.option("--ras", "ras_target", envvar="EDGEFERRY_RAS", metavar="HOST:PORT",
                       help="RAS agent (env EDGEFERRY_RAS).")(fn)
-    return _tls_options(fn)
+    return tls_options(fn)
 
 
 @smf.command("ras-register")
@@ -420,7 +372,7 @@ def ras_register(identity: Path, cpu: int, memory: int, storage: int, network: i
                  **conn: Any) -> None:
     """Register a host at the RAS as advertising cloud (with MAX) and as server."""
     public = _public(identity)
-    with _calls("ras-register"):
+    with rpc_errors("ras-register"):
         client = _ras(conn)
         free = client.register_cloud(public, _resources(cpu, memory, storage, network))
         client.register_server(public)
@@ -433,7 +385,7 @@ def ras_register(identity: Path, cpu: int, memory: int, storage: int, network: i
 def ras_table(**conn: Any) -> None:
     """Show the RAS table (Table 1): clouds, allocations, service locations."""
     mib = 1024 * 1024
-    with _calls("ras-table"):
+    with rpc_errors("ras-table"):
         t = _ras(conn).table()
     _table([(c.name, f"{c.maximum.cpu_millicores}/{c.allocated.cpu_millicores}",
              f"{c.maximum.memory_bytes // mib}/{c.allocated.memory_bytes // mib}",

@@ -151,7 +151,7 @@ class ProbeSession:
 
 @dataclass
 class LabLedger:
-    lab: Any  # edgeferry.lab.provider.LabState
+    lab: Any  # edgeferry.lab.state.LabState
     connect: Callable[[str], Any]
     ca_dir: Path
     work_dir: Path
@@ -179,7 +179,7 @@ class LabLedger:
 
     def setup(self) -> None:
         """Certificates from the lab CA, a temp dir with them and the probe on every host."""
-        from edgeferry.experiments.shaping import local_veth
+        from edgeferry.lab.links.veth import local_veth
         from edgeferry.pki import LabCA
 
         for host in (self.source, self.destination):

@@ -38,7 +38,7 @@ Log = Callable[[str], None]
 class TargetInfo:
     """What the target step produced: lab state and/or inventory and the reachable hosts."""
 
-    lab: Any = None  # edgeferry.lab.provider.LabState
+    lab: Any = None  # edgeferry.lab.state.LabState
     inventory: Path | None = None
     hosts: dict[str, HostAccess] = field(default_factory=dict)
     note: str = ""

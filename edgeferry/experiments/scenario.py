@@ -27,7 +27,7 @@ from edgeferry.errors import EXIT_NOT_IMPLEMENTED, EdgeferryError
 if TYPE_CHECKING:  # pragma: no cover
     from fabric import Connection
 
-    from edgeferry.lab.provider import LabState
+    from edgeferry.lab.state import LabState
 
 Outcome = Literal["ok", "failed"]
 

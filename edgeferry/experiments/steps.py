@@ -36,7 +36,8 @@ class DefaultSteps:
             return TargetInfo(inventory=inv, hosts=hosts_from_inventory(inv),
                               note=f"inventory {inv}")
         from edgeferry.lab.config import load_spec
-        from edgeferry.lab.provider import EmulatedLab, LabState
+        from edgeferry.lab.provider import EmulatedLab
+        from edgeferry.lab.state import LabState
 
         assert target.lab is not None
         lab_file = None

@@ -62,7 +62,7 @@ def phase_table(md: str) -> dict[str, tuple[int, float]]:
 
 def live_rate(container: str) -> int | None:
     """The tbf rate on a lab host's eth0 now (egress: its uploads)."""
-    from edgeferry.lab.shaping import parse_tbf_rate
+    from edgeferry.lab.links.tbf import parse_tbf_rate
 
     out = subprocess.run(["docker", "exec", container, "tc", "qdisc", "show", "dev", "eth0"],
                          capture_output=True, text=True, check=True).stdout

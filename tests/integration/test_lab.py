@@ -15,7 +15,10 @@ import docker
 import pytest
 
 from edgeferry.lab.config import load_spec
-from edgeferry.lab.provider import BANDWIDTH_TOLERANCE, LABEL_LAB, EmulatedLab, LabState
+from edgeferry.lab.engine import LABEL_LAB
+from edgeferry.lab.links.lab import BANDWIDTH_TOLERANCE
+from edgeferry.lab.provider import EmulatedLab
+from edgeferry.lab.state import LabState
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 

@@ -1,7 +1,7 @@
 """Link bandwidth between an edge host and the control host (BloSM Figure 5), over SSH.
 
 Per trial: ``shape`` sets the tbf rate of the measured direction (`tc qdisc replace`, built by
-`edgeferry.lab.shaping`): for ``up`` on the edge's eth0 over SSH; for ``down`` on the lab
+`edgeferry.lab.links.tbf`): for ``up`` on the edge's eth0 over SSH; for ``down`` on the lab
 bridge-side veth of the edge (on this machine, as `edgeferry lab up` does). ``iperf3`` then runs
 the server on the sending host and the client with -R on the receiving host (so the samples count
 bytes that arrived), both through Fabric; the first interval is dropped as warm-up.
@@ -22,9 +22,9 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
-from edgeferry.experiments.shaping import LinkShaper
-from edgeferry.lab.bandwidth import parse_iperf3_json
 from edgeferry.lab.config import parse_rate
+from edgeferry.lab.links.iperf import parse_iperf3_json
+from edgeferry.lab.links.trial import LinkShaper
 
 
 class LinkBandwidth(Scenario):

@@ -18,8 +18,8 @@ from edgeferry.experiments.scenario import (
     ScenarioUnavailable,
     TrialFailed,
 )
-from edgeferry.experiments.shaping import LinkShaper
-from edgeferry.lab.bandwidth import parse_iperf3_json
+from edgeferry.lab.links.iperf import parse_iperf3_json
+from edgeferry.lab.links.trial import LinkShaper
 
 #: SMF MigrateService phase -> report phase (spec names use dashes; "run" is the start).
 PHASE_NAMES = {

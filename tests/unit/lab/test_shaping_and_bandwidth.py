@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from edgeferry.lab.bandwidth import parse_iperf3_json
-from edgeferry.lab.shaping import TbfConfig, parse_tbf_rate
+from edgeferry.lab.links.iperf import parse_iperf3_json
+from edgeferry.lab.links.tbf import TbfConfig, parse_tbf_rate
 from edgeferry.lab.sshkeys import ensure_keypair
 
 

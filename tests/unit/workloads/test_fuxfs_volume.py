@@ -13,17 +13,17 @@ import stat
 
 import pytest
 
-from agents.workloads.nms.fuxfs import (
+from agents.workloads.nms.fuxfs.fuse import FuxfsOperations
+from agents.workloads.nms.fuxfs.layout import (
     MAGIC,
     FuxfsCorrupt,
-    FuxfsOperations,
-    FuxVolume,
     Inode,
     Superblock,
     decode_metadata,
     encode_metadata,
     superblock_token,
 )
+from agents.workloads.nms.fuxfs.volume import FuxVolume
 from agents.workloads.nms.protocol import StatInfo
 
 BS = 8192

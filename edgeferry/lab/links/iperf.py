@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class BandwidthSample:
     def within(self, configured_bps: int, tolerance: float) -> bool:
         return abs(self.mean_bps - configured_bps) <= tolerance * configured_bps
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["samples_bps"] = list(self.samples_bps)
         return data

@@ -1,36 +1,26 @@
 """Per-trial link rates on the emulated lab: tbf on an edge's link, set for a trial and put back.
 
 An edge's link has two directions, shaped where `edgeferry lab up` shapes them
-(`edgeferry.lab.shaping`): ``up`` is egress of the host's eth0 (inside the host, over SSH with
+(`edgeferry.lab.links.lab`): ``up`` is egress of the host's eth0 (inside the host, over SSH with
 Fabric); ``down`` is egress of its bridge-side veth on this machine. `LinkShaper` remembers what
 each link had before it first touched it and `restore()` puts that back (also a removed shaping).
+It raises the experiment runner's errors (`ScenarioUnavailable`, `TrialFailed`): it is the
+runner's tool, kept here with the rest of link emulation.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.hosts import run
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialFailed
 from edgeferry.lab.config import parse_rate
-from edgeferry.lab.shaping import TbfConfig, delete_args
+from edgeferry.lab.links.tbf import TbfConfig, delete_args
+from edgeferry.lab.links.veth import local_veth
 
 DIRECTIONS = ("up", "down")
-
-
-def local_veth(iflink: str, sys_class_net: Path = Path("/sys/class/net")) -> str:
-    """The bridge-side interface on this machine whose ifindex is the container's iflink."""
-    for dev in sorted(os.listdir(sys_class_net)):
-        try:
-            if (sys_class_net / dev / "ifindex").read_text().strip() == iflink.strip():
-                return dev
-        except OSError:
-            continue
-    raise OperationFailed(f"no local interface has ifindex {iflink.strip()}")
 
 
 class LinkShaper:

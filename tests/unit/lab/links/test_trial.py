@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgeferry.experiments import shaping
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialFailed
 from edgeferry.experiments.scenarios.migration_common import trial_links
+from edgeferry.lab.links import trial as shaping
 
 
 class Result:

@@ -1,0 +1,38 @@
+"""The installed entry point returns the documented exit codes (README "Exit codes")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def edgeferry(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "edgeferry.cli.main", *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+                          check=False)
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (("audit", "check", "--paper", "--container", "App1", "--edge", "Edge4"), 1),  # DENY
+    (("audit", "check", "--paper", "--container", "App1", "--edge", "Edge3"), 0),  # PERMIT
+    (("audit", "check", "--container", "App1"), 2),  # neither a policy file nor --paper
+    (("audit", "check", "--paper"), 2),  # click usage error: --container missing
+    (("no-such-verb",), 2),
+    (("--help",), 0),
+])
+def test_exit_codes_come_back_through_the_entry_point(args: tuple[str, ...], code: int) -> None:
+    result = edgeferry(*args)
+    assert result.returncode == code, (result.stdout, result.stderr)
+
+
+def test_a_deny_prints_the_decision_and_exits_1() -> None:
+    result = edgeferry("audit", "check", "--paper", "--container", "App1", "--edge", "Edge4")
+    assert "DENY: the migration is not executed" in result.stdout
+    assert result.returncode == 1
