@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.deploy.runner import REPO_ROOT, inventory_name, run_playbook
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments.hosts import hosts_from_inventory
 from edgeferry.experiments.scenario import Endpoints, TLSMaterial
@@ -31,10 +31,6 @@ ALIASES = {"ledger": "ledger-validator"}
 def _catalog(path: Path = CATALOG_FILE) -> tuple[dict[str, Any], dict[str, list[str]]]:
     doc = yaml.safe_load(path.read_text()) or {}
     return doc["edgeferry_agent_catalog"], doc["edgeferry_agent_placement"]
-
-
-def _inventory_name(inventory: Path) -> str:
-    return inventory.name if inventory.is_dir() else inventory.parent.name
 
 
 def agent_endpoints(inventory: Path, catalog: dict[str, Any],
@@ -77,7 +73,7 @@ def _addresses(inventory: Path) -> dict[str, str]:
 
 def controller_tls(inventory: Path, root: Path = REPO_ROOT) -> TLSMaterial:
     """The controller's mTLS material the pki role issued for this inventory."""
-    base = root / ".edgeferry" / "pki" / _inventory_name(inventory)
+    base = root / ".edgeferry" / "pki" / inventory_name(inventory)
     tls = TLSMaterial(ca_cert=base / "ca" / "ca.crt", cert=base / "controller" / "client.crt",
                       key=base / "controller" / "client.key")
     missing = [str(p) for p in (tls.ca_cert, tls.cert, tls.key) if not p.is_file()]

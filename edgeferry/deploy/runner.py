@@ -152,9 +152,15 @@ def resolve_inventory(inventory: str | os.PathLike[str] | None) -> Path:
     return path.resolve()
 
 
+def inventory_name(inventory: Path) -> str:
+    """The name the controller files an inventory's runs, keys and state under: its folder's
+    (Ansible's ``inventory_dir | basename``, the roles' edgeferry_inventory_name)."""
+    return inventory.name if inventory.is_dir() else inventory.parent.name
+
+
 def new_run_dir(inventory: Path, playbook: str, base: Path | None = None) -> Path:
     """A fresh run folder under `.edgeferry/runs/<inventory>/` (kept after the run)."""
-    name = inventory.name if inventory.is_dir() else inventory.parent.name
+    name = inventory_name(inventory)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     root = (base or REPO_ROOT / ".edgeferry" / "runs") / name
     run_dir = root / f"{stamp}-{Path(playbook).stem}"

@@ -17,8 +17,12 @@ What `tests/integration/migration_lab.py` does on one machine, done against the 
 5. the service's workload runs (RunWorkload, image from the registry, secrets) where the SMF
    says the service is.
 
-State (service ids, capabilities) is kept in ``.edgeferry/state/<inventory>/ecosystem.json``
-and reused while the SMF's identity is the same, so services are not re-registered per run.
+What was deployed comes from the deployment manifests the edgeferry_agent role leaves on the
+controller (`edgeferry.deploy.manifest`): each edge's RASP MAX from its node agent's settings, how
+each service's container runs from the SMF's settings, and the container owner whose token the SMF
+presents. State (service ids, capabilities) is kept in
+``.edgeferry/state/<inventory>/ecosystem.json`` and reused while the SMF's identity is the same,
+so services are not re-registered per run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import urllib.request
 from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import grpc
@@ -53,16 +57,14 @@ from agents.security.crypto import Identity, PublicIdentity
 from agents.security.rasp import Resources
 from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
+from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
 from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.hosts import run as ssh_run
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
 
-#: A host's RASP MAX (as the node agents' settings.rasp_endpoint.maximum in the catalog).
-EDGE_MAX = {"cpu": 4000, "memory": 4096, "storage": 100_000, "network": 40}
 #: What one service asks of its host (RAS allocation; moves with the service).
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
-CONTAINER_OWNER = "container-owner"  # edgeferry_agent_container_owner (the SMF's token)
 EDGE_OWNER = "edge-owner"
 #: seed 002 attributes of the lab edges (by position in the edge group): the third edge is in a
 #: country the container owner excludes (as Table 5's Edge2), so audit denials are visible.
@@ -82,19 +84,24 @@ REQUIREMENTS = {"cDAl": "jp,us,fr", "cDAo": "-caB", "cHRh": "*", "cHRt": "docker
 
 
 @dataclass(frozen=True)
-class WorkloadDef:
-    """How a service's container runs (must match the SMF's settings.container.workloads)."""
+class Deployed:
+    """What the ecosystem takes from the deployment manifests."""
 
-    service: str
-    container_port: int
-    probe_path: str = ""  # "" = TCP probe
-    secret: tuple[str, int] | None = None  # (container path, uid) of the NMS key
+    workloads: dict[str, Workload]  # service -> how its container runs (the SMF's settings)
+    edge_max: dict[str, Resources]  # edge host -> its node agent's RASP MAX
+    container_owner: str  # whose sealed token the SMF presents to the audit agent
+    smf_manifest: Path
 
-
-WORKLOADS = {
-    "nms": WorkloadDef("nms", 7070, secret=("/run/secrets/nms.key", 65534)),
-    "synthetic": WorkloadDef("synthetic", 8080, probe_path="/health"),
-}
+    @classmethod
+    def read(cls, inventory: Path, smf_host: str, edges: list[str],
+             root: Path = REPO_ROOT) -> Deployed:
+        """From the manifests of the SMF's host and of the edges (ManifestError when one is
+        missing or lacks what is needed)."""
+        smf = load_manifest(inventory, smf_host, root)
+        return cls(workloads=smf.workloads(),
+                   edge_max={h: Resources(**load_manifest(inventory, h, root).rasp_maximum())
+                             for h in edges},
+                   container_owner=smf.container_owner, smf_manifest=smf.path)
 
 
 @dataclass
@@ -111,6 +118,7 @@ class Ecosystem:
     endpoints: Endpoints
     inventory: Path
     connect: Callable[[str], Any]
+    deployed: Deployed
     log: Callable[[str], None] = lambda message: None
     edges: list[str] = field(default_factory=list)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
@@ -125,8 +133,14 @@ class Ecosystem:
                                       "(`edgeferry run` without --skip-deploy)")
         if ctx.inventory is None or ctx.connect is None:
             raise ScenarioUnavailable("the ecosystem needs the lab hosts (inventory + SSH)")
-        eco = cls(ctx.endpoints, Path(ctx.inventory), ctx.connect, ctx.log,
-                  edges=sorted(ctx.endpoints.of("node")))
+        edges = sorted(ctx.endpoints.of("node"))
+        try:
+            deployed = Deployed.read(Path(ctx.inventory), next(iter(ctx.endpoints.of("smf"))),
+                                     edges)
+        except ManifestError as err:
+            raise ScenarioUnavailable(str(err)) from None
+        eco = cls(ctx.endpoints, Path(ctx.inventory), ctx.connect, deployed, ctx.log,
+                  edges=edges)
         eco._load_state()
         return eco
 
@@ -172,7 +186,27 @@ class Ecosystem:
         return seal_owner_token((self.key_dir / "audit-owner.key").read_bytes(), owner, ttl_s)
 
     def nms_key(self) -> bytes:
-        return decode_secret((self.key_dir / "nms.key").read_bytes())
+        return self.secret(PurePosixPath("nms.key"))
+
+    def secret(self, path: PurePosixPath) -> bytes:
+        """The controller's copy of the secret file the deploy installed at ``path`` on a host
+        (the role copies ``.edgeferry/pki/<inventory>/ecosystem/<name>`` there)."""
+        local = self.key_dir / path.name
+        try:
+            return decode_secret(local.read_bytes())
+        except FileNotFoundError:
+            raise OperationFailed(f"the controller has no copy of {path} ({local} is missing): "
+                                  "deploy again") from None
+
+    def workload(self, service: str) -> Workload:
+        """How ``service``'s container runs, as the deployed SMF is configured."""
+        try:
+            return self.deployed.workloads[service]
+        except KeyError:
+            raise OperationFailed(
+                f"the deployed SMF runs no workload for service {service!r} (its "
+                f"settings.container.workloads in {self.deployed.smf_manifest} has "
+                f"{', '.join(self.deployed.workloads) or 'none'})") from None
 
     # -- state ------------------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -276,7 +310,8 @@ class Ecosystem:
             key = public.to_bytes().hex()
             if key in self._state.setdefault("ras_registered", []):
                 continue
-            for register in (lambda p=public: ras.register_cloud(p, Resources(**EDGE_MAX)),
+            for register in (lambda p=public, m=self.deployed.edge_max[host]:
+                             ras.register_cloud(p, m),
                              lambda p=public: ras.register_server(p)):
                 with _already_ok():
                     register()
@@ -299,7 +334,7 @@ class Ecosystem:
         if self._state.get("audit_edges") == self.edges:
             return
         owner = self.owner_token(EDGE_OWNER)
-        app_owner = self.owner_token(CONTAINER_OWNER)
+        app_owner = self.owner_token(self.deployed.container_owner)
         with contextlib.nullcontext(self.audit()) as audit:
             for i, host in enumerate(self.edges):
                 attrs = EDGE_ATTRS[min(i, len(EDGE_ATTRS) - 1)]
@@ -342,9 +377,10 @@ class Ecosystem:
         entry = self._state["services"].get(name)
         if entry is None:
             entry = self._register_service(smf, name, image, first, publics)
+        location = self.location(ServiceHandle(name, entry["id"], ""))
         with contextlib.nullcontext(self.audit()) as audit:
-            audit.update_container(self.owner_token(CONTAINER_OWNER), name, REQUIREMENTS,
-                                   location=self.location(ServiceHandle(name, entry["id"], "")))
+            audit.update_container(self.owner_token(self.deployed.container_owner), name,
+                                   REQUIREMENTS, location=location)
         handle = ServiceHandle(name, entry["id"], image)
         self.report_edge_state()
         self.run_workload(handle, self.location(handle), replace=False)
@@ -364,7 +400,7 @@ class Ecosystem:
             service_id, _ = register_service_as_cms(
                 smf, self._cms(), smf.identity(), name, "1", [spec],
                 provision=lambda s: SspServerClient(self.channel(self.address("node", first))),
-                description=f"edgeferry {name} workload", port=WORKLOADS[name].container_port,
+                description=f"edgeferry {name} workload", port=self.workload(name).container_port,
                 requirement=SERVICE_NEEDS, image_ref=image)
             have = {self.host_ip(first)}
         for host in self.edges:
@@ -374,7 +410,7 @@ class Ecosystem:
                                       server_global_id=f"srv-{host}", max_load=10)
             SspServerClient(self.channel(self.address("node", host))).provision(sid, cap)
         with contextlib.nullcontext(self.audit()) as audit:
-            token = self.owner_token(CONTAINER_OWNER)
+            token = self.owner_token(self.deployed.container_owner)
             try:
                 audit.register_container(token, name, REQUIREMENTS, location=first)
             except Exception as err:
@@ -399,21 +435,19 @@ class Ecosystem:
     def run_workload(self, handle: ServiceHandle, host: str, *, replace: bool) -> float:
         """RunWorkload of the service's image on ``host`` (not a migration); returns seconds.
         Without ``replace`` a running container is left alone."""
-        w = WORKLOADS[handle.name]
-        if not replace and self.workload_running(host, w.service):
+        w = self.workload(handle.name)
+        if not replace and self.workload_running(host, w.name):
             return 0.0
         stub = self.node(host)
-        stub.RemoveWorkload(npb.RemoveWorkloadRequest(name=w.service), timeout=120)
-        secrets = []
-        if w.secret is not None:
-            secrets.append(npb.SecretFile(container_path=w.secret[0], content=self.nms_key(),
-                                          uid=w.secret[1]))
-        spec = npb.WorkloadSpec(name=w.service, image=handle.image,
+        stub.RemoveWorkload(npb.RemoveWorkloadRequest(name=w.name), timeout=120)
+        secrets = [npb.SecretFile(container_path=s.container_path, content=self.secret(s.path),
+                                  uid=s.uid) for s in w.secrets]
+        spec = npb.WorkloadSpec(name=w.name, image=handle.image,
                                 ports=[npb.PortBinding(container_port=w.container_port)],
                                 secrets=secrets)
         t0 = time.monotonic()
         stub.RunWorkload(npb.RunWorkloadRequest(spec=spec), timeout=1800)
-        self.log(f"ecosystem: {w.service} started on {host} from {handle.image}")
+        self.log(f"ecosystem: {w.name} started on {host} from {handle.image}")
         return time.monotonic() - t0
 
     def purge(self, host: str, repos: tuple[str, ...]) -> None:
