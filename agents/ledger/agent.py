@@ -29,7 +29,7 @@ from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.server import AgentServer, format_address
 from agents.ledger.central import CentralStore
 from agents.ledger.client import bootstrap_peer_host
-from agents.ledger.domain import LedgerError, public_key_bytes
+from agents.ledger.errors import LedgerError
 from agents.ledger.peer import PeerHost
 from agents.ledger.servicer import (
     CENTRAL_SERVICE,
@@ -41,6 +41,7 @@ from agents.ledger.servicer import (
     Propagator,
     TrafficMeter,
 )
+from agents.ledger.signing import public_key_bytes
 from agents.ledger.store import LedgerStore, load_or_create_key
 from agents.ledger.validator import ValidatorCore
 

@@ -38,7 +38,7 @@ from agents.ledger.convert import (
     tx_from_pb,
     tx_to_pb,
 )
-from agents.ledger.domain import (
+from agents.ledger.errors import (
     AdmissionRefused,
     ChainError,
     ConfirmationRefused,

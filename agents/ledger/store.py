@@ -33,15 +33,9 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from agents.ledger.domain import (
-    Authorities,
-    Block,
-    Chain,
-    ChainError,
-    LedgerError,
-    block_from_json,
-    block_to_json,
-)
+from agents.ledger.chain import Authorities, Block, Chain
+from agents.ledger.codec import block_from_json, block_to_json
+from agents.ledger.errors import ChainError, LedgerError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (

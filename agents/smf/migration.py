@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.audit.client import AuditClient
-from agents.ledger.client import LedgerClient
-from agents.ledger.domain import ContainerMetadata, NodeResources
+from agents.ledger.client import ContainerMetadata, LedgerClient, NodeResources
 from agents.ras.client import EndpointClient, RasClient, RaspHandshake, RaspRelay, Tap
 from agents.ras.convert import MIB
 from agents.security.rasp import TransferDescriptor

@@ -29,7 +29,7 @@ from typing import Any
 
 
 def _metadata(doc: dict[str, Any], suffix: str = "") -> Any:
-    from agents.ledger.domain import ContainerMetadata
+    from agents.ledger.transactions import ContainerMetadata
 
     return ContainerMetadata(source_ip=doc["source_ip"], container_id=doc["container_id"] + suffix,
                              total_size=int(doc["total_size"]), gpu_usage=int(doc["gpu_usage"]),
@@ -135,7 +135,7 @@ class Probe:
 
     # -- destination ------------------------------------------------------------------------
     def read(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        from agents.ledger.domain import NodeResources, self_evaluate
+        from agents.ledger.decisions import NodeResources, self_evaluate
 
         mem, cpu, gpu, types = cmd["resources"]
         resources = NodeResources(int(mem), int(cpu), int(gpu), tuple(types))

@@ -19,21 +19,15 @@ from agents.common.config import AgentConfig
 from agents.common.errors import AgentStartError
 from agents.common.server import AgentServer
 from agents.ledger.agent import bootstrap, setup_central, setup_peers, setup_validator
+from agents.ledger.chain import seal_block
 from agents.ledger.client import LedgerClient, ReplicaReader
+from agents.ledger.consensus import Confirmation, NodeRole, sign_confirmation, sign_registration
 from agents.ledger.convert import block_to_pb, confirmation_to_pb, registration_to_pb, tx_to_pb
-from agents.ledger.domain import (
-    Confirmation,
-    ContainerMetadata,
-    NodeResources,
-    NodeRole,
-    public_key_bytes,
-    seal_block,
-    sign_confirmation,
-    sign_registration,
-    sign_transaction,
-)
+from agents.ledger.decisions import NodeResources
 from agents.ledger.peer import PeerHost
 from agents.ledger.servicer import TrafficMeter
+from agents.ledger.signing import public_key_bytes
+from agents.ledger.transactions import ContainerMetadata, sign_transaction
 
 GB = 1_000_000_000
 
