@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+from agents.ledger.chain import Block
 from agents.ledger.consensus import DEFAULT_QUORUM, NodeRole, next_sequence, sign_registration
 from agents.ledger.convert import (
     block_from_pb,
@@ -215,7 +216,7 @@ def bootstrap_peer_host(
         timeout=rpc_timeout_s,
     )
 
-    def fetch(from_height: int) -> list:
+    def fetch(from_height: int) -> list[Block]:
         resp = validator.GetBlocks(pb.GetBlocksRequest(from_height=from_height, max_blocks=256),
                                    timeout=rpc_timeout_s)
         return [block_from_pb(b) for b in resp.blocks]

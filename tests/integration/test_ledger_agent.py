@@ -24,8 +24,8 @@ from agents.ledger.client import LedgerClient, ReplicaReader
 from agents.ledger.consensus import Confirmation, NodeRole, sign_confirmation, sign_registration
 from agents.ledger.convert import block_to_pb, confirmation_to_pb, registration_to_pb, tx_to_pb
 from agents.ledger.decisions import NodeResources
+from agents.ledger.metering import TrafficMeter
 from agents.ledger.peer import PeerHost
-from agents.ledger.servicer import TrafficMeter
 from agents.ledger.signing import public_key_bytes
 from agents.ledger.transactions import ContainerMetadata, sign_transaction
 

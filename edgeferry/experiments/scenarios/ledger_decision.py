@@ -122,7 +122,7 @@ class LedgerDecision(Scenario):
         from agents.common.server import AgentServer
         from agents.ledger.agent import bootstrap, setup_central, setup_peers, setup_validator
         from agents.ledger.client import CentralClient, LedgerClient
-        from agents.ledger.servicer import TrafficMeter
+        from agents.ledger.metering import TrafficMeter
         from agents.ledger.signing import public_key_bytes
 
         self._ctx.log(f"ledger-decision: starting a {nodes}-node ledger, a central service and "
