@@ -54,8 +54,10 @@ from agents.common.server import AgentServer
 from agents.ledger.agent import setup_central, setup_validator
 from agents.ledger.central import CentralStore
 from agents.ledger.client import CentralClient, LedgerClient, ReplicaReader
-from agents.ledger.domain import ContainerMetadata, public_key_bytes, required_confirmations
-from agents.ledger.servicer import TrafficMeter
+from agents.ledger.consensus import required_confirmations
+from agents.ledger.metering import TrafficMeter
+from agents.ledger.signing import public_key_bytes
+from agents.ledger.transactions import ContainerMetadata
 from agents.ledger.validator import ValidatorCore
 from edgeferry.pki import LabCA
 

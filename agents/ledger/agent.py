@@ -29,8 +29,10 @@ from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.server import AgentServer, format_address
 from agents.ledger.central import CentralStore
 from agents.ledger.client import bootstrap_peer_host
-from agents.ledger.domain import LedgerError, public_key_bytes
+from agents.ledger.errors import LedgerError
+from agents.ledger.metering import TrafficMeter, metered, metered_channels
 from agents.ledger.peer import PeerHost
+from agents.ledger.propagation import Propagator
 from agents.ledger.servicer import (
     CENTRAL_SERVICE,
     LEDGER_SERVICE,
@@ -38,9 +40,8 @@ from agents.ledger.servicer import (
     CentralMetadataServicer,
     LedgerPeerServicer,
     LedgerServicer,
-    Propagator,
-    TrafficMeter,
 )
+from agents.ledger.signing import public_key_bytes
 from agents.ledger.store import LedgerStore, load_or_create_key
 from agents.ledger.validator import ValidatorCore
 
@@ -81,9 +82,9 @@ def setup_validator(server: AgentServer, config: AgentConfig, meter: TrafficMete
     except LedgerError as exc:
         raise AgentStartError(f"ledger store {store.path} failed verification: {exc}") from exc
     meter = meter or TrafficMeter()
-    propagator = Propagator(core, _channel_for(config), meter=meter)
-    server.add(pb_grpc.add_LedgerServiceServicer_to_server,
-               LedgerServicer(core, meter, on_change=propagator.kick), LEDGER_SERVICE)
+    propagator = Propagator(core, metered_channels(_channel_for(config), meter))
+    server.add(metered(pb_grpc.add_LedgerServiceServicer_to_server, meter),
+               LedgerServicer(core, on_change=propagator.kick), LEDGER_SERVICE)
     propagator.start()
     server.on_stop(store.close)
     server.on_stop(propagator.stop)
@@ -103,8 +104,8 @@ def setup_peers(server: AgentServer, config: AgentConfig, meter: TrafficMeter | 
         host = PeerHost(store, {settings.authority_id: bytes.fromhex(settings.authority_key)}, keys)
     except LedgerError as exc:
         raise AgentStartError(f"ledger replica {store.path} failed verification: {exc}") from exc
-    server.add(pb_grpc.add_LedgerPeerServiceServicer_to_server,
-               LedgerPeerServicer(host, meter), PEER_SERVICE)
+    server.add(metered(pb_grpc.add_LedgerPeerServiceServicer_to_server, meter or TrafficMeter()),
+               LedgerPeerServicer(host), PEER_SERVICE)
     server.on_stop(store.close)
     return host
 
@@ -131,7 +132,8 @@ def bootstrap(host: PeerHost, server: AgentServer, config: AgentConfig) -> int:
 def setup_central(server: AgentServer, config: AgentConfig, meter: TrafficMeter | None = None
                   ) -> CentralStore:
     store = CentralStore(config.resolved_data_dir / "central.sqlite3")
-    server.add(pb_grpc.add_CentralMetadataServiceServicer_to_server,
-               CentralMetadataServicer(store, meter), CENTRAL_SERVICE)
+    server.add(metered(pb_grpc.add_CentralMetadataServiceServicer_to_server,
+                       meter or TrafficMeter()),
+               CentralMetadataServicer(store), CENTRAL_SERVICE)
     server.on_stop(store.close)
     return store

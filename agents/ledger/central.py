@@ -15,16 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agents.ledger.domain import (
-    DEFAULT_TX_WINDOW_MS,
-    AdmissionRefused,
-    InvalidMetadata,
-    LedgerError,
-    ReplayDetected,
-    Transaction,
-    tx_from_dict,
-    tx_to_dict,
-)
+from agents.ledger.codec import tx_from_dict, tx_to_dict
+from agents.ledger.consensus import DEFAULT_TX_WINDOW_MS
+from agents.ledger.errors import AdmissionRefused, InvalidMetadata, LedgerError, ReplayDetected
+from agents.ledger.transactions import Transaction
 
 
 def wall_ms() -> int:

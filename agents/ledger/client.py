@@ -9,6 +9,10 @@
 `bootstrap_peer_host` registers a peer host's identities with the validator and catches each
 of them up (pull GetBlocks, verify, then SubmitConfirmations) -- what a restarted or new peer
 does before the validator's pushes take over.
+
+Other processes reach the ledger only through this module, so it also exports the values they
+build and get back (`ContainerMetadata`, `NodeResources`, `SelfEvaluation`, `WriteResult`,
+`Transaction`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+from agents.ledger.chain import Block
+from agents.ledger.consensus import DEFAULT_QUORUM, NodeRole, next_sequence, sign_registration
 from agents.ledger.convert import (
     block_from_pb,
     confirmation_to_pb,
@@ -29,23 +35,29 @@ from agents.ledger.convert import (
     tx_from_pb,
     tx_to_pb,
 )
-from agents.ledger.domain import (
-    DEFAULT_QUORUM,
-    ContainerMetadata,
-    LedgerError,
+from agents.ledger.decisions import (
     NodeResources,
-    NodeRole,
     SelfEvaluation,
     SubmitStatus,
-    Transaction,
     WriteResult,
-    next_sequence,
     self_evaluate,
-    sign_registration,
-    sign_transaction,
     write_to_blockchain,
 )
+from agents.ledger.errors import LedgerError
 from agents.ledger.peer import PeerHost
+from agents.ledger.transactions import ContainerMetadata, Transaction, sign_transaction
+
+__all__ = [
+    "CentralClient",
+    "ContainerMetadata",
+    "LedgerClient",
+    "NodeResources",
+    "ReplicaReader",
+    "SelfEvaluation",
+    "Transaction",
+    "WriteResult",
+    "bootstrap_peer_host",
+]
 
 
 def _wall_ms() -> int:
@@ -53,7 +65,7 @@ def _wall_ms() -> int:
 
 
 class LedgerClient:
-    """Submitter-side port to the validator; implements `domain.LedgerPort`."""
+    """Submitter-side port to the validator; implements `decisions.LedgerPort`."""
 
     def __init__(
         self,
@@ -204,7 +216,7 @@ def bootstrap_peer_host(
         timeout=rpc_timeout_s,
     )
 
-    def fetch(from_height: int) -> list:
+    def fetch(from_height: int) -> list[Block]:
         resp = validator.GetBlocks(pb.GetBlocksRequest(from_height=from_height, max_blocks=256),
                                    timeout=rpc_timeout_s)
         return [block_from_pb(b) for b in resp.blocks]

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
-from agents.ledger.domain import (
-    Block,
-    Confirmation,
-    ContainerMetadata,
-    NodeRole,
-    Registration,
-    Transaction,
-)
+from agents.ledger.chain import Block
+from agents.ledger.consensus import Confirmation, NodeRole, Registration
+from agents.ledger.transactions import ContainerMetadata, Transaction
 
 _ROLE_TO_PB = {NodeRole.PEER: pb.NODE_ROLE_PEER, NodeRole.SUBMITTER: pb.NODE_ROLE_SUBMITTER}
 _ROLE_FROM_PB = {v: k for k, v in _ROLE_TO_PB.items()}

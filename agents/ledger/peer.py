@@ -15,20 +15,18 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.ledger.domain import (
-    Authorities,
-    Block,
-    Chain,
+from agents.ledger.chain import Authorities, Block, Chain
+from agents.ledger.consensus import (
     Confirmation,
-    LedgerError,
     NodeRole,
     Registration,
-    Transaction,
     next_sequence,
     sign_confirmation,
     sign_registration,
 )
+from agents.ledger.errors import LedgerError
 from agents.ledger.store import LedgerStore
+from agents.ledger.transactions import Transaction
 
 SEQ_KEY = "conf_seq"
 REG_SEQ_KEY = "reg_seq"

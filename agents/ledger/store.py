@@ -27,15 +27,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents.common.keys import KeyFileError, load_or_create_signing_key
-from agents.ledger.domain import (
-    Authorities,
-    Block,
-    Chain,
-    ChainError,
-    LedgerError,
-    block_from_json,
-    block_to_json,
-)
+from agents.ledger.chain import Authorities, Block, Chain
+from agents.ledger.codec import block_from_json, block_to_json
+from agents.ledger.errors import ChainError, LedgerError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (

@@ -13,24 +13,19 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.ledger.domain import (
+from agents.ledger.chain import MAX_BLOCK_TXS, Block, genesis_block, seal_block
+from agents.ledger.consensus import (
     DEFAULT_TX_WINDOW_MS,
-    MAX_BLOCK_TXS,
     Admission,
-    AdmissionRefused,
-    Block,
     Confirmation,
     ConfirmationBook,
     NodeRole,
     Registration,
-    ReplayDetected,
-    Transaction,
-    genesis_block,
-    public_key_bytes,
-    same_digest,
-    seal_block,
 )
+from agents.ledger.errors import AdmissionRefused, ReplayDetected
+from agents.ledger.signing import public_key_bytes, same_digest
 from agents.ledger.store import LedgerStore, MemberRow
+from agents.ledger.transactions import Transaction
 
 
 def wall_ms() -> int:

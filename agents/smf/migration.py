@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agents.common.convert import MIB
-from agents.ledger.domain import ContainerMetadata, NodeResources
+from agents.ledger.client import ContainerMetadata, NodeResources
 from agents.security.errors import ProtocolError
 from agents.security.rasp import TransferDescriptor
 from agents.smf.core import SmfCore

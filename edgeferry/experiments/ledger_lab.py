@@ -3,7 +3,7 @@ the edges, the source's and the destination's probes on two edges -- all over Fa
 from the lab CA, over the lab's shaped links.
 
     lab = LabLedger(state, connect, ca_dir, work_dir, source="edge1", destination="edge2")
-    lab.setup()                          # certificates, temp dirs and the probe on every host
+    lab.setup()                          # deployment checks, certificates and temp dirs
     net = lab.start(peers=99, index=0)   # validator, central, direct, peer hosts; waits for N
     src = lab.probe(lab.source, net, role="source")   # a ProbeSession (JSON lines over SSH)
     ... src.call({"op": "ledger_write", ...}); lab.wire_bytes() ...
@@ -13,8 +13,9 @@ Placement: the validator and the central baseline run on the control host; ``pee
 identities are split over the edge hosts (`distribute`), one ``python -m agents.ledger``
 process (scale mode) per edge; the direct two-node baseline (cost 1) is a metadata service on
 the destination edge.  Everything is started from ``/opt/edgeferry/venv`` (what `edgeferry
-deploy` installs) with a config written to a ``mktemp -d`` directory on the host; each host
-gets a certificate issued from the lab CA for its name and lab address (key mode 0600).
+deploy` installs: the agents wheel, the probe included) with a config written to a ``mktemp -d``
+directory on the host; each host gets a certificate issued from the lab CA for its name and lab
+address (key mode 0600).  The probes are ``python -m agents.ledger.probe`` (`probe_command`).
 
 Bytes on the wire: the bridge-side veth of every lab host is read on this machine
 (``/sys/class/net/<veth>/statistics/rx_bytes`` = Ethernet frames the host sent, so each frame
@@ -39,8 +40,9 @@ import yaml
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.hosts import run
 
-PYTHON = "/opt/edgeferry/venv/bin/python"
-PROBE_FILE = Path(__file__).with_name("ledger_probe.py")
+VENV = "/opt/edgeferry/venv"  # the edgeferry_agent role's edgeferry_agent_venv
+PYTHON = f"{VENV}/bin/python"
+PROBE_MODULE = "agents.ledger.probe"
 ROLE_OFFSETS = {"validator": 0, "central": 1, "direct": 2, "peers": 3}
 PORT_STRIDE = 10  # ports of network k: base + k * stride + offset
 
@@ -82,6 +84,14 @@ def peer_settings(prefix: str, count: int, validator: str, authority_key: str
             "authority_key": authority_key}
 
 
+def probe_command(remote_dir: str, config: str, python: str = PYTHON) -> str:
+    """The shell command that runs one probe on a host: the deployed interpreter running
+    `PROBE_MODULE` with its JSON config (stderr to ``<config>.log``, stdout unbuffered: the
+    controller reads one JSON line per command)."""
+    return (f"cd {shlex.quote(remote_dir)} && exec {shlex.quote(python)} -u -m {PROBE_MODULE} "
+            f"{shlex.quote(config)} 2> {shlex.quote(config)}.log")
+
+
 def destination_peer(prefix: str, count: int) -> str:
     from agents.ledger.agent import peer_ids
 
@@ -104,7 +114,8 @@ class LabNetwork:
 
 
 class ProbeSession:
-    """One ``ledger_probe.py`` process on a host, driven by JSON lines over an SSH channel."""
+    """One ``python -m agents.ledger.probe`` process on a host, driven by JSON lines over an
+    SSH channel."""
 
     def __init__(self, conn: Any, command: str, timeout_s: float = 300.0) -> None:
         conn.open()
@@ -177,8 +188,23 @@ class LabLedger:
     def address(self, host: str) -> str:
         return str(self.lab.hosts[host]["address"])
 
+    def _check_deployed(self, host: str) -> None:
+        """The deployed interpreter on every host, and the probe module where a probe runs."""
+        conn = self.connect(host)
+        redeploy = (f"run without --skip-deploy (or `edgeferry deploy -i "
+                    f"inventory/{self.lab.name}`)")
+        if conn.run(shlex.join(["test", "-x", PYTHON]), hide=True, warn=True).exited != 0:
+            raise OperationFailed(
+                f"{host} has no {PYTHON}: the agents are not deployed there; {redeploy}")
+        if host in (self.source, self.destination) and conn.run(
+                shlex.join([PYTHON, "-m", PROBE_MODULE, "--help"]), hide=True,
+                warn=True).exited != 0:
+            raise OperationFailed(
+                f"the agents deployed on {host} have no {PROBE_MODULE} (an older wheel); "
+                f"{redeploy}")
+
     def setup(self) -> None:
-        """Certificates from the lab CA, a temp dir with them and the probe on every host."""
+        """Deployment checks, then certificates from the lab CA in a temp dir on every host."""
         from edgeferry.lab.links.veth import local_veth
         from edgeferry.pki import LabCA
 
@@ -186,16 +212,14 @@ class LabLedger:
             if host not in self.edges:
                 raise OperationFailed(f"{host!r} is not an edge host of lab {self.lab.name!r} "
                                       f"(edges: {', '.join(self.edges)})")
+        for host in [self.control, *self.edges]:
+            self._check_deployed(host)
         ca = LabCA.load(self.ca_dir)
         issued_dir = self.work_dir / "pki"
         self.controller_cert = ca.issue_client("ledger-controller", issued_dir)
         self.ca_cert = ca.cert_path
         for host in [self.control, *self.edges]:
             conn = self.connect(host)
-            if conn.run(shlex.join(["test", "-x", PYTHON]), hide=True, warn=True).exited != 0:
-                raise OperationFailed(
-                    f"{host} has no {PYTHON}: the agents are not deployed there; run without "
-                    f"--skip-deploy (or `edgeferry deploy -i inventory/{self.lab.name}`)")
             cert = ca.issue(f"ledger-{host}", issued_dir, dns_names=(host,),
                             ip_addresses=(self.address(host),))
             remote = run(conn, ["mktemp", "-d", "/tmp/edgeferry-ledger.XXXXXX"]).strip()
@@ -203,9 +227,8 @@ class LabLedger:
             run(conn, ["install", "-d", "-m", "0700", f"{remote}/tls"])
             for local, name, mode in ((ca.cert_path, "ca.crt", "0644"),
                                       (cert.cert_path, "host.crt", "0644"),
-                                      (cert.key_path, "host.key", "0600"),
-                                      (PROBE_FILE, "probe.py", "0644")):
-                dest = f"{remote}/tls/{name}" if name != "probe.py" else f"{remote}/{name}"
+                                      (cert.key_path, "host.key", "0600")):
+                dest = f"{remote}/tls/{name}"
                 conn.put(io.BytesIO(Path(local).read_bytes()), dest)
                 run(conn, ["chmod", mode, dest])
             iflink = run(conn, ["cat", "/sys/class/net/eth0/iflink"])
@@ -352,9 +375,7 @@ class LabLedger:
             cfg["replica_peer"] = net.destination_peer
         path = f"{remote}/probe-net{net.index}-{role}.json"
         self._put_text(host, path, json.dumps(cfg))
-        session = ProbeSession(self.connect(host),
-                               f"cd {shlex.quote(remote)} && exec {PYTHON} -u probe.py "
-                               f"{shlex.quote(path)} 2> {shlex.quote(path)}.log")
+        session = ProbeSession(self.connect(host), probe_command(remote, path))
         self.probes.append(session)
         self.pids.append((host, session.pid, f"probe {role}"))
         return session

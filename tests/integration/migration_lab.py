@@ -46,7 +46,7 @@ from agents.common.client import secure_channel
 from agents.common.config import AgentConfig, load_config
 from agents.common.server import AgentServer
 from agents.ledger.agent import bootstrap, setup_peers, setup_validator
-from agents.ledger.domain import public_key_bytes
+from agents.ledger.signing import public_key_bytes
 from agents.node.client import EndpointClient, SspServerClient, node_stub
 from agents.node.locate import ssp_resolver
 from agents.ras.agent import setup_ras

@@ -18,17 +18,16 @@ from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentStartError
 from agents.common.server import AgentServer
-from agents.ledger.agent import bootstrap, setup_peers, setup_validator
+from agents.ledger.agent import bootstrap, setup_central, setup_peers, setup_validator
+from agents.ledger.chain import seal_block
 from agents.ledger.client import LedgerClient, ReplicaReader
-from agents.ledger.convert import block_to_pb, confirmation_to_pb, tx_to_pb
-from agents.ledger.domain import (
-    ContainerMetadata,
-    NodeResources,
-    public_key_bytes,
-    seal_block,
-    sign_confirmation,
-)
+from agents.ledger.consensus import Confirmation, NodeRole, sign_confirmation, sign_registration
+from agents.ledger.convert import block_to_pb, confirmation_to_pb, registration_to_pb, tx_to_pb
+from agents.ledger.decisions import NodeResources
+from agents.ledger.metering import TrafficMeter
 from agents.ledger.peer import PeerHost
+from agents.ledger.signing import public_key_bytes
+from agents.ledger.transactions import ContainerMetadata, sign_transaction
 
 GB = 1_000_000_000
 
@@ -192,3 +191,89 @@ def test_replays_and_strangers_are_refused(lab: Lab) -> None:
     with pytest.raises(grpc.RpcError) as err:
         pb_grpc.LedgerServiceStub(foreign).GetStatus(pb.GetStatusRequest(), timeout=3)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class _Expected:
+    """What a TrafficMeter should hold: per RPC, request + response protobuf bytes and calls."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+
+    def call(self, stub: Any, name: str, request: Any) -> Any:
+        resp = getattr(stub, name)(request, timeout=5)
+        self.bytes[name] = self.bytes.get(name, 0) + request.ByteSize() + resp.ByteSize()
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return resp
+
+
+def test_traffic_meters_count_payload_bytes_of_every_answered_ledger_rpc(
+        lab_pki: Any, agent_config: Callable[..., AgentConfig],
+        run_agent_server: Callable[..., AgentServer]) -> None:
+    vmeter, pmeter, cmeter = TrafficMeter(), TrafficMeter(), TrafficMeter()
+    vcfg = agent_config(name="validator",
+                        **{"settings.role": "validator", "settings.node_id": "validator"})
+    holder: dict[str, Any] = {}
+    validator = run_agent_server(
+        vcfg, lambda s: holder.update(core=setup_validator(s, vcfg, vmeter)[0]))
+    core = holder["core"]
+    stub = pb_grpc.LedgerServiceStub(lab_pki.channel(validator.port))
+    want = _Expected()
+    key = Ed25519PrivateKey.generate()
+    reg = sign_registration("smf@edge1", key, NodeRole.SUBMITTER, "", 1)
+    want.call(stub, "RegisterNode", pb.RegisterNodeRequest(registrations=[registration_to_pb(reg)]))
+    tx = sign_transaction(meta(1), "smf@edge1", key, time.time_ns() // 1_000_000)
+    want.call(stub, "SubmitTransaction", pb.SubmitTransactionRequest(transaction=tx_to_pb(tx)))
+    _wait_until(lambda: core.latest_metadata("ctr-1") is not None)
+    want.call(stub, "GetConfirmations", pb.GetConfirmationsRequest(tx_id=tx.tx_id))
+    want.call(stub, "GetBlocks", pb.GetBlocksRequest(from_height=0))
+    want.call(stub, "GetMetadata", pb.GetMetadataRequest(container_id="ctr-1"))
+    ghost = Confirmation("ghost", b"c" * 32, 0, b"h" * 32, 1, b"s" * 64)
+    resp = want.call(stub, "SubmitConfirmations", pb.SubmitConfirmationsRequest(
+        confirmations=[confirmation_to_pb(ghost)]))
+    assert resp.accepted == 0 and len(resp.errors) == 1
+    # not metered: the status read, and every refused call
+    stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+    for name, request in (("SubmitTransaction",
+                           pb.SubmitTransactionRequest(transaction=tx_to_pb(tx))),
+                          ("GetMetadata", pb.GetMetadataRequest(container_id="ctr-none"))):
+        with pytest.raises(grpc.RpcError):
+            getattr(stub, name)(request, timeout=5)
+    assert (vmeter.bytes, vmeter.calls) == (want.bytes, want.calls)
+    assert vmeter.total() == sum(want.bytes.values())
+
+    # a peer host: its DeliverBlocks are counted on both ends (the validator's pushes)
+    pcfg = agent_config(name="edge1", **{
+        "settings.role": "peers", "settings.node_id": "edge1", "settings.peers": 2,
+        "settings.validator": f"127.0.0.1:{validator.port}",
+        "settings.authority_key": public_key_bytes(core._key).hex()})
+    pholder: dict[str, PeerHost] = {}
+    peers = run_agent_server(pcfg, lambda s: pholder.update(host=setup_peers(s, pcfg, pmeter)))
+    bootstrap(pholder["host"], peers, pcfg)
+    client = LedgerClient(lab_pki.channel(validator.port), "smf@edge1", key)
+    assert client.write_and_wait(meta(2), quorum=1.0, timeout=5.0).ok
+    _wait_until(lambda: vmeter.bytes.get("DeliverBlocks", 0) > 0
+                and vmeter.bytes.get("DeliverBlocks") == pmeter.bytes.get("DeliverBlocks")
+                and vmeter.calls.get("DeliverBlocks") == pmeter.calls.get("DeliverBlocks"))
+    pstub = pb_grpc.LedgerPeerServiceStub(lab_pki.channel(peers.port))
+    pwant = _Expected()
+    pwant.call(pstub, "GetMetadata", pb.GetMetadataRequest(container_id="ctr-2",
+                                                           peer_id="edge1-001"))
+    pstub.GetStatus(pb.GetStatusRequest(peer_id="edge1-001"), timeout=5)
+    with pytest.raises(grpc.RpcError):
+        pstub.GetMetadata(pb.GetMetadataRequest(container_id="ctr-none", peer_id="edge1-001"),
+                          timeout=5)
+    assert pmeter.bytes["GetMetadata"] == pwant.bytes["GetMetadata"]
+    assert set(pmeter.bytes) == {"DeliverBlocks", "GetMetadata"}
+
+    # the central baseline
+    ccfg = agent_config(name="central", **{"settings.role": "central"})
+    central = run_agent_server(ccfg, lambda s: setup_central(s, ccfg, cmeter))
+    cstub = pb_grpc.CentralMetadataServiceStub(lab_pki.channel(central.port))
+    cwant = _Expected()
+    tx3 = sign_transaction(meta(3), "smf@edge1", key, time.time_ns() // 1_000_000)
+    cwant.call(cstub, "PutMetadata", pb.PutMetadataRequest(transaction=tx_to_pb(tx3)))
+    cwant.call(cstub, "GetMetadata", pb.GetMetadataRequest(container_id="ctr-3"))
+    with pytest.raises(grpc.RpcError):
+        cstub.GetMetadata(pb.GetMetadataRequest(container_id="ctr-none"), timeout=5)
+    assert (cmeter.bytes, cmeter.calls) == (cwant.bytes, cwant.calls)

@@ -122,8 +122,8 @@ class LedgerDecision(Scenario):
         from agents.common.server import AgentServer
         from agents.ledger.agent import bootstrap, setup_central, setup_peers, setup_validator
         from agents.ledger.client import CentralClient, LedgerClient
-        from agents.ledger.domain import public_key_bytes
-        from agents.ledger.servicer import TrafficMeter
+        from agents.ledger.metering import TrafficMeter
+        from agents.ledger.signing import public_key_bytes
 
         self._ctx.log(f"ledger-decision: starting a {nodes}-node ledger, a central service and "
                       "a destination service on loopback (mTLS)")
@@ -315,7 +315,8 @@ class LedgerDecision(Scenario):
 
     # -- one trial ----------------------------------------------------------------------------
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
-        from agents.ledger.domain import ContainerMetadata, NodeResources, self_evaluate
+        from agents.ledger.decisions import NodeResources, self_evaluate
+        from agents.ledger.transactions import ContainerMetadata
 
         if self._lab is not None:
             return self._run_lab_trial(ctx, params)

@@ -140,3 +140,44 @@ def test_hosts_without_the_deployed_agents_are_named_before_any_trial(tmp_path: 
     with pytest.raises(OperationFailed, match=f"control has no {PYTHON}.*--skip-deploy"):
         ledger.setup()
     assert commands == [("control", f"test -x {PYTHON}")]
+
+
+def test_the_probe_is_the_deployed_agents_module_not_a_copied_file():
+    from edgeferry.experiments.ledger_lab import PYTHON, probe_command
+
+    assert PYTHON == "/opt/edgeferry/venv/bin/python"
+    remote = "/tmp/edgeferry-ledger.x"
+    assert probe_command(remote, f"{remote}/probe-net0-source.json") == (
+        f"cd {remote} && exec /opt/edgeferry/venv/bin/python -u -m agents.ledger.probe "
+        f"{remote}/probe-net0-source.json 2> {remote}/probe-net0-source.json.log")
+
+
+def test_an_edge_whose_agents_lack_the_probe_is_named_before_anything_is_copied(
+        tmp_path: Path):
+    from types import SimpleNamespace
+
+    from edgeferry.errors import OperationFailed
+    from edgeferry.experiments.ledger_lab import PYTHON, LabLedger
+    from edgeferry.pki import LabCA
+
+    LabCA.create(tmp_path / "ca")
+    roles = {"control": "control", "edge1": "edge", "edge2": "edge"}
+    lab = SimpleNamespace(name="lab", hosts={h: {"role": r, "address": f"10.9.0.{i}"}
+                                             for i, (h, r) in enumerate(roles.items(), 10)},
+                          hosts_by_role=lambda role: [h for h, r in roles.items() if r == role])
+    commands = []
+    probe_help = f"{PYTHON} -m agents.ledger.probe --help"
+
+    def connect(host):  # no put(): nothing may be copied
+        def run(command, **kw):
+            commands.append((host, command))
+            return SimpleNamespace(exited=1 if command == probe_help else 0, stdout="",
+                                   stderr="")
+        return SimpleNamespace(host=host, run=run)
+
+    ledger = LabLedger(lab, connect, tmp_path / "ca", tmp_path / "work")
+    missing = r"agents deployed on edge1 have no agents\.ledger\.probe.*skip-deploy"
+    with pytest.raises(OperationFailed, match=missing):
+        ledger.setup()
+    assert commands == [("control", f"test -x {PYTHON}"), ("edge1", f"test -x {PYTHON}"),
+                        ("edge1", probe_help)]

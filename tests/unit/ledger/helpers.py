@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.ledger.domain import (
-    Block,
-    Chain,
-    ContainerMetadata,
-    Transaction,
-    genesis_block,
-    public_key_bytes,
-    seal_block,
-    sign_transaction,
-)
+from agents.ledger.chain import Block, Chain, genesis_block, seal_block
+from agents.ledger.signing import public_key_bytes
+from agents.ledger.transactions import ContainerMetadata, Transaction, sign_transaction
 
 NOW_MS = 1_800_000_000_000
 

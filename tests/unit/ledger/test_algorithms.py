@@ -6,14 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agents.ledger.domain import (
-    ContainerMetadata,
-    NodeResources,
-    SubmitStatus,
-    required_confirmations,
-    self_evaluate,
-    write_to_blockchain,
-)
+from agents.ledger.consensus import required_confirmations
+from agents.ledger.decisions import NodeResources, SubmitStatus, self_evaluate, write_to_blockchain
+from agents.ledger.transactions import ContainerMetadata
 from tests.unit.ledger.helpers import metadata
 
 GB = 1_000_000_000

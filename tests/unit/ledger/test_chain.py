@@ -8,23 +8,20 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.ledger.domain import (
+from agents.ledger.chain import Chain, seal_block, verify_chain
+from agents.ledger.codec import block_from_json, block_to_json
+from agents.ledger.errors import (
     AdmissionRefused,
     BadBlockSignature,
     BadTransaction,
     BrokenLink,
-    Chain,
     ChainError,
-    ContainerMetadata,
     ForkRefused,
     InvalidMetadata,
     NotAuthority,
-    block_from_json,
-    block_to_json,
-    canonical,
-    seal_block,
-    verify_chain,
 )
+from agents.ledger.signing import canonical
+from agents.ledger.transactions import ContainerMetadata
 from tests.unit.ledger.helpers import NOW_MS, World, metadata
 
 

@@ -7,20 +7,18 @@ import dataclasses
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.ledger.domain import (
+from agents.ledger.chain import Chain
+from agents.ledger.consensus import (
     Admission,
-    AdmissionRefused,
-    Chain,
     ConfirmationBook,
-    ConfirmationRefused,
     NodeRole,
-    ReplayDetected,
     next_sequence,
-    public_key_bytes,
     sign_confirmation,
     sign_registration,
-    sign_transaction,
 )
+from agents.ledger.errors import AdmissionRefused, ConfirmationRefused, ReplayDetected
+from agents.ledger.signing import public_key_bytes
+from agents.ledger.transactions import sign_transaction
 from tests.unit.ledger.helpers import NOW_MS, World, metadata
 
 

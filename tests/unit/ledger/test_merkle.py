@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from agents.ledger.domain import merkle_proof, merkle_root, verify_merkle_proof
+from agents.ledger.merkle import merkle_proof, merkle_root, verify_merkle_proof
 
 
 def _h(data: bytes) -> bytes:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.ledger.domain import BrokenLink, ChainError, LedgerError, block_to_json
+from agents.ledger.codec import block_to_json
+from agents.ledger.errors import BrokenLink, ChainError, LedgerError
 from agents.ledger.store import LedgerStore, MemberRow, StoreCorrupt, load_or_create_key
 from tests.unit.ledger.helpers import World
 from tests.unit.ledger.test_chain import _mutations

@@ -1,10 +1,11 @@
 """The ledger probe: the source's and the destination's side of a BloSM decision, on a lab host.
 
-Copied to a temporary directory on an edge host and run there with the deployed interpreter
-(``/opt/edgeferry/venv/bin/python ledger_probe.py probe.json``); it imports only ``agents.*``
-(installed on every host) and the standard library.  It opens its mTLS channels once, then
-answers one JSON command per stdin line with one JSON line on stdout, so the controller can
-read the hosts' interface counters between commands without counting channel set-up::
+``python -m agents.ledger.probe probe.json``, run on an edge host with the deployed agents'
+interpreter (``/opt/edgeferry/venv/bin/python``: the agents wheel is installed there) by
+`edgeferry.experiments.ledger_lab`.  It opens its mTLS channels once (addresses and TLS files
+from the JSON config), then answers one JSON command per stdin line with one JSON line on
+stdout, so the controller can read the hosts' interface counters between commands without
+counting channel set-up::
 
     {"op": "noop"}
     {"op": "put", "service": "direct"|"central", "meta": {...}}           (source)
@@ -20,29 +21,38 @@ Times are ``time.monotonic()`` differences taken here, on the host that acts.  E
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-def _metadata(doc: dict[str, Any], suffix: str = "") -> Any:
-    from agents.ledger.domain import ContainerMetadata
+from agents.common.client import secure_channel
+from agents.ledger.client import (
+    CentralClient,
+    ContainerMetadata,
+    LedgerClient,
+    NodeResources,
+    ReplicaReader,
+)
+from agents.ledger.decisions import self_evaluate
 
+
+def _metadata(doc: dict[str, Any], suffix: str = "") -> ContainerMetadata:
     return ContainerMetadata(source_ip=doc["source_ip"], container_id=doc["container_id"] + suffix,
                              total_size=int(doc["total_size"]), gpu_usage=int(doc["gpu_usage"]),
                              cpu_usage=int(doc["cpu_usage"]), type=doc["type"])
 
 
 class Probe:
+    """The clients of one probe process, and one method per command."""
+
     def __init__(self, cfg: dict[str, Any]) -> None:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        from agents.common.client import secure_channel
-        from agents.ledger.client import CentralClient, LedgerClient, ReplicaReader
-
         tls = cfg["tls"]
         self.channels: dict[str, Any] = {}
 
@@ -70,6 +80,7 @@ class Probe:
 
     # -- source ---------------------------------------------------------------------------
     def put(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Source: one signed upload to the direct or the central service."""
         client = self.direct if cmd["service"] == "direct" else self.central
         assert client is not None, f"no {cmd['service']} address in the probe's config"
         meta = _metadata(cmd["meta"])
@@ -78,6 +89,7 @@ class Probe:
         return {"wall_s": time.monotonic() - start}
 
     def ledger_write(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Source: Algorithm 1 (t90), then (unless wait_all is false) until all confirmed (t100)."""
         assert self.ledger is not None, "no validator address in the probe's config"
         meta = _metadata(cmd["meta"])
         timeout = float(cmd.get("timeout", 10))
@@ -101,6 +113,7 @@ class Probe:
         return out
 
     def throughput(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Source: `ops` writes over `concurrency` threads (ledger: until propagated too)."""
         service, ops = cmd["service"], int(cmd["ops"])
         base = cmd["meta"]
         quorum = float(cmd.get("quorum", 0.9))
@@ -135,8 +148,7 @@ class Probe:
 
     # -- destination ------------------------------------------------------------------------
     def read(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        from agents.ledger.domain import NodeResources, self_evaluate
-
+        """Destination: poll until the metadata is readable, then Algorithm 2 on it."""
         mem, cpu, gpu, types = cmd["resources"]
         resources = NodeResources(int(mem), int(cpu), int(gpu), tuple(types))
         cid, service = cmd["container_id"], cmd["service"]
@@ -163,6 +175,7 @@ class Probe:
                 "reason": ev.reason, "polls": polls}
 
     def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Run one command; its answer (without the ok_ flag)."""
         op = cmd.get("op")
         if op == "noop":
             return {}
@@ -171,12 +184,19 @@ class Probe:
         raise ValueError(f"unknown op {op!r}")
 
     def close(self) -> None:
+        """Close every channel."""
         for ch in self.channels.values():
             ch.close()
 
 
-def main(argv: list[str]) -> int:
-    with open(argv[1]) as fh:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the probe with the config file named on the command line until end of input."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.ledger.probe",
+        description="Answer ledger probe commands (JSON lines on stdin) for the lab controller.")
+    parser.add_argument("config", help="JSON file: tls, node_id and the services' addresses")
+    args = parser.parse_args(argv)
+    with open(args.config) as fh:
         cfg = json.load(fh)
     try:
         probe = Probe(cfg)
@@ -202,4 +222,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())
