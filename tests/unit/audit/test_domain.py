@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.audit.destination import Target, choose_destination
 from agents.audit.domain import (
     ACCESS,
     CONTAINER_ELEMENTS,
@@ -11,10 +12,8 @@ from agents.audit.domain import (
     EdgeState,
     InvalidTarget,
     PolicyError,
-    Target,
     UnknownEdge,
     UnknownRegion,
-    choose_destination,
     evaluate,
     parse_container_policy,
     parse_edge,
