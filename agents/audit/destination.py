@@ -41,14 +41,17 @@ class Target:
 
     @classmethod
     def edge(cls, name: str) -> Target:
+        """Target the edge called ``name`` alone."""
         return cls(Mode.EDGE, name)
 
     @classmethod
     def region(cls, name: str) -> Target:
+        """Target the edges of region ``name``: the first that permits, in seeded random order."""
         return cls(Mode.REGION, name)
 
     @classmethod
     def any(cls) -> Target:
+        """Target every registered edge: the first that permits, in seeded random order."""
         return cls(Mode.ANY, "")
 
     def __str__(self) -> str:
@@ -70,6 +73,7 @@ class MigrationDecision:
 
     @property
     def permit(self) -> bool:
+        """True when an edge was chosen (``chosen`` is not None)."""
         return self.chosen is not None
 
     def reasons(self) -> list[str]:
@@ -82,6 +86,7 @@ class MigrationDecision:
         return lines
 
     def as_dict(self) -> dict[str, Any]:
+        """This decision as a JSON-ready dict (audit log, ``--json``): target, order, every try."""
         return {"container": self.container, "source": self.source,
                 "mode": self.target.mode.value, "target": self.target.name, "seed": self.seed,
                 "candidates": list(self.candidates), "chosen": self.chosen,

@@ -385,6 +385,7 @@ class ElementCheck:
     note: str  # one short sentence: why it held or failed
 
     def as_dict(self) -> dict[str, Any]:
+        """This row as a JSON-ready dict, one key per field."""
         return {"element": self.element, "edge_element": self.edge_element,
                 "required": self.required, "actual": self.actual,
                 "constrained": self.constrained, "held": self.held, "note": self.note}
@@ -401,6 +402,7 @@ class Decision:
 
     @property
     def failures(self) -> tuple[ElementCheck, ...]:
+        """The rows that did not hold, in order; empty exactly when ``permit``."""
         return tuple(c for c in self.checks if not c.held)
 
     def reasons(self) -> list[str]:
@@ -408,6 +410,7 @@ class Decision:
         return [f"{c.element}: {c.note}" for c in self.checks if not c.held]
 
     def as_dict(self) -> dict[str, Any]:
+        """This decision as a JSON-ready dict (audit log, ``--json``), every row in order."""
         return {"container": self.container, "edge": self.edge, "permit": self.permit,
                 "checks": [c.as_dict() for c in self.checks]}
 
@@ -428,6 +431,7 @@ class Requirement:
 
     def check(self, edge: EdgeAttributes, state: EdgeState | None,
               stale: str | None) -> ElementCheck:
+        """This element's row for ``edge``; utilisation fails with no ``state`` or a stale one."""
         raise NotImplementedError
 
     def _unconstrained(self, actual: str) -> ElementCheck:
@@ -619,6 +623,7 @@ class ContainerPolicy:
         return {r.element: r.text for r in self.requirements}
 
     def constrained(self) -> tuple[str, ...]:
+        """The elements this container constrains (not ``*``), in Table 1 order."""
         return tuple(r.element for r in self.requirements if r.constrained)
 
 
