@@ -20,15 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agents.audit.domain import (
-    Decision,
-    EdgeAttributes,
-    EdgeState,
-    MigrationDecision,
-    Target,
-    choose_destination,
-    evaluate,
-)
+from agents.audit.destination import MigrationDecision, Target, choose_destination
+from agents.audit.domain import Decision, EdgeAttributes, EdgeState, evaluate
 from agents.audit.tables import seed002_tables
 
 PAPER_MS = (0.026, 0.212)

@@ -1,4 +1,4 @@
-"""Data-audit policy model and migration decisions (seed 002, Tables 1-2, section 3.2).
+"""Data-audit policy model and per-edge decisions (seed 002, Tables 1-2, section 3.2).
 
 A container owner writes *requirements* (Table 1: cDAl ... cHRaf); an edge owner writes
 *attributes* (Table 2: eDAl ... eHRaf); the monitor supplies the edge's current CPU and memory
@@ -16,6 +16,8 @@ Value syntax (the spec's, which follows Table 5):
 - Other names (organisations, manufacturers, tools, accessories, frameworks) compare
   case-insensitively and are shown as written.
 
+Choosing among edges (target modes) lives in :mod:`agents.audit.destination`.
+
 This module is pure: no gRPC, Docker or Ansible, no I/O beyond reading the shipped code tables.
 """
 
@@ -23,10 +25,9 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 import re
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 from importlib import resources
@@ -384,6 +385,7 @@ class ElementCheck:
     note: str  # one short sentence: why it held or failed
 
     def as_dict(self) -> dict[str, Any]:
+        """This row as a JSON-ready dict, one key per field."""
         return {"element": self.element, "edge_element": self.edge_element,
                 "required": self.required, "actual": self.actual,
                 "constrained": self.constrained, "held": self.held, "note": self.note}
@@ -400,6 +402,7 @@ class Decision:
 
     @property
     def failures(self) -> tuple[ElementCheck, ...]:
+        """The rows that did not hold, in order; empty exactly when ``permit``."""
         return tuple(c for c in self.checks if not c.held)
 
     def reasons(self) -> list[str]:
@@ -407,6 +410,7 @@ class Decision:
         return [f"{c.element}: {c.note}" for c in self.checks if not c.held]
 
     def as_dict(self) -> dict[str, Any]:
+        """This decision as a JSON-ready dict (audit log, ``--json``), every row in order."""
         return {"container": self.container, "edge": self.edge, "permit": self.permit,
                 "checks": [c.as_dict() for c in self.checks]}
 
@@ -427,6 +431,7 @@ class Requirement:
 
     def check(self, edge: EdgeAttributes, state: EdgeState | None,
               stale: str | None) -> ElementCheck:
+        """This element's row for ``edge``; utilisation fails with no ``state`` or a stale one."""
         raise NotImplementedError
 
     def _unconstrained(self, actual: str) -> ElementCheck:
@@ -618,6 +623,7 @@ class ContainerPolicy:
         return {r.element: r.text for r in self.requirements}
 
     def constrained(self) -> tuple[str, ...]:
+        """The elements this container constrains (not ``*``), in Table 1 order."""
         return tuple(r.element for r in self.requirements if r.constrained)
 
 
@@ -663,129 +669,3 @@ def evaluate(policy: ContainerPolicy, edge: EdgeAttributes, state: EdgeState | N
     checks = (access, live, *(r.check(edge, state, stale) for r in policy.requirements))
     permit = all(c.held for c in checks)
     return Decision(container=policy.name, edge=edge.name, permit=permit, checks=checks)
-
-
-# --------------------------------------------------------------------------------------------
-# Target modes (section 3.2; Tables 7-8)
-# --------------------------------------------------------------------------------------------
-
-
-class Mode(Enum):
-    EDGE = "edge"  # a named edge
-    REGION = "region"  # the edges of a region, in random order, until one permits
-    ANY = "any"  # all edges, in random order, until one permits
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where the owner wants the container to go."""
-
-    mode: Mode
-    name: str = ""
-
-    @classmethod
-    def edge(cls, name: str) -> Target:
-        return cls(Mode.EDGE, name)
-
-    @classmethod
-    def region(cls, name: str) -> Target:
-        return cls(Mode.REGION, name)
-
-    @classmethod
-    def any(cls) -> Target:
-        return cls(Mode.ANY, "")
-
-    def __str__(self) -> str:
-        return f"{self.mode.value}:{self.name}" if self.name else self.mode.value
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationDecision:
-    """The audit of one migration request: the edges tried, in order, and the one chosen."""
-
-    container: str
-    source: str
-    target: Target
-    seed: int | None
-    tries: tuple[Decision, ...]
-    chosen: str | None
-    note: str = ""
-    candidates: tuple[str, ...] = field(default=())
-
-    @property
-    def permit(self) -> bool:
-        return self.chosen is not None
-
-    def reasons(self) -> list[str]:
-        """Why it was denied (every failed element of every edge tried), or why it was permitted."""
-        if self.permit:
-            return [f"{self.chosen}: every constrained element holds"]
-        lines = [f"{d.edge}: {r}" for d in self.tries for r in d.reasons()]
-        if self.note:
-            lines.append(self.note)
-        return lines
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"container": self.container, "source": self.source,
-                "mode": self.target.mode.value, "target": self.target.name, "seed": self.seed,
-                "candidates": list(self.candidates), "chosen": self.chosen,
-                "permit": self.permit, "note": self.note,
-                "tries": [d.as_dict() for d in self.tries]}
-
-
-def candidate_order(edges: Iterable[str], rng: random.Random) -> list[str]:
-    """The order in which region / any-edge modes try edges: sorted, then shuffled by ``rng``."""
-    order = sorted(edges)
-    rng.shuffle(order)
-    return order
-
-
-def choose_destination(policy: ContainerPolicy, edges: Mapping[str, EdgeAttributes],
-                       states: Mapping[str, EdgeState], target: Target, *, seed: int | None,
-                       accessible: Collection[str] | None = None, now: float | None = None,
-                       max_state_age: float | None = None) -> MigrationDecision:
-    """Audit a migration request in one of the three modes.
-
-    Named edge: that edge alone is audited (a denial lists its failed elements).
-    Region / any: the candidate edges (in the region / all edges; never the container's current
-    edge; only edges available to the owner when ``accessible`` is given) are tried in an order
-    shuffled by ``random.Random(seed)``, stopping at the first permit.
-    """
-    def audit(edge: EdgeAttributes) -> Decision:
-        ok = accessible is None or edge.name in accessible
-        return evaluate(policy, edge, states.get(edge.name), accessible=ok, now=now,
-                        max_state_age=max_state_age)
-
-    if target.mode is Mode.EDGE:
-        edge = edges.get(target.name)
-        if edge is None:
-            raise UnknownEdge(f"no edge named {target.name!r} is registered")
-        if edge.name == policy.location:
-            raise InvalidTarget(f"container {policy.name!r} already runs on {edge.name!r}")
-        decision = audit(edge)
-        return MigrationDecision(policy.name, policy.location, target, seed, (decision,),
-                                 edge.name if decision.permit else None,
-                                 candidates=(edge.name,))
-    if target.mode is Mode.REGION:
-        in_region = [e for e in edges.values() if e.region == target.name]
-        if not in_region:
-            raise UnknownRegion(f"no registered edge is in region {target.name!r}")
-        pool = in_region
-        where = f"region {target.name!r}"
-    else:
-        pool = list(edges.values())
-        where = "any region"
-    names = [e.name for e in pool if e.name != policy.location
-             and (accessible is None or e.name in accessible)]
-    order = candidate_order(names, random.Random(seed))
-    tries: list[Decision] = []
-    for name in order:
-        decision = audit(edges[name])
-        tries.append(decision)
-        if decision.permit:
-            return MigrationDecision(policy.name, policy.location, target, seed, tuple(tries),
-                                     name, candidates=tuple(order))
-    note = (f"no edge in {where} permits the migration" if order else
-            f"no candidate edge in {where} (besides the current one) is available to the owner")
-    return MigrationDecision(policy.name, policy.location, target, seed, tuple(tries), None,
-                             note=note, candidates=tuple(order))

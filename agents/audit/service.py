@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.audit.auditlog import AuditLog
+from agents.audit.destination import MigrationDecision, Target, choose_destination
 from agents.audit.domain import (
     AuditError,
     ContainerPolicy,
     EdgeAttributes,
     EdgeState,
-    MigrationDecision,
     NotOwner,
-    Target,
-    choose_destination,
     parse_container_policy,
     parse_edge,
 )

@@ -13,6 +13,7 @@ from agents._proto.edgeferry.audit.v1 import audit_service_pb2 as pb
 from agents._proto.edgeferry.audit.v1 import audit_service_pb2_grpc as pb_grpc
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents.audit.auditlog import AuditLogError
+from agents.audit.destination import MigrationDecision, Target
 from agents.audit.domain import (
     AlreadyExists,
     AuditError,
@@ -21,11 +22,9 @@ from agents.audit.domain import (
     EdgeState,
     InvalidOwnerToken,
     InvalidTarget,
-    MigrationDecision,
     NotFound,
     NotOwner,
     PolicyError,
-    Target,
     UnknownEdge,
     UnknownRegion,
 )

@@ -73,20 +73,25 @@ class Resources:
         )
 
     def values(self) -> tuple[int, ...]:
+        """The five amounts in field order (millicores, memory B, storage B, network bps, GPUs)."""
         return tuple(getattr(self, f.name) for f in fields(self))
 
     def as_dict(self) -> dict[str, int]:
+        """Field name -> amount, JSON-ready; :meth:`from_dict` reads it back."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Resources:
+        """Read :meth:`as_dict` output; absent dimensions are 0, others are coerced with ``int``."""
         return cls(**{f.name: int(data.get(f.name, 0)) for f in fields(cls)})
 
     def any_positive(self) -> bool:
+        """True when some dimension is above zero (something requested, or free to advertise)."""
         return any(v > 0 for v in self.values())
 
     @staticmethod
     def total(items: Iterable[Resources]) -> Resources:
+        """The component-wise sum of ``items`` (all zero when there are none)."""
         out = Resources()
         for item in items:
             out = out + item
@@ -135,12 +140,14 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def check_migration_id(value: str) -> str:
+    """Return ``value`` if it matches `MIGRATION_ID_RE`; otherwise raise `InvalidRequest`."""
     if not MIGRATION_ID_RE.match(value):
         raise InvalidRequest(f"migration id {value!r} must match {MIGRATION_ID_RE.pattern}")
     return value
 
 
 def check_container_name(value: str) -> str:
+    """Return ``value`` if it matches `CONTAINER_NAME_RE`; otherwise raise `InvalidRequest`."""
     if not CONTAINER_NAME_RE.match(value):
         raise InvalidRequest(f"workload name {value!r} must match {CONTAINER_NAME_RE.pattern}")
     return value
@@ -157,6 +164,11 @@ class ImageRef:
 
     @classmethod
     def parse(cls, text: str) -> ImageRef:
+        """Split an image reference; raise `InvalidRequest` for a bad digest, tag or repository.
+
+        The first path component is a registry only if it has a ``.`` or ``:`` or is
+        ``localhost`` (the engine's rule); ``digest`` must be ``sha256:`` + 64 hex digits.
+        """
         rest, _, digest = text.partition("@")
         if digest and not DIGEST_RE.match(digest):
             raise InvalidRequest(f"bad digest in image reference {text!r}")
@@ -177,6 +189,7 @@ class ImageRef:
 
     @property
     def name(self) -> str:
+        """``registry/repository`` (the repository alone when no registry): no tag, no digest."""
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
 
     def __str__(self) -> str:
@@ -188,6 +201,7 @@ class ImageRef:
         return out
 
     def pinned(self, digest: str) -> str:
+        """The reference ``name@digest``: this image pinned to ``digest``, its tag dropped."""
         return f"{self.name}@{digest}"
 
 
@@ -249,6 +263,7 @@ def pull_transfers(
 
 
 def moved_bytes(layers: Iterable[Layer]) -> int:
+    """Bytes that crossed the network: the manifest sizes of the layers actually transferred."""
     return sum(layer.size for layer in layers if layer.transferred)
 
 

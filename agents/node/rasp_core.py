@@ -96,10 +96,12 @@ class EndpointCore:
 
     @property
     def name(self) -> str:
+        """This host's RASP name (its identity's)."""
         return self.identity.name
 
     @property
     def public(self) -> PublicIdentity:
+        """This host's public identity (name and keys), as the registry knows it."""
         return self.identity.public
 
     @property

@@ -50,10 +50,12 @@ class RegistryCore:
 
     @property
     def public(self) -> PublicIdentity:
+        """The registry's public identity (name and keys), which clouds and servers pin."""
         return self.identity.public
 
     @property
     def table(self) -> RegistryTable:
+        """The live RAS table: registered clouds and servers and their allocations."""
         return self._table
 
     def register_cloud(
@@ -68,6 +70,8 @@ class RegistryCore:
             return self.table.free_of(public.name)
 
     def register_server(self, public: PublicIdentity) -> None:
+        """Register (or re-key) a server and persist the table; a server may not take the registry's
+        own name (`REFLECTED`)."""
         if public.name == self.identity.name:
             raise _err(ErrorCode.REFLECTED, "a server cannot use the registry's own name")
         with self._lock:

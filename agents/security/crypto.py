@@ -227,6 +227,9 @@ def seal(recipient_enc_key: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
 
 
 def open_sealed(private: X25519PrivateKey, blob: bytes, aad: bytes = b"") -> bytes:
+    """Open a box made by `seal` for ``private``'s public key with the same ``aad``; return the
+    plaintext, or raise `ProtocolError` (DECRYPT_FAILED) if it is truncated, of another
+    version, or does not authenticate."""
     if len(blob) < 1 + KEY_SIZE + 16 or blob[0] != SEAL_VERSION:
         raise ProtocolError(ErrorCode.DECRYPT_FAILED, "sealed box is truncated or unknown version")
     eph_pub = blob[1 : 1 + KEY_SIZE]

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 import click
 
-from agents.audit.domain import AuditError, MigrationDecision, Target, choose_destination
+from agents.audit.destination import MigrationDecision, Target, choose_destination
+from agents.audit.domain import AuditError
 from agents.audit.tables import PolicyDocument, load_policy_file, seed002_tables
 from edgeferry.cli.connection import channel, rpc_errors, tls_options
 from edgeferry.errors import EXIT_FAILURE, ConfigError, OperationFailed

@@ -31,7 +31,7 @@ from edgeferry.experiments.scenario import (
 
 
 def _target(text: str) -> Any:
-    from agents.audit.domain import Target
+    from agents.audit.destination import Target
 
     mode, _, name = text.partition(":")
     return {"edge": Target.edge, "region": Target.region}[mode](name) if name else Target.any()

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.audit.destination import Target, choose_destination
 from agents.audit.domain import (
     CONTAINER_ELEMENTS,
     EdgeState,
-    Target,
-    choose_destination,
     evaluate,
     parse_container_policy,
     parse_edge,

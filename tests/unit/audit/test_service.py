@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agents.audit.auditlog import AuditLog
+from agents.audit.destination import Target
 from agents.audit.domain import (
     AlreadyExists,
     EdgeState,
@@ -15,7 +16,6 @@ from agents.audit.domain import (
     NotFound,
     NotOwner,
     PolicyError,
-    Target,
 )
 from agents.audit.monitor import EdgeMonitor
 from agents.audit.owners import NoOwnerVerifier, SealedTokenVerifier, seal_owner_token
