@@ -178,7 +178,7 @@ def comparison_chart(stats: RunStats, out: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.6))
     labels = [c.label for c in rows]
-    ax.barh(labels, [c.ratio for c in rows], color="C0")
+    ax.barh(labels, [c.ratio for c in rows if c.ratio is not None], color="C0")
     ax.axvline(1.0, color="k", linestyle="--", label="same as published")
     ax.set_xscale("log")
     ax.set_xlabel("our median / published value (log scale)")
