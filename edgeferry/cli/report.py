@@ -22,7 +22,8 @@ from edgeferry.reports.render import write_report
               help="With --compare: where the Markdown table goes "
                    "(default: B/compare-<A's run id>.md).")
 def report(run_dir: Path | None, compare: tuple[Path, Path] | None, out: Path | None) -> None:
-    """Write RUN_DIR/report.md and RUN_DIR/report.html (tables, plots, comparisons)."""
+    """Write RUN_DIR/report.md and RUN_DIR/report.html (tables, plots, comparisons), or with
+    --compare A B the medians of two runs side by side."""
     if compare:
         if run_dir is not None:
             raise ConfigError("give either RUN_DIR or --compare A B, not both")
