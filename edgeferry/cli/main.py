@@ -12,6 +12,7 @@ from edgeferry.cli import deploy as deploy_cmd
 from edgeferry.cli import lab as lab_cmd
 from edgeferry.cli import pending
 from edgeferry.cli import report as report_cmd
+from edgeferry.cli import results as results_cmd
 from edgeferry.cli import run as run_cmd
 from edgeferry.cli import smf as smf_cmd
 from edgeferry.errors import EdgeferryError
@@ -28,6 +29,7 @@ cli.add_command(deploy_cmd.deploy)
 cli.add_command(deploy_cmd.verify)
 cli.add_command(run_cmd.run)
 cli.add_command(report_cmd.report)
+cli.add_command(results_cmd.results)
 cli.add_command(audit_cmd.audit)
 cli.add_command(smf_cmd.smf)
 for _cmd in pending.COMMANDS:

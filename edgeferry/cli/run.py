@@ -49,7 +49,8 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, ski
         console.print("[yellow]interrupted[/yellow]: run `edgeferry run "
                       f"{experiment}` again to resume")
         raise click.exceptions.Abort() from None
-    md, html = write_report(outcome.run_dir.path)
+    with outcome.run_dir.timed("report"):
+        md, html = write_report(outcome.run_dir.path)
     console.print(f"{outcome.trials_run} trials run ({outcome.trials_failed} failed) of "
                   f"{outcome.total}" + (" (resumed)" if outcome.resumed else ""))
     console.print(f"report: {md}")

@@ -1,6 +1,8 @@
 """A run directory: `reports/<experiment>/<run-id>/` with the raw results and provenance.
 
-    run.json        provenance + status (running / complete / failed / interrupted)
+    run.json        provenance + status (running / complete / failed / interrupted) and
+                    `durations`: one entry per step as it finishes (target, deploy, verify,
+                    trials, report), appended, so a resumed run keeps the earlier sessions'
     experiment.yaml the definition as run (copy)
     plan.json       every planned trial in run order (resume skips those already recorded)
     trials.jsonl    one line per finished trial, all phases inside (fsynced per line)
@@ -14,6 +16,8 @@ import csv
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ PLAN_JSON = "plan.json"
 TRIALS_JSONL = "trials.jsonl"
 TRIALS_CSV = "trials.csv"
 EXPERIMENT_COPY = "experiment.yaml"
+DURATIONS = "durations"  # run.json key: list of {step, started_at, seconds, outcome}
 CSV_FIELDS = ("trial_id", "part", "scenario", "index", "repetition", "warmup", "params",
               "trial_outcome", "phase", "wall_s", "bytes", "phase_outcome", "bandwidth_bps")
 
@@ -86,7 +91,8 @@ class RunDir:
 
     # -- run.json / plan ---------------------------------------------------------------------
     def read_info(self) -> dict[str, Any]:
-        return json.loads((self.path / RUN_JSON).read_text())
+        info: dict[str, Any] = json.loads((self.path / RUN_JSON).read_text())
+        return info
 
     def write_info(self, info: dict[str, Any]) -> None:
         _write_json_atomic(self.path / RUN_JSON, info)
@@ -96,6 +102,30 @@ class RunDir:
         info.update(fields)
         self.write_info(info)
         return info
+
+    def record_step(self, step: str, started_at: float, seconds: float,
+                    outcome: str = "ok") -> None:
+        """Append one finished step's wall time to run.json (earlier entries are kept)."""
+        info = self.read_info()
+        info.setdefault(DURATIONS, []).append({
+            "step": step, "started_at": started_at, "seconds": round(seconds, 6),
+            "outcome": outcome})
+        self.write_info(info)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Time the body as `step` (wall clock, monotonic) and record it when it ends:
+        outcome "ok", "failed" (an exception) or "interrupted" (Ctrl-C)."""
+        started, t0 = time.time(), time.monotonic()
+        outcome = "failed"
+        try:
+            yield
+            outcome = "ok"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        finally:
+            self.record_step(step, started, time.monotonic() - t0, outcome)
 
     def write_plan(self, plan: list[PlannedTrial]) -> None:
         _write_json_atomic(self.path / PLAN_JSON, [t.to_dict() for t in plan])
@@ -147,6 +177,15 @@ class RunDir:
             writer.writerow(CSV_FIELDS)
             for record in self.read_trials():
                 writer.writerows(csv_rows(record))
+
+
+def step_durations(info: dict[str, Any]) -> dict[str, float]:
+    """Seconds per step from run.json, summed over the sessions of a resumed run, in the
+    order the steps first finished; {} for runs recorded before durations existed."""
+    out: dict[str, float] = {}
+    for entry in info.get(DURATIONS) or []:
+        out[entry["step"]] = out.get(entry["step"], 0.0) + float(entry["seconds"])
+    return out
 
 
 def csv_rows(record: dict[str, Any]) -> list[list[Any]]:

@@ -160,15 +160,20 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
         })
     failed = run = 0
     try:
-        target = steps.bring_up(experiment, log)
-        if options.skip_deploy:
-            known = getattr(steps, "deployed", None)  # endpoints of an earlier deploy
-            endpoints = known(experiment, target, log) if known else Endpoints()
-            deploy_note = "skipped (--skip-deploy)"
+        with run_dir.timed("target"):
+            target = steps.bring_up(experiment, log)
+        with run_dir.timed("deploy"):
+            if options.skip_deploy:
+                known = getattr(steps, "deployed", None)  # endpoints of an earlier deploy
+                endpoints = known(experiment, target, log) if known else Endpoints()
+                deploy_note = "skipped (--skip-deploy)"
+            else:
+                endpoints, deploy_note = steps.deploy(experiment, target, log)
+        if options.skip_verify:
+            checks: dict[str, Any] = {"skipped": "--skip-verify"}
         else:
-            endpoints, deploy_note = steps.deploy(experiment, target, log)
-        checks = {"skipped": "--skip-verify"} if options.skip_verify else \
-            steps.verify(experiment, target, log)
+            with run_dir.timed("verify"):
+                checks = steps.verify(experiment, target, log)
         prov = run_dir.read_info()["provenance"]
         prov["lab"] = provenance.lab_facts(target.lab)
         prov["inventory"] = str(target.inventory) if target.inventory else None
@@ -178,34 +183,35 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
         progress.start(len(plan), len(done_ids))
         number = len(done_ids)
         try:
-            for part in experiment.enabled_parts:
-                todo = [t for t in plan if t.part == part.name and t.trial_id not in done_ids]
-                if not todo:
-                    continue
-                ctx = _context(experiment, part, run_dir, target, endpoints, connect, progress)
-                spec = registry.spec_of(part.scenario)
-                scenario = classes[part.name](spec.workload.model_validate(part.workload))
-                log(f"part {part.name!r} ({part.scenario}): preparing")
-                scenario.prepare(ctx)
-                try:
-                    for trial in todo:
-                        number += 1
-                        progress.trial(number, len(plan), trial)
-                        record = _run_one(scenario, ctx, part, trial)
-                        if connect is not None and logs.wanted(experiment.logs,
-                                                               record["outcome"]):
-                            progress.phase("collect-logs")
-                            record["logs"] = logs.collect(
-                                connect, target.hosts, record["started_at"], time.time(),
-                                run_dir.path / "logs" / trial.trial_id,
-                                relative_to=run_dir.path)
-                        run_dir.append_trial(record)
-                        run += 1
-                        failed += record["outcome"] != "ok"
-                        progress.advance()
-                finally:
-                    log(f"part {part.name!r}: teardown")
-                    scenario.teardown(ctx)
+            with run_dir.timed("trials"):
+                for part in experiment.enabled_parts:
+                    todo = [t for t in plan if t.part == part.name and t.trial_id not in done_ids]
+                    if not todo:
+                        continue
+                    ctx = _context(experiment, part, run_dir, target, endpoints, connect, progress)
+                    spec = registry.spec_of(part.scenario)
+                    scenario = classes[part.name](spec.workload.model_validate(part.workload))
+                    log(f"part {part.name!r} ({part.scenario}): preparing")
+                    scenario.prepare(ctx)
+                    try:
+                        for trial in todo:
+                            number += 1
+                            progress.trial(number, len(plan), trial)
+                            record = _run_one(scenario, ctx, part, trial)
+                            if connect is not None and logs.wanted(experiment.logs,
+                                                                   record["outcome"]):
+                                progress.phase("collect-logs")
+                                record["logs"] = logs.collect(
+                                    connect, target.hosts, record["started_at"], time.time(),
+                                    run_dir.path / "logs" / trial.trial_id,
+                                    relative_to=run_dir.path)
+                            run_dir.append_trial(record)
+                            run += 1
+                            failed += record["outcome"] != "ok"
+                            progress.advance()
+                    finally:
+                        log(f"part {part.name!r}: teardown")
+                        scenario.teardown(ctx)
         finally:
             progress.stop()
             if connect is not None:

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from edgeferry.reports.stats import TOTAL, GroupStats, RunStats, measured
+from edgeferry.reports.stats import TOTAL, GroupStats, RunStats, measured, percentile
 from edgeferry.reports.units import best_time_unit, from_base, kind, to_base
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 110})
@@ -78,7 +78,7 @@ def time_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | No
             and isinstance(r["params"].get(param), int | float)]
     if len({r["params"][param] for r in recs}) < 2:
         return None
-    unit = best_time_unit(statistics.median(r["total_s"] for r in recs))
+    unit = best_time_unit(percentile([float(r["total_s"]) for r in recs], 50))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     xs = [r["params"][param] for r in recs]
     ax.scatter(xs, [from_base(r["total_s"], unit) for r in recs], s=14, alpha=0.6,
@@ -109,7 +109,7 @@ def cdf_totals(stats: RunStats, part: str, out: Path) -> Path | None:
     gs = [g for g in stats.groups if g.part == part and TOTAL in g.phases]
     if not gs:
         return None
-    unit = best_time_unit(statistics.median(g.phases[TOTAL].median for g in gs))
+    unit = best_time_unit(percentile([g.phases[TOTAL].median for g in gs], 50))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for g in gs[:10]:
         vals = sorted(from_base(r["total_s"], unit) for r in measured(stats.records)
@@ -178,7 +178,7 @@ def comparison_chart(stats: RunStats, out: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.6))
     labels = [c.label for c in rows]
-    ax.barh(labels, [c.ratio for c in rows], color="C0")
+    ax.barh(labels, [c.ratio for c in rows if c.ratio is not None], color="C0")
     ax.axvline(1.0, color="k", linestyle="--", label="same as published")
     ax.set_xscale("log")
     ax.set_xlabel("our median / published value (log scale)")

@@ -1,16 +1,24 @@
-"""report.md and a self-contained report.html (plots embedded as base64 PNG) for a run dir."""
+"""report.md and a self-contained report.html (plots embedded as base64 PNG) for a run dir.
+
+report.html comes from the Jinja2 template `templates/report.html.j2` (autoescape on); the parts
+written in Markdown (the summary list, the tables' notes) are rendered by markdown-it-py with raw
+HTML disabled, so what reads `**complete**` in report.md is <strong>complete</strong> there.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from edgeferry.experiments.results import RunDir
-from edgeferry.reports import plots
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from edgeferry.experiments.results import RunDir, step_durations
 from edgeferry.reports.stats import TOTAL, RunStats, compute, params_label
 from edgeferry.reports.units import best_time_unit, from_base
 
@@ -111,7 +119,8 @@ def failed_table(stats: RunStats) -> Table:
                  "journals for the trial's time window, relative to the run directory.")
 
 
-def _md_table(t: Table) -> str:
+def md_table(t: Table) -> str:
+    """One table as a Markdown section (a `## title` heading, the note, the rows)."""
     if not t.rows:
         return f"## {t.title}\n\n(none)\n"
     lines = [f"## {t.title}", ""]
@@ -121,16 +130,6 @@ def _md_table(t: Table) -> str:
     lines.append("|" + "|".join("---" for _ in t.header) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
     return "\n".join(lines) + "\n"
-
-
-def _html_table(t: Table) -> str:
-    if not t.rows:
-        return f"<h2>{html.escape(t.title)}</h2><p>(none)</p>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in t.rows)
-    note = f"<p class='note'>{html.escape(t.note)}</p>" if t.note else ""
-    return f"<h2>{html.escape(t.title)}</h2>{note}<table><tr>{head}</tr>{body}</table>"
 
 
 def _summary_lines(stats: RunStats, run_dir: Path) -> list[str]:
@@ -165,6 +164,10 @@ def _summary_lines(stats: RunStats, run_dir: Path) -> list[str]:
         if not part.get("enabled", True):
             lines.append(f"- part `{name}` ({part['scenario']}) not run: disabled"
                          + (f" - {part['note']}" if part.get("note") else ""))
+    durations = step_durations(info)
+    if durations:
+        lines.append("- step durations: " + ", ".join(
+            f"{step} {seconds:.1f} s" for step, seconds in durations.items()))
     if info.get("error"):
         lines.append(f"- error: {info['error']}")
     lines.append("- raw results: `trials.jsonl` (one line per trial), `trials.csv` (one row per "
@@ -173,6 +176,8 @@ def _summary_lines(stats: RunStats, run_dir: Path) -> list[str]:
 
 
 def make_plots(stats: RunStats, out_dir: Path) -> list[tuple[str, Path]]:
+    from edgeferry.reports import plots  # matplotlib: loaded only when plots are drawn
+
     out_dir.mkdir(exist_ok=True)
     made: list[tuple[str, Path | None]] = []
     parts = list(dict.fromkeys(g.part for g in stats.groups))
@@ -193,10 +198,27 @@ def make_plots(stats: RunStats, out_dir: Path) -> list[tuple[str, Path]]:
     return [(title, path) for title, path in made if path is not None]
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f2f2f2}
-img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555;font-size:13px}"""
+@cache
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False})
+
+
+@cache
+def _templates() -> Environment:
+    env = Environment(loader=PackageLoader("edgeferry.reports", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["markdown"] = lambda text: Markup(_markdown().render(text))
+    return env
+
+
+def render_html(title: str, summary: list[str], tables: list[Table],
+                figures: list[tuple[str, Path]]) -> str:
+    """The self-contained report.html: the template, the summary and notes as rendered
+    Markdown, every table cell escaped, the plots inlined as base64 PNG."""
+    images = [{"title": t, "data": base64.b64encode(p.read_bytes()).decode()}
+              for t, p in figures]
+    return _templates().get_template("report.html.j2").render(
+        title=title, summary="\n".join(summary), tables=tables, figures=images)
 
 
 def write_report(run_dir: Path) -> tuple[Path, Path]:
@@ -211,23 +233,12 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     title = f"edgeferry report: {stats.info.get('experiment')} / {rd.path.name}"
     summary = _summary_lines(stats, rd.path)
     md = [f"# {title}", "", *summary, ""]
-    md += [_md_table(t) for t in tables]
+    md += [md_table(t) for t in tables]
     md += ["## Plots", ""] + [f"![{t}](plots/{p.name})" for t, p in figures]
     md_path = rd.path / "report.md"
     md_path.write_text("\n".join(md) + "\n")
-    body = [f"<h1>{html.escape(title)}</h1><ul>"]
-    body += [f"<li>{html.escape(line[2:])}</li>" for line in summary]
-    body.append("</ul>")
-    body += [_html_table(t) for t in tables]
-    body.append("<h2>Plots</h2>")
-    for t, p in figures:
-        data = base64.b64encode(p.read_bytes()).decode()
-        body.append(f"<h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' "
-                    f"src='data:image/png;base64,{data}'>")
     html_path = rd.path / "report.html"
-    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
-                         f"{html.escape(title)}</title><style>{CSS}</style></head><body>"
-                         + "".join(body) + "</body></html>\n")
+    html_path.write_text(render_html(title, summary, tables, figures))
     return md_path, html_path
 
 

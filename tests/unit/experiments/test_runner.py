@@ -109,3 +109,51 @@ def test_jsonl_lines_are_self_contained(tmp_path):
         rec = json.loads(line)
         assert {"trial_id", "params", "warmup", "outcome", "phases", "total_s"} <= set(rec)
         assert rec["total_s"] == pytest.approx(sum(p["wall_s"] for p in rec["phases"]))
+
+
+def test_run_json_records_how_long_each_step_took(tmp_path):
+    out = run(experiment(), tmp_path, skip_verify=True)
+    info = out.run_dir.read_info()
+    steps = [(d["step"], d["outcome"]) for d in info["durations"]]
+    assert steps == [("target", "ok"), ("deploy", "ok"), ("trials", "ok")]  # verify skipped
+    assert all(d["seconds"] >= 0 and d["started_at"] >= info["started_at"]
+               for d in info["durations"])
+    trials = info["durations"][-1]
+    assert trials["started_at"] + trials["seconds"] <= info["finished_at"] + 1e-3
+
+
+def test_a_resumed_run_keeps_the_earlier_sessions_durations(tmp_path):
+    from edgeferry.experiments.results import step_durations
+
+    fakes.INTERRUPT_AT[:] = [6]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(experiment(), tmp_path)
+    finally:
+        fakes.INTERRUPT_AT.clear()
+    (run_path,) = (tmp_path / "fx").iterdir()
+    first = RunDir.open(run_path).read_info()["durations"]
+    assert [(d["step"], d["outcome"]) for d in first] == [
+        ("target", "ok"), ("deploy", "ok"), ("verify", "ok"), ("trials", "interrupted")]
+    fakes.CALLS.clear()
+    out = run(experiment(), tmp_path)
+    info = out.run_dir.read_info()
+    assert info["durations"][:4] == first
+    assert [d["step"] for d in info["durations"][4:]] == ["target", "deploy", "verify", "trials"]
+    total = step_durations(info)
+    assert list(total) == ["target", "deploy", "verify", "trials"]
+    assert total["trials"] == pytest.approx(first[3]["seconds"] + info["durations"][7]["seconds"])
+
+
+def test_a_failing_step_records_its_duration_as_failed(tmp_path):
+    class BrokenDeploy(fakes.FakeSteps):
+        def deploy(self, experiment, target, log):
+            raise RuntimeError("ansible said no")
+
+    with pytest.raises(RuntimeError):
+        run(experiment(), tmp_path, steps=BrokenDeploy())
+    (run_path,) = (tmp_path / "fx").iterdir()
+    info = RunDir.open(run_path).read_info()
+    assert [(d["step"], d["outcome"]) for d in info["durations"]] == [
+        ("target", "ok"), ("deploy", "failed")]
+    assert info["status"] == "failed"
