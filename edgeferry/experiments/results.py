@@ -86,7 +86,8 @@ class RunDir:
 
     # -- run.json / plan ---------------------------------------------------------------------
     def read_info(self) -> dict[str, Any]:
-        return json.loads((self.path / RUN_JSON).read_text())
+        info: dict[str, Any] = json.loads((self.path / RUN_JSON).read_text())
+        return info
 
     def write_info(self, info: dict[str, Any]) -> None:
         _write_json_atomic(self.path / RUN_JSON, info)

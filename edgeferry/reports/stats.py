@@ -179,7 +179,9 @@ def _references(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def select(records: list[dict[str, Any]], part: str, where: dict[str, Any]) -> list[dict]:
+def select(
+    records: list[dict[str, Any]], part: str, where: dict[str, Any]
+) -> list[dict[str, Any]]:
     return [r for r in measured(records) if r["part"] == part
             and all(r["params"].get(k) == v for k, v in where.items())]
 
