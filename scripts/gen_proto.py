@@ -10,7 +10,11 @@ Layout (buf style): ``proto/edgeferry/<agent>/v1/<agent>_service.proto`` with
 ``package edgeferry.<agent>.v1``; shared types live in ``proto/edgeferry/common/v1/common.proto``
 and are imported as ``import "edgeferry/common/v1/common.proto";``.
 
-For each proto file grpcio-tools writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py``.
+For each proto file grpcio-tools writes ``*_pb2.py`` and ``*_pb2_grpc.py``, and the
+mypy-protobuf plugins (``protoc-gen-mypy`` and ``protoc-gen-mypy_grpc``, from the ``test`` extra)
+write the type stubs ``*_pb2.pyi`` and ``*_pb2_grpc.pyi``, so that ``mypy --strict`` sees typed
+messages, stubs (``FooServiceStub``) and ``add_FooServiceServicer_to_server``. The agents use
+synchronous gRPC only, so the gRPC stubs are generated with ``only_sync``.
 protoc names Python modules after the proto path, so generated code would say
 ``from edgeferry.common.v1 import common_pb2`` -- which collides with our controller package
 ``edgeferry``. This script therefore rewrites every such import to the ``agents._proto`` prefix::
@@ -92,6 +96,17 @@ def _rewrite_imports(text: str) -> str:
     return text
 
 
+def _plugin(name: str) -> str:
+    """Path of the protoc plugin executable ``name`` (looked up beside this Python, then PATH)."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise ProtoGenError(
+            f"protoc plugin {name} not found; install the test extra (pip install -e '.[test]')"
+        )
+    return found
+
+
 def _run_protoc(proto_root: Path, protos: list[Path], out_dir: Path) -> None:
     from grpc_tools import protoc  # imported lazily: only needed when generating
 
@@ -100,9 +115,12 @@ def _run_protoc(proto_root: Path, protos: list[Path], out_dir: Path) -> None:
         "grpc_tools.protoc",
         f"--proto_path={proto_root}",
         f"--proto_path={wkt_include}",
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}",
+        f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
         f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
+        f"--mypy_out=quiet:{out_dir}",
         f"--grpc_python_out={out_dir}",
+        f"--mypy_grpc_out=quiet,only_sync:{out_dir}",
         *(str(p) for p in protos),
     ]
     rc = protoc.main(args)

@@ -191,8 +191,9 @@ class AuditClient:
                   pb.DeleteContainerPolicyRequest(owner_token=owner_token, name=name))
 
     def get_container(self, owner_token: bytes, name: str) -> pb.ContainerPolicySpec:
-        return self._rpc("GetContainerPolicy", pb.GetContainerPolicyRequest(
-            owner_token=owner_token, name=name)).container
+        resp: pb.GetContainerPolicyResponse = self._rpc(
+            "GetContainerPolicy", pb.GetContainerPolicyRequest(owner_token=owner_token, name=name))
+        return resp.container
 
     def set_container_location(self, owner_token: bytes, name: str, edge: str) -> None:
         """Tell the audit agent a migration completed (call after the container runs there)."""

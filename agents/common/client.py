@@ -14,8 +14,8 @@ Server side (inside a servicer method)::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, cast
 
 import grpc
 from cryptography import x509
@@ -63,8 +63,14 @@ def plaintext_loopback_channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target)
 
 
+def _auth_context(context: grpc.ServicerContext) -> Mapping[str, Sequence[bytes]]:
+    # types-grpcio declares auth_context() as Mapping[str, bytes]; grpc documents and returns
+    # "a map of strings to an iterable of bytes for each auth property"
+    return cast("Mapping[str, Sequence[bytes]]", context.auth_context())
+
+
 def _auth_values(context: grpc.ServicerContext, key: str) -> list[str]:
-    values = context.auth_context().get(key) or []
+    values = _auth_context(context).get(key) or []
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -89,7 +95,7 @@ def peer_sans(context: grpc.ServicerContext) -> list[str]:
 
 def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:
     """The verified client certificate (e.g. to check signatures with its public key)."""
-    pem = context.auth_context().get("x509_pem_cert")
+    pem = _auth_context(context).get("x509_pem_cert")
     if not pem:
         return None
     return x509.load_pem_x509_certificate(pem[0])

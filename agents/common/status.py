@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import NoReturn, TypeVar, cast
 
 import grpc
 
@@ -51,7 +51,7 @@ _STATUS: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.INSECURE_KEY_FILE: grpc.StatusCode.INTERNAL,
 }
 
-_COMMON: dict[str, int] = {
+_COMMON: dict[str, common_pb2.ErrorCode.ValueType] = {
     "MALFORMED": common_pb2.ERROR_CODE_MALFORMED,
     "REPLAY": common_pb2.ERROR_CODE_REPLAY,
     "BAD_SIGNATURE": common_pb2.ERROR_CODE_BAD_SIGNATURE,
@@ -83,7 +83,7 @@ def status_for(code: ErrorCode | str) -> grpc.StatusCode:
         return FALLBACK
 
 
-def common_code(code: ErrorCode | str) -> int:
+def common_code(code: ErrorCode | str) -> common_pb2.ErrorCode.ValueType:
     """The `edgeferry.common.v1.ErrorCode` value nearest to a security-layer code."""
     return _COMMON.get(str(code), common_pb2.ERROR_CODE_INTERNAL)
 
@@ -142,7 +142,13 @@ def mapped_errors(
 
 def error_code_of(err: grpc.RpcError) -> str | None:
     """The ``ef-protocol-error`` of a failed call (None when the refusal carried none)."""
-    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    # types-grpcio types RpcError.trailing_metadata() as attribute-only ``_Metadatum`` objects;
+    # grpc returns (key, value) pairs (namedtuples), as it does for Call.trailing_metadata()
+    trailing = (
+        cast("Sequence[tuple[str, str | bytes]]", err.trailing_metadata())
+        if hasattr(err, "trailing_metadata")
+        else None
+    )
     for key, value in trailing or ():
         if key == PROTOCOL_ERROR_KEY:
             return str(value)
@@ -184,11 +190,21 @@ def remote_error(err: grpc.RpcError, rpc: str) -> RemoteProtocolError | None:
     return RemoteProtocolError(parsed, details or code, rpc=rpc, status=status)
 
 
-def call(stub_method: object, request: object, *, rpc: str, timeout: float) -> object:
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
+def call(
+    stub_method: grpc.UnaryUnaryMultiCallable[_Request, _Response],
+    request: _Request,
+    *,
+    rpc: str,
+    timeout: float,
+) -> _Response:
     """Invoke a unary stub method; a protocol refusal becomes RemoteProtocolError, other
     failures propagate as grpc.RpcError."""
     try:
-        return stub_method(request, timeout=timeout)  # type: ignore[operator]
+        return stub_method(request, timeout=timeout)
     except grpc.RpcError as err:
         remote = remote_error(err, rpc)
         if remote is None:

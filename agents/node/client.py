@@ -80,7 +80,9 @@ class EndpointClient:
         return bytes(resp.message)
 
     def session_info(self, session_id: bytes) -> rasp_pb.SessionInfoResponse:
-        return self._call("GetSessionInfo", rasp_pb.SessionInfoRequest(session_id=session_id))
+        resp: rasp_pb.SessionInfoResponse = self._call(
+            "GetSessionInfo", rasp_pb.SessionInfoRequest(session_id=session_id))
+        return resp
 
     def release(self, order: bytes) -> tuple[bool, Resources]:
         """Hand over the registry's release order; (allocation freed, FREE afterwards)."""

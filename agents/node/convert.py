@@ -34,8 +34,13 @@ def layers_to_pb(layers: Sequence[Layer]) -> list[pb.LayerTransfer]:
             for x in layers]
 
 
-def timing(phase: str, seconds: float, bytes_moved: int = 0, detail: str = "",
-           outcome: int = common_pb2.PHASE_OUTCOME_OK) -> common_pb2.PhaseTiming:
+def timing(
+    phase: str,
+    seconds: float,
+    bytes_moved: int = 0,
+    detail: str = "",
+    outcome: common_pb2.PhaseOutcome.ValueType = common_pb2.PHASE_OUTCOME_OK,
+) -> common_pb2.PhaseTiming:
     """One phase's timing row."""
     return common_pb2.PhaseTiming(phase=phase, wall_seconds=seconds, bytes_moved=bytes_moved,
                                   outcome=outcome, detail=detail)

@@ -87,7 +87,7 @@ def interface_for(host: str, port: int) -> str:
     """The local network interface that carries traffic to ``host`` (route lookup)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((host, port or 1))
-        local = probe.getsockname()[0]
+        local: str = probe.getsockname()[0]
     for nic, addrs in psutil.net_if_addrs().items():
         if any(a.address == local for a in addrs):
             return nic

@@ -41,7 +41,7 @@ def probe_gpu(run: Runner = _run, which: Callable[[str], str | None] = shutil.wh
         if names:
             return GpuInfo(len(names), "nvidia: " + ", ".join(names))
     with contextlib.suppress(Exception):  # jtop raises its own errors when the service is down
-        from jtop import jtop  # type: ignore[import-not-found]
+        from jtop import jtop
 
         with jtop(interval=0.5) as board:
             model = board.board.get("hardware", {}).get("Model", "Jetson")

@@ -55,7 +55,8 @@ class RasClient:
             identity=identity_to_pb(public, pb.PublicIdentity)))
 
     def table(self) -> pb.GetTableResponse:
-        return self._call("GetTable", pb.GetTableRequest())
+        resp: pb.GetTableResponse = self._call("GetTable", pb.GetTableRequest())
+        return resp
 
     def deliver(self, message: bytes) -> tuple[bytes, float]:
         resp = self._call("Deliver", pb.RegistryDeliverRequest(message=message))

@@ -353,7 +353,8 @@ class RaspServer(Endpoint):
         steps = {s.expect: kinds[s.expect]} if s.expect in kinds else {}
         env = self._screen(message, session_id=s.session_id, steps=steps)
         with StepTimer(self.timings_ns, env.header.step):
-            return getattr(self, f"_step{env.header.step}")(env)
+            result: Envelope | None = getattr(self, f"_step{env.header.step}")(env)
+            return result
 
     def _step1(self, env: Envelope) -> Envelope:
         advert = self._open(env, Advert, self_asserted=lambda p: p.cloud)

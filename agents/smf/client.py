@@ -155,7 +155,8 @@ class SmfClient:
             round_trip_seconds=time.perf_counter() - t0)
 
     def service(self, service_id: str) -> pb.ServiceInfo:
-        return self._call("GetService", pb.GetServiceRequest(service_id=service_id))
+        resp: pb.ServiceInfo = self._call("GetService", pb.GetServiceRequest(service_id=service_id))
+        return resp
 
     def services(self) -> list[pb.ServiceInfo]:
         return list(self._call("ListServices", pb.ListRequest()).services)

@@ -95,7 +95,7 @@ def service_to_pb(core: SmfCore, s: ServiceEntry) -> pb.ServiceInfo:
     )
 
 
-def common_error(cause: BaseException) -> int:
+def common_error(cause: BaseException) -> common_pb2.ErrorCode.ValueType:
     """The common ErrorCode of a failed migration's cause."""
     if isinstance(cause, ProtocolError):
         return common_code(cause.code)
@@ -237,7 +237,7 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
             return pb.MigrateServiceResponse(
                 migrated=False, location=out.location.server, epoch=out.location.epoch,
                 rasp_session_id=state.rasp_session_id, phases=phases_to_pb(out.records),
-                error=common_pb2.Error(code=common,  # type: ignore[arg-type]
+                error=common_pb2.Error(code=common,
                                        message=f"{out.code}: {out.failure}"[:500]))
         self.log.info("migrated", migration=state.migration_id, caller=caller,
                       destination=state.destination.name, epoch=out.location.epoch)

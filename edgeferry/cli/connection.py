@@ -65,7 +65,7 @@ def channel(target: str | None, what: str, ca_cert: Path | None, cert: Path | No
         raise ConfigError(str(err)) from None
 
 
-def _status(err: grpc.RpcError | AuditRpcError) -> tuple[grpc.StatusCode | None, str]:
+def _status(err: grpc.RpcError | AuditRpcError) -> tuple[grpc.StatusCode | None, str | None]:
     if isinstance(err, AuditRpcError):
         return err.code, err.message
     code = err.code() if hasattr(err, "code") else None

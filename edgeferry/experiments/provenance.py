@@ -52,9 +52,10 @@ def package_versions() -> dict[str, str]:
     """`pip freeze`-style name -> version of every installed distribution."""
     out: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name:
-            out[name] = dist.version
+        # PackageMetadata has .get() only from Python 3.12 on; get_all() is the 3.11 spelling
+        names: list[str] = dist.metadata.get_all("Name") or []
+        if names and names[0]:
+            out[names[0]] = dist.version
     return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
 
 

@@ -13,7 +13,7 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -239,9 +239,10 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {where}: {msg}"
 
 
-def default_lab_document() -> dict:
+def default_lab_document() -> dict[str, Any]:
     text = resources.files("edgeferry.lab").joinpath("data/default-lab.yaml").read_text()
-    return yaml.safe_load(text)
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
 
 
 def load_spec(
@@ -281,7 +282,9 @@ def load_spec(
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def _resize_edges(doc: dict, edges: int | None, edge_profile: str | None) -> list[dict]:
+def _resize_edges(
+    doc: dict[str, Any], edges: int | None, edge_profile: str | None
+) -> list[dict[str, Any]]:
     hosts = [dict(h) for h in doc.get("hosts", [])]
     control = [h for h in hosts if h.get("role") == "control"]
     current = [h for h in hosts if h.get("role") == "edge"]

@@ -173,12 +173,12 @@ def bandwidth_distribution(stats: RunStats, out: Path) -> Path | None:
 
 def comparison_chart(stats: RunStats, out: Path) -> Path | None:
     """Ratio ours / published for every reference figure (1 = same as the paper)."""
-    rows = [c for c in stats.comparisons if c.ratio is not None]
+    rows = [(c.label, c.ratio) for c in stats.comparisons if c.ratio is not None]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.6))
-    labels = [c.label for c in rows]
-    ax.barh(labels, [c.ratio for c in rows if c.ratio is not None], color="C0")
+    labels = [label for label, _ in rows]
+    ax.barh(labels, [ratio for _, ratio in rows], color="C0")
     ax.axvline(1.0, color="k", linestyle="--", label="same as published")
     ax.set_xscale("log")
     ax.set_xlabel("our median / published value (log scale)")

@@ -61,7 +61,7 @@ def test_generated_code_is_fresh() -> None:
 def test_every_proto_has_generated_modules() -> None:
     for rel in gen_proto.find_protos(gen_proto.PROTO_ROOT):
         stem = gen_proto.OUT_ROOT / rel.with_suffix("")
-        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"):
             assert Path(f"{stem}{suffix}").is_file(), f"{rel}: missing {suffix}"
 
 
@@ -90,11 +90,13 @@ def test_cross_proto_imports_are_rewritten(tmp_path: Path) -> None:
     pb2 = (v1 / "sample_service_pb2.py").read_text()
     grpc_mod = (v1 / "sample_service_pb2_grpc.py").read_text()
     pyi = (v1 / "sample_service_pb2.pyi").read_text()
+    grpc_pyi = (v1 / "sample_service_pb2_grpc.pyi").read_text()
     assert "from agents._proto.edgeferry.common.v1 import common_pb2" in pb2
     assert "from google.protobuf import timestamp_pb2" in pb2
     assert "from agents._proto.edgeferry.sample.v1 import sample_service_pb2" in grpc_mod
     assert "from agents._proto.edgeferry.common.v1 import common_pb2" in pyi
-    for text in (pb2, grpc_mod, pyi):
+    assert "from agents._proto.edgeferry.sample.v1 import sample_service_pb2" in grpc_pyi
+    for text in (pb2, grpc_mod, pyi, grpc_pyi):
         assert "\nfrom edgeferry." not in text and "\nimport edgeferry." not in text
     for directory in (out, out / "edgeferry", out / "edgeferry" / "sample", v1):
         assert (directory / "__init__.py").is_file()
@@ -142,3 +144,21 @@ def test_bad_proto_is_reported(tmp_path: Path) -> None:
     (root / "bad_service.proto").write_text('syntax = "proto3";\nmessage {\n')
     with pytest.raises(gen_proto.ProtoGenError):
         gen_proto.generate(tmp_path / "proto", tmp_path / "out")
+
+
+def test_stubs_type_the_grpc_code(tmp_path: Path) -> None:
+    """mypy-protobuf stubs give the stub, servicer and its registration function real types
+    (synchronous gRPC only), so `mypy --strict` checks the agents' calls through them."""
+    out = tmp_path / "out"
+    gen_proto.generate(_sample_tree(tmp_path), out)
+    v1 = out / "edgeferry" / "sample" / "v1"
+    grpc_pyi = (v1 / "sample_service_pb2_grpc.pyi").read_text()
+    assert "def __init__(self, channel: _grpc.Channel) -> None: ..." in grpc_pyi
+    assert (
+        "Ping: _grpc.UnaryUnaryMultiCallable[_sample_service_pb2.PingRequest, "
+        "_sample_service_pb2.PingResponse]"
+    ) in grpc_pyi
+    assert "def add_SampleServiceServicer_to_server(" in grpc_pyi
+    assert "_aio." not in grpc_pyi
+    pyi = (v1 / "sample_service_pb2.pyi").read_text()
+    assert "class PingRequest(_message.Message):" in pyi

@@ -243,6 +243,7 @@ class LedgerDecision(Scenario):
 
         def step(name: str, session: Any, cmd: dict[str, Any]) -> dict[str, Any]:
             ctx.progress(name)
+            out: dict[str, Any]  # the probe's JSON reply (ProbeSession.call)
             try:
                 out, wire = lab.measured(lambda: session.call(cmd))
             except Exception as err:
