@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeferry.experiments.hosts import connection_factory, hosts_from_lab
 from edgeferry.experiments.ledger_lab import LabLedger, ProbeSession
+from edgeferry.hosts import connection_factory, hosts_from_lab
 from edgeferry.workspace import state_root
 
 REPO = Path(__file__).resolve().parent.parent

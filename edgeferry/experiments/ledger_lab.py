@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from edgeferry.errors import OperationFailed
-from edgeferry.experiments.hosts import run
+from edgeferry.hosts import run
 
 VENV = "/opt/edgeferry/venv"  # the edgeferry_agent role's edgeferry_agent_venv
 PYTHON = f"{VENV}/bin/python"
