@@ -2,7 +2,7 @@
 
 The loopback benchmark (`bench_ledger.py`) on a deployed lab instead: the validator and the
 central-cloud baseline on the control host, the peer identities split over the edge hosts (one
-scale-mode ``python -m agents.ledger`` per edge, started over Fabric from /opt/edgeferry/venv),
+scale-mode ``python -m agents.ledger`` per edge, started over Fabric from the deployed venv),
 the direct two-node baseline (cost 1) on the destination edge; the source's probe on
 ``--source``, the destination's on ``--destination``; mTLS from the lab CA; every byte crosses
 the lab's shaped edge links (`edgeferry.experiments.ledger_lab` has the details).
@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeferry.experiments.hosts import connection_factory, hosts_from_lab
 from edgeferry.experiments.ledger_lab import LabLedger, ProbeSession
+from edgeferry.hosts import connection_factory, hosts_from_lab
 from edgeferry.workspace import state_root
 
 REPO = Path(__file__).resolve().parent.parent

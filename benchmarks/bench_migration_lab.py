@@ -53,10 +53,10 @@ from typing import Any
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
 from agents.node.domain import ImageRef
 from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
-from edgeferry.experiments.hosts import connection_factory, hosts_from_lab, run
 from edgeferry.experiments.scenario import ScenarioContext
 from edgeferry.experiments.scenarios.container_migration import LAYER_MB, PURGE, SERVICE
 from edgeferry.experiments.scenarios.migration_common import downtime_s, phases_of, reset_to
+from edgeferry.hosts import connection_factory, hosts_from_lab, run
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 from edgeferry.lab.links.iperf import parse_iperf3_json
 from edgeferry.lab.links.veth import local_veth

@@ -3,9 +3,16 @@
     server = AgentServer(config)
     server.add(foo_pb2_grpc.add_FooServiceServicer_to_server, FooServicer(...),
                "edgeferry.foo.v1.FooService")
+    server.add(bar_pb2_grpc.add_BarServiceServicer_to_server, BarServicer(...),
+               "edgeferry.bar.v1.BarService", interceptors=(CountingInterceptor(),))
     server.start()                  # binds, marks every service SERVING
     server.install_signal_handlers()
     server.wait()                   # returns after stop() (e.g. on SIGTERM)
+
+Interceptors: those given to the constructor run around every call of the server (health and
+reflection included); those given to ``add(..., interceptors=...)`` run around the calls of that
+one service only, inside the server-wide ones, first one outermost. Either kind sees grpc's
+registered method handlers like any call (the service is registered with the real server).
 
 Transport rules:
 * With ``config.tls`` the server requires a client certificate issued by the configured CA
@@ -18,10 +25,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -34,12 +41,46 @@ from agents.common.tls import TLSMaterial, server_credentials
 
 AddServicerFn = Callable[[Any, grpc.Server], None]
 
+if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+    _Continuation = Callable[[grpc.HandlerCallDetails], _Handler | None]
+
 #: Reasonable defaults for agents on constrained edge links.
 DEFAULT_SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 )
+
+
+def service_of(method: str | bytes) -> str:
+    """``/edgeferry.ledger.v1.LedgerService/GetBlocks`` -> ``edgeferry.ledger.v1.LedgerService``."""
+    text = method.decode() if isinstance(method, bytes) else method
+    return text.lstrip("/").split("/", 1)[0]
+
+
+class _ServiceInterceptors(grpc.ServerInterceptor):
+    """The server-wide interceptor behind ``AgentServer.add(..., interceptors=...)``: the
+    interceptors registered for a call's service run around it (the first one outermost);
+    a call of any other service goes straight on."""
+
+    def __init__(self) -> None:
+        self.by_service: dict[str, tuple[grpc.ServerInterceptor, ...]] = {}
+
+    def intercept_service(
+        self,
+        continuation: _Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _Handler | None:
+        chain = self.by_service.get(service_of(handler_call_details.method), ())
+        for interceptor in reversed(chain):
+            continuation = _wrapped(interceptor, continuation)
+        return continuation(handler_call_details)
+
+
+def _wrapped(interceptor: grpc.ServerInterceptor, continuation: _Continuation) -> _Continuation:
+    """`continuation` with `interceptor` around it."""
+    return lambda details: interceptor.intercept_service(continuation, details)
 
 
 def format_address(host: str, port: int) -> str:
@@ -62,7 +103,10 @@ class AgentServer:
         self._pool = futures.ThreadPoolExecutor(
             max_workers=config.max_workers, thread_name_prefix=f"{config.name}-rpc"
         )
-        self._server = grpc.server(self._pool, interceptors=interceptors, options=options)
+        self._per_service = _ServiceInterceptors()
+        self._server = grpc.server(
+            self._pool, interceptors=[*interceptors, self._per_service], options=options
+        )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._services: list[str] = []
@@ -73,13 +117,23 @@ class AgentServer:
         self._stop_lock = threading.Lock()
 
     # -- registration -------------------------------------------------------------------------
-    def add(self, add_fn: AddServicerFn, servicer: Any, service_name: str) -> AgentServer:
-        """Register a servicer (``add_XServicer_to_server``) under its full service name."""
+    def add(
+        self,
+        add_fn: AddServicerFn,
+        servicer: Any,
+        service_name: str,
+        *,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+    ) -> AgentServer:
+        """Register a servicer (``add_XServicer_to_server``) under its full service name;
+        ``interceptors`` run around the calls of this service only (see the module doc)."""
         if self._started:
             raise RuntimeError("add() must be called before start()")
         if service_name in self._services:
             raise ValueError(f"service {service_name} is already registered")
         add_fn(servicer, self._server)
+        if interceptors:
+            self._per_service.by_service[service_name] = tuple(interceptors)
         self._services.append(service_name)
         return self
 

@@ -30,7 +30,7 @@ from agents.common.server import AgentServer, format_address
 from agents.ledger.central import CentralStore
 from agents.ledger.client import bootstrap_peer_host
 from agents.ledger.errors import LedgerError
-from agents.ledger.metering import TrafficMeter, metered, metered_channels
+from agents.ledger.metering import MeteringInterceptor, TrafficMeter, metered_channels
 from agents.ledger.peer import PeerHost
 from agents.ledger.propagation import Propagator
 from agents.ledger.servicer import (
@@ -83,8 +83,9 @@ def setup_validator(server: AgentServer, config: AgentConfig, meter: TrafficMete
         raise AgentStartError(f"ledger store {store.path} failed verification: {exc}") from exc
     meter = meter or TrafficMeter()
     propagator = Propagator(core, metered_channels(_channel_for(config), meter))
-    server.add(metered(pb_grpc.add_LedgerServiceServicer_to_server, meter),
-               LedgerServicer(core, on_change=propagator.kick), LEDGER_SERVICE)
+    server.add(pb_grpc.add_LedgerServiceServicer_to_server,
+               LedgerServicer(core, on_change=propagator.kick), LEDGER_SERVICE,
+               interceptors=(MeteringInterceptor(meter),))
     propagator.start()
     server.on_stop(store.close)
     server.on_stop(propagator.stop)
@@ -104,8 +105,8 @@ def setup_peers(server: AgentServer, config: AgentConfig, meter: TrafficMeter | 
         host = PeerHost(store, {settings.authority_id: bytes.fromhex(settings.authority_key)}, keys)
     except LedgerError as exc:
         raise AgentStartError(f"ledger replica {store.path} failed verification: {exc}") from exc
-    server.add(metered(pb_grpc.add_LedgerPeerServiceServicer_to_server, meter or TrafficMeter()),
-               LedgerPeerServicer(host), PEER_SERVICE)
+    server.add(pb_grpc.add_LedgerPeerServiceServicer_to_server, LedgerPeerServicer(host),
+               PEER_SERVICE, interceptors=(MeteringInterceptor(meter or TrafficMeter()),))
     server.on_stop(store.close)
     return host
 
@@ -132,8 +133,8 @@ def bootstrap(host: PeerHost, server: AgentServer, config: AgentConfig) -> int:
 def setup_central(server: AgentServer, config: AgentConfig, meter: TrafficMeter | None = None
                   ) -> CentralStore:
     store = CentralStore(config.resolved_data_dir / "central.sqlite3")
-    server.add(metered(pb_grpc.add_CentralMetadataServiceServicer_to_server,
-                       meter or TrafficMeter()),
-               CentralMetadataServicer(store), CENTRAL_SERVICE)
+    server.add(pb_grpc.add_CentralMetadataServiceServicer_to_server,
+               CentralMetadataServicer(store), CENTRAL_SERVICE,
+               interceptors=(MeteringInterceptor(meter or TrafficMeter()),))
     server.on_stop(store.close)
     return store

@@ -1,7 +1,8 @@
 """The ledger's rule violations: one exception class per way a ledger object can be refused.
 
 Every class derives from `LedgerError` and `str(err)` is one line; the servicer maps the class
-to a gRPC status (`servicer._code_for`), so a new class is a new status decision there.
+to a gRPC status (`servicer._STATUS`, through `agents.common.status`), so a new class is a new
+status decision there (a class it does not name ends the call with INTERNAL).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class BadTransaction(ChainError):
 
 class ForkRefused(ChainError):
     """A different block is offered for a height this node already holds."""
+
+
+class UnknownPeer(LedgerError):
+    """A request names a peer identity that this peer host does not host."""
 
 
 class AdmissionRefused(LedgerError):

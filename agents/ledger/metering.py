@@ -4,28 +4,25 @@ A `TrafficMeter` holds, per RPC name, the protobuf payload bytes (request + resp
 HTTP/2 and TLS framing) and the number of calls, so the benchmark and the ledger-decision
 scenario can compare the bandwidth of the ledger with its baselines.  What is counted:
 
-* on a server, every *answered* unary call of a metered service (`metered` registers the
-  service with `MeteringInterceptor` around its handlers): a call the servicer refuses
-  (aborts) is not counted, nor is ``GetStatus`` (a read about the node, not metadata traffic);
+* on a server, every *answered* unary call of a metered service (registered with
+  ``AgentServer.add(..., interceptors=(MeteringInterceptor(meter),))``): a call the servicer
+  refuses (aborts) is not counted, nor is ``GetStatus`` (a read about the node, not metadata
+  traffic);
 * on the validator's side of the block pushes, every answered ``DeliverBlocks``
   (`metered_channels` puts `MeteringClientInterceptor` on the channels the propagator dials),
   counted before the confirmation it carries is recorded.
 
-The interceptors are applied per service rather than per server because the ledger's setup
-functions receive an `AgentServer` that is already built (its server-wide interceptors are
-fixed at construction), and because only the ledger services are metered (not health or
-reflection).
+The server interceptor is attached per service (`agents.common.server.AgentServer.add`), not
+per server: only the ledger services are metered (not health or reflection).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-
-from agents.common.server import AddServicerFn
 
 #: Methods never counted: status reads report on a node and carry no metadata.
 UNMETERED = frozenset({"GetStatus"})
@@ -64,7 +61,7 @@ def _rpc_name(method: str | bytes) -> str:
     return text.rsplit("/", 1)[-1]
 
 
-class MeteringInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class MeteringInterceptor(grpc.ServerInterceptor):
     """Counts request + response of every unary call its handler answers (not an abort)."""
 
     def __init__(self, meter: TrafficMeter, unmetered: frozenset[str] = UNMETERED) -> None:
@@ -92,51 +89,7 @@ class MeteringInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-class _InterceptedHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """One service's generic handler with an interceptor around each call it serves."""
-
-    def __init__(self, inner: Any, interceptor: grpc.ServerInterceptor) -> None:
-        self._inner = inner
-        self._interceptor = interceptor
-
-    def service(self, handler_call_details: Any) -> Any:
-        return self._interceptor.intercept_service(self._inner.service, handler_call_details)
-
-
-class _InterceptingRegistration:
-    """Stands in for the grpc.Server while one ``add_XServicer_to_server`` runs.
-
-    The service's generic handler is registered with the interceptor around it.  Its
-    *registered* method handlers are left out: grpc looks those up without any generic
-    handler, so leaving them out sends every call of the service through the intercepted
-    generic handler (the same methods, the same servicer).
-    """
-
-    def __init__(self, server: grpc.Server, interceptor: grpc.ServerInterceptor) -> None:
-        self._server = server
-        self._interceptor = interceptor
-
-    def add_generic_rpc_handlers(self, handlers: Iterable[Any]) -> None:
-        self._server.add_generic_rpc_handlers(
-            tuple(_InterceptedHandler(h, self._interceptor) for h in handlers))
-
-    def add_registered_method_handlers(self, service_name: str,
-                                       method_handlers: Mapping[str, Any]) -> None:
-        """Left out on purpose (see the class docstring)."""
-
-
-def metered(add_fn: AddServicerFn, meter: TrafficMeter) -> AddServicerFn:
-    """`add_fn` (an ``add_XServicer_to_server``) registering the service with `meter`'s
-    `MeteringInterceptor` around its handlers; use it with `AgentServer.add`."""
-    interceptor = MeteringInterceptor(meter)
-
-    def add(servicer: Any, server: grpc.Server) -> None:
-        add_fn(servicer, _InterceptingRegistration(server, interceptor))
-
-    return add
-
-
-class MeteringClientInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class MeteringClientInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Counts request + response of every unary call this side made that was answered.
 
     Works for blocking calls and futures alike: the count is taken in a done-callback that

@@ -24,7 +24,7 @@ from agents.ledger.consensus import (
     sign_confirmation,
     sign_registration,
 )
-from agents.ledger.errors import LedgerError
+from agents.ledger.errors import LedgerError, UnknownPeer
 from agents.ledger.store import LedgerStore
 from agents.ledger.transactions import Transaction
 
@@ -79,7 +79,7 @@ class PeerHost:
         try:
             return self.identities[peer_id]
         except KeyError:
-            raise LedgerError(f"peer {peer_id!r} is not hosted here") from None
+            raise UnknownPeer(f"peer {peer_id!r} is not hosted here") from None
 
     def _next_seq(self, peer_id: str, key: str) -> int:
         with self._seq_lock:

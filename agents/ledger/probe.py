@@ -1,11 +1,11 @@
 """The ledger probe: the source's and the destination's side of a BloSM decision, on a lab host.
 
 ``python -m agents.ledger.probe probe.json``, run on an edge host with the deployed agents'
-interpreter (``/opt/edgeferry/venv/bin/python``: the agents wheel is installed there) by
-`edgeferry.experiments.ledger_lab`.  It opens its mTLS channels once (addresses and TLS files
-from the JSON config), then answers one JSON command per stdin line with one JSON line on
-stdout, so the controller can read the hosts' interface counters between commands without
-counting channel set-up::
+interpreter (``<venv>/bin/python``, the venv the host's deployment manifest names: the agents
+wheel is installed there) by `edgeferry.experiments.ledger_lab`.  It opens its mTLS channels
+once (addresses and TLS files from the JSON config), then answers one JSON command per stdin
+line with one JSON line on stdout, so the controller can read the hosts' interface counters
+between commands without counting channel set-up::
 
     {"op": "noop"}
     {"op": "put", "service": "direct"|"central", "meta": {...}}           (source)

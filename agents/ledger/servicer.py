@@ -10,15 +10,16 @@ interceptors of `metering`, around these servicers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from contextlib import AbstractContextManager
+from typing import NoReturn
 
 import grpc
 
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from agents.common.client import peer_identity
-from agents.common.errors import NoPeerIdentity
+from agents.common.client import check_peer
+from agents.common.status import StatusTable, abort, mapped_errors
 from agents.ledger.central import CentralStore
 from agents.ledger.convert import (
     block_from_pb,
@@ -36,6 +37,7 @@ from agents.ledger.errors import (
     InvalidMetadata,
     LedgerError,
     ReplayDetected,
+    UnknownPeer,
 )
 from agents.ledger.peer import PeerHost
 from agents.ledger.validator import ValidatorCore
@@ -47,37 +49,40 @@ MAX_WAIT_MS = 10_000
 MAX_BLOCKS_PER_CALL = 256
 
 
-def _code_for(exc: LedgerError) -> tuple[grpc.StatusCode, Any]:
-    if isinstance(exc, ReplayDetected):
-        return grpc.StatusCode.ALREADY_EXISTS, common_pb2.ERROR_CODE_REPLAY
-    if isinstance(exc, InvalidMetadata):
-        return grpc.StatusCode.INVALID_ARGUMENT, common_pb2.ERROR_CODE_MALFORMED
-    if isinstance(exc, ChainError):
-        return grpc.StatusCode.INVALID_ARGUMENT, common_pb2.ERROR_CODE_BAD_SIGNATURE
-    if isinstance(exc, AdmissionRefused):
-        return grpc.StatusCode.PERMISSION_DENIED, common_pb2.ERROR_CODE_UNKNOWN_PRINCIPAL
-    if isinstance(exc, ConfirmationRefused):
-        return grpc.StatusCode.INVALID_ARGUMENT, common_pb2.ERROR_CODE_BAD_SIGNATURE
-    return grpc.StatusCode.FAILED_PRECONDITION, common_pb2.ERROR_CODE_INTERNAL
+#: ledger error -> gRPC status (`agents.common.status`; anything else: its INTERNAL fallback).
+#: ReplayDetected first: it is both an AdmissionRefused and a ConfirmationRefused.
+_STATUS: StatusTable = (
+    (ReplayDetected, grpc.StatusCode.ALREADY_EXISTS),
+    (InvalidMetadata, grpc.StatusCode.INVALID_ARGUMENT),
+    (ChainError, grpc.StatusCode.INVALID_ARGUMENT),
+    (AdmissionRefused, grpc.StatusCode.PERMISSION_DENIED),
+    (ConfirmationRefused, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownPeer, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+#: ledger error -> the `edgeferry.common.v1.ErrorCode` of a refused confirmation in a
+#: SubmitConfirmations answer (which refuses entries, not the call); else ERROR_CODE_INTERNAL.
+_ERROR_CODES: tuple[tuple[type[LedgerError], common_pb2.ErrorCode], ...] = (
+    (ReplayDetected, common_pb2.ERROR_CODE_REPLAY),
+    (InvalidMetadata, common_pb2.ERROR_CODE_MALFORMED),
+    (ChainError, common_pb2.ERROR_CODE_BAD_SIGNATURE),
+    (AdmissionRefused, common_pb2.ERROR_CODE_UNKNOWN_PRINCIPAL),
+    (ConfirmationRefused, common_pb2.ERROR_CODE_BAD_SIGNATURE),
+)
 
 
-def _abort(context: grpc.ServicerContext, exc: LedgerError) -> NoReturn:
-    code, _ = _code_for(exc)
-    context.abort(code, str(exc))
-    raise AssertionError("unreachable")  # context.abort raises
+def _errors(context: grpc.ServicerContext) -> AbstractContextManager[None]:
+    """Ledger errors by `_STATUS`, with their one-line message (agents.common.status)."""
+    return mapped_errors(context, LedgerError, _STATUS)
+
+
+def _error_code(exc: LedgerError) -> common_pb2.ErrorCode:
+    return next((code for cls, code in _ERROR_CODES if isinstance(exc, cls)),
+                common_pb2.ERROR_CODE_INTERNAL)
 
 
 def _not_found(context: grpc.ServicerContext, message: str) -> NoReturn:
-    context.abort(grpc.StatusCode.NOT_FOUND, message)
-    raise AssertionError("unreachable")
-
-
-def _caller(context: grpc.ServicerContext) -> str:
-    try:
-        return peer_identity(context)
-    except NoPeerIdentity as exc:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        raise AssertionError("unreachable") from exc
+    abort(context, grpc.StatusCode.NOT_FOUND, message)
 
 
 class LedgerServicer(pb_grpc.LedgerServiceServicer):
@@ -90,12 +95,10 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
 
     def RegisterNode(self, request: pb.RegisterNodeRequest,
                      context: grpc.ServicerContext) -> pb.RegisterNodeResponse:
-        who = _caller(context)
-        try:
+        who = check_peer(context, None)
+        with _errors(context):
             for reg in request.registrations:
                 self.core.register(registration_from_pb(reg), who)
-        except LedgerError as exc:
-            _abort(context, exc)
         self._on_change()
         return pb.RegisterNodeResponse(chain_id=self.core.chain.chain_id,
                                        head_height=self.core.head_height(),
@@ -103,10 +106,8 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
 
     def SubmitTransaction(self, request: pb.SubmitTransactionRequest,
                           context: grpc.ServicerContext) -> pb.SubmitTransactionResponse:
-        try:
+        with _errors(context):
             tx_id = self.core.submit(tx_from_pb(request.transaction))
-        except LedgerError as exc:
-            _abort(context, exc)
         return pb.SubmitTransactionResponse(tx_id=tx_id)
 
     def GetConfirmations(self, request: pb.GetConfirmationsRequest,
@@ -134,7 +135,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                 self.core.record(confirmation_from_pb(conf))
                 accepted += 1
             except LedgerError as exc:
-                errors.append(common_pb2.Error(code=_code_for(exc)[1], message=str(exc)))
+                errors.append(common_pb2.Error(code=_error_code(exc), message=str(exc)))
         return pb.SubmitConfirmationsResponse(accepted=accepted, errors=errors)
 
     def GetMetadata(self, request: pb.GetMetadataRequest,
@@ -161,11 +162,9 @@ class LedgerPeerServicer(pb_grpc.LedgerPeerServiceServicer):
 
     def DeliverBlocks(self, request: pb.DeliverBlocksRequest,
                       context: grpc.ServicerContext) -> pb.DeliverBlocksResponse:
-        try:
+        with _errors(context):
             result = self.host.deliver(request.peer_id,
                                        [block_from_pb(b) for b in request.blocks])
-        except LedgerError as exc:
-            _abort(context, exc)
         resp = pb.DeliverBlocksResponse(
             status=pb.DELIVER_STATUS_GAP if result.gap else pb.DELIVER_STATUS_OK,
             head_height=result.head_height,
@@ -209,18 +208,14 @@ class CentralMetadataServicer(pb_grpc.CentralMetadataServiceServicer):
 
     def PutMetadata(self, request: pb.PutMetadataRequest,
                     context: grpc.ServicerContext) -> pb.PutMetadataResponse:
-        try:
+        with _errors(context):
             tx_id = self.store.put(tx_from_pb(request.transaction))
-        except LedgerError as exc:
-            _abort(context, exc)
         return pb.PutMetadataResponse(tx_id=tx_id)
 
     def GetMetadata(self, request: pb.GetMetadataRequest,
                     context: grpc.ServicerContext) -> pb.GetMetadataResponse:
-        try:
+        with _errors(context):
             tx = self.store.latest(request.container_id)
-        except LedgerError as exc:
-            _abort(context, exc)
         if tx is None:
             _not_found(context, f"no metadata for container {request.container_id!r}")
         return pb.GetMetadataResponse(transaction=tx_to_pb(tx), height=-1)

@@ -20,8 +20,8 @@ import yaml
 
 from edgeferry.deploy.runner import REPO_ROOT, inventory_name, run_playbook
 from edgeferry.errors import ConfigError, OperationFailed
-from edgeferry.experiments.hosts import hosts_from_inventory
 from edgeferry.experiments.scenario import Endpoints, TLSMaterial
+from edgeferry.hosts import hosts_from_inventory
 
 CATALOG_FILE = REPO_ROOT / "roles" / "edgeferry" / "defaults" / "main.yml"
 #: Spec-level agent names that are not catalog instances.

@@ -11,7 +11,9 @@ own copies of the agent catalog (``roles/edgeferry/defaults/main.yml``):
 * `HostManifest.workloads`: how each service's container runs (the SMF's
   ``settings.container.workloads``);
 * `HostManifest.rasp_maximum`: a node agent's RASP MAX (``settings.rasp_endpoint.maximum``);
-* `HostManifest.container_owner`: the owner name sealed in the SMF's token.
+* `HostManifest.container_owner`: the owner name sealed in the SMF's token;
+* `HostManifest.python`: the deployed agents' interpreter (``<venv>/bin/python``, the role's
+  ``edgeferry_agent_venv``), for what the controller runs on a host with the agents' code.
 
 Settings name secret files by path only; their contents are never in a manifest.
 """
@@ -87,6 +89,15 @@ class HostManifest:
     path: Path
     container_owner: str
     agents: Mapping[str, DeployedAgent]
+    venv: PurePosixPath | None = None  # the agents' virtualenv; None: not in the manifest
+
+    def python(self) -> PurePosixPath:
+        """The deployed agents' interpreter, ``<venv>/bin/python``; a ManifestError when the
+        manifest names no venv."""
+        if self.venv is None:
+            raise ManifestError(f"the manifest of host {self.host!r} ({self.path}) lacks 'venv' "
+                                "(written by an older edgeferry_agent role?); deploy again")
+        return self.venv / "bin" / "python"
 
     def agent(self, name: str) -> DeployedAgent:
         """The deployed instance ``name``; a ManifestError when it is not deployed here."""
@@ -195,11 +206,16 @@ def parse_manifest(text: str, path: Path, host: str) -> HostManifest:
         raise ManifestError(f"the manifest of host {host!r} ({path}): container_owner is empty")
     if not isinstance(doc["agents"], list):
         raise ManifestError(f"the manifest of host {host!r} ({path}): agents is not a list")
+    venv = doc.get("venv")
+    if venv is not None and (not isinstance(venv, str) or not venv.startswith("/")):
+        raise ManifestError(f"the manifest of host {host!r} ({path}): venv {venv!r} is not an "
+                            "absolute path; deploy again")
     agents: dict[str, DeployedAgent] = {}
     for i, entry in enumerate(doc["agents"]):
         agent = _agent(entry, host, path, i)
         agents[agent.name] = agent
-    return HostManifest(host=host, path=path, container_owner=owner, agents=agents)
+    return HostManifest(host=host, path=path, container_owner=owner, agents=agents,
+                        venv=PurePosixPath(venv) if venv is not None else None)
 
 
 def _agent(entry: Any, host: str, path: Path, index: int) -> DeployedAgent:

@@ -60,8 +60,8 @@ from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
 from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
 from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
-from edgeferry.experiments.hosts import run as ssh_run
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
+from edgeferry.hosts import run as ssh_run
 
 #: What one service asks of its host (RAS allocation; moves with the service).
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)

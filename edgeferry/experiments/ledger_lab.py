@@ -12,10 +12,12 @@ from the lab CA, over the lab's shaped links.
 Placement: the validator and the central baseline run on the control host; ``peers`` peer
 identities are split over the edge hosts (`distribute`), one ``python -m agents.ledger``
 process (scale mode) per edge; the direct two-node baseline (cost 1) is a metadata service on
-the destination edge.  Everything is started from ``/opt/edgeferry/venv`` (what `edgeferry
-deploy` installs: the agents wheel, the probe included) with a config written to a ``mktemp -d``
-directory on the host; each host gets a certificate issued from the lab CA for its name and lab
-address (key mode 0600).  The probes are ``python -m agents.ledger.probe`` (`probe_command`).
+the destination edge.  Everything is started with the deployed agents' interpreter, in the venv
+each host's deployment manifest names (`edgeferry.deploy.manifest.HostManifest.python`: what
+`edgeferry deploy` installed, the agents wheel with the probe), with a config written to a
+``mktemp -d`` directory on the host; each host gets a certificate issued from the lab CA for its
+name and lab address (key mode 0600).  The probes are ``python -m agents.ledger.probe``
+(`probe_command`).
 
 Bytes on the wire: the bridge-side veth of every lab host is read on this machine
 (``/sys/class/net/<veth>/statistics/rx_bytes`` = Ethernet frames the host sent, so each frame
@@ -37,11 +39,11 @@ from typing import Any
 
 import yaml
 
+from edgeferry.deploy.manifest import load_manifest
+from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
-from edgeferry.experiments.hosts import run
+from edgeferry.hosts import run
 
-VENV = "/opt/edgeferry/venv"  # the edgeferry_agent role's edgeferry_agent_venv
-PYTHON = f"{VENV}/bin/python"
 PROBE_MODULE = "agents.ledger.probe"
 ROLE_OFFSETS = {"validator": 0, "central": 1, "direct": 2, "peers": 3}
 PORT_STRIDE = 10  # ports of network k: base + k * stride + offset
@@ -84,8 +86,8 @@ def peer_settings(prefix: str, count: int, validator: str, authority_key: str
             "authority_key": authority_key}
 
 
-def probe_command(remote_dir: str, config: str, python: str = PYTHON) -> str:
-    """The shell command that runs one probe on a host: the deployed interpreter running
+def probe_command(remote_dir: str, config: str, python: str) -> str:
+    """The shell command that runs one probe on a host: the deployed interpreter `python` running
     `PROBE_MODULE` with its JSON config (stderr to ``<config>.log``, stdout unbuffered: the
     controller reads one JSON line per command)."""
     return (f"cd {shlex.quote(remote_dir)} && exec {shlex.quote(python)} -u -m {PROBE_MODULE} "
@@ -175,6 +177,8 @@ class LabLedger:
     probes: list[ProbeSession] = field(default_factory=list)
     networks: dict[int, LabNetwork] = field(default_factory=dict)
     veths: dict[str, str] = field(default_factory=dict)
+    manifest_root: Path = REPO_ROOT  # where the deployment manifests are (load_manifest's root)
+    pythons: dict[str, str] = field(default_factory=dict)  # host -> its agents' python (setup)
 
     # -- hosts --------------------------------------------------------------------------
     @property
@@ -189,15 +193,18 @@ class LabLedger:
         return str(self.lab.hosts[host]["address"])
 
     def _check_deployed(self, host: str) -> None:
-        """The deployed interpreter on every host, and the probe module where a probe runs."""
+        """The interpreter the host's deployment manifest names (ManifestError without one),
+        present on the host, and the probe module where a probe runs."""
+        manifest = load_manifest(Path(self.lab.inventory), host, self.manifest_root)
+        python = self.pythons[host] = str(manifest.python())
         conn = self.connect(host)
         redeploy = (f"run without --skip-deploy (or `edgeferry deploy -i "
                     f"inventory/{self.lab.name}`)")
-        if conn.run(shlex.join(["test", "-x", PYTHON]), hide=True, warn=True).exited != 0:
+        if conn.run(shlex.join(["test", "-x", python]), hide=True, warn=True).exited != 0:
             raise OperationFailed(
-                f"{host} has no {PYTHON}: the agents are not deployed there; {redeploy}")
+                f"{host} has no {python}: the agents are not deployed there; {redeploy}")
         if host in (self.source, self.destination) and conn.run(
-                shlex.join([PYTHON, "-m", PROBE_MODULE, "--help"]), hide=True,
+                shlex.join([python, "-m", PROBE_MODULE, "--help"]), hide=True,
                 warn=True).exited != 0:
             raise OperationFailed(
                 f"the agents deployed on {host} have no {PROBE_MODULE} (an older wheel); "
@@ -241,7 +248,8 @@ class LabLedger:
         remote = self.dirs[host]
         path = f"{remote}/{name}.yaml"
         self._put_text(host, path, yaml.safe_dump(config, sort_keys=True))
-        cmd = (f"cd {shlex.quote(remote)} && setsid nohup {PYTHON} -m agents.ledger "
+        cmd = (f"cd {shlex.quote(remote)} && setsid nohup "
+               f"{shlex.quote(self.pythons[host])} -m agents.ledger "
                f"--config {shlex.quote(path)} > {shlex.quote(remote)}/{name}.log 2>&1 "
                "< /dev/null & echo $!")
         pid = int(run(self.connect(host), ["sh", "-c", cmd]).strip())
@@ -301,7 +309,7 @@ class LabLedger:
         pub = f"{self.dirs[ctl]}/{vname}-data/keys/validator.pub.hex"
 
         def has_key() -> bool:
-            return self.connect(ctl).run(f"test -s {pub}", hide=True, warn=True).exited == 0
+            return bool(self.connect(ctl).run(f"test -s {pub}", hide=True, warn=True).exited == 0)
 
         self._wait(has_key, "the validator's public key", ctl, vpid, vname)
         authority = run(self.connect(ctl), ["cat", pub]).strip()
@@ -375,7 +383,7 @@ class LabLedger:
             cfg["replica_peer"] = net.destination_peer
         path = f"{remote}/probe-net{net.index}-{role}.json"
         self._put_text(host, path, json.dumps(cfg))
-        session = ProbeSession(self.connect(host), probe_command(remote, path))
+        session = ProbeSession(self.connect(host), probe_command(remote, path, self.pythons[host]))
         self.probes.append(session)
         self.pids.append((host, session.pid, f"probe {role}"))
         return session
@@ -419,7 +427,7 @@ class LabLedger:
                  "'SELECT COUNT(*), COALESCE(SUM(LENGTH(body)),0) FROM metadata').fetchone())")
         for role, host in (("central", self.control), ("direct", self.destination)):
             db = f"{self.dirs[host]}/net{net.index}-{role}-data/central.sqlite3"
-            rows, size = run(self.connect(host), [PYTHON, "-c", query, db]).split()
+            rows, size = run(self.connect(host), [self.pythons[host], "-c", query, db]).split()
             out[f"{role}_rows"], out[role] = int(rows), int(size)
         return out
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeferry.experiments.hosts import run
+from edgeferry.hosts import run
 
 LogPolicy = Literal["failed", "all", "none"]
 UNITS = "edgeferry-*"

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments import logs, provenance, registry
-from edgeferry.experiments.hosts import HostAccess, connection_factory
 from edgeferry.experiments.matrix import PlannedTrial, expand
 from edgeferry.experiments.results import EXPERIMENT_COPY, RunDir
 from edgeferry.experiments.scenario import (
@@ -29,6 +28,7 @@ from edgeferry.experiments.scenario import (
     TrialResult,
 )
 from edgeferry.experiments.schema import Experiment, Part
+from edgeferry.hosts import HostAccess, connection_factory
 from edgeferry.workspace import workspace
 
 Log = Callable[[str], None]

@@ -8,10 +8,10 @@ from typing import Any
 
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments import registry
-from edgeferry.experiments.hosts import connection_factory, hosts_from_inventory, hosts_from_lab
 from edgeferry.experiments.runner import Log, TargetInfo
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
 from edgeferry.experiments.schema import Experiment
+from edgeferry.hosts import connection_factory, hosts_from_inventory, hosts_from_lab
 from edgeferry.workspace import workspace
 
 

@@ -409,3 +409,49 @@ def test_agent_process_reports_bad_config_in_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"bare: error: unknown key 'listen_prot' in {config_file}")
+
+
+# -- per-service interceptors -----------------------------------------------------------------
+
+
+class _Recorder(grpc.ServerInterceptor):
+    """Records the method of every call it sees and tags each answer with its name."""
+
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name, self.seen = name, seen
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        self.seen.append(f"{self.name} {details.method}")
+        handler = continuation(details)
+        if handler is None:
+            return None
+        inner = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(
+            lambda req, ctx: inner(req, ctx) + self.name.encode())
+
+
+def test_add_interceptors_run_around_that_service_only_registered_methods_included(
+    lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], run_agent_server: Any
+) -> None:
+    seen: list[str] = []
+    other = "edgeferry.test.v1.OtherService"
+
+    def setup(server: AgentServer) -> None:
+        methods = {"Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)}
+
+        def add_like_generated_code(_servicer: Any, grpc_server: grpc.Server) -> None:
+            grpc_server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(TEST_SERVICE, methods),))
+            grpc_server.add_registered_method_handlers(TEST_SERVICE, methods)
+
+        server.add(add_like_generated_code, None, TEST_SERVICE,
+                   interceptors=(_Recorder("a", seen), _Recorder("b", seen)))
+        server.add(lambda _s, g: g.add_registered_method_handlers(other, methods), None, other)
+
+    server = run_agent_server(agent_config(), setup)
+    with lab_pki.channel(server.port) as channel:
+        assert check(channel) == SERVING
+        # the first interceptor is outermost: b tags the answer first, then a
+        assert call(channel, "Echo", b"hi") == b"hiba"
+        assert channel.unary_unary(f"/{other}/Echo")(b"hi", timeout=5) == b"hi"
+    assert seen == [f"a /{TEST_SERVICE}/Echo", f"b /{TEST_SERVICE}/Echo"]

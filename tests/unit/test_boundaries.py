@@ -6,6 +6,9 @@ shares lives in the shared packages (`agents.common`, `agents.security`, the gen
 `agents._proto`). The deployed side never imports the controller (`edgeferry`), and workloads
 (shipped inside their own images) import nothing of the agents at all.
 
+On the controller side, the emulated lab (`edgeferry.lab`) sits below what uses it: it imports
+nothing of the experiments, the reports or the CLI.
+
 The expectation here is the rule itself, read from the source with `ast`: the test fails naming
 each offending import, file and line.
 """
@@ -19,6 +22,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 AGENTS = REPO / "agents"
+EDGEFERRY = REPO / "edgeferry"
+#: what the lab package may not import: the layers that use it
+ABOVE_THE_LAB = ("edgeferry.experiments", "edgeferry.reports", "edgeferry.cli")
 SHARED = {"common", "security", "_proto"}
 PUBLIC = {"client", "convert"}
 
@@ -43,9 +49,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             else:
                 module = node.module or ""
             found.append((node.lineno, module))
-            # `from agents.ledger import domain` names a module too
+            # `from agents.ledger import domain` (or `from edgeferry import experiments`) names
+            # a module (or package) too
+            folder = REPO / module.replace(".", "/")
             found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names
-                         if (REPO / module.replace(".", "/") / f"{alias.name}.py").exists())
+                         if (folder / f"{alias.name}.py").exists()
+                         or (folder / alias.name / "__init__.py").exists())
     return found
 
 
@@ -104,4 +113,24 @@ def test_shared_packages_import_no_agent() -> None:
                 if parts[0] == "edgeferry" or (
                         parts[0] == "agents" and len(parts) > 1 and parts[1] not in SHARED):
                     bad.append(f"{path.relative_to(REPO)}:{line}: {module}")
+    assert bad == []
+
+
+def _above_the_lab(module: str) -> bool:
+    return any(module == m or module.startswith(f"{m}.") for m in ABOVE_THE_LAB)
+
+
+def test_the_lab_rule_catches_what_it_should() -> None:
+    assert _above_the_lab("edgeferry.experiments.scenario")
+    assert _above_the_lab("edgeferry.cli")
+    assert not _above_the_lab("edgeferry.errors")
+    assert not _above_the_lab("edgeferry.experimentsx")
+    assert not _above_the_lab("edgeferry.lab.errors")
+
+
+def test_the_lab_imports_no_experiments_reports_or_cli() -> None:
+    """edgeferry.lab is used by the experiments, reports and CLI; it uses none of them."""
+    bad = [f"{path.relative_to(REPO)}:{line}: {module}"
+           for path in sorted((EDGEFERRY / "lab").rglob("*.py"))
+           for line, module in _imports(path) if _above_the_lab(module)]
     assert bad == []

@@ -17,8 +17,8 @@ excluded). Metrics are the paper's cost ratios: latency / bytes relative to ``di
 
 ``placement: lab`` runs the same three paths on the emulated lab (`edgeferry.experiments.
 ledger_lab`): validator + central on the control host, ``nodes - 1`` peer identities split
-over the edge hosts (one scale-mode process per edge, started over Fabric from the deployed
-``/opt/edgeferry/venv``), the direct service on the destination edge, the source's probe on
+over the edge hosts (one scale-mode process per edge, started over Fabric from the venv the
+deployment manifests name), the direct service on the destination edge, the source's probe on
 ``source`` and the destination's on ``destination``; mTLS from the lab CA, the edges' shaped
 links.  Phase times are taken on the host that acts (monotonic, SSH excluded); bytes are
 Ethernet bytes on the wire (the hosts' bridge-side veth counters, minus the probe's SSH round

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeferry.experiments.hosts import run
+from edgeferry.experiments.links import TrialLinks
 from edgeferry.experiments.registry import LinkBandwidthWorkload
 from edgeferry.experiments.scenario import (
     PhaseTimer,
@@ -22,9 +22,9 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.hosts import run
 from edgeferry.lab.config import parse_rate
 from edgeferry.lab.links.iperf import parse_iperf3_json
-from edgeferry.lab.links.trial import LinkShaper
 
 
 class LinkBandwidth(Scenario):
@@ -38,7 +38,7 @@ class LinkBandwidth(Scenario):
         if ctx.connect is None:
             raise ScenarioUnavailable("link-bandwidth needs SSH to the lab hosts")
         self.control = ctx.lab.hosts_by_role("control")[0]
-        self.shaper = LinkShaper(ctx)
+        self.shaper = TrialLinks(ctx)
 
     def _address(self, ctx: ScenarioContext, host: str) -> str:
         return str(ctx.lab.hosts[host]["address"])  # type: ignore[union-attr]

@@ -1,5 +1,5 @@
 """Pieces shared by the migration scenarios: SMF phase names -> report phases, the link
-bandwidth measured before a trial (iperf3 over SSH), the trial's link rate (`LinkShaper`), the
+bandwidth measured before a trial (iperf3 over SSH), the trial's link rate (`TrialLinks`), the
 reset of a service to its source, and `MigrationScenario`, which puts them together."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
-from edgeferry.experiments.hosts import run
+from edgeferry.experiments.links import TrialLinks
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -18,8 +18,8 @@ from edgeferry.experiments.scenario import (
     ScenarioUnavailable,
     TrialFailed,
 )
+from edgeferry.hosts import run
 from edgeferry.lab.links.iperf import parse_iperf3_json
-from edgeferry.lab.links.trial import LinkShaper
 
 #: SMF MigrateService phase -> report phase (spec names use dashes; "run" is the start).
 PHASE_NAMES = {
@@ -104,12 +104,12 @@ class _NoShaping:
         return []
 
 
-def trial_links(ctx: ScenarioContext) -> LinkShaper | _NoShaping:
+def trial_links(ctx: ScenarioContext) -> TrialLinks | _NoShaping:
     """What sets a trial's ``bandwidth`` on the source's and destination's links."""
-    return LinkShaper(ctx) if ctx.lab is not None else _NoShaping()
+    return TrialLinks(ctx) if ctx.lab is not None else _NoShaping()
 
 
-def restore_links(ctx: ScenarioContext, links: LinkShaper | _NoShaping | None) -> None:
+def restore_links(ctx: ScenarioContext, links: TrialLinks | _NoShaping | None) -> None:
     for problem in links.restore() if links is not None else []:
         ctx.log(problem)
 
@@ -135,7 +135,7 @@ class MigrationScenario(Scenario):
     purge_repos: tuple[str, ...]
     eco: Ecosystem
     handle: ServiceHandle
-    links: LinkShaper | _NoShaping
+    links: TrialLinks | _NoShaping
 
     def open_ecosystem(self, ctx: ScenarioContext) -> Ecosystem:
         """The ecosystem, refused before any trial unless source and destination are edges

@@ -5,5 +5,6 @@
 * `iperf`: iperf3 JSON to a `BandwidthSample` (mean, stdev, how it was measured).
 * `lab`: `LabLinks`, what `edgeferry lab up` does to the links: shape both directions of every
   edge's link to the lab spec and validate the rates with iperf3.
-* `trial`: `LinkShaper`, a trial's rate on edge links (over SSH), put back after the part.
+* `trial`: `LinkShaper`, a trial's rate on edge links (over SSH), put back after the part
+  (the experiments hold it as `edgeferry.experiments.links.TrialLinks`).
 """

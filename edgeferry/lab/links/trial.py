@@ -4,21 +4,24 @@ An edge's link has two directions, shaped where `edgeferry lab up` shapes them
 (`edgeferry.lab.links.lab`): ``up`` is egress of the host's eth0 (inside the host, over SSH with
 Fabric); ``down`` is egress of its bridge-side veth on this machine. `LinkShaper` remembers what
 each link had before it first touched it and `restore()` puts that back (also a removed shaping).
-It raises the experiment runner's errors (`ScenarioUnavailable`, `TrialFailed`): it is the
-runner's tool, kept here with the rest of link emulation.
+It raises the lab's errors (`edgeferry.lab.errors.NotAnEdge`) and the controller's
+(`OperationFailed`); the experiments use it through `edgeferry.experiments.links.TrialLinks`,
+which turns the lab's refusals into the runner's errors.
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from edgeferry.errors import OperationFailed
-from edgeferry.experiments.hosts import run
-from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialFailed
+from edgeferry.hosts import run
 from edgeferry.lab.config import parse_rate
+from edgeferry.lab.errors import NotAnEdge
 from edgeferry.lab.links.tbf import TbfConfig, delete_args
 from edgeferry.lab.links.veth import local_veth
+from edgeferry.lab.state import LabState
 
 DIRECTIONS = ("up", "down")
 
@@ -26,19 +29,18 @@ DIRECTIONS = ("up", "down")
 class LinkShaper:
     """Sets the tbf rate of edge links for trials; `restore()` undoes every change."""
 
-    def __init__(self, ctx: ScenarioContext) -> None:
-        if ctx.lab is None:
-            raise ScenarioUnavailable(
-                "changing a link's rate needs the emulated lab (target: {lab: ...}); on real "
-                "hardware leave 'bandwidth' unset and shape the links yourself")
-        self.ctx = ctx
-        self.lab = ctx.lab
+    def __init__(self, lab: LabState, connection: Callable[[str], Any]) -> None:
+        """Shape the edges of `lab`; `connection(host)` is an open Fabric connection to host."""
+        self.lab = lab
+        self.connection = connection
         self.original: dict[tuple[str, str], int | None] = {}
         self.current: dict[tuple[str, str], int | None] = {}
 
     def configured(self, host: str) -> int | None:
+        """The rate the lab spec gives `host`'s link (None: not shaped); NotAnEdge unless
+        `host` is an edge host of the lab."""
         if host not in self.lab.hosts or self.lab.hosts[host]["role"] != "edge":
-            raise TrialFailed(f"{host!r} is not an edge host of lab {self.lab.name!r}")
+            raise NotAnEdge(f"{host!r} is not an edge host of lab {self.lab.name!r}")
         rate = self.lab.hosts[host].get("configured_bps")
         return int(rate) if rate else None
 
@@ -51,7 +53,7 @@ class LinkShaper:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
         self.original.setdefault((host, direction), self.configured(host))
-        conn = self.ctx.connection(host)
+        conn = self.connection(host)
         if direction == "up":
             argv = delete_args("eth0") if rate is None else TbfConfig(rate).replace_args("eth0")
             run(conn, argv, check=rate is not None)

@@ -114,6 +114,15 @@ def test_an_inventory_file_files_its_manifests_under_its_folder(tmp_path: Path) 
     assert load_manifest(hosts_file, "ctl01", root=root).container_owner == "container-owner"
 
 
+def test_the_deployed_interpreter_is_in_the_venv_the_role_recorded() -> None:
+    m = parse_manifest(json.dumps(fixture("xavier01")), Path("xavier01.json"), "xavier01")
+    assert m.python() == PurePosixPath("/opt/edgeferry/venv/bin/python")
+    doc = fixture("xavier01")
+    doc["venv"] = "/srv/ef/venv"
+    assert parse_manifest(json.dumps(doc), Path("x.json"), "xavier01").python() == PurePosixPath(
+        "/srv/ef/venv/bin/python")
+
+
 # -- errors --------------------------------------------------------------------------------
 def test_no_manifest_says_deploy_first(tmp_path: Path) -> None:
     root, inventory = controller_with(tmp_path, {})
@@ -146,6 +155,19 @@ def test_a_malformed_manifest_names_the_host_and_the_problem(tmp_path: Path, tex
         load_manifest(inventory, "ctl01", root=root)
     assert "'ctl01'" in str(err.value) and str(manifest_path(inventory, "ctl01", root)) in str(
         err.value)
+
+
+def test_a_manifest_without_a_venv_says_deploy_again_and_a_bad_one_is_refused() -> None:
+    doc = fixture("xavier01")
+    del doc["venv"]
+    m = parse_manifest(json.dumps(doc), Path("xavier01.json"), "xavier01")
+    assert m.rasp_maximum()  # what does not need the venv still reads
+    with pytest.raises(ManifestError, match=r"host 'xavier01' .* lacks 'venv' \(written by an "
+                                            r"older edgeferry_agent role\?\); deploy again"):
+        m.python()
+    doc["venv"] = "venv"
+    with pytest.raises(ManifestError, match=r"venv 'venv' is not an absolute path"):
+        parse_manifest(json.dumps(doc), Path("xavier01.json"), "xavier01")
 
 
 def test_a_manifest_from_before_settings_were_recorded_says_deploy_again() -> None:
@@ -258,6 +280,8 @@ def test_the_role_renders_what_the_loader_reads(rendered: tuple[Path, Path]) -> 
             (EXAMPLE / "hosts.yml").read_text())["all"]["children"]["edge"]["hosts"][host][
                 "edgeferry_address"]
         assert m.container_owner == owner
+    for m in loaded.values():  # the role's edgeferry_agent_venv, where the agents run from
+        assert m.python() == PurePosixPath("/opt/edgeferry/venv/bin/python")
     # the committed fixtures have the shape the role writes now
     for host in ("ctl01", "xavier01"):
         fresh = json.loads(manifest_path(inventory, host, root=root).read_text())

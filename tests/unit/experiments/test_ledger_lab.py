@@ -4,6 +4,7 @@ needs, and Figure 11's values read from the seed's text."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -116,39 +117,79 @@ def test_figure11_values_are_read_from_the_seed_text(tmp_path: Path):
         paper_figure11((tmp_path / "nowhere",))
 
 
-def test_hosts_without_the_deployed_agents_are_named_before_any_trial(tmp_path: Path):
+VENV = "/srv/edgeferry/venv"  # not the role's default: the manifest is where it is read
+PYTHON = f"{VENV}/bin/python"
+
+
+def _lab_ledger(tmp_path: Path, run, manifests: dict[str, dict] | None = None):
+    """A LabLedger over a fake three-host lab whose hosts answer `run(host, command)`; the
+    deployment manifests (host -> JSON; default: every host with VENV) under tmp_path."""
     from types import SimpleNamespace
 
-    from edgeferry.errors import OperationFailed
-    from edgeferry.experiments.ledger_lab import PYTHON, LabLedger
+    from edgeferry.deploy.manifest import manifest_path
+    from edgeferry.experiments.ledger_lab import LabLedger
     from edgeferry.pki import LabCA
 
     LabCA.create(tmp_path / "ca")
     roles = {"control": "control", "edge1": "edge", "edge2": "edge"}
-    lab = SimpleNamespace(name="lab", hosts={h: {"role": r, "address": f"10.9.0.{i}"}
-                                             for i, (h, r) in enumerate(roles.items(), 10)},
+    inventory = tmp_path / "inventory" / "lab"
+    inventory.mkdir(parents=True)
+    lab = SimpleNamespace(name="lab", inventory=str(inventory),
+                          hosts={h: {"role": r, "address": f"10.9.0.{i}"}
+                                 for i, (h, r) in enumerate(roles.items(), 10)},
                           hosts_by_role=lambda role: [h for h, r in roles.items() if r == role])
+    if manifests is None:
+        manifests = {h: {"host": h, "container_owner": "o", "agents": [], "venv": VENV}
+                     for h in roles}
+    for host, doc in manifests.items():
+        path = manifest_path(inventory, host, tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+
+    def connect(host):  # no put(): these tests copy nothing
+        return SimpleNamespace(host=host, run=lambda command, **kw: run(host, command))
+
+    return LabLedger(lab, connect, tmp_path / "ca", tmp_path / "work", manifest_root=tmp_path)
+
+
+def test_hosts_without_the_deployed_agents_are_named_before_any_trial(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from edgeferry.errors import OperationFailed
+
     commands = []
 
-    def connect(host):
-        def run(command, **kw):
-            commands.append((host, command))
-            return SimpleNamespace(exited=1, stdout="", stderr="")
-        return SimpleNamespace(host=host, run=run)
+    def run(host, command):
+        commands.append((host, command))
+        return SimpleNamespace(exited=1, stdout="", stderr="")
 
-    ledger = LabLedger(lab, connect, tmp_path / "ca", tmp_path / "work")
+    ledger = _lab_ledger(tmp_path, run)
     with pytest.raises(OperationFailed, match=f"control has no {PYTHON}.*--skip-deploy"):
         ledger.setup()
     assert commands == [("control", f"test -x {PYTHON}")]
 
 
-def test_the_probe_is_the_deployed_agents_module_not_a_copied_file():
-    from edgeferry.experiments.ledger_lab import PYTHON, probe_command
+def test_the_interpreter_is_the_one_the_deployment_manifest_names(tmp_path: Path):
+    from edgeferry.deploy.manifest import ManifestError
 
-    assert PYTHON == "/opt/edgeferry/venv/bin/python"
+    def run(host, command):
+        raise AssertionError("nothing may run before the manifests are read")
+
+    with pytest.raises(ManifestError, match=r"no deployment manifest of host 'control' .*"
+                                            r"deploy first"):
+        _lab_ledger(tmp_path / "none", run, manifests={}).setup()
+    old = {"host": "control", "container_owner": "o", "agents": []}  # an older role: no venv
+    with pytest.raises(ManifestError, match=r"host 'control' .* lacks 'venv' \(written by an "
+                                            r"older edgeferry_agent role\?\); deploy again"):
+        _lab_ledger(tmp_path / "old", run, manifests={"control": old}).setup()
+
+
+def test_the_probe_is_the_deployed_agents_module_not_a_copied_file():
+    from edgeferry.experiments.ledger_lab import probe_command
+
     remote = "/tmp/edgeferry-ledger.x"
-    assert probe_command(remote, f"{remote}/probe-net0-source.json") == (
-        f"cd {remote} && exec /opt/edgeferry/venv/bin/python -u -m agents.ledger.probe "
+    assert probe_command(remote, f"{remote}/probe-net0-source.json", PYTHON) == (
+        f"cd {remote} && exec {PYTHON} -u -m agents.ledger.probe "
         f"{remote}/probe-net0-source.json 2> {remote}/probe-net0-source.json.log")
 
 
@@ -157,25 +198,15 @@ def test_an_edge_whose_agents_lack_the_probe_is_named_before_anything_is_copied(
     from types import SimpleNamespace
 
     from edgeferry.errors import OperationFailed
-    from edgeferry.experiments.ledger_lab import PYTHON, LabLedger
-    from edgeferry.pki import LabCA
 
-    LabCA.create(tmp_path / "ca")
-    roles = {"control": "control", "edge1": "edge", "edge2": "edge"}
-    lab = SimpleNamespace(name="lab", hosts={h: {"role": r, "address": f"10.9.0.{i}"}
-                                             for i, (h, r) in enumerate(roles.items(), 10)},
-                          hosts_by_role=lambda role: [h for h, r in roles.items() if r == role])
     commands = []
     probe_help = f"{PYTHON} -m agents.ledger.probe --help"
 
-    def connect(host):  # no put(): nothing may be copied
-        def run(command, **kw):
-            commands.append((host, command))
-            return SimpleNamespace(exited=1 if command == probe_help else 0, stdout="",
-                                   stderr="")
-        return SimpleNamespace(host=host, run=run)
+    def run(host, command):  # no put(): nothing may be copied
+        commands.append((host, command))
+        return SimpleNamespace(exited=1 if command == probe_help else 0, stdout="", stderr="")
 
-    ledger = LabLedger(lab, connect, tmp_path / "ca", tmp_path / "work")
+    ledger = _lab_ledger(tmp_path, run)
     missing = r"agents deployed on edge1 have no agents\.ledger\.probe.*skip-deploy"
     with pytest.raises(OperationFailed, match=missing):
         ledger.setup()

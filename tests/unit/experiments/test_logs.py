@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edgeferry.experiments import logs
-from edgeferry.experiments.hosts import HostAccess
 from edgeferry.experiments.runner import RunOptions, TargetInfo, run_experiment
 from edgeferry.experiments.schema import parse_experiment
+from edgeferry.hosts import HostAccess
 from tests.unit.experiments import fakes
 
 

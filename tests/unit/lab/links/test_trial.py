@@ -1,15 +1,14 @@
-"""LinkShaper: which links a trial's rate touches, with what, and that restore puts them back."""
+"""LinkShaper: which links a trial's rate touches, with what, and that restore puts them back
+(the lab's side; the runner's errors around it: tests/unit/experiments/test_links.py)."""
 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialFailed
-from edgeferry.experiments.scenarios.migration_common import trial_links
+from edgeferry.lab.errors import NotAnEdge
 from edgeferry.lab.links import trial as shaping
 
 
@@ -45,15 +44,12 @@ def setup(tmp_path, monkeypatch):
         "edge1": {"role": "edge", "configured_bps": 40_000_000},
         "edge2": {"role": "edge", "configured_bps": 40_000_000}})
     conns: dict = {}
-    ctx = ScenarioContext(experiment="x", part="p", seed=0, workload={}, run_dir=Path(tmp_path),
-                          work_dir=Path(tmp_path), lab=lab,
-                          connect=lambda h: conns.setdefault(h, Conn(h, log)))
-    return ctx, log
+    return lab, lambda h: conns.setdefault(h, Conn(h, log)), log
 
 
 def test_a_rate_shapes_both_directions_once_and_restore_puts_the_lab_rate_back(setup):
-    ctx, log = setup
-    links = shaping.LinkShaper(ctx)
+    lab, connect, log = setup
+    links = shaping.LinkShaper(lab, connect)
     assert links.ensure(["edge1", "edge2"], None)["rate_bps"] is None and log == []
     assert links.ensure(["edge1", "edge2"], "40mbit")["changed"] == [] and log == []
     record = links.ensure(["edge1", "edge2"], "10mbit")
@@ -70,9 +66,9 @@ def test_a_rate_shapes_both_directions_once_and_restore_puts_the_lab_rate_back(s
 
 
 def test_an_unshaped_lab_link_is_unshaped_again_after_the_part(setup):
-    ctx, log = setup
-    ctx.lab.hosts["edge1"]["configured_bps"] = None
-    links = shaping.LinkShaper(ctx)
+    lab, connect, log = setup
+    lab.hosts["edge1"]["configured_bps"] = None
+    links = shaping.LinkShaper(lab, connect)
     links.ensure(["edge1"], "5mbit")
     log.clear()
     links.restore()
@@ -80,17 +76,7 @@ def test_an_unshaped_lab_link_is_unshaped_again_after_the_part(setup):
 
 
 def test_only_edges_are_shaped(setup):
-    ctx, _ = setup
-    with pytest.raises(TrialFailed, match="not an edge host"):
-        shaping.LinkShaper(ctx).ensure(["control"], "10mbit")
-
-
-def test_without_the_lab_a_rate_is_refused_and_no_rate_is_fine(tmp_path):
-    ctx = ScenarioContext(experiment="x", part="p", seed=0, workload={}, run_dir=tmp_path,
-                          work_dir=tmp_path)
-    with pytest.raises(ScenarioUnavailable):
-        shaping.LinkShaper(ctx)
-    links = trial_links(ctx)
-    assert links.ensure(["edge1"], None)["rate_bps"] is None
-    with pytest.raises(TrialFailed, match="inventory target"):
-        links.ensure(["edge1"], "40mbit")
+    lab, connect, log = setup
+    with pytest.raises(NotAnEdge, match="'control' is not an edge host of lab 'lab'"):
+        shaping.LinkShaper(lab, connect).ensure(["control"], "10mbit")
+    assert log == []

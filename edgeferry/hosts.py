@@ -1,4 +1,6 @@
-"""Host actions over SSH with Fabric: a connection factory for the lab or an inventory.
+"""Host actions over SSH with Fabric: a connection factory for the lab or an inventory, and
+`run` (one command on a host). Shared by the experiments, the deployment and the lab's link
+shaping (`edgeferry.lab.links.trial`).
 
 Host keys are checked strictly against the lab's known_hosts (or the inventory's
 `UserKnownHostsFile`): an unknown or changed key is refused, never added.
