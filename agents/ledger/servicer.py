@@ -62,7 +62,7 @@ _STATUS: StatusTable = (
 
 #: ledger error -> the `edgeferry.common.v1.ErrorCode` of a refused confirmation in a
 #: SubmitConfirmations answer (which refuses entries, not the call); else ERROR_CODE_INTERNAL.
-_ERROR_CODES: tuple[tuple[type[LedgerError], common_pb2.ErrorCode], ...] = (
+_ERROR_CODES: tuple[tuple[type[LedgerError], common_pb2.ErrorCode.ValueType], ...] = (
     (ReplayDetected, common_pb2.ERROR_CODE_REPLAY),
     (InvalidMetadata, common_pb2.ERROR_CODE_MALFORMED),
     (ChainError, common_pb2.ERROR_CODE_BAD_SIGNATURE),
@@ -76,7 +76,7 @@ def _errors(context: grpc.ServicerContext) -> AbstractContextManager[None]:
     return mapped_errors(context, LedgerError, _STATUS)
 
 
-def _error_code(exc: LedgerError) -> common_pb2.ErrorCode:
+def _error_code(exc: LedgerError) -> common_pb2.ErrorCode.ValueType:
     return next((code for cls, code in _ERROR_CODES if isinstance(exc, cls)),
                 common_pb2.ERROR_CODE_INTERNAL)
 
