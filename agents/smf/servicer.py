@@ -28,7 +28,6 @@ from agents.common.status import (
     common_code,
     mapped_errors,
 )
-from agents.security.errors import ProtocolError
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
     AlreadyExists,
@@ -43,7 +42,13 @@ from agents.smf.domain import (
     SmfError,
     StaleEpoch,
 )
-from agents.smf.migration import MigrationOutcome, MigrationPorts, migrate_service
+from agents.smf.migration import (
+    POLICY_DENIED,
+    STALE_EPOCH,
+    MigrationOutcome,
+    MigrationPorts,
+    migrate_service,
+)
 
 SERVICE_NAME = "edgeferry.smf.v1.SmfService"
 
@@ -95,15 +100,17 @@ def service_to_pb(core: SmfCore, s: ServiceEntry) -> pb.ServiceInfo:
     )
 
 
-def common_error(cause: BaseException) -> common_pb2.ErrorCode.ValueType:
-    """The common ErrorCode of a failed migration's cause."""
-    if isinstance(cause, ProtocolError):
-        return common_code(cause.code)
-    if isinstance(cause, StaleEpoch):
-        return common_pb2.ERROR_CODE_STALE_NONCE
-    if isinstance(cause, PolicyDenied):
-        return common_pb2.ERROR_CODE_POLICY_DENIED
-    return common_pb2.ERROR_CODE_INTERNAL
+#: the domain's own failure codes (agents.smf.migration) -> common ErrorCode; a protocol
+#: refusal's code maps through `common_code`, anything else is ERROR_CODE_INTERNAL
+_MIGRATION_CODES: dict[str, common_pb2.ErrorCode.ValueType] = {
+    STALE_EPOCH: common_pb2.ERROR_CODE_STALE_NONCE,
+    POLICY_DENIED: common_pb2.ERROR_CODE_POLICY_DENIED,
+}
+
+
+def common_error(code: str) -> common_pb2.ErrorCode.ValueType:
+    """The common ErrorCode of a failed migration's precise code (`failure_code`)."""
+    return _MIGRATION_CODES.get(code) or common_code(code)
 
 
 class SmfServicer(pb_grpc.SmfServiceServicer):
@@ -229,7 +236,7 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
                           context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
         state = out.state
         if out.failure is not None:
-            common = common_error(out.failure.cause)
+            common = common_error(out.code)
             self.log.info("migration_failed", migration=state.migration_id, caller=caller,
                           phase=out.failure.phase, code=out.code)
             context.set_trailing_metadata(((PROTOCOL_ERROR_KEY, out.code),
