@@ -53,10 +53,16 @@ DEFAULT_SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
+def split_method(method: str | bytes) -> tuple[str, str]:
+    """``/edgeferry.ledger.v1.LedgerService/GetBlocks`` ->
+    ``("edgeferry.ledger.v1.LedgerService", "GetBlocks")`` (a call's full method name)."""
+    text = method.decode() if isinstance(method, bytes) else method
+    return text.lstrip("/").split("/", 1)[0], text.rsplit("/", 1)[-1]
+
+
 def service_of(method: str | bytes) -> str:
     """``/edgeferry.ledger.v1.LedgerService/GetBlocks`` -> ``edgeferry.ledger.v1.LedgerService``."""
-    text = method.decode() if isinstance(method, bytes) else method
-    return text.lstrip("/").split("/", 1)[0]
+    return split_method(method)[0]
 
 
 class _ServiceInterceptors(grpc.ServerInterceptor):

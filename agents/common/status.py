@@ -155,20 +155,8 @@ def error_code_of(err: grpc.RpcError) -> str | None:
     return None
 
 
-def protocol_error_from_rpc(err: grpc.RpcError) -> ProtocolError | None:
-    """Rebuild the agent's ProtocolError from a failed call (None for non-protocol failures)."""
-    code = error_code_of(err)
-    if code is None:
-        return None
-    details = err.details() if hasattr(err, "details") else str(err)
-    try:
-        return ProtocolError(ErrorCode(code), details or code)
-    except ValueError:
-        return ProtocolError(ErrorCode.MALFORMED, f"{code}: {details}")
-
-
 class RemoteProtocolError(ProtocolError):
-    """A peer agent refused a call with a protocol error code (see `protocol_error_from_rpc`)."""
+    """A peer agent refused a call with a protocol error code (see `remote_error`)."""
 
     def __init__(self, code: ErrorCode, message: str, *, rpc: str, status: grpc.StatusCode) -> None:
         super().__init__(code, f"{rpc}: {message}")

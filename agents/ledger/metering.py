@@ -24,6 +24,8 @@ from typing import Any
 
 import grpc
 
+from agents.common.server import split_method
+
 #: Methods never counted: status reads report on a node and carry no metadata.
 UNMETERED = frozenset({"GetStatus"})
 
@@ -57,8 +59,7 @@ class TrafficMeter:
 
 def _rpc_name(method: str | bytes) -> str:
     """``/edgeferry.ledger.v1.LedgerService/GetBlocks`` -> ``GetBlocks``."""
-    text = method.decode() if isinstance(method, bytes) else method
-    return text.rsplit("/", 1)[-1]
+    return split_method(method)[1]
 
 
 class MeteringInterceptor(grpc.ServerInterceptor):
