@@ -58,7 +58,7 @@ from agents.security.rasp import Resources
 from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
 from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
-from edgeferry.deploy.runner import REPO_ROOT
+from edgeferry.deploy.runner import REPO_ROOT, inventory_name
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
 from edgeferry.hosts import run as ssh_run
@@ -146,11 +146,13 @@ class Ecosystem:
 
     @property
     def state_dir(self) -> Path:
-        return REPO_ROOT / ".edgeferry" / "state" / self.inventory.name
+        """The controller's state of this inventory, where the role also puts the manifests."""
+        return REPO_ROOT / ".edgeferry" / "state" / inventory_name(self.inventory)
 
     @property
     def key_dir(self) -> Path:
-        return REPO_ROOT / ".edgeferry" / "pki" / self.inventory.name / "ecosystem"
+        """The ecosystem keys the role made on the controller for this inventory."""
+        return REPO_ROOT / ".edgeferry" / "pki" / inventory_name(self.inventory) / "ecosystem"
 
     def channel(self, address: str) -> grpc.Channel:
         if address not in self._channels:
