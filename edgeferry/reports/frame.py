@@ -32,7 +32,7 @@ import pandas as pd
 from edgeferry.errors import ConfigError
 from edgeferry.experiments.results import RunDir
 from edgeferry.reports.render import Table, fmt
-from edgeferry.reports.stats import params_label, percentile
+from edgeferry.reports.stats import is_measured, params_label, percentile
 from edgeferry.reports.units import best_time_unit, from_base
 
 PARAM = "param."
@@ -83,7 +83,7 @@ def _trial_rows(record: dict[str, Any], run: str) -> list[dict[str, Any]]:
         "scenario": record["scenario"], "index": record["index"],
         "repetition": record["repetition"], "warmup": bool(record["warmup"]),
         "trial_outcome": record["outcome"],
-        "measured": not record["warmup"] and record["outcome"] == "ok",
+        "measured": is_measured(record),
         "error": record.get("error"), "started_at": record.get("started_at"),
         "total_s": record.get("total_s"), "total_bytes": record.get("total_bytes"),
         "bandwidth_bps": record.get("bandwidth_bps"), "parameters": params_label(params)}

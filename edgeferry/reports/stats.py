@@ -105,8 +105,14 @@ def _phase_value(record: dict[str, Any], phase: str) -> float | None:
     return float(sum(vals)) if vals else None
 
 
+def is_measured(record: dict[str, Any]) -> bool:
+    """A trial the report's figures count: not a warm-up, and it succeeded."""
+    return not record["warmup"] and record["outcome"] == "ok"
+
+
 def measured(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if not r["warmup"] and r["outcome"] == "ok"]
+    """The trials the report's figures count (`is_measured`)."""
+    return [r for r in records if is_measured(r)]
 
 
 def compute(run_dir: Path | RunDir) -> RunStats:
