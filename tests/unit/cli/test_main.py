@@ -1,22 +1,10 @@
-"""The installed entry point returns the documented exit codes (README "Exit codes")."""
+"""The installed `edgeferry` command returns the documented exit codes (README "Exit codes")."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def edgeferry(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "edgeferry.cli.main", *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
-                          check=False)
+from tests.entry import edgeferry
 
 
 @pytest.mark.parametrize(("args", "code"), [

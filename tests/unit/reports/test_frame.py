@@ -4,9 +4,6 @@ report's (both checked against numpy medians of the values written)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from edgeferry.reports.frame import load_results
 from edgeferry.reports.render import table_rows, write_report
 from edgeferry.reports.stats import TOTAL, compute
 from edgeferry.reports.units import to_base
+from tests.entry import edgeferry
 from tests.unit.reports.rundir import label, make_run
 
 REPO = Path(__file__).resolve().parents[3]
@@ -148,20 +146,12 @@ def test_cli_summary_json_and_exports(run: RunDir, tmp_path: Path) -> None:
     assert csv["wall_s"].to_numpy() == pytest.approx(frame["wall_s"].to_numpy(), nan_ok=True)
 
 
-def _entry_point(*args: str) -> subprocess.CompletedProcess[str]:
-    """The installed `edgeferry` script's own two lines, in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from edgeferry.cli.main import main; sys.exit(main())",
-         *args], capture_output=True, text=True, env=env, timeout=120, check=False)
-
-
 def test_entry_point_exit_codes(run: RunDir, tmp_path: Path) -> None:
-    good = _entry_point("results", str(run.path))
+    good = edgeferry("results", str(run.path))
     assert good.returncode == 0, good.stderr
     assert "Measured phases" in good.stdout
     for bad in (tmp_path / "missing", tmp_path):
-        proc = _entry_point("results", str(bad))
+        proc = edgeferry("results", str(bad))
         assert proc.returncode == 2, (proc.stdout, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("edgeferry: error: ") and "Traceback" not in proc.stderr
