@@ -65,6 +65,28 @@ class TLSConfig(BaseModel):
     key: Path
 
 
+class LimitsConfig(BaseModel):
+    """Abuse bounds of the agent's server (agents/common/admission.py). ``max_workers`` of the
+    agent is the number of calls that run at once; these add the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: calls that may wait for a worker; one more is refused RESOURCE_EXHAUSTED at once
+    max_queued_rpcs: int = Field(default=16, ge=0, le=4096)
+    #: extra threads kept for health checks and refusals while every worker is busy
+    reserved_workers: int = Field(default=4, ge=1, le=64)
+    #: the server's deadline on a call (a client deadline can only shorten it)
+    call_deadline_s: float = Field(default=60.0, gt=0)
+    #: the deadline of long calls (image commit/push/pull, a whole migration); keep it above
+    #: the SMF's ``transfer_timeout_s``
+    long_call_deadline_s: float = Field(default=900.0, gt=0)
+    #: largest request of an ordinary RPC, checked on the raw bytes before decoding
+    max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: per-method request limits (full method name ``/pkg.Service/Method``), on top of the
+    #: built-in ones for block delivery
+    method_max_request_bytes: dict[str, int] = Field(default_factory=dict)
+
+
 class AgentConfig(BaseModel):
     """Everything the shared agent plumbing needs; agent-specific values go in ``settings``."""
 
@@ -84,6 +106,7 @@ class AgentConfig(BaseModel):
     #: Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.
     grace_seconds: float = Field(default=5.0, ge=0)
     max_workers: int = Field(default=8, ge=1, le=256)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     settings: dict[str, Any] = Field(default_factory=dict)
     #: Where the values came from (for error messages); not a configuration key.
     source: str = Field(default="<defaults>", exclude=True)

@@ -14,6 +14,11 @@ reflection included); those given to ``add(..., interceptors=...)`` run around t
 one service only, inside the server-wide ones, first one outermost. Either kind sees grpc's
 registered method handlers like any call (the service is registered with the real server).
 
+Abuse bounds (agents/common/admission.py, configured by ``max_workers`` and ``limits``): the
+admission interceptor runs outermost; it caps running and queued calls, gives every call a
+deadline and refuses oversized requests before decoding; health is exempt and always finds one
+of the reserved threads.
+
 Transport rules:
 * With ``config.tls`` the server requires a client certificate issued by the configured CA
   (``require_client_auth=True``); plaintext clients and foreign certificates fail the handshake.
@@ -34,6 +39,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agents.common.admission import LARGE_REQUESTS, AdmissionInterceptor, CallLimits
 from agents.common.config import AgentConfig, is_loopback_host
 from agents.common.errors import AgentStartError
 from agents.common.logging import get_logger
@@ -45,12 +51,34 @@ if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
     _Handler = grpc.RpcMethodHandler[Any, Any]
     _Continuation = Callable[[grpc.HandlerCallDetails], _Handler | None]
 
-#: Reasonable defaults for agents on constrained edge links.
+#: Reasonable defaults for agents on constrained edge links. The receive limit is replaced by
+#: the largest per-method request limit of the agent's `CallLimits`.
 DEFAULT_SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 )
+
+
+def call_limits(config: AgentConfig) -> CallLimits:
+    """The abuse bounds of an agent's server, from ``max_workers`` and ``limits``."""
+    lim = config.limits
+    return CallLimits(
+        max_concurrent=config.max_workers,
+        max_queued=lim.max_queued_rpcs,
+        reserved=lim.reserved_workers,
+        default_deadline_s=lim.call_deadline_s,
+        long_deadline_s=lim.long_call_deadline_s,
+        default_max_request_bytes=lim.max_request_bytes,
+        method_max_request_bytes={**LARGE_REQUESTS, **lim.method_max_request_bytes},
+    )
+
+
+def _with_receive_limit(
+    options: tuple[tuple[str, Any], ...], limit: int
+) -> tuple[tuple[str, Any], ...]:
+    kept = tuple(o for o in options if o[0] != "grpc.max_receive_message_length")
+    return (("grpc.max_receive_message_length", limit), *kept)
 
 
 def split_method(method: str | bytes) -> tuple[str, str]:
@@ -106,12 +134,19 @@ class AgentServer:
     ) -> None:
         self.config = config
         self.log = get_logger(f"{config.name}.server")
+        self.limits = call_limits(config)
+        self.admission = AdmissionInterceptor(self.limits)
         self._pool = futures.ThreadPoolExecutor(
-            max_workers=config.max_workers, thread_name_prefix=f"{config.name}-rpc"
+            max_workers=self.limits.pool_size, thread_name_prefix=f"{config.name}-rpc"
         )
         self._per_service = _ServiceInterceptors()
         self._server = grpc.server(
-            self._pool, interceptors=[*interceptors, self._per_service], options=options
+            self._pool,
+            # admission outermost: a refused or oversized call costs nothing further
+            interceptors=[self.admission, *interceptors, self._per_service],
+            options=_with_receive_limit(options, self.limits.largest_request),
+            # backstop against an unbounded executor queue (grpc refuses beyond it itself)
+            maximum_concurrent_rpcs=self.limits.pool_size * 4,
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

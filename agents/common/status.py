@@ -49,6 +49,7 @@ _STATUS: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.REFLECTED: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.INSUFFICIENT_RESOURCES: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.INSECURE_KEY_FILE: grpc.StatusCode.INTERNAL,
+    ErrorCode.LIMIT_REACHED: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 _COMMON: dict[str, common_pb2.ErrorCode.ValueType] = {
@@ -70,6 +71,7 @@ _COMMON: dict[str, common_pb2.ErrorCode.ValueType] = {
     "INSUFFICIENT_RESOURCES": common_pb2.ERROR_CODE_INSUFFICIENT_RESOURCES,
     "UNKNOWN_SERVICE": common_pb2.ERROR_CODE_NOT_FOUND,
     "INSECURE_KEY_FILE": common_pb2.ERROR_CODE_INTERNAL,
+    "LIMIT_REACHED": common_pb2.ERROR_CODE_INSUFFICIENT_RESOURCES,
 }
 
 

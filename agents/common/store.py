@@ -393,3 +393,140 @@ class SqliteRevocationStore:
             "SELECT COUNT(*) AS n FROM revocations WHERE namespace = ?", (self.namespace,)
         )
         return int(row["n"]) if row else 0
+
+
+SESSION_TABLE_MIGRATIONS: list[Migration] = [
+    """
+    CREATE TABLE sessions (
+        namespace  TEXT NOT NULL,
+        key        BLOB NOT NULL,
+        value      BLOB NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_expiry ON sessions (namespace, expires_at);
+    """,
+]
+
+
+class TableFull(StoreError):
+    """A bounded table holds ``capacity`` live entries already (after expiring old ones)."""
+
+
+class SessionTable:
+    """Protocol sessions of one agent: bounded, expiring, persisted one row per session.
+
+    ``put`` writes (or rewrites) only that session's row, so a message costs the same with 10
+    or 50 000 sessions stored. A new session first drops expired ones; if ``capacity`` live
+    sessions remain, it raises `TableFull` and changes nothing. A session lives ``ttl_s``
+    seconds from its creation (updates do not extend it): an abandoned handshake frees its slot.
+    ``rows_written`` counts the rows each call wrote (tests and benchmarks read it).
+    """
+
+    COMPONENT = "edgeferry.sessions"
+
+    def __init__(self, store: Store, namespace: str, *, capacity: int, ttl_s: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        if capacity < 1 or ttl_s <= 0:
+            raise ValueError("capacity must be >= 1 and ttl_s > 0")
+        self.store = store
+        self.namespace = namespace
+        self.capacity = capacity
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.rows_written = 0
+        store.migrate(self.COMPONENT, SESSION_TABLE_MIGRATIONS)
+
+    def put(self, key: bytes, value: bytes) -> list[bytes]:
+        """Store ``value`` under ``key``; return the keys of the sessions it expired to make
+        room (so the caller can forget them too). `TableFull` when no room is left."""
+        now = self.clock()
+        with self.store.transaction() as db:
+            updated = db.execute(
+                "UPDATE sessions SET value = ? WHERE namespace = ? AND key = ? AND expires_at > ?",
+                (bytes(value), self.namespace, bytes(key), now),
+            ).rowcount
+            if updated:
+                self.rows_written += 1
+                return []
+            expired = self._expire(db, now)
+            live = db.execute("SELECT COUNT(*) FROM sessions WHERE namespace = ?",
+                              (self.namespace,)).fetchone()[0]
+            if live >= self.capacity:
+                raise TableFull(
+                    f"{self.namespace}: {live} live sessions, the limit is {self.capacity}; "
+                    f"retry after old ones expire ({self.ttl_s:g} s) or raise the limit")
+            db.execute(
+                "INSERT INTO sessions (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                (self.namespace, bytes(key), bytes(value), now + self.ttl_s),
+            )
+            self.rows_written += 1
+            return expired
+
+    def get(self, key: bytes) -> bytes | None:
+        """The live session under ``key``, or None."""
+        row = self.store.query_one(
+            "SELECT value FROM sessions WHERE namespace = ? AND key = ? AND expires_at > ?",
+            (self.namespace, bytes(key), self.clock()),
+        )
+        return None if row is None else bytes(row["value"])
+
+    def delete(self, key: bytes) -> bool:
+        """Forget one session; True if it was stored."""
+        return self.store.execute("DELETE FROM sessions WHERE namespace = ? AND key = ?",
+                                  (self.namespace, bytes(key))) == 1
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """Every live session (at start-up, to rebuild the agent's memory)."""
+        rows = self.store.query(
+            "SELECT key, value FROM sessions WHERE namespace = ? AND expires_at > ?",
+            (self.namespace, self.clock()),
+        )
+        return [(bytes(r["key"]), bytes(r["value"])) for r in rows]
+
+    def expire(self) -> list[bytes]:
+        """Drop the sessions past their lifetime; return their keys."""
+        with self.store.transaction() as db:
+            return self._expire(db, self.clock())
+
+    def _expire(self, db: sqlite3.Connection, now: float) -> list[bytes]:
+        rows = db.execute(
+            "DELETE FROM sessions WHERE namespace = ? AND expires_at <= ? RETURNING key",
+            (self.namespace, now),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def __len__(self) -> int:
+        row = self.store.query_one(
+            "SELECT COUNT(*) AS n FROM sessions WHERE namespace = ? AND expires_at > ?",
+            (self.namespace, self.clock()),
+        )
+        return int(row["n"]) if row else 0
+
+
+class SessionBound:
+    """The same bound for sessions an agent keeps in memory only (SMF and SSP sessions): a
+    capacity and a lifetime, enforced by `make_room` before a new session is accepted."""
+
+    def __init__(self, *, capacity: int, ttl_s: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        if capacity < 1 or ttl_s <= 0:
+            raise ValueError("capacity must be >= 1 and ttl_s > 0")
+        self.capacity = capacity
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._born: dict[Any, float] = {}
+
+    def make_room(self, sessions: dict[Any, Any]) -> None:
+        """Drop sessions older than ``ttl_s`` from ``sessions``; `TableFull` if ``capacity``
+        remain. Call before handling a message that may open a session."""
+        now = self.clock()
+        for key in list(sessions):
+            born = self._born.setdefault(key, now)
+            if now - born >= self.ttl_s:
+                del sessions[key]
+        for key in [k for k in self._born if k not in sessions]:
+            del self._born[key]
+        if len(sessions) >= self.capacity:
+            raise TableFull(f"{len(sessions)} live sessions, the limit is {self.capacity}; "
+                            f"retry after old ones expire ({self.ttl_s:g} s)")

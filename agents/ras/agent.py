@@ -6,6 +6,8 @@ Configuration (``settings`` of /etc/edgeferry/ras.yaml)::
       name: registry            # the Registry's principal name in RASP
       admin_peers: [controller] # may register clouds and servers (None: any lab certificate)
       relay_peers: [smf]        # may deliver RASP messages (None: any lab certificate)
+      session_capacity: 10000   # RASP sessions kept at most (LIMIT_REACHED beyond)
+      session_ttl_s: 3600       # lifetime of a RASP session from its step 2
 
 The registry's keys live in ``<data_dir>/keys/registry.key`` (0600, created on first start);
 its public identity is written next to it as ``registry.pub`` for the endpoints' configuration.
@@ -29,6 +31,10 @@ class RasSettings(BaseModel):
     name: str = Field(default="registry", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     admin_peers: list[str] | None = None
     relay_peers: list[str] | None = None
+    #: RASP sessions the registry keeps at most (a new one beyond is refused LIMIT_REACHED)
+    session_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: seconds a RASP session lives from its step 2 (an abandoned one frees its slot)
+    session_ttl_s: float = Field(default=3600.0, gt=0)
 
 
 def setup_ras(server: AgentServer, config: AgentConfig) -> RegistryCore:
@@ -37,7 +43,8 @@ def setup_ras(server: AgentServer, config: AgentConfig) -> RegistryCore:
     identity = load_or_create_identity(data / "keys" / "registry.key", settings.name)
     store = Store.open(data / "ras.sqlite3")
     server.on_stop(store.close)
-    core = RegistryCore(identity, store)
+    core = RegistryCore(identity, store, session_capacity=settings.session_capacity,
+                        session_ttl_s=settings.session_ttl_s)
     server.add(
         add_to_server,
         RasServicer(core, admin_peers=settings.admin_peers, relay_peers=settings.relay_peers),

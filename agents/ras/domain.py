@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from agents.common.store import ReplayCache, Store, dump
-from agents.ras.store import RasStore, RegistryTable
+from agents.ras.store import (
+    DEFAULT_SESSION_CAPACITY,
+    DEFAULT_SESSION_TTL_S,
+    RasStore,
+    RegistryTable,
+)
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.envelope import Envelope, parse_envelope
 from agents.security.errors import ErrorCode, ProtocolError
@@ -35,11 +40,14 @@ class RegistryCore:
     """The RAS: RAS table, registrations and the Registry role of RASP."""
 
     def __init__(
-        self, identity: Identity, store: Store, *, clock: Callable[[], float] = time.time
+        self, identity: Identity, store: Store, *, clock: Callable[[], float] = time.time,
+        session_capacity: int = DEFAULT_SESSION_CAPACITY,
+        session_ttl_s: float = DEFAULT_SESSION_TTL_S,
     ) -> None:
         self.identity = identity
         self.store = store
-        self._ras = RasStore(store)
+        self._ras = RasStore(store, session_capacity=session_capacity,
+                             session_ttl_s=session_ttl_s, clock=clock)
         table, sessions = self._ras.load()
         self.replay = ReplayCache(store, "rasp-registry", clock=clock)
         self.registry = RaspRegistry(identity, table=table, replay=self.replay, clock=clock)
@@ -66,7 +74,7 @@ class RegistryCore:
             raise _err(ErrorCode.REFLECTED, "a cloud cannot use the registry's own name")
         with self._lock:
             self.table.register_cloud(public, maximum, allocated)
-            self._save()
+            self._ras.save(self.table)
             return self.table.free_of(public.name)
 
     def register_server(self, public: PublicIdentity) -> None:
@@ -76,7 +84,7 @@ class RegistryCore:
             raise _err(ErrorCode.REFLECTED, "a server cannot use the registry's own name")
         with self._lock:
             self.table.register_server(public)
-            self._save()
+            self._ras.save(self.table)
 
     def deliver(self, message: bytes) -> tuple[bytes | None, float]:
         """Handle step 2, 5 or 12; return the reply and seconds spent. The reply to step 2 is
@@ -84,13 +92,31 @@ class RegistryCore:
         (agents/security/release.py), or None when the registry holds no allocation of it there."""
         t0 = time.perf_counter()
         env = parse_envelope(message)
+        sid = env.header.session_id
         with self._lock:
+            if env.header.step == 2 and sid not in self.registry.sessions:
+                self._make_room()
+            elif sid in self.registry.sessions and self._ras.sessions.get(sid) is None:
+                del self.registry.sessions[sid]  # expired: later steps find no session
             self.table.last_move = None
             reply = self.registry.handle(env)
+            move = self.table.last_move
             if env.header.step == 12:
-                reply = self._moved(env.header.session_id)
-            self._save()
+                reply = self._moved(sid)
+            with self.store.transaction():  # the session's row (+ the moved service's rows)
+                self._ras.save_session(sid, self.registry.sessions[sid])
+                if move is not None:
+                    self._ras.save_move(self.table, move[0])
         return (None if reply is None else reply.to_bytes()), time.perf_counter() - t0
+
+    def _make_room(self) -> None:
+        """Before a new session: forget expired ones; LIMIT_REACHED if the table is full."""
+        for key in self._ras.sessions.expire():
+            self.registry.sessions.pop(key, None)
+        if len(self.registry.sessions) >= self._ras.sessions.capacity:
+            raise _err(ErrorCode.LIMIT_REACHED,
+                       f"the registry holds {len(self.registry.sessions)} RASP sessions, its "
+                       "limit; retry when old ones expire")
 
     def _moved(self, session_id: bytes) -> Envelope | None:
         """After step 12: tag the service's new allocation with its session; order the host
@@ -107,9 +133,6 @@ class RegistryCore:
             service=service, host=new.server, arrival_session=old.session_id,
             departure_session=bytes(session_id), destination=new.cloud,
             resources=old.allocated))
-
-    def _save(self) -> None:
-        self._ras.save(self.registry.table, self.registry.sessions)
 
     def snapshot(self) -> object:
         """Everything the registry holds (memory and disk), for before/after comparisons."""

@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_RESOURCES = "INSUFFICIENT_RESOURCES"  # RAA: request does not fit FREE
     UNKNOWN_SERVICE = "UNKNOWN_SERVICE"  # SSP: no registered service with that name/version
     INSECURE_KEY_FILE = "INSECURE_KEY_FILE"  # key file readable by group/others
+    LIMIT_REACHED = "LIMIT_REACHED"  # a bounded table is full, or a message exceeds its size bound
 
 
 class ProtocolError(Exception):
