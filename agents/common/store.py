@@ -517,16 +517,23 @@ class SessionBound:
         self.clock = clock
         self._born: dict[Any, float] = {}
 
-    def make_room(self, sessions: dict[Any, Any]) -> None:
-        """Drop sessions older than ``ttl_s`` from ``sessions``; `TableFull` if ``capacity``
-        remain. Call before handling a message that may open a session."""
+    def make_room(self, *tables: dict[Any, Any] | set[Any]) -> None:
+        """Drop sessions older than ``ttl_s`` from ``tables`` (dicts keyed by session id, or
+        sets of ids); `TableFull` if ``capacity`` remain in them together. Call before handling
+        a message that may open a session. A session's age counts from the first call that
+        sees it."""
         now = self.clock()
-        for key in list(sessions):
-            born = self._born.setdefault(key, now)
-            if now - born >= self.ttl_s:
-                del sessions[key]
-        for key in [k for k in self._born if k not in sessions]:
+        for sessions in tables:
+            for key in list(sessions):
+                born = self._born.setdefault(key, now)
+                if now - born >= self.ttl_s:
+                    if isinstance(sessions, set):
+                        sessions.discard(key)
+                    else:
+                        del sessions[key]
+        live = set().union(*tables)
+        for key in [k for k in self._born if k not in live]:
             del self._born[key]
-        if len(sessions) >= self.capacity:
-            raise TableFull(f"{len(sessions)} live sessions, the limit is {self.capacity}; "
+        if len(live) >= self.capacity:
+            raise TableFull(f"{len(live)} live sessions, the limit is {self.capacity}; "
                             f"retry after old ones expire ({self.ttl_s:g} s)")

@@ -57,6 +57,8 @@ class LedgerSettings(BaseModel):
     authority_key: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
     advertise: str = ""
     max_block_txs: int = Field(default=256, ge=1, le=4096)
+    #: nodes the validator registers at most (a new one beyond is refused RESOURCE_EXHAUSTED)
+    max_members: int = Field(default=2048, ge=1, le=100_000)
 
 
 def peer_ids(prefix: str, count: int) -> list[str]:
@@ -78,7 +80,8 @@ def setup_validator(server: AgentServer, config: AgentConfig, meter: TrafficMete
     (data / "keys" / f"{settings.node_id}.pub.hex").write_text(public_key_bytes(key).hex() + "\n")
     store = LedgerStore(data / "ledger.sqlite3", durable=True)
     try:
-        core = ValidatorCore(store, settings.node_id, key, max_block_txs=settings.max_block_txs)
+        core = ValidatorCore(store, settings.node_id, key, max_block_txs=settings.max_block_txs,
+                             max_members=settings.max_members)
     except LedgerError as exc:
         raise AgentStartError(f"ledger store {store.path} failed verification: {exc}") from exc
     meter = meter or TrafficMeter()

@@ -66,3 +66,7 @@ class ConfirmationRefused(LedgerError):
 
 class ReplayDetected(ConfirmationRefused, AdmissionRefused):
     """A transaction, confirmation or registration that was already seen (a replay)."""
+
+
+class MembershipFull(LedgerError):
+    """The validator already holds its limit of registered nodes; a new one is refused."""

@@ -36,6 +36,7 @@ from agents.ledger.errors import (
     ConfirmationRefused,
     InvalidMetadata,
     LedgerError,
+    MembershipFull,
     ReplayDetected,
     UnknownPeer,
 )
@@ -55,6 +56,7 @@ _STATUS: StatusTable = (
     (ReplayDetected, grpc.StatusCode.ALREADY_EXISTS),
     (InvalidMetadata, grpc.StatusCode.INVALID_ARGUMENT),
     (ChainError, grpc.StatusCode.INVALID_ARGUMENT),
+    (MembershipFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (AdmissionRefused, grpc.StatusCode.PERMISSION_DENIED),
     (ConfirmationRefused, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownPeer, grpc.StatusCode.FAILED_PRECONDITION),

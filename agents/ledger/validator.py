@@ -22,7 +22,7 @@ from agents.ledger.consensus import (
     NodeRole,
     Registration,
 )
-from agents.ledger.errors import AdmissionRefused, ReplayDetected
+from agents.ledger.errors import AdmissionRefused, MembershipFull, ReplayDetected
 from agents.ledger.signing import public_key_bytes, same_digest
 from agents.ledger.store import LedgerStore, MemberRow
 from agents.ledger.transactions import Transaction
@@ -48,6 +48,10 @@ class ConfirmationCount:
     height: int  # -1 while the transaction is pending
 
 
+#: Registered nodes the validator keeps at most (peers settings allow 1000 per peer host).
+DEFAULT_MAX_MEMBERS = 2048
+
+
 class ValidatorCore:
     """The single PoA authority: only it seals blocks; peers verify and confirm them."""
 
@@ -60,6 +64,7 @@ class ValidatorCore:
         clock_ms: Callable[[], int] = wall_ms,
         window_ms: int = DEFAULT_TX_WINDOW_MS,
         max_block_txs: int = 256,
+        max_members: int = DEFAULT_MAX_MEMBERS,
     ) -> None:
         self.store = store
         self.validator_id = validator_id
@@ -74,6 +79,7 @@ class ValidatorCore:
             self.chain.append(genesis)
         self.admission = Admission(window_ms=window_ms)
         self.book = ConfirmationBook()
+        self.max_members = max_members
         self._members: dict[str, MemberRow] = {}
         for row in store.members():
             self._install(row)
@@ -109,6 +115,10 @@ class ValidatorCore:
                     raise AdmissionRefused(f"node {reg.node_id!r} is registered as {old.role}")
                 if reg.seq <= old.reg_seq:
                     raise ReplayDetected(f"registration of {reg.node_id!r} reuses seq {reg.seq}")
+            elif len(self._members) >= self.max_members:
+                raise MembershipFull(
+                    f"the validator holds {len(self._members)} nodes, its limit; node "
+                    f"{reg.node_id!r} is refused (raise settings.max_members to admit more)")
             standing = self.book.peers.get(reg.node_id)
             row = MemberRow(
                 node_id=reg.node_id,

@@ -34,7 +34,15 @@ from agents.common.errors import AgentConfigError
 from agents.common.keys import load_or_create_identity, load_or_create_secret, read_public_identity
 from agents.common.server import AgentServer
 from agents.common.status import protocol_errors
-from agents.common.store import Migration, ReplayCache, SqliteRevocationStore, Store, dump
+from agents.common.store import (
+    Migration,
+    ReplayCache,
+    SessionBound,
+    SqliteRevocationStore,
+    Store,
+    TableFull,
+    dump,
+)
 from agents.security.capability import (
     CapType,
     SealedCapability,
@@ -66,8 +74,11 @@ class SspServerCore:
 
     def __init__(self, identity: Identity, *, smf: PublicIdentity, store: Store, secret: bytes,
                  ip: str, port: int, handler: Handler = digest_handler,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, session_capacity: int = 10_000,
+                 session_ttl_s: float = 3600.0) -> None:
         self.identity = identity
+        self.session_bound = SessionBound(capacity=session_capacity, ttl_s=session_ttl_s,
+                                          clock=clock)
         self.store = store
         store.migrate(_COMPONENT, _MIGRATIONS)
         self.revocations = SqliteRevocationStore(store, "ssp-server-capabilities")
@@ -120,6 +131,11 @@ class SspServerCore:
                                     f"message is addressed to {h.receiver!r}")
             if self.replay.seen(env.digest()):
                 raise ProtocolError(ErrorCode.REPLAY, "message was already accepted")
+            if h.session_id not in self.server.sessions:
+                try:
+                    self.session_bound.make_room(self.server.sessions)
+                except TableFull as err:
+                    raise ProtocolError(ErrorCode.LIMIT_REACHED, str(err)) from None
             reply = self.server.handle(env)
         return (None if reply is None else reply.to_bytes()), time.perf_counter() - t0
 
@@ -179,6 +195,10 @@ class SspServerSettings(BaseModel):
     advertise_port: int | None = Field(default=None, ge=1, le=65535)
     #: Certificate names allowed to provision services (the CMS); None: any lab certificate.
     control_peers: list[str] | None = None
+    #: SSP sessions kept at most (a new one beyond is refused LIMIT_REACHED)
+    session_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: seconds an SSP session lives (above the 120 s freshness window of the replay cache)
+    session_ttl_s: float = Field(default=3600.0, ge=300)
 
 
 def setup_ssp_server(server: AgentServer, config: AgentConfig,
@@ -201,6 +221,7 @@ def setup_ssp_server(server: AgentServer, config: AgentConfig,
         secret=load_or_create_secret(data / "keys" / "ssp-server-capability.key"),
         ip=settings.advertise_ip or config.listen_host,
         port=settings.advertise_port or config.listen_port, handler=handler,
+        session_capacity=settings.session_capacity, session_ttl_s=settings.session_ttl_s,
     )
     add_ssp_server(server, core, control_peers=settings.control_peers)
     return core

@@ -156,6 +156,10 @@ class SmfSettings(BaseModel):
     app_peers: list[str] | None = None
     migrate_peers: list[str] | None = None
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    #: SSP sessions the SMF keeps at most (a new one beyond is refused LIMIT_REACHED)
+    session_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: seconds an SSP session lives (above the 120 s freshness window of the replay cache)
+    session_ttl_s: float = Field(default=3600.0, ge=300)
     audit: AuditSettings | None = None
     ledger: LedgerSettings | None = None
     container: ContainerSettings | None = None
@@ -256,7 +260,8 @@ def setup_smf(server: AgentServer, config: AgentConfig, *,
     identity = load_or_create_identity(data / "keys" / "smf.key", settings.name)
     secret = load_or_create_secret(data / "keys" / "capability.key")
     store = Store.open(data / "smf.sqlite3")
-    core = SmfCore(identity, store, secret)
+    core = SmfCore(identity, store, secret, session_capacity=settings.session_capacity,
+                   session_ttl_s=settings.session_ttl_s)
     pool = ChannelPool(lambda address: secure_channel_from_config(
         tls, address, options=RECONNECT_OPTIONS))
     if ports is None:

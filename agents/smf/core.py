@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import cast
 
-from agents.common.store import ReplayCache, SqliteRevocationStore, Store, dump
+from agents.common.store import (
+    ReplayCache,
+    SessionBound,
+    SqliteRevocationStore,
+    Store,
+    TableFull,
+    dump,
+)
 from agents.security.capability import (
     CapType,
     ObjectId,
@@ -57,7 +64,8 @@ class SmfCore:
     """Service Management Framework state and commands."""
 
     def __init__(self, identity: Identity, store: Store, secret: bytes, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, session_capacity: int = 10_000,
+                 session_ttl_s: float = 3600.0) -> None:
         self.identity = identity
         self.store = store
         self.db = SmfStore(store)
@@ -71,6 +79,9 @@ class SmfCore:
         self.ssp = SspSmf(identity, authority=self.authority, cms=self.db.cms(),
                           replay=self.replay, clock=clock)
         self._lock = threading.RLock()
+        #: SSP sessions (CMS registrations and application sessions) are bounded and expire
+        self.session_bound = SessionBound(capacity=session_capacity, ttl_s=session_ttl_s,
+                                          clock=clock)
         self._migrating: set[str] = set()
         for service in self.db.services():
             self._publish(service)
@@ -89,6 +100,16 @@ class SmfCore:
             service.name, service.version, service.global_id, service.capability,
             tuple(s.ssp_info() for s in servers),
         )
+
+    def _make_room(self, session_id: bytes) -> None:
+        """Before a message that may open an SSP session: expire old sessions; LIMIT_REACHED
+        when the SMF holds its limit of live ones."""
+        if session_id in self.ssp.sessions:
+            return
+        try:
+            self.session_bound.make_room(self.ssp.sessions, self.ssp._cms_sessions)
+        except TableFull as err:
+            raise ProtocolError(ErrorCode.LIMIT_REACHED, str(err)) from None
 
     # -- registrations ---------------------------------------------------------------------------
 
@@ -109,6 +130,7 @@ class SmfCore:
             raise InvalidRequest("port must be 0..65535")
         env = parse_envelope(message)
         with self._lock:
+            self._make_room(env.header.session_id)
             before = dict(self.ssp.services)
             reply = self.ssp.handle(env)
             assert reply is not None
@@ -227,6 +249,7 @@ class SmfCore:
         t0 = time.perf_counter()
         env = parse_envelope(message)
         with self._lock:
+            self._make_room(env.header.session_id)
             m4 = self.ssp.handle(env)
             assert m4 is not None
             session = self.ssp.sessions[env.header.session_id]
