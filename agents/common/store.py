@@ -436,6 +436,9 @@ class SessionTable:
         self.clock = clock
         self.rows_written = 0
         store.migrate(self.COMPONENT, SESSION_TABLE_MIGRATIONS)
+        row = store.query_one("SELECT COUNT(*) AS n FROM sessions WHERE namespace = ?",
+                              (namespace,))
+        self._rows = int(row["n"]) if row else 0  # rows stored (live or not yet purged)
 
     def put(self, key: bytes, value: bytes) -> list[bytes]:
         """Store ``value`` under ``key``; return the keys of the sessions it expired to make
@@ -449,19 +452,20 @@ class SessionTable:
             if updated:
                 self.rows_written += 1
                 return []
-            expired = self._expire(db, now)
-            live = db.execute("SELECT COUNT(*) FROM sessions WHERE namespace = ?",
-                              (self.namespace,)).fetchone()[0]
-            if live >= self.capacity:
-                raise TableFull(
-                    f"{self.namespace}: {live} live sessions, the limit is {self.capacity}; "
-                    f"retry after old ones expire ({self.ttl_s:g} s) or raise the limit")
-            db.execute(
-                "INSERT INTO sessions (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
-                (self.namespace, bytes(key), bytes(value), now + self.ttl_s),
-            )
-            self.rows_written += 1
-            return expired
+            expired = self._expire(db, now)  # committed even when the table is full
+            live = self._rows  # no COUNT(*): that scan alone grew with the table
+            if live < self.capacity:
+                db.execute(
+                    "INSERT INTO sessions (namespace, key, value, expires_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (self.namespace, bytes(key), bytes(value), now + self.ttl_s),
+                )
+                self._rows += 1
+                self.rows_written += 1
+                return expired
+        raise TableFull(
+            f"{self.namespace}: {live} live sessions, the limit is {self.capacity}; "
+            f"retry after old ones expire ({self.ttl_s:g} s) or raise the limit")
 
     def get(self, key: bytes) -> bytes | None:
         """The live session under ``key``, or None."""
@@ -473,8 +477,10 @@ class SessionTable:
 
     def delete(self, key: bytes) -> bool:
         """Forget one session; True if it was stored."""
-        return self.store.execute("DELETE FROM sessions WHERE namespace = ? AND key = ?",
+        gone = self.store.execute("DELETE FROM sessions WHERE namespace = ? AND key = ?",
                                   (self.namespace, bytes(key))) == 1
+        self._rows -= gone
+        return gone
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """Every live session (at start-up, to rebuild the agent's memory)."""
@@ -494,6 +500,7 @@ class SessionTable:
             "DELETE FROM sessions WHERE namespace = ? AND expires_at <= ? RETURNING key",
             (self.namespace, now),
         ).fetchall()
+        self._rows -= len(rows)
         return [bytes(r[0]) for r in rows]
 
     def __len__(self) -> int:
