@@ -353,8 +353,13 @@ def test_private_capability_needs_the_bound_subjects() -> None:
     master = auth.issue_master(CapType.SERVICE, OBJ, READ, change=True)
     priv = auth.derive_proxy(master, subjects=[user, dev])
     assert SysFlags.PRIVATE in priv.cap.sys
-    assert auth.verify(priv, subjects=[user.cap, dev.raw]) == priv.cap
-    for subjects in (None, [], [user], [other_user, dev], [dev, user]):
+    assert auth.verify(priv, subjects=[user, dev]) == priv.cap
+    # the binding covers the whole sealed subjects: the same 16 public bytes with another
+    # expiry, holder key or tag do not match
+    for subjects in (None, [], [user], [other_user, dev], [dev, user],
+                     [dataclasses.replace(user, expires_at_ms=1), dev],
+                     [dataclasses.replace(user, holder_key=b"k" * 32), dev],
+                     [user, dataclasses.replace(dev, tag=bytes(len(dev.tag)))]):
         with pytest.raises(CapabilityError) as err:
             auth.verify(priv, subjects=subjects)
         assert err.value.code is ErrorCode.NOT_AUTHORISED
