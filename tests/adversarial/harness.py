@@ -75,6 +75,7 @@ class Lab:
     service_id: str = ""
     serv_cap: SealedCapability | None = None
     cms: Identity = field(default_factory=lambda: Identity.generate("cms"))
+    smf_settings: dict[str, Any] = field(default_factory=dict)  # extra SMF settings
 
     # -- configs and channels ------------------------------------------------------------------
     def config(self, name: str, port: int = 0, settings: dict[str, Any] | None = None
@@ -111,7 +112,7 @@ class Lab:
         cfg = self.config("smf", port, {
             "registry": f"127.0.0.1:{self.ras.port}", "admin_peers": ["controller"],
             "cms_peers": ["controller"], "migrate_peers": ["controller", "app"],
-            "rpc_timeout_s": 5.0,
+            "rpc_timeout_s": 5.0, **self.smf_settings,
         })
         self.smf = AgentServer(cfg)
         self.smf_core, self.smf_servicer = setup_smf(self.smf, cfg)
