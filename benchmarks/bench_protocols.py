@@ -123,7 +123,7 @@ def bench_ssp(lab: Lab, runs: int) -> dict[str, Any]:
     totals, stage2, stage3, request = [], [], [], []
     for i in range(runs + 5):
         t0 = time.perf_counter()
-        with lab.app_session(who, f"bench-app-{i}") as session:
+        with lab.app_session(who) as session:
             session.open("nms", "1")
             t1 = time.perf_counter()
             session.request(b"read block 7")

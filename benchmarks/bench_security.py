@@ -37,8 +37,8 @@ from agents.security.ssp import (
     SspCms,
     SspServer,
     SspSmf,
-    run_ssp_in_process,
 )
+from agents.security.ssp_driver import run_ssp_in_process
 from agents.security.stores import InMemoryReplayCache, InMemoryRevocationStore
 
 
@@ -140,7 +140,8 @@ def bench_ssp(runs: int) -> None:
         server = SspServer(ids["server1"], smf=ids["smf"].public, authority=srv_auth,
                            ip="10.0.0.7", port=9000, handler=lambda b: b,
                            replay=InMemoryReplayCache())  # fmt: skip
-        user, dev = smf.register_user("alice"), smf.register_device("car")
+        user = smf.register_user("alice", holder=ids["appl"].public)
+        dev = smf.register_device("car", "alice", holder=ids["appl"].public)
         app = SspApplication(ids["appl"], smf=ids["smf"].public, user_cap=user, dev_cap=dev,
                              replay=InMemoryReplayCache())  # fmt: skip
         cms = SspCms(ids["cms"], smf=ids["smf"].public, replay=InMemoryReplayCache())

@@ -127,12 +127,13 @@ class RegistryCore:
             return None
         service, old, new = move
         self.table.services[service] = replace(new, session_id=bytes(session_id))
-        if old is None or old.cloud != new.server:
+        ticket = self.registry.last_ticket
+        if old is None or old.cloud != new.server or ticket is None:
             return None
         return self.issuer.issue(ReleaseOrder(
             service=service, host=new.server, arrival_session=old.session_id,
             departure_session=bytes(session_id), destination=new.cloud,
-            resources=old.allocated))
+            resources=old.allocated, ticket=ticket))
 
     def snapshot(self) -> object:
         """Everything the registry holds (memory and disk), for before/after comparisons."""

@@ -17,8 +17,18 @@ Why the plain scheme is weak (and what `SealedCapabilityAuthority` changes):
 - the random field has 16 bits, so even a verifier that remembers the current random of each
   object is found in at most 2**16 guesses.
 The sealed scheme keeps the 16 bytes unchanged (old parsers still read them) and carries beside
-them a tag HMAC-SHA256(issuer key, 16 bytes | issuer id | expiry | holder binding | parent)
-truncated to >= 128 bits, compared in constant time, plus server-side revocation state.
+them a tag HMAC-SHA256(issuer key, 16 bytes | issuer id | expiry | holder binding | parent |
+holder key | owner) truncated to >= 128 bits, compared in constant time, plus server-side
+revocation state.
+
+Bindings (a capability is no bearer token):
+- `holder_key`: SHA-256 fingerprint of the public identity of the application that holds the
+  capability (`PublicIdentity.fingerprint`, the full 32 bytes). A verifier accepts it only with
+  proof of possession of that key (SSP step 3 is signed with it: `require_holder`).
+- `owner`: for a DEVICE capability, the object id (9 bytes) of the USER that owns the device;
+  SSP step 3 refuses a user capability presented with another user's device (`require_owner`).
+- `holder` (private capabilities): SHA-256 over the complete sealed subject capabilities (tags,
+  bindings and expiry included), not only their 16 public bytes.
 """
 
 from __future__ import annotations
@@ -41,8 +51,10 @@ CAPABILITY_SIZE = 16
 BODY_SIZE = 14  # the 112 bits the hash covers
 MIN_TAG_SIZE = 16  # 128 bits
 DEFAULT_TAG_SIZE = 16
-_TAG_LABEL = b"edgeferry/capability-tag/v1"
-_HOLDER_LABEL = b"edgeferry/capability-holder/v1"
+_TAG_LABEL = b"edgeferry/capability-tag/v2"
+_HOLDER_LABEL = b"edgeferry/capability-holder/v2"
+HOLDER_SIZE = 32  # SHA-256
+OBJECT_ID_SIZE = 9
 _TEXT_PREFIX = "efcap1."
 
 
@@ -84,6 +96,10 @@ class ObjectId:
         """Derive a stable EUI-64 from a name (for objects without a hardware EUI-64)."""
         digest = hashlib.sha256(b"edgeferry/object-id/v1" + name.encode("utf-8")).digest()
         return cls(int.from_bytes(digest[:8], "big"), netadmin)
+
+    def to_bytes(self) -> bytes:
+        """The 72 bits as 9 bytes (EUI-64 big-endian, then netadmin)."""
+        return self.eui64.to_bytes(8, "big") + bytes([self.netadmin])
 
 
 def paper_hash16(body: bytes) -> int:
@@ -180,23 +196,29 @@ class Capability:
         return SysFlags.PRIVATE in self.sys
 
 
-def _raw(cap: Capability | SealedCapability | bytes) -> bytes:
-    if isinstance(cap, Capability):
-        return cap.to_bytes()
-    if isinstance(cap, SealedCapability):
-        return cap.raw
-    if len(cap) != CAPABILITY_SIZE:
-        raise CapabilityError(ErrorCode.MALFORMED, "a capability is exactly 16 bytes")
-    return bytes(cap)
-
-
-def holder_binding(subjects: Sequence[Capability | SealedCapability | bytes]) -> bytes:
-    """128-bit digest binding a private capability to its subjects' capabilities (in order,
-    e.g. [USER CAP, DEV CAP])."""
+def holder_binding(subjects: Sequence[SealedCapability]) -> bytes:
+    """SHA-256 binding a private capability to its subjects' complete sealed capabilities (in
+    order, e.g. [USER CAP, DEV CAP]): tag, expiry and bindings included, not only the 16 bytes."""
     if not subjects:
         raise ValueError("a holder binding needs at least one subject capability")
-    material = encoding.encode([_raw(s) for s in subjects])
-    return hashlib.sha256(_HOLDER_LABEL + material).digest()[:16]
+    if not all(isinstance(s, SealedCapability) for s in subjects):
+        raise CapabilityError(ErrorCode.MALFORMED, "subjects must be sealed capabilities")
+    material = encoding.encode([s.to_bytes() for s in subjects])
+    return hashlib.sha256(_HOLDER_LABEL + material).digest()
+
+
+def require_holder(sealed: SealedCapability, fingerprint: bytes) -> None:
+    """NOT_AUTHORISED unless `sealed` is bound to the key whose fingerprint is given (the
+    caller has checked the holder's proof of possession of that key)."""
+    if sealed.holder_key is None or not constant_time_equal(sealed.holder_key, fingerprint):
+        raise CapabilityError(ErrorCode.NOT_AUTHORISED,
+                              "capability is bound to another application key")
+
+
+def require_owner(device: SealedCapability, user: Capability) -> None:
+    """NOT_AUTHORISED unless the DEVICE capability names `user`'s object as its owner."""
+    if device.owner is None or not constant_time_equal(device.owner, user.object_id.to_bytes()):
+        raise CapabilityError(ErrorCode.NOT_AUTHORISED, "the device belongs to another user")
 
 
 class PaperCapabilityScheme:
@@ -254,6 +276,8 @@ class SealedCapability:
     expires_at_ms: int | None  # absolute, Unix epoch milliseconds; None = no expiry
     holder: bytes | None  # holder_binding(subjects) for private capabilities
     parent: bytes | None  # 14-byte body of the master a proxy was derived from
+    holder_key: bytes | None  # SHA-256 fingerprint of the holder's public identity
+    owner: bytes | None  # DEVICE: the owning USER's 9-byte object id
     tag: bytes
 
     def __post_init__(self) -> None:
@@ -261,8 +285,12 @@ class SealedCapability:
             raise ValueError("raw capability must be 16 bytes")
         if not MIN_TAG_SIZE <= len(self.tag) <= 32:
             raise ValueError("tag must be 16..32 bytes")
-        if self.holder is not None and len(self.holder) != 16:
-            raise ValueError("holder binding must be 16 bytes")
+        if self.holder is not None and len(self.holder) != HOLDER_SIZE:
+            raise ValueError("holder binding must be 32 bytes")
+        if self.holder_key is not None and len(self.holder_key) != HOLDER_SIZE:
+            raise ValueError("holder key fingerprint must be 32 bytes")
+        if self.owner is not None and len(self.owner) != OBJECT_ID_SIZE:
+            raise ValueError("owner must be a 9-byte object id")
         if self.parent is not None and len(self.parent) != BODY_SIZE:
             raise ValueError("parent must be a 14-byte capability body")
 
@@ -293,7 +321,8 @@ class SealedCapability:
 
     def tag_input(self) -> bytes:
         return _TAG_LABEL + encoding.encode(
-            [self.raw, self.issuer, self.expires_at_ms, self.holder, self.parent]
+            [self.raw, self.issuer, self.expires_at_ms, self.holder, self.parent,
+             self.holder_key, self.owner]
         )
 
 
@@ -359,9 +388,13 @@ class SealedCapabilityAuthority:
         change: bool = False,
         system: bool = False,
         ttl_s: float | None = None,
-        subjects: Sequence[Capability | SealedCapability | bytes] | None = None,
+        subjects: Sequence[SealedCapability] | None = None,
+        holder_key: bytes | None = None,
+        owner: ObjectId | None = None,
     ) -> SealedCapability:
-        """A master capability (M set). Only for types this authority is the CA for."""
+        """A master capability (M set). Only for types this authority is the CA for.
+        `holder_key`: fingerprint of the key the holder must prove possession of; `owner`: the
+        USER object owning a DEVICE."""
         if int(cap_type) not in self._master_types:
             raise CapabilityError(
                 ErrorCode.NOT_AUTHORISED,
@@ -377,7 +410,8 @@ class SealedCapabilityAuthority:
             sys |= SysFlags.PRIVATE
             holder = holder_binding(subjects)
         expires = None if ttl_s is None else self.now_ms() + round(ttl_s * 1000)
-        return self._mint(cap_type, sys, prop, object_id, expires, holder, None)
+        return self._mint(cap_type, sys, prop, object_id, expires, holder, None,
+                          holder_key, None if owner is None else owner.to_bytes())
 
     def derive_proxy(
         self,
@@ -385,8 +419,8 @@ class SealedCapabilityAuthority:
         *,
         prop: int | None = None,
         ttl_s: float | None = None,
-        subjects: Sequence[Capability | SealedCapability | bytes] | None = None,
-        master_subjects: Sequence[Capability | SealedCapability | bytes] | None = None,
+        subjects: Sequence[SealedCapability] | None = None,
+        master_subjects: Sequence[SealedCapability] | None = None,
         master_authenticated: bool = False,
     ) -> SealedCapability:
         """A proxy (M and C cleared) from a master with C set; never from another proxy.
@@ -423,7 +457,8 @@ class SealedCapabilityAuthority:
         if ttl_s is not None:
             mine = self.now_ms() + round(ttl_s * 1000)
             expires = mine if expires is None else min(expires, mine)
-        return self._mint(cap.cap_type, sys, new_prop, cap.object_id, expires, holder, cap.body())
+        return self._mint(cap.cap_type, sys, new_prop, cap.object_id, expires, holder, cap.body(),
+                          master.holder_key, master.owner)
 
     def _mint(
         self,
@@ -434,6 +469,8 @@ class SealedCapabilityAuthority:
         expires_at_ms: int | None,
         holder: bytes | None,
         parent: bytes | None,
+        holder_key: bytes | None = None,
+        owner: bytes | None = None,
     ) -> SealedCapability:
         for _ in range(64):
             cap = Capability.build(cap_type, sys, prop, object_id, self._randbits(16))
@@ -441,9 +478,8 @@ class SealedCapabilityAuthority:
                 break
         else:  # pragma: no cover - needs ~all 65536 randoms of one object revoked
             raise CapabilityError(ErrorCode.REVOKED, "no unrevoked random field left")
-        unsigned = SealedCapability(
-            cap.to_bytes(), self.issuer_id, expires_at_ms, holder, parent, b"\0" * self._tag_size
-        )
+        unsigned = SealedCapability(cap.to_bytes(), self.issuer_id, expires_at_ms, holder, parent,
+                                    holder_key, owner, b"\0" * self._tag_size)
         return replace(unsigned, tag=_tag(self._keys[self.issuer_id], unsigned, self._tag_size))
 
     # -- verifying -------------------------------------------------------------------------
@@ -452,7 +488,7 @@ class SealedCapabilityAuthority:
         self,
         sealed: SealedCapability,
         *,
-        subjects: Sequence[Capability | SealedCapability | bytes] | None = None,
+        subjects: Sequence[SealedCapability] | None = None,
         now_ms: int | None = None,
     ) -> Capability:
         """Return the capability if it is authentic, unexpired, unrevoked and (for private
@@ -495,6 +531,10 @@ class SealedCapabilityAuthority:
 
     # -- revoking --------------------------------------------------------------------------
 
+    def is_revoked(self, sealed: SealedCapability) -> bool:
+        """Whether this capability version (of this issuer) is revoked."""
+        return self._store.is_revoked(sealed.cap.body())
+
     def revoke(self, sealed: SealedCapability) -> None:
         """Refuse this capability version (and proxies of it) from now on."""
         if sealed.issuer != self.issuer_id:
@@ -526,6 +566,8 @@ class SealedCapabilityAuthority:
             sealed.expires_at_ms,
             sealed.holder,
             sealed.parent,
+            sealed.holder_key,
+            sealed.owner,
         )
 
     def purge(self) -> int:

@@ -41,6 +41,8 @@ Interpretations of ambiguous points (the spec asks for these to be written down)
   both parties' nonces contribute to it.
 - Step 12 is sent by CB on behalf of the migrated service SB (SB has no key of its own); the
   registry then records the allocation (Table 1 cell SA x CB) and the service's new location.
+  Step 10 carries SA's signed transfer ticket, which step 12 forwards: the registry accepts
+  step 12 only for the service SA transferred in this session (agents/security/transfer_ticket.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from agents.security.crypto import (
 from agents.security.envelope import Endpoint, Envelope, Kind, StepTimer
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.stores import ReplayCache
+from agents.security.transfer_ticket import TransferTicket, check_ticket, issue_ticket
 
 PROTOCOL = "rasp/1"
 _KSC_INFO = b"edgeferry/rasp/ksc/v1"
@@ -274,6 +277,7 @@ class MigrationTransfer:  # step 10 (M_Trf)
     WIRE_NAME = "rasp.MigrationTransfer"
     transfer: TransferDescriptor
     res_sa: Resources
+    ticket: TransferTicket  # SA's signature over (session, SA, CB, service)
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,7 @@ class LocationUpdate:  # step 12
     service: str
     cloud: str
     server: str
+    ticket: TransferTicket  # step 10's, forwarded: the service SA transferred
 
 
 def _traffic_cipher(ksc: bytes, ns: bytes, nc: bytes, session_id: bytes) -> SessionCipher:
@@ -412,8 +417,10 @@ class RaspServer(Endpoint):
         hdr = self._header(
             session_id=s.session_id, step=10, receiver=s.cloud.name, kind=Kind.SESSION
         )
+        ticket = issue_ticket(self.identity, session_id=s.session_id, cloud=s.cloud.name,
+                              service=self.transfer.service)
         return self._session(
-            hdr, MigrationTransfer(self.transfer, self.requirement), self._cipher()
+            hdr, MigrationTransfer(self.transfer, self.requirement, ticket), self._cipher()
         )
 
     def _step11(self, env: Envelope) -> None:
@@ -438,6 +445,7 @@ class CloudState:
     nc: bytes | None = None
     ksc: bytes | None = None
     transfer: TransferDescriptor | None = None
+    ticket: TransferTicket | None = None
     allocated: Resources = field(default_factory=Resources)
 
 
@@ -551,10 +559,11 @@ class RaspCloud(Endpoint):
         trf = self._open(env, MigrationTransfer, sender=s.server, cipher=self._cipher())
         if trf.res_sa != s.res_sa:
             raise _err(ErrorCode.NOT_AUTHORISED, "M_Trf resources differ from the certified ones")
+        check_ticket(trf.ticket, s.server, session_id=s.session_id, cloud=self.name,
+                     service=trf.transfer.service)
         self._commit(env)
-        self.state = replace(
-            s, expect=12, transfer=trf.transfer, allocated=s.allocated.plus(s.res_sa)
-        )
+        self.state = replace(s, expect=12, transfer=trf.transfer, ticket=trf.ticket,
+                             allocated=s.allocated.plus(s.res_sa))
         hdr = self._header(
             session_id=s.session_id, step=11, receiver=s.server.name, kind=Kind.SESSION
         )
@@ -564,14 +573,15 @@ class RaspCloud(Endpoint):
     def report_location(self) -> Envelope:
         """Step 12: the migrated service SB now runs here; tell the registry."""
         s = self.state
-        if s.expect != 12 or s.transfer is None or s.server is None or s.session_id is None:
+        if (s.expect != 12 or s.transfer is None or s.server is None or s.session_id is None
+                or s.ticket is None):
             raise _err(ErrorCode.WRONG_STEP, "no migrated service to report yet")
         with StepTimer(self.timings_ns, 12):
             self.state = replace(s, expect=0)
             hdr = self._header(
                 session_id=s.session_id, step=12, receiver=self.registry.name, kind=Kind.SEALED
             )
-            body = LocationUpdate(s.transfer.service, self.name, s.server.name)
+            body = LocationUpdate(s.transfer.service, self.name, s.server.name, s.ticket)
             return self._sealed(hdr, body, self.registry)
 
 
@@ -603,6 +613,7 @@ class RaspRegistry(Endpoint):
         super().__init__(identity, replay=replay, clock=clock)
         self.table = table
         self.sessions: dict[bytes, RegistrySession] = {}
+        self.last_ticket: TransferTicket | None = None  # of the last step 12 accepted
 
     def snapshot(self) -> tuple[dict[bytes, RegistrySession], RasTable]:
         return dict(self.sessions), copy.deepcopy(self.table)
@@ -682,7 +693,14 @@ class RaspRegistry(Endpoint):
         upd = self._open(env, LocationUpdate, sender=self.table.clouds[sess.cloud].public)
         if upd.cloud != sess.cloud or upd.server != sess.server:
             raise _err(ErrorCode.WRONG_SESSION, "location update for another migration")
+        server = self.table.servers.get(sess.server)
+        if server is None:
+            raise _err(ErrorCode.UNKNOWN_PRINCIPAL, f"{sess.server!r} is no longer registered")
+        # only the service SA transferred in this session's step 10 (its signed ticket)
+        check_ticket(upd.ticket, server, session_id=h.session_id, cloud=sess.cloud,
+                     service=upd.service)
         self._commit(env)
+        self.last_ticket = upd.ticket
         self.table.record_migration(sess.server, sess.cloud, sess.res_sa, upd.service)
         self.sessions[h.session_id] = replace(sess, done=12)
 

@@ -12,7 +12,10 @@ H's endpoint frees X's allocation only when the order
 
 * is signed by the pinned registry key and addressed to H (forged or misdirected: refused),
 * is fresh and new (the envelope's freshness window and persistent replay cache: REPLAY),
-* names the allocation H actually holds for X (same arrival session id).
+* names the allocation H actually holds for X (same arrival session id),
+* carries H's own transfer ticket for X in the departure session (agents/security/
+  transfer_ticket.py): H frees only a service it transferred itself, in that session, to that
+  destination -- whatever the destination reported in step 12.
 
 The last check makes a release idempotent and unable to free anything twice: once freed, the
 allocation is gone, and an order for an earlier stay of X can never free a later one (a new
@@ -27,6 +30,7 @@ from agents.security.crypto import PublicIdentity
 from agents.security.envelope import Endpoint, Envelope, Kind
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources
+from agents.security.transfer_ticket import TransferTicket, check_ticket
 
 RELEASE_PROTOCOL = "rasp-release/1"
 RELEASE_STEP = 1
@@ -43,6 +47,7 @@ class ReleaseOrder:
     departure_session: bytes  # RASP session that took it to `destination`
     destination: str
     resources: Resources  # what the registry moved away from `host`
+    ticket: TransferTicket  # `host`'s own signed word that it transferred `service` then
 
 
 class ReleaseIssuer(Endpoint):
@@ -70,6 +75,8 @@ class ReleaseReceiver(Endpoint):
             raise ProtocolError(ErrorCode.WRONG_RECIPIENT, "release order is for another host")
         if order.departure_session != env.header.session_id:
             raise ProtocolError(ErrorCode.WRONG_SESSION, "order names another session")
+        check_ticket(order.ticket, self.identity.public, session_id=order.departure_session,
+                     cloud=order.destination, service=order.service)
         return env, order
 
     def commit(self, env: Envelope) -> None:

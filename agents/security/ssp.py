@@ -36,7 +36,12 @@ Interpretations (written down as the spec asks):
   Requests carry a sequence number in the authenticated header; a number not above the last
   accepted one is a REPLAY. The traffic key is HKDF(SESS KEY, NA || NB, label || session id).
 - USER CAP and DEV CAP are issued by the SMF (`register_user`, `register_device`, the SMF's
-  Register User / Register Device commands) and verified by it at step 3.
+  Register User / Register Device commands) and verified by it at step 3. They are no bearer
+  tokens: both name the fingerprint of the application's key PK(APPL) they were issued for, and
+  step 3 (signed with that key: proof of possession) is accepted only when both name the key
+  that signed it; the DEV CAP names its owner, and step 3 refuses a USER CAP with another
+  user's device. Both expire (`DEFAULT_MASTER_TTL_S`, checked with the SMF's clock); the SMF
+  revokes and reissues them (agents/smf/core.py).
 - One session id (chosen by the application at step 3) runs through steps 3-11.
 """
 
@@ -52,6 +57,8 @@ from agents.security.capability import (
     ObjectId,
     SealedCapability,
     SealedCapabilityAuthority,
+    require_holder,
+    require_owner,
 )
 from agents.security.crypto import (
     Identity,
@@ -70,6 +77,7 @@ from agents.security.stores import ReplayCache
 PROTOCOL = "ssp/1"
 TIMED_CAP_TTL_S = 60.0
 DEFAULT_SESSION_TTL_S = 3600.0
+DEFAULT_MASTER_TTL_S = 24 * 3600.0  # USER CAP / DEV CAP lifetime
 ALL_PROPERTIES = 0xFFF
 _SESS_INFO = b"edgeferry/ssp/session-key/v1"
 
@@ -310,13 +318,21 @@ class SspSmf(Endpoint):
     def snapshot(self) -> tuple[object, ...]:
         return (dict(self.services), dict(self.sessions), frozenset(self._cms_sessions))
 
-    def register_user(self, name: str, role: int = 0) -> SealedCapability:
-        """Register User: a USER master capability (property = role/rank bits)."""
-        return self.authority.issue_master(CapType.USER, ObjectId.from_name(name), role)
+    def register_user(self, name: str, role: int = 0, *, holder: PublicIdentity,
+                      ttl_s: float = DEFAULT_MASTER_TTL_S) -> SealedCapability:
+        """Register User: a USER master capability (property = role/rank bits) bound to the
+        application key `holder`, valid for `ttl_s`."""
+        return self.authority.issue_master(CapType.USER, ObjectId.from_name(name), role,
+                                           ttl_s=ttl_s, holder_key=holder.fingerprint())
 
-    def register_device(self, name: str, owner_bits: int = 0) -> SealedCapability:
-        """Register Device: a DEVICE master capability."""
-        return self.authority.issue_master(CapType.DEVICE, ObjectId.from_name(name), owner_bits)
+    def register_device(self, name: str, owner: str, *, holder: PublicIdentity,
+                        owner_bits: int = 0, ttl_s: float = DEFAULT_MASTER_TTL_S
+                        ) -> SealedCapability:
+        """Register Device: a DEVICE master capability naming its owner (the user `owner`),
+        bound to the application key `holder`, valid for `ttl_s`."""
+        return self.authority.issue_master(
+            CapType.DEVICE, ObjectId.from_name(name), owner_bits, ttl_s=ttl_s,
+            holder_key=holder.fingerprint(), owner=ObjectId.from_name(owner))
 
     def handle(self, message: bytes | Envelope) -> Envelope | None:
         steps = {1: Kind.SEALED, 3: Kind.SEALED, 5: Kind.SEALED}
@@ -356,6 +372,11 @@ class SspSmf(Endpoint):
         dev = self.authority.verify(req.dev_cap)
         if user.cap_type != CapType.USER or dev.cap_type != CapType.DEVICE:
             raise _err(ErrorCode.NOT_AUTHORISED, "USER CAP and DEV CAP are required")
+        if req.user_cap.expires_at_ms is None or req.dev_cap.expires_at_ms is None:
+            raise _err(ErrorCode.NOT_AUTHORISED, "USER CAP and DEV CAP must expire")
+        for cap in (req.user_cap, req.dev_cap):  # step 3 is signed with PK(APPL): possession
+            require_holder(cap, req.appl.fingerprint())
+        require_owner(req.dev_cap, user)
         service = self.services.get((req.name, req.version))
         if service is None:
             raise _err(ErrorCode.UNKNOWN_SERVICE, f"no service {req.name} {req.version}")
@@ -720,81 +741,3 @@ class SspApplication(Endpoint):
                 session_id=s.session_id, step=11, receiver=s.server.name, kind=Kind.SESSION, seq=seq
             )
             return self._session(hdr, SessionEnd(s.cap_sess, s.nb), cipher)
-
-
-# --- in-process driver ----------------------------------------------------------------------
-
-
-@dataclass
-class SspRun:
-    """One in-process SSP session: `stage_ns[s]` monotonic wall time per stage (1-5) and
-    `step_ns[k]` time the receiver of step k spent handling it."""
-
-    session_id: bytes
-    stage_ns: dict[int, int]
-    step_ns: dict[int, int]
-    message_bytes: dict[int, int]
-    results: list[bytes]
-    total_ns: int
-
-
-def run_ssp_in_process(
-    cms: SspCms,
-    smf: SspSmf,
-    servers: dict[str, SspServer],
-    app: SspApplication,
-    *,
-    service: tuple[str, str],
-    server_infos: tuple[ServerInfo, ...],
-    requests: list[bytes],
-    ip_client: str = "10.0.0.2",
-) -> SspRun:
-    """Run stages 1-5 (registration, lookup, session, `requests`, end), as bytes, timed."""
-    sizes: dict[int, int] = {}
-    step_ns: dict[int, int] = {}
-    stage_ns: dict[int, int] = {}
-
-    def deliver(
-        to: SspCms | SspSmf | SspServer | SspApplication, env: Envelope | None
-    ) -> Envelope | None:
-        if env is None:
-            raise _err(ErrorCode.WRONG_STEP, "protocol stopped early")
-        wire = env.to_bytes()
-        sizes[env.header.step] = len(wire)
-        t0 = time.perf_counter_ns()
-        out = to.handle(wire)
-        step_ns[env.header.step] = time.perf_counter_ns() - t0
-        return out
-
-    start = t = time.perf_counter_ns()
-    deliver(cms, deliver(smf, cms.register_service(service[0], service[1], server_infos)))
-    reg = cms.state.registered
-    assert reg is not None
-    for info in reg.servers:  # the CMS passes SERV ID and SERV CAP to the servers
-        servers[info.public.name].provision(reg.serv_id, reg.serv_cap)
-    stage_ns[1], t = time.perf_counter_ns() - t, time.perf_counter_ns()
-    m4 = deliver(smf, app.request_service(service[0], service[1], ip_client))
-    assert m4 is not None
-    chosen = servers[m4.header.receiver]
-    m5 = deliver(chosen, m4)
-    m7 = deliver(app, deliver(smf, m5))
-    stage_ns[2], t = time.perf_counter_ns() - t, time.perf_counter_ns()
-    deliver(app, deliver(chosen, m7))
-    stage_ns[3], t = time.perf_counter_ns() - t, time.perf_counter_ns()
-    results = []
-    for details in requests:
-        deliver(app, deliver(chosen, app.request(details)))
-        assert app.state.last_result is not None
-        results.append(app.state.last_result)
-    stage_ns[4], t = time.perf_counter_ns() - t, time.perf_counter_ns()
-    deliver(chosen, app.end())
-    stage_ns[5] = time.perf_counter_ns() - t
-    assert app.state.session_id is not None
-    return SspRun(
-        session_id=app.state.session_id,
-        stage_ns=stage_ns,
-        step_ns=dict(sorted(step_ns.items())),
-        message_bytes=dict(sorted(sizes.items())),
-        results=results,
-        total_ns=time.perf_counter_ns() - start,
-    )

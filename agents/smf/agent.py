@@ -10,6 +10,8 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
       cms_peers: [controller, cms]    # register services
       app_peers: null                 # request services (any lab certificate)
       migrate_peers: [controller]     # migrate services (capabilities checked in addition)
+      capability_ttl_s: 86400         # lifetime of USER CAP / DEV CAP (reissue to renew)
+      max_revocations: 100000         # revoked, unexpired capabilities remembered at most
       audit:                          # optional: data-audit check before RASP
         address: 10.10.0.5:50061
         owner_token_file: /etc/edgeferry/smf-owner.token
@@ -70,13 +72,14 @@ from agents.ledger.client import LedgerClient
 from agents.node.client import EndpointClient, node_stub
 from agents.ras.client import RasClient
 from agents.security.secretfile import decode_secret
+from agents.security.ssp import DEFAULT_MASTER_TTL_S
 from agents.smf.container import (
     NodeContainerPhases,
     SecretSource,
     Timeouts,
     WorkloadTemplate,
 )
-from agents.smf.core import SmfCore
+from agents.smf.core import DEFAULT_MAX_REVOCATIONS, SmfCore
 from agents.smf.domain import ServerEntry
 from agents.smf.migration import AuditHook, LedgerHook, MigrationPorts
 from agents.smf.relay import RaspRelay, Tap
@@ -160,6 +163,10 @@ class SmfSettings(BaseModel):
     session_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
     #: seconds an SSP session lives (above the 120 s freshness window of the replay cache)
     session_ttl_s: float = Field(default=3600.0, ge=300)
+    #: lifetime of user/device master capabilities (reissue before it runs out)
+    capability_ttl_s: float = Field(default=DEFAULT_MASTER_TTL_S, gt=0, le=366 * 86400)
+    #: revoked capability ids remembered at most (until their expiry)
+    max_revocations: int = Field(default=DEFAULT_MAX_REVOCATIONS, gt=0, le=10_000_000)
     audit: AuditSettings | None = None
     ledger: LedgerSettings | None = None
     container: ContainerSettings | None = None
@@ -261,7 +268,9 @@ def setup_smf(server: AgentServer, config: AgentConfig, *,
     secret = load_or_create_secret(data / "keys" / "capability.key")
     store = Store.open(data / "smf.sqlite3")
     core = SmfCore(identity, store, secret, session_capacity=settings.session_capacity,
-                   session_ttl_s=settings.session_ttl_s)
+                   session_ttl_s=settings.session_ttl_s,
+                   capability_ttl_s=settings.capability_ttl_s,
+                   max_revocations=settings.max_revocations)
     pool = ChannelPool(lambda address: secure_channel_from_config(
         tls, address, options=RECONNECT_OPTIONS))
     if ports is None:

@@ -1,8 +1,10 @@
 """Clients of the SMF and of SSP chosen servers, for the CLI, applications, tests, benchmarks.
 
     smf = SmfClient(channel)
-    user_id, user_cap = smf.register_user("Ada", "Lovelace", role="driver", rank=3)
-    dev_id, _, dev_cap = smf.register_device("phone", "Ada", "Lovelace")
+    user_id, user_cap = smf.register_user("Ada", "Lovelace", holder=app_identity.public,
+                                          role="driver", rank=3)
+    dev_id, _, dev_cap = smf.register_device("phone", "Ada", "Lovelace",
+                                             holder=app_identity.public)
     service_id, serv_cap = register_service_as_cms(smf, cms_identity, "nms", "1", servers, ...)
     with ApplicationSession(app_identity, smf, user_cap, dev_cap, channel_for) as session:
         session.open("nms", "1")                     # SSP stages 2-3
@@ -99,20 +101,40 @@ class SmfClient:
             image_ref=image_ref))
         return bytes(resp.reply), str(resp.global_id)
 
-    def register_user(self, first_name: str, surname: str, *, role: str = "", rank: int = 0,
-                      specialisation: str = "") -> tuple[str, SealedCapability]:
+    def register_user(self, first_name: str, surname: str, *, holder: PublicIdentity,
+                      role: str = "", rank: int = 0, specialisation: str = ""
+                      ) -> tuple[str, SealedCapability]:
+        """Register User; USER CAP is bound to the application key `holder`."""
         resp = self._call("RegisterUser", pb.RegisterUserRequest(
             first_name=first_name, surname=surname, role=role, rank=rank,
-            specialisation=specialisation))
+            specialisation=specialisation, holder=identity_to_pb(holder, pb.PublicIdentity)))
         return str(resp.global_id), SealedCapability.from_bytes(bytes(resp.capability))
 
     def register_device(self, name: str, owner_first_name: str, owner_surname: str, *,
-                        local_id: str = "") -> tuple[str, str, SealedCapability]:
+                        holder: PublicIdentity, local_id: str = "", owner_user_id: str = ""
+                        ) -> tuple[str, str, SealedCapability]:
+        """Register Device; DEV CAP names its owner and is bound to the key `holder`."""
         resp = self._call("RegisterDevice", pb.RegisterDeviceRequest(
             name=name, owner_first_name=owner_first_name, owner_surname=owner_surname,
-            local_id=local_id))
+            local_id=local_id, owner_user_id=owner_user_id,
+            holder=identity_to_pb(holder, pb.PublicIdentity)))
         return (str(resp.global_id), str(resp.local_id),
                 SealedCapability.from_bytes(bytes(resp.capability)))
+
+    def reissue_capability(self, kind: str, global_id: str, *,
+                           holder: PublicIdentity | None = None) -> SealedCapability:
+        """A new USER CAP (`kind` "user") or DEV CAP ("device"), bound to `holder` or to the
+        same key as before; the old one is revoked."""
+        request = pb.ReissueCapabilityRequest(kind=_KINDS[kind], global_id=global_id)
+        if holder is not None:
+            request.holder.CopyFrom(identity_to_pb(holder, pb.PublicIdentity))
+        resp = self._call("ReissueCapability", request)
+        return SealedCapability.from_bytes(bytes(resp.capability))
+
+    def revoke_capability(self, kind: str, global_id: str) -> None:
+        """Revoke the current USER CAP ("user") or DEV CAP ("device") of `global_id`."""
+        self._call("RevokeCapability", pb.RevokeCapabilityRequest(kind=_KINDS[kind],
+                                                                  global_id=global_id))
 
     def add_server(self, service_id: str, public: PublicIdentity, ipv4: str, port: int, *,
                    server_global_id: str = "", max_load: int = 0
@@ -166,6 +188,9 @@ class SmfClient:
 
     def devices(self) -> list[pb.DeviceInfo]:
         return list(self._call("ListDevices", pb.ListRequest()).devices)
+
+
+_KINDS = {"user": pb.CAPABILITY_KIND_USER, "device": pb.CAPABILITY_KIND_DEVICE}
 
 
 def _cap_bytes(cap: SealedCapability | bytes) -> bytes:

@@ -5,7 +5,10 @@ that make the gRPC calls), so this module stays transport-free and testable with
 
 Capabilities: the SMF is the CA for USER, DEVICE and SERVICE capabilities (sealed scheme: the
 paper's 128 bits plus a keyed HMAC tag). The tag key is generated at first start into the data
-directory (0600); revocations persist in SQLite.
+directory (0600); revocations persist in SQLite. USER CAP and DEV CAP are bound to the key of
+the application they were issued for (SSP step 3 checks possession), the DEV CAP names its owner,
+and both expire after `capability_ttl_s` (SMF clock). Revoking or reissuing one remembers its id
+until it would have expired anyway, in a table of at most `max_revocations` entries.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from agents.common.store import (
 from agents.security.capability import (
     CapType,
     ObjectId,
+    SealedCapability,
     SealedCapabilityAuthority,
     decode_capability,
+    require_owner,
 )
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.envelope import parse_envelope
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources
-from agents.security.ssp import ServiceRecord, SspSmf
+from agents.security.ssp import DEFAULT_MASTER_TTL_S, ServiceRecord, SspSmf
 from agents.smf.domain import (
     AlreadyExists,
     DeviceEntry,
@@ -46,11 +51,13 @@ from agents.smf.domain import (
     NotFound,
     ServerEntry,
     ServiceEntry,
+    TooMany,
     UserEntry,
 )
 from agents.smf.store import SmfStore
 
 MAX_RANK = 0xFFF
+DEFAULT_MAX_REVOCATIONS = 100_000
 
 #: server_port(server, step-4 envelope bytes) -> step-5 envelope bytes
 ServerPort = Callable[[ServerEntry, bytes], bytes]
@@ -65,8 +72,14 @@ class SmfCore:
 
     def __init__(self, identity: Identity, store: Store, secret: bytes, *,
                  clock: Callable[[], float] = time.time, session_capacity: int = 10_000,
-                 session_ttl_s: float = 3600.0) -> None:
+                 session_ttl_s: float = 3600.0,
+                 capability_ttl_s: float = DEFAULT_MASTER_TTL_S,
+                 max_revocations: int = DEFAULT_MAX_REVOCATIONS) -> None:
+        if capability_ttl_s <= 0 or max_revocations <= 0:
+            raise ValueError("capability lifetime and revocation bound must be positive")
         self.identity = identity
+        self.capability_ttl_s = capability_ttl_s
+        self.max_revocations = max_revocations
         self.store = store
         self.db = SmfStore(store)
         self.revocations = SqliteRevocationStore(store, "smf-capabilities")
@@ -152,30 +165,36 @@ class SmfCore:
             self.db.add_service(service)
             return reply.to_bytes(), service
 
-    def register_user(self, first_name: str, surname: str, *, role: str = "", rank: int = 0,
-                      specialisation: str = "") -> UserEntry:
-        """Register User: a new user with its USER CAP (InvalidRequest on bad fields)."""
+    def register_user(self, first_name: str, surname: str, *, holder: PublicIdentity,
+                      role: str = "", rank: int = 0, specialisation: str = "") -> UserEntry:
+        """Register User: a new user with its USER CAP, bound to the application key `holder`
+        (InvalidRequest on bad fields)."""
         if not first_name or not surname:
             raise InvalidRequest("a user needs a first name and a surname")
         if not 0 <= rank <= MAX_RANK:
             raise InvalidRequest(f"rank must be 0..{MAX_RANK}")
         with self._lock:
             gid = _new_id("u")
-            cap = self.ssp.register_user(gid, rank)
+            cap = self.ssp.register_user(gid, rank, holder=holder, ttl_s=self.capability_ttl_s)
             user = UserEntry(gid, first_name, surname, role, rank, specialisation, cap)
             self.db.add_user(user)
             return user
 
     def register_device(self, name: str, owner_first_name: str, owner_surname: str, *,
-                        local_id: str = "") -> DeviceEntry:
-        """Register Device: a new device of its owner with its DEV CAP."""
+                        holder: PublicIdentity, local_id: str = "",
+                        owner_user_id: str = "") -> DeviceEntry:
+        """Register Device: a new device of its owner (a registered user: `owner_user_id`, or
+        the one user of that name) with its DEV CAP, which names the owner and is bound to the
+        application key `holder`."""
         if not name:
             raise InvalidRequest("a device needs a name")
         with self._lock:
             if local_id and any(d.local_id == local_id for d in self.db.devices()):
                 raise AlreadyExists(f"local device id {local_id} is taken")
+            owner = self._owner(owner_first_name, owner_surname, owner_user_id)
             gid = _new_id("d")
-            cap = self.ssp.register_device(gid)
+            cap = self.ssp.register_device(gid, owner.global_id, holder=holder,
+                                           ttl_s=self.capability_ttl_s)
             device = DeviceEntry(gid, local_id or _new_id("ld"), name, owner_first_name,
                                  owner_surname, cap)
             self.db.add_device(device)
@@ -194,21 +213,76 @@ class SmfCore:
             self._publish(updated)
             return updated
 
-    def reissue_user_capability(self, user_id: str) -> UserEntry:
-        """The paper's revocation: a new random field; the old USER CAP is refused (REVOKED)."""
+    def _owner(self, first_name: str, surname: str, user_id: str) -> UserEntry:
+        if user_id:
+            user = self.user(user_id)
+            if (user.first_name, user.surname) != (first_name, surname):
+                raise InvalidRequest(f"user {user_id} is not {first_name} {surname}")
+            return user
+        named = [u for u in self.db.users() if (u.first_name, u.surname) == (first_name, surname)]
+        if not named:
+            raise NotFound(f"no user {first_name} {surname} to own the device")
+        if len(named) > 1:
+            raise InvalidRequest(f"several users are named {first_name} {surname}: "
+                                 "give the owner's user id")
+        return named[0]
+
+    def _revoke(self, cap: SealedCapability) -> None:
+        """Remember `cap` as revoked until it expires; TooMany when the bounded table is full
+        of revocations that have not expired yet."""
+        if self.authority.is_revoked(cap):
+            return
+        if len(self.revocations) >= self.max_revocations:
+            self.authority.purge()
+            if len(self.revocations) >= self.max_revocations:
+                raise TooMany(f"{self.max_revocations} revoked capabilities have not expired")
+        self.authority.revoke(cap)
+
+    def _reissued(self, old: SealedCapability, holder: PublicIdentity | None
+                  ) -> SealedCapability:
+        """A new master of the same object (new random, new expiry; same owner), bound to
+        `holder` (None: the same key as before); the old one is revoked."""
+        c = old.cap
+        key = holder.fingerprint() if holder is not None else old.holder_key
+        owner = None if old.owner is None else ObjectId(int.from_bytes(old.owner[:8], "big"),
+                                                        old.owner[8])
+        self._revoke(old)
+        return self.authority.issue_master(c.cap_type, c.object_id, c.prop,
+                                           ttl_s=self.capability_ttl_s, holder_key=key,
+                                           owner=owner)
+
+    def reissue_user_capability(self, user_id: str, holder: PublicIdentity | None = None
+                                ) -> UserEntry:
+        """A new USER CAP (new random field and expiry, bound to `holder` or to the same key);
+        the old one is refused from now on (REVOKED)."""
         with self._lock:
             user = self.user(user_id)
-            cap = self.authority.reissue(user.capability)
+            cap = self._reissued(user.capability, holder)
             self.db.set_user_capability(user_id, cap)
             return replace(user, capability=cap)
 
-    def reissue_device_capability(self, device_id: str) -> DeviceEntry:
-        """As for users: a new DEV CAP; the old one is refused (REVOKED)."""
+    def reissue_device_capability(self, device_id: str, holder: PublicIdentity | None = None
+                                  ) -> DeviceEntry:
+        """As for users: a new DEV CAP (same owner); the old one is refused (REVOKED)."""
         with self._lock:
             device = self.device(device_id)
-            cap = self.authority.reissue(device.capability)
+            cap = self._reissued(device.capability, holder)
             self.db.set_device_capability(device_id, cap)
             return replace(device, capability=cap)
+
+    def revoke_user_capability(self, user_id: str) -> UserEntry:
+        """Revoke the user's USER CAP (REVOKED from now on, until reissued)."""
+        with self._lock:
+            user = self.user(user_id)
+            self._revoke(user.capability)
+            return user
+
+    def revoke_device_capability(self, device_id: str) -> DeviceEntry:
+        """Revoke the device's DEV CAP (REVOKED from now on, until reissued)."""
+        with self._lock:
+            device = self.device(device_id)
+            self._revoke(device.capability)
+            return device
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -287,6 +361,7 @@ class SmfCore:
             raise ProtocolError(ErrorCode.NOT_AUTHORISED, "USER CAP is not this user's")
         if d.cap_type != CapType.DEVICE or d.object_id != ObjectId.from_name(device_id):
             raise ProtocolError(ErrorCode.NOT_AUTHORISED, "DEV CAP is not this device's")
+        require_owner(dev_c, u)
         if (device.owner_first_name, device.owner_surname) != (user.first_name, user.surname):
             raise ProtocolError(ErrorCode.NOT_AUTHORISED, "the device belongs to another user")
         service = self.db.service(service_id)

@@ -61,6 +61,10 @@ class InvalidRequest(SmfError):
     """A field is missing or out of range."""
 
 
+class TooMany(SmfError):
+    """A bounded table is full (e.g. revoked capabilities that have not expired yet)."""
+
+
 class PolicyDenied(SmfError):
     """A configured check (data audit, self-evaluation) refused the migration."""
 

@@ -28,6 +28,7 @@ from agents.common.status import (
     common_code,
     mapped_errors,
 )
+from agents.security.crypto import PublicIdentity
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
     AlreadyExists,
@@ -41,6 +42,7 @@ from agents.smf.domain import (
     ServiceEntry,
     SmfError,
     StaleEpoch,
+    TooMany,
 )
 from agents.smf.migration import (
     POLICY_DENIED,
@@ -59,6 +61,7 @@ _STATUS: StatusTable = (
     (MigrationInProgress, grpc.StatusCode.ABORTED),
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (PolicyDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (TooMany, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 _OUTCOME = {
@@ -169,8 +172,8 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
         check_peer(context, self.admin_peers)
         with _errors(context):
             user = self.core.register_user(
-                request.first_name, request.surname, role=request.role, rank=request.rank,
-                specialisation=request.specialisation)
+                request.first_name, request.surname, holder=_holder(request),
+                role=request.role, rank=request.rank, specialisation=request.specialisation)
         return pb.RegisterUserResponse(global_id=user.global_id,
                                        capability=user.capability.to_bytes())
 
@@ -180,9 +183,34 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
         with _errors(context):
             device = self.core.register_device(
                 request.name, request.owner_first_name, request.owner_surname,
-                local_id=request.local_id)
+                holder=_holder(request), local_id=request.local_id,
+                owner_user_id=request.owner_user_id)
         return pb.RegisterDeviceResponse(global_id=device.global_id, local_id=device.local_id,
                                          capability=device.capability.to_bytes())
+
+    def ReissueCapability(self, request: pb.ReissueCapabilityRequest,
+                          context: grpc.ServicerContext) -> pb.ReissueCapabilityResponse:
+        with _errors(context):
+            holder = identity_from_pb(request.holder) if request.HasField("holder") else None
+            if request.kind == pb.CAPABILITY_KIND_USER:
+                cap = self.core.reissue_user_capability(request.global_id, holder).capability
+            elif request.kind == pb.CAPABILITY_KIND_DEVICE:
+                cap = self.core.reissue_device_capability(request.global_id, holder).capability
+            else:
+                raise InvalidRequest("kind must be USER or DEVICE")
+        return pb.ReissueCapabilityResponse(capability=cap.to_bytes(),
+                                            expires_at_ms=cap.expires_at_ms or 0)
+
+    def RevokeCapability(self, request: pb.RevokeCapabilityRequest,
+                         context: grpc.ServicerContext) -> pb.RevokeCapabilityResponse:
+        with _errors(context):
+            if request.kind == pb.CAPABILITY_KIND_USER:
+                self.core.revoke_user_capability(request.global_id)
+            elif request.kind == pb.CAPABILITY_KIND_DEVICE:
+                self.core.revoke_device_capability(request.global_id)
+            else:
+                raise InvalidRequest("kind must be USER or DEVICE")
+        return pb.RevokeCapabilityResponse()
 
     def AddServer(self, request: pb.AddServerRequest,
                   context: grpc.ServicerContext) -> pb.AddServerResponse:
@@ -283,6 +311,13 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
                           owner_first_name=d.owner_first_name, owner_surname=d.owner_surname,
                           capability_text=d.capability.cap.text())
             for d in self.core.db.devices()])
+
+
+def _holder(request: pb.RegisterUserRequest | pb.RegisterDeviceRequest) -> PublicIdentity:
+    """The application key a USER CAP / DEV CAP is bound to (required)."""
+    if not request.HasField("holder"):
+        raise InvalidRequest("the application key (holder) the capability is bound to is missing")
+    return identity_from_pb(request.holder)
 
 
 def add_to_server(servicer: SmfServicer, server: grpc.Server) -> None:

@@ -11,10 +11,15 @@ EDGEFERRY_KEY.
     edgeferry smf register-service nms --version 1 --cms-key cms.key --cpu 500 --memory 256 \
         --server 10.10.0.11:50070=edge1/keys/rasp-endpoint.pub --image registry.lab:5000/nms:1
     edgeferry smf add-server SERVICE_ID --server 10.10.0.12:50070=edge2.pub --max-load 10
-    edgeferry smf register-user Ada Lovelace --role driver --rank 3 --cap-out ada.cap
-    edgeferry smf register-device phone --owner Ada Lovelace --cap-out phone.cap
+    edgeferry smf keygen app --out app.key                  # the application's key
+    edgeferry smf register-user Ada Lovelace --role driver --rank 3 --app-identity app.key.pub \
+        --cap-out ada.cap                                   # USER CAP bound to the app's key
+    edgeferry smf register-device phone --owner Ada Lovelace --app-identity app.key.pub \
+        --cap-out phone.cap                                 # DEV CAP: owner Ada, same key
     edgeferry smf request-service nms --version 1 --user-cap ada.cap --device-cap phone.cap \
-        --send "read block 7"
+        --app-key app.key --send "read block 7"
+    edgeferry smf reissue-cap user USER_ID [--app-identity new.pub] --cap-out ada2.cap
+    edgeferry smf revoke-cap device DEVICE_ID
     edgeferry smf migrate SERVICE_ID --to edge2 --user U --device D --user-cap ada.cap \
         --device-cap phone.cap
     edgeferry smf services | users | devices | show SERVICE_ID | ras-table
@@ -84,6 +89,13 @@ def _public(path: Path) -> PublicIdentity:
         return read_public_identity(path)
     except AgentError as err:
         raise ConfigError(str(err)) from None
+
+
+def _app_key(path: Path) -> Identity:
+    try:
+        return Identity.load(path)
+    except (OSError, ProtocolError) as err:
+        raise ConfigError(f"cannot load --app-key {path}: {err}") from None
 
 
 def _server_spec(value: str) -> ServerSpec:
@@ -222,15 +234,18 @@ def add_server(service_id: str, server: str, global_id: str, max_load: int,
 @click.option("--role", default="", help="Role, e.g. driver.")
 @click.option("--rank", type=click.IntRange(0, 4095), default=0, help="Rank (0-4095).")
 @click.option("--specialisation", default="")
+@click.option("--app-identity", type=click.Path(path_type=Path), required=True,
+              help="Public identity of the application the USER CAP is bound to.")
 @click.option("--cap-out", type=click.Path(path_type=Path), default=None,
               help="Write USER CAP (sealed, text) to this new file (0600).")
 @_smf_options
 def register_user(first_name: str, surname: str, role: str, rank: int, specialisation: str,
-                  cap_out: Path | None, **conn: Any) -> None:
+                  app_identity: Path, cap_out: Path | None, **conn: Any) -> None:
     """Register User: prints the global id and USER CAP."""
+    holder = _public(app_identity)
     with rpc_errors("register-user"):
-        gid, cap = _smf(conn).register_user(first_name, surname, role=role, rank=rank,
-                                            specialisation=specialisation)
+        gid, cap = _smf(conn).register_user(first_name, surname, holder=holder, role=role,
+                                            rank=rank, specialisation=specialisation)
     _write_cap(cap_out, cap)
     click.echo(f"user {first_name} {surname}: global id {gid}")
     click.echo(f"USER CAP {cap.cap.text()}" + (f"  (saved to {cap_out})" if cap_out else ""))
@@ -240,15 +255,21 @@ def register_user(first_name: str, surname: str, role: str, rank: int, specialis
 @click.argument("name")
 @click.option("--owner", nargs=2, required=True, metavar="FIRST SURNAME",
               help="The owner's first name and surname.")
+@click.option("--owner-id", default="", help="The owner's global user id (default: the one "
+              "user with the owner's names).")
 @click.option("--local-id", default="", help="Local device id (default: one is made).")
+@click.option("--app-identity", type=click.Path(path_type=Path), required=True,
+              help="Public identity of the application the DEV CAP is bound to.")
 @click.option("--cap-out", type=click.Path(path_type=Path), default=None,
               help="Write DEV CAP (sealed, text) to this new file (0600).")
 @_smf_options
-def register_device(name: str, owner: tuple[str, str], local_id: str, cap_out: Path | None,
-                    **conn: Any) -> None:
+def register_device(name: str, owner: tuple[str, str], owner_id: str, local_id: str,
+                    app_identity: Path, cap_out: Path | None, **conn: Any) -> None:
     """Register Device: prints the global and local ids and DEV CAP."""
+    holder = _public(app_identity)
     with rpc_errors("register-device"):
-        gid, lid, cap = _smf(conn).register_device(name, owner[0], owner[1], local_id=local_id)
+        gid, lid, cap = _smf(conn).register_device(name, owner[0], owner[1], holder=holder,
+                                                   local_id=local_id, owner_user_id=owner_id)
     _write_cap(cap_out, cap)
     click.echo(f"device {name}: global id {gid}, local id {lid}")
     click.echo(f"DEV CAP {cap.cap.text()}" + (f"  (saved to {cap_out})" if cap_out else ""))
@@ -259,17 +280,19 @@ def register_device(name: str, owner: tuple[str, str], local_id: str, cap_out: P
 @click.option("--version", "version", default="0", show_default=True)
 @click.option("--user-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--device-cap", type=click.Path(path_type=Path), required=True)
-@click.option("--app-name", default="edgeferry-cli", help="Application identity name.")
+@click.option("--app-key", type=click.Path(path_type=Path), required=True,
+              help="The application's private identity (the key the capabilities name).")
 @click.option("--send", "requests", multiple=True, help="A service request (repeatable).")
 @_smf_options
-def request_service(name: str, version: str, user_cap: Path, device_cap: Path, app_name: str,
+def request_service(name: str, version: str, user_cap: Path, device_cap: Path, app_key: Path,
                     requests: tuple[str, ...], **conn: Any) -> None:
     """Request Service and run an SSP session (steps 3-11): prints the chosen server, the
     answers (hex) and the time of each stage."""
     client = _smf(conn)
+    app = _app_key(app_key)
     with rpc_errors("request-service"):
         session = ApplicationSession(
-            Identity.generate(app_name), client, client.identity(), _read_cap(user_cap),
+            app, client, client.identity(), _read_cap(user_cap),
             _read_cap(device_cap),
             lambda address: channel(address, "server", conn["ca_cert"], conn["cert"], conn["key"]))
         with session:
@@ -281,6 +304,36 @@ def request_service(name: str, version: str, user_cap: Path, device_cap: Path, a
     for stage, seconds in session.timings.items():
         click.echo(f"{stage}: {seconds * 1000:.2f} ms")
     click.echo("session ended; CAP SESS revoked by the server")
+
+
+@smf.command("reissue-cap")
+@click.argument("kind", type=click.Choice(["user", "device"]))
+@click.argument("global_id")
+@click.option("--app-identity", type=click.Path(path_type=Path), default=None,
+              help="Bind the new capability to this application (default: the same key).")
+@click.option("--cap-out", type=click.Path(path_type=Path), default=None,
+              help="Write the new capability (sealed, text) to this new file (0600).")
+@_smf_options
+def reissue_cap(kind: str, global_id: str, app_identity: Path | None, cap_out: Path | None,
+                **conn: Any) -> None:
+    """A new USER CAP / DEV CAP with a new expiry; the old one is revoked."""
+    holder = None if app_identity is None else _public(app_identity)
+    with rpc_errors("reissue-cap"):
+        cap = _smf(conn).reissue_capability(kind, global_id, holder=holder)
+    _write_cap(cap_out, cap)
+    click.echo(f"{kind} {global_id}: new capability {cap.cap.text()}, expires at "
+               f"{cap.expires_at_ms} ms" + (f"  (saved to {cap_out})" if cap_out else ""))
+
+
+@smf.command("revoke-cap")
+@click.argument("kind", type=click.Choice(["user", "device"]))
+@click.argument("global_id")
+@_smf_options
+def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
+    """Revoke a USER CAP / DEV CAP (refused as REVOKED until reissued)."""
+    with rpc_errors("revoke-cap"):
+        _smf(conn).revoke_capability(kind, global_id)
+    click.echo(f"{kind} {global_id}: capability revoked")
 
 
 @smf.command()

@@ -240,6 +240,17 @@ class Ecosystem:
         cms.save(path)
         return cms
 
+    def app_identity(self) -> Identity:
+        """The application key the lab user's USER CAP and DEV CAP are bound to (made once,
+        kept in the state directory, 0600): SSP sessions must be opened with it."""
+        path = self.state_dir / "app.pem"
+        if path.exists():
+            return Identity.load(path)
+        app = Identity.generate("app")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        app.save(path)
+        return app
+
     # -- images -----------------------------------------------------------------------------
     def registry(self) -> tuple[str, str, str]:
         """(host:port, username, password) of the lab registry (control host, port 5000)."""
@@ -353,14 +364,29 @@ class Ecosystem:
 
     def _register_principals(self, smf: SmfClient) -> None:
         if "user" in self._state:
+            self._renew_capabilities(smf)
             return
         with _already_ok():
             smf.register_cms(self._cms().public)
-        uid, ucap = smf.register_user("Ada", "Lovelace", role="driver", rank=3)
-        did, _, dcap = smf.register_device("phone", "Ada", "Lovelace")
+        app = self.app_identity().public
+        uid, ucap = smf.register_user("Ada", "Lovelace", holder=app, role="driver", rank=3)
+        did, _, dcap = smf.register_device("phone", "Ada", "Lovelace", holder=app,
+                                           owner_user_id=uid)
         self._state["user"] = {"id": uid, "cap": ucap.to_bytes().hex()}
         self._state["device"] = {"id": did, "cap": dcap.to_bytes().hex()}
         self._save_state()
+
+    def _renew_capabilities(self, smf: SmfClient, margin_s: float = 3600.0) -> None:
+        """Reissue the lab user's USER CAP / DEV CAP when one expires within `margin_s`."""
+        _uid, ucap, _did, dcap = self.who()
+        soon = int((time.time() + margin_s) * 1000)
+        for kind, cap in (("user", ucap), ("device", dcap)):
+            if cap.expires_at_ms is None or cap.expires_at_ms > soon:
+                continue
+            entry = self._state[kind]
+            new = smf.reissue_capability(kind, entry["id"], holder=self.app_identity().public)
+            entry["cap"] = new.to_bytes().hex()
+            self._save_state()
 
     def who(self) -> tuple[str, SealedCapability, str, SealedCapability]:
         u, d = self._state["user"], self._state["device"]

@@ -57,6 +57,7 @@ class Principal:
     user_cap: SealedCapability
     device_id: str
     device_cap: SealedCapability
+    app: Identity  # the application key both capabilities are bound to
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Lab:
     service_id: str = ""
     serv_cap: SealedCapability | None = None
     cms: Identity = field(default_factory=lambda: Identity.generate("cms"))
+    smf_settings: dict[str, Any] = field(default_factory=dict)  # extra SMF settings
 
     # -- configs and channels ------------------------------------------------------------------
     def config(self, name: str, port: int = 0, settings: dict[str, Any] | None = None
@@ -110,7 +112,7 @@ class Lab:
         cfg = self.config("smf", port, {
             "registry": f"127.0.0.1:{self.ras.port}", "admin_peers": ["controller"],
             "cms_peers": ["controller"], "migrate_peers": ["controller", "app"],
-            "rpc_timeout_s": 5.0,
+            "rpc_timeout_s": 5.0, **self.smf_settings,
         })
         self.smf = AgentServer(cfg)
         self.smf_core, self.smf_servicer = setup_smf(self.smf, cfg)
@@ -213,12 +215,16 @@ class Lab:
                                          max_load=10)
         self.ssp_server(name).provision(service_id, cap)
 
-    def principal(self, first: str = "Ada", surname: str = "Lovelace") -> Principal:
+    def principal(self, first: str = "Ada", surname: str = "Lovelace",
+                  app: Identity | None = None) -> Principal:
+        """A new user and device, both bound to the application key `app` (new if None)."""
         smf = self.smf_client()
-        uid, ucap = smf.register_user(first, surname, role="driver", rank=3,
+        app = app or Identity.generate(f"app-{secrets.token_hex(3)}")
+        uid, ucap = smf.register_user(first, surname, holder=app.public, role="driver", rank=3,
                                       specialisation="storage")
-        did, _, dcap = smf.register_device(f"phone-{secrets.token_hex(2)}", first, surname)
-        return Principal(uid, ucap, did, dcap)
+        did, _, dcap = smf.register_device(f"phone-{secrets.token_hex(2)}", first, surname,
+                                           holder=app.public, owner_user_id=uid)
+        return Principal(uid, ucap, did, dcap, app)
 
     def scenario(self) -> Principal:
         """Hosts registered, service 'nms' 1 on edge1 with edge2 added, one user + device."""
@@ -228,9 +234,9 @@ class Lab:
             self.add_server(name)
         return self.principal()
 
-    def app_session(self, who: Principal, app_name: str = "app1") -> ApplicationSession:
+    def app_session(self, who: Principal) -> ApplicationSession:
         smf = self.smf_client("app")
-        return ApplicationSession(Identity.generate(app_name), smf, smf.identity(),
+        return ApplicationSession(who.app, smf, smf.identity(),
                                   who.user_cap, who.device_cap,
                                   lambda address: self.channel_to(address, "app"))
 

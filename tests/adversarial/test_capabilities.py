@@ -14,7 +14,7 @@ import pytest
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
 from agents.security.capability import SealedCapability
-from agents.security.crypto import Identity, new_nonce
+from agents.security.crypto import new_nonce
 from agents.security.envelope import Kind
 from agents.security.errors import ProtocolError
 from agents.security.ssp import TIMED_CAP_TTL_S, SessionStart, SspApplication
@@ -120,7 +120,7 @@ def test_every_bit_flip_of_a_user_capability_is_refused(lab: Lab, cases: CaseLog
             cases.count_only(f"USER CAP bit {bit} (does not decode)", rejected=True)
             continue
         over_the_wire += 1
-        app = SspApplication(Identity.generate("app-flip"), smf=smf_public, user_cap=cap,
+        app = SspApplication(who.app, smf=smf_public, user_cap=cap,
                              dev_cap=who.device_cap, replay=InMemoryReplayCache())
         message = app.request_service("nms", "1", "127.0.0.1").to_bytes()
 

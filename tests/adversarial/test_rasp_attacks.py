@@ -11,8 +11,13 @@ exercised through the SMF in test_smf_path.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from agents.security.envelope import Kind
+from agents.security.rasp import LocationUpdate, TransferDescriptor
+from agents.security.transfer_ticket import issue_ticket
 from agents.smf.relay import DESTINATION, RECEIVER, REGISTRY, SOURCE
 from tests.adversarial.attacker import CaseLog, flip_body, forge, shift_header
 from tests.adversarial.harness import SERVICE_NEEDS, Lab
@@ -119,3 +124,76 @@ def test_rasp_step_under_attack(lab: Lab, cases: CaseLog, k: int) -> None:
         # Allocation is per service: the second arrival of 'nms' replaces the first one's entry,
         # and the replays above added nothing.
         assert cell.allocated.cpu_millicores == SERVICE_NEEDS.cpu
+
+
+def _migrate(lab: Lab, mid: str, source: str, destination: str, service: str) -> bytes:
+    """A complete honest RASP run moving `service` from `source` to `destination` (with the
+    registry's release order handed to the source); returns the session id."""
+    relay = lab.relay(source, destination)
+    hs = relay.handshake(mid, source=lab.edges[source].rasp.public,
+                         destination=lab.edges[destination].rasp.public,
+                         requirement=SERVICE_NEEDS,
+                         transfer=TransferDescriptor(service, f"registry.lab:5000/{service}:1",
+                                                     "", 0))
+    relay.location_update(hs)
+    return hs.session_id
+
+
+def _step12_as(lab: Lab, host: str, sid: bytes, body: LocationUpdate) -> bytes:
+    """Step 12 built with `host`'s own RASP key (the compromised destination's)."""
+    cloud = lab.edges[host].rasp.clouds[sid]
+    hdr = cloud._header(session_id=sid, step=12, receiver=cloud.registry.name,
+                        kind=Kind.SEALED)
+    return cloud._sealed(hdr, body, cloud.registry).to_bytes()
+
+
+def test_finding_rasp_step12_other_service_is_refused(lab: Lab, cases: CaseLog) -> None:
+    """Finding: RASP step 12 named a service nothing tied to the transfer, so a compromised
+    destination moved another service's allocation in the registry and the source freed it
+    while that service still ran there. Step 12 is now bound to step 10's transfer ticket."""
+    lab.register_hosts()
+    # 'other' runs on edge1, where it arrived by RASP (edge1 holds its allocation)
+    _migrate(lab, "m-other", "edge2", "edge1", "other")
+    assert "other" in lab.edges["edge1"].rasp.arrivals
+    # 'nms' migrates edge1 -> edge2; edge2 is compromised and holds the session at step 12
+    a = Driver(lab, "m-nms").run_to(12)
+    cloud = lab.edges["edge2"].rasp.clouds[a.sid]
+    ticket = cloud.state.ticket
+    assert ticket is not None and ticket.service == "nms"
+    edge2 = lab.edges["edge2"].rasp.identity
+
+    def table() -> object:
+        t = lab.ras_client().table()
+        return (sorted((r.service, r.server, r.cloud, r.allocated.cpu_millicores)
+                       for r in t.service_allocations),
+                sorted((r.service, r.cloud) for r in t.locations),
+                sorted((r.name, r.allocated.cpu_millicores) for r in t.clouds))
+
+    def snap() -> object:
+        return (snapshot(lab), table())
+
+    before_table = table()
+    held = lab.edges["edge1"].rasp.arrivals["other"]
+    attacks = {
+        # the genuine ticket (for nms) with step 12 naming 'other'
+        "other-service": (LocationUpdate("other", "edge2", "edge1", ticket), "NOT_AUTHORISED"),
+        # a ticket for 'other' the destination signed itself
+        "self-signed-ticket": (LocationUpdate("other", "edge2", "edge1", issue_ticket(
+            edge2, session_id=a.sid, cloud="edge2", service="other")), "NOT_AUTHORISED"),
+        # a ticket for 'other' claiming to be edge1's, signed with edge2's key
+        "forged-ticket": (LocationUpdate("other", "edge2", "edge1", dataclasses.replace(
+            issue_ticket(edge2, session_id=a.sid, cloud="edge2", service="other"),
+            server="edge1")), "BAD_SIGNATURE"),
+    }
+    for name, (body, code) in attacks.items():
+        message = _step12_as(lab, "edge2", a.sid, body)
+        cases.run(f"rasp step 12 {name}", lambda m=message: a.send(REGISTRY, m), code, snap)
+    # the other service's allocation at the registry and its resources at edge1 are unchanged
+    assert table() == before_table
+    assert ("other", "edge2", "edge1", SERVICE_NEEDS.cpu) in before_table[0]  # type: ignore[index]
+    assert lab.edges["edge1"].rasp.arrivals["other"] == held
+    # the honest step 12 still moves nms (and only nms)
+    a.deliver(12)
+    t = lab.ras_client().table()
+    assert {(r.service, r.cloud) for r in t.locations} == {("nms", "edge2"), ("other", "edge1")}
+    assert lab.edges["edge1"].rasp.arrivals["other"] == held

@@ -10,7 +10,6 @@ the honest message, its replay and (for agents) its replay after a restart.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,6 @@ import grpc
 import pytest
 
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
-from agents.security.crypto import Identity
 from agents.security.ssp import ServerInfo, SspApplication, SspCms
 from agents.security.stores import InMemoryReplayCache
 from agents.smf.domain import ServerEntry
@@ -74,8 +72,7 @@ class Session:
     def __init__(self, lab: Lab, who: Principal, tap: PathTap) -> None:
         self.lab, self.tap = lab, tap
         smf_public = lab.smf_client().identity()
-        self.app = SspApplication(Identity.generate(f"app-{secrets.token_hex(3)}"),
-                                  smf=smf_public, user_cap=who.user_cap,
+        self.app = SspApplication(who.app, smf=smf_public, user_cap=who.user_cap,
                                   dev_cap=who.device_cap, replay=InMemoryReplayCache())
         self.msgs: dict[int, bytes] = {3: self.app.request_service("nms", "1",
                                                                     "127.0.0.1").to_bytes()}
@@ -138,7 +135,8 @@ AUTH = {1: "BAD_SIGNATURE", 2: "BAD_SIGNATURE", 4: "BAD_SIGNATURE", 5: "BAD_SIGN
 def world(lab: Lab) -> tuple[Lab, Principal, PathTap, Session]:
     who = lab.scenario()
     tap = PathTap(lab)
-    done = Session(lab, who, tap).run_to(12)  # one complete session, every message recorded
+    # one complete session of another user's application, every message recorded
+    done = Session(lab, lab.principal("Grace", "Hopper"), tap).run_to(12)
     return lab, who, tap, done
 
 

@@ -289,7 +289,7 @@ class MigrationLab:
 
     def app_session(self) -> ApplicationSession:
         smf = SmfClient(self.channel(f"127.0.0.1:{self.smf_port}", "app"), timeout=10.0)
-        session = ApplicationSession(Identity.generate("app"), smf, smf.identity(),
+        session = ApplicationSession(self.app, smf, smf.identity(),
                                      self.who.user_cap, self.who.device_cap,
                                      lambda address: self.channel(address, "app"))
         session.open("nms", "1")
@@ -337,8 +337,11 @@ class MigrationLab:
             smf.add_server(self.service_id, Identity.generate(extra_server).public,
                            "127.0.0.1", free_port(), server_global_id=f"srv-{extra_server}",
                            max_load=10)
-        uid, ucap = smf.register_user("Ada", "Lovelace", role="driver", rank=3)
-        did, _, dcap = smf.register_device("phone", "Ada", "Lovelace")
+        self.app = Identity.generate("app")  # the key USER CAP and DEV CAP are bound to
+        uid, ucap = smf.register_user("Ada", "Lovelace", holder=self.app.public, role="driver",
+                                      rank=3)
+        did, _, dcap = smf.register_device("phone", "Ada", "Lovelace", holder=self.app.public,
+                                           owner_user_id=uid)
         self.who = type("Who", (), {"user_id": uid, "user_cap": ucap, "device_id": did,
                                     "device_cap": dcap})()
 

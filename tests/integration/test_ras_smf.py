@@ -76,7 +76,7 @@ def test_register_request_and_migrate_end_to_end(lab: Lab) -> None:
     assert (transfer.service, transfer.image_ref) == ("nms", "registry.lab:5000/nms:1")
 
     # The next session is served by the new location.
-    with lab.app_session(who, "app2") as session:
+    with lab.app_session(who) as session:
         session.open("nms", "1")
         assert session.server_address == lab.edges["edge2"].address
         assert session.request(b"x") == hashlib.sha256(b"x").digest()

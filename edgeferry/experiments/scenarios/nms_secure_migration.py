@@ -27,7 +27,6 @@ import time
 from typing import Any
 
 from agents.node.locate import ssp_resolver
-from agents.security.crypto import Identity
 from agents.smf.client import ApplicationSession
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
@@ -64,7 +63,7 @@ class NmsSecureMigration(MigrationScenario):
         eco = self.eco
         _uid, ucap, _did, dcap = eco.who()
         smf = eco.smf(timeout=20.0)
-        session = ApplicationSession(Identity.generate("app"), smf, smf.identity(), ucap, dcap,
+        session = ApplicationSession(eco.app_identity(), smf, smf.identity(), ucap, dcap,
                                      eco.channel)
         session.open(SERVICE, "1")
         if timings is not None:

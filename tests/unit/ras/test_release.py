@@ -13,11 +13,13 @@ from agents.common.store import Store, dump
 from agents.node.rasp_core import EndpointCore
 from agents.ras.domain import RegistryCore
 from agents.security.crypto import Identity
+from agents.security.encoding import decode_as
 from agents.security.envelope import Envelope
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources, TransferDescriptor
 from agents.security.release import ReleaseIssuer, ReleaseOrder
 from agents.security.stores import InMemoryReplayCache
+from agents.security.transfer_ticket import issue_ticket
 
 # network fits four services only: without releases the fifth arrival is refused
 MAX = Resources(4000, 4096, 10_000, 40)
@@ -167,7 +169,7 @@ def test_unauthorised_or_misdirected_release_is_refused(world: World) -> None:
     genuine = Envelope.from_bytes(run.order)
     ep = world.ep["edge2"]
     order = ReleaseOrder("nms", "edge2", ep.arrivals["nms"].session_id, run.session_id,
-                         "edge1", NEED)
+                         "edge1", NEED, decode_as(ReleaseOrder, genuine.body).ticket)
     before = ep.snapshot()
     registry = ReleaseIssuer(world.reg_id, replay=InMemoryReplayCache())
     cases = [
@@ -179,6 +181,16 @@ def test_unauthorised_or_misdirected_release_is_refused(world: World) -> None:
         # registry-signed, but for edge1 (delivered to edge2) / naming edge1 inside
         (ErrorCode.WRONG_RECIPIENT,
          registry.issue(replace(order, host="edge1")).to_bytes()),
+        # registry-signed, but for a service this host did not transfer in that session
+        # (its own ticket names nms): a source frees only what it transferred itself
+        (ErrorCode.NOT_AUTHORISED,
+         registry.issue(replace(order, service="other")).to_bytes()),
+        (ErrorCode.NOT_AUTHORISED, registry.issue(replace(order, ticket=issue_ticket(
+            world.ids["edge1"], session_id=run.session_id, cloud="edge1",
+            service="nms"))).to_bytes()),
+        (ErrorCode.BAD_SIGNATURE, registry.issue(replace(order, ticket=replace(
+            issue_ticket(world.ids["edge1"], session_id=run.session_id, cloud="edge1",
+                         service="nms"), server="edge2"))).to_bytes()),
         # the genuine order with its body changed
         (ErrorCode.BAD_SIGNATURE,
          Envelope(genuine.header, genuine.body + b"x", genuine.signature).to_bytes()),

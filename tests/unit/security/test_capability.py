@@ -15,8 +15,12 @@ from agents.security.capability import (
     SealedCapability,
     SealedCapabilityAuthority,
     SysFlags,
+    holder_binding,
     paper_hash16,
+    require_holder,
+    require_owner,
 )
+from agents.security.crypto import Identity
 from agents.security.errors import CapabilityError, ErrorCode, ProtocolError
 from agents.security.stores import InMemoryRevocationStore
 
@@ -353,8 +357,13 @@ def test_private_capability_needs_the_bound_subjects() -> None:
     master = auth.issue_master(CapType.SERVICE, OBJ, READ, change=True)
     priv = auth.derive_proxy(master, subjects=[user, dev])
     assert SysFlags.PRIVATE in priv.cap.sys
-    assert auth.verify(priv, subjects=[user.cap, dev.raw]) == priv.cap
-    for subjects in (None, [], [user], [other_user, dev], [dev, user]):
+    assert auth.verify(priv, subjects=[user, dev]) == priv.cap
+    # the binding covers the whole sealed subjects: the same 16 public bytes with another
+    # expiry, holder key or tag do not match
+    for subjects in (None, [], [user], [other_user, dev], [dev, user],
+                     [dataclasses.replace(user, expires_at_ms=1), dev],
+                     [dataclasses.replace(user, holder_key=b"k" * 32), dev],
+                     [user, dataclasses.replace(dev, tag=bytes(len(dev.tag)))]):
         with pytest.raises(CapabilityError) as err:
             auth.verify(priv, subjects=subjects)
         assert err.value.code is ErrorCode.NOT_AUTHORISED
@@ -410,3 +419,68 @@ def test_short_tags_and_keys_refused() -> None:
         SealedCapabilityAuthority("x", b"k" * 16, store=InMemoryRevocationStore())
     with pytest.raises(ValueError):
         SealedCapabilityAuthority("x", b"k" * 32, store=InMemoryRevocationStore(), tag_size=8)
+
+
+# --- bindings: holder key, owner (no bearer tokens) -------------------------------------------
+
+
+def test_holder_key_and_owner_round_trip_and_are_under_the_tag() -> None:
+    auth = make_authority()
+    app = Identity.generate("app")
+    owner = ObjectId.from_name("u-ada")
+    dev = auth.issue_master(CapType.DEVICE, ObjectId(2), READ, ttl_s=60,
+                            holder_key=app.public.fingerprint(), owner=owner)
+    assert dev.holder_key == app.public.fingerprint() and len(dev.holder_key) == 32
+    assert dev.owner == owner.to_bytes() and len(dev.owner) == 9
+    assert owner.to_bytes() == owner.eui64.to_bytes(8, "big") + bytes([owner.netadmin])
+    again = SealedCapability.from_bytes(dev.to_bytes())
+    assert again == dev and SealedCapability.parse(dev.to_text()) == dev
+    auth.verify(again)
+    other = Identity.generate("app")
+    for changed in (dataclasses.replace(dev, holder_key=other.public.fingerprint()),
+                    dataclasses.replace(dev, holder_key=None),
+                    dataclasses.replace(dev, owner=ObjectId.from_name("u-bob").to_bytes()),
+                    dataclasses.replace(dev, owner=None)):
+        with pytest.raises(CapabilityError) as err:
+            auth.verify(changed)
+        assert err.value.code is ErrorCode.BAD_TAG
+
+
+@pytest.mark.parametrize("field_name,size", [("holder_key", 16), ("holder_key", 33),
+                                             ("owner", 8), ("holder", 16)])
+def test_binding_fields_have_exact_sizes(field_name: str, size: int) -> None:
+    cap = make_authority().issue_master(CapType.USER, ObjectId(1), READ)
+    with pytest.raises(ValueError):
+        dataclasses.replace(cap, **{field_name: b"x" * size})
+
+
+def test_require_holder_and_owner() -> None:
+    auth = make_authority()
+    app, other = Identity.generate("app"), Identity.generate("app")
+    user = auth.issue_master(CapType.USER, ObjectId.from_name("u-ada"), READ,
+                             holder_key=app.public.fingerprint())
+    dev = auth.issue_master(CapType.DEVICE, ObjectId(2), READ, holder_key=app.public.fingerprint(),
+                            owner=ObjectId.from_name("u-ada"))
+    bob = auth.issue_master(CapType.USER, ObjectId.from_name("u-bob"), READ,
+                            holder_key=app.public.fingerprint())
+    unbound = auth.issue_master(CapType.USER, ObjectId(3), READ)
+    require_holder(user, app.public.fingerprint())
+    require_owner(dev, user.cap)
+    for call in (lambda: require_holder(user, other.public.fingerprint()),
+                 lambda: require_holder(unbound, app.public.fingerprint()),
+                 lambda: require_owner(dev, bob.cap),
+                 lambda: require_owner(unbound, user.cap)):
+        with pytest.raises(CapabilityError) as err:
+            call()
+        assert err.value.code is ErrorCode.NOT_AUTHORISED
+
+
+def test_holder_binding_is_a_full_hash_of_sealed_subjects() -> None:
+    auth = make_authority()
+    user = auth.issue_master(CapType.USER, ObjectId(1), READ)
+    dev = auth.issue_master(CapType.DEVICE, ObjectId(2), READ)
+    binding = holder_binding([user, dev])
+    assert len(binding) == 32
+    assert binding != holder_binding([dev, user])
+    with pytest.raises(CapabilityError):
+        holder_binding([user.cap, dev])  # type: ignore[list-item]

@@ -40,6 +40,7 @@ from agents.security.rasp import (
     should_advertise,
 )
 from agents.security.stores import InMemoryReplayCache
+from agents.security.transfer_ticket import TransferTicket, issue_ticket
 from tests.unit.security.conftest import FakeClock
 
 MAX_CB = Resources(cpu=8000, memory=16384, storage=100_000, network=1000)
@@ -323,9 +324,11 @@ def forged_payload(w: World, k: int, who: Identity) -> Any:
         7: MigrationResponse(b"n" * 16, b"n" * 16, pk.name),
         8: SessionKeyTransfer(b"n" * 16, new_symmetric_key()),
         9: MigrationInit("sa"),
-        10: MigrationTransfer(TRANSFER, r),
+        10: MigrationTransfer(TRANSFER, r, issue_ticket(who, session_id=b"\0" * 16,
+                                                        cloud="cb", service="nms")),
         11: MigrationAck("nms", "x"),
-        12: LocationUpdate("nms", "cb", "sa"),
+        12: LocationUpdate("nms", "cb", "sa", issue_ticket(who, session_id=b"\0" * 16,
+                                                           cloud="cb", service="nms")),
     }[k]
 
 
@@ -415,3 +418,57 @@ def test_step4_impersonation_caught_at_step6(ids: dict[str, Identity]) -> None:
     with pytest.raises(ProtocolError) as err:
         w.r.handle(m5)
     assert err.value.code is ErrorCode.KEY_MISMATCH
+
+
+# --- step 12 is bound to step 10's transfer (transfer ticket) ---------------------------------
+
+
+def _step12(w: World, body: LocationUpdate) -> Envelope:
+    s = w.cb.state
+    assert s.session_id is not None
+    hdr = w.cb._header(session_id=s.session_id, step=12, receiver="registry", kind=Kind.SEALED)
+    return w.cb._sealed(hdr, body, w.ids["registry"].public)
+
+
+def test_step12_for_a_service_step10_did_not_transfer_is_refused(
+        ids: dict[str, Identity]) -> None:
+    w = make_world(ids)
+    run_to(w, 12)
+    s = w.cb.state
+    assert s.ticket is not None and s.ticket.service == "nms" and s.session_id is not None
+    rejected(w, "r", _step12(w, LocationUpdate("other", "cb", "sa", s.ticket)),
+             ErrorCode.NOT_AUTHORISED)
+    own = issue_ticket(ids["cb"], session_id=s.session_id, cloud="cb", service="other")
+    rejected(w, "r", _step12(w, LocationUpdate("other", "cb", "sa", own)),
+             ErrorCode.NOT_AUTHORISED)  # the cloud's own signature is no ticket
+    claimed = dataclasses.replace(own, server="sa")
+    rejected(w, "r", _step12(w, LocationUpdate("other", "cb", "sa", claimed)),
+             ErrorCode.BAD_SIGNATURE)
+    assert "other" not in w.r.table.locations and ("sa", "cb") not in w.r.table.allocations
+    w.r.handle(_step12(w, LocationUpdate("nms", "cb", "sa", s.ticket)).to_bytes())
+    assert w.r.table.locations == {"nms": "cb"}
+
+
+def test_step10_ticket_must_name_the_transferred_service(ids: dict[str, Identity]) -> None:
+    """The cloud refuses an M_Trf whose ticket names another service, session or signer."""
+    w = make_world(ids)
+    run_to(w, 10)
+    sid = w.sa.state.session_id
+    assert sid is not None
+
+    def m10(ticket: TransferTicket) -> Envelope:
+        hdr = w.sa._header(session_id=sid, step=10, receiver="cb", kind=Kind.SESSION)
+        return w.sa._session(hdr, MigrationTransfer(TRANSFER, NEED, ticket), w.sa._cipher())
+
+    good = issue_ticket(ids["sa"], session_id=sid, cloud="cb", service="nms")
+    for bad, code in [
+        (issue_ticket(ids["sa"], session_id=sid, cloud="cb", service="other"),
+         ErrorCode.NOT_AUTHORISED),
+        (issue_ticket(ids["sa"], session_id=b"\1" * 16, cloud="cb", service="nms"),
+         ErrorCode.NOT_AUTHORISED),
+        (dataclasses.replace(good, signature=ids["cb"].sign(good.signed_bytes())),
+         ErrorCode.BAD_SIGNATURE),
+    ]:
+        rejected(w, "cb", m10(bad), code)
+    w.cb.handle(m10(good).to_bytes())
+    assert w.cb.state.ticket == good

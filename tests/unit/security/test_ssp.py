@@ -31,8 +31,8 @@ from agents.security.ssp import (
     SspSmf,
     UsageAccepted,
     UsageRequest,
-    run_ssp_in_process,
 )
+from agents.security.ssp_driver import run_ssp_in_process
 from agents.security.stores import InMemoryReplayCache, InMemoryRevocationStore
 from tests.unit.security.conftest import FakeClock
 
@@ -84,7 +84,8 @@ def make_world(ids: dict[str, Identity]) -> World:
                        ip="10.0.0.7", port=9000, handler=echo_handler,
                        replay=caches["server"], clock=clock)  # fmt: skip
     app = SspApplication(ids["appl"], smf=ids["smf"].public,
-                         user_cap=smf.register_user("alice"), dev_cap=smf.register_device("car7"),
+                         user_cap=smf.register_user("alice", holder=ids["appl"].public),
+                         dev_cap=smf.register_device("car7", "alice", holder=ids["appl"].public),
                          replay=caches["app"], clock=clock)  # fmt: skip
     cms = SspCms(ids["cms"], smf=ids["smf"].public, replay=caches["cms"], clock=clock)
     infos = (ServerInfo(ids["server1"].public, "10.0.0.7", 9000),)
@@ -185,7 +186,7 @@ def test_timed_capability_bound_to_user_and_device(ids: dict[str, Identity]) -> 
     m7 = run_to(w, 7)
     s = w.app.state
     assert s.time_cap is not None and s.server is not None and s.serv_id is not None
-    other_user = w.smf.register_user("eve")
+    other_user = w.smf.register_user("eve", holder=ids["appl"].public)
     body = SessionStart(w.app.dev_cap, other_user, s.serv_id, s.time_cap, b"n" * 16)
     hdr = dataclasses.replace(m7.header, msg_id=secrets.token_bytes(16))
     rejected(w, "server", w.app._sealed(hdr, body, s.server), ErrorCode.NOT_AUTHORISED)
@@ -248,7 +249,8 @@ def test_old_sequence_number_refused(ids: dict[str, Identity]) -> None:
 def test_serv_cap_must_be_the_provisioned_one(ids: dict[str, Identity]) -> None:
     w = make_world(ids)
     m4 = run_to(w, 4)
-    w.server.provisioned = {k: w.smf.register_user("x") for k in w.server.provisioned}
+    w.server.provisioned = {k: w.smf.register_user("x", holder=ids["appl"].public)
+                            for k in w.server.provisioned}
     rejected(w, "server", m4, ErrorCode.NOT_AUTHORISED)
 
 

@@ -57,16 +57,18 @@ def test_every_command_for_people(lab: Lab, tmp_path: Path) -> None:
     sid = match.group(1)
     ok(run(lab, "add-server", sid, "--server", f"127.0.0.1:{ports['edge2']}={keys['edge2']}",
            "--max-load", "10"))
+    ok(run(lab, "keygen", "app", "--out", str(tmp_path / "app.key")))
+    app_pub = str(tmp_path / "app.key.pub")
     out = ok(run(lab, "register-user", "Ada", "Lovelace", "--role", "driver", "--rank", "3",
-                 "--cap-out", str(tmp_path / "ada.cap")))
+                 "--app-identity", app_pub, "--cap-out", str(tmp_path / "ada.cap")))
     uid = re.search(r"global id (\S+)", out).group(1)  # type: ignore[union-attr]
     assert re.search(r"USER CAP ([0-9a-f]{4}:){7}[0-9a-f]{4}", out)
     out = ok(run(lab, "register-device", "phone", "--owner", "Ada", "Lovelace",
-                 "--cap-out", str(tmp_path / "phone.cap")))
+                 "--app-identity", app_pub, "--cap-out", str(tmp_path / "phone.cap")))
     did = re.search(r"global id (\S+),", out).group(1)  # type: ignore[union-attr]
     out = ok(run(lab, "request-service", "nms", "--version", "1", "--user-cap",
                  str(tmp_path / "ada.cap"), "--device-cap", str(tmp_path / "phone.cap"),
-                 "--send", "read block 7"))
+                 "--app-key", str(tmp_path / "app.key"), "--send", "read block 7"))
     assert f"session open with 127.0.0.1:{ports['edge1']}" in out and "stage3" in out
     out = ok(run(lab, "migrate", sid, "--to", "edge2", "--user", uid, "--device", did,
                  "--user-cap", str(tmp_path / "ada.cap"), "--device-cap",

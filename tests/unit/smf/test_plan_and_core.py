@@ -30,6 +30,8 @@ from agents.smf.domain import (
     StaleEpoch,
 )
 
+APP = Identity.generate("app")  # the application the capabilities are bound to
+
 
 def test_plan_runs_in_order_and_stops_at_the_first_failure() -> None:
     ran: list[str] = []
@@ -97,9 +99,9 @@ def test_commands_and_ssp_through_the_core(world: World) -> None:
     assert world.core.location(sid).epoch == 1
     with pytest.raises(AlreadyExists):
         world.register()
-    user = world.core.register_user("Ada", "Lovelace", role="driver", rank=3)
-    dev = world.core.register_device("phone", "Ada", "Lovelace")
-    app = SspApplication(Identity.generate("app"), smf=world.smf_id.public,
+    user = world.core.register_user("Ada", "Lovelace", holder=APP.public, role="driver", rank=3)
+    dev = world.core.register_device("phone", "Ada", "Lovelace", holder=APP.public)
+    app = SspApplication(APP, smf=world.smf_id.public,
                          user_cap=user.capability, dev_cap=dev.capability,
                          replay=InMemoryReplayCache())
     m6, server, timings = world.core.request_service(
@@ -116,9 +118,9 @@ def test_commands_and_ssp_through_the_core(world: World) -> None:
     app.handle(m10)
     assert app.state.last_result == digest_handler(b"hello")
     with pytest.raises(InvalidRequest):
-        world.core.register_user("", "x")
+        world.core.register_user("", "x", holder=APP.public)
     with pytest.raises(InvalidRequest):
-        world.core.register_user("a", "b", rank=5000)
+        world.core.register_user("a", "b", holder=APP.public, rank=5000)
 
 
 def test_location_moves_forward_only(world: World) -> None:
@@ -134,9 +136,9 @@ def test_authorisation_checks_both_capabilities(world: World) -> None:
     sid = world.register()
     other = Identity.generate("edge2")
     world.core.add_server(sid, ServerEntry("edge2", "srv2", other.public, "10.0.0.3", 7000, 5))
-    ada = world.core.register_user("Ada", "Lovelace")
-    ada_dev = world.core.register_device("phone", "Ada", "Lovelace")
-    bob = world.core.register_user("Bob", "Smith")
+    ada = world.core.register_user("Ada", "Lovelace", holder=APP.public)
+    ada_dev = world.core.register_device("phone", "Ada", "Lovelace", holder=APP.public)
+    bob = world.core.register_user("Bob", "Smith", holder=APP.public)
     ok = world.core.authorise_migration(sid, ada.global_id, ada_dev.global_id,
                                         ada.capability.to_bytes(), ada_dev.capability.to_bytes(),
                                         "edge2")

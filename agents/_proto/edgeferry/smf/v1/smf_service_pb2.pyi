@@ -28,6 +28,7 @@ from agents._proto.edgeferry.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -38,6 +39,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CapabilityKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CapabilityKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CapabilityKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CAPABILITY_KIND_UNSPECIFIED: _CapabilityKind.ValueType  # 0
+    """Not set (refused)."""
+    CAPABILITY_KIND_USER: _CapabilityKind.ValueType  # 1
+    """A user's USER CAP."""
+    CAPABILITY_KIND_DEVICE: _CapabilityKind.ValueType  # 2
+    """A device's DEV CAP."""
+
+class CapabilityKind(_CapabilityKind, metaclass=_CapabilityKindEnumTypeWrapper):
+    """CapabilityKind names whose master capability a reissue or revocation is about."""
+
+CAPABILITY_KIND_UNSPECIFIED: CapabilityKind.ValueType  # 0
+"""Not set (refused)."""
+CAPABILITY_KIND_USER: CapabilityKind.ValueType  # 1
+"""A user's USER CAP."""
+CAPABILITY_KIND_DEVICE: CapabilityKind.ValueType  # 2
+"""A device's DEV CAP."""
+Global___CapabilityKind: _TypeAlias = CapabilityKind  # noqa: Y015
 
 @_typing.final
 class PublicIdentity(_message.Message):
@@ -232,6 +257,7 @@ class RegisterUserRequest(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
     SPECIALISATION_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
     first_name: _builtins.str
     """First name."""
     surname: _builtins.str
@@ -242,6 +268,10 @@ class RegisterUserRequest(_message.Message):
     """Rank, 0..15 (stored in the capability's property field)."""
     specialisation: _builtins.str
     """Specialisation."""
+    @_builtins.property
+    def holder(self) -> Global___PublicIdentity:
+        """The application key USER CAP is bound to: SSP step 3 must be signed with it."""
+
     def __init__(
         self,
         *,
@@ -250,10 +280,11 @@ class RegisterUserRequest(_message.Message):
         role: _builtins.str = ...,
         rank: _builtins.int = ...,
         specialisation: _builtins.str = ...,
+        holder: Global___PublicIdentity | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_name", b"first_name", "rank", b"rank", "role", b"role", "specialisation", b"specialisation", "surname", b"surname"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_name", b"first_name", "holder", b"holder", "rank", b"rank", "role", b"role", "specialisation", b"specialisation", "surname", b"surname"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -295,6 +326,8 @@ class RegisterDeviceRequest(_message.Message):
     OWNER_FIRST_NAME_FIELD_NUMBER: _builtins.int
     OWNER_SURNAME_FIELD_NUMBER: _builtins.int
     LOCAL_ID_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Device name."""
     owner_first_name: _builtins.str
@@ -303,6 +336,12 @@ class RegisterDeviceRequest(_message.Message):
     """Owner's surname."""
     local_id: _builtins.str
     """Local device id (empty: the SMF makes one)."""
+    owner_user_id: _builtins.str
+    """The owner's global user id (empty: the one registered user with the owner's names)."""
+    @_builtins.property
+    def holder(self) -> Global___PublicIdentity:
+        """The application key DEV CAP is bound to: SSP step 3 must be signed with it."""
+
     def __init__(
         self,
         *,
@@ -310,10 +349,12 @@ class RegisterDeviceRequest(_message.Message):
         owner_first_name: _builtins.str = ...,
         owner_surname: _builtins.str = ...,
         local_id: _builtins.str = ...,
+        holder: Global___PublicIdentity | None = ...,
+        owner_user_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["local_id", b"local_id", "name", b"name", "owner_first_name", b"owner_first_name", "owner_surname", b"owner_surname"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "local_id", b"local_id", "name", b"name", "owner_first_name", b"owner_first_name", "owner_surname", b"owner_surname", "owner_user_id", b"owner_user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -857,6 +898,107 @@ class ListDevicesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDevicesResponse: _TypeAlias = ListDevicesResponse  # noqa: Y015
+
+@_typing.final
+class ReissueCapabilityRequest(_message.Message):
+    """ReissueCapabilityRequest replaces a user's or device's capability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    GLOBAL_ID_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    kind: Global___CapabilityKind.ValueType
+    """USER or DEVICE."""
+    global_id: _builtins.str
+    """Global user or device id."""
+    @_builtins.property
+    def holder(self) -> Global___PublicIdentity:
+        """New application key to bind the capability to (unset: the same key as before)."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___CapabilityKind.ValueType = ...,
+        global_id: _builtins.str = ...,
+        holder: Global___PublicIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_id", b"global_id", "holder", b"holder", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueCapabilityRequest: _TypeAlias = ReissueCapabilityRequest  # noqa: Y015
+
+@_typing.final
+class ReissueCapabilityResponse(_message.Message):
+    """ReissueCapabilityResponse carries the new capability; the old one is revoked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPABILITY_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
+    capability: _builtins.bytes
+    """The new USER CAP / DEV CAP (SealedCapability bytes)."""
+    expires_at_ms: _builtins.int
+    """When it expires (Unix epoch milliseconds)."""
+    def __init__(
+        self,
+        *,
+        capability: _builtins.bytes = ...,
+        expires_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "expires_at_ms", b"expires_at_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueCapabilityResponse: _TypeAlias = ReissueCapabilityResponse  # noqa: Y015
+
+@_typing.final
+class RevokeCapabilityRequest(_message.Message):
+    """RevokeCapabilityRequest revokes a user's or device's current capability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    GLOBAL_ID_FIELD_NUMBER: _builtins.int
+    kind: Global___CapabilityKind.ValueType
+    """USER or DEVICE."""
+    global_id: _builtins.str
+    """Global user or device id."""
+    def __init__(
+        self,
+        *,
+        kind: Global___CapabilityKind.ValueType = ...,
+        global_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["global_id", b"global_id", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCapabilityRequest: _TypeAlias = RevokeCapabilityRequest  # noqa: Y015
+
+@_typing.final
+class RevokeCapabilityResponse(_message.Message):
+    """RevokeCapabilityResponse confirms the revocation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCapabilityResponse: _TypeAlias = RevokeCapabilityResponse  # noqa: Y015
 
 @_typing.final
 class GetServiceRequest(_message.Message):

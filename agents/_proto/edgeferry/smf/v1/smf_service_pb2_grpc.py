@@ -60,6 +60,16 @@ class SmfServiceStub:
                 request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RegisterDeviceRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RegisterDeviceResponse.FromString,
                 _registered_method=True)
+        self.ReissueCapability = channel.unary_unary(
+                '/edgeferry.smf.v1.SmfService/ReissueCapability',
+                request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ReissueCapabilityRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ReissueCapabilityResponse.FromString,
+                _registered_method=True)
+        self.RevokeCapability = channel.unary_unary(
+                '/edgeferry.smf.v1.SmfService/RevokeCapability',
+                request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RevokeCapabilityRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RevokeCapabilityResponse.FromString,
+                _registered_method=True)
         self.AddServer = channel.unary_unary(
                 '/edgeferry.smf.v1.SmfService/AddServer',
                 request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.AddServerRequest.SerializeToString,
@@ -131,6 +141,20 @@ class SmfServiceServicer:
 
     def RegisterDevice(self, request, context):
         """Register Device: issues DEV CAP.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReissueCapability(self, request, context):
+        """A new USER CAP / DEV CAP (new expiry, optionally a new key); the old one is revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCapability(self, request, context):
+        """Revoke a USER CAP / DEV CAP (until reissued).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,6 +236,16 @@ def add_SmfServiceServicer_to_server(servicer, server):
                     servicer.RegisterDevice,
                     request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RegisterDeviceRequest.FromString,
                     response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RegisterDeviceResponse.SerializeToString,
+            ),
+            'ReissueCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReissueCapability,
+                    request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ReissueCapabilityRequest.FromString,
+                    response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ReissueCapabilityResponse.SerializeToString,
+            ),
+            'RevokeCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCapability,
+                    request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RevokeCapabilityRequest.FromString,
+                    response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RevokeCapabilityResponse.SerializeToString,
             ),
             'AddServer': grpc.unary_unary_rpc_method_handler(
                     servicer.AddServer,
@@ -385,6 +419,60 @@ class SmfService:
             '/edgeferry.smf.v1.SmfService/RegisterDevice',
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RegisterDeviceRequest.SerializeToString,
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RegisterDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReissueCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.smf.v1.SmfService/ReissueCapability',
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ReissueCapabilityRequest.SerializeToString,
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ReissueCapabilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.smf.v1.SmfService/RevokeCapability',
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RevokeCapabilityRequest.SerializeToString,
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.RevokeCapabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class SmfServiceStub:
     """Register User: issues USER CAP."""
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.RegisterDeviceRequest, _smf_service_pb2.RegisterDeviceResponse]
     """Register Device: issues DEV CAP."""
+    ReissueCapability: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.ReissueCapabilityRequest, _smf_service_pb2.ReissueCapabilityResponse]
+    """A new USER CAP / DEV CAP (new expiry, optionally a new key); the old one is revoked."""
+    RevokeCapability: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.RevokeCapabilityRequest, _smf_service_pb2.RevokeCapabilityResponse]
+    """Revoke a USER CAP / DEV CAP (until reissued)."""
     AddServer: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.AddServerRequest, _smf_service_pb2.AddServerResponse]
     """Add Server to a registered service."""
     RequestService: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.RequestServiceRequest, _smf_service_pb2.RequestServiceResponse]
@@ -103,6 +107,22 @@ class SmfServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _smf_service_pb2.RegisterDeviceResponse:
         """Register Device: issues DEV CAP."""
+
+    @_abc_1.abstractmethod
+    def ReissueCapability(
+        self,
+        request: _smf_service_pb2.ReissueCapabilityRequest,
+        context: _grpc.ServicerContext,
+    ) -> _smf_service_pb2.ReissueCapabilityResponse:
+        """A new USER CAP / DEV CAP (new expiry, optionally a new key); the old one is revoked."""
+
+    @_abc_1.abstractmethod
+    def RevokeCapability(
+        self,
+        request: _smf_service_pb2.RevokeCapabilityRequest,
+        context: _grpc.ServicerContext,
+    ) -> _smf_service_pb2.RevokeCapabilityResponse:
+        """Revoke a USER CAP / DEV CAP (until reissued)."""
 
     @_abc_1.abstractmethod
     def AddServer(
