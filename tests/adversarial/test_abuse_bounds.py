@@ -220,11 +220,12 @@ def test_finding_smf_ssp_sessions_and_ledger_members_bounded(tmp_path: Path) -> 
     world.core.session_bound = SessionBound(capacity=3, ttl_s=600, clock=clock)
     world.server.session_bound = SessionBound(capacity=2, ttl_s=600, clock=clock)
     world.register()  # the CMS registration holds one SMF session
-    user = world.core.register_user("Ada", "Lovelace")
-    dev = world.core.register_device("phone", "Ada", "Lovelace")
+    app_key = Identity.generate("app")  # the capabilities are bound to the app's key
+    user = world.core.register_user("Ada", "Lovelace", holder=app_key.public)
+    dev = world.core.register_device("phone", "Ada", "Lovelace", holder=app_key.public)
 
     def request() -> None:
-        app = SspApplication(Identity.generate("app"), smf=world.smf_id.public,
+        app = SspApplication(app_key, smf=world.smf_id.public,
                              user_cap=user.capability, dev_cap=dev.capability,
                              replay=InMemoryReplayCache())
         world.core.request_service(app.request_service("nms", "1", "10.0.0.2").to_bytes(),
