@@ -309,10 +309,12 @@ class NmsServer:
                         self._lock.notify_all()
         except AuthenticationFailed as err:
             log.warning("authentication failed from %s: %s", addr, err)
-            self._count_failure(conn)
+            self._count_pending(conn, "handshake_failures")
         except ssl.SSLError as err:
-            log.warning("TLS handshake with %s failed: %s", addr, err.reason)
-            self._count_failure(conn)
+            log.warning("TLS with %s failed: %s", addr, err.reason)
+            self._count_pending(conn, "handshake_failures")
+        except TimeoutError:  # one read took the whole deadline (the reaper acts on the sum)
+            self._count_pending(conn, "handshake_timeouts")
         except (ProtocolError, OSError):
             pass
         finally:
@@ -323,10 +325,12 @@ class NmsServer:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def _count_failure(self, conn: ssl.SSLSocket) -> None:
+    def _count_pending(self, conn: ssl.SSLSocket, counter: str) -> None:
+        """Count a handshake that ended with ``counter`` (once: not if it had finished or the
+        reaper had already closed it)."""
         with self._lock:
-            if conn in self._pending:
-                self.counters["handshake_failures"] += 1
+            if self._pending.pop(conn, None) is not None:
+                self.counters[counter] += 1
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, wait (up to ``grace``) for requests in flight, close, sync."""
