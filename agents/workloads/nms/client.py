@@ -8,15 +8,15 @@
 RequestService plugs in here (after a migration the SMF returns the new location). When a call
 fails because the connection broke or the server is unreachable (stopped for migration), the
 client closes the socket, calls the resolver again and retries with back-off until
-``retry_deadline`` seconds have passed.
+``retry_deadline`` seconds have passed. Every operation is safe to repeat: WRITE/READ are
+idempotent, ALLOC carries a token the server deduplicates, and a FREE that finds its block
+already gone after a reconnect is treated as done. Each outage is recorded in `outages`
+(seconds without service as the client saw it, and the old/new endpoint).
 
 Every connection is TLS 1.3 to a server whose lab-CA certificate carries the NMS name
 (`tls.SERVER_NAME`), then the session-key handshake (`auth`) inside it. A server whose
 certificate does not verify is not the NMS: that raises `AuthenticationFailed` at once (like a
-server that does not know the session key), it is not retried. Every operation is safe to repeat: WRITE/READ are
-idempotent, ALLOC carries a token the server deduplicates, and a FREE that finds its block
-already gone after a reconnect is treated as done. Each outage is recorded in `outages`
-(seconds without service as the client saw it, and the old/new endpoint).
+server that does not know the session key); it is not retried.
 
 CLI (``python -m agents.workloads.nms.client --server HOST:PORT --key-file F --ca-file CA ...``)::
 
