@@ -310,6 +310,8 @@ class NmsServer:
         except AuthenticationFailed as err:
             log.warning("authentication failed from %s: %s", addr, err)
             self._count_pending(conn, "handshake_failures")
+        except ssl.SSLEOFError:  # closed before finishing TLS (e.g. a TCP probe): no news
+            self._count_pending(conn, "handshake_failures")
         except ssl.SSLError as err:
             log.warning("TLS with %s failed: %s", addr, err.reason)
             self._count_pending(conn, "handshake_failures")
