@@ -135,3 +135,32 @@ def test_a_closed_handshake_slot_is_free_again(tmp_path: Path, tls: NmsTls) -> N
         assert srv.counters["handshake_timeouts"] == 1
     finally:
         srv.stop(0.2)
+
+
+def test_limits_and_tls_files_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.workloads.nms.server import build_arg_parser
+
+    defaults = build_arg_parser().parse_args([])
+    assert (defaults.handshake_timeout, defaults.max_connections, defaults.max_pending) == (
+        2.0, 64, 16)
+    assert (str(defaults.cert_file), str(defaults.tls_key_file)) == (
+        "/run/secrets/nms.crt", "/run/secrets/nms-tls.key")
+    monkeypatch.setenv("NMS_HANDSHAKE_TIMEOUT", "0.5")
+    monkeypatch.setenv("NMS_MAX_CONNECTIONS", "8")
+    args = build_arg_parser().parse_args(["--max-pending", "3"])
+    assert (args.handshake_timeout, args.max_connections, args.max_pending) == (0.5, 8, 3)
+
+
+def test_the_server_will_not_start_without_its_certificate(tmp_path: Path, tls: NmsTls,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    from agents.workloads.nms.server import main
+
+    key = tmp_path / "nms.key"
+    key.write_text(KEY.hex())
+    key.chmod(0o600)
+    base = ["--listen", "127.0.0.1:0", "--data", str(tmp_path / "d"), "--key-file", str(key)]
+    assert main([*base, "--cert-file", str(tmp_path / "missing.crt"),
+                 "--tls-key-file", str(tls.issued.key_path)]) == 2
+    assert "cannot set up TLS" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before serving anything
