@@ -34,6 +34,10 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
             secrets:
               - {container_path: /run/secrets/nms.key, path: /etc/edgeferry/nms.key,
                  uid: 65534}
+              - {container_path: /run/secrets/nms.crt, path: /etc/edgeferry/nms-tls.crt,
+                 uid: 65534}          # the NMS TLS certificate and key (pki role)
+              - {container_path: /run/secrets/nms-tls.key, path: /etc/edgeferry/nms-tls.key,
+                 uid: 65534}
 
 With ``container`` set, RASP step 10 carries the pushed image's digest and size, the
 destination's pull is checked against it, and the location record moves only after the

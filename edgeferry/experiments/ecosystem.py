@@ -57,6 +57,7 @@ from agents.security.crypto import Identity, PublicIdentity
 from agents.security.rasp import Resources
 from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
+from agents.workloads.nms.tls import ClientTls
 from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
 from edgeferry.deploy.runner import REPO_ROOT, inventory_name
 from edgeferry.errors import OperationFailed
@@ -189,6 +190,12 @@ class Ecosystem:
 
     def nms_key(self) -> bytes:
         return self.secret(PurePosixPath("nms.key"))
+
+    def nms_tls(self) -> ClientTls:
+        """TLS to the NMS as its clients open it: trust the lab CA, verify the NMS name."""
+        tls = self.endpoints.tls
+        assert tls is not None
+        return ClientTls.from_ca_file(tls.ca_cert)
 
     def secret(self, path: PurePosixPath) -> bytes:
         """The controller's copy of the secret file the deploy installed at ``path`` on a host

@@ -1,13 +1,19 @@
 """The NMS workload image: ``edgeferry/nms:<hash>`` = the Python base + agents/workloads/nms.
 
     built = nms_image()
-    docker run -d -p 7070 -v /path/nms.key:/run/secrets/nms.key:ro built.tag
+    docker run -d -p 7070 -v /path/nms.key:/run/secrets/nms.key:ro \
+        -v /path/nms-tls.crt:/run/secrets/nms.crt:ro \
+        -v /path/nms-tls.key:/run/secrets/nms-tls.key:ro built.tag
 
 The server runs as uid/gid 65534 and stores its blocks under ``/var/lib/nms`` inside the
 container filesystem (no volume), so ``docker commit`` carries every acknowledged block to the
 destination. The session key is *not* in the image: it is bind-mounted read-only at run time
 (``NMS_KEY_FILE``, default ``/run/secrets/nms.key``, owned by uid 65534, mode 0400/0600) and bind
-mounts are not committed. SIGTERM makes the server finish in-flight requests and exit 0.
+mounts are not committed. The same holds for its TLS certificate and key (``NMS_CERT_FILE``,
+``NMS_TLS_KEY_FILE``: the lab-CA certificate for the NMS name that the pki role issues; the
+node agent writes every secret file 0400 owned by uid 65534). SIGTERM makes the server finish
+in-flight requests and exit 0. Handshake deadline and connection caps: ``NMS_HANDSHAKE_TIMEOUT``,
+``NMS_MAX_CONNECTIONS``, ``NMS_MAX_PENDING`` (defaults in ``nms.server.Limits``).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ NMS_REPO = f"{IMAGE_NAMESPACE}/nms"
 NMS_PORT = 7070
 NMS_UID = 65534
 KEY_PATH_IN_CONTAINER = "/run/secrets/nms.key"
+CERT_PATH_IN_CONTAINER = "/run/secrets/nms.crt"
+TLS_KEY_PATH_IN_CONTAINER = "/run/secrets/nms-tls.key"
 #: Modules copied into the image (standard library only; `client` is handy for debugging).
-MODULES = ("__init__.py", "protocol.py", "auth.py", "server.py", "client.py")
+MODULES = ("__init__.py", "protocol.py", "auth.py", "tls.py", "server.py", "client.py")
 
 
 def dockerfile(base_tag: str) -> str:
@@ -40,7 +48,8 @@ def dockerfile(base_tag: str) -> str:
         f"RUN mkdir -p /var/lib/nms && chown {NMS_UID}:{NMS_UID} /var/lib/nms "
         "&& chmod 0700 /var/lib/nms",
         "ENV PYTHONPATH=/opt/nms NMS_DATA=/var/lib/nms "
-        f"NMS_LISTEN=0.0.0.0:{NMS_PORT} NMS_KEY_FILE={KEY_PATH_IN_CONTAINER}",
+        f"NMS_LISTEN=0.0.0.0:{NMS_PORT} NMS_KEY_FILE={KEY_PATH_IN_CONTAINER} "
+        f"NMS_CERT_FILE={CERT_PATH_IN_CONTAINER} NMS_TLS_KEY_FILE={TLS_KEY_PATH_IN_CONTAINER}",
         f"USER {NMS_UID}:{NMS_UID}",
         f"EXPOSE {NMS_PORT}",
         "STOPSIGNAL SIGTERM",

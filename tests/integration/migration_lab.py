@@ -66,8 +66,16 @@ from agents.smf.migration import MigrationPorts
 from agents.smf.servicer import SmfServicer
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
-from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_PORT, NMS_UID, nms_image
+from edgeferry.images.nms import (
+    CERT_PATH_IN_CONTAINER,
+    KEY_PATH_IN_CONTAINER,
+    NMS_PORT,
+    NMS_UID,
+    TLS_KEY_PATH_IN_CONTAINER,
+    nms_image,
+)
 from edgeferry.images.registry import LocalRegistry, free_port
+from tests.nms_tls import NmsTls, issue_nms_cert
 
 REPO = Path(__file__).resolve().parents[2]
 # A host's MAX (cpu millicores, MiB, MiB, Mbit/s): room for four NMS at a time. Allocations are
@@ -167,6 +175,18 @@ class MigrationLab:
     cms: Identity = field(default_factory=lambda: Identity.generate("cms"))
 
     # -- plumbing ---------------------------------------------------------------------------------
+    @property
+    def nms_tls(self) -> NmsTls:
+        """The NMS server certificate (the lab CA, the NMS name), as the pki role issues it."""
+        return issue_nms_cert(self.pki.ca, self.root / "nms-tls")  # cached on disk after once
+
+    def nms_secret_files(self) -> list[tuple[str, Path]]:
+        """(path in the container, file here) of every NMS secret: session key, TLS cert/key."""
+        tls = self.nms_tls
+        return [(KEY_PATH_IN_CONTAINER, self.root / "nms.key"),
+                (CERT_PATH_IN_CONTAINER, tls.issued.cert_path),
+                (TLS_KEY_PATH_IN_CONTAINER, tls.issued.key_path)]
+
     def config(self, name: str, settings: dict[str, Any]) -> AgentConfig:
         cert = self.pki.issue(name)
         return load_config(None, {f"settings.{k}": v for k, v in settings.items()}, defaults={
@@ -236,8 +256,8 @@ class MigrationLab:
                     "workload": WORKLOAD, "repository": f"efmig/{self.tag}/nms",
                     "container_port": NMS_PORT, "host_ip": "127.0.0.1", "probe": "tcp",
                     "probe_timeout_s": 20.0, "stop_timeout_s": 10,
-                    "secrets": [{"container_path": KEY_PATH_IN_CONTAINER,
-                                 "path": str(nms_key), "uid": NMS_UID}]}}},
+                    "secrets": [{"container_path": inside, "path": str(path), "uid": NMS_UID}
+                                for inside, path in self.nms_secret_files()]}}},
         })
         smf_holder: dict[str, Any] = {}
         smf = self._serve(scfg, lambda s: smf_holder.update(zip(("core", "servicer"),
@@ -298,7 +318,8 @@ class MigrationLab:
     def nms_client(self, retry_deadline: float = 120.0) -> NmsClient:
         """An NMS client that finds the NMS through the SMF (Request Service + SSP locate)."""
         return NmsClient(ssp_resolver(self.app_session, WORKLOAD),
-                         SharedKeyAuth(self.nms_key, "alice"), retry_deadline=retry_deadline,
+                         SharedKeyAuth(self.nms_key, "alice"), self.nms_tls.client(),
+                         retry_deadline=retry_deadline,
                          connect_timeout=1.0, io_timeout=5.0)
 
     # -- scenario ---------------------------------------------------------------------------------
@@ -350,8 +371,8 @@ class MigrationLab:
         spec = npb.WorkloadSpec(
             name=WORKLOAD, image=nms_image(log=lambda *_: None).tag,
             ports=[npb.PortBinding(container_port=NMS_PORT, host_ip="127.0.0.1")],
-            secrets=[npb.SecretFile(container_path=KEY_PATH_IN_CONTAINER, content=self.nms_key,
-                                    uid=NMS_UID)])
+            secrets=[npb.SecretFile(container_path=inside, content=path.read_bytes(), uid=NMS_UID)
+                     for inside, path in self.nms_secret_files()])
         self.node_stub(on).RunWorkload(npb.RunWorkloadRequest(spec=spec), timeout=60)
 
     def ports(self) -> MigrationPorts:

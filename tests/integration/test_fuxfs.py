@@ -1,5 +1,6 @@
 """fuxfs end to end: a real FUSE mount (``python -m agents.workloads.nms.fuxfs``) against a real NMS
-server process on 127.0.0.1, through a migration that moves only the server's data directory.
+server process on 127.0.0.1 (TLS with a lab-CA certificate for the NMS name), through a migration
+that moves only the server's data directory.
 
 A migration is emulated the way the node agents' stop/commit/push/pull/run carries it: SIGTERM
 the server, copy its data directory to a fresh place (the old one is deleted), start a server
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.nms_tls import NmsTls, issue_nms_cert
 
 REPO = Path(__file__).resolve().parents[2]
 BS = 8192
@@ -84,6 +87,7 @@ def fusermount() -> str:
 class Harness:
     tmp: Path
     key_file: Path
+    tls: NmsTls
     servers: list[NmsProcess] = field(default_factory=list)
     mounts: list[FuxfsMount] = field(default_factory=list)
 
@@ -92,7 +96,9 @@ class Harness:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agents.workloads.nms.server", "--listen", "127.0.0.1:0",
-                 "--data", str(data), "--key-file", str(self.key_file)],
+                 "--data", str(data), "--key-file", str(self.key_file),
+                 "--cert-file", str(self.tls.issued.cert_path),
+                 "--tls-key-file", str(self.tls.issued.key_path)],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         server = NmsProcess(data, proc, log)
         self.servers.append(server)
@@ -114,7 +120,8 @@ class Harness:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agents.workloads.nms.fuxfs", str(mnt), *args,
-                 "--key-file", str(key_file or self.key_file), "--retry-deadline", "20"],
+                 "--key-file", str(key_file or self.key_file), "--retry-deadline", "20",
+                 "--ca-file", str(self.tls.ca_cert)],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         mount = FuxfsMount(mnt, proc, log)
         self.mounts.append(mount)
@@ -147,8 +154,9 @@ class Harness:
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path, write_key(tmp_path / "nms.key", os.urandom(32)))
+def harness(tmp_path: Path, lab_pki) -> Iterator[Harness]:  # type: ignore[no-untyped-def]
+    h = Harness(tmp_path, write_key(tmp_path / "nms.key", os.urandom(32)),
+                issue_nms_cert(lab_pki.ca, tmp_path / "tls"))
     try:
         yield h
     finally:
@@ -259,7 +267,8 @@ def test_a_wrong_key_is_refused_before_mounting(harness: Harness) -> None:
     mnt.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "agents.workloads.nms.fuxfs", str(mnt),
-         "--server", f"127.0.0.1:{server.port}", "--key-file", str(wrong)],
+         "--server", f"127.0.0.1:{server.port}", "--key-file", str(wrong),
+         "--ca-file", str(harness.tls.ca_cert)],
         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "refused the session key" in done.stderr and "Traceback" not in done.stderr
@@ -267,6 +276,24 @@ def test_a_wrong_key_is_refused_before_mounting(harness: Harness) -> None:
     # the client rejects the server's proof first (mutual authentication), so no request left it
     assert "did not prove knowledge of the session key" in done.stderr
     assert nms_blocks(server.data) == 0  # nothing was formatted for the intruder
+
+
+def test_a_server_the_lab_ca_did_not_certify_is_refused_before_mounting(harness: Harness,
+                                                                         lab_pki) -> None:  # type: ignore[no-untyped-def]
+    server = harness.start_server(harness.tmp / "nms-a")
+    mnt = harness.tmp / "mnt"
+    mnt.mkdir()
+    started = time.monotonic()
+    done = subprocess.run(  # the client trusts another CA: this NMS is not proven to it
+        [sys.executable, "-m", "agents.workloads.nms.fuxfs", str(mnt),
+         "--server", f"127.0.0.1:{server.port}", "--key-file", str(harness.key_file),
+         "--ca-file", str(lab_pki.foreign_ca.cert_path), "--retry-deadline", "60"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "certificate does not verify" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30  # refused at once, not retried until the deadline
+    assert not os.path.ismount(mnt)
+    assert nms_blocks(server.data) == 0
 
 
 def test_sigterm_flushes_buffered_writes_and_exits_cleanly(harness: Harness) -> None:

@@ -14,10 +14,17 @@ import pytest
 
 from agents.node.engine import MANIFEST_V2
 from edgeferry.images.base import busybox_base
-from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_UID, nms_image
+from edgeferry.images.nms import (
+    CERT_PATH_IN_CONTAINER,
+    KEY_PATH_IN_CONTAINER,
+    NMS_UID,
+    TLS_KEY_PATH_IN_CONTAINER,
+    nms_image,
+)
 from edgeferry.images.registry import LocalRegistry
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 from tests.conftest import LabPKI
+from tests.nms_tls import issue_nms_cert
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 PREFIX = f"efnode-img{os.getpid()}"
@@ -74,23 +81,28 @@ def test_synthetic_layers_are_incompressible_and_the_container_stops_at_once(
     assert "/state/diff" in diff
 
 
-def test_nms_image_runs_unprivileged_and_carries_no_key(tmp_path: Path, engine: Any) -> None:
+def test_nms_image_runs_unprivileged_and_carries_no_key(tmp_path: Path, engine: Any,
+                                                        lab_pki: LabPKI) -> None:
     built = nms_image()
     config = engine.images.get(built.tag).attrs["Config"]
     assert config["User"] == f"{NMS_UID}:{NMS_UID}"
     assert not any("KEY=" in e for e in config.get("Env") or [])
     key = tmp_path / "nms.key"
     key.write_text(os.urandom(32).hex())
-    key.chmod(0o400)
-    os.chown(key, NMS_UID, NMS_UID)
+    tls = issue_nms_cert(lab_pki.ca, tmp_path / "tls")
+    files = {KEY_PATH_IN_CONTAINER: key, CERT_PATH_IN_CONTAINER: tls.issued.cert_path,
+             TLS_KEY_PATH_IN_CONTAINER: tls.issued.key_path}
+    for path in files.values():  # as the node agent writes secret files
+        path.chmod(0o400)
+        os.chown(path, NMS_UID, NMS_UID)
     container = engine.containers.run(
         built.tag, detach=True, name=f"{PREFIX}-nms",
-        mounts=[docker.types.Mount(KEY_PATH_IN_CONTAINER, str(key), type="bind",
-                                   read_only=True)])
+        mounts=[docker.types.Mount(inside, str(path), type="bind", read_only=True)
+                for inside, path in files.items()])
     deadline = time.monotonic() + 15
     while b"serving" not in container.logs() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert b"serving 8192-byte blocks" in container.logs()
+    assert b"serving 8192-byte blocks" in container.logs(), container.logs()
     started = time.monotonic()
     container.stop(timeout=10)
     assert time.monotonic() - started < 2.0

@@ -100,8 +100,9 @@ def test_nms_migrates_through_smf_with_audit_ledger_rasp_and_containers(lab: Mig
     assert transfer.image_digest in phases["push"].detail
     container = engine.containers.get(lab.nodes["edge-b"].container)
     assert container.image.attrs["RepoDigests"][0].endswith(transfer.image_digest)
-    # the key was re-sent as a secret, not committed into the image
-    assert not any("nms.key" in d["Path"] for d in (container.diff() or []))
+    # the keys were re-sent as secrets, not committed into the image
+    assert not any(n in d["Path"] for d in (container.diff() or [])
+                   for n in ("nms.key", "nms-tls.key"))
 
     # the client reconnects through the SMF and finds every block; more writes go to edge-b
     assert _check_blocks(client, blocks) == 0

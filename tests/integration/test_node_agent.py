@@ -30,10 +30,18 @@ from agents.node.agent import setup as node_setup
 from agents.node.client import node_stub
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
-from edgeferry.images.nms import KEY_PATH_IN_CONTAINER, NMS_PORT, NMS_UID, nms_image
+from edgeferry.images.nms import (
+    CERT_PATH_IN_CONTAINER,
+    KEY_PATH_IN_CONTAINER,
+    NMS_PORT,
+    NMS_UID,
+    TLS_KEY_PATH_IN_CONTAINER,
+    nms_image,
+)
 from edgeferry.images.registry import CountingRelay, LocalRegistry
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 from tests.conftest import LabPKI
+from tests.nms_tls import issue_nms_cert
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -233,19 +241,24 @@ def test_nms_migration_loses_no_block_and_does_not_commit_the_key(
     server = start_node(run_agent_server, node_config(agent_config, tmp_path, registry))
     stub = stub_for(lab_pki, server.port)
     key = os.urandom(32)
+    tls = issue_nms_cert(lab_pki.ca, tmp_path / "nms-tls")
     name = f"{PREFIX}-nms"
     spec = pb.WorkloadSpec(
         name=name, image=image,
         ports=[pb.PortBinding(container_port=NMS_PORT, host_ip="127.0.0.1")],
         secrets=[pb.SecretFile(container_path=KEY_PATH_IN_CONTAINER, content=key.hex().encode(),
-                               uid=NMS_UID)])
+                               uid=NMS_UID),
+                 pb.SecretFile(container_path=CERT_PATH_IN_CONTAINER,
+                               content=tls.issued.cert_path.read_bytes(), uid=NMS_UID),
+                 pb.SecretFile(container_path=TLS_KEY_PATH_IN_CONTAINER,
+                               content=tls.issued.key_path.read_bytes(), uid=NMS_UID)])
     run = stub.RunWorkload(pb.RunWorkloadRequest(spec=spec), timeout=60)
     location = {"port": host_port(run, NMS_PORT)}
     stub.ProbeFirstResponse(pb.ProbeFirstResponseRequest(
         kind=pb.PROBE_KIND_TCP_CONNECT, timeout_seconds=20,
         endpoint=common_pb2.Endpoint(host="127.0.0.1", port=location["port"])), timeout=30)
     client = NmsClient(lambda: ("127.0.0.1", location["port"]), SharedKeyAuth(key, "alice"),
-                       retry_deadline=60)
+                       tls.client(), retry_deadline=60)
     blocks = {client.allocate(): os.urandom(8192) for _ in range(32)}
     for bid, data in blocks.items():
         client.write(bid, data)
@@ -258,11 +271,13 @@ def test_nms_migration_loses_no_block_and_does_not_commit_the_key(
     assert len(moves) == 1 and moves[0].new_endpoint == ("127.0.0.1", location["port"])
     client.close()
 
-    # The session key was bind-mounted, never committed: the image holds an empty mount point.
+    # The session key and the TLS key were bind-mounted, never committed: the image holds empty
+    # mount points.
     probe = engine.containers.create(out["pull"].pinned_ref, name=f"{PREFIX}-keycheck")
-    chunks, stat = probe.get_archive(KEY_PATH_IN_CONTAINER)
-    b"".join(chunks)
-    assert stat["size"] == 0
+    for path in (KEY_PATH_IN_CONTAINER, TLS_KEY_PATH_IN_CONTAINER):
+        chunks, stat = probe.get_archive(path)
+        b"".join(chunks)
+        assert stat["size"] == 0, path
 
 
 def test_request_beyond_remaining_resources_is_served_by_the_neighbour(

@@ -13,8 +13,13 @@ Both sides prove knowledge of K over both fresh nonces (mutual authentication; a
 handshake cannot be replayed because the other side's nonce changes). Per-direction frame keys
 are HMAC(K, "nms1 c2s"|Nc|Ns) and HMAC(K, "nms1 s2c"|Nc|Ns); a sealed frame is
 ``u64 seq | payload | HMAC-SHA256(key, seq | payload)`` with ``seq`` counting up from 0, so a
-replayed, reordered, dropped or modified frame is rejected. Frames are authenticated, not
-encrypted (block contents are the client's business; an AEAD session can be plugged in).
+replayed, reordered, dropped or modified frame is rejected.
+
+All of this runs inside TLS 1.3 (`tls`), which encrypts and authenticates the server by its
+lab-CA certificate. The clients hold no lab certificate, so this handshake is what
+authenticates the client; it also proves that the server holds K, and the frame MACs stay as
+defence in depth: a party holding some other lab certificate with the NMS name (a mis-issued
+one) still can neither answer as the NMS nor inject or replay a frame without K.
 """
 
 from __future__ import annotations

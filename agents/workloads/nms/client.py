@@ -1,6 +1,7 @@
 """NMS client library and CLI; reconnects (re-resolving the server) after a migration.
 
-    client = NmsClient(static_resolver("10.10.0.12", 7070), SharedKeyAuth(key, "alice"))
+    client = NmsClient(static_resolver("10.10.0.12", 7070), SharedKeyAuth(key, "alice"),
+                       ClientTls.from_ca_file(Path("/etc/edgeferry/pki/ca.crt")))
     bid = client.allocate(); client.write(bid, data); client.read(bid); client.free(bid)
 
 ``resolver`` is any callable returning the server's current ``(host, port)``; the SMF
@@ -12,7 +13,12 @@ idempotent, ALLOC carries a token the server deduplicates, and a FREE that finds
 already gone after a reconnect is treated as done. Each outage is recorded in `outages`
 (seconds without service as the client saw it, and the old/new endpoint).
 
-CLI (``python -m agents.workloads.nms.client --server HOST:PORT --key-file F ...``)::
+Every connection is TLS 1.3 to a server whose lab-CA certificate carries the NMS name
+(`tls.SERVER_NAME`), then the session-key handshake (`auth`) inside it. A server whose
+certificate does not verify is not the NMS: that raises `AuthenticationFailed` at once (like a
+server that does not know the session key); it is not retried.
+
+CLI (``python -m agents.workloads.nms.client --server HOST:PORT --key-file F --ca-file CA ...``)::
 
     alloc | write ID FILE|- | read ID [-o FILE] | free ID | stat | ping
     bench --blocks N    (allocate, write, read back and verify N blocks; prints ops/s)
@@ -25,6 +31,7 @@ import contextlib
 import itertools
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +55,7 @@ from .protocol import (
     send_frame,
     u64,
 )
+from .tls import SERVER_NAME, ClientTls
 
 Resolver = Callable[[], tuple[str, int]]
 
@@ -83,6 +91,7 @@ class NmsClient:
         self,
         resolver: Resolver,
         auth: Authenticator,
+        tls: ClientTls,
         *,
         connect_timeout: float = 2.0,
         io_timeout: float = 10.0,
@@ -92,6 +101,7 @@ class NmsClient:
     ) -> None:
         self.resolver = resolver
         self.auth = auth
+        self.tls = tls
         self.connect_timeout = connect_timeout
         self.io_timeout = io_timeout
         self.retry_deadline = retry_deadline
@@ -107,9 +117,19 @@ class NmsClient:
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
         endpoint = self.resolver()
-        sock = socket.create_connection(endpoint, timeout=self.connect_timeout)
+        raw = socket.create_connection(endpoint, timeout=self.connect_timeout)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock = self.tls.wrap(raw)  # the TLS handshake, under the connect timeout
+            except ssl.SSLCertVerificationError as err:
+                raise AuthenticationFailed(
+                    f"the server at {endpoint[0]}:{endpoint[1]} is not the NMS: its "
+                    f"certificate does not verify ({err.verify_message})") from None
+        except BaseException:
+            raw.close()
+            raise
+        try:
             sock.settimeout(self.io_timeout)
             session = self.auth.client_handshake(sock)
         except BaseException:
@@ -229,6 +249,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                                 description="Network Memory Server client")
     p.add_argument("--server", type=_endpoint, required=True, metavar="HOST:PORT")
     p.add_argument("--key-file", type=Path, required=True, help="session key file (mode 0600)")
+    p.add_argument("--ca-file", type=Path, default=os.environ.get("NMS_CA_FILE"),
+                   help="the lab CA certificate the NMS certificate must chain to "
+                        "(default: $NMS_CA_FILE)")
+    p.add_argument("--server-name", default=SERVER_NAME,
+                   help="the name the NMS certificate must carry (default: %(default)s)")
     p.add_argument("--client-id", default=os.environ.get("USER", "client"))
     p.add_argument("--retry-deadline", type=float, default=30.0)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -289,13 +314,22 @@ def run_cli(args: argparse.Namespace, client: NmsClient) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    if args.ca_file is None:
+        parser.error("give --ca-file (the lab CA certificate) or set NMS_CA_FILE")
     try:
         auth = SharedKeyAuth.from_file(args.key_file, args.client_id)
     except (OSError, ValueError) as err:
         print(f"nms: cannot use key file {args.key_file}: {err}", file=sys.stderr)
         return 2
-    client = NmsClient(static_resolver(*args.server), auth, retry_deadline=args.retry_deadline)
+    try:
+        tls = ClientTls.from_ca_file(Path(args.ca_file), args.server_name)
+    except OSError as err:
+        print(f"nms: cannot use CA file {args.ca_file}: {err}", file=sys.stderr)
+        return 2
+    client = NmsClient(static_resolver(*args.server), auth, tls,
+                       retry_deadline=args.retry_deadline)
     try:
         with client:
             return run_cli(args, client)

@@ -2,7 +2,8 @@
 RASP-secured MigrateService of the NMS, the client reconnecting through the SMF, no block lost.
 
 prepare: the ecosystem bootstrap registers the ``nms`` service (first server = the workload's
-source) and runs the NMS image (from the lab registry, its key as a secret file).
+source) and runs the NMS image (from the lab registry; its session key, TLS certificate and TLS
+key as secret files). The client speaks TLS to it, verifying the NMS name against the lab CA.
 Per trial (untimed set-up: the NMS back at the source and restarted from the registry image,
 so the trial migrates only its own blocks, the destination's engine without NMS images so the
 pull moves every layer, the pull link measured with iperf3):
@@ -94,7 +95,8 @@ class NmsSecureMigration(MigrationScenario):
                 ph.detail = {"stages_s": stages, "server": session.server_address,
                              "nms_at": f"{where[0]}:{where[1]}"}
             client = NmsClient(ssp_resolver(self._session, SERVICE),
-                               SharedKeyAuth(eco.nms_key(), "alice"), retry_deadline=300.0,
+                               SharedKeyAuth(eco.nms_key(), "alice"), eco.nms_tls(),
+                               retry_deadline=300.0,
                                connect_timeout=2.0, io_timeout=30.0)
             with timer.phase("write-blocks") as ph:
                 size = client.block_size

@@ -37,6 +37,11 @@ EXAMPLE = REPO_ROOT / "inventory" / "example-hardware"
 CATALOG = REPO_ROOT / "roles" / "edgeferry" / "defaults" / "main.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 NMS_KEY = SecretMount("/run/secrets/nms.key", PurePosixPath("/etc/edgeferry/nms.key"), 65534)
+NMS_SECRETS = (
+    NMS_KEY,
+    SecretMount("/run/secrets/nms.crt", PurePosixPath("/etc/edgeferry/nms-tls.crt"), 65534),
+    SecretMount("/run/secrets/nms-tls.key", PurePosixPath("/etc/edgeferry/nms-tls.key"), 65534),
+)
 
 # Runs the role's own manifest tasks (what tasks/main.yml includes after configuring the
 # instances) with every placed instance deployed and no host contacted.
@@ -95,7 +100,7 @@ def test_loader_reads_the_manifest_of_the_smf_host(tmp_path: Path) -> None:
     assert (smf.address, smf.port) == ("192.0.2.10", 50051)
     assert smf.setting("audit", "owner_token_file") == "/etc/edgeferry/smf-owner.token"
     assert m.workloads() == {
-        "nms": Workload("nms", "nms", 7070, (NMS_KEY,)),
+        "nms": Workload("nms", "nms", 7070, NMS_SECRETS),
         "synthetic": Workload("synthetic", "synthetic", 8080),
     }
 
@@ -270,7 +275,7 @@ def test_the_role_renders_what_the_loader_reads(rendered: tuple[Path, Path]) -> 
     for service, w in workloads.items():
         assert (w.name, w.container_port) == (smf_settings[service]["workload"],
                                               smf_settings[service]["container_port"])
-    assert workloads["nms"].secrets == (NMS_KEY,)
+    assert workloads["nms"].secrets == NMS_SECRETS
     owner = yaml.safe_load((REPO_ROOT / "roles" / "edgeferry_agent" / "defaults" / "main.yml")
                            .read_text())["edgeferry_agent_container_owner"]
     for host in ("xavier01", "xavier02", "x86edge01"):

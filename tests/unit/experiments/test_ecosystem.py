@@ -39,7 +39,9 @@ def test_deployed_reads_workloads_owner_and_each_edges_maximum(tmp_path: Path) -
     nms, synthetic = d.workloads["nms"], d.workloads["synthetic"]
     assert (nms.name, nms.container_port) == ("nms", 7070)
     assert [(s.container_path, s.path, s.uid) for s in nms.secrets] == [
-        ("/run/secrets/nms.key", PurePosixPath("/etc/edgeferry/nms.key"), 65534)]
+        ("/run/secrets/nms.key", PurePosixPath("/etc/edgeferry/nms.key"), 65534),
+        ("/run/secrets/nms.crt", PurePosixPath("/etc/edgeferry/nms-tls.crt"), 65534),
+        ("/run/secrets/nms-tls.key", PurePosixPath("/etc/edgeferry/nms-tls.key"), 65534)]
     assert (synthetic.name, synthetic.container_port, synthetic.secrets) == ("synthetic", 8080, ())
 
 

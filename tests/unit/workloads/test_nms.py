@@ -1,4 +1,4 @@
-"""NMS server + client over real loopback TCP: blocks, auth, framing, reconnect, SIGTERM."""
+"""NMS server + client over real loopback TLS: blocks, auth, framing, reconnect, SIGTERM."""
 
 from __future__ import annotations
 
@@ -18,25 +18,32 @@ from agents.workloads.nms.auth import AuthenticationFailed, HmacSession, SharedK
 from agents.workloads.nms.client import NmsClient, NmsError, NmsUnavailable, static_resolver
 from agents.workloads.nms.protocol import Op, Request, Status, encode_request, send_frame
 from agents.workloads.nms.server import BlockStore, NmsServer
+from tests.nms_tls import NmsTls, issue_nms_cert
 
 KEY = bytes(range(32))
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture(scope="module")
+def tls(lab_pki, tmp_path_factory: pytest.TempPathFactory) -> NmsTls:  # type: ignore[no-untyped-def]
+    return issue_nms_cert(lab_pki.ca, tmp_path_factory.mktemp("nms-tls"))
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[NmsServer]:
+def server(tmp_path: Path, tls: NmsTls) -> Iterator[NmsServer]:
     srv = NmsServer(BlockStore(tmp_path / "data", 8192, max_blocks=8),
-                    SharedKeyAuth(KEY, "server"), "127.0.0.1", 0).start()
+                    SharedKeyAuth(KEY, "server"), tls.server(), "127.0.0.1", 0).start()
     yield srv
     srv.stop(0.5)
 
 
-def client_for(port: int, key: bytes = KEY, **kw: object) -> NmsClient:
-    return NmsClient(static_resolver("127.0.0.1", port), SharedKeyAuth(key, "alice"), **kw)  # type: ignore[arg-type]
+def client_for(port: int, tls: NmsTls, key: bytes = KEY, **kw: object) -> NmsClient:
+    return NmsClient(static_resolver("127.0.0.1", port), SharedKeyAuth(key, "alice"),
+                     tls.client(), **kw)  # type: ignore[arg-type]
 
 
-def test_allocate_write_read_free(server: NmsServer) -> None:
-    with client_for(server.port) as c:
+def test_allocate_write_read_free(server: NmsServer, tls: NmsTls) -> None:
+    with client_for(server.port, tls) as c:
         assert c.stat().block_size == 8192
         bid = c.allocate()
         assert c.read(bid) == bytes(8192)
@@ -54,8 +61,8 @@ def test_allocate_write_read_free(server: NmsServer) -> None:
             c.write(bid, bytes(8193))
 
 
-def test_capacity_limit(server: NmsServer) -> None:
-    with client_for(server.port) as c:
+def test_capacity_limit(server: NmsServer, tls: NmsTls) -> None:
+    with client_for(server.port, tls) as c:
         for _ in range(8):
             c.allocate()
         with pytest.raises(NmsError) as info:
@@ -73,16 +80,17 @@ def test_alloc_token_makes_alloc_idempotent(tmp_path: Path) -> None:
     assert store.count() == 1
 
 
-def test_wrong_key_is_refused_both_ways(server: NmsServer) -> None:
-    with pytest.raises(AuthenticationFailed), client_for(server.port, key=b"x" * 32) as c:
+def test_wrong_key_is_refused_both_ways(server: NmsServer, tls: NmsTls) -> None:
+    with pytest.raises(AuthenticationFailed), client_for(server.port, tls, key=b"x" * 32) as c:
         c.ping()
 
 
-def test_client_refuses_a_server_without_the_key(tmp_path: Path) -> None:
-    impostor = NmsServer(BlockStore(tmp_path, 64), SharedKeyAuth(b"y" * 32), "127.0.0.1", 0)
+def test_client_refuses_a_server_without_the_key(tmp_path: Path, tls: NmsTls) -> None:
+    impostor = NmsServer(BlockStore(tmp_path, 64), SharedKeyAuth(b"y" * 32), tls.server(),
+                        "127.0.0.1", 0)
     impostor.start()
     try:
-        with pytest.raises(AuthenticationFailed), client_for(impostor.port) as c:
+        with pytest.raises(AuthenticationFailed), client_for(impostor.port, tls) as c:
             c.ping()
     finally:
         impostor.stop(0.2)
@@ -104,23 +112,27 @@ def test_sealed_frames_reject_tampering_replay_and_reordering() -> None:
     assert b.open(f1) == b"one"
 
 
-def test_unauthenticated_requests_get_no_answer(server: NmsServer) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+def test_unauthenticated_requests_get_no_answer(server: NmsServer, tls: NmsTls) -> None:
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+    with tls.client().wrap(raw) as sock:  # TLS is fine, but no NMS1 hello inside it
         send_frame(sock, encode_request(Request(Op.READ, 1, bytes(8))))
-        assert sock.recv(100) == b""  # not an NMS1 hello: the server hangs up
+        assert sock.recv(100) == b""  # the server hangs up
 
 
-def test_client_reconnects_to_the_new_location_without_losing_blocks(tmp_path: Path) -> None:
+def test_client_reconnects_to_the_new_location_without_losing_blocks(tmp_path: Path,
+                                                                     tls: NmsTls) -> None:
     data_dir = tmp_path / "blocks"
-    first = NmsServer(BlockStore(data_dir, 8192), SharedKeyAuth(KEY), "127.0.0.1", 0).start()
+    first = NmsServer(BlockStore(data_dir, 8192), SharedKeyAuth(KEY), tls.server(),
+                      "127.0.0.1", 0).start()
     location = {"port": first.port}
     c = NmsClient(lambda: ("127.0.0.1", location["port"]), SharedKeyAuth(KEY, "alice"),
-                  retry_deadline=10)
+                  tls.client(), retry_deadline=10)
     blocks = {c.allocate(): os.urandom(8192) for _ in range(20)}
     for bid, data in blocks.items():
         c.write(bid, data)
     first.stop(0.5)  # "stop" phase; the data directory moves with the container
-    second = NmsServer(BlockStore(data_dir, 8192), SharedKeyAuth(KEY), "127.0.0.1", 0)
+    second = NmsServer(BlockStore(data_dir, 8192), SharedKeyAuth(KEY), tls.server(),
+                       "127.0.0.1", 0)
     location["port"] = second.port  # the SMF now resolves to the new location
     second.start()
     try:
@@ -133,11 +145,11 @@ def test_client_reconnects_to_the_new_location_without_losing_blocks(tmp_path: P
         second.stop(0.5)
 
 
-def test_client_gives_up_after_the_deadline() -> None:
+def test_client_gives_up_after_the_deadline(tls: NmsTls) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    c = client_for(port, retry_deadline=0.3, connect_timeout=0.1)
+    c = client_for(port, tls, retry_deadline=0.3, connect_timeout=0.1)
     with pytest.raises(NmsUnavailable):
         c.ping()
 
@@ -152,7 +164,7 @@ def test_key_file_must_be_private(tmp_path: Path) -> None:
     assert SharedKeyAuth.from_file(path, "c").client_id == "c"
 
 
-def test_server_process_exits_promptly_on_sigterm_and_cli_works(tmp_path: Path,
+def test_server_process_exits_promptly_on_sigterm_and_cli_works(tmp_path: Path, tls: NmsTls,
                                                                 capsys: pytest.CaptureFixture[str]
                                                                 ) -> None:
     key = tmp_path / "nms.key"
@@ -163,7 +175,9 @@ def test_server_process_exits_promptly_on_sigterm_and_cli_works(tmp_path: Path,
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agents.workloads.nms.server", "--listen", f"127.0.0.1:{port}",
-         "--data", str(tmp_path / "d"), "--key-file", str(key)], cwd=REPO)
+         "--data", str(tmp_path / "d"), "--key-file", str(key),
+         "--cert-file", str(tls.issued.cert_path), "--tls-key-file", str(tls.issued.key_path)],
+        cwd=REPO)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -173,7 +187,8 @@ def test_server_process_exits_promptly_on_sigterm_and_cli_works(tmp_path: Path,
             except OSError:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.05)
-        base = ["--server", f"127.0.0.1:{port}", "--key-file", str(key)]
+        base = ["--server", f"127.0.0.1:{port}", "--key-file", str(key),
+                "--ca-file", str(tls.ca_cert)]
         assert cli.main([*base, "alloc"]) == 0
         bid = capsys.readouterr().out.strip()
         src = tmp_path / "in"

@@ -1,8 +1,8 @@
 """fuxfs: seed 000's FUSE client -- a filesystem whose files live in NMS blocks.
 
     python -m agents.workloads.nms.fuxfs MOUNTPOINT --server HOST:PORT --key-file F
-        [--server-file PATH] [--volume NAME] [--client-id ID] [--retry-deadline S]
-        [--cache-blocks N] [--debug]
+        --ca-file LAB-CA [--server-name NAME] [--server-file PATH] [--volume NAME]
+        [--client-id ID] [--retry-deadline S] [--cache-blocks N] [--debug]
 
 It runs in the foreground until unmounted (``fusermount3 -u MOUNTPOINT``, SIGTERM or SIGINT);
 every dirty block and the metadata are written to the NMS before it exits.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..auth import AuthenticationFailed, SharedKeyAuth
 from ..client import NmsClient, NmsError, NmsUnavailable, Resolver, static_resolver
+from ..tls import SERVER_NAME, ClientTls
 from .device import NmsDevice
 from .fuse import mount
 from .layout import FuxfsCorrupt
@@ -48,6 +49,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-file", type=Path, metavar="PATH",
                    help="file holding HOST:PORT, re-read at every reconnect (after a migration)")
     p.add_argument("--key-file", type=Path, required=True, help="session key file (mode 0600)")
+    p.add_argument("--ca-file", type=Path, default=os.environ.get("NMS_CA_FILE"),
+                   help="the lab CA certificate the NMS certificate must chain to "
+                        "(default: $NMS_CA_FILE)")
+    p.add_argument("--server-name", default=SERVER_NAME,
+                   help="the name the NMS certificate must carry (default: %(default)s)")
     p.add_argument("--volume", default=DEFAULT_VOLUME, help="volume name (default: %(default)s)")
     p.add_argument("--client-id", default=os.environ.get("USER", "fuxfs"))
     p.add_argument("--retry-deadline", type=float, default=120.0,
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.server is None and args.server_file is None:
         parser.error("give --server HOST:PORT or --server-file PATH")
+    if args.ca_file is None:
+        parser.error("give --ca-file (the lab CA certificate) or set NMS_CA_FILE")
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s fuxfs %(levelname)s %(message)s")
     if not args.mountpoint.is_dir():
@@ -73,14 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:
         print(f"fuxfs: cannot use key file {args.key_file}: {err}", file=sys.stderr)
         return 2
+    try:
+        tls = ClientTls.from_ca_file(Path(args.ca_file), args.server_name)
+    except OSError as err:
+        print(f"fuxfs: cannot use CA file {args.ca_file}: {err}", file=sys.stderr)
+        return 2
     resolver = (file_resolver(args.server_file, args.server) if args.server_file
                 else static_resolver(*args.server))
-    client = NmsClient(resolver, auth, retry_deadline=args.retry_deadline)
+    client = NmsClient(resolver, auth, tls, retry_deadline=args.retry_deadline)
     try:
         volume = FuxVolume.load(NmsDevice(client), args.volume, cache_blocks=args.cache_blocks)
     except AuthenticationFailed as err:
-        print(f"fuxfs: the NMS refused the session key ({err}); check --key-file",
-              file=sys.stderr)
+        print(f"fuxfs: the NMS was not authenticated or refused the session key ({err}); "
+              "check --key-file and --ca-file", file=sys.stderr)
         return 1
     except (NmsError, NmsUnavailable, FuxfsCorrupt, OSError) as err:
         print(f"fuxfs: cannot open volume {args.volume!r}: {err}", file=sys.stderr)
