@@ -134,7 +134,7 @@ class LabCA:
         directory: Path,
         common_name: str = "edgeferry lab CA",
         *,
-        valid_days: int = 3650,
+        valid_days: int = 365,
         overwrite: bool = False,
     ) -> LabCA:
         """Make a new CA key and self-signed certificate in ``directory``.
@@ -234,7 +234,7 @@ class LabCA:
         ip_addresses: Iterable[str] = (),
         server: bool = True,
         client: bool = True,
-        valid_days: int = 825,
+        valid_days: int = 30,
     ) -> IssuedCert:
         """Issue ``<name>.crt``/``<name>.key`` into ``out_dir`` (overwriting that pair).
 

@@ -112,3 +112,43 @@ def create_key_file(path: Path) -> bytes:
     finally:
         os.close(fd)
     return key
+
+
+def token_expiry(token: bytes) -> float:
+    """The expiry (epoch seconds) written in a sealed token, read without verifying its tag.
+
+    Only for deciding when an issuer renews its own token; verification is ``verify``'s job.
+    """
+    if len(token) < len(MAGIC) + 9 + 1 + _NONCE + _TAG or not token.startswith(MAGIC):
+        raise ValueError("not a sealed owner token")
+    (expiry_ms,) = struct.unpack(">Q", token[4:12])
+    return float(expiry_ms) / 1000.0
+
+
+def renew_token_file(key_path: Path, token_path: Path, owner: str, ttl_s: float,
+                     renew_before_s: float, *, clock: Callable[[], float] = time.time) -> bool:
+    """Seal a fresh ``owner`` token into ``token_path`` (mode 0600) when the file is missing,
+    unreadable, sealed for another owner or by another key, valid for longer than ``ttl_s``
+    (a policy shortened since), or expiring within ``renew_before_s``. True when it wrote one.
+    """
+    if ttl_s <= 0 or not 0 <= renew_before_s < ttl_s:
+        raise ValueError("need ttl_s > 0 and 0 <= renew_before_s < ttl_s")
+    key = read_key_file(key_path)
+    now = clock()
+    try:
+        token = Path(token_path).read_bytes()
+        still_valid = SealedTokenVerifier(key, clock=clock).verify(token) == owner
+        expiry = token_expiry(token)
+    except (OSError, ValueError, InvalidOwnerToken):
+        still_valid, expiry = False, now
+    if still_valid and now + renew_before_s < expiry <= now + ttl_s + 1:
+        return False
+    token = seal_owner_token(key, owner, ttl_s, clock=clock)
+    tmp = Path(token_path).with_name(Path(token_path).name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, token)
+    finally:
+        os.close(fd)
+    os.replace(tmp, token_path)
+    return True

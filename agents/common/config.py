@@ -63,6 +63,8 @@ class TLSConfig(BaseModel):
     ca_cert: Path
     cert: Path
     key: Path
+    # The lab CA's certificate revocation list (PEM); certificates it lists are refused.
+    crl: Path | None = None
 
 
 class LimitsConfig(BaseModel):

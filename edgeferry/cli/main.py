@@ -11,6 +11,7 @@ from edgeferry.cli import audit as audit_cmd
 from edgeferry.cli import deploy as deploy_cmd
 from edgeferry.cli import lab as lab_cmd
 from edgeferry.cli import pending
+from edgeferry.cli import pki as pki_cmd
 from edgeferry.cli import report as report_cmd
 from edgeferry.cli import results as results_cmd
 from edgeferry.cli import run as run_cmd
@@ -32,6 +33,7 @@ cli.add_command(report_cmd.report)
 cli.add_command(results_cmd.results)
 cli.add_command(audit_cmd.audit)
 cli.add_command(smf_cmd.smf)
+cli.add_command(pki_cmd.pki)
 for _cmd in pending.COMMANDS:
     cli.add_command(_cmd)
 

@@ -1,13 +1,12 @@
 """edgeferry agents: installed, each unit active and hardened, listening on its declared address
-and port, refusing clients without a lab certificate; keys 0600 and owned by the service user."""
+and port, refusing clients without a lab certificate; keys 0600 and owned by the agent's own user
+(tests/infra/test_least_privilege.py checks who can read what)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.infra.conftest import hostvars
-
-SERVICE_USER = "edgeferry"
 
 # A TLS client run on the host: "ok" when the handshake completes and the server then talks
 # (or closes) normally, "refused: <reason>" when the server rejects the client.
@@ -69,7 +68,7 @@ def test_each_agent_unit_is_active_and_hardened(host, agents):
         props = host.check_output(f"systemctl show {agent['unit']} -p User -p NoNewPrivileges"
                                   " -p ProtectSystem -p Restart")
         values = dict(line.split("=", 1) for line in props.splitlines())
-        assert values == {"User": SERVICE_USER, "NoNewPrivileges": "yes",
+        assert values == {"User": agent["user"], "NoNewPrivileges": "yes",
                           "ProtectSystem": "strict", "Restart": "on-failure"}, values
 
 
@@ -94,11 +93,11 @@ def test_agents_accept_clients_with_a_lab_certificate(host, manifest, agents):
         assert verdict == "ok", f"{agent['name']}: {verdict}"
 
 
-def test_key_files_are_private_to_the_service_user(host, agents):
-    keys = ["/etc/edgeferry/pki/host.key"] + [a["key"] for a in agents]
+def test_key_files_are_private_to_their_agent_user(host, agents):
+    keys = [("/etc/edgeferry/pki/host.key", "root")] + [(a["key"], a["user"]) for a in agents]
     with host.sudo():
-        for path in keys:
+        for path, user in keys:
             f = host.file(path)
             assert f.exists, path
             assert f.mode == 0o600, f"{path} has mode {oct(f.mode)}"
-            assert f.user == SERVICE_USER, f"{path} is owned by {f.user}"
+            assert f.user == user, f"{path} is owned by {f.user}, not {user}"

@@ -1,0 +1,130 @@
+"""Least privilege on a deployed emulated lab (marker `lab`): one Unix user per agent, each
+reading only its own keys and secrets; a revoked certificate lands in the CRL on every host and
+its holder gets a new one on the next deploy.
+
+Needs root and Docker. Uses EDGEFERRY_TEST_INVENTORY when set (a lab that is up and deployed
+from this checkout), otherwise brings up lab `itpriv` on 10.253.0.0/24, deploys it and tears it
+down afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeferry.deploy.revocation import load_revocations, pki_dir
+from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.hosts import connection_factory, hosts_from_inventory, run
+
+EDGEFERRY = [sys.executable, "-m", "edgeferry.cli.main"]
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
+
+
+@pytest.fixture(scope="module")
+def inventory() -> Iterator[Path]:
+    given = os.environ.get("EDGEFERRY_TEST_INVENTORY")
+    if given:
+        yield Path(given).resolve()
+        return
+    subprocess.run([*EDGEFERRY, "lab", "up", "--name", "itpriv", "--subnet", "10.253.0.0/24",
+                    "--edges", "2", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
+    inv = REPO_ROOT / "inventory" / "itpriv"
+    try:
+        result = run_playbook("site.yml", inv)
+        assert result.ok, result.failures
+        yield inv
+    finally:
+        subprocess.run([*EDGEFERRY, "lab", "down", "--name", "itpriv"], cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def connect(inventory: Path) -> Iterator[Callable[[str], Any]]:
+    factory = connection_factory(hosts_from_inventory(inventory))
+    yield factory
+    factory.close_all()  # type: ignore[attr-defined]
+
+
+def _manifest(conn: Any) -> dict[str, Any]:
+    return json.loads(run(conn, ["cat", "/etc/edgeferry/agents.json"]))
+
+
+def _as(conn: Any, user: str, argv: list[str]) -> tuple[int, str]:
+    result = conn.run(" ".join(["runuser", "-u", user, "--", *argv]), hide=True, warn=True,
+                      in_stream=False)
+    return result.exited, (result.stdout + result.stderr).strip()
+
+
+def test_finding_one_user_reads_every_key(inventory: Path, connect: Callable[[str], Any]):
+    """Before: the one service user that ran every agent read every key on the host (TLS keys,
+    host key, audit owner key, registry password). Now each agent's user reads its own files,
+    and reading another agent's ends in "Permission denied"."""
+    attempts = refused = 0
+    for host in hosts_from_inventory(inventory):
+        conn = connect(host)
+        manifest = _manifest(conn)
+        agents = manifest["agents"]
+        users = {a["name"]: a["user"] for a in agents}
+        assert len(set(users.values())) == len(agents) > 1, users
+        owned = [(a["key"], a["user"]) for a in agents]
+        owned += [(p, users[a]) for p, a in manifest["secrets"].items() if a in users]
+        owned.append(("/etc/edgeferry/pki/host.key", "root"))
+        for agent in agents:
+            pid = run(conn, ["systemctl", "show", agent["unit"], "-p", "MainPID", "--value"])
+            assert run(conn, ["ps", "-o", "user:32=", "-p", pid.strip()]).strip() == agent["user"]
+            for path, owner in owned:
+                rc, out = _as(conn, agent["user"], ["head", "-c", "1", path])
+                if owner == agent["user"]:
+                    assert rc == 0, f"{host}: {agent['user']} cannot read its own {path}: {out}"
+                else:
+                    attempts += 1
+                    assert rc != 0 and "Permission denied" in out, \
+                        f"{host}: {agent['user']} read {path}, owned by {owner}"
+                    refused += 1
+    assert attempts == refused > 0
+    print(f"least privilege: {refused} cross-agent reads refused on "
+          f"{len(hosts_from_inventory(inventory))} hosts")
+
+
+def test_secrets_live_only_with_their_agent(inventory: Path, connect: Callable[[str], Any]):
+    expected = {"/etc/edgeferry/audit-owner.key": "audit", "/etc/edgeferry/smf-owner.token": "smf",
+                "/etc/edgeferry/registry-password": "node"}
+    seen = {}
+    for host in hosts_from_inventory(inventory):
+        manifest = _manifest(connect(host))
+        for path, agent in manifest["secrets"].items():
+            if path in expected:
+                seen[path] = agent
+                owner = run(connect(host), ["stat", "-c", "%U %a", path]).split()
+                assert owner == ["ef-" + agent, "600"], (host, path, owner)
+    assert seen == expected
+
+
+def test_a_revoked_certificate_is_in_every_crl_and_replaced(inventory: Path,
+                                                            connect: Callable[[str], Any]):
+    hosts = hosts_from_inventory(inventory)
+    edge = sorted(h for h, a in hosts.items() if "edge" in a.groups)[0]
+    name = f"bare.{edge}"
+    serial_of = ["openssl", "x509", "-noout", "-serial", "-in", "/etc/edgeferry/pki/bare.crt"]
+    before = run(connect(edge), serial_of).strip()
+    revoked = subprocess.run([*EDGEFERRY, "pki", "revoke", name, "-i", str(inventory)],
+                             cwd=REPO_ROOT, capture_output=True, text=True)
+    assert revoked.returncode == 0, revoked.stderr
+    serial = next(r.serial_number for r in load_revocations(pki_dir(inventory))
+                  if r.name == name)
+    assert before.split("=")[1].lower().lstrip("0") == f"{serial:x}"
+    result = run_playbook("site.yml", inventory, tags=["pki", "agents"])
+    assert result.ok, result.failures
+    for host in hosts:
+        crl = run(connect(host), ["openssl", "crl", "-noout", "-text", "-in",
+                                  "/etc/edgeferry/pki/crl.pem"])
+        assert f"{serial:X}".lstrip("0") in crl.replace(" ", "").upper(), host
+    after = run(connect(edge), serial_of).strip()
+    assert after != before
+
