@@ -63,6 +63,9 @@ class TLSConfig(BaseModel):
     ca_cert: Path
     cert: Path
     key: Path
+    #: Certificate revocation list (PEM or DER, signed by the lab CA): clients whose
+    #: certificate serial it lists are refused; the file is re-read when it changes.
+    crl: Path | None = None
 
 
 class AgentConfig(BaseModel):
@@ -210,5 +213,6 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
             out[key] = fix(out[key])
     tls = out.get("tls")
     if isinstance(tls, dict):
-        out["tls"] = {k: fix(v) if k in ("ca_cert", "cert", "key") else v for k, v in tls.items()}
+        paths = ("ca_cert", "cert", "key", "crl")
+        out["tls"] = {k: fix(v) if k in paths else v for k, v in tls.items()}
     return out

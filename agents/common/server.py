@@ -9,6 +9,11 @@
     server.install_signal_handlers()
     server.wait()                   # returns after stop() (e.g. on SIGTERM)
 
+Authorization: ``add(..., policy=...)`` registers the service's policy table with the server's
+one `AuthorizationInterceptor` (outermost, agents.common.authz): callers are checked by their
+certificate's role before any other interceptor or the servicer runs; ``tls.crl`` adds a
+revocation check for every call.
+
 Interceptors: those given to the constructor run around every call of the server (health and
 reflection included); those given to ``add(..., interceptors=...)`` run around the calls of that
 one service only, inside the server-wide ones, first one outermost. Either kind sees grpc's
@@ -34,6 +39,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agents.common.authz import AuthorizationInterceptor, Policy, Revocations
 from agents.common.config import AgentConfig, is_loopback_host
 from agents.common.errors import AgentStartError
 from agents.common.logging import get_logger
@@ -110,8 +116,14 @@ class AgentServer:
             max_workers=config.max_workers, thread_name_prefix=f"{config.name}-rpc"
         )
         self._per_service = _ServiceInterceptors()
+        tls = config.tls
+        revocations = None
+        if tls is not None and tls.crl is not None:
+            revocations = Revocations(tls.crl, tls.ca_cert)
+        self.authz = AuthorizationInterceptor(tls=tls is not None, revocations=revocations)
         self._server = grpc.server(
-            self._pool, interceptors=[*interceptors, self._per_service], options=options
+            self._pool, interceptors=[self.authz, *interceptors, self._per_service],
+            options=options,
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -130,14 +142,21 @@ class AgentServer:
         service_name: str,
         *,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        policy: Policy | None = None,
     ) -> AgentServer:
         """Register a servicer (``add_XServicer_to_server``) under its full service name;
-        ``interceptors`` run around the calls of this service only (see the module doc)."""
+        ``interceptors`` run around the calls of this service only (see the module doc);
+        ``policy`` says who may call each of its methods (agents.common.authz; every agent
+        service passes one, methods without an entry are refused)."""
+        if policy is not None and policy.service != service_name:
+            raise ValueError(f"policy of {policy.service} given for service {service_name}")
         if self._started:
             raise RuntimeError("add() must be called before start()")
         if service_name in self._services:
             raise ValueError(f"service {service_name} is already registered")
         add_fn(servicer, self._server)
+        if policy is not None:
+            self.authz.register(policy)
         if interceptors:
             self._per_service.by_service[service_name] = tuple(interceptors)
         self._services.append(service_name)
