@@ -231,6 +231,14 @@ def setup_roles(server: AgentServer, config: AgentConfig, core: NodeCore) -> Hos
     return HostRoles(rasp, ssp)
 
 
+def add_node_service(server: AgentServer, core: NodeCore) -> NodeServicer:
+    """Register NodeService over `core` with its policy (agents/node/policy.py)."""
+    servicer = NodeServicer(core)
+    server.add(pb_grpc.add_NodeServiceServicer_to_server, servicer, NODE_SERVICE,
+               policy=NODE_POLICY)
+    return servicer
+
+
 def setup(server: AgentServer, config: AgentConfig) -> NodeCore:
     core, _ = setup_with_roles(server, config)
     return core
@@ -248,7 +256,6 @@ def setup_with_roles(server: AgentServer, config: AgentConfig) -> tuple[NodeCore
     for link in core.neighbours:
         if isinstance(link, GrpcNeighbour):
             server.on_stop(link.close)
-    server.add(pb_grpc.add_NodeServiceServicer_to_server,
-               NodeServicer(core), NODE_SERVICE, policy=NODE_POLICY)
+    add_node_service(server, core)
     advertiser.start()
     return core, roles
