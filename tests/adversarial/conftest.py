@@ -25,6 +25,20 @@ def lab(lab_pki, tmp_path: Path) -> Iterator[Lab]:  # type: ignore[no-untyped-de
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.adversarial.test_authz_matrix import MATRIX
+
+    if MATRIX.calls:
+        write = terminalreporter.write_line
+        write(f"{'authz service':<26} {'calls':>6} {'allowed':>8} {'refused':>8}")
+        for service, (calls, allowed, refused) in sorted(MATRIX.by_service.items()):
+            write(f"{service:<26} {calls:>6} {allowed:>8} {refused:>8}")
+        write(f"authz: {MATRIX.calls} calls, {len(MATRIX.unexpected_allows)} unexpected allows, "
+              f"{len(MATRIX.unexpected_denials)} unexpected denials "
+              f"({MATRIX.allowed} allowed, {MATRIX.denied} denied by policy, "
+              f"{MATRIX.handshake} refused in the handshake; "
+              f"{len(MATRIX.state_changes)} state changes on a denial)")
+        for line in MATRIX.unexpected_allows + MATRIX.unexpected_denials:
+            write(f"authz: UNEXPECTED {line}", red=True)
     if CASES.tried:
         codes = ", ".join(f"{k} {v}" for k, v in sorted(CASES.by_code.items()))
         terminalreporter.write_line(
