@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as lpb
 from agents.audit.agent import setup_audit
 from agents.common.client import secure_channel
 from agents.common.config import AgentConfig, load_config
@@ -43,7 +44,6 @@ from agents.node.ssp_server import SspServerSettings, setup_ssp_server
 from agents.node.store import NodeStore
 from agents.ras.agent import setup_ras
 from agents.smf.agent import setup_smf
-from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as lpb
 
 CONTROL = "control"
 #: The callers of the matrix: a label -> the certificate CN it presents (None: see FOREIGN/NONE).

@@ -1,5 +1,7 @@
 """Adversarial suite plumbing: a started lab per test and the summary line
-``adversarial: N cases, 0 accepted`` at the end of the run (the run fails if any was accepted)."""
+``adversarial: N cases, 0 accepted: S sent to agents, L refused before sending`` and the
+authorization matrix's ``authz: N calls, 0 unexpected allows, 0 unexpected denials`` at the end
+of the run (the run fails if any was accepted)."""
 
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if CASES.tried:
         codes = ", ".join(f"{k} {v}" for k, v in sorted(CASES.by_code.items()))
         terminalreporter.write_line(
-            f"adversarial: {CASES.tried} cases, {len(CASES.accepted)} accepted ({codes})")
+            f"adversarial: {CASES.tried} cases, {len(CASES.accepted)} accepted: "
+            f"{CASES.sent} sent to agents, {CASES.in_process} delivered to the in-process "
+            f"application, {CASES.local} refused before sending ({codes})")
         for name in CASES.accepted:
             terminalreporter.write_line(f"adversarial: ACCEPTED {name}", red=True)
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -222,9 +222,9 @@ def test_finding_node_edge_cannot_control_other_edge(alab: AuthzLab) -> None:
 
 
 class _Hits(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         _Hits.hits.append(self.path)
         self.send_response(200)
         self.end_headers()
