@@ -171,20 +171,24 @@ class AuthorizationInterceptor(grpc.ServerInterceptor):
     """Enforces the registered policies (and the CRL) on every call of a TLS server.
 
     A call of a service with a policy runs only when its method's rule admits the caller's
-    role and, for a per-object rule, the decoded request. Health and reflection are open to
-    any lab-CA certificate. Services registered without a policy are not checked here (only
-    tests do that; every agent service passes its policy, see tests/unit/common/test_authz.py).
+    role and, for a per-object rule, the decoded request; a service registered without a
+    policy is refused whole (deny by default). Health and reflection, which the server
+    registers itself, are open to any lab-CA certificate.
     """
 
     def __init__(self, *, tls: bool = True, revocations: Revocations | None = None) -> None:
         self.tls = tls
         self.revocations = revocations
         self.policies: dict[str, Policy] = {}
+        self.unguarded: set[str] = set()
         self.log = get_logger("authz")
 
-    def register(self, policy: Policy) -> None:
-        """Enforce `policy` for its service."""
-        self.policies[policy.service] = policy
+    def register(self, service: str, policy: Policy | None) -> None:
+        """Enforce `policy` for `service`; None refuses every call of it."""
+        if policy is None:
+            self.unguarded.add(service)
+        else:
+            self.policies[service] = policy
 
     def intercept_service(
         self,
@@ -198,7 +202,9 @@ class AuthorizationInterceptor(grpc.ServerInterceptor):
         text = method.decode() if isinstance(method, bytes) else method
         service, name = text.lstrip("/").split("/", 1)[0], text.rsplit("/", 1)[-1]
         policy = self.policies.get(service)
-        if policy is None and self.revocations is None:  # health, reflection, untabled
+        if service in self.unguarded:
+            policy = Policy(service)  # registered without a table: nothing is allowed
+        if policy is None and self.revocations is None:  # health and reflection
             return handler
         rule = None if policy is None else policy.rule(name)
 
@@ -219,7 +225,7 @@ class AuthorizationInterceptor(grpc.ServerInterceptor):
                 self.log.warning("revoked_certificate", caller=who.cn, method=f"{service}/{name}")
                 _abort(context, grpc.StatusCode.UNAUTHENTICATED,
                        f"certificate of {who.cn!r} is revoked")
-        if policy is None:  # health, reflection, or a service without a table
+        if policy is None:  # health and reflection
             return
         short = f"{service.rsplit('.', 1)[-1]}/{name}"
         if rule is None or who.role not in rule.roles:

@@ -2,9 +2,10 @@
 
     server = AgentServer(config)
     server.add(foo_pb2_grpc.add_FooServiceServicer_to_server, FooServicer(...),
-               "edgeferry.foo.v1.FooService")
+               "edgeferry.foo.v1.FooService", policy=FOO_POLICY)
     server.add(bar_pb2_grpc.add_BarServiceServicer_to_server, BarServicer(...),
-               "edgeferry.bar.v1.BarService", interceptors=(CountingInterceptor(),))
+               "edgeferry.bar.v1.BarService", policy=BAR_POLICY,
+               interceptors=(CountingInterceptor(),))
     server.start()                  # binds, marks every service SERVING
     server.install_signal_handlers()
     server.wait()                   # returns after stop() (e.g. on SIGTERM)
@@ -146,8 +147,9 @@ class AgentServer:
     ) -> AgentServer:
         """Register a servicer (``add_XServicer_to_server``) under its full service name;
         ``interceptors`` run around the calls of this service only (see the module doc);
-        ``policy`` says who may call each of its methods (agents.common.authz; every agent
-        service passes one, methods without an entry are refused)."""
+        ``policy`` says who may call each of its methods (agents.common.authz): methods
+        without an entry, and every method of a service added without a policy, are refused
+        on a TLS server."""
         if policy is not None and policy.service != service_name:
             raise ValueError(f"policy of {policy.service} given for service {service_name}")
         if self._started:
@@ -155,8 +157,7 @@ class AgentServer:
         if service_name in self._services:
             raise ValueError(f"service {service_name} is already registered")
         add_fn(servicer, self._server)
-        if policy is not None:
-            self.authz.register(policy)
+        self.authz.register(service_name, policy)
         if interceptors:
             self._per_service.by_service[service_name] = tuple(interceptors)
         self._services.append(service_name)

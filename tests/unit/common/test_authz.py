@@ -180,3 +180,15 @@ def test_revoked_certificate_is_unauthenticated_even_for_health(
           pytest.raises(grpc.RpcError) as err):
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_service_added_without_a_policy_is_refused_whole(
+        lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], run_agent_server: Any) -> None:
+    def setup(server: Any) -> None:
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE, {"Open": grpc.unary_unary_rpc_method_handler(lambda r, c: r)})
+        server.add(lambda _s, g: g.add_generic_rpc_handlers((handler,)), None, SERVICE)
+
+    server = run_agent_server(agent_config(), setup)
+    assert _call(lab_pki, server.port, "controller", "Open").startswith(
+        "PERMISSION_DENIED: caller 'controller' (role controller) may not call AuthzService/Open")
