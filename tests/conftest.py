@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+
+# gRPC's core logs every refused TLS handshake at INFO; the suites refuse hundreds on purpose
+# (set GRPC_VERBOSITY yourself to see them). Read when grpc initialises, so before its import.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
