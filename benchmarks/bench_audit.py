@@ -85,9 +85,10 @@ def grpc_round_trip(runs: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         root = Path(tmp)
         ca = LabCA.create(root / "ca")
-        server_cert = ca.issue("audit", root / "issued", dns_names=("localhost",),
+        server_cert = ca.issue("audit.bench", root / "issued", dns_names=("localhost",),
                                ip_addresses=("127.0.0.1",))
-        client_cert = ca.issue_client("smf", root / "issued")
+        # registers edges and evaluates: the controller's role (agents/audit/policy.py)
+        client_cert = ca.issue_client("controller", root / "issued")
         key = secrets.token_bytes(32)
         key_path = root / "owner.key"
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -97,8 +98,7 @@ def grpc_round_trip(runs: int) -> dict[str, dict[str, float]]:
             "name": "audit", "listen_host": "127.0.0.1", "listen_port": 0,
             "data_dir": str(root / "data"), "tls.ca_cert": str(ca.cert_path),
             "tls.cert": str(server_cert.cert_path), "tls.key": str(server_cert.key_path),
-            "settings.owner_token_key": str(key_path), "settings.monitor_peers": ["smf"],
-            "settings.seed": 1})
+            "settings.owner_token_key": str(key_path), "settings.seed": 1})
         server = AgentServer(config)
         setup_audit(server, config)
         server.start()

@@ -85,26 +85,36 @@ class Bench:
     def __init__(self, root: Path, hosts: int) -> None:
         self.root = root
         self.hosts = hosts
-        ca = LabCA.create(root / "ca")
-        self.cert = ca.issue("ledger", root / "certs", dns_names=("localhost",),
-                             ip_addresses=("127.0.0.1",))
-        self.tls = {"ca_cert": str(ca.cert_path), "cert": str(self.cert.cert_path),
-                    "key": str(self.cert.key_path)}
+        self.ca = LabCA.create(root / "ca")
+        # role-shaped names (agents.common.authz): the benchmark's client acts as the SMF
+        self.tls = self.tls_for("smf.bench")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.servers: list[AgentServer] = []
+
+    def tls_for(self, cn: str) -> dict[str, str]:
+        """The TLS files of a localhost certificate named `cn` (issued once)."""
+        cert = self.root / "certs" / f"{cn}.crt"
+        if not cert.exists():
+            self.ca.issue(cn, self.root / "certs", dns_names=("localhost",),
+                          ip_addresses=("127.0.0.1",))
+        return {"ca_cert": str(self.ca.cert_path), "cert": str(cert),
+                "key": str(self.root / "certs" / f"{cn}.key")}
 
     def channel(self, port: int) -> grpc.Channel:
         return secure_channel(f"127.0.0.1:{port}", self.tls["ca_cert"], self.tls["cert"],
                               self.tls["key"])
 
-    def _config(self, name: str, settings: dict[str, Any], data: Path) -> dict[str, Any]:
-        return {"name": name, "listen_host": "127.0.0.1", "listen_port": 0, "tls": self.tls,
+    def _config(self, name: str, settings: dict[str, Any], data: Path, cn: str
+                ) -> dict[str, Any]:
+        return {"name": name, "listen_host": "127.0.0.1", "listen_port": 0,
+                "tls": self.tls_for(cn),
                 "data_dir": str(data), "log_level": "ERROR", "max_workers": 32,
                 "grace_seconds": 0.5, "settings": settings}
 
     def start_inprocess(self, name: str, settings: dict[str, Any], data: Path,
-                        setup: Callable[[AgentServer, Any], Any]) -> tuple[AgentServer, Any]:
-        raw = self._config(name, settings, data)
+                        setup: Callable[[AgentServer, Any], Any],
+                        cn: str = "ledger-validator.bench") -> tuple[AgentServer, Any]:
+        raw = self._config(name, settings, data, cn)
         path = data.parent / f"{name}.yaml"
         data.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(raw))
@@ -122,7 +132,8 @@ class Bench:
                         "validator": f"127.0.0.1:{validator_port}",
                         "authority_key": authority.hex()}
             path = run / f"host{i}.yaml"
-            path.write_text(yaml.safe_dump(self._config("ledger", settings, run / f"host{i}")))
+            path.write_text(yaml.safe_dump(self._config("ledger", settings, run / f"host{i}",
+                                                         f"ledger-peer.host{i}")))
             log = (run / f"host{i}.log").open("wb")
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "agents.ledger", "--config", str(path)],
@@ -159,7 +170,7 @@ def ledger_run(bench: Bench, n: int, runs: int) -> dict[str, Any]:
     core: ValidatorCore = vcore
     bench.start_peer_hosts(run, n, vserver.port, public_key_bytes(core._key))
     wait_for(lambda: core.total_nodes() == n, f"{n} peers to register")
-    client = LedgerClient(bench.channel(vserver.port), "smf@edge1", Ed25519PrivateKey.generate())
+    client = LedgerClient(bench.channel(vserver.port), "smf", Ed25519PrivateKey.generate())
     client.register()
     for i in range(3):  # warm-up: channels, caches
         assert client.write_and_wait(meta(i), timeout=10).ok
@@ -209,8 +220,8 @@ def cost_run(bench: Bench, ctx: tuple[Any, ...], n: int, runs: int, ops: int,
 
         server, store = bench.start_inprocess(name, {"role": "central"}, run / name, setup)
         stores[name], ports[name] = store, server.port
-    direct = CentralClient(bench.channel(ports["direct"]), "smf@edge1", key)
-    central = CentralClient(bench.channel(ports["central"]), "smf@edge1", key)
+    direct = CentralClient(bench.channel(ports["direct"]), "smf", key)
+    central = CentralClient(bench.channel(ports["central"]), "smf", key)
     # the destination: one peer identity, reading its own replica
     dest = core.peer_targets()[-1]
     replica = ReplicaReader(bench.channel(int(dest.address.rsplit(":", 1)[1])), dest.peer_id)

@@ -69,11 +69,11 @@ def make_pki(root: Path) -> LabPKI:
     ca = LabCA.create(root / "ca")
     foreign = LabCA.create(root / "foreign-ca", "foreign CA")
     return LabPKI(root=root, ca=ca,
-                  server=ca.issue("agent", root / "issued", dns_names=LOCAL_DNS,
+                  server=ca.issue("bare.localhost", root / "issued", dns_names=LOCAL_DNS,
                                   ip_addresses=LOCAL_IPS),
                   client=ca.issue_client("controller", root / "issued"), foreign_ca=foreign,
                   foreign_client=foreign.issue_client("controller", root / "foreign"),
-                  foreign_server=foreign.issue("agent", root / "foreign",
+                  foreign_server=foreign.issue("bare.localhost", root / "foreign",
                                                dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS))
 
 

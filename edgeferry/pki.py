@@ -2,7 +2,7 @@
 
     ca = LabCA.create(Path(".edgeferry/pki"))                # refuses to overwrite an existing CA
     ca = LabCA.load(Path(".edgeferry/pki"))
-    issued = ca.issue("ras", out_dir, dns_names=["ras", "edge1"], ip_addresses=["10.10.0.11"])
+    issued = ca.issue("ras.ctl01", out_dir, dns_names=["ras", "ctl01"], ip_addresses=["10.10.0.11"])
     issued.cert_path, issued.key_path, issued.ca_cert_path
 
 Files: ``ca.crt`` (0644) and ``ca.key`` (0600) in the CA directory; ``<name>.crt`` (0644) and
@@ -11,9 +11,12 @@ gRPC servers read them unattended; protect them with file modes and directory pe
 
 P-256 with ECDSA-SHA256 is used throughout: gRPC's BoringSSL supports it for both server and
 client authentication. A certificate's subject CN is the principal's identity (what
-``agents.common.client.peer_identity`` returns); SANs carry the DNS names and IP addresses it
-is reached at. Server certificates get the serverAuth EKU, client certificates clientAuth; an
-agent that both serves and calls other agents gets both (the default).
+``agents.common.client.peer_identity`` returns): ``<role>.<host>`` for agents and hosts
+(``host.<hostname>``), ``controller`` for the controller's client, parsed into a role by
+``agents.common.authz``; any other CN is allowed nothing but health checks. SANs carry the
+DNS names and IP addresses it is reached at. Server certificates get the serverAuth EKU,
+client certificates clientAuth; an agent that both serves and calls other agents gets both
+(the default).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+
+# gRPC's core logs every refused TLS handshake at INFO; the suites refuse hundreds on purpose
+# (set GRPC_VERBOSITY yourself to see them). Read when grpc initialises, so before its import.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +47,11 @@ class LabPKI:
 
     root: Path
     ca: LabCA
-    server: IssuedCert  # CN "agent", SANs localhost/127.0.0.1/::1, serverAuth + clientAuth
+    server: IssuedCert  # CN "bare.localhost", SANs localhost/127.0.0.1/::1, server+clientAuth
     client: IssuedCert  # CN "controller", clientAuth only
     foreign_ca: LabCA
     foreign_client: IssuedCert  # CN "controller" too, but issued by the foreign CA
-    foreign_server: IssuedCert  # CN "agent", localhost SANs, foreign CA
+    foreign_server: IssuedCert  # CN "bare.localhost", localhost SANs, foreign CA
     _extra: dict[str, IssuedCert] = field(default_factory=dict)
 
     def issue(self, name: str, *, server: bool = True, client: bool = True) -> IssuedCert:
@@ -62,6 +66,16 @@ class LabPKI:
                 client=client,
             )
         return self._extra[name]
+
+    def tls_overrides(self, cn: str) -> dict[str, str]:
+        """Config overrides (``agent_config(**...)``) serving with a certificate of CN `cn`
+        (role-shaped, e.g. ``ledger-peer.edge1``: agents.common.authz reads the role from it)."""
+        issued = self.issue(cn)
+        return {"tls.cert": str(issued.cert_path), "tls.key": str(issued.key_path)}
+
+    def channel_as(self, port: int, cn: str) -> grpc.Channel:
+        """An mTLS channel to a local agent presenting a certificate of CN `cn`."""
+        return self.channel(port, self.client if cn == "controller" else self.issue(cn))
 
     def tls_config(self, issued: IssuedCert | None = None) -> TLSConfig:
         """TLSConfig for an agent serving with ``issued`` (default: ``server``)."""
@@ -87,12 +101,12 @@ def lab_pki(tmp_path_factory: pytest.TempPathFactory) -> LabPKI:
     return LabPKI(
         root=root,
         ca=ca,
-        server=ca.issue("agent", issued, dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS),
+        server=ca.issue("bare.localhost", issued, dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS),
         client=ca.issue_client("controller", issued),
         foreign_ca=foreign_ca,
         foreign_client=foreign_ca.issue_client("controller", foreign),
         foreign_server=foreign_ca.issue(
-            "agent", foreign, dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS
+            "bare.localhost", foreign, dns_names=LOCAL_DNS, ip_addresses=LOCAL_IPS
         ),
     )
 

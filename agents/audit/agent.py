@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.audit.auditlog import AuditLog, AuditLogError
 from agents.audit.monitor import DEFAULT_INTERVAL_S, EdgeMonitor, NodeProbe
 from agents.audit.owners import NoOwnerVerifier, OwnerVerifier, SealedTokenVerifier
+from agents.audit.policy import AUDIT_POLICY
 from agents.audit.service import AuditService
 from agents.audit.servicer import SERVICE_NAME, AuditServicer, add_to_server
 from agents.audit.store import AuditStore
@@ -35,10 +36,6 @@ class AuditSettings(BaseModel):
     monitor_interval_s: float = Field(default=DEFAULT_INTERVAL_S, gt=0)
     #: Observations older than this are stale (default: twice the interval).
     max_state_age_s: float | None = Field(default=None, gt=0)
-    #: Certificate names allowed to call the service (None: any lab-CA certificate).
-    allowed_peers: list[str] | None = None
-    #: Certificate names allowed to call ReportEdgeState (node agents, management server).
-    monitor_peers: list[str] = Field(default_factory=list)
 
 
 def build_service(config: AgentConfig, verifier: OwnerVerifier | None = None
@@ -70,9 +67,7 @@ def setup_audit(server: AgentServer, config: AgentConfig, *,
                 probe: NodeProbe | None = None) -> AuditService:
     """Register the audit servicer on ``server``; start the monitor when a probe is given."""
     service, settings = build_service(config, verifier)
-    server.add(add_to_server, AuditServicer(service, allowed_peers=settings.allowed_peers,
-                                            monitor_peers=settings.monitor_peers),
-               SERVICE_NAME)
+    server.add(add_to_server, AuditServicer(service), SERVICE_NAME, policy=AUDIT_POLICY)
     if probe is not None:
         monitor = EdgeMonitor(service, probe, interval_s=settings.monitor_interval_s)
         monitor.start()

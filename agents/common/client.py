@@ -7,9 +7,11 @@ Client side::
 
 Server side (inside a servicer method)::
 
-    caller = peer_identity(context)            # certificate CN, e.g. "smf"
-    require_peer(context, {"smf", "controller"})   # aborts with PERMISSION_DENIED otherwise
-    check_peer(context, None)                  # any lab-CA certificate (None: no name list)
+    caller = peer_identity(context)            # certificate CN, e.g. "smf.ctl01"
+    require_peer(context, {"controller"})      # aborts with PERMISSION_DENIED otherwise
+
+Who may call which RPC of an agent is not decided here but by the agent's policy table,
+enforced once per call by agents.common.authz (registered with ``AgentServer.add(policy=...)``).
 """
 
 from __future__ import annotations
@@ -117,14 +119,3 @@ def require_peer(context: grpc.ServicerContext, allowed: Collection[str]) -> str
             grpc.StatusCode.PERMISSION_DENIED, f"caller {identity!r} may not call this method"
         )
     return identity
-
-
-def check_peer(context: grpc.ServicerContext, allowed: Collection[str] | None) -> str:
-    """The caller's certificate name; aborts unless it is in `allowed` (None: any lab cert)."""
-    if allowed is None:
-        try:
-            return peer_identity(context)
-        except NoPeerIdentity as exc:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-            raise AssertionError("unreachable") from exc
-    return require_peer(context, allowed)

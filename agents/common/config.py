@@ -63,7 +63,8 @@ class TLSConfig(BaseModel):
     ca_cert: Path
     cert: Path
     key: Path
-    # The lab CA's certificate revocation list (PEM); certificates it lists are refused.
+    #: Certificate revocation list (PEM or DER, signed by the lab CA): clients whose
+    #: certificate serial it lists are refused; the file is re-read when it changes.
     crl: Path | None = None
 
 
@@ -235,5 +236,6 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> dict[str, Any]:
             out[key] = fix(out[key])
     tls = out.get("tls")
     if isinstance(tls, dict):
-        out["tls"] = {k: fix(v) if k in ("ca_cert", "cert", "key") else v for k, v in tls.items()}
+        paths = ("ca_cert", "cert", "key", "crl")
+        out["tls"] = {k: fix(v) if k in paths else v for k, v in tls.items()}
     return out

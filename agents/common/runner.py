@@ -10,7 +10,7 @@ An agent's ``__main__.py``::
         server.on_stop(store.close)
         server.add(ras_service_pb2_grpc.add_RasServiceServicer_to_server,
                    RasServicer(store, config.settings_as(RasSettings)),
-                   "edgeferry.ras.v1.RasService")
+                   "edgeferry.ras.v1.RasService", policy=RAS_POLICY)
 
     if __name__ == "__main__":
         sys.exit(run_agent("ras", setup))

@@ -2,12 +2,18 @@
 
     server = AgentServer(config)
     server.add(foo_pb2_grpc.add_FooServiceServicer_to_server, FooServicer(...),
-               "edgeferry.foo.v1.FooService")
+               "edgeferry.foo.v1.FooService", policy=FOO_POLICY)
     server.add(bar_pb2_grpc.add_BarServiceServicer_to_server, BarServicer(...),
-               "edgeferry.bar.v1.BarService", interceptors=(CountingInterceptor(),))
+               "edgeferry.bar.v1.BarService", policy=BAR_POLICY,
+               interceptors=(CountingInterceptor(),))
     server.start()                  # binds, marks every service SERVING
     server.install_signal_handlers()
     server.wait()                   # returns after stop() (e.g. on SIGTERM)
+
+Authorization: ``add(..., policy=...)`` registers the service's policy table with the server's
+one `AuthorizationInterceptor` (outermost, agents.common.authz): callers are checked by their
+certificate's role before any other interceptor or the servicer runs; ``tls.crl`` adds a
+revocation check for every call.
 
 Interceptors: those given to the constructor run around every call of the server (health and
 reflection included); those given to ``add(..., interceptors=...)`` run around the calls of that
@@ -40,6 +46,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agents.common.admission import LARGE_REQUESTS, AdmissionInterceptor, CallLimits
+from agents.common.authz import AuthorizationInterceptor, Policy, Revocations
 from agents.common.config import AgentConfig, is_loopback_host
 from agents.common.errors import AgentStartError
 from agents.common.logging import get_logger
@@ -140,10 +147,16 @@ class AgentServer:
             max_workers=self.limits.pool_size, thread_name_prefix=f"{config.name}-rpc"
         )
         self._per_service = _ServiceInterceptors()
+        tls = config.tls
+        revocations = None
+        if tls is not None and tls.crl is not None:
+            revocations = Revocations(tls.crl, tls.ca_cert)
+        self.authz = AuthorizationInterceptor(tls=tls is not None, revocations=revocations)
         self._server = grpc.server(
             self._pool,
-            # admission outermost: a refused or oversized call costs nothing further
-            interceptors=[self.admission, *interceptors, self._per_service],
+            # admission outermost (a refused or oversized call costs nothing further), then
+            # authorization (per-RPC policy), before any other interceptor
+            interceptors=[self.admission, self.authz, *interceptors, self._per_service],
             options=_with_receive_limit(options, self.limits.largest_request),
             # backstop against an unbounded executor queue (grpc refuses beyond it itself)
             maximum_concurrent_rpcs=self.limits.pool_size * 4,
@@ -165,14 +178,21 @@ class AgentServer:
         service_name: str,
         *,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        policy: Policy | None = None,
     ) -> AgentServer:
         """Register a servicer (``add_XServicer_to_server``) under its full service name;
-        ``interceptors`` run around the calls of this service only (see the module doc)."""
+        ``interceptors`` run around the calls of this service only (see the module doc);
+        ``policy`` says who may call each of its methods (agents.common.authz): methods
+        without an entry, and every method of a service added without a policy, are refused
+        on a TLS server."""
+        if policy is not None and policy.service != service_name:
+            raise ValueError(f"policy of {policy.service} given for service {service_name}")
         if self._started:
             raise RuntimeError("add() must be called before start()")
         if service_name in self._services:
             raise ValueError(f"service {service_name} is already registered")
         add_fn(servicer, self._server)
+        self.authz.register(service_name, policy)
         if interceptors:
             self._per_service.by_service[service_name] = tuple(interceptors)
         self._services.append(service_name)

@@ -32,6 +32,7 @@ from agents.ledger.client import bootstrap_peer_host
 from agents.ledger.errors import LedgerError
 from agents.ledger.metering import MeteringInterceptor, TrafficMeter, metered_channels
 from agents.ledger.peer import PeerHost
+from agents.ledger.policy import CENTRAL_POLICY, LEDGER_POLICY, PEER_POLICY
 from agents.ledger.propagation import Propagator
 from agents.ledger.servicer import (
     CENTRAL_SERVICE,
@@ -88,7 +89,7 @@ def setup_validator(server: AgentServer, config: AgentConfig, meter: TrafficMete
     propagator = Propagator(core, metered_channels(_channel_for(config), meter))
     server.add(pb_grpc.add_LedgerServiceServicer_to_server,
                LedgerServicer(core, on_change=propagator.kick), LEDGER_SERVICE,
-               interceptors=(MeteringInterceptor(meter),))
+               policy=LEDGER_POLICY, interceptors=(MeteringInterceptor(meter),))
     propagator.start()
     server.on_stop(store.close)
     server.on_stop(propagator.stop)
@@ -109,7 +110,8 @@ def setup_peers(server: AgentServer, config: AgentConfig, meter: TrafficMeter | 
     except LedgerError as exc:
         raise AgentStartError(f"ledger replica {store.path} failed verification: {exc}") from exc
     server.add(pb_grpc.add_LedgerPeerServiceServicer_to_server, LedgerPeerServicer(host),
-               PEER_SERVICE, interceptors=(MeteringInterceptor(meter or TrafficMeter()),))
+               PEER_SERVICE, policy=PEER_POLICY,
+               interceptors=(MeteringInterceptor(meter or TrafficMeter()),))
     server.on_stop(store.close)
     return host
 
@@ -137,7 +139,7 @@ def setup_central(server: AgentServer, config: AgentConfig, meter: TrafficMeter 
                   ) -> CentralStore:
     store = CentralStore(config.resolved_data_dir / "central.sqlite3")
     server.add(pb_grpc.add_CentralMetadataServiceServicer_to_server,
-               CentralMetadataServicer(store), CENTRAL_SERVICE,
+               CentralMetadataServicer(store), CENTRAL_SERVICE, policy=CENTRAL_POLICY,
                interceptors=(MeteringInterceptor(meter or TrafficMeter()),))
     server.on_stop(store.close)
     return store

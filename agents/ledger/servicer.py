@@ -18,7 +18,7 @@ import grpc
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as pb
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from agents.common.client import check_peer
+from agents.common.client import peer_identity
 from agents.common.status import StatusTable, abort, mapped_errors
 from agents.ledger.central import CentralStore
 from agents.ledger.convert import (
@@ -41,11 +41,10 @@ from agents.ledger.errors import (
     UnknownPeer,
 )
 from agents.ledger.peer import PeerHost
+from agents.ledger.policy import CENTRAL_SERVICE, LEDGER_SERVICE, PEER_SERVICE
 from agents.ledger.validator import ValidatorCore
 
-LEDGER_SERVICE = "edgeferry.ledger.v1.LedgerService"
-PEER_SERVICE = "edgeferry.ledger.v1.LedgerPeerService"
-CENTRAL_SERVICE = "edgeferry.ledger.v1.CentralMetadataService"
+__all__ = ["CENTRAL_SERVICE", "LEDGER_SERVICE", "PEER_SERVICE"]
 MAX_WAIT_MS = 10_000
 MAX_BLOCKS_PER_CALL = 256
 
@@ -97,7 +96,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
 
     def RegisterNode(self, request: pb.RegisterNodeRequest,
                      context: grpc.ServicerContext) -> pb.RegisterNodeResponse:
-        who = check_peer(context, None)
+        who = peer_identity(context)  # the policy admitted it for these ids
         with _errors(context):
             for reg in request.registrations:
                 self.core.register(registration_from_pb(reg), who)

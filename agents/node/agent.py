@@ -12,23 +12,21 @@ Example ``/etc/edgeferry/node.yaml`` settings::
       network_bps: 40000000           # MAX network when the NIC reports no speed
       neighbours:
         - {name: edge2, address: 10.10.0.12:50061, distance: 1.0}
-      allowed_callers: [controller, smf, edge2]   # empty = any lab-CA certificate
       advertise_interval_s: 30
       container_prefix: ""            # engine name of workload W = <prefix>W
       drop_pushed_images: true        # untag committed images once they are in the registry
       rasp_endpoint:                  # RASP Server SA / Cloud CB role (rasp_endpoint.py)
         registry_identity: /etc/edgeferry/registry.pub
         maximum: {cpu: 8000, memory: 16384, storage: 200000, network: 40}
-        control_peers: [smf]
       ssp_server:                     # SSP chosen-server role (ssp_server.py)
         smf_identity: /etc/edgeferry/smf.pub
         advertise_ip: 10.10.0.11
-        control_peers: [controller]
       workload_host: 10.10.0.11       # address clients reach published workload ports at
 
 Both roles share ``<data_dir>/keys/rasp-endpoint.key`` (one identity per host, named after the
 agent unless ``name`` is set); the SMF's Add Server gets that identity and this agent's
-address. The SSP role answers ``locate <workload>`` (agents/node/locate.py) with
+address. Who may call which RPC of the three services is agents/node/policy.py (by the
+caller's certificate role). The SSP role answers ``locate <workload>`` (agents/node/locate.py) with
 ``workload_host`` and the workload's published port while its container runs.
 """
 
@@ -53,6 +51,7 @@ from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import PhaseFailed, Resources
 from agents.node.engine import DockerEngine, RegistryAccess
 from agents.node.locate import locate_handler
+from agents.node.policy import NODE_POLICY
 from agents.node.rasp_core import EndpointCore
 from agents.node.rasp_endpoint import EndpointSettings, setup_rasp_endpoint
 from agents.node.servicer import NODE_SERVICE, NodeServicer
@@ -86,7 +85,6 @@ class NodeSettings(BaseModel):
     network_bps: int = Field(default=0, ge=0)
     stop_timeout_s: int = Field(default=10, ge=0, le=300)
     neighbours: list[NeighbourSettings] = Field(default_factory=list)
-    allowed_callers: list[str] = Field(default_factory=list)
     advertise_interval_s: float = Field(default=30.0, ge=0)
     max_hops: int = Field(default=2, ge=0, le=8)
     container_prefix: str = Field(default="", pattern=r"^([a-zA-Z0-9][a-zA-Z0-9_.-]{0,63})?$")
@@ -187,7 +185,8 @@ def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> No
     return NodeCore(engine, store, NodeOptions(data_dir, settings.stop_timeout_s,
                                                settings.network_bps, settings.max_hops,
                                                settings.container_prefix,
-                                               settings.drop_pushed_images),
+                                               settings.drop_pushed_images,
+                                               settings.workload_host or ""),
                     neighbours=neighbours)
 
 
@@ -232,6 +231,14 @@ def setup_roles(server: AgentServer, config: AgentConfig, core: NodeCore) -> Hos
     return HostRoles(rasp, ssp)
 
 
+def add_node_service(server: AgentServer, core: NodeCore) -> NodeServicer:
+    """Register NodeService over `core` with its policy (agents/node/policy.py)."""
+    servicer = NodeServicer(core)
+    server.add(pb_grpc.add_NodeServiceServicer_to_server, servicer, NODE_SERVICE,
+               policy=NODE_POLICY)
+    return servicer
+
+
 def setup(server: AgentServer, config: AgentConfig) -> NodeCore:
     core, _ = setup_with_roles(server, config)
     return core
@@ -249,7 +256,6 @@ def setup_with_roles(server: AgentServer, config: AgentConfig) -> tuple[NodeCore
     for link in core.neighbours:
         if isinstance(link, GrpcNeighbour):
             server.on_stop(link.close)
-    server.add(pb_grpc.add_NodeServiceServicer_to_server,
-               NodeServicer(core, settings.allowed_callers), NODE_SERVICE)
+    add_node_service(server, core)
     advertiser.start()
     return core, roles

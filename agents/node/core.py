@@ -97,6 +97,9 @@ def http_get_local(port: int, path: str, timeout: float = 10.0) -> bytes:
         return bytes(resp.read())
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 @dataclass
 class NodeOptions:
     data_dir: Path
@@ -106,6 +109,8 @@ class NodeOptions:
     container_prefix: str = ""
     #: Untag (and so delete) the committed image locally once it is in the registry.
     drop_pushed_images: bool = False
+    #: The address clients reach published workload ports at (a probe target besides loopback).
+    workload_host: str = ""
 
 
 class NodeCore:
@@ -387,6 +392,9 @@ class NodeCore:
             raise InvalidRequest("probe kind is required")
         if not 0 < req.endpoint.port < 65536 or not req.endpoint.host:
             raise InvalidRequest("probe endpoint host and port are required")
+        if not self._is_workload_endpoint(req.endpoint.host, req.endpoint.port):
+            raise InvalidRequest(f"{req.endpoint.host}:{req.endpoint.port} is not a port "
+                                 "published by a workload of this agent; only those are probed")
 
         def execute() -> pb.ProbeFirstResponseResponse:
             seconds, attempts, body = probe_until_ok(
@@ -400,6 +408,25 @@ class NodeCore:
             return self.run_phase(req.ref, "first_response", pb.ProbeFirstResponseResponse,
                                   execute)
         return execute()
+
+    def _is_workload_endpoint(self, host: str, port: int) -> bool:
+        """True when ``host:port`` is a port a workload container of this agent publishes
+        (on its bound address, or on loopback when bound to every address): the probe reaches
+        only this agent's own workloads, never an arbitrary address (no request forgery)."""
+        host = host.strip("[]")
+        for row in self.store.workloads():
+            container = self.engine.find(row.name)
+            if container is None:
+                continue
+            for _cport, hport, hip in published_ports(container.attrs):
+                if hport != port:
+                    continue
+                if hip in ("", "0.0.0.0", "::"):
+                    if host in _LOOPBACK or host == self.options.workload_host:
+                        return True
+                elif host == hip:
+                    return True
+        return False
 
     # -- request migration (Algorithm 3) ------------------------------------------------------
     def submit_request(self, req: pb.SubmitRequestRequest) -> pb.SubmitRequestResponse:

@@ -3,7 +3,7 @@
 The node agent hosts it on its AgentServer, on every edge host::
 
     core = EndpointCore(identity, registry=registry_public, store=store, maximum=MAX)
-    add_rasp_endpoint(server, core, control_peers={"smf"})
+    add_rasp_endpoint(server, core)
 
 or build everything from an agent configuration with `setup_rasp_endpoint(server, config)`
 (settings under ``settings.rasp_endpoint``, see `EndpointSettings`).
@@ -11,7 +11,6 @@ or build everything from an agent configuration with `setup_rasp_endpoint(server
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from pathlib import Path
 
 import grpc
@@ -19,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2 as pb
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2_grpc as pb_grpc
-from agents.common.client import check_peer
 from agents.common.config import AgentConfig
 from agents.common.convert import (
     identity_from_pb,
@@ -33,6 +31,7 @@ from agents.common.server import AgentServer
 from agents.common.status import protocol_errors
 from agents.common.store import Store
 from agents.node.convert import transfer_from_pb, transfer_to_pb
+from agents.node.policy import RASP_ENDPOINT_POLICY
 from agents.node.rasp_core import EndpointCore
 from agents.security.rasp import Resources
 
@@ -40,16 +39,14 @@ SERVICE_NAME = "edgeferry.ras.v1.RaspEndpointService"
 
 
 class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
-    """RaspEndpointService over an EndpointCore; `control_peers` may drive migrations."""
+    """RaspEndpointService over an EndpointCore (who may call what: agents/node/policy.py)."""
 
-    def __init__(self, core: EndpointCore, *, control_peers: Collection[str] | None = None) -> None:
+    def __init__(self, core: EndpointCore) -> None:
         self.core = core
-        self.control_peers = None if control_peers is None else frozenset(control_peers)
 
     def GetIdentity(
         self, request: pb.GetIdentityRequest, context: grpc.ServicerContext
     ) -> pb.GetIdentityResponse:
-        check_peer(context, None)
         return pb.GetIdentityResponse(
             identity=identity_to_pb(self.core.public, pb.PublicIdentity),
             free=resources_to_pb(self.core.free()),
@@ -58,7 +55,6 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
     def PrepareSource(
         self, request: pb.PrepareSourceRequest, context: grpc.ServicerContext
     ) -> pb.PrepareSourceResponse:
-        check_peer(context, self.control_peers)
         with protocol_errors(context):
             self.core.prepare_source(
                 request.migration_id,
@@ -71,7 +67,6 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
     def Advertise(
         self, request: pb.AdvertiseRequest, context: grpc.ServicerContext
     ) -> pb.AdvertiseResponse:
-        check_peer(context, self.control_peers)
         with protocol_errors(context):
             message, sid = self.core.advertise(identity_from_pb(request.server))
         return pb.AdvertiseResponse(message=message, session_id=sid)
@@ -79,7 +74,6 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
     def Deliver(
         self, request: pb.EndpointDeliverRequest, context: grpc.ServicerContext
     ) -> pb.EndpointDeliverResponse:
-        check_peer(context, self.control_peers)
         with protocol_errors(context):
             reply, done, seconds = self.core.deliver(request.message, request.migration_id)
         return pb.EndpointDeliverResponse(reply=reply or b"", done=done, handle_seconds=seconds)
@@ -87,7 +81,6 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
     def ReportLocation(
         self, request: pb.ReportLocationRequest, context: grpc.ServicerContext
     ) -> pb.ReportLocationResponse:
-        check_peer(context, self.control_peers)
         with protocol_errors(context):
             message = self.core.report_location(request.session_id)
         return pb.ReportLocationResponse(message=message)
@@ -95,7 +88,6 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
     def GetSessionInfo(
         self, request: pb.SessionInfoRequest, context: grpc.ServicerContext
     ) -> pb.SessionInfoResponse:
-        check_peer(context, None)
         with protocol_errors(context):
             info = self.core.session_info(request.session_id)
         resp = pb.SessionInfoResponse(role=info.role, expect=info.expect, peer=info.peer)
@@ -107,7 +99,6 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
     def Release(
         self, request: pb.ReleaseRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseResponse:
-        check_peer(context, self.control_peers)
         with protocol_errors(context):
             released, order = self.core.release(request.order)
         return pb.ReleaseResponse(released=released, service=order.service,
@@ -115,11 +106,12 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
 
 
 def add_rasp_endpoint(
-    server: AgentServer, core: EndpointCore, *, control_peers: Collection[str] | None = None
+    server: AgentServer, core: EndpointCore
 ) -> RaspEndpointServicer:
     """Register the endpoint servicer on an AgentServer (before start())."""
-    servicer = RaspEndpointServicer(core, control_peers=control_peers)
-    server.add(pb_grpc.add_RaspEndpointServiceServicer_to_server, servicer, SERVICE_NAME)
+    servicer = RaspEndpointServicer(core)
+    server.add(pb_grpc.add_RaspEndpointServiceServicer_to_server, servicer, SERVICE_NAME,
+               policy=RASP_ENDPOINT_POLICY)
     return servicer
 
 
@@ -149,8 +141,6 @@ class EndpointSettings(BaseModel):
     #: MAX and initial ALLOC of this host (Algorithm 1).
     maximum: ResourcesSetting
     allocated: ResourcesSetting = Field(default_factory=ResourcesSetting)
-    #: Certificate names allowed to drive migrations (the SMF); None: any lab certificate.
-    control_peers: list[str] | None = None
 
 
 def setup_rasp_endpoint(
@@ -174,5 +164,5 @@ def setup_rasp_endpoint(
         maximum=settings.maximum.value(),
         allocated=settings.allocated.value(),
     )
-    add_rasp_endpoint(server, core, control_peers=settings.control_peers)
+    add_rasp_endpoint(server, core)
     return core

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
-from agents.common.client import check_peer
 from agents.common.logging import get_logger
 from agents.common.status import StatusTable, mapped_errors
 from agents.node.core import NodeCore
@@ -23,8 +22,9 @@ from agents.node.domain import (
     NotFound,
     PhaseFailed,
 )
+from agents.node.policy import NODE_SERVICE
 
-NODE_SERVICE = "edgeferry.node.v1.NodeService"
+__all__ = ["NODE_SERVICE", "NodeServicer"]
 T = TypeVar("T")
 
 _CODES: StatusTable = (
@@ -39,15 +39,13 @@ _CODES: StatusTable = (
 
 
 class NodeServicer(pb_grpc.NodeServiceServicer):
-    """Every call needs a lab-CA client certificate; ``allowed`` (if set) restricts the CNs."""
+    """NodeService over a NodeCore (who may call what: agents/node/policy.py)."""
 
-    def __init__(self, core: NodeCore, allowed: Collection[str] = ()) -> None:
+    def __init__(self, core: NodeCore) -> None:
         self.core = core
-        self.allowed = tuple(allowed)
         self.log = get_logger("node.servicer")
 
     def _call(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
-        check_peer(context, self.allowed or None)
         with mapped_errors(context, NodeError, _CODES):
             return fn()
 

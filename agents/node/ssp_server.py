@@ -5,7 +5,7 @@ identity::
 
     core = SspServerCore(identity, smf=smf_public, store=store, secret=tag_key,
                          ip="10.10.0.12", port=50070, handler=serve_request)
-    add_ssp_server(agent_server, core, control_peers={"cms", "controller"})
+    add_ssp_server(agent_server, core)
 
 The server is the CA of its own SESSION capabilities and of the timed SERV TIME CAP proxies
 (sealed scheme, tag key generated into the data dir at first start by `setup_ssp_server`).
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
-from agents.common.client import check_peer
 from agents.common.config import AgentConfig
 from agents.common.convert import identity_to_pb
 from agents.common.errors import AgentConfigError
@@ -43,6 +42,7 @@ from agents.common.store import (
     TableFull,
     dump,
 )
+from agents.node.policy import SSP_SERVER_POLICY
 from agents.security.capability import (
     CapType,
     SealedCapability,
@@ -146,38 +146,33 @@ class SspServerCore:
 
 
 class SspServerServicer(pb_grpc.SspServerServiceServicer):
-    """SspServerService over an SspServerCore; `control_peers` may provision services."""
+    """SspServerService over an SspServerCore (who may call what: agents/node/policy.py)."""
 
-    def __init__(self, core: SspServerCore, *,
-                 control_peers: Collection[str] | None = None) -> None:
+    def __init__(self, core: SspServerCore) -> None:
         self.core = core
-        self.control_peers = None if control_peers is None else frozenset(control_peers)
 
     def Provision(self, request: pb.ProvisionRequest,
                   context: grpc.ServicerContext) -> pb.ProvisionResponse:
-        check_peer(context, self.control_peers)
         with protocol_errors(context):
             self.core.provision(request.service_id, request.service_capability)
         return pb.ProvisionResponse()
 
     def GetIdentity(self, request: pb.ServerIdentityRequest,
                     context: grpc.ServicerContext) -> pb.ServerIdentityResponse:
-        check_peer(context, None)
         return pb.ServerIdentityResponse(
             identity=identity_to_pb(self.core.public, pb.PublicIdentity))
 
     def Deliver(self, request: pb.ServerDeliverRequest,
                 context: grpc.ServicerContext) -> pb.ServerDeliverResponse:
-        check_peer(context, None)  # applications and the SMF; the envelopes authenticate
         with protocol_errors(context):
             reply, seconds = self.core.deliver(request.message)
         return pb.ServerDeliverResponse(reply=reply or b"", handle_seconds=seconds)
 
 
-def add_ssp_server(server: AgentServer, core: SspServerCore, *,
-                   control_peers: Collection[str] | None = None) -> SspServerServicer:
-    servicer = SspServerServicer(core, control_peers=control_peers)
-    server.add(pb_grpc.add_SspServerServiceServicer_to_server, servicer, SERVICE_NAME)
+def add_ssp_server(server: AgentServer, core: SspServerCore) -> SspServerServicer:
+    servicer = SspServerServicer(core)
+    server.add(pb_grpc.add_SspServerServiceServicer_to_server, servicer, SERVICE_NAME,
+               policy=SSP_SERVER_POLICY)
     return servicer
 
 
@@ -193,8 +188,6 @@ class SspServerSettings(BaseModel):
     #: Address clients reach this endpoint at (default: the agent's listen address).
     advertise_ip: str | None = None
     advertise_port: int | None = Field(default=None, ge=1, le=65535)
-    #: Certificate names allowed to provision services (the CMS); None: any lab certificate.
-    control_peers: list[str] | None = None
     #: SSP sessions kept at most (a new one beyond is refused LIMIT_REACHED)
     session_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
     #: seconds an SSP session lives (above the 120 s freshness window of the replay cache)
@@ -223,5 +216,5 @@ def setup_ssp_server(server: AgentServer, config: AgentConfig,
         port=settings.advertise_port or config.listen_port, handler=handler,
         session_capacity=settings.session_capacity, session_ttl_s=settings.session_ttl_s,
     )
-    add_ssp_server(server, core, control_peers=settings.control_peers)
+    add_ssp_server(server, core)
     return core

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import grpc
 
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2 as pb
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2_grpc as pb_grpc
-from agents.common.client import check_peer
 from agents.common.convert import (
     identity_from_pb,
     identity_to_pb,
@@ -22,27 +19,14 @@ SERVICE_NAME = "edgeferry.ras.v1.RasService"
 
 
 class RasServicer(pb_grpc.RasServiceServicer):
-    """RasService over a RegistryCore.
+    """RasService over a RegistryCore (who may call what: agents/ras/policy.py)."""
 
-    `admin_peers`: certificate names allowed to register clouds and servers; `relay_peers`:
-    names allowed to deliver RASP messages (the SMF). None allows any lab-CA certificate.
-    """
-
-    def __init__(
-        self,
-        core: RegistryCore,
-        *,
-        admin_peers: Collection[str] | None = None,
-        relay_peers: Collection[str] | None = None,
-    ) -> None:
+    def __init__(self, core: RegistryCore) -> None:
         self.core = core
-        self.admin_peers = None if admin_peers is None else frozenset(admin_peers)
-        self.relay_peers = None if relay_peers is None else frozenset(relay_peers)
 
     def RegisterCloud(
         self, request: pb.RegisterCloudRequest, context: grpc.ServicerContext
     ) -> pb.RegisterCloudResponse:
-        check_peer(context, self.admin_peers)
         with protocol_errors(context):
             public = identity_from_pb(request.identity)
             free = self.core.register_cloud(
@@ -55,7 +39,6 @@ class RasServicer(pb_grpc.RasServiceServicer):
     def RegisterServer(
         self, request: pb.RegisterServerRequest, context: grpc.ServicerContext
     ) -> pb.RegisterServerResponse:
-        check_peer(context, self.admin_peers)
         with protocol_errors(context):
             self.core.register_server(identity_from_pb(request.identity))
         return pb.RegisterServerResponse()
@@ -63,7 +46,6 @@ class RasServicer(pb_grpc.RasServiceServicer):
     def GetRegistryIdentity(
         self, request: pb.GetRegistryIdentityRequest, context: grpc.ServicerContext
     ) -> pb.GetRegistryIdentityResponse:
-        check_peer(context, None)
         return pb.GetRegistryIdentityResponse(
             identity=identity_to_pb(self.core.public, pb.PublicIdentity)
         )
@@ -71,7 +53,6 @@ class RasServicer(pb_grpc.RasServiceServicer):
     def GetTable(
         self, request: pb.GetTableRequest, context: grpc.ServicerContext
     ) -> pb.GetTableResponse:
-        check_peer(context, None)
         table = self.core.table
         clouds = [
             pb.CloudRow(
@@ -104,7 +85,6 @@ class RasServicer(pb_grpc.RasServiceServicer):
     def Deliver(
         self, request: pb.RegistryDeliverRequest, context: grpc.ServicerContext
     ) -> pb.RegistryDeliverResponse:
-        check_peer(context, self.relay_peers)
         with protocol_errors(context):
             reply, seconds = self.core.deliver(request.message)
         return pb.RegistryDeliverResponse(reply=reply or b"", handle_seconds=seconds)

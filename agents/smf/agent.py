@@ -6,10 +6,6 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
     settings:
       name: smf                       # the SMF's principal name in SSP (issuer of capabilities)
       registry: 10.10.0.2:50052       # the RAS agent
-      admin_peers: [controller]       # register CMSs, users, devices, servers (None: any)
-      cms_peers: [controller, cms]    # register services
-      app_peers: null                 # request services (any lab certificate)
-      migrate_peers: [controller]     # migrate services (capabilities checked in addition)
       capability_ttl_s: 86400         # lifetime of USER CAP / DEV CAP (reissue to renew)
       max_revocations: 100000         # revoked, unexpired capabilities remembered at most
       audit:                          # optional: data-audit check before RASP
@@ -86,6 +82,7 @@ from agents.smf.container import (
 from agents.smf.core import DEFAULT_MAX_REVOCATIONS, SmfCore
 from agents.smf.domain import ServerEntry
 from agents.smf.migration import AuditHook, LedgerHook, MigrationPorts
+from agents.smf.policy import SMF_POLICY
 from agents.smf.relay import RaspRelay, Tap
 from agents.smf.servicer import SERVICE_NAME, SmfServicer, add_to_server
 from agents.smf.store import MigrationJournal
@@ -158,10 +155,6 @@ class SmfSettings(BaseModel):
 
     name: str = Field(default="smf", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     registry: str
-    admin_peers: list[str] | None = None
-    cms_peers: list[str] | None = None
-    app_peers: list[str] | None = None
-    migrate_peers: list[str] | None = None
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     #: SSP sessions the SMF keeps at most (a new one beyond is refused LIMIT_REACHED)
     session_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
@@ -283,11 +276,8 @@ def setup_smf(server: AgentServer, config: AgentConfig, *,
     def server_stub(entry: ServerEntry) -> pb_grpc.SspServerServiceStub:
         return pb_grpc.SspServerServiceStub(pool.get(entry.address))
 
-    servicer = SmfServicer(core, ports, server_stub, admin_peers=settings.admin_peers,
-                           cms_peers=settings.cms_peers, app_peers=settings.app_peers,
-                           migrate_peers=settings.migrate_peers,
-                           rpc_timeout_s=settings.rpc_timeout_s)
-    server.add(add_to_server, servicer, SERVICE_NAME)
+    servicer = SmfServicer(core, ports, server_stub, rpc_timeout_s=settings.rpc_timeout_s)
+    server.add(add_to_server, servicer, SERVICE_NAME, policy=SMF_POLICY)
     server.on_stop(pool.close)
     server.on_stop(store.close)
     return core, servicer

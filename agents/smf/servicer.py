@@ -3,7 +3,7 @@ errors -> status codes + error codes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -12,7 +12,7 @@ import grpc
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as pb
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2_grpc as pb_grpc
-from agents.common.client import check_peer
+from agents.common.client import peer_identity
 from agents.common.convert import (
     identity_from_pb,
     identity_to_pb,
@@ -117,26 +117,14 @@ def common_error(code: str) -> common_pb2.ErrorCode.ValueType:
 
 
 class SmfServicer(pb_grpc.SmfServiceServicer):
-    """SmfService over an SmfCore.
-
-    Peers (certificate names; None allows any lab-CA certificate): `admin_peers` register
-    CMSs, users, devices and servers; `cms_peers` register services; `app_peers` request
-    services; `migrate_peers` migrate them (the capabilities are checked in addition).
-    """
+    """SmfService over an SmfCore (who may call what: agents/smf/policy.py; the capabilities
+    are checked in addition)."""
 
     def __init__(self, core: SmfCore, ports: MigrationPorts, server_stub: ServerStubFactory, *,
-                 admin_peers: Collection[str] | None = None,
-                 cms_peers: Collection[str] | None = None,
-                 app_peers: Collection[str] | None = None,
-                 migrate_peers: Collection[str] | None = None,
                  rpc_timeout_s: float = 10.0) -> None:
         self.core = core
         self.ports = ports
         self.server_stub = server_stub
-        self.admin_peers = None if admin_peers is None else frozenset(admin_peers)
-        self.cms_peers = None if cms_peers is None else frozenset(cms_peers)
-        self.app_peers = None if app_peers is None else frozenset(app_peers)
-        self.migrate_peers = None if migrate_peers is None else frozenset(migrate_peers)
         self.timeout = rpc_timeout_s
         self.log = get_logger("smf.servicer")
 
@@ -144,20 +132,17 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def RegisterCms(self, request: pb.RegisterCmsRequest,
                     context: grpc.ServicerContext) -> pb.RegisterCmsResponse:
-        check_peer(context, self.admin_peers)
         with _errors(context):
             self.core.register_cms(identity_from_pb(request.identity))
         return pb.RegisterCmsResponse()
 
     def GetSmfIdentity(self, request: pb.GetSmfIdentityRequest,
                        context: grpc.ServicerContext) -> pb.GetSmfIdentityResponse:
-        check_peer(context, None)
         return pb.GetSmfIdentityResponse(
             identity=identity_to_pb(self.core.public, pb.PublicIdentity))
 
     def RegisterService(self, request: pb.RegisterServiceRequest,
                         context: grpc.ServicerContext) -> pb.RegisterServiceResponse:
-        check_peer(context, self.cms_peers)
         with _errors(context):
             reply, service = self.core.register_service(
                 request.message, description=request.description, local_id=request.local_id,
@@ -169,7 +154,6 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def RegisterUser(self, request: pb.RegisterUserRequest,
                      context: grpc.ServicerContext) -> pb.RegisterUserResponse:
-        check_peer(context, self.admin_peers)
         with _errors(context):
             user = self.core.register_user(
                 request.first_name, request.surname, holder=_holder(request),
@@ -179,7 +163,6 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def RegisterDevice(self, request: pb.RegisterDeviceRequest,
                        context: grpc.ServicerContext) -> pb.RegisterDeviceResponse:
-        check_peer(context, self.admin_peers)
         with _errors(context):
             device = self.core.register_device(
                 request.name, request.owner_first_name, request.owner_surname,
@@ -214,7 +197,6 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def AddServer(self, request: pb.AddServerRequest,
                   context: grpc.ServicerContext) -> pb.AddServerResponse:
-        check_peer(context, self.admin_peers)
         with _errors(context):
             public = identity_from_pb(request.identity)
             service = self.core.add_server(request.service_id, ServerEntry(
@@ -233,7 +215,6 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def RequestService(self, request: pb.RequestServiceRequest,
                        context: grpc.ServicerContext) -> pb.RequestServiceResponse:
-        check_peer(context, self.app_peers)
         with _errors(context):
             try:
                 reply, server, timings = self.core.request_service(request.message,
@@ -251,7 +232,7 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def MigrateService(self, request: pb.MigrateServiceRequest,
                        context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
-        caller = check_peer(context, self.migrate_peers)
+        caller = peer_identity(context)
         with _errors(context):
             out = migrate_service(
                 self.core, self.ports, service_id=request.service_id, user_id=request.user_id,
@@ -284,19 +265,16 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def GetService(self, request: pb.GetServiceRequest,
                    context: grpc.ServicerContext) -> pb.ServiceInfo:
-        check_peer(context, None)
         with _errors(context):
             return service_to_pb(self.core, self.core.service(request.service_id))
 
     def ListServices(self, request: pb.ListRequest,
                      context: grpc.ServicerContext) -> pb.ListServicesResponse:
-        check_peer(context, None)
         return pb.ListServicesResponse(
             services=[service_to_pb(self.core, s) for s in self.core.db.services()])
 
     def ListUsers(self, request: pb.ListRequest,
                   context: grpc.ServicerContext) -> pb.ListUsersResponse:
-        check_peer(context, None)
         return pb.ListUsersResponse(users=[
             pb.UserInfo(global_id=u.global_id, first_name=u.first_name, surname=u.surname,
                         role=u.role, rank=u.rank, specialisation=u.specialisation,
@@ -305,7 +283,6 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
 
     def ListDevices(self, request: pb.ListRequest,
                     context: grpc.ServicerContext) -> pb.ListDevicesResponse:
-        check_peer(context, None)
         return pb.ListDevicesResponse(devices=[
             pb.DeviceInfo(global_id=d.global_id, local_id=d.local_id, name=d.name,
                           owner_first_name=d.owner_first_name, owner_surname=d.owner_surname,

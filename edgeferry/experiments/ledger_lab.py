@@ -67,15 +67,26 @@ def peer_prefix(host: str, index: int) -> str:
     return f"{host}-net{index}"
 
 
+#: The certificates each host gets (role -> the CN ``<role>.<host>``, agents.common.authz):
+#: the control host runs the validator and the central service, an edge its peers, the
+#: direct service and the probes (which write and read metadata as the SMF does).
+CONTROL_CERTS = ("ledger-validator",)
+EDGE_CERTS = ("ledger-peer", "smf")
+#: The ledger node id of the source probe: the one id an ``smf.<host>`` certificate may
+#: register (agents.ledger.policy.SMF_NODE_ID).
+SOURCE_NODE_ID = "smf"
+
+
 def agent_config(name: str, address: str, port: int, remote_dir: str, data: str,
-                 settings: dict[str, Any]) -> dict[str, Any]:
-    """The ``python -m agents.ledger`` config for one process on a lab host."""
+                 settings: dict[str, Any], cert: str) -> dict[str, Any]:
+    """The ``python -m agents.ledger`` config for one process on a lab host, presenting the
+    host's certificate of role `cert` (``tls/<cert>.crt``)."""
     return {
         "name": name, "listen_host": address, "listen_port": port,
         "data_dir": f"{remote_dir}/{data}", "log_level": "WARNING", "max_workers": 32,
         "grace_seconds": 0.5,
-        "tls": {"ca_cert": f"{remote_dir}/tls/ca.crt", "cert": f"{remote_dir}/tls/host.crt",
-                "key": f"{remote_dir}/tls/host.key"},
+        "tls": {"ca_cert": f"{remote_dir}/tls/ca.crt", "cert": f"{remote_dir}/tls/{cert}.crt",
+                "key": f"{remote_dir}/tls/{cert}.key"},
         "settings": settings,
     }
 
@@ -223,18 +234,20 @@ class LabLedger:
             self._check_deployed(host)
         ca = LabCA.load(self.ca_dir)
         issued_dir = self.work_dir / "pki"
-        self.controller_cert = ca.issue_client("ledger-controller", issued_dir)
+        self.controller_cert = ca.issue_client("controller", issued_dir)
         self.ca_cert = ca.cert_path
         for host in [self.control, *self.edges]:
             conn = self.connect(host)
-            cert = ca.issue(f"ledger-{host}", issued_dir, dns_names=(host,),
-                            ip_addresses=(self.address(host),))
             remote = run(conn, ["mktemp", "-d", "/tmp/edgeferry-ledger.XXXXXX"]).strip()
             self.dirs[host] = remote
             run(conn, ["install", "-d", "-m", "0700", f"{remote}/tls"])
-            for local, name, mode in ((ca.cert_path, "ca.crt", "0644"),
-                                      (cert.cert_path, "host.crt", "0644"),
-                                      (cert.key_path, "host.key", "0600")):
+            files = [(ca.cert_path, "ca.crt", "0644")]
+            for role in CONTROL_CERTS if host == self.control else EDGE_CERTS:
+                cert = ca.issue(f"{role}.{host}", issued_dir, dns_names=(host,),
+                                ip_addresses=(self.address(host),))
+                files += [(cert.cert_path, f"{role}.crt", "0644"),
+                          (cert.key_path, f"{role}.key", "0600")]
+            for local, name, mode in files:
                 dest = f"{remote}/tls/{name}"
                 conn.put(io.BytesIO(Path(local).read_bytes()), dest)
                 run(conn, ["chmod", mode, dest])
@@ -305,7 +318,7 @@ class LabLedger:
         vname = f"net{index}-validator"
         vpid = self._spawn(ctl, vname, agent_config(
             "ledger", caddr, vport, self.dirs[ctl], f"{vname}-data",
-            {"role": "validator", "node_id": "validator"}))
+            {"role": "validator", "node_id": "validator"}, "ledger-validator"))
         pub = f"{self.dirs[ctl]}/{vname}-data/keys/validator.pub.hex"
 
         def has_key() -> bool:
@@ -325,13 +338,14 @@ class LabLedger:
         cport = port_of(self.port_base, index, "central")
         cname = f"net{index}-central"
         self._spawn(ctl, cname, agent_config("ledger", caddr, cport, self.dirs[ctl],
-                                             f"{cname}-data", {"role": "central"}))
+                                             f"{cname}-data", {"role": "central"},
+                                             "ledger-validator"))
         dest = self.destination
         dport = port_of(self.port_base, index, "direct")
         dname = f"net{index}-direct"
         self._spawn(dest, dname, agent_config("ledger", self.address(dest), dport,
                                               self.dirs[dest], f"{dname}-data",
-                                              {"role": "central"}))
+                                              {"role": "central"}, "smf"))
         pport = port_of(self.port_base, index, "peers")
         counts = distribute(peers, self.edges)
         started = []
@@ -340,7 +354,7 @@ class LabLedger:
             settings = peer_settings(peer_prefix(host, index), count, validator, authority)
             pid = self._spawn(host, pname, agent_config(
                 "ledger", self.address(host), pport, self.dirs[host], f"{pname}-data",
-                settings))
+                settings, "ledger-peer"))
             started.append((host, pid, pname))
         self.log(f"ledger network {index}: validator + central on {ctl}, "
                  + ", ".join(f"{n} peers on {h}" for h, n in counts.items())
@@ -371,9 +385,9 @@ class LabLedger:
     def probe(self, host: str, net: LabNetwork, role: str) -> ProbeSession:
         remote = self.dirs[host]
         cfg: dict[str, Any] = {
-            "tls": {"ca_cert": f"{remote}/tls/ca.crt", "cert": f"{remote}/tls/host.crt",
-                    "key": f"{remote}/tls/host.key"},
-            "node_id": f"{role}@{host}",
+            "tls": {"ca_cert": f"{remote}/tls/ca.crt", "cert": f"{remote}/tls/smf.crt",
+                    "key": f"{remote}/tls/smf.key"},
+            "node_id": SOURCE_NODE_ID if role == "source" else f"{role}@{host}",
             "direct": net.direct, "central": net.central,
         }
         if role == "source":

@@ -50,11 +50,23 @@ def forge(message: bytes) -> bytes:
 
 @dataclass
 class CaseLog:
-    """Counts adversarial cases: every case must end rejected with the expected code."""
+    """Counts adversarial cases: every case must end rejected with the expected code.
 
-    tried: int = 0
+    Counted apart by where the refusal happened: `sent` cases reached a running agent, which
+    refused them (a protocol error code in its answer, a refused TLS handshake, a failed
+    migration); `in_process` cases were delivered to the honest application, which runs in the
+    test process and refused them there; `local` cases were refused before anything was sent
+    (e.g. a bit flip that no longer decodes)."""
+
+    sent: int = 0
+    in_process: int = 0
+    local: int = 0
     accepted: list[str] = field(default_factory=list)
     by_code: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tried(self) -> int:
+        return self.sent + self.in_process + self.local
 
     def run(self, name: str, attack: Callable[[], Any], expected: str | set[str],
             snapshot: Callable[[], object],
@@ -62,15 +74,21 @@ class CaseLog:
         """Run `attack`; it must raise a protocol refusal with the expected code and leave
         `snapshot()` (every honest party's state, memory and disk) unchanged. A
         snapshot taken by the attack itself (`captured()`), when honest steps precede the
-        attacked one inside the same call."""
+        attacked one inside the same call. A refusal from an agent counts as sent, one
+        raised in this process (a ProtocolError that is no RemoteProtocolError: the in-process
+        application refused it) as in_process."""
         wanted = {expected} if isinstance(expected, str) else set(expected)
         before = snapshot() if captured is None else None
-        self.tried += 1
         try:
             attack()
-        except (RemoteProtocolError, ProtocolError) as exc:
+        except RemoteProtocolError as exc:
             code = str(exc.code)
+            self.sent += 1
+        except ProtocolError as exc:
+            code = str(exc.code)
+            self.in_process += 1
         else:
+            self.sent += 1
             self.accepted.append(name)
             raise AssertionError(f"{name}: the attack was accepted")
         self.by_code[code] = self.by_code.get(code, 0) + 1
@@ -81,8 +99,13 @@ class CaseLog:
         assert after == before, f"{name}: an honest party's state changed"
         return code
 
-    def count_only(self, name: str, rejected: bool) -> None:
-        self.tried += 1
+    def count_only(self, name: str, rejected: bool, *, sent: bool) -> None:
+        """Count a case judged by the test itself; `sent`: whether it reached an agent (else
+        it was refused before sending)."""
+        if sent:
+            self.sent += 1
+        else:
+            self.local += 1
         if not rejected:
             self.accepted.append(name)
 

@@ -2,7 +2,9 @@
 
 RAS agent ("ras"), SMF agent ("smf") and edge hosts ("edge1", ...) each hosting a RASP endpoint
 and an SSP chosen server with one identity, all built with the agents' own setup functions.
-Clients connect as "controller" (admin, CMS), "smf" (the relay path of RASP) or "app".
+Clients connect as "controller" (admin, CMS), "smf" (the relay path of RASP) or "app" (the
+applications' front end, which the controller runs). Certificates carry role-shaped names as
+deployed (agents.common.authz): `cert_name` maps a lab name to its CN.
 """
 
 from __future__ import annotations
@@ -36,6 +38,21 @@ from agents.smf.servicer import SmfServicer
 
 EDGE_MAX = Resources(cpu=64_000, memory=65_536, storage=1_000_000, network=10_000)
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
+#: The host the control agents (RAS, SMF, audit, ledger validator) run on in this lab.
+CONTROL_HOST = "control"
+
+
+def cert_name(name: str) -> str:
+    """The certificate CN of lab name `name`: ``ras``/``smf``/... -> ``<role>.control``,
+    ``edgeN`` -> ``node.edgeN``, ``app``/``controller`` -> ``controller``; any other name
+    (an attacker's) as it is."""
+    if name in ("controller", "app"):
+        return "controller"
+    if name in ("ras", "smf", "audit", "ledger-validator"):
+        return f"{name}.{CONTROL_HOST}"
+    if name.startswith("edge"):
+        return f"node.{name}"
+    return name
 
 
 @dataclass
@@ -80,7 +97,7 @@ class Lab:
     # -- configs and channels ------------------------------------------------------------------
     def config(self, name: str, port: int = 0, settings: dict[str, Any] | None = None
                ) -> AgentConfig:
-        cert = self.pki.issue(name)
+        cert = self.pki.issue(cert_name(name))
         overrides: dict[str, Any] = {f"settings.{k}": v for k, v in (settings or {}).items()}
         return load_config(None, overrides, defaults={
             "name": name, "listen_host": "127.0.0.1", "listen_port": port,
@@ -92,7 +109,8 @@ class Lab:
     def channel(self, port: int, as_name: str = "controller") -> grpc.Channel:
         key = (port, as_name)
         if key not in self._channels:
-            cert = self.pki.client if as_name == "controller" else self.pki.issue(as_name)
+            cn = cert_name(as_name)
+            cert = self.pki.client if cn == "controller" else self.pki.issue(cn)
             self._channels[key] = secure_channel(f"127.0.0.1:{port}", self.pki.ca.cert_path,
                                                  cert.cert_path, cert.key_path)
         return self._channels[key]
@@ -102,7 +120,7 @@ class Lab:
 
     # -- agents ----------------------------------------------------------------------------------
     def start_ras(self, port: int = 0) -> None:
-        cfg = self.config("ras", port, {"admin_peers": ["controller"], "relay_peers": ["smf"]})
+        cfg = self.config("ras", port)
         self.ras = AgentServer(cfg)
         self.ras_core = setup_ras(self.ras, cfg)
         self.ras.start()
@@ -110,9 +128,8 @@ class Lab:
     def start_smf(self, port: int = 0) -> None:
         assert self.ras is not None
         cfg = self.config("smf", port, {
-            "registry": f"127.0.0.1:{self.ras.port}", "admin_peers": ["controller"],
-            "cms_peers": ["controller"], "migrate_peers": ["controller", "app"],
-            "rpc_timeout_s": 5.0, **self.smf_settings,
+            "registry": f"127.0.0.1:{self.ras.port}", "rpc_timeout_s": 5.0,
+            **self.smf_settings,
         })
         self.smf = AgentServer(cfg)
         self.smf_core, self.smf_servicer = setup_smf(self.smf, cfg)
@@ -123,9 +140,9 @@ class Lab:
         server = AgentServer(cfg)
         rasp = setup_rasp_endpoint(server, cfg, EndpointSettings(
             registry_identity=self.root / "ras" / "keys" / "registry.pub",
-            maximum=ResourcesSetting(**EDGE_MAX.__dict__), control_peers=["smf"]))
+            maximum=ResourcesSetting(**EDGE_MAX.__dict__)))
         ssp = setup_ssp_server(server, cfg, SspServerSettings(
-            smf_identity=self.root / "smf" / "keys" / "smf.pub", control_peers=["controller"]))
+            smf_identity=self.root / "smf" / "keys" / "smf.pub"))
         if self.clock is not None:  # a controllable clock for the timed capabilities
             ssp.authority._clock = self.clock
             ssp.server._clock = self.clock

@@ -117,7 +117,7 @@ def test_every_bit_flip_of_a_user_capability_is_refused(lab: Lab, cases: CaseLog
         try:
             cap = SealedCapability.from_bytes(raw)
         except (ProtocolError, ValueError):
-            cases.count_only(f"USER CAP bit {bit} (does not decode)", rejected=True)
+            cases.count_only(f"USER CAP bit {bit} (does not decode)", rejected=True, sent=False)
             continue
         over_the_wire += 1
         app = SspApplication(who.app, smf=smf_public, user_cap=cap,
@@ -188,7 +188,7 @@ def test_client_without_a_lab_certificate_is_refused(lab: Lab, cases: CaseLog,
             user_capability=who.user_cap.to_bytes(), device_capability=who.device_cap.to_bytes(),
             destination="edge2"), timeout=3)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
-    cases.count_only(f"client {how}", rejected=True)
+    cases.count_only(f"client {how}", rejected=True, sent=True)
     channel.close()
     assert snap() == before
     assert lab.smf_client().service(lab.service_id).location == "edge1"

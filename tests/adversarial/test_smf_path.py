@@ -42,7 +42,8 @@ def test_every_rasp_step_dropped_or_modified_on_the_smf_path(lab: Lab, cases: Ca
         ports.tap = None
         expected = "WRONG_STEP" if attack == "drop" else (
             "DECRYPT_FAILED" if k in (9, 10, 11) else "BAD_SIGNATURE")
-        cases.count_only(f"smf path step {k} {attack}", rejected=not report.migrated)
+        cases.count_only(f"smf path step {k} {attack}", rejected=not report.migrated,
+                         sent=True)
         assert not report.migrated
         assert report.error_code == expected, (k, report.error_code, report.error_message)
         failed = next(p for p in report.phases if p.outcome in ("failed", "rejected"))
@@ -69,7 +70,7 @@ def test_stale_epoch_is_refused(lab: Lab, cases: CaseLog) -> None:
     lab.smf_servicer.ports.extra_phases = [("location_commit", Phase("rival_commit", rival))]
     report = _migrate(lab, who)
     lab.smf_servicer.ports.extra_phases = []
-    cases.count_only("stale epoch", rejected=not report.migrated)
+    cases.count_only("stale epoch", rejected=not report.migrated, sent=True)
     assert not report.migrated and report.error_code == "STALE_EPOCH"
     assert report.phases[-1].phase == "location_commit"
     assert report.phases[-1].outcome == "rejected"
@@ -96,7 +97,7 @@ def test_second_migration_while_one_runs_is_refused(lab: Lab, cases: CaseLog) ->
     try:
         with pytest.raises(Exception, match="being migrated") as err:
             _migrate(lab, who)
-        cases.count_only("concurrent migration", rejected=True)
+        cases.count_only("concurrent migration", rejected=True, sent=True)
         assert "ABORTED" in repr(err.value) or "being migrated" in str(err.value)
     finally:
         release.set()

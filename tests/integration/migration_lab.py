@@ -154,6 +154,17 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+def cert_name(name: str) -> str:
+    """The role-shaped certificate CN (agents.common.authz) of a lab process or client."""
+    fixed = {"controller": "controller", "app": "controller",
+             "validator": "ledger-validator.control", "ledger-peers": "ledger-peer.peers"}
+    if name in fixed:
+        return fixed[name]
+    if name in ("ras", "smf", "audit"):
+        return f"{name}.control"
+    return f"node.{name}"
+
+
 @dataclass
 class MigrationLab:
     pki: Any  # tests.conftest.LabPKI
@@ -188,7 +199,7 @@ class MigrationLab:
                 (TLS_KEY_PATH_IN_CONTAINER, tls.issued.key_path)]
 
     def config(self, name: str, settings: dict[str, Any]) -> AgentConfig:
-        cert = self.pki.issue(name)
+        cert = self.pki.issue(cert_name(name))
         return load_config(None, {f"settings.{k}": v for k, v in settings.items()}, defaults={
             "name": name, "listen_host": "127.0.0.1", "listen_port": 0,
             "data_dir": str(self.root / name), "grace_seconds": 0.2, "max_workers": 16,
@@ -198,7 +209,8 @@ class MigrationLab:
     def channel(self, address: str, as_name: str = "controller") -> grpc.Channel:
         key = (address, as_name)
         if key not in self.channels:
-            cert = self.pki.client if as_name == "controller" else self.pki.issue(as_name)
+            cn = cert_name(as_name)
+            cert = self.pki.client if cn == "controller" else self.pki.issue(cn)
             self.channels[key] = secure_channel(address, self.pki.ca.cert_path, cert.cert_path,
                                                 cert.key_path)
         return self.channels[key]
@@ -212,8 +224,7 @@ class MigrationLab:
 
     # -- agents -----------------------------------------------------------------------------------
     def start_control_plane(self) -> None:
-        ras = self._serve(self.config("ras", {"admin_peers": ["controller"],
-                                              "relay_peers": ["smf"]}),
+        ras = self._serve(self.config("ras", {}),
                           lambda s: setup_ras(s, self.config("ras", {})))
         self.ras_port = ras.port
         # audit agent: owner tokens sealed with a key file only the audit agent reads
@@ -222,7 +233,7 @@ class MigrationLab:
         key_file.write_bytes(self.owner_key)
         key_file.chmod(0o600)
         acfg = self.config("audit", {"owner_token_key": str(key_file),
-                                     "monitor_peers": ["controller"], "seed": 7})
+                                     "seed": 7})
         audit = self._serve(acfg, lambda s: setup_audit(s, acfg))
         self.audit_port = audit.port
         # ledger: validator + one host with 9 identities -> 10 nodes, 90 % = 9 confirmations
@@ -243,9 +254,7 @@ class MigrationLab:
         nms_key.write_bytes(self.nms_key)
         nms_key.chmod(0o600)
         scfg = self.config("smf", {
-            "registry": f"127.0.0.1:{self.ras_port}", "admin_peers": ["controller"],
-            "cms_peers": ["controller"], "migrate_peers": ["controller"],
-            "rpc_timeout_s": 10.0,
+            "registry": f"127.0.0.1:{self.ras_port}", "rpc_timeout_s": 10.0,
             "audit": {"address": f"127.0.0.1:{self.audit_port}",
                       "owner_token_file": str(token)},
             "ledger": {"address": f"127.0.0.1:{validator.port}", "node_id": "smf",
@@ -268,7 +277,7 @@ class MigrationLab:
         self.smf_port = smf.port
 
     def add_node(self, name: str) -> NodeProcess:
-        cert = self.pki.issue(name)
+        cert = self.pki.issue(cert_name(name))
         pw = self.root / f"{name}-registry.password"
         pw.write_text(self.registry.password)
         pw.chmod(0o600)
@@ -284,13 +293,13 @@ class MigrationLab:
                 "registry": {"address": self.registry.address,
                              "username": self.registry.username, "password_file": str(pw),
                              "ca_cert": str(self.registry.ca_cert)},
-                "advertise_interval_s": 0, "allowed_callers": ["smf", "controller"],
+                "advertise_interval_s": 0,
                 "container_prefix": node.prefix, "drop_pushed_images": True,
                 "rasp_endpoint": {
                     "registry_identity": str(self.root / "ras" / "keys" / "registry.pub"),
-                    "maximum": EDGE_MAX, "control_peers": ["smf"]},
+                    "maximum": EDGE_MAX},
                 "ssp_server": {"smf_identity": str(self.root / "smf" / "keys" / "smf.pub"),
-                               "advertise_ip": "127.0.0.1", "control_peers": ["controller"]},
+                               "advertise_ip": "127.0.0.1"},
                 "workload_host": "127.0.0.1",
             }}))
         node.start()

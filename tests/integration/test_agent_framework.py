@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from agents.common.authz import ALL_ROLES, Policy, allow
 from agents.common.client import (
     peer_identity,
     plaintext_loopback_channel,
@@ -62,7 +63,13 @@ def add_test_service(
         lambda _servicer, grpc_server: grpc_server.add_generic_rpc_handlers((handler,)),
         None,
         TEST_SERVICE,
+        policy=any_role(TEST_SERVICE, methods),
     )
+
+
+def any_role(service: str, methods: Iterable[str]) -> Policy:
+    """A policy admitting every agent role and the controller to `methods`."""
+    return Policy(service, {name: allow(*sorted(ALL_ROLES)) for name in methods})
 
 
 def call(channel: grpc.Channel, method: str, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -249,12 +256,12 @@ def test_peer_identity_and_authorisation_by_certificate(
     server = run_agent_server(
         agent_config(), lambda s: add_test_service(s, {"WhoAmI": whoami, "Admin": admin_only})
     )
-    intruder = lab_pki.issue("intruder", server=False)
+    intruder = lab_pki.issue("smf.intruder", server=False)  # a lab role, not the controller
     with lab_pki.channel(server.port) as channel:
         assert call(channel, "WhoAmI", b"") == b"controller"
         assert call(channel, "Admin", b"") == b"controller"
     with lab_pki.channel(server.port, intruder) as channel:
-        assert call(channel, "WhoAmI", b"") == b"intruder"
+        assert call(channel, "WhoAmI", b"") == b"smf.intruder"
         with pytest.raises(grpc.RpcError) as info:
             call(channel, "Admin", b"")
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -445,8 +452,10 @@ def test_add_interceptors_run_around_that_service_only_registered_methods_includ
             grpc_server.add_registered_method_handlers(TEST_SERVICE, methods)
 
         server.add(add_like_generated_code, None, TEST_SERVICE,
+                   policy=any_role(TEST_SERVICE, methods),
                    interceptors=(_Recorder("a", seen), _Recorder("b", seen)))
-        server.add(lambda _s, g: g.add_registered_method_handlers(other, methods), None, other)
+        server.add(lambda _s, g: g.add_registered_method_handlers(other, methods), None, other,
+                   policy=any_role(other, methods))
 
     server = run_agent_server(agent_config(), setup)
     with lab_pki.channel(server.port) as channel:

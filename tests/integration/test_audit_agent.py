@@ -38,8 +38,7 @@ class AuditLab:
                  run_agent_server: Callable[..., AgentServer], owner_key: tuple[Path, bytes],
                  **settings: Any) -> None:
         self.key = owner_key[1]
-        overrides = {"settings.owner_token_key": str(owner_key[0]),
-                     "settings.monitor_peers": ["node-edge"], "settings.seed": 7}
+        overrides = {"settings.owner_token_key": str(owner_key[0]), "settings.seed": 7}
         overrides.update({f"settings.{k}": v for k, v in settings.items()})
         self.config = agent_config(name="audit", **overrides)
         holder: dict[str, Any] = {}
@@ -58,7 +57,7 @@ class AuditLab:
     def load_paper(self) -> None:
         doc = seed002_tables()
         eo, co = self.token("edge-owner"), self.token("app-owner")
-        with self.client() as c, self.client("node-edge") as node:
+        with self.client() as c, self.client("node.edge") as node:
             for name, edge in doc.edges.items():
                 key = c.register_edge(eo, name, edge.canonical(), region=edge.region,
                                       address=edge.address)
@@ -131,7 +130,6 @@ def test_refusals_map_to_status_codes(lab):
             (lambda: c.register_container(co, "App1", {}), grpc.StatusCode.ALREADY_EXISTS),
             (lambda: c.update_edge(co, "Edge3", {"eDAl": "jp"}),
              grpc.StatusCode.PERMISSION_DENIED),
-            (lambda: c.report_edge_state("Edge3", 1, 1), grpc.StatusCode.PERMISSION_DENIED),
         ]
         for call, code in cases:
             with pytest.raises(AuditRpcError) as err:
@@ -139,6 +137,9 @@ def test_refusals_map_to_status_codes(lab):
             assert err.value.code == code, err.value
         with pytest.raises(AuditRpcError, match="unknown country code 'uk'"):
             c.register_container(co, "Bad", {"cDAl": "uk"})
+    with lab.client("smf.control") as smf, pytest.raises(AuditRpcError) as err:
+        smf.report_edge_state("Edge3", 1, 1)  # monitoring is the node agents' and controller's
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_foreign_certificate_is_refused(lab):
@@ -148,19 +149,30 @@ def test_foreign_certificate_is_refused(lab):
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_allowed_peers_restricts_callers(lab_pki, agent_config, run_agent_server, owner_key):
-    lab = AuditLab(lab_pki, agent_config, run_agent_server, owner_key, allowed_peers=["smf"])
-    with lab.client() as c, pytest.raises(AuditRpcError) as err:
-        c.verify_log()
+def test_policy_restricts_callers_by_certificate_role(lab):
+    """agents/audit/policy.py: the SMF may evaluate but not administer; a node agent may
+    report edge state only; a certificate with no role may call nothing."""
+    lab.load_paper()
+    co = lab.token("app-owner")
+    with lab.client("smf.control") as smf:
+        assert smf.evaluate(co, "App1", edge="Edge3").tries
+        with pytest.raises(AuditRpcError) as err:
+            smf.verify_log()
+        assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+    with lab.client("node.edge") as node, pytest.raises(AuditRpcError) as err:
+        node.list_edges(co)
     assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
-    with lab.client("smf") as smf:
-        assert smf.verify_log()[0]
+    with lab.client("intruder") as nobody, pytest.raises(AuditRpcError) as err:
+        nobody.report_edge_state("Edge1", 1, 1)
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+    with lab.client() as c:
+        assert c.verify_log()[0]
 
 
 def test_monitoring_input_changes_decisions(lab):
     lab.load_paper()
     co = lab.token("app-owner")
-    with lab.client() as c, lab.client("node-edge") as node:
+    with lab.client() as c, lab.client("node.edge") as node:
         node.report_edge_state("Edge3", 75, 30)
         v = c.evaluate(co, "App1", edge="Edge3")
         assert not v.permit and v.tries[0].failures[0].note == "75% > 60"
@@ -216,7 +228,7 @@ def test_cli_register_share_and_evaluate_against_the_agent(lab, tmp_path):
     keys = {line.split()[1].rstrip(":"): line.split()[-1] for line in result.output.splitlines()
             if "share key" in line}
     assert sorted(keys) == [f"Edge{i}" for i in range(1, 9)]
-    with lab.client("node-edge") as node:
+    with lab.client("node.edge") as node:
         for name in keys:
             node.report_edge_state(name, 40, 30)
 

@@ -30,6 +30,8 @@ from agents.ledger.signing import public_key_bytes
 from agents.ledger.transactions import ContainerMetadata, sign_transaction
 
 GB = 1_000_000_000
+#: The SMF's certificate name: the ledger's metadata writer (agents/ledger/policy.py).
+SMF = "smf.control"
 
 
 def meta(i: int) -> ContainerMetadata:
@@ -41,7 +43,8 @@ class Lab:
                  run_agent_server: Callable[..., AgentServer]) -> None:
         self.pki, self.cfg, self.run = lab_pki, agent_config, run_agent_server
         vcfg = agent_config(name="validator", max_workers=16,
-                            **{"settings.role": "validator", "settings.node_id": "validator"})
+                            **{"settings.role": "validator", "settings.node_id": "validator"},
+                            **lab_pki.tls_overrides("ledger-validator.control"))
         holder: dict[str, Any] = {}
         self.validator = run_agent_server(
             vcfg, lambda s: holder.update(core=setup_validator(s, vcfg)[0]))
@@ -54,15 +57,15 @@ class Lab:
             "settings.role": "peers", "settings.node_id": name, "settings.peers": count,
             "settings.validator": f"127.0.0.1:{self.validator.port}",
             "settings.authority_key": self.authority_key,
-        })
+        }, **self.pki.tls_overrides(f"ledger-peer.{name}"))
         holder: dict[str, PeerHost] = {}
         server = self.run(cfg, lambda s: holder.update(host=setup_peers(s, cfg)))
         bootstrap(holder["host"], server, cfg)
         self.hosts[name] = (server, holder["host"])
         return server, holder["host"]
 
-    def client(self, node_id: str = "smf@edge1") -> LedgerClient:
-        c = LedgerClient(self.pki.channel(self.validator.port), node_id,
+    def client(self, node_id: str = "smf") -> LedgerClient:
+        c = LedgerClient(self.pki.channel_as(self.validator.port, SMF), node_id,
                          Ed25519PrivateKey.generate())
         c.register()
         return c
@@ -90,9 +93,9 @@ def test_write_propagate_confirm_and_self_evaluate(lab: Lab) -> None:
     assert result.total_nodes == 10 and result.confirmations >= 9 and result.required == 9
     # every identity verified and holds the block on its own replica
     _wait_until(lambda: all(i.chain.height == 1 for i in host_a.identities.values()))
-    replica = ReplicaReader(lab.pki.channel(server_a.port), "edge1-003")
+    replica = ReplicaReader(lab.pki.channel_as(server_a.port, SMF), "edge1-003")
     tx = replica.metadata("ctr-1")
-    assert tx is not None and tx.metadata == meta(1) and tx.submitter_id == "smf@edge1"
+    assert tx is not None and tx.metadata == meta(1) and tx.submitter_id == "smf"
     ev = client.self_evaluate("ctr-1", NodeResources(4 * GB, 4000, 1000, ("image-recog",)),
                               replica)
     assert ev is not None and ev.accept and ev.source_ip == "10.10.0.11"
@@ -143,7 +146,9 @@ def test_non_authority_block_is_refused_by_peers(lab: Lab) -> None:
     assert client.write_and_wait(meta(1), quorum=1.0, timeout=5.0).ok
     head = lab.core.chain.head
     mallory = Ed25519PrivateKey.generate()
-    stub = pb_grpc.LedgerPeerServiceStub(lab.pki.channel(server_a.port))
+    # the validator's own certificate: only it may deliver blocks at all
+    stub = pb_grpc.LedgerPeerServiceStub(
+        lab.pki.channel_as(server_a.port, "ledger-validator.control"))
     for validator_id in ("mallory", "validator"):
         forged = seal_block(height=head.height + 1, prev_hash=head.block_hash,
                             transactions=[client.sign(meta(9))], validator_id=validator_id,
@@ -169,17 +174,18 @@ def test_replays_and_strangers_are_refused(lab: Lab) -> None:
     # a confirmation captured on the wire and sent again is a replay
     ident = host.identities["edge1-000"]
     conf = sign_confirmation("edge1-000", ident.key, ident.chain, seq=1)
-    resp = stub.SubmitConfirmations(
+    as_peer = pb_grpc.LedgerServiceStub(lab.pki.channel_as(lab.validator.port, "ledger-peer.edge1"))
+    resp = as_peer.SubmitConfirmations(
         pb.SubmitConfirmationsRequest(confirmations=[confirmation_to_pb(conf)]))
     assert resp.accepted == 0 and resp.errors[0].code == common_pb2.ERROR_CODE_REPLAY
     # an unregistered submitter cannot write
-    stranger = LedgerClient(lab.pki.channel(lab.validator.port), "nobody",
+    stranger = LedgerClient(lab.pki.channel_as(lab.validator.port, SMF), "nobody",
                             Ed25519PrivateKey.generate())
     status = stranger.new_transaction(meta(2))
     assert not status.ok and "PERMISSION_DENIED" in status.error
     # somebody else cannot take over a registered id with another key
     with pytest.raises(grpc.RpcError) as err:
-        LedgerClient(lab.pki.channel(lab.validator.port), "smf@edge1",
+        LedgerClient(lab.pki.channel_as(lab.validator.port, SMF), "smf",
                      Ed25519PrivateKey.generate()).register()
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # a client certificate from another CA does not even get a connection
@@ -212,24 +218,26 @@ def test_traffic_meters_count_payload_bytes_of_every_answered_ledger_rpc(
         run_agent_server: Callable[..., AgentServer]) -> None:
     vmeter, pmeter, cmeter = TrafficMeter(), TrafficMeter(), TrafficMeter()
     vcfg = agent_config(name="validator",
-                        **{"settings.role": "validator", "settings.node_id": "validator"})
+                        **{"settings.role": "validator", "settings.node_id": "validator"},
+                        **lab_pki.tls_overrides("ledger-validator.control"))
     holder: dict[str, Any] = {}
     validator = run_agent_server(
         vcfg, lambda s: holder.update(core=setup_validator(s, vcfg, vmeter)[0]))
     core = holder["core"]
-    stub = pb_grpc.LedgerServiceStub(lab_pki.channel(validator.port))
+    stub = pb_grpc.LedgerServiceStub(lab_pki.channel_as(validator.port, SMF))
     want = _Expected()
     key = Ed25519PrivateKey.generate()
-    reg = sign_registration("smf@edge1", key, NodeRole.SUBMITTER, "", 1)
+    reg = sign_registration("smf", key, NodeRole.SUBMITTER, "", 1)
     want.call(stub, "RegisterNode", pb.RegisterNodeRequest(registrations=[registration_to_pb(reg)]))
-    tx = sign_transaction(meta(1), "smf@edge1", key, time.time_ns() // 1_000_000)
+    tx = sign_transaction(meta(1), "smf", key, time.time_ns() // 1_000_000)
     want.call(stub, "SubmitTransaction", pb.SubmitTransactionRequest(transaction=tx_to_pb(tx)))
     _wait_until(lambda: core.latest_metadata("ctr-1") is not None)
     want.call(stub, "GetConfirmations", pb.GetConfirmationsRequest(tx_id=tx.tx_id))
     want.call(stub, "GetBlocks", pb.GetBlocksRequest(from_height=0))
     want.call(stub, "GetMetadata", pb.GetMetadataRequest(container_id="ctr-1"))
-    ghost = Confirmation("ghost", b"c" * 32, 0, b"h" * 32, 1, b"s" * 64)
-    resp = want.call(stub, "SubmitConfirmations", pb.SubmitConfirmationsRequest(
+    ghost = Confirmation("edge1-999", b"c" * 32, 0, b"h" * 32, 1, b"s" * 64)  # never registered
+    peer_stub = pb_grpc.LedgerServiceStub(lab_pki.channel_as(validator.port, "ledger-peer.edge1"))
+    resp = want.call(peer_stub, "SubmitConfirmations", pb.SubmitConfirmationsRequest(
         confirmations=[confirmation_to_pb(ghost)]))
     assert resp.accepted == 0 and len(resp.errors) == 1
     # not metered: the status read, and every refused call
@@ -246,16 +254,17 @@ def test_traffic_meters_count_payload_bytes_of_every_answered_ledger_rpc(
     pcfg = agent_config(name="edge1", **{
         "settings.role": "peers", "settings.node_id": "edge1", "settings.peers": 2,
         "settings.validator": f"127.0.0.1:{validator.port}",
-        "settings.authority_key": public_key_bytes(core._key).hex()})
+        "settings.authority_key": public_key_bytes(core._key).hex()},
+        **lab_pki.tls_overrides("ledger-peer.edge1"))
     pholder: dict[str, PeerHost] = {}
     peers = run_agent_server(pcfg, lambda s: pholder.update(host=setup_peers(s, pcfg, pmeter)))
     bootstrap(pholder["host"], peers, pcfg)
-    client = LedgerClient(lab_pki.channel(validator.port), "smf@edge1", key)
+    client = LedgerClient(lab_pki.channel_as(validator.port, SMF), "smf", key)
     assert client.write_and_wait(meta(2), quorum=1.0, timeout=5.0).ok
     _wait_until(lambda: vmeter.bytes.get("DeliverBlocks", 0) > 0
                 and vmeter.bytes.get("DeliverBlocks") == pmeter.bytes.get("DeliverBlocks")
                 and vmeter.calls.get("DeliverBlocks") == pmeter.calls.get("DeliverBlocks"))
-    pstub = pb_grpc.LedgerPeerServiceStub(lab_pki.channel(peers.port))
+    pstub = pb_grpc.LedgerPeerServiceStub(lab_pki.channel_as(peers.port, SMF))
     pwant = _Expected()
     pwant.call(pstub, "GetMetadata", pb.GetMetadataRequest(container_id="ctr-2",
                                                            peer_id="edge1-001"))
@@ -269,9 +278,9 @@ def test_traffic_meters_count_payload_bytes_of_every_answered_ledger_rpc(
     # the central baseline
     ccfg = agent_config(name="central", **{"settings.role": "central"})
     central = run_agent_server(ccfg, lambda s: setup_central(s, ccfg, cmeter))
-    cstub = pb_grpc.CentralMetadataServiceStub(lab_pki.channel(central.port))
+    cstub = pb_grpc.CentralMetadataServiceStub(lab_pki.channel_as(central.port, SMF))
     cwant = _Expected()
-    tx3 = sign_transaction(meta(3), "smf@edge1", key, time.time_ns() // 1_000_000)
+    tx3 = sign_transaction(meta(3), "smf", key, time.time_ns() // 1_000_000)
     cwant.call(cstub, "PutMetadata", pb.PutMetadataRequest(transaction=tx_to_pb(tx3)))
     cwant.call(cstub, "GetMetadata", pb.GetMetadataRequest(container_id="ctr-3"))
     with pytest.raises(grpc.RpcError):

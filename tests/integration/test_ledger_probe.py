@@ -45,14 +45,16 @@ def test_probe_module_answers_the_lab_commands_over_mtls(
         tmp_path: Path, lab_pki: Any, agent_config: Callable[..., AgentConfig],
         run_agent_server: Callable[..., AgentServer]) -> None:
     vcfg = agent_config(name="validator",
-                        **{"settings.role": "validator", "settings.node_id": "validator"})
+                        **{"settings.role": "validator", "settings.node_id": "validator"},
+                        **lab_pki.tls_overrides("ledger-validator.control"))
     holder: dict[str, Any] = {}
     validator = run_agent_server(
         vcfg, lambda s: holder.update(core=setup_validator(s, vcfg)[0]))
     pcfg = agent_config(name="edge2", **{
         "settings.role": "peers", "settings.node_id": "edge2", "settings.peers": 2,
         "settings.validator": f"127.0.0.1:{validator.port}",
-        "settings.authority_key": public_key_bytes(holder["core"]._key).hex()})
+        "settings.authority_key": public_key_bytes(holder["core"]._key).hex()},
+        **lab_pki.tls_overrides("ledger-peer.edge2"))
     hosts: dict[str, PeerHost] = {}
     peers = run_agent_server(pcfg, lambda s: hosts.update(host=setup_peers(s, pcfg)))
     bootstrap(hosts["host"], peers, pcfg)
@@ -60,13 +62,13 @@ def test_probe_module_answers_the_lab_commands_over_mtls(
     for role in ("central", "direct"):
         ccfg = agent_config(name=role, **{"settings.role": "central"})
         services[role] = run_agent_server(ccfg, lambda s, c=ccfg: setup_central(s, c)).port
-    tls = lab_pki.tls_config()
+    tls = lab_pki.tls_config(lab_pki.issue("smf.edge1"))  # the probes act as the SMF does
     base = {"tls": {"ca_cert": str(tls.ca_cert), "cert": str(tls.cert), "key": str(tls.key)},
             "direct": f"127.0.0.1:{services['direct']}",
             "central": f"127.0.0.1:{services['central']}"}
 
     ready, noop, put, write, upload, tput = _run_probe(
-        tmp_path, "source", {**base, "node_id": "source@edge1",
+        tmp_path, "source", {**base, "node_id": "smf",
                              "validator": f"127.0.0.1:{validator.port}"},
         [{"op": "noop"},
          {"op": "put", "service": "direct", "meta": META},

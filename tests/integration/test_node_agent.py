@@ -78,13 +78,13 @@ def engine() -> Iterator[Any]:
                 client.images.remove(tag, force=True)
 
 
-def node_config(agent_config: Callable[..., AgentConfig], tmp_path: Path, registry: Any,
-                name: str = "node", **settings: Any) -> AgentConfig:
+def node_config(lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], tmp_path: Path,
+                registry: Any, name: str = "node", **settings: Any) -> AgentConfig:
     reg, relay = registry
     pw = tmp_path / f"{name}-registry.password"
     pw.write_text(reg.password)
     pw.chmod(0o600)
-    return agent_config(name=name, settings={
+    return agent_config(name=name, **lab_pki.tls_overrides(f"node.{name}"), settings={
         "registry": {"address": relay.address, "username": reg.username,
                      "password_file": str(pw), "ca_cert": str(reg.ca_cert)},
         "advertise_interval_s": 0, **settings})
@@ -159,7 +159,7 @@ def test_synthetic_workload_migrates_with_only_missing_layers_moving(
     for line in engine.api.push(base_repo, "v1", auth_config=reg.auth_config, stream=True,
                                 decode=True):
         assert "error" not in line, line
-    config = node_config(agent_config, tmp_path, registry)
+    config = node_config(lab_pki, agent_config, tmp_path, registry)
     server = start_node(run_agent_server, config)
     stub = stub_for(lab_pki, server.port)
 
@@ -238,7 +238,7 @@ def test_nms_migration_loses_no_block_and_does_not_commit_the_key(
 ) -> None:
     _, relay = registry
     image = nms_image().tag
-    server = start_node(run_agent_server, node_config(agent_config, tmp_path, registry))
+    server = start_node(run_agent_server, node_config(lab_pki, agent_config, tmp_path, registry))
     stub = stub_for(lab_pki, server.port)
     key = os.urandom(32)
     tls = issue_nms_cert(lab_pki.ca, tmp_path / "nms-tls")
@@ -284,13 +284,14 @@ def test_request_beyond_remaining_resources_is_served_by_the_neighbour(
     lab_pki: LabPKI, agent_config: Callable[..., AgentConfig], run_agent_server: Any,
     tmp_path: Path, registry: Any, synthetic: str, engine: Any,
 ) -> None:
-    node_b = start_node(run_agent_server, node_config(agent_config, tmp_path, registry, "edge-b"))
+    node_b = start_node(run_agent_server,
+                        node_config(lab_pki, agent_config, tmp_path, registry, "edge-b"))
     stub_b = stub_for(lab_pki, node_b.port)
     svc = f"{PREFIX}-svc"
     stub_b.RunWorkload(pb.RunWorkloadRequest(spec=pb.WorkloadSpec(
         name=svc, image=synthetic, ports=[pb.PortBinding(container_port=8080,
                                                          host_ip="127.0.0.1")])), timeout=60)
-    config_a = node_config(agent_config, tmp_path, registry, "edge-a", neighbours=[
+    config_a = node_config(lab_pki, agent_config, tmp_path, registry, "edge-a", neighbours=[
         {"name": "edge-b", "address": f"127.0.0.1:{node_b.port}", "distance": 1.0}])
     node_a = start_node(run_agent_server, config_a)
     stub_a = stub_for(lab_pki, node_a.port)

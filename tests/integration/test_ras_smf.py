@@ -156,7 +156,7 @@ def _stop(proc: subprocess.Popen[str]) -> int:
 
 def test_ras_and_smf_run_as_agent_processes(lab_pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     def config(name: str, settings: dict[str, object]) -> Path:
-        cert = lab_pki.issue(name)
+        cert = lab_pki.issue(f"{name}.control")  # role-shaped CN (agents.common.authz)
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({
             "name": name, "listen_host": "127.0.0.1", "listen_port": 0,
@@ -166,7 +166,7 @@ def test_ras_and_smf_run_as_agent_processes(lab_pki, tmp_path: Path) -> None:  #
             "settings": settings}))
         return path
 
-    ras, ras_address = _start("agents.ras", config("ras", {"admin_peers": ["controller"]}))
+    ras, ras_address = _start("agents.ras", config("ras", {}))
     try:
         smf, smf_address = _start("agents.smf", config("smf", {"registry": ras_address}))
         try:

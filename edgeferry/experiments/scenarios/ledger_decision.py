@@ -48,6 +48,10 @@ from edgeferry.experiments.scenario import (
 
 HIGH = (16 * 2**30, 8000, 1000)  # free memory bytes, millicores, milli-GPU
 LOW = (1 * 2**30, 1000, 0)
+#: The loopback source host, and the ledger node id it registers with: as the SMF does, the
+#: only id an `smf.<host>` certificate may register (agents.ledger.policy.SMF_NODE_ID).
+SOURCE_HOST = "edge1"
+SMF_NODE_ID = "smf"
 
 
 @dataclass
@@ -85,25 +89,34 @@ class LedgerDecision(Scenario):
 
         pki = ctx.work_dir / "pki"
         ca = LabCA.load_or_create(pki / "ca", "edgeferry experiment CA")
-        self._server_cert = ca.issue("ledger-agent", pki / "issued", dns_names=("localhost",),
-                                     ip_addresses=("127.0.0.1",))
-        self._client_cert = ca.issue_client("controller", pki / "issued")
         self._ca = ca
+        self._certs: dict[str, Any] = {}
+        # role-shaped names (agents.common.authz): the source acts as the SMF does
+        self._client_cert = ca.issue_client(f"smf.{SOURCE_HOST}", pki / "issued")
         self._networks: dict[int, _Network] = {}
         self._rng = random.Random(ctx.seed)
         self._counter = 0
         self._ctx = ctx
 
     # -- the loopback deployment ------------------------------------------------------------
-    def _config(self, name: str, settings: dict[str, Any]) -> Any:
+    def _cert(self, cn: str) -> Any:
+        """A loopback server certificate for `cn` (``<role>.<host>``), issued once."""
+        if cn not in self._certs:
+            self._certs[cn] = self._ca.issue(cn, self._ctx.work_dir / "pki" / "issued",
+                                             dns_names=("localhost",),
+                                             ip_addresses=("127.0.0.1",))
+        return self._certs[cn]
+
+    def _config(self, name: str, settings: dict[str, Any], cn: str) -> Any:
         from agents.common.config import load_config
 
+        cert = self._cert(cn)
         defaults = {
             "name": name, "listen_host": "127.0.0.1", "listen_port": 0,
             "data_dir": str(self._ctx.work_dir / "data" / f"{name}-{time.time_ns()}"),
             "grace_seconds": 0.5, "max_workers": 16, "log_level": "WARNING",
-            "tls.ca_cert": str(self._ca.cert_path), "tls.cert": str(self._server_cert.cert_path),
-            "tls.key": str(self._server_cert.key_path),
+            "tls.ca_cert": str(self._ca.cert_path), "tls.cert": str(cert.cert_path),
+            "tls.key": str(cert.key_path),
         }
         return load_config(None, {f"settings.{k}": v for k, v in settings.items()},
                            defaults=defaults)
@@ -131,7 +144,8 @@ class LedgerDecision(Scenario):
         try:
             meters = {k: TrafficMeter() for k in ("ledger", "central", "direct")}
             net.meters = meters
-            vcfg = self._config("validator", {"role": "validator", "node_id": "validator"})
+            vcfg = self._config("validator", {"role": "validator", "node_id": "validator"},
+                                "ledger-validator.control")
             vserver = AgentServer(vcfg)
             core = setup_validator(vserver, vcfg, meter=meters["ledger"])[0]
             vserver.start()
@@ -143,7 +157,8 @@ class LedgerDecision(Scenario):
                 count = peers // hosts + (1 if h < peers % hosts else 0)
                 pcfg = self._config(f"peers{h}", {
                     "role": "peers", "node_id": f"node{h}", "peers": count,
-                    "validator": f"127.0.0.1:{vserver.port}", "authority_key": authority})
+                    "validator": f"127.0.0.1:{vserver.port}", "authority_key": authority},
+                    f"ledger-peer.node{h}")
                 pserver = AgentServer(pcfg)
                 host = setup_peers(pserver, pcfg)
                 pserver.start()
@@ -153,7 +168,7 @@ class LedgerDecision(Scenario):
             dest_host = net.peer_hosts[-1]
             net.destination = (dest_host, sorted(dest_host.identities)[-1])
             for role in ("central", "direct"):
-                ccfg = self._config(role, {})
+                ccfg = self._config(role, {}, "ledger-validator.control")
                 cserver = AgentServer(ccfg)
                 store = setup_central(cserver, ccfg, meter=meters[role])
                 cserver.start()
@@ -163,12 +178,12 @@ class LedgerDecision(Scenario):
             key = Ed25519PrivateKey.generate()
             chan = self._channel(vserver.port)
             net.channels.append(chan)
-            net.ledger = LedgerClient(chan, "source@edge1", key)
+            net.ledger = LedgerClient(chan, SMF_NODE_ID, key)
             net.ledger.register()
             for role, server in (("central", net.servers[-2]), ("direct", net.servers[-1])):
                 chan = self._channel(server.port)
                 net.channels.append(chan)
-                setattr(net, role, CentralClient(chan, "source@edge1", key))
+                setattr(net, role, CentralClient(chan, SMF_NODE_ID, key))
         except Exception:
             net.close()
             raise

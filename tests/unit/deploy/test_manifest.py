@@ -317,3 +317,27 @@ def test_manifests_name_secret_files_by_path_only(rendered: tuple[Path, Path]) -
                             f"settings.{where} = {value!r} is not a path"
     assert {"password_file", "owner_token_file", "owner_token_key", "container_path",
             "path"} <= checked
+
+
+def test_rendered_agent_settings_validate_against_the_agents_models(
+        rendered: tuple[Path, Path]) -> None:
+    """What the role deploys is what each agent's settings model accepts (no removed keys
+    such as the old per-agent peer allow-lists: agents/*/policy.py decides who may call)."""
+    from agents.audit.agent import AuditSettings
+    from agents.ledger.agent import LedgerSettings
+    from agents.node.agent import NodeSettings
+    from agents.ras.agent import RasSettings
+    from agents.smf.agent import SmfSettings
+
+    models = {"smf": SmfSettings, "ras": RasSettings, "audit": AuditSettings,
+              "ledger-validator": LedgerSettings, "ledger-peer": LedgerSettings,
+              "node": NodeSettings}
+    root, inventory = rendered
+    seen = set()
+    for path in manifest_path(inventory, "x", root=root).parent.iterdir():
+        for agent in json.loads(path.read_text())["agents"]:
+            model = models.get(agent["name"])
+            if model is not None:
+                model.model_validate(agent["settings"])
+                seen.add(agent["name"])
+    assert seen == set(models)

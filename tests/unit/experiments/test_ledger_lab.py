@@ -57,12 +57,12 @@ def test_rendered_peer_config_is_what_the_agent_loads(tmp_path: Path):
     prefix = peer_prefix("edge2", 1)
     settings = peer_settings(prefix, 33, "10.254.0.10:50410", "ab" * 32)
     raw = agent_config("ledger", "10.254.0.12", 50413, "/tmp/edgeferry-ledger.x",
-                       "net1-peers-data", settings)
+                       "net1-peers-data", settings, "ledger-peer")
     path = tmp_path / "peers.yaml"
     path.write_text(yaml.safe_dump(raw))
     config = load_config(path, {})
     assert (config.listen_host, config.listen_port) == ("10.254.0.12", 50413)
-    assert str(config.tls.key) == "/tmp/edgeferry-ledger.x/tls/host.key"
+    assert str(config.tls.key) == "/tmp/edgeferry-ledger.x/tls/ledger-peer.key"
     assert str(config.resolved_data_dir) == "/tmp/edgeferry-ledger.x/net1-peers-data"
     s = config.settings_as(LedgerSettings)
     assert (s.role, s.peers, s.validator, s.node_id) == ("peers", 33, "10.254.0.10:50410",
@@ -76,7 +76,8 @@ def test_validator_and_central_configs_load(tmp_path: Path):
                            ("c", {"role": "central"})):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(agent_config("ledger", "10.254.0.10", 50400, "/tmp/d",
-                                                    f"{name}-data", settings)))
+                                                    f"{name}-data", settings,
+                                                    "ledger-validator")))
         assert load_config(path, {}).settings_as(LedgerSettings).role == settings["role"]
 
 

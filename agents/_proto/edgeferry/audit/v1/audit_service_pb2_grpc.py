@@ -190,7 +190,7 @@ class AuditServiceServicer:
 
     def ReportEdgeState(self, request, context):
         """ReportEdgeState stores an edge's utilisation and liveness (node agents or the monitor;
-        only callers listed in the agent's settings.monitor_peers may use it).
+        the node agents and the controller may call it: agents/audit/policy.py).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

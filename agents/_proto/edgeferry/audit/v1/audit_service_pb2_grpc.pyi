@@ -52,7 +52,7 @@ class AuditServiceStub:
     """SetContainerLocation records that an owned container now runs on another edge."""
     ReportEdgeState: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ReportEdgeStateRequest, _audit_service_pb2.ReportEdgeStateResponse]
     """ReportEdgeState stores an edge's utilisation and liveness (node agents or the monitor;
-    only callers listed in the agent's settings.monitor_peers may use it).
+    the node agents and the controller may call it: agents/audit/policy.py).
     """
     Evaluate: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.EvaluateRequest, _audit_service_pb2.EvaluateResponse]
     """Evaluate audits a migration request; a deny is a normal answer (permit = false), not an error."""
@@ -157,7 +157,7 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _audit_service_pb2.ReportEdgeStateResponse:
         """ReportEdgeState stores an edge's utilisation and liveness (node agents or the monitor;
-        only callers listed in the agent's settings.monitor_peers may use it).
+        the node agents and the controller may call it: agents/audit/policy.py).
         """
 
     @_abc_1.abstractmethod

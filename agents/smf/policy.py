@@ -1,0 +1,29 @@
+"""Who may call the SMF (agents.common.authz table; deny by default): the controller is the
+administrator, the CMS and the applications' front end of the lab, so every registration,
+request, migration and listing is the controller's; the SMF's public identity is read by the
+agents that verify its messages. Capabilities are checked in addition by the SMF itself."""
+
+from __future__ import annotations
+
+from agents.common.authz import CONTROLLER, Policy, allow
+
+SMF_SERVICE = "edgeferry.smf.v1.SmfService"
+
+_ADMIN = allow(CONTROLLER)
+
+SMF_POLICY = Policy(SMF_SERVICE, {
+    "RegisterCms": _ADMIN,
+    "RegisterService": _ADMIN,
+    "RegisterUser": _ADMIN,
+    "RegisterDevice": _ADMIN,
+    "ReissueCapability": _ADMIN,
+    "RevokeCapability": _ADMIN,
+    "AddServer": _ADMIN,
+    "RequestService": _ADMIN,
+    "MigrateService": _ADMIN,
+    "GetService": _ADMIN,
+    "ListServices": _ADMIN,
+    "ListUsers": _ADMIN,
+    "ListDevices": _ADMIN,
+    "GetSmfIdentity": allow("node", "ras", CONTROLLER),
+})
