@@ -5,7 +5,8 @@ Example ``/etc/edgeferry/node.yaml`` settings::
     settings:
       registry:
         address: 10.10.0.10:5000
-        username: edgeferry
+        username: edge1               # this host's own account
+        namespace: edge1              # it may push only under <address>/edge1/...
         password_file: /etc/edgeferry/registry.password   # 0600
         ca_cert: /etc/edgeferry/pki/ca.crt
       uplink_interface: eth0          # for interface byte counters ("" = route to registry)
@@ -64,6 +65,9 @@ class RegistrySettings(BaseModel):
 
     address: str = Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d+$")
     username: str
+    #: Repository namespace this host's account may push under ("" = none): committed images
+    #: go to ``<address>/<namespace>/<repository>``.
+    namespace: str = Field(default="", pattern=r"^([a-z0-9]+(?:[._-][a-z0-9]+)*)?$")
     password_file: Path
     ca_cert: Path
 
@@ -102,7 +106,8 @@ def registry_access(settings: RegistrySettings) -> RegistryAccess:
         password = path.read_text().strip()
     except OSError as err:
         raise AgentConfigError(f"cannot read registry password file {path}: {err}") from None
-    return RegistryAccess(settings.address, settings.username, password, settings.ca_cert)
+    return RegistryAccess(settings.address, settings.username, password, settings.ca_cert,
+                          settings.namespace)
 
 
 class GrpcNeighbour:

@@ -241,15 +241,17 @@ class NodeCore:
 
         return self.run_phase(req.ref, "restart", pb.StartContainerResponse, execute)
 
-    def _registry_address(self) -> str:
-        if self.engine.registry is None:
+    def _push_target(self, repository: str) -> str:
+        """``<registry>/<namespace>/<repository>``: where this host's account may push."""
+        registry = self.engine.registry
+        if registry is None:
             raise PhaseFailed("no registry configured (settings.registry)")
-        return self.engine.registry.address
+        return f"{registry.address}/{registry.push_repository(repository)}"
 
     def commit(self, req: pb.CommitContainerRequest) -> pb.CommitContainerResponse:
         name = self.container_name(req.name)
         tag = req.tag or f"{req.ref.migration_id}-{req.ref.epoch}"
-        target = ImageRef.parse(f"{self._registry_address()}/{req.repository}:{tag}")
+        target = ImageRef.parse(f"{self._push_target(req.repository)}:{tag}")
 
         def execute() -> pb.CommitContainerResponse:
             out = self.engine.commit(name, target, {LABEL_MIGRATION: req.ref.migration_id,

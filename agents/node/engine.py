@@ -54,6 +54,13 @@ class RegistryAccess:
     username: str
     password: str
     ca_cert: Path
+    namespace: str = ""  # the account pushes only under <address>/<namespace>/
+
+    def push_repository(self, repository: str) -> str:
+        """``repository`` inside this account's namespace (unchanged when already there)."""
+        if not self.namespace or repository.startswith(f"{self.namespace}/"):
+            return repository
+        return f"{self.namespace}/{repository}"
 
     @property
     def auth_config(self) -> dict[str, str]:

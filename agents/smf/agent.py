@@ -24,7 +24,7 @@ Configuration (``settings`` of /etc/edgeferry/smf.yaml)::
         workloads:
           nms:                        # service name -> how its container runs
             workload: nms
-            repository: edgeferry/nms-migrated
+            repository: nms-migrated      # the source node agent prefixes its namespace
             container_port: 7070
             probe: tcp
             secrets:

@@ -1,7 +1,10 @@
-"""The private registry: TLS only, no anonymous pull or push, key protected; edges logged in."""
+"""The private registry: TLS only (nginx in front, docker-registry on loopback), no anonymous pull
+or push, key protected; per-host accounts: an edge pulls anything, pushes only under its own
+namespace and deletes nothing; edges logged in with their own account."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -16,18 +19,25 @@ def is_registry_host(inventory, name) -> bool:
 
 # The lab hosts have python3 but no curl: a tiny HTTP(S) client that prints the status code, or
 # 000 when the connection or the TLS handshake fails.
+# With a user name, the password is read from a file on the host (never on a command line).
 _PROBE = r"""
-import http.client, ssl, sys
+import base64, http.client, ssl, sys
 method, scheme, target, ca = sys.argv[1:5]
+user, secret_file = (sys.argv[5:7] + ["", ""])[:2]
 hostport, _, path = target.partition("/")
 host, _, port = hostport.rpartition(":")
+headers = {"Content-Length": "0"}
+if user:
+    secret = open(secret_file).read().strip()
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    headers["Authorization"] = "Basic " + token
 try:
     if scheme == "https":
         ctx = ssl.create_default_context(cafile=ca or None)
         conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=ctx)
     else:
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.request(method, "/" + path)
+    conn.request(method, "/" + path, headers=headers)
     print(conn.getresponse().status)
 except (OSError, http.client.HTTPException) as err:
     print("000", err, file=sys.stderr)
@@ -35,9 +45,14 @@ except (OSError, http.client.HTTPException) as err:
 """
 
 
-def probe(host, method: str, url: str, ca: str = "") -> str:
+def probe(host, method: str, url: str, ca: str = "", user: str = "",
+          secret_file: str = "") -> str:
     scheme, _, target = url.partition("://")
     cmd = f"python3 -c {_quote(_PROBE)} {method} {scheme} {_quote(target)} {_quote(ca)}"
+    if user:
+        cmd += f" {_quote(user)} {_quote(secret_file)}"
+        with host.sudo():
+            return host.check_output(cmd).strip()
     return host.check_output(cmd).strip()
 
 
@@ -48,15 +63,25 @@ def _quote(text: str) -> str:
 CA = "/etc/edgeferry/pki/ca.crt"
 
 
-def test_registry_service_and_key(host, is_registry_host):
+def test_registry_service_and_key(host, is_registry_host, inventory, registry_endpoint):
     if not is_registry_host:
         assert not host.service("docker-registry").is_running
         return
     assert host.service("docker-registry").is_running
-    key = host.file("/etc/docker/registry/tls/registry.key")
-    assert key.mode == 0o600 and key.user == "docker-registry"
-    htpasswd = host.file("/etc/docker/registry/htpasswd")
-    assert htpasswd.mode == 0o640 and htpasswd.contains(r"^edgeferry:\$2[aby]\$")
+    assert host.service("nginx").is_running
+    # docker-registry only on loopback; the published endpoint is nginx's
+    assert host.socket("tcp://127.0.0.1:5001").is_listening
+    assert not host.socket("tcp://0.0.0.0:5001").is_listening
+    assert host.socket(f"tcp://{registry_endpoint}").is_listening
+    with host.sudo():
+        key = host.file("/etc/nginx/edgeferry-registry/registry.key")
+        assert key.mode == 0o600 and key.user == "root"
+        htpasswd = host.file("/etc/nginx/edgeferry-registry/htpasswd")
+        assert htpasswd.mode == 0o640 and htpasswd.group == "www-data"
+        names = {line.split(":", 1)[0] for line in htpasswd.content_string.splitlines()}
+        assert all(line.split(":", 1)[1].startswith(("$2y$", "$2b$", "$2a$"))
+                   for line in htpasswd.content_string.splitlines())
+    assert names == {"edgeferry", *group_hosts(inventory, "edge")}
 
 
 def test_registry_refuses_plain_http(host, registry_endpoint):
@@ -90,3 +115,34 @@ def test_edge_docker_is_logged_in(host, inventory, name, registry_endpoint):
         # the node agent reads its own 0600 password file; no agent user holds a Docker login
         assert not host.file("/var/lib/edgeferry/.docker").exists
     assert registry_endpoint in auths, f"{f.path} has no login for {registry_endpoint}"
+    user = base64.b64decode(auths[registry_endpoint]["auth"]).decode().split(":", 1)[0]
+    assert user == name, f"{f.path} logs in as {user!r}, not as this host's own account"
+
+
+SECRET = "/etc/edgeferry/registry-password"
+EMPTY_BLOB = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_finding_shared_registry_account_edge_is_confined_to_its_namespace(
+        host, inventory, name, registry_endpoint):
+    """Each edge has its own account (its host name, its password file readable by the node
+    agent only): it pulls anything, pushes only under /v2/<host>/, deletes nothing."""
+    edges = group_hosts(inventory, "edge")
+    if name not in edges:
+        return
+    with host.sudo():
+        secret = host.file(SECRET)
+        assert secret.mode == 0o600 and secret.user != "root"
+    other = next((e for e in edges if e != name), "edgeferry")
+    base = f"https://{registry_endpoint}/v2"
+
+    def ask(method: str, path: str) -> str:
+        return probe(host, method, f"{base}/{path}", CA, name, SECRET)
+
+    assert ask("GET", "_catalog") == "200"
+    assert ask("GET", f"{other}/verify/tags/list") in {"200", "404"}  # read, not refused
+    assert ask("POST", f"{name}/infra-test/blobs/uploads/") == "202"
+    assert ask("POST", f"{other}/infra-test/blobs/uploads/") == "403"
+    assert ask("PUT", f"{other}/infra-test/manifests/t") == "403"
+    assert ask("DELETE", f"{name}/infra-test/blobs/{EMPTY_BLOB}") == "403"
+    assert ask("DELETE", f"{other}/infra-test/manifests/{EMPTY_BLOB}") == "403"

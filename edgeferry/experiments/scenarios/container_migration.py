@@ -30,7 +30,7 @@ from edgeferry.experiments.scenarios.migration_common import MigrationScenario, 
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 SERVICE = "synthetic"
-PURGE = ("edgeferry/synthetic", "edgeferry/synthetic-migrated")
+PURGE = ("edgeferry/synthetic", "synthetic-migrated")
 LAYER_MB = 512  # random bytes per image layer
 
 

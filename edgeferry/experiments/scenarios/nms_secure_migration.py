@@ -44,7 +44,7 @@ from edgeferry.experiments.scenarios.migration_common import MigrationScenario, 
 from edgeferry.images.nms import nms_image
 
 SERVICE = "nms"
-PURGE = ("edgeferry/nms", "edgeferry/nms-migrated")
+PURGE = ("edgeferry/nms", "nms-migrated")
 
 
 class NmsSecureMigration(MigrationScenario):

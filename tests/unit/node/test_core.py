@@ -49,6 +49,10 @@ class FakeEngine:
     def find(self, name: str) -> Any:
         return None
 
+    def commit(self, name: str, target: Any, labels: dict[str, str]) -> Timed:
+        self.calls.append(f"commit {name} {target}")
+        return Timed(0.1, {"diff_bytes": 12, "image_id": "sha256:" + "c" * 64})
+
 
 def make_core(tmp_path: Path, engine: FakeEngine | None = None, **kw: Any) -> NodeCore:
     core = NodeCore(engine or FakeEngine(), NodeStore.open(tmp_path / "node.sqlite3"),  # type: ignore[arg-type]
@@ -68,6 +72,23 @@ def test_push_reports_bytes_of_uploaded_layers_only(tmp_path: Path) -> None:
     assert out.compressed_total == 107
     assert out.timing.outcome == common_pb2.PHASE_OUTCOME_OK
     assert [x.transferred for x in out.layers] == [False, True]
+
+
+def test_commit_targets_the_hosts_own_registry_namespace(tmp_path: Path) -> None:
+    """Per-host registry accounts (issue 12): edge1's account may push only under edge1/, so
+    the migrated image is committed there, whatever repository the SMF names."""
+    engine = FakeEngine()
+    engine.registry = RegistryAccess("10.0.0.1:5000", "edge1", "p", Path("/x"), "edge1")
+    core = make_core(tmp_path, engine)
+    out = core.commit(pb.CommitContainerRequest(ref=ref(1), name="nms",
+                                                repository="nms-migrated"))
+    assert out.image_ref == "10.0.0.1:5000/edge1/nms-migrated:m1-1"
+    again = core.commit(pb.CommitContainerRequest(ref=ref(1, "m2"), name="nms",
+                                                  repository="edge1/nms-migrated"))
+    assert again.image_ref == "10.0.0.1:5000/edge1/nms-migrated:m2-1"
+    plain = make_core(tmp_path / "plain")  # no namespace configured: the repository as named
+    assert plain.commit(pb.CommitContainerRequest(ref=ref(1), name="nms", repository="a/b")
+                        ).image_ref == "127.0.0.1:5000/a/b:m1-1"
 
 
 def test_repeated_phase_returns_stored_answer_without_redoing_it(tmp_path: Path) -> None:

@@ -1,0 +1,116 @@
+"""Issue 12, item 5 on the deployed lab: "every edge shares one registry account that can push
+and delete any tag". Real HTTPS requests from the controller to the lab registry's published
+endpoint (nginx with the lab CA certificate), with the per-host credentials the controller
+generated for edge1 and edge2.
+
+Needs root and Docker. Uses EDGEFERRY_TEST_INVENTORY when set (a deployed lab with edges named
+edge1 and edge2), otherwise brings up lab `itregistry` on 10.252.0.0/24, deploys it and tears it
+down afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import ssl
+import subprocess
+import sys
+from base64 import b64encode
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
+EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()
+
+
+@dataclass
+class LabRegistry:
+    host: str
+    port: int
+    ctx: ssl.SSLContext
+    passwords: dict[str, str]
+
+    def ask(self, method: str, path: str, user: str | None = None) -> tuple[int, str]:
+        """(status, Location) of one HTTPS request to the published registry endpoint."""
+        headers = {"Content-Length": "0"}
+        if user is not None:
+            token = b64encode(f"{user}:{self.passwords[user]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=20, context=self.ctx)
+        try:
+            conn.request(method, path, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            return int(resp.status), resp.getheader("Location") or ""
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def lab_registry() -> Iterator[LabRegistry]:
+    edgeferry = [sys.executable, "-m", "edgeferry.cli.main"]
+    inventory = os.environ.get("EDGEFERRY_TEST_INVENTORY")
+    own_lab = inventory is None
+    if own_lab:
+        subprocess.run([*edgeferry, "lab", "up", "--name", "itregistry", "--subnet",
+                        "10.252.0.0/24", "--edges", "2", "--no-bandwidth-check"], check=True,
+                       cwd=REPO_ROOT)
+        inventory = str(REPO_ROOT / "inventory" / "itregistry")
+    inv = Path(inventory)
+    try:
+        if own_lab:
+            deployed = run_playbook("site.yml", inv)
+            assert deployed.ok, deployed.failures
+        hosts = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]
+        control = next(iter(hosts["control"]["hosts"].values()))
+        state = REPO_ROOT / ".edgeferry" / "state" / inv.name
+        ca = REPO_ROOT / ".edgeferry" / "pki" / inv.name / "ca" / "ca.crt"
+        passwords = {"edgeferry": (state / "registry-password").read_text().strip()}
+        for edge in hosts["edge"]["hosts"]:
+            secret = state / "registry-passwords" / edge
+            assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
+            passwords[edge] = secret.read_text().strip()
+        assert {"edge1", "edge2"} <= set(passwords)
+        yield LabRegistry(control["edgeferry_address"], 5000,
+                          ssl.create_default_context(cafile=str(ca)), passwords)
+    finally:
+        if own_lab:
+            subprocess.run([*edgeferry, "lab", "down", "--name", "itregistry"], cwd=REPO_ROOT)
+
+
+def test_finding_shared_registry_account(lab_registry: LabRegistry) -> None:
+    """edge2's own account cannot push under edge1/ nor delete; it pushes under edge2/ and
+    pulls anything; anonymous requests get 401; each edge has a distinct password."""
+    reg = lab_registry
+    assert len({reg.passwords[h] for h in ("edgeferry", "edge1", "edge2")}) == 3
+    # the attack of the finding: edge2 writes into edge1's repository, or deletes
+    assert reg.ask("POST", "/v2/edge1/nms-migrated/blobs/uploads/", "edge2")[0] == 403
+    assert reg.ask("PUT", "/v2/edge1/nms-migrated/manifests/forged", "edge2")[0] == 403
+    assert reg.ask("POST", "/v2/edgeferry/nms/blobs/uploads/", "edge2")[0] == 403
+    assert reg.ask("DELETE", f"/v2/edge1/nms-migrated/manifests/{EMPTY}", "edge2")[0] == 403
+    assert reg.ask("DELETE", f"/v2/edge2/nms-migrated/blobs/{EMPTY}", "edge2")[0] == 403
+    # edge1's upload session cannot be continued by edge2
+    status, location = reg.ask("POST", "/v2/edge1/registry-lab-test/blobs/uploads/", "edge1")
+    assert status == 202
+    path = location.split(f"{reg.host}:{reg.port}", 1)[-1]
+    assert reg.ask("PUT", f"{path}&digest={EMPTY}", "edge2")[0] == 403
+    assert reg.ask("PUT", f"{path}&digest={EMPTY}", "edge1")[0] == 201
+    # what edge2 still may do
+    status, location = reg.ask("POST", "/v2/edge2/registry-lab-test/blobs/uploads/", "edge2")
+    assert status == 202
+    path = location.split(f"{reg.host}:{reg.port}", 1)[-1]
+    assert reg.ask("PUT", f"{path}&digest={EMPTY}", "edge2")[0] == 201
+    assert reg.ask("HEAD", f"/v2/edge1/registry-lab-test/blobs/{EMPTY}", "edge2")[0] == 200
+    assert reg.ask("GET", "/v2/_catalog", "edge2")[0] == 200
+    # no credentials, wrong password
+    assert reg.ask("GET", "/v2/_catalog")[0] == 401
+    assert reg.ask("POST", "/v2/edge2/x/blobs/uploads/")[0] == 401
+    wrong = LabRegistry(reg.host, reg.port, reg.ctx, {"edge2": "not-" + reg.passwords["edge2"]})
+    assert wrong.ask("POST", "/v2/edge2/x/blobs/uploads/", "edge2")[0] == 401
