@@ -296,6 +296,7 @@ class DockerEngine:
         # copies into the image as VOLUME entries.
         bind_mounts = [docker.types.Mount(dst, str(src), type="bind", read_only=True)
                        for src, dst in mounts]
+        self._ensure_local(image)
         started = time.monotonic()
         try:
             container = self.client.containers.run(
@@ -311,6 +312,18 @@ class DockerEngine:
         return Timed(elapsed, {"container_id": container.id,
                                "image_id": container.image.id,
                                "ports": published_ports(container.attrs)})
+
+    def _ensure_local(self, image: str) -> None:
+        """Pull a registry image not yet on this host with the agent's own registry account:
+        the engine's implicit pull in `run` would go without credentials (no agent user holds
+        a Docker login; the proxy answers 401)."""
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        if self.registry is not None and image.startswith(f"{self.registry.address}/"):
+            _raise_stream_error(self._pull_stream(image), f"pull {image}")
 
     def remove(self, name: str) -> bool:
         container = self.find(name)
