@@ -97,24 +97,12 @@ def test_check_mode_on_hardware_fails_only_on_reachability(tmp_path):
 
 @pytest.mark.lab
 @pytest.mark.timeout(3600)
-def test_deploy_twice_on_the_emulated_lab_changes_nothing_the_second_time(tmp_path):
-    """Needs root and Docker. Uses EDGEFERRY_TEST_INVENTORY when set (a lab that is up),
-    otherwise brings up lab `itdeploy` on 10.252.0.0/24 and tears it down afterwards."""
-    edgeferry = [sys.executable, "-m", "edgeferry.cli.main"]
-    inventory = os.environ.get("EDGEFERRY_TEST_INVENTORY")
-    own_lab = inventory is None
-    if own_lab:
-        subprocess.run([*edgeferry, "lab", "up", "--name", "itdeploy", "--subnet",
-                        "10.252.0.0/24", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
-        inventory = str(REPO_ROOT / "inventory" / "itdeploy")
-    try:
-        first = run_playbook("site.yml", Path(inventory))
-        assert first.ok, first.failures
-        second = run_playbook("site.yml", Path(inventory))
-        assert second.ok, second.failures
-        assert {h: r.changed for h, r in second.hosts.items()} == dict.fromkeys(second.hosts, 0)
-        verify = subprocess.run([*edgeferry, "verify", "-i", inventory], cwd=REPO_ROOT)
-        assert verify.returncode == 0
-    finally:
-        if own_lab:
-            subprocess.run([*edgeferry, "lab", "down", "--name", "itdeploy"], cwd=REPO_ROOT)
+def test_deploy_twice_on_the_emulated_lab_changes_nothing_the_second_time(deployed_lab):
+    """Needs root and Docker: the shared deployed lab (tests/integration/conftest.py, deployed
+    once already) deployed again changes nothing, and `edgeferry verify` passes on it."""
+    second = run_playbook("site.yml", deployed_lab)
+    assert second.ok, second.failures
+    assert {h: r.changed for h, r in second.hosts.items()} == dict.fromkeys(second.hosts, 0)
+    verify = subprocess.run([sys.executable, "-m", "edgeferry.cli.main", "verify", "-i",
+                             str(deployed_lab)], cwd=REPO_ROOT)
+    assert verify.returncode == 0

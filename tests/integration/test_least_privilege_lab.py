@@ -2,15 +2,13 @@
 reading only its own keys and secrets; a revoked certificate lands in the CRL on every host and
 its holder gets a new one on the next deploy.
 
-Needs root and Docker. Uses EDGEFERRY_TEST_INVENTORY when set (a lab that is up and deployed
-from this checkout), otherwise brings up lab `itpriv` on 10.253.0.0/24, deploys it and tears it
-down afterwards.
+Needs root and Docker; runs on the shared deployed lab (`deployed_lab`,
+tests/integration/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,20 +26,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture(scope="module")
-def inventory() -> Iterator[Path]:
-    given = os.environ.get("EDGEFERRY_TEST_INVENTORY")
-    if given:
-        yield Path(given).resolve()
-        return
-    subprocess.run([*EDGEFERRY, "lab", "up", "--name", "itpriv", "--subnet", "10.253.0.0/24",
-                    "--edges", "2", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
-    inv = REPO_ROOT / "inventory" / "itpriv"
-    try:
-        result = run_playbook("site.yml", inv)
-        assert result.ok, result.failures
-        yield inv
-    finally:
-        subprocess.run([*EDGEFERRY, "lab", "down", "--name", "itpriv"], cwd=REPO_ROOT)
+def inventory(deployed_lab: Path) -> Path:
+    return deployed_lab
 
 
 @pytest.fixture(scope="module")

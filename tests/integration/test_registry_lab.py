@@ -3,28 +3,23 @@ and delete any tag". Real HTTPS requests from the controller to the lab registry
 endpoint (nginx with the lab CA certificate), with the per-host credentials the controller
 generated for edge1 and edge2.
 
-Needs root and Docker. Uses EDGEFERRY_TEST_INVENTORY when set (a deployed lab with edges named
-edge1 and edge2), otherwise brings up lab `itregistry` on 10.252.0.0/24, deploys it and tears it
-down afterwards.
+Needs root and Docker; runs on the shared deployed lab (`deployed_lab`,
+tests/integration/conftest.py, with edges named edge1 and edge2).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import ssl
-import subprocess
-import sys
 from base64 import b64encode
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.deploy.runner import REPO_ROOT
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()
@@ -54,35 +49,20 @@ class LabRegistry:
 
 
 @pytest.fixture(scope="module")
-def lab_registry() -> Iterator[LabRegistry]:
-    edgeferry = [sys.executable, "-m", "edgeferry.cli.main"]
-    inventory = os.environ.get("EDGEFERRY_TEST_INVENTORY")
-    own_lab = inventory is None
-    if own_lab:
-        subprocess.run([*edgeferry, "lab", "up", "--name", "itregistry", "--subnet",
-                        "10.252.0.0/24", "--edges", "2", "--no-bandwidth-check"], check=True,
-                       cwd=REPO_ROOT)
-        inventory = str(REPO_ROOT / "inventory" / "itregistry")
-    inv = Path(inventory)
-    try:
-        if own_lab:
-            deployed = run_playbook("site.yml", inv)
-            assert deployed.ok, deployed.failures
-        hosts = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]
-        control = next(iter(hosts["control"]["hosts"].values()))
-        state = REPO_ROOT / ".edgeferry" / "state" / inv.name
-        ca = REPO_ROOT / ".edgeferry" / "pki" / inv.name / "ca" / "ca.crt"
-        passwords = {"edgeferry": (state / "registry-password").read_text().strip()}
-        for edge in hosts["edge"]["hosts"]:
-            secret = state / "registry-passwords" / edge
-            assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
-            passwords[edge] = secret.read_text().strip()
-        assert {"edge1", "edge2"} <= set(passwords)
-        yield LabRegistry(control["edgeferry_address"], 5000,
-                          ssl.create_default_context(cafile=str(ca)), passwords)
-    finally:
-        if own_lab:
-            subprocess.run([*edgeferry, "lab", "down", "--name", "itregistry"], cwd=REPO_ROOT)
+def lab_registry(deployed_lab: Path) -> LabRegistry:
+    inv = deployed_lab
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]
+    control = next(iter(hosts["control"]["hosts"].values()))
+    state = REPO_ROOT / ".edgeferry" / "state" / inv.name
+    ca = REPO_ROOT / ".edgeferry" / "pki" / inv.name / "ca" / "ca.crt"
+    passwords = {"edgeferry": (state / "registry-password").read_text().strip()}
+    for edge in hosts["edge"]["hosts"]:
+        secret = state / "registry-passwords" / edge
+        assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
+        passwords[edge] = secret.read_text().strip()
+    assert {"edge1", "edge2"} <= set(passwords)
+    return LabRegistry(control["edgeferry_address"], 5000,
+                      ssl.create_default_context(cafile=str(ca)), passwords)
 
 
 def test_finding_shared_registry_account(lab_registry: LabRegistry) -> None:
