@@ -5,6 +5,8 @@ placement), the "can read" answers from the kernel (`runuser -u USER -- test -r 
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 import yaml
 
@@ -23,9 +25,15 @@ def _owned_files(manifest: dict) -> list[tuple[str, str]]:
     return files + [(p, users[a]) for p, a in manifest["secrets"].items() if a in users]
 
 
-def _can_read(host, user: str, path: str) -> bool:
+def _readable(host, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (user, path) pairs whose user can read the path, asked of the kernel in one remote
+    shell (`runuser -u USER -- test -r PATH` per pair; one SSH round trip, not one per pair)."""
+    script = "\n".join(f"runuser -u {shlex.quote(user)} -- test -r {shlex.quote(path)} "
+                       f"&& echo {i}" for i, (user, path) in enumerate(pairs))
     with host.sudo():
-        return host.run(f"runuser -u {user} -- test -r {path}").rc == 0
+        out = host.run(f"sh -c {shlex.quote(script + chr(10) + 'true')}")
+    assert out.rc == 0, out.stderr
+    return {pairs[int(line)] for line in out.stdout.split()}
 
 
 def test_each_agent_runs_as_its_own_user(host, agents):
@@ -53,27 +61,30 @@ def test_finding_one_user_reads_every_key(host, manifest, agents):
     reads its own key, secrets and data folder and none of another agent's."""
     files = _owned_files(manifest)
     assert len(files) >= 2 * len(agents)
-    wrong = []
-    for agent in agents:
-        for path, owner in files:
-            readable = _can_read(host, agent["user"], path)
-            if readable != (owner == agent["user"]):
-                wrong.append(f"{agent['user']} {'can' if readable else 'cannot'} read {path}")
+    pairs = [(agent["user"], path) for agent in agents for path, _ in files]
+    readable = _readable(host, pairs)
+    owners = dict(files)
+    wrong = [f"{user} {'can' if (user, path) in readable else 'cannot'} read {path}"
+             for user, path in pairs if ((user, path) in readable) != (owners[path] == user)]
     assert wrong == []
 
 
 def test_host_key_is_read_by_no_agent(host, agents):
-    for agent in agents:
-        assert not _can_read(host, agent["user"], "/etc/edgeferry/pki/host.key"), agent["user"]
+    pairs = [(agent["user"], "/etc/edgeferry/pki/host.key") for agent in agents]
+    assert _readable(host, pairs) == set()
 
 
 def test_keys_and_secrets_are_0600_and_owned_by_their_agent(host, manifest):
-    with host.sudo():
-        for path, user in _owned_files(manifest):
-            f = host.file(path)
-            assert f.exists, path
-            assert f.user == user, f"{path} is owned by {f.user}, not {user}"
-            assert f.mode == (0o700 if f.is_directory else 0o600), f"{path}: {oct(f.mode)}"
+    files = _owned_files(manifest)
+    with host.sudo():  # one stat for every file (one SSH round trip)
+        paths = " ".join(shlex.quote(path) for path, _ in files)
+        out = host.check_output(f"stat -c '%U %a %F' -- {paths}")
+    lines = out.splitlines()
+    assert len(lines) == len(files), out
+    for (path, user), line in zip(files, lines, strict=True):
+        owner, mode, kind = line.split(" ", 2)
+        assert owner == user, f"{path} is owned by {owner}, not {user}"
+        assert mode == ("700" if kind == "directory" else "600"), f"{path}: {mode}"
 
 
 def test_units_are_hardened(host, agents):
