@@ -47,13 +47,20 @@ def test_each_agent_runs_as_its_own_user(host, agents):
 
 
 def test_agent_users_are_system_users_without_login_or_home(host, agents):
-    for agent in agents:
-        user = host.user(agent["user"])
-        assert user.exists, agent["user"]
-        assert user.uid < 1000, f"{agent['user']} is not a system user"
-        assert user.shell in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false"), user.shell
-        assert not host.file(user.home).exists, f"{agent['user']} has a home {user.home}"
-        assert user.group == agent["user"] and "edgeferry" in user.groups
+    users = [a["user"] for a in agents]
+    # per user (one SSH round trip): its passwd entry, primary and all groups, home existing
+    script = ('for u in "$@"; do getent passwd "$u" || echo "$u:missing"; '
+              'echo "$(id -gn "$u") $(id -Gn "$u")"; '
+              'test -e "$(getent passwd "$u" | cut -d: -f6)" && echo home || echo nohome; done')
+    out = host.check_output(f"sh -c {shlex.quote(script)} sh " + " ".join(users)).splitlines()
+    assert len(out) == 3 * len(users), out
+    for i, user in enumerate(users):
+        entry, groups, home = out[3 * i].split(":"), out[3 * i + 1].split(), out[3 * i + 2]
+        assert entry[0] == user and entry[1] != "missing", f"{user} does not exist"
+        assert int(entry[2]) < 1000, f"{user} is not a system user"
+        assert entry[6] in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false"), entry[6]
+        assert home == "nohome", f"{user} has a home {entry[5]}"
+        assert groups[0] == user and "edgeferry" in groups[1:], groups
 
 
 def test_finding_one_user_reads_every_key(host, manifest, agents):
