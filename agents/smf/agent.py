@@ -71,7 +71,7 @@ from agents.common.store import Store
 from agents.ledger.client import LedgerClient
 from agents.node.client import EndpointClient, node_stub
 from agents.ras.client import RasClient
-from agents.security.secretfile import decode_secret
+from agents.security.secretfile import WatchedSecret
 from agents.security.ssp import DEFAULT_MASTER_TTL_S
 from agents.smf.container import (
     NodeContainerPhases,
@@ -223,11 +223,11 @@ def build_ports(settings: SmfSettings, pool: ChannelPool, data_dir: Path,
     )
     if settings.audit is not None:
         try:
-            token = decode_secret(settings.audit.owner_token_file.read_bytes())
+            token = WatchedSecret(settings.audit.owner_token_file)  # renewed by the deploy
         except OSError as err:
             raise AgentStartError(f"audit.owner_token_file: {err}") from None
         ports.audit = AuditHook(AuditClient(pool.get(settings.audit.address), timeout=timeout),
-                                token)
+                                token.value)
     if settings.ledger is not None:
         lg = settings.ledger
         key = load_or_create_signing_key(data_dir / "keys" / "ledger.key")

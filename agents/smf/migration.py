@@ -88,7 +88,14 @@ class AuditHook:
     """Policy audit (seed 002) before anything moves."""
 
     client: AuditClient
-    owner_token: bytes
+    #: the owner token, or where to read it at each use (a file renewed by the deploy)
+    token_source: bytes | Callable[[], bytes]
+
+    @property
+    def owner_token(self) -> bytes:
+        """The container owner's sealed token, as of now."""
+        src = self.token_source
+        return src if isinstance(src, bytes) else src()
 
     def phase(self) -> Phase:
         """The policy_audit phase: a denial raises PolicyDenied (nothing has moved yet)."""

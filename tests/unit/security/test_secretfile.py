@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
+
 from agents.audit.owners import SealedTokenVerifier, seal_owner_token
-from agents.security.secretfile import decode_secret
+from agents.security.secretfile import WatchedSecret, decode_secret
 from agents.workloads.nms.auth import SharedKeyAuth
 
 WHITESPACE = b" \t\n\r\x0b\x0c"
@@ -45,3 +47,24 @@ def test_an_nms_key_that_starts_and_ends_in_whitespace_is_used_whole(tmp_path: P
     assert SharedKeyAuth.from_file(path)._key == key == decode_secret(key)
     path.write_text(key.hex() + "\n")
     assert SharedKeyAuth.from_file(path)._key == key
+
+
+def test_watched_secret_follows_a_renewed_file_and_keeps_the_last_value(tmp_path: Path) -> None:
+    path = tmp_path / "smf-owner.token"
+    path.write_text("aa01\n")
+    watched = WatchedSecret(path)
+    assert watched.value() == b"\xaa\x01"
+    # the deploy reseals the token: written to a new file and renamed over the old one
+    renewed = tmp_path / ".tmp"
+    renewed.write_text("bb02ff\n")
+    renewed.replace(path)
+    assert watched.value() == b"\xbb\x02\xff"
+    path.unlink()  # briefly missing (between a remove and a copy): the last value stands
+    assert watched.value() == b"\xbb\x02\xff"
+    path.write_bytes(b"raw token \x00")
+    assert watched.value() == b"raw token \x00"
+
+
+def test_watched_secret_needs_a_readable_file_at_start(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        WatchedSecret(tmp_path / "missing.token")
