@@ -8,8 +8,10 @@ whose median is known (exponential, median ln 2) with fixed seeds.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -68,6 +70,38 @@ def test_median_ci_of_three_values_is_the_exact_bootstrap_distribution() -> None
     narrow = median_ci([3, 1, 2], level=0.4, resamples=4000, seed=1)
     assert narrow is not None and (narrow.lo, narrow.hi) == (2.0, 2.0)
     assert (ci.level, ci.resamples) == (0.95, 4000)
+
+
+def _exact_bootstrap_quantile(values: list[float], p: float) -> float:
+    """The p-quantile (inverse CDF) of the median of n draws with replacement from `values`,
+    by enumerating every multiset of indices with its multinomial probability."""
+    n = len(values)
+    dist: Counter[float] = Counter()
+    for combo in itertools.combinations_with_replacement(range(n), n):
+        ways = math.factorial(n)
+        for k in Counter(combo).values():
+            ways //= math.factorial(k)
+        dist[float(np.median([values[i] for i in combo]))] += ways / n**n
+    cumulative = 0.0
+    for m in sorted(dist):
+        cumulative += dist[m]
+        if cumulative >= p:
+            return m
+    raise AssertionError("probabilities do not sum to 1")
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 7])
+def test_median_ci_ends_are_the_exact_bootstrap_quantiles(n: int) -> None:
+    # The Monte Carlo ends (2000 resamples) must lie between the exact bootstrap distribution's
+    # 1.5 % and 3.5 % (97.5 +- 1 %) quantiles: about 3 sd of a 2.5 % quantile estimated from 2000.
+    rng = random.Random(n)
+    values = [round(rng.uniform(0, 10), 3) for _ in range(n)]
+    ci = median_ci(values)
+    assert ci is not None
+    assert _exact_bootstrap_quantile(values, 0.015) <= ci.lo <= _exact_bootstrap_quantile(
+        values, 0.035)
+    assert _exact_bootstrap_quantile(values, 0.965) <= ci.hi <= _exact_bootstrap_quantile(
+        values, 0.985)
 
 
 def test_median_ci_is_seeded_and_reproducible() -> None:
