@@ -15,7 +15,7 @@ Real AgentServers on 127.0.0.1 with mTLS from a throw-away lab CA (default limit
 4. Secured RPC / insecure gRPC: p50 of a tiny unary call through an AgentServer with mTLS and
    the admission interceptor vs a bare ``grpc.server`` without TLS or interceptors.
 
-Timing: time.perf_counter around each call; percentiles from edgeferry.reports.stats
+Timing: time.perf_counter around each call; percentiles from edgeferry.stats
 (linear interpolation). Each figure is printed with its goal and PASS/FAIL.
 
     .venv/bin/python benchmarks/bench_abuse.py [--runs 500] [--sessions 50000]
@@ -48,7 +48,7 @@ from agents.ras.domain import RegistryCore  # noqa: E402
 from agents.security import encoding  # noqa: E402
 from agents.security.crypto import Identity  # noqa: E402
 from agents.security.rasp import RegistrySession, Resources, TransferDescriptor  # noqa: E402
-from edgeferry.reports.stats import percentile  # noqa: E402
+from edgeferry.stats import percentile  # noqa: E402
 from tests.conftest import LabPKI  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))

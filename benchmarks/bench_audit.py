@@ -1,7 +1,8 @@
 """Data-audit decision time (seed 002) beside the paper's 0.026-0.212 ms.
 
 In-process: `evaluate` / `choose_destination` on the shipped Tables 5-6 (App1 from Edge1), timed
-with time.perf_counter_ns around each call, after a warm-up; p50 / p99 / mean over --runs calls.
+with time.perf_counter_ns around each call, after a warm-up; p50 / p99 / mean over --runs calls
+(percentiles by edgeferry.stats: linear interpolation between order statistics).
 gRPC (with --grpc): the Evaluate round trip to a real audit agent over mTLS on loopback (a
 throw-away CA and agent in a temporary directory), which includes writing and fsyncing the
 decision to the append-only audit log before the answer.
@@ -23,16 +24,15 @@ from typing import Any
 from agents.audit.destination import MigrationDecision, Target, choose_destination
 from agents.audit.domain import Decision, EdgeAttributes, EdgeState, evaluate
 from agents.audit.tables import seed002_tables
+from edgeferry.stats import p50, p99
 
 PAPER_MS = (0.026, 0.212)
 TARGET_P50_MS = 0.05
 
 
 def _percentiles(samples_ns: list[int]) -> dict[str, float]:
-    s = sorted(samples_ns)
-    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))] / 1e6  # noqa: E731
-    return {"p50_ms": pick(0.50), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(s) / 1e6,
-            "n": len(s)}
+    return {"p50_ms": p50(samples_ns) / 1e6, "p99_ms": p99(samples_ns) / 1e6,
+            "mean_ms": statistics.fmean(samples_ns) / 1e6, "n": len(samples_ns)}
 
 
 def time_calls(fn: Callable[[int], Any], runs: int, warmup: int = 500) -> dict[str, float]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 from edgeferry.lab.config import load_spec, parse_rate
 from edgeferry.lab.image import ImageRecipe, build_image
 from edgeferry.lab.provider import EmulatedLab
+from edgeferry.stats import median
 
 
 def quiet(_: str) -> None:
@@ -65,9 +65,9 @@ def main() -> int:
     runs = ", ".join(f"{x:.1f}" for x in cold)
     print(
         f"bring-up from nothing ({n} hosts, image cached): "
-        f"median {statistics.median(cold):.1f} s (runs: {runs})"
+        f"median {median(cold):.1f} s (runs: {runs})"
     )
-    print(f"second `lab up` (nothing to change): median {statistics.median(warm):.2f} s")
+    print(f"second `lab up` (nothing to change): median {median(warm):.2f} s")
     print("\nshaping accuracy (iperf3, receiver-side 0.5 s samples, tolerance ±15 %):")
     print(f"{'rate':>10} {'host':>6} {'dir':>5} {'measured Mbit/s':>16} {'sd':>6} {'ratio':>6}")
     ratios = []
@@ -89,7 +89,7 @@ def main() -> int:
     finally:
         lab.down()
     print(
-        f"\nmeasured/configured: median {statistics.median(ratios):.3f}, "
+        f"\nmeasured/configured: median {median(ratios):.3f}, "
         f"min {min(ratios):.3f}, max {max(ratios):.3f}; bound 0.85..1.15"
     )
     return 0 if all(0.85 <= r <= 1.15 for r in ratios) else 1

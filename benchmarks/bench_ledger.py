@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from agents.ledger.signing import public_key_bytes
 from agents.ledger.transactions import ContainerMetadata
 from agents.ledger.validator import ValidatorCore
 from edgeferry.pki import LabCA
+from edgeferry.stats import median, p90
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 1.0  # issue 7: 100 peers at 90 % in under 1 s
@@ -70,15 +70,6 @@ PAPER_COST = {"ledger": {"latency": 0.9, "throughput": 0.6},
 def meta(i: int) -> ContainerMetadata:
     return ContainerMetadata("10.10.0.11", f"bench-{i}-{os.urandom(4).hex()}", 2_130_000_000,
                              500, 2000, "image-recognition")
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def p90(xs: list[float]) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(0.9 * len(s)))]
 
 
 class Bench:
@@ -184,8 +175,8 @@ def ledger_run(bench: Bench, n: int, runs: int) -> dict[str, Any]:
         client.confirmations(result.tx_id, at_least=n, wait_s=10)
         t100.append(time.monotonic() - start)
     return {"peers": n, "hosts": bench.hosts, "required": required_confirmations(n, 0.9),
-            "runs": runs, "t90_median_s": med(t90), "t90_p90_s": p90(t90),
-            "t100_median_s": med(t100), "t90_max_s": max(t90),
+            "runs": runs, "t90_median_s": median(t90), "t90_p90_s": p90(t90),
+            "t100_median_s": median(t100), "t90_max_s": max(t90),
             "_ctx": (vserver, core, meter, client, run)}
 
 
@@ -242,7 +233,7 @@ def cost_run(bench: Bench, ctx: tuple[Any, ...], n: int, runs: int, ops: int,
             time.sleep(0.001)
 
     ops_fns = {"direct": op_direct, "central": op_central, "ledger": op_ledger}
-    latency = {k: med(timed(fn, runs)) for k, fn in ops_fns.items()}
+    latency = {k: median(timed(fn, runs)) for k, fn in ops_fns.items()}
     for m in (*meters.values(), vmeter):
         m.reset()
     tput = {k: throughput(fn, ops, concurrency) for k, fn in ops_fns.items()}

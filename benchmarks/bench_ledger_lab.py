@@ -33,7 +33,6 @@ import functools
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from typing import Any
 
 from edgeferry.experiments.ledger_lab import LabLedger, ProbeSession
 from edgeferry.hosts import connection_factory, hosts_from_lab
+from edgeferry.stats import median, p90
 from edgeferry.workspace import state_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,15 +71,6 @@ def paper_figure11(seed_dirs: tuple[Path, ...] = SEED_DIRS) -> dict[str, Any]:
                                      "node'"}
     raise SystemExit("bench_ledger_lab: seed 001 (BloSM) not found in "
                      + ", ".join(map(str, seed_dirs)) + "; Figure 11's values come from it")
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def p90(xs: list[float]) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(0.9 * len(s)))]
 
 
 def meta(lab: LabLedger, tag: str) -> dict[str, Any]:
@@ -118,9 +109,9 @@ def propagation(lab: LabLedger, net: Any, src: ProbeSession, dst: ProbeSession,
         ev.append(read(dst, "replica", m["container_id"])["wall_s"])
     net.items += runs
     return {"peers": net.peers, "hosts": net.peer_hosts, "required": out["required"],
-            "runs": runs, "t90_median_s": med(t90), "t90_p90_s": p90(t90),
-            "t90_max_s": max(t90), "t100_median_s": med(t100) if t100 else None,
-            "t100_reached": len(t100), "self_eval_median_s": med(ev),
+            "runs": runs, "t90_median_s": median(t90), "t90_p90_s": p90(t90),
+            "t90_max_s": max(t90), "t100_median_s": median(t100) if t100 else None,
+            "t100_reached": len(t100), "self_eval_median_s": median(ev),
             "self_eval_p90_s": p90(ev)}
 
 
@@ -136,7 +127,7 @@ def cost(lab: LabLedger, net: Any, src: ProbeSession, dst: ProbeSession, runs: i
         writes["ledger"].append(write(src, m)["t90_s"])
         reads["ledger"].append(read(dst, "replica", m["container_id"])["wall_s"])
     net.items += runs
-    latency = {k: med(writes[k]) + med(reads[k]) for k in writes}
+    latency = {k: median(writes[k]) + median(reads[k]) for k in writes}
     tput, wire = {}, {}
     for path in ("direct", "central", "ledger"):
         cmd = {"op": "throughput", "service": path, "ops": ops, "concurrency": concurrency,
@@ -157,7 +148,7 @@ def cost(lab: LabLedger, net: Any, src: ProbeSession, dst: ProbeSession, runs: i
                  "storage": storage[k] / storage["direct"],
                  "bandwidth": wire[k] / wire["direct"]} for k in latency}
     return {"peers": net.peers, "latency_s": latency,
-            "latency_parts_median_s": {k: {"write": med(writes[k]), "read": med(reads[k])}
+            "latency_parts_median_s": {k: {"write": median(writes[k]), "read": median(reads[k])}
                                        for k in writes},
             "throughput_ops_s": tput, "ops": ops, "concurrency": concurrency,
             "storage_bytes_per_item": storage,

@@ -41,7 +41,6 @@ import json
 import math
 import re
 import ssl
-import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +59,7 @@ from edgeferry.hosts import connection_factory, hosts_from_lab, run
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 from edgeferry.lab.links.iperf import parse_iperf3_json
 from edgeferry.lab.links.veth import local_veth
+from edgeferry.stats import median
 
 AGENTS = ["audit", "ledger", "node", "ras", "smf"]
 MUST_RATIO, TARGET_RATIO = 2.0, 1.25
@@ -213,7 +213,7 @@ def trial(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, image: st
 # -- output ------------------------------------------------------------------------------------
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def med(k: str) -> float:
-        return float(statistics.median(r[k] for r in rows))
+        return float(median(r[k] for r in rows))
 
     keys = ("total_s", "downtime_s", "stop_s", "commit_s", "push_s", "pull_s", "start_s",
             "pushed_bytes", "pulled_bytes", "bw_src_bps", "bw_dst_bps", "bound_s", "ratio",
@@ -223,7 +223,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                wire_ok=all(r["wire_ok"] for r in rows), ratio_max=max(r["ratio"] for r in rows),
                must_ok=out["ratio"] <= MUST_RATIO and all(r["wire_ok"] for r in rows),
                target_ok=out["ratio"] <= TARGET_RATIO,
-               phases_median_s={name: float(statistics.median(r["phases"].get(name, 0.0)
+               phases_median_s={name: float(median(r["phases"].get(name, 0.0)
                                                               for r in rows))
                                 for name in rows[0]["phases"]})
     return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from agents.node.engine import DockerEngine, RegistryAccess, published_ports
 from edgeferry.images.registry import CountingRelay, LocalRegistry
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 from edgeferry.pki import LabCA
+from edgeferry.stats import median
 
 PAPER_264MB_S = 20.33  # BloSM Table 3 at ~40 Mbps
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         rs = [r for r in rows if r["size_mb"] == size]
 
         def med(k: str, rs: list[dict[str, Any]] = rs) -> float:
-            return float(statistics.median(r[k] for r in rs))
+            return float(median(r[k] for r in rs))
 
         print(f"{size:4d}  {med('push_s'):6.2f}  {med('pull_s'):6.2f}  {med('downtime_s'):10.2f}"
               f"  {med('pushed_bytes') / 1e6:9.2f}  {med('compressed_total') / 1e6:13.2f}"

@@ -47,21 +47,16 @@ from agents.security.capability import (  # noqa: E402
 )
 from agents.security.rasp import Resources  # noqa: E402
 from edgeferry.pki import LabCA  # noqa: E402
+from edgeferry.stats import p50, p99  # noqa: E402
 from tests.adversarial.harness import Lab  # noqa: E402
 from tests.conftest import LOCAL_DNS, LOCAL_IPS, LabPKI  # noqa: E402
 
 TINY = Resources(cpu=1, memory=1, storage=1, network=1)
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
 def summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values_s]
-    return {"n": len(ms), "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99),
+    return {"n": len(ms), "p50_ms": p50(ms), "p99_ms": p99(ms),
             "mean_ms": statistics.fmean(ms), "max_ms": max(ms)}
 
 

@@ -3,7 +3,8 @@ scheme), one full in-process RASP run and one SSP session.
 
 Run: .venv/bin/python benchmarks/bench_security.py [--runs N]
 Timing: time.perf_counter_ns (monotonic) around each operation, in one process, no network;
-p50/p99 are nearest-rank percentiles over N runs (after 3 warm-up runs).
+p50/p99 over N runs (after 3 warm-up runs), by edgeferry.stats (linear interpolation between
+order statistics, numpy's default).
 """
 
 from __future__ import annotations
@@ -40,12 +41,7 @@ from agents.security.ssp import (
 )
 from agents.security.ssp_driver import run_ssp_in_process
 from agents.security.stores import InMemoryReplayCache, InMemoryRevocationStore
-
-
-def percentile(samples: list[int], q: float) -> int:
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+from edgeferry.stats import p50, p99
 
 
 def measure(fn: Callable[[], object], runs: int) -> list[int]:
@@ -60,8 +56,8 @@ def measure(fn: Callable[[], object], runs: int) -> list[int]:
 
 
 def line(name: str, samples: list[int]) -> None:
-    p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
-    print(f"{name:<36} n={len(samples):<6} p50={p50 / 1000:>10.1f} us  p99={p99 / 1000:>10.1f} us")
+    lo, hi = p50(samples) / 1000, p99(samples) / 1000
+    print(f"{name:<36} n={len(samples):<6} p50={lo:>10.1f} us  p99={hi:>10.1f} us")
 
 
 def bench_capabilities(runs: int) -> None:
@@ -164,7 +160,7 @@ def main() -> None:
     parser.add_argument("--cap-runs", type=int, default=5000, help="capability ops per benchmark")
     args = parser.parse_args()
     print(f"# bench_security  python {platform.python_version()}  {platform.machine()}  "
-          f"perf_counter_ns, p50/p99 nearest-rank")  # fmt: skip
+          f"perf_counter_ns, p50/p99 linear interpolation")  # fmt: skip
     bench_capabilities(args.cap_runs)
     bench_rasp(args.runs)
     bench_ssp(args.runs)

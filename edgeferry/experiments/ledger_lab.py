@@ -43,6 +43,7 @@ from edgeferry.deploy.manifest import load_manifest
 from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
 from edgeferry.hosts import run
+from edgeferry.stats import median
 
 PROBE_MODULE = "agents.ledger.probe"
 ROLE_OFFSETS = {"validator": 0, "central": 1, "direct": 2, "peers": 3}
@@ -416,9 +417,7 @@ class LabLedger:
     def noop_bytes(self, session: ProbeSession, samples: int = 5) -> float:
         """Median wire bytes of one probe round trip that sends no gRPC (the SSH channel's
         own traffic, to subtract from a command's window)."""
-        import statistics
-
-        return float(statistics.median(self.measured(lambda: session.call({"op": "noop"}))[1]
+        return float(median(self.measured(lambda: session.call({"op": "noop"}))[1]
                                        for _ in range(samples)))
 
     def storage(self, net: LabNetwork) -> dict[str, Any]:

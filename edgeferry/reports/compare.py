@@ -2,7 +2,7 @@
 
 A group is what the report's tables group by: part, parameter combination, and a phase (with
 `total`) or a per-trial metric. Medians come from `edgeferry.reports.stats` (measured trials
-only, the one percentile definition the report uses).
+only) and so from `edgeferry.stats`, the one percentile definition.
 """
 
 from __future__ import annotations

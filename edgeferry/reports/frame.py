@@ -31,9 +31,10 @@ import pandas as pd
 
 from edgeferry.errors import ConfigError
 from edgeferry.experiments.results import RunDir
-from edgeferry.reports.render import Table, fmt
-from edgeferry.reports.stats import is_measured, params_label, percentile
+from edgeferry.reports.render import Table, ci_cell, fmt
+from edgeferry.reports.stats import is_measured, params_label
 from edgeferry.reports.units import best_time_unit, from_base
+from edgeferry.stats import median, median_ci
 
 PARAM = "param."
 METRIC = "metric."
@@ -122,21 +123,23 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def summary_table(frame: pd.DataFrame) -> Table:
-    """Per part, parameters and phase: measured rows, median wall time and bytes (medians by
-    `edgeferry.reports.stats.percentile`, the report's definition)."""
+    """Per part, parameters and phase: measured rows, median wall time with its 95 % bootstrap
+    CI, and median bytes (`edgeferry.stats`, the report's definitions)."""
     rows: list[list[str]] = []
     good = frame[frame["measured"] & frame["phase"].notna()]
     for (part, label, phase), group in good.groupby(["part", "parameters", "phase"], sort=False):
         walls = [float(v) for v in group["wall_s"].dropna()]
         sizes = [float(v) for v in group["bytes"].dropna()]
-        median = percentile(walls, 50) if walls else None
-        unit = best_time_unit(median or 0.0)
+        wall = median(walls) if walls else None
+        unit = best_time_unit(wall or 0.0)
         rows.append([str(part), str(label), str(phase), str(len(walls)),
-                     fmt(None if median is None else from_base(median, unit)), unit,
-                     fmt(percentile(sizes, 50) / 1e6 if sizes else None)])
-    return Table("Measured phases", ["part", "parameters", "phase", "n", "median wall", "unit",
-                                     "median MB"], rows,
-                 "Warm-ups and failed trials excluded, as in the report.")
+                     fmt(None if wall is None else from_base(wall, unit)),
+                     ci_cell(median_ci(walls), from_base(1.0, unit)), unit,
+                     fmt(median(sizes) / 1e6 if sizes else None)])
+    return Table("Measured phases", ["part", "parameters", "phase", "n", "median wall",
+                                     "median 95% CI", "unit", "median MB"], rows,
+                 "Warm-ups and failed trials excluded, as in the report; the CI is the report's "
+                 "(percentile bootstrap, seeded; — below 3 trials).")
 
 
 def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -13,8 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from edgeferry.reports.stats import TOTAL, GroupStats, RunStats, measured, percentile
+from edgeferry.reports.stats import TOTAL, GroupStats, RunStats, measured
 from edgeferry.reports.units import best_time_unit, from_base, kind, to_base
+from edgeferry.stats import median
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 110})
 
@@ -78,7 +79,7 @@ def time_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | No
             and isinstance(r["params"].get(param), int | float)]
     if len({r["params"][param] for r in recs}) < 2:
         return None
-    unit = best_time_unit(percentile([float(r["total_s"]) for r in recs], 50))
+    unit = best_time_unit(median([float(r["total_s"]) for r in recs]))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     xs = [r["params"][param] for r in recs]
     ax.scatter(xs, [from_base(r["total_s"], unit) for r in recs], s=14, alpha=0.6,
@@ -109,7 +110,7 @@ def cdf_totals(stats: RunStats, part: str, out: Path) -> Path | None:
     gs = [g for g in stats.groups if g.part == part and TOTAL in g.phases]
     if not gs:
         return None
-    unit = best_time_unit(percentile([g.phases[TOTAL].median for g in gs], 50))
+    unit = best_time_unit(median([g.phases[TOTAL].median for g in gs]))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for g in gs[:10]:
         vals = sorted(from_base(r["total_s"], unit) for r in measured(stats.records)

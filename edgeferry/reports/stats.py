@@ -1,13 +1,14 @@
 """Statistics of a run directory: per part, parameter combination and phase; comparisons.
 
 Only measured trials count: warm-ups and failed trials are listed (n failed) but excluded.
-Percentiles interpolate linearly between order statistics (numpy's default method).
+Percentiles, medians and the median's bootstrap confidence interval are `edgeferry.stats`'s (its
+docstring states the one definition: linear interpolation between order statistics, numpy's
+default).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,31 +17,31 @@ from typing import Any
 from edgeferry.experiments.provenance import measured_bandwidth_bps
 from edgeferry.experiments.results import RunDir
 from edgeferry.reports.units import from_base, kind, to_base
+from edgeferry.stats import Interval, median, median_ci, percentile
 
 TOTAL = "total"
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 100]) of a non-empty list."""
-    s = sorted(values)
-    if not s:
-        raise ValueError("percentile of no values")
-    pos = (len(s) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 @dataclass(frozen=True)
 class Summary:
+    """n, median, p5 and p95 of a group's values (kept, for the median's confidence interval)."""
+
     n: int
     median: float
     p5: float
     p95: float
+    values: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def of(cls, values: list[float]) -> Summary:
-        return cls(len(values), percentile(values, 50), percentile(values, 5),
-                   percentile(values, 95))
+        """The summary of a non-empty list of values."""
+        return cls(len(values), median(values), percentile(values, 5), percentile(values, 95),
+                   tuple(values))
+
+    def median_ci(self) -> Interval | None:
+        """95 % percentile-bootstrap confidence interval of the median (`edgeferry.stats`,
+        seeded: the same values give the same interval); None for fewer than 3 values."""
+        return median_ci(self.values)
 
 
 def params_label(params: dict[str, Any], empty: str = "-") -> str:
@@ -173,7 +174,7 @@ def _group(group: list[dict[str, Any]], requested: list[str],
         part=first["part"], scenario=first["scenario"], params=first["params"], phases=phases,
         metrics=metrics, failed=sum(1 for r in group if r["outcome"] != "ok" and not r["warmup"]),
         warmups=sum(1 for r in group if r["warmup"]),
-        bytes_median=percentile(byte_values, 50) if byte_values else None,
+        bytes_median=median(byte_values) if byte_values else None,
         bound_s=Summary.of(bounds) if bounds else None, bandwidth_source=source)
 
 
@@ -204,7 +205,7 @@ def _compare(part: str, ref: dict[str, Any], records: list[dict[str, Any]]) -> C
                 if ref["metric"] in r.get("metrics", {})]
     ours = None
     if base:
-        med = percentile(base, 50)
+        med = median(base)
         ours = from_base(med, unit) if kind(unit) in ("time", "rate", "size") else med
     ratio = None if ours is None or ref["value"] == 0 else ours / ref["value"]
     return Comparison(label=ref["label"], part=part, quantity=quantity,
@@ -212,5 +213,5 @@ def _compare(part: str, ref: dict[str, Any], records: list[dict[str, Any]]) -> C
                       source=ref["source"], ours=ours, n=len(base), ratio=ratio)
 
 
-__all__ = ["TOTAL", "Comparison", "GroupStats", "RunStats", "Summary", "compute", "percentile",
-           "select", "to_base"]
+__all__ = ["TOTAL", "Comparison", "GroupStats", "RunStats", "Summary", "compute", "select",
+           "to_base"]

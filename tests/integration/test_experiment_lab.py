@@ -50,13 +50,21 @@ def experiment(path: Path) -> Path:
 
 
 def phase_table(md: str) -> dict[str, tuple[int, float]]:
-    """phase -> (n, median in seconds) from report.md's "Wall time per phase" table."""
+    """phase -> (n, median in seconds) from report.md's "Wall time per phase" table (columns:
+    part, parameters, phase, n, median, median 95% CI, p5, p95, unit). The CI cell is "—" below
+    3 trials, else "[lo, hi]" around the median."""
     section = md.split("## Wall time per phase", 1)[1].split("\n## ", 1)[0]
     out = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and f"image_size_mb={SIZE_MB}" in cells[1]:
-            out[cells[2]] = (int(cells[3]), float(cells[4]) * UNITS[cells[7]])
+        if len(cells) == 9 and f"image_size_mb={SIZE_MB}" in cells[1]:
+            n, med = int(cells[3]), float(cells[4])
+            if n < 3:
+                assert cells[5] == "—", cells
+            else:
+                lo, hi = (float(x) for x in cells[5].strip("[]").split(","))
+                assert lo <= med <= hi, cells
+            out[cells[2]] = (n, med * UNITS[cells[8]])
     return out
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from edgeferry.cli.main import cli
 from edgeferry.errors import ConfigError
 from edgeferry.experiments.results import RunDir
-from edgeferry.reports.frame import load_results
+from edgeferry.reports.frame import load_results, summary_table
 from edgeferry.reports.render import table_rows, write_report
 from edgeferry.reports.stats import TOTAL, compute
 from edgeferry.reports.units import to_base
@@ -96,6 +96,25 @@ def test_group_medians_equal_the_reports_and_numpys(run: RunDir) -> None:
         key = (row["part"], row["parameters"], row["phase"])
         assert to_base(float(row["median"]), row["unit"]) == pytest.approx(expected[key],
                                                                             rel=1e-3)
+
+
+def test_summary_table_median_and_ci_equal_the_reports(run: RunDir) -> None:
+    # the results frame's summary and report.md's phase table show the same median and 95 %
+    # CI per (part, parameters, phase), and the CI brackets numpy's median of the raw values
+    frame = load_results(run.path)
+    table = summary_table(frame)
+    ours = {(r[0], r[1], r[2]): dict(zip(table.header, r, strict=True)) for r in table.rows}
+    md, _ = write_report(run.path)
+    report = {(r["part"], r["parameters"], r["phase"]): r
+              for r in table_rows(md.read_text(), "Wall time per phase") if r["phase"] != TOTAL}
+    assert ours.keys() == report.keys()
+    expected = {k: v for k, v in raw_groups(run).items() if k in ours}
+    for key, row in ours.items():
+        assert (row["median wall"], row["median 95% CI"], row["unit"]) == (
+            report[key]["median"], report[key]["median 95% CI"], report[key]["unit"]), key
+        lo, hi = (to_base(float(x), row["unit"]) for x in row["median 95% CI"].strip("[]")
+                  .split(", "))
+        assert lo <= float(np.median(expected[key])) <= hi, key
 
 
 def test_parquet_round_trip_equals_the_frame(run: RunDir, tmp_path: Path) -> None:

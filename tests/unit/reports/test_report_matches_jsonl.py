@@ -10,8 +10,10 @@ import pytest
 
 from edgeferry.experiments.runner import RunOptions, run_experiment
 from edgeferry.experiments.schema import parse_experiment
-from edgeferry.reports.render import table_rows, write_report
+from edgeferry.reports.render import STATS_HEADER, phase_table, table_rows, write_report
+from edgeferry.reports.stats import GroupStats, RunStats, Summary
 from edgeferry.reports.units import to_base
+from edgeferry.stats import median_ci
 from tests.unit.experiments import fakes
 
 
@@ -53,6 +55,30 @@ def test_phase_table_matches_independent_statistics(report):
         for col, q in (("median", 50), ("p5", 5), ("p95", 95)):
             shown = to_base(float(row[col]), row["unit"])
             assert shown == pytest.approx(np.percentile(values, q), rel=1e-3), (row, col)
+        # the median's 95 % bootstrap CI: edgeferry.stats's interval of these raw values (its
+        # own tests check it against the exact bootstrap distribution), in the row's unit
+        ci = median_ci(values.tolist())
+        assert ci is not None and len(values) >= 3
+        lo, hi = (to_base(float(x), row["unit"]) for x in row["median 95% CI"].strip("[]")
+                  .split(", "))
+        assert (lo, hi) == (pytest.approx(ci.lo, rel=1e-3), pytest.approx(ci.hi, rel=1e-3)), row
+        assert values.min() <= lo <= np.median(values) <= hi <= values.max(), row
+
+
+def test_phase_table_shows_no_ci_below_three_trials():
+    def stats_of(n):
+        walls = [0.5, 0.7, 0.6][:n]
+        group = GroupStats(part="p", scenario="s", params={"k": n},
+                           phases={"total": Summary.of(walls)}, metrics={}, failed=0,
+                           warmups=0, bytes_median=None, bound_s=None)
+        return RunStats(info={}, records=[], groups=[group])
+
+    for n in (1, 2):
+        row = dict(zip(STATS_HEADER, phase_table(stats_of(n)).rows[0], strict=True))
+        assert row["median 95% CI"] == "—", row
+    row = dict(zip(STATS_HEADER, phase_table(stats_of(3)).rows[0], strict=True))
+    assert row["unit"] == "ms" and row["median"] == "600"
+    assert row["median 95% CI"] == "[500, 700]", row  # bootstrap ends of 3 values: min, max
 
 
 def test_warmups_and_failures_are_excluded_and_counted(report):
