@@ -113,6 +113,12 @@ def test_registry_password_older_than_max_age_is_rotated_and_the_old_one_refused
     old_file = state / "registry-passwords" / "edge1"
     old, edge2_before = old_file.read_text().strip(), reg.passwords["edge2"]
     assert reg.ask("GET", "/v2/_catalog", "edge1")[0] == 200
+    factory = connection_factory(hosts_from_inventory(deployed_lab))
+    main_pid = ["systemctl", "show", "-p", "MainPID", "--value", "edgeferry-node.service"]
+    try:
+        pid_before = run(factory("edge1"), main_pid).strip()
+    finally:
+        factory.close_all()  # type: ignore[attr-defined]
     month_ago = time.time() - 31 * 86400
     os.utime(old_file, (month_ago, month_ago))
     result = run_playbook("site.yml", deployed_lab, tags=["registry", "agents"])
@@ -134,6 +140,8 @@ def test_registry_password_older_than_max_age_is_rotated_and_the_old_one_refused
     try:
         conn = factory("edge1")
         assert run(conn, ["cat", "/etc/edgeferry/registry-password"]).strip() == new
+        # the node agent reads its password file at start: it was restarted
+        assert run(conn, main_pid).strip() not in {pid_before, "0"}
         auths = json.loads(run(conn, ["cat", "/root/.docker/config.json"]))["auths"]
         login = base64.b64decode(auths[f"{reg.host}:{reg.port}"]["auth"]).decode()
         assert login == f"edge1:{new}"
