@@ -1,4 +1,5 @@
-"""The private registry: TLS only (nginx in front, docker-registry on loopback), no anonymous pull
+"""The private registry: TLS only (nginx in front, docker-registry on a Unix socket only nginx
+reaches), no anonymous pull
 or push, key protected; per-host accounts: an edge pulls anything, pushes only under its own
 namespace and deletes nothing; edges logged in with their own account."""
 
@@ -61,6 +62,34 @@ def _quote(text: str) -> str:
 
 
 CA = "/etc/edgeferry/pki/ca.crt"
+REGISTRY_SOCKET = "/run/docker-registry/registry.sock"
+_CONNECT = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "try:\n    s.connect(sys.argv[1]); print('connected')\n"
+    "except OSError as err:\n    print(type(err).__name__)\n"
+)
+
+
+def test_only_nginx_reaches_the_registry_socket(host, is_registry_host):
+    """A local process other than nginx cannot talk to docker-registry behind the proxy's back:
+    the kernel refuses its socket to every user but www-data (nginx) and the registry's own."""
+    if not is_registry_host:
+        return
+    with host.sudo():
+        folder = host.file(REGISTRY_SOCKET.rsplit("/", 1)[0])
+        assert (folder.user, folder.group) == ("docker-registry", "www-data")
+        assert folder.mode & 0o7777 == 0o2750
+        # every agent user of the host (ef-<agent>) and nobody
+        agents = [line.split(":", 1)[0] for line in host.check_output("getent passwd")
+                  .splitlines() if line.startswith("ef-")]
+        others = ["nobody", *agents]
+        tried = {user: host.check_output(
+            f"runuser -u {user} -- python3 -c {_quote(_CONNECT)} {REGISTRY_SOCKET}")
+            for user in ("www-data", *others)}
+    assert agents, "no agent user on the registry host"
+    assert tried["www-data"] == "connected", tried
+    assert {tried[u] for u in others} == {"PermissionError"}, tried
 
 
 def test_registry_service_and_key(host, is_registry_host, inventory, registry_endpoint):
@@ -69,10 +98,13 @@ def test_registry_service_and_key(host, is_registry_host, inventory, registry_en
         return
     assert host.service("docker-registry").is_running
     assert host.service("nginx").is_running
-    # docker-registry only on loopback; the published endpoint is nginx's
-    assert host.socket("tcp://127.0.0.1:5001").is_listening
-    assert not host.socket("tcp://0.0.0.0:5001").is_listening
-    assert host.socket(f"tcp://{registry_endpoint}").is_listening
+    # docker-registry on its Unix socket only; the one TCP listener for the registry is nginx's
+    assert host.socket(f"unix://{REGISTRY_SOCKET}").is_listening
+    with host.sudo():
+        listeners = host.check_output("ss -H -l -t -n -p").splitlines()
+    assert not [line for line in listeners if '"docker-registry"' in line], listeners
+    published = [line for line in listeners if f" {registry_endpoint} " in line]
+    assert published and all('users:(("nginx"' in line for line in published), listeners
     with host.sudo():
         key = host.file("/etc/nginx/edgeferry-registry/registry.key")
         assert key.mode == 0o600 and key.user == "root"

@@ -1,5 +1,6 @@
-"""The registry role's nginx proxy, for real: Debian's nginx with the role's own template in
-front of Debian's docker-registry on loopback, asked by real HTTP clients and a real engine.
+"""The registry role's nginx proxy, for real: Debian's nginx (workers as www-data) with the role's
+own template in front of Debian's docker-registry (as docker-registry) on a Unix socket only
+nginx's user reaches, asked by real HTTP clients and a real engine.
 
 Per-host accounts (issue 12, item 5): every account pulls anything, pushes only under its own
 namespace, deletes nothing; anonymous requests get 401.
@@ -8,13 +9,16 @@ namespace, deletes nothing; anonymous requests get 401.
 from __future__ import annotations
 
 import contextlib
+import grp
 import hashlib
 import http.client
 import os
+import pwd
 import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from base64 import b64encode
 from collections.abc import Iterator
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import psutil
 import pytest
 import yaml
 
@@ -34,6 +39,7 @@ pytestmark = [pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "roles/registry/templates/nginx-registry.conf.j2"
 NGINX = "/usr/sbin/nginx"
+PROXY_USER, REGISTRY_USER = "www-data", "docker-registry"
 ACCOUNTS = {"edgeferry": "edgeferry", "edge1": "edge1", "edge2": "edge2"}  # name -> namespace
 EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()
 
@@ -44,6 +50,8 @@ class Proxy:
     passwords: dict[str, str]
     ctx: ssl.SSLContext
     ca_cert: Path
+    socket: Path
+    registry_pid: int
 
     @property
     def address(self) -> str:
@@ -99,18 +107,51 @@ def _wait(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"nothing listens on {port}: {log.read_text()[-500:]}")
 
 
+def _wait_socket(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited: {log.read_text()[-500:]}")
+        if path.is_socket():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"no socket {path}: {log.read_text()[-500:]}")
+
+
+def connect_as(user: str, path: Path) -> str:
+    """Connect to the Unix socket ``path`` as ``user`` (a separate process with that user's
+    uid, gid and groups): "connected" or the error's class name."""
+    code = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+            "try:\n    s.connect(sys.argv[1]); print('connected')\n"
+            "except OSError as err:\n    print(type(err).__name__)\n")
+    done = subprocess.run(["python3", "-c", code, str(path)], user=user,
+                          group=pwd.getpwnam(user).pw_gid, extra_groups=[],
+                          capture_output=True, text=True, check=True, cwd="/")
+    return done.stdout.strip()
+
+
 @pytest.fixture(scope="module")
-def proxy(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def proxy(lab_pki: LabPKI) -> Iterator[Proxy]:
     for binary in (NGINX, REGISTRY_BINARY, shutil.which("htpasswd") or "/missing/htpasswd"):
         assert Path(binary).exists(), f"{binary} is missing: run `./edgeferry.sh setup`"
-    work = tmp_path_factory.mktemp("regproxy")
-    backend, port = free_port(), free_port()
+    # As the role deploys it: nginx's workers run as www-data, docker-registry as
+    # docker-registry with UMask 0007 on a socket in a 2750 docker-registry:www-data folder.
+    # The work folder is outside pytest's 0700 tmp tree so that those users can reach it.
+    work = Path(tempfile.mkdtemp(prefix="ef-regproxy-"))
+    work.chmod(0o755)
+    port = free_port()
     (work / "data").mkdir()
+    shutil.chown(work / "data", REGISTRY_USER, REGISTRY_USER)
+    run = work / "run"
+    run.mkdir()
+    shutil.chown(run, REGISTRY_USER, PROXY_USER)
+    run.chmod(0o2750)
+    sock = run / "registry.sock"
     (work / "registry.yml").write_text(yaml.safe_dump({
         "version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(work / "data")},
                     "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{backend}"}}))
+        "http": {"net": "unix", "addr": str(sock)}}))
     tls = work / "tls"
     lab_pki.ca.issue("registry", tls, dns_names=("localhost",), ip_addresses=("127.0.0.1",),
                      client=False)   # tls/registry.crt, tls/registry.key as the role names them
@@ -120,16 +161,18 @@ def proxy(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         subprocess.run(["htpasswd", "-B", "-C", "5", "-i", *(["-c"] if i == 0 else []),
                         str(htpasswd), name], input=password, text=True, check=True,
                        capture_output=True)
+    shutil.chown(htpasswd, "root", PROXY_USER)
+    htpasswd.chmod(0o640)
     site = _render(
         registry_proxy_accounts=[{"name": n, "namespace": ns} for n, ns in ACCOUNTS.items()],
         registry_proxy_listen=f"127.0.0.1:{port}", registry_proxy_tls_dir=str(tls),
         registry_proxy_htpasswd=str(htpasswd), registry_realm="edgeferry-registry",
-        registry_backend_address=f"127.0.0.1:{backend}")
+        registry_backend_socket=str(sock))
     (work / "site.conf").write_text(site)
     for sub in ("logs", "tmp"):
         (work / sub).mkdir()
     (work / "nginx.conf").write_text(
-        f"user root;\nworker_processes 1;\npid {work}/nginx.pid;\n"
+        f"user {PROXY_USER};\nworker_processes 1;\npid {work}/nginx.pid;\n"
         f"error_log {work}/logs/error.log;\n"
         "events { worker_connections 64; }\n"
         f"http {{\n access_log off;\n client_body_temp_path {work}/tmp/body;\n"
@@ -142,14 +185,15 @@ def proxy(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     reg_log, nginx_log = work / "registry.log", work / "logs/error.log"
     with reg_log.open("wb") as out:
         registry = subprocess.Popen([REGISTRY_BINARY, "serve", str(work / "registry.yml")],
-                                    stdout=out, stderr=subprocess.STDOUT)
+                                    stdout=out, stderr=subprocess.STDOUT, user=REGISTRY_USER,
+                                    group=REGISTRY_USER, extra_groups=[], umask=0o007)
     nginx = subprocess.Popen([NGINX, "-p", str(work), "-c", str(work / "nginx.conf"),
                               "-g", "daemon off;"], stderr=subprocess.DEVNULL)
     try:
-        _wait(backend, registry, reg_log)
+        _wait_socket(sock, registry, reg_log)
         _wait(port, nginx, nginx_log)
         ctx = ssl.create_default_context(cafile=str(lab_pki.ca.cert_path))
-        yield Proxy(port, passwords, ctx, lab_pki.ca.cert_path)
+        yield Proxy(port, passwords, ctx, lab_pki.ca.cert_path, sock, registry.pid)
     finally:
         for proc in (nginx, registry):
             proc.terminate()
@@ -158,6 +202,29 @@ def proxy(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_registry_listens_on_its_socket_and_no_tcp_port(proxy: Proxy) -> None:
+    registry = psutil.Process(proxy.registry_pid)
+    assert registry.username() == REGISTRY_USER
+    listening = registry.net_connections(kind="all")
+    assert [c for c in listening if c.type == socket.SOCK_STREAM and c.family != socket.AF_UNIX
+            and c.status == psutil.CONN_LISTEN] == []
+    assert [c.laddr for c in listening if c.family == socket.AF_UNIX] == [str(proxy.socket)]
+
+
+def test_finding_registry_backend_open_to_local_users_only_nginx_connects(proxy: Proxy) -> None:
+    """The plain-HTTP registry behind the proxy was open on 127.0.0.1:5001 to every local
+    process (push and delete with no account). Its socket now admits nginx's user only."""
+    st = proxy.socket.stat()
+    # as the registry created it: group www-data (the folder's setgid), rw for the group only
+    assert (st.st_mode & 0o777, st.st_gid) == (0o770, grp.getgrnam(PROXY_USER).gr_gid)
+    assert connect_as(PROXY_USER, proxy.socket) == "connected"
+    for user in ("nobody", "daemon"):
+        assert connect_as(user, proxy.socket) == "PermissionError", user
+    # and nginx, a www-data worker, gets through to the registry
+    assert proxy.status("GET", "/v2/", "edge1") == 200
 
 
 def test_template_passes_nginx_config_check(proxy: Proxy) -> None:

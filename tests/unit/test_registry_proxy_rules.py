@@ -20,7 +20,7 @@ def render() -> str:
     return env.from_string(TEMPLATE.read_text()).render(
         ansible_managed="test", registry_proxy_accounts=ACCOUNTS, registry_proxy_listen="a:1",
         registry_proxy_tls_dir="/t", registry_proxy_htpasswd="/h", registry_realm="r",
-        registry_backend_address="127.0.0.1:5001")
+        registry_backend_socket="/run/docker-registry/registry.sock")
 
 
 def map_block(text: str, variable: str) -> tuple[str, list[tuple[str, str]]]:
@@ -82,3 +82,20 @@ def test_non_canonical_paths_are_flagged() -> None:
         assert evaluate("edgeferry_registry_bad_path", path) == "1", path
     for path in good:
         assert evaluate("edgeferry_registry_bad_path", path) == "0", path
+
+
+def test_registry_serves_only_on_the_unix_socket_the_proxy_uses() -> None:
+    """docker-registry gets no TCP address (a local process would bypass the proxy): config.yml
+    names the Unix socket, and nginx passes requests to that same socket."""
+    import yaml
+
+    sock = "/run/docker-registry/registry.sock"
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = bool
+    config = yaml.safe_load(env.from_string(
+        (TEMPLATE.parent / "config.yml.j2").read_text()).render(
+        ansible_managed="test", registry_log_level="info", registry_storage_path="/s",
+        registry_storage_delete_enabled=False, registry_backend_socket=sock))
+    assert config["http"]["net"] == "unix" and config["http"]["addr"] == sock
+    passes = re.findall(r"^\s*proxy_pass\s+(\S+);", render(), re.M)
+    assert passes == [f"http://unix:{sock}:"]
