@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from agents.common.authz import CONTROLLER, Policy, allow  # noqa: E402
 from agents.common.config import AgentConfig  # noqa: E402
 from agents.common.logging import configure_logging  # noqa: E402
 from agents.common.server import AgentServer  # noqa: E402
@@ -68,6 +69,12 @@ def verdict(name: str, value: float, unit: str, goal: str, ok: bool) -> bool:
     return ok
 
 
+def controller_only(methods: Iterable[str]) -> Policy:
+    """The bench service's authorization table: the controller (the bench's client) may call
+    every method, as a real agent's table would admit its caller (deny by default)."""
+    return Policy(SERVICE, {name: allow(CONTROLLER) for name in methods})
+
+
 def secured_server(pki: LabPKI, root: Path,
                    methods: dict[str, Callable[[bytes, grpc.ServicerContext], bytes]]
                    ) -> AgentServer:
@@ -76,7 +83,8 @@ def secured_server(pki: LabPKI, root: Path,
     server = AgentServer(config)
     handler = grpc.method_handlers_generic_handler(
         SERVICE, {n: grpc.unary_unary_rpc_method_handler(f) for n, f in methods.items()})
-    server.add(lambda _s, g: g.add_generic_rpc_handlers((handler,)), None, SERVICE)
+    server.add(lambda _s, g: g.add_generic_rpc_handlers((handler,)), None, SERVICE,
+               policy=controller_only(methods))
     server.start()
     return server
 
@@ -114,7 +122,8 @@ def bench_refusal(pki: LabPKI, root: Path, runs: int) -> tuple[list[float], list
     accepting = AgentServer(config, options=(("grpc.max_receive_message_length", 64 << 20),))
     handler = grpc.method_handlers_generic_handler(
         SERVICE, {"Big": grpc.unary_unary_rpc_method_handler(lambda _r, _c: b"")})
-    accepting.add(lambda _s, g: g.add_generic_rpc_handlers((handler,)), None, SERVICE)
+    accepting.add(lambda _s, g: g.add_generic_rpc_handlers((handler,)), None, SERVICE,
+                  policy=controller_only(["Big"]))
     accepting.start()
     payload = b"\0" * (16 << 20)
     try:
