@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from edgeferry.cli.output import echo_json, json_option
 from edgeferry.deploy.runner import PlaybookResult, resolve_inventory, run_playbook
 from edgeferry.deploy.verify import run_infra_tests
 from edgeferry.errors import OperationFailed
@@ -33,18 +34,27 @@ def recap_table(result: PlaybookResult) -> Table:
 @click.option("--tags", default=None, help="Only these role tags, e.g. pki,agents.")
 @click.option("--limit", default=None, help="Only these hosts or groups (ansible --limit).")
 @click.option("--check", is_flag=True, help="Dry run (ansible --check).")
-def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bool) -> None:
-    """Provision the hosts and deploy the agents (playbooks/site.yml via ansible-runner)."""
+@json_option
+def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bool,
+           as_json: bool) -> None:
+    """Provision the hosts and deploy the agents (playbooks/site.yml via ansible-runner).
+    With --json the progress goes to stderr and stdout gets the recap as JSON."""
     inv = resolve_inventory(inventory)
-    console = Console()
+    console = Console(stderr=as_json)
     console.print(f"deploying playbooks/site.yml to {inv}")
     started = time.monotonic()
     result = run_playbook(
         "site.yml", inv, tags=tags.split(",") if tags else None, limit=limit, check=check,
         progress=lambda line: console.print(line, highlight=False, markup=False),
     )
-    console.print(recap_table(result))
-    console.print(f"took {time.monotonic() - started:.1f} s; artifacts in {result.run_dir}")
+    took = time.monotonic() - started
+    if as_json:
+        echo_json({"ok": result.ok, "status": result.status, "rc": result.rc,
+                   "seconds": round(took, 3), "run_dir": result.run_dir,
+                   "hosts": result.hosts, "failures": result.failures})
+    else:
+        console.print(recap_table(result))
+        console.print(f"took {took:.1f} s; artifacts in {result.run_dir}")
     if not result.ok:
         first = result.failures[0] if result.failures else f"status {result.status}"
         raise OperationFailed(f"deploy failed (rc={result.rc}): {first}")

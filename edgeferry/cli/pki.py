@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from edgeferry.cli.output import echo_json, json_option
 from edgeferry.deploy.revocation import REASONS, load_revocations, pki_dir, revoke
 from edgeferry.deploy.runner import resolve_inventory
 
@@ -38,9 +39,12 @@ def revoke_cmd(name: str, inventory: str | None, reason: str) -> None:
 
 @pki.command("list")
 @click.option("-i", "--inventory", "inventory", default=None, help=_INVENTORY_HELP)
-def list_cmd(inventory: str | None) -> None:
+@json_option
+def list_cmd(inventory: str | None, as_json: bool) -> None:
     """List the revoked certificates that have not expired yet."""
     entries = load_revocations(pki_dir(resolve_inventory(inventory)))
+    if as_json:
+        return echo_json(entries)
     if not entries:
         click.echo("no revoked certificates")
     for e in entries:

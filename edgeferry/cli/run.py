@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from edgeferry.cli.output import echo_json, json_option
 from edgeferry.experiments.progress import RichProgress
 from edgeferry.experiments.runner import RunOptions, run_experiment
 from edgeferry.experiments.schema import load_experiment
@@ -28,29 +29,40 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 @click.option("--check", is_flag=True, help="Only validate the definition and the scenarios.")
 @click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where run directories go (default: <workspace>/reports).")
+@json_option
 def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, skip_verify: bool,
-        check: bool, reports_dir: Path | None) -> None:
-    """Run every trial of EXPERIMENT (a YAML definition) and write report.md/report.html."""
+        check: bool, reports_dir: Path | None, as_json: bool) -> None:
+    """Run every trial of EXPERIMENT (a YAML definition) and write report.md/report.html.
+    With --json the progress goes to stderr and stdout gets the outcome as JSON."""
     from edgeferry.experiments.matrix import expand
     from edgeferry.experiments.runner import resolve_scenarios
 
     exp = load_experiment(experiment)
     if check:
         resolve_scenarios(exp)
-        console.print(f"{experiment}: valid; {len(expand(exp))} trials in "
+        trials = len(expand(exp))
+        if as_json:
+            return echo_json({"experiment": str(experiment), "valid": True, "trials": trials,
+                              "parts": len(exp.enabled_parts)})
+        console.print(f"{experiment}: valid; {trials} trials in "
                       f"{len(exp.enabled_parts)} part(s)")
         return
-    progress = RichProgress(console)
+    out = Console(stderr=True, highlight=False) if as_json else console
+    progress = RichProgress(out)
     options = RunOptions(resume=resume, new=new, skip_deploy=skip_deploy,
                          skip_verify=skip_verify, reports_root=reports_dir)
     try:
         outcome = run_experiment(exp, steps=DefaultSteps(), progress=progress, options=options)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: run `edgeferry run "
+        out.print("[yellow]interrupted[/yellow]: run `edgeferry run "
                       f"{experiment}` again to resume")
         raise click.exceptions.Abort() from None
     with outcome.run_dir.timed("report"):
         md, html = write_report(outcome.run_dir.path)
+    if as_json:
+        return echo_json({"run_dir": outcome.run_dir.path, "trials_run": outcome.trials_run,
+                          "trials_failed": outcome.trials_failed, "total": outcome.total,
+                          "resumed": outcome.resumed, "report_md": md, "report_html": html})
     console.print(f"{outcome.trials_run} trials run ({outcome.trials_failed} failed) of "
                   f"{outcome.total}" + (" (resumed)" if outcome.resumed else ""))
     console.print(f"report: {md}")

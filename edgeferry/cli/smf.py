@@ -44,6 +44,7 @@ from agents.security.errors import ProtocolError
 from agents.security.rasp import Resources
 from agents.smf.client import ApplicationSession, ServerSpec, SmfClient, register_service_as_cms
 from edgeferry.cli.connection import channel, rpc_errors, tls_options
+from edgeferry.cli.output import echo_json, json_option
 from edgeferry.errors import ConfigError, OperationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -344,13 +345,19 @@ def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
 @click.option("--user-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--device-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--request-id", default="")
+@json_option
 @_smf_options
 def migrate(service_id: str, destination: str, user_id: str, device_id: str, user_cap: Path,
-            device_cap: Path, request_id: str, **conn: Any) -> None:
+            device_cap: Path, request_id: str, as_json: bool, **conn: Any) -> None:
     """Migrate Service to another server (RASP + location commit); prints each phase."""
     with rpc_errors("migrate"):
         report = _smf(conn).migrate(service_id, user_id, device_id, _read_cap(user_cap),
                                     _read_cap(device_cap), destination, request_id=request_id)
+    if as_json:
+        echo_json(report)
+        if not report.migrated:
+            raise OperationFailed(f"migration failed: {report.error_message}")
+        return
     _table([(p.phase, f"{p.wall_seconds * 1000:.2f}", str(p.bytes_moved), p.outcome, p.detail)
             for p in report.phases], ("phase", "ms", "bytes", "outcome", "detail"))
     if not report.migrated:
@@ -360,11 +367,14 @@ def migrate(service_id: str, destination: str, user_id: str, device_id: str, use
 
 
 @smf.command()
+@json_option
 @_smf_options
-def services(**conn: Any) -> None:
+def services(as_json: bool, **conn: Any) -> None:
     """List registered services with their location."""
     with rpc_errors("services"):
         items = _smf(conn).services()
+    if as_json:
+        return echo_json(items)
     _table([(s.global_id, s.name, s.version, s.location, str(s.epoch),
              ",".join(x.name for x in s.servers)) for s in items],
            ("id", "name", "version", "location", "epoch", "servers"))
@@ -372,11 +382,14 @@ def services(**conn: Any) -> None:
 
 @smf.command()
 @click.argument("service_id")
+@json_option
 @_smf_options
-def show(service_id: str, **conn: Any) -> None:
+def show(service_id: str, as_json: bool, **conn: Any) -> None:
     """Show one service."""
     with rpc_errors("show"):
         s = _smf(conn).service(service_id)
+    if as_json:
+        return echo_json(s)
     click.echo(f"{s.name} {s.version} ({s.global_id}, local {s.local_id}): {s.description}")
     click.echo(f"port {s.port}/{s.transport}, image {s.image_ref or '-'}")
     click.echo(f"location {s.location} at epoch {s.epoch}; SERV CAP {s.capability_text}")
@@ -386,21 +399,27 @@ def show(service_id: str, **conn: Any) -> None:
 
 
 @smf.command()
+@json_option
 @_smf_options
-def users(**conn: Any) -> None:
+def users(as_json: bool, **conn: Any) -> None:
     """List registered users."""
     with rpc_errors("users"):
         items = _smf(conn).users()
+    if as_json:
+        return echo_json(items)
     _table([(u.global_id, f"{u.first_name} {u.surname}", u.role, str(u.rank),
              u.capability_text) for u in items], ("id", "name", "role", "rank", "USER CAP"))
 
 
 @smf.command()
+@json_option
 @_smf_options
-def devices(**conn: Any) -> None:
+def devices(as_json: bool, **conn: Any) -> None:
     """List registered devices."""
     with rpc_errors("devices"):
         items = _smf(conn).devices()
+    if as_json:
+        return echo_json(items)
     _table([(d.global_id, d.local_id, d.name, f"{d.owner_first_name} {d.owner_surname}",
              d.capability_text) for d in items], ("id", "local id", "name", "owner", "DEV CAP"))
 
@@ -434,12 +453,15 @@ def ras_register(identity: Path, cpu: int, memory: int, storage: int, network: i
 
 
 @smf.command("ras-table")
+@json_option
 @_ras_options
-def ras_table(**conn: Any) -> None:
+def ras_table(as_json: bool, **conn: Any) -> None:
     """Show the RAS table (Table 1): clouds, allocations, service locations."""
     mib = 1024 * 1024
     with rpc_errors("ras-table"):
         t = _ras(conn).table()
+    if as_json:
+        return echo_json(t)
     _table([(c.name, f"{c.maximum.cpu_millicores}/{c.allocated.cpu_millicores}",
              f"{c.maximum.memory_bytes // mib}/{c.allocated.memory_bytes // mib}",
              f"{c.free.cpu_millicores}", f"{c.free.memory_bytes // mib}") for c in t.clouds],
