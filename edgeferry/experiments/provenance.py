@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import subprocess
 import sys
@@ -27,6 +28,23 @@ def git_revision(repo: Path) -> dict[str, Any]:
         return {"revision": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"revision": None, "dirty": None, "error": str(err)[:200]}
+
+
+def deployed_code(manifests: Path) -> dict[str, Any]:
+    """Per host, the code the deploy shipped (from the controller's copies of the deployment
+    manifests, ``<state>/manifests/<host>.json``): wheel digest, the commit it was built from,
+    the dirty flag and the packaged tree's digest. Empty when nothing was deployed."""
+    out: dict[str, Any] = {}
+    for path in sorted(manifests.glob("*.json")) if manifests.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            out[path.stem] = {"error": f"{path}: {err}"[:300]}
+            continue
+        build = doc.get("build") if isinstance(doc.get("build"), dict) else {}
+        out[path.stem] = {"wheel": doc.get("wheel"), "wheel_sha256": doc.get("wheel_sha256"),
+                          "source": doc.get("source"), **build}
+    return out
 
 
 def host_facts() -> dict[str, Any]:

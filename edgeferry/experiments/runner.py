@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgeferry.deploy.manifest import manifest_path
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments import logs, provenance, registry
 from edgeferry.experiments.matrix import PlannedTrial, expand
@@ -177,6 +178,9 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
         prov = run_dir.read_info()["provenance"]
         prov["lab"] = provenance.lab_facts(target.lab)
         prov["inventory"] = str(target.inventory) if target.inventory else None
+        if target.inventory:
+            prov["deployed_code"] = provenance.deployed_code(
+                manifest_path(target.inventory, "x").parent)
         run_dir.update_info(provenance=prov, steps={
             "target": target.note, "deploy": deploy_note, "verify": checks})
         connect = connection_factory(target.hosts) if target.hosts else None

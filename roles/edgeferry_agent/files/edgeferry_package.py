@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Controller-side packaging for the edgeferry_agent role (standard library only).
 
-`wheel`: build the project's wheel reproducibly from a commit of the checkout (default HEAD)
-or from its working tree (tracked and untracked-but-not-ignored files), keep it in --out only
-when its bytes changed, and list the agent modules it contains (packages `agents/<name>/`
-with a `__main__.py`).
+`wheel`: build the project's wheel from the checkout's working tree (the default: tracked and
+untracked-but-not-ignored files, so what a developer changed is what runs) or reproducibly from
+a commit (--ref HEAD), keep it in --out only when its bytes changed, and list the agent modules
+it contains (packages `agents/<name>/` with a `__main__.py`). The answer (also written to
+<out>/build.json) names the commit it started from, whether the packaged files differ from it
+(`dirty`) and `tree_sha256`, a digest of every packaged file's path and bytes.
 
 `wheelhouse`: download binary wheels of the agents' runtime requirements for one target
 platform (CPU architecture, CPython version, glibc version) so hosts install offline.
@@ -107,16 +109,44 @@ def copy_worktree(source: Path, tree: Path) -> None:
             continue  # a temporary file that vanished while we copied
 
 
+def tree_digest(tree: Path) -> str:
+    """SHA-256 over the sorted (path, SHA-256 of the bytes) of every file under `tree`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        rel = path.relative_to(tree).as_posix()
+        digest.update(f"{rel}\0{sha256_of(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def head_and_dirty(source: Path) -> tuple[str | None, bool | None]:
+    """(HEAD's commit id, whether the packaged paths differ from it), None when not git."""
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True,
+                              text=True, check=False)
+
+    head = git("rev-parse", "--verify", "HEAD^{commit}")
+    if head.returncode != 0:
+        return None, None
+    paths = [*sorted(PACKAGE_DIRS), "pyproject.toml"]
+    status = git("status", "--porcelain", "--untracked-files=normal", "--", *paths)
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
 def build_wheel(source: Path, out: Path, python: str, ref: str = "") -> dict:
-    """Build from commit `ref` (reproducible, the default HEAD) or, with ref "", the work tree."""
+    """Build from the work tree (ref "", the default) or from commit `ref` (reproducible)."""
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="edgeferry-wheel-") as tmp:
         tree, dist = Path(tmp, "src"), Path(tmp, "dist")
         if ref:
-            commit = export_commit(source, ref, tree)
+            commit: str | None = export_commit(source, ref, tree)
+            dirty: bool | None = False
+            label = commit
         else:
-            commit = "worktree"
             copy_worktree(source, tree)
+            commit, dirty = head_and_dirty(source)
+            label = "worktree" if commit is None else (
+                f"worktree of {commit[:12]}" + (" (dirty)" if dirty else ""))
+        tree_sha256 = tree_digest(tree)
         env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PYTHONDONTWRITEBYTECODE="1")
         proc = subprocess.run(
             [python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
@@ -137,14 +167,19 @@ def build_wheel(source: Path, out: Path, python: str, ref: str = "") -> dict:
             if stale.name != new.name:
                 stale.unlink()
                 changed = True
-    return {
+    result = {
         "changed": changed,
-        "source": commit,
+        "source": label,
+        "commit": commit,
+        "dirty": dirty,
+        "tree_sha256": tree_sha256,
         "wheel": str(target),
         "wheel_name": target.name,
         "sha256": sha256_of(target),
         "agent_modules": agent_modules(target),
     }
+    (out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
 
 
 def platform_tags(arch: str, glibc: str) -> list[str]:
@@ -202,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     wheel = sub.add_parser("wheel", help="build the project's wheel")
     wheel.add_argument("--source", type=Path, required=True)
     wheel.add_argument("--out", type=Path, required=True)
-    wheel.add_argument("--ref", default="HEAD",
-                       help='git commit to build (default HEAD); "" builds the working tree')
+    wheel.add_argument("--ref", default="",
+                       help='git commit to build (e.g. HEAD); "" (default) builds the working '
+                            'tree')
     house = sub.add_parser("wheelhouse", help="download the runtime requirements")
     house.add_argument("--out", type=Path, required=True)
     house.add_argument("--arch", required=True)

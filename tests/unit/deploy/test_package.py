@@ -75,6 +75,36 @@ def test_build_wheel_is_reproducible_and_builds_the_commit(pkg, tmp_path: Path):
     assert not second["changed"] and second["sha256"] == first["sha256"]
     # The working-tree build picks the edit up.
     third = pkg.build_wheel(src, out, sys.executable, "")
-    assert third["changed"] and third["source"] == "worktree"
+    assert third["changed"] and third["source"] == f"worktree of {first['commit'][:12]} (dirty)"
     with zipfile.ZipFile(third["wheel"]) as z:
         assert z.read("agents/demo/__main__.py") == b"print('edited')\n"
+
+
+def _digest_by_hand(files: dict[str, bytes]) -> str:
+    import hashlib
+    lines = "".join(f"{name}\0{hashlib.sha256(data).hexdigest()}\n"
+                    for name, data in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_a_worktree_build_records_its_commit_dirty_flag_and_tree_digest(pkg, tmp_path: Path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_project(src)
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    clean = pkg.build_wheel(src, out, sys.executable, "")   # the default: the working tree
+    assert (clean["commit"], clean["dirty"]) == (head, False)
+    packaged = {p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*")
+                if p.is_file() and ".git" not in p.parts}
+    assert clean["tree_sha256"] == _digest_by_hand(packaged)
+    # an untracked module under agents/ makes the tree dirty and changes the digest
+    (src / "agents" / "demo" / "extra.py").write_text("X = 1\n")
+    dirty = pkg.build_wheel(src, out, sys.executable, "")
+    assert dirty["dirty"] is True and dirty["commit"] == head
+    packaged["agents/demo/extra.py"] = b"X = 1\n"
+    assert dirty["tree_sha256"] == _digest_by_hand(packaged) != clean["tree_sha256"]
+    # build.json beside the wheel says the same
+    import json
+    assert json.loads((out / "build.json").read_text())["tree_sha256"] == dirty["tree_sha256"]
+    # a commit build is never dirty
+    assert pkg.build_wheel(src, out, sys.executable, "HEAD")["dirty"] is False
