@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 from rich.console import Console
 from rich.table import Table
 
 from edgeferry.cli.output import echo_json, json_option
-from edgeferry.deploy.runner import PlaybookResult, resolve_inventory, run_playbook
+from edgeferry.deploy.runner import PlaybookResult, resolve_inventory
+from edgeferry.deploy.stamp import deploy_site
 from edgeferry.deploy.verify import run_infra_tests
 from edgeferry.errors import OperationFailed
 
@@ -34,28 +33,39 @@ def recap_table(result: PlaybookResult) -> Table:
 @click.option("--tags", default=None, help="Only these role tags, e.g. pki,agents.")
 @click.option("--limit", default=None, help="Only these hosts or groups (ansible --limit).")
 @click.option("--check", is_flag=True, help="Dry run (ansible --check).")
+@click.option("--force", is_flag=True,
+              help="Run the playbook even when every host's deploy stamp says nothing changed.")
 @json_option
 def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bool,
-           as_json: bool) -> None:
+           force: bool, as_json: bool) -> None:
     """Provision the hosts and deploy the agents (playbooks/site.yml via ansible-runner).
-    With --json the progress goes to stderr and stdout gets the recap as JSON."""
+
+    A full deploy is skipped when every host holds a deploy stamp with the digest of the
+    current inputs (project files, inventory, PKI, registry passwords; younger than 12 h);
+    --force runs it anyway. With --json the progress goes to stderr and stdout gets the recap
+    as JSON."""
     inv = resolve_inventory(inventory)
     console = Console(stderr=as_json)
     console.print(f"deploying playbooks/site.yml to {inv}")
-    started = time.monotonic()
-    result = run_playbook(
-        "site.yml", inv, tags=tags.split(",") if tags else None, limit=limit, check=check,
-        progress=lambda line: console.print(line, highlight=False, markup=False),
-    )
-    took = time.monotonic() - started
+    done = deploy_site(inv, tags=tags.split(",") if tags else None, limit=limit, check=check,
+                       force=force,
+                       progress=lambda line: console.print(line, highlight=False, markup=False))
+    result = done.result
     if as_json:
-        echo_json({"ok": result.ok, "status": result.status, "rc": result.rc,
-                   "seconds": round(took, 3), "run_dir": result.run_dir,
-                   "hosts": result.hosts, "failures": result.failures})
-    else:
+        echo_json({"skipped": result is None, "ok": done.ok, "seconds": round(done.seconds, 3),
+                   "stamps": done.verdict.reasons if done.verdict else None,
+                   "status": result.status if result else "skipped",
+                   "rc": result.rc if result else 0,
+                   "run_dir": result.run_dir if result else None,
+                   "hosts": result.hosts if result else {},
+                   "failures": result.failures if result else []})
+    elif result is not None:
         console.print(recap_table(result))
-        console.print(f"took {took:.1f} s; artifacts in {result.run_dir}")
-    if not result.ok:
+        console.print(f"took {done.seconds:.1f} s; artifacts in {result.run_dir}")
+    else:
+        console.print(f"took {done.seconds:.1f} s; nothing deployed (use --force to run the "
+                      "playbook anyway)")
+    if result is not None and not result.ok:
         first = result.failures[0] if result.failures else f"status {result.status}"
         raise OperationFailed(f"deploy failed (rc={result.rc}): {first}")
 

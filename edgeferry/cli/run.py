@@ -25,13 +25,16 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
                    "of the same definition is resumed automatically).")
 @click.option("--new", is_flag=True, help="Start a new run even if an unfinished one exists.")
 @click.option("--skip-deploy", is_flag=True, help="Do not deploy (agents are already deployed).")
+@click.option("--force-deploy", is_flag=True,
+              help="Run the deploy playbook even when every host's deploy stamp says nothing "
+                   "changed.")
 @click.option("--skip-verify", is_flag=True, help="Skip the host verification before trials.")
 @click.option("--check", is_flag=True, help="Only validate the definition and the scenarios.")
 @click.option("--reports-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where run directories go (default: <workspace>/reports).")
 @json_option
-def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, skip_verify: bool,
-        check: bool, reports_dir: Path | None, as_json: bool) -> None:
+def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, force_deploy: bool,
+        skip_verify: bool, check: bool, reports_dir: Path | None, as_json: bool) -> None:
     """Run every trial of EXPERIMENT (a YAML definition) and write report.md/report.html.
     With --json the progress goes to stderr and stdout gets the outcome as JSON."""
     from edgeferry.experiments.matrix import expand
@@ -52,7 +55,8 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, ski
     options = RunOptions(resume=resume, new=new, skip_deploy=skip_deploy,
                          skip_verify=skip_verify, reports_root=reports_dir)
     try:
-        outcome = run_experiment(exp, steps=DefaultSteps(), progress=progress, options=options)
+        outcome = run_experiment(exp, steps=DefaultSteps(force_deploy=force_deploy),
+                                 progress=progress, options=options)
     except KeyboardInterrupt:
         out.print("[yellow]interrupted[/yellow]: run `edgeferry run "
                       f"{experiment}` again to resume")

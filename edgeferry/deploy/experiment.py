@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT, inventory_name, run_playbook
+from edgeferry.deploy.runner import REPO_ROOT, inventory_name
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments.scenario import Endpoints, TLSMaterial
 from edgeferry.hosts import hosts_from_inventory
@@ -85,8 +85,9 @@ def controller_tls(inventory: Path, root: Path = REPO_ROOT) -> TLSMaterial:
 
 
 def deploy_for_experiment(inventory: Path, agents: Iterable[str],
-                          log: Callable[[str], None]) -> Endpoints:
-    """Run playbooks/site.yml on ``inventory`` and return where ``agents`` listen."""
+                          log: Callable[[str], None], *, force: bool = False) -> Endpoints:
+    """Run playbooks/site.yml on ``inventory`` (skipped when every host's deploy stamp proves
+    it unnecessary, edgeferry/deploy/stamp.py) and return where ``agents`` listen."""
     inventory = Path(inventory)
     catalog, _placement = _catalog()
     wanted = sorted(set(agents))
@@ -94,12 +95,16 @@ def deploy_for_experiment(inventory: Path, agents: Iterable[str],
     if unknown:
         raise ConfigError(f"agents {', '.join(unknown)} are not in the agent catalog "
                           f"({CATALOG_FILE})")
-    result = run_playbook("site.yml", inventory, progress=log)
-    if not result.ok:
+    from edgeferry.deploy.stamp import deploy_site
+
+    done = deploy_site(inventory, progress=log, force=force)
+    result = done.result
+    if result is not None and not result.ok:
         first = result.failures[0] if result.failures else f"status {result.status}"
         raise OperationFailed(f"deploy failed (rc={result.rc}): {first}; artifacts in "
                               f"{result.run_dir}")
-    log(f"deploy ok: artifacts in {result.run_dir}")
+    if result is not None:
+        log(f"deploy ok: artifacts in {result.run_dir}")
     return deployed_endpoints(inventory, wanted)
 
 

@@ -26,7 +26,12 @@ def _agents(experiment: Experiment) -> list[str]:
 
 
 class DefaultSteps:
-    """Brings up the emulated lab with `edgeferry.lab`, deploys with `edgeferry.deploy`."""
+    """Brings up the emulated lab with `edgeferry.lab`, deploys with `edgeferry.deploy` (the
+    playbook is skipped when every host's deploy stamp proves it unnecessary, unless
+    ``force_deploy``)."""
+
+    def __init__(self, *, force_deploy: bool = False) -> None:
+        self.force_deploy = force_deploy
 
     def bring_up(self, experiment: Experiment, log: Log) -> TargetInfo:
         target = experiment.target
@@ -80,7 +85,7 @@ class DefaultSteps:
         if target.inventory is None:
             raise ConfigError("deploying needs an inventory (an emulated lab or an inventory)")
         log(f"deploying {', '.join(agents)} with Ansible (idempotent)")
-        endpoints = deploy_fn(target.inventory, agents, log)
+        endpoints = deploy_fn(target.inventory, agents, log, force=self.force_deploy)
         return endpoints, f"deployed {', '.join(agents)} to {target.inventory}"
 
     def deployed(self, experiment: Experiment, target: TargetInfo, log: Log) -> Endpoints:

@@ -106,3 +106,44 @@ def test_deploy_twice_on_the_emulated_lab_changes_nothing_the_second_time(deploy
     verify = subprocess.run([sys.executable, "-m", "edgeferry.cli.main", "verify", "-i",
                              str(deployed_lab)], cwd=REPO_ROOT)
     assert verify.returncode == 0
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(600)
+def test_an_unchanged_deploy_is_skipped_only_when_every_host_proves_it(deployed_lab):
+    """Needs root and Docker. The shared lab is deployed; its hosts get the stamp a successful
+    full deploy leaves (playbooks/stamp.yml). `edgeferry deploy --json` through the installed
+    command then skips the playbook, every host "up to date"; a host whose stamp is gone (a
+    re-created host) or carries other inputs makes the controller deploy."""
+    import json
+
+    from edgeferry.deploy.stamp import decide, inputs_digest, new_stamp, read_stamps, stamp_path
+    from edgeferry.hosts import connection_factory, hosts_from_inventory
+    from tests.entry import edgeferry
+
+    digest = inputs_digest(deployed_lab)
+    stamped = run_playbook("stamp.yml", deployed_lab,
+                           extravars={"edgeferry_stamp_record": new_stamp(digest)})
+    assert stamped.ok, stamped.failures
+    hosts = hosts_from_inventory(deployed_lab)
+    done = edgeferry("deploy", "-i", str(deployed_lab), "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["skipped"] is True and out["run_dir"] is None
+    assert out["stamps"] == dict.fromkeys(hosts, "up to date")
+
+    connect = connection_factory(hosts)
+    try:
+        victim = sorted(hosts)[-1]
+        path = stamp_path()
+        kept = connect(victim).run(f"cat {path}", hide=True).stdout
+        assert json.loads(kept)["digest"] == digest
+        connect(victim).run(f"rm {path}", hide=True)
+        verdict = decide(hosts, read_stamps(hosts, connect), inputs_digest(deployed_lab))
+        assert not verdict.skip and verdict.reasons[victim].startswith("no stamp")
+        other = json.dumps(new_stamp("0" * 64))
+        connect(victim).run(f"printf '%s' '{other}' > {path}", hide=True)
+        verdict = decide(hosts, read_stamps(hosts, connect), inputs_digest(deployed_lab))
+        assert not verdict.skip and verdict.reasons[victim] == "deployed from other inputs"
+    finally:
+        connect.close_all()

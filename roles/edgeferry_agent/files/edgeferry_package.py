@@ -227,8 +227,25 @@ def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
     if proc.returncode != 0:
         raise SystemExit(f"downloading the wheelhouse failed:\n{proc.stdout}\n{proc.stderr}")
     after = {p.name for p in out.glob("*.whl")}
+    archive = out.with_name(out.name + ".tar")
+    if after != before or not archive.exists():
+        write_archive(archive, sorted(out.glob("*.whl")))
     return {"changed": after != before, "wheelhouse": str(out), "wheels": sorted(after),
-            "requirements": requirements}
+            "archive": str(archive), "requirements": requirements}
+
+
+def write_archive(archive: Path, files: list[Path]) -> None:
+    """One uncompressed tar of `files` (wheels are zips already) with fixed metadata, so a
+    host receives the wheelhouse in one transfer instead of one per wheel."""
+    partial = archive.with_name(archive.name + ".partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in files:
+            info = tar.gettarinfo(str(path), arcname=path.name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            info.mode = 0o644
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    partial.replace(archive)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,3 +108,21 @@ def test_a_worktree_build_records_its_commit_dirty_flag_and_tree_digest(pkg, tmp
     assert json.loads((out / "build.json").read_text())["tree_sha256"] == dirty["tree_sha256"]
     # a commit build is never dirty
     assert pkg.build_wheel(src, out, sys.executable, "HEAD")["dirty"] is False
+
+
+def test_the_wheelhouse_archive_holds_every_wheel_byte_for_byte(pkg, tmp_path: Path):
+    import tarfile
+    house = tmp_path / "house"
+    house.mkdir()
+    wheels = {"a-1-py3-none-any.whl": b"A" * 1000, "b-2-cp311-abi3-x.whl": bytes(range(256))}
+    for name, data in wheels.items():
+        (house / name).write_bytes(data)
+    archive = tmp_path / "house.tar"
+    pkg.write_archive(archive, sorted(house.glob("*.whl")))
+    with tarfile.open(archive) as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        assert all(m.mtime == 0 and m.mode == 0o644 for m in tar.getmembers())
+    assert got == wheels
+    first = archive.read_bytes()
+    pkg.write_archive(archive, sorted(house.glob("*.whl")))
+    assert archive.read_bytes() == first   # same wheels, same bytes (no spurious change)
