@@ -263,8 +263,12 @@ class NodeContainerPhases:
         real size before step 10): the compressed size of that image from the registry's
         manifest (the layer sizes PrePullImage reports), which leaves out the container's
         writable layer (no node RPC reports it before the commit); when no reference could be
-        pulled, the registered storage requirement (MiB)."""
+        pulled, the registered storage requirement (MiB).
+
+        First the source's agent must answer (within the connect grace): RASP talks to it
+        next, over the same channel, which this also reconnects after an agent restart."""
         self.claim(state)
+        self._reachable(state.source)
         notes: list[str] = []
         for ref in self.current_images(state):
             try:
