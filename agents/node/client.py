@@ -84,6 +84,12 @@ class EndpointClient:
             "GetSessionInfo", rasp_pb.SessionInfoRequest(session_id=session_id))
         return resp
 
+    def set_transfer(self, session_id: bytes, transfer: TransferDescriptor) -> None:
+        """Source side, diff-first order: the pushed image step 10 carries (before step 9)."""
+        self._call("SetTransfer", rasp_pb.SetTransferRequest(
+            session_id=session_id,
+            transfer=transfer_to_pb(transfer, rasp_pb.TransferDescriptor)))
+
     def release(self, order: bytes) -> tuple[bool, Resources]:
         """Hand over the registry's release order; (allocation freed, FREE afterwards)."""
         resp = self._call("Release", rasp_pb.ReleaseRequest(order=order))

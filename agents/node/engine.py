@@ -271,6 +271,8 @@ class DockerEngine:
 
     def prepull(self, image_ref: ImageRef) -> Timed:
         reg = self._need_registry()
+        if image_ref.registry != reg.address:  # a local-only image, or another registry
+            raise PhaseFailed(f"{image_ref} is not in the configured registry {reg.address}")
         _, manifest = reg.manifest(image_ref.repository, image_ref.digest or image_ref.tag)
         started = time.monotonic()
         events = self._pull_stream(str(image_ref))

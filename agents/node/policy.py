@@ -3,8 +3,9 @@
 * NodeService: neighbours (``node.*``), the SMF and the controller read resources, submit
   service requests (Algorithm 3) and read a migration's phases; only the SMF and the
   controller run, stop, start, commit, push, pull, remove or probe workloads.
-* RaspEndpointService: the SMF drives RASP (it relays every message); the identity is public
-  to the agents that register or address this endpoint.
+* RaspEndpointService: the SMF drives RASP (it relays every message, and only it sets the
+  transfer of a diff-first migration after the push); the identity is public to the agents
+  that register or address this endpoint.
 * SspServerService: the controller provisions services (the CMS's role); the SMF and the
   applications (run by the controller) deliver SSP messages.
 """
@@ -45,6 +46,7 @@ RASP_ENDPOINT_POLICY = Policy(RASP_ENDPOINT_SERVICE, {
     "Deliver": _RASP,
     "ReportLocation": _RASP,
     "Release": _RASP,
+    "SetTransfer": _RASP,
     "GetSessionInfo": allow("smf", CONTROLLER),
 })
 

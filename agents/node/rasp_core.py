@@ -12,10 +12,17 @@ be signed by the destination the migration was prepared for, step 4 by the serve
 advertised to (BAD_SIGNATURE otherwise); the registry still certifies both at steps 3 and 6.
 Sessions in progress are kept in memory only (they hold Ksc): a restart aborts them and the
 SMF starts a new attempt.
+
+Diff-first order (agents/smf/migration.py): the SMF runs steps 1-8 before the source stops,
+when the pushed image is not known yet; after the push it calls `set_transfer` once for the
+server session (same service as prepared, before step 10, bounded fields), and step 9 then
+produces M_Trf carrying that digest under Ksc -- the destination still checks its pull against
+step 10, exactly as in the paper's order.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -40,10 +47,29 @@ from agents.security.release import ReleaseOrder, ReleaseReceiver
 SA_STEPS = frozenset({1, 3, 7, 9, 11})
 CB_STEPS = frozenset({4, 6, 8, 10})
 MAX_KEPT_SESSIONS = 1024
+#: bounds of a transfer set after the push (`EndpointCore.set_transfer`)
+MAX_IMAGE_REF = 512
+MAX_IMAGE_BYTES = 1 << 40  # 1 TiB
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_REF = re.compile(r"[A-Za-z0-9._:/@-]+")
 
 
 def _err(code: ErrorCode, message: str) -> ProtocolError:
     return ProtocolError(code, message)
+
+
+def check_transfer(transfer: TransferDescriptor) -> None:
+    """Refuse (MALFORMED / LIMIT_REACHED) a pushed image's transfer that is not bounded and
+    well formed: a reference of at most `MAX_IMAGE_REF` plain characters, a sha256 digest and a
+    size in [1, `MAX_IMAGE_BYTES`]."""
+    if len(transfer.image_ref) > MAX_IMAGE_REF:
+        raise _err(ErrorCode.LIMIT_REACHED, f"image reference longer than {MAX_IMAGE_REF}")
+    if not _REF.fullmatch(transfer.image_ref):
+        raise _err(ErrorCode.MALFORMED, "image reference is empty or not a plain reference")
+    if not _DIGEST.fullmatch(transfer.image_digest):
+        raise _err(ErrorCode.MALFORMED, "image digest is not sha256:<64 hex>")
+    if not 0 < transfer.size_bytes <= MAX_IMAGE_BYTES:
+        raise _err(ErrorCode.LIMIT_REACHED, f"image size outside 1..{MAX_IMAGE_BYTES} bytes")
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,7 @@ class EndpointCore:
         self.servers: OrderedDict[bytes, RaspServer] = OrderedDict()
         self.clouds: OrderedDict[bytes, RaspCloud] = OrderedDict()
         self.pins: dict[bytes, PublicIdentity] = {}
+        self.transfer_set: set[bytes] = set()  # server sessions whose transfer was set
         self._lock = threading.Lock()
 
     @property
@@ -155,6 +182,29 @@ class EndpointCore:
             if migration_id in self.prepared:
                 raise _err(ErrorCode.WRONG_SESSION, f"migration {migration_id} already prepared")
             self.prepared[migration_id] = PreparedMigration(destination, requirement, transfer)
+
+    def set_transfer(self, session_id: bytes, transfer: TransferDescriptor) -> None:
+        """Source side, diff-first order: the transfer step 10 will carry, once per server
+        session. Refused (nothing changes): no such server session (WRONG_SESSION), step 10
+        already produced or the transfer already set (WRONG_STEP), another service than the
+        one prepared (NOT_AUTHORISED), unbounded or malformed fields (`check_transfer`)."""
+        sid = bytes(session_id)
+        check_transfer(transfer)
+        with self._lock:
+            server = self.servers.get(sid)
+            if server is None:
+                raise _err(ErrorCode.WRONG_SESSION, "no such RASP session at this server")
+            if server.state.expect not in (3, 7, 9):
+                raise _err(ErrorCode.WRONG_STEP, "step 10 was already produced: the transfer "
+                                                 "is fixed")
+            if sid in self.transfer_set:
+                raise _err(ErrorCode.WRONG_STEP, "the transfer of this session is already set")
+            if transfer.service != server.transfer.service:
+                raise _err(ErrorCode.NOT_AUTHORISED,
+                           f"session migrates {server.transfer.service!r}, not "
+                           f"{transfer.service!r}")
+            server.transfer = transfer
+            self.transfer_set.add(sid)
 
     # -- destination side ----------------------------------------------------------------------
 
@@ -283,14 +333,16 @@ class EndpointCore:
             while len(sessions) > MAX_KEPT_SESSIONS:
                 sid, _ = sessions.popitem(last=False)
                 self.pins.pop(sid, None)
+                self.transfer_set.discard(sid)
 
     def snapshot(self) -> object:
         """Everything the endpoint holds (memory and disk), for before/after comparisons."""
         with self._lock:
             return (
                 sorted(self.prepared.items()),
-                sorted((k, v.snapshot()) for k, v in self.servers.items()),
+                sorted((k, v.snapshot(), v.transfer) for k, v in self.servers.items()),
                 sorted((k, repr(v.snapshot())) for k, v in self.clouds.items()),
+                sorted(self.transfer_set),
                 self.allocated,
                 dump(self.store),
             )

@@ -95,6 +95,12 @@ class RaspEndpointServicer(pb_grpc.RaspEndpointServiceServicer):
             resp.transfer.CopyFrom(transfer_to_pb(info.transfer, pb.TransferDescriptor))
         return resp
 
+    def SetTransfer(
+        self, request: pb.SetTransferRequest, context: grpc.ServicerContext
+    ) -> pb.SetTransferResponse:
+        with protocol_errors(context):
+            self.core.set_transfer(request.session_id, transfer_from_pb(request.transfer))
+        return pb.SetTransferResponse()
 
     def Release(
         self, request: pb.ReleaseRequest, context: grpc.ServicerContext

@@ -64,6 +64,7 @@ class MigrationReport:
     error_code: str | None  # precise code (e.g. "REPLAY", "STALE_EPOCH") when not migrated
     error_message: str
     round_trip_seconds: float
+    order: str = ""  # the phase order the SMF ran ("diff" or "paper")
 
 
 def phases_from_pb(items: Sequence[common_pb2.PhaseTiming]) -> tuple[PhaseTiming, ...]:
@@ -152,13 +153,15 @@ class SmfClient:
 
     def migrate(self, service_id: str, user_id: str, device_id: str,
                 user_cap: SealedCapability | bytes, device_cap: SealedCapability | bytes,
-                destination: str, *, request_id: str = "") -> MigrationReport:
-        """Migrate Service. Refusals before anything ran raise RemoteProtocolError (or
-        grpc.RpcError); a migration that started and failed returns migrated=False."""
+                destination: str, *, request_id: str = "", order: str = "") -> MigrationReport:
+        """Migrate Service in phase `order` ("" or "diff": diff-first, the default; "paper":
+        the paper's order). Refusals before anything ran (an unknown order included) raise
+        RemoteProtocolError (or grpc.RpcError); a migration that started and failed returns
+        migrated=False."""
         request = pb.MigrateServiceRequest(
             service_id=service_id, user_id=user_id, device_id=device_id,
             user_capability=_cap_bytes(user_cap), device_capability=_cap_bytes(device_cap),
-            destination=destination, request_id=request_id)
+            destination=destination, request_id=request_id, order=order)
         t0 = time.perf_counter()
         try:
             resp, rpc_call = self.stub.MigrateService.with_call(request, timeout=self.timeout)
@@ -174,7 +177,7 @@ class SmfClient:
             rasp_session_id=bytes(resp.rasp_session_id), phases=phases_from_pb(resp.phases),
             error_code=None if resp.migrated else code,
             error_message="" if resp.migrated else resp.error.message,
-            round_trip_seconds=time.perf_counter() - t0)
+            round_trip_seconds=time.perf_counter() - t0, order=resp.order)
 
     def service(self, service_id: str) -> pb.ServiceInfo:
         resp: pb.ServiceInfo = self._call("GetService", pb.GetServiceRequest(service_id=service_id))

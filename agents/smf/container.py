@@ -1,19 +1,32 @@
 """The container phases of Migrate Service over the node agents' NodeService (cold migration).
 
-Order inside the SMF's plan (see migration.py)::
+Order inside the SMF's plan (see migration.py for both orders)::
 
-    [prepull]  destination pre-pulls the service's base image       proactive mode only
-    stop       source: SIGTERM, bounded grace (downtime starts)
-    commit     source: container diff -> <registry>/<repository>:<migration>-<attempt>
-    push       source -> registry; sets extras image_ref / image_digest / size_bytes, which
-               RASP step 10 (M_Trf, under Ksc) carries to the destination
-    ... rasp_handshake, ledger_write, self_evaluation ...
-    pull       destination: by digest, with the RASP session id -- the destination agent checks
-               the digest against the step-10 transfer its own CB role received
-    run        destination: the pinned image, ports/env/secrets from the `WorkloadTemplate`
+    diff order (default)                              paper order
+    prepull   destination pulls the image the         [prepull] base_image, proactive mode only
+              source runs from (below)
+    ... rasp_handshake (1-8), ledger_write, self_evaluation ...
+    stop      source: SIGTERM, bounded grace (downtime starts)
+    commit    source: container diff -> <registry>/<repository>:<migration>-<attempt>
+    push      source -> registry; sets extras image_ref / image_digest / size_bytes, which
+              RASP step 10 (M_Trf, under Ksc) carries to the destination
+    ... rasp_transfer (9-11)                          ... rasp_handshake (1-11), ledger_write,
+                                                          self_evaluation ...
+    pull      destination: by digest, with the RASP session id -- the destination agent checks
+              the digest against the step-10 transfer its own CB role received; in the diff
+              order only the new top layer is missing there
+    run       destination: the pinned image, ports/env/secrets from the `WorkloadTemplate`
     first_response  destination probes the workload until it answers (downtime ends)
     ... rasp_location_update, location_commit ...
     source_cleanup  source removes its stopped container (only after the location commit)
+
+The diff order's prepull pulls, at the destination, the registry reference the service runs
+from: the pinned image of its last committed migration (journal), else the registered image,
+else the template's base_image -- the first the destination can pull. Every host's registry
+account may pull any repository (the proxy limits only pushes to ``<host>/``, roles/registry),
+so the destination pulls what another host pushed. A reference not in the registry (a
+local-only image) is reported in the phase's detail and the migration goes on: the pull after
+the stop then moves the missing layers.
 
 Crash safety (fencing + journal). Every NodeService call carries
 ``MigrationRef(node migration id, attempt)``: the id is stable for one logical migration of a
@@ -23,7 +36,9 @@ same attempt return the stored answer). `MigrationJournal` (agents/smf/store.py,
 SQLite) remembers the attempt, so a retry after a failure continues the same migration with
 attempt + 1.
 
-When a phase fails before the location commit, `abort` runs: if a destination container may
+When a phase fails before the location commit, `abort` runs (the same in both orders; a
+failure before `stop` -- diff order's prepull, RASP 1-8, ledger, self-evaluation -- has nothing
+to restart and only closes the journal row as rolled back): if a destination container may
 exist it is removed (RemoveWorkload); only when the destination is known to hold no copy is the
 source container restarted in place (StartContainer, same writable layer). If the destination
 cannot be reached the source stays stopped: the journal says "failed" and the next Migrate
@@ -48,6 +63,7 @@ from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
 from agents.common.convert import MIB
 from agents.smf.domain import (
     COMMITTED,
+    DIFF_ORDER,
     FAILED,
     ROLLED_BACK,
     RUNNING,
@@ -183,6 +199,8 @@ class NodeContainerPhases:
         self.journal.begin(state, mid, attempt)
         state.extras["node_ref"] = (mid, attempt)
         state.extras["attempt"] = attempt
+        # the ledger's container id (written before the push in the diff order)
+        state.extras["container_id"] = f"{state.service.name}@{mid}.{attempt}"
 
     def _deferred_cleanup(self, state: MigrationState, row: JournalRow) -> None:
         """Remove a stopped container left behind by an earlier migration (before this one
@@ -205,9 +223,13 @@ class NodeContainerPhases:
         return bool(resp.removed)
 
     # -- phases -------------------------------------------------------------------------------
-    def phases(self) -> list[Phase]:
+    def phases(self, order: str = DIFF_ORDER) -> list[Phase]:
+        """The container phases of `order`: prepull always in the diff order, in the paper
+        order only in proactive mode."""
         out = []
-        if self.proactive:
+        if order == DIFF_ORDER:
+            out.append(Phase("prepull", self.prepull_current))
+        elif self.proactive:
             out.append(Phase("prepull", self.prepull))
         out += [Phase("stop", self.stop), Phase("commit", self.commit),
                 Phase("push", self.push), Phase("pull", self.pull), Phase("run", self.run),
@@ -224,6 +246,51 @@ class NodeContainerPhases:
                     pb.PrePullImageRequest(image_ref=base), self.timeouts.transfer_s,
                     f"{state.destination.name} PrePullImage")
         return _result(resp, f"pre-pulled {base} (before downtime)")
+
+    def current_images(self, state: MigrationState) -> list[str]:
+        """Where the image the source runs from may be in the registry, best first: the
+        pinned image of the service's last committed migration, the registered image, the
+        template's base_image."""
+        refs = [self.journal.image(state.service.global_id), state.service.image_ref,
+                self.template(state).base_image]
+        return list(dict.fromkeys(r for r in refs if r))
+
+    def prepull_current(self, state: MigrationState) -> PhaseResult:
+        """Diff order, before the stop: the destination pulls the image the source runs from
+        (`current_images`), so the pull after the stop fetches only the committed top layer.
+
+        Also the ledger's size before the stop (extras ``size_bytes``, replaced by the push's
+        real size before step 10): the compressed size of that image from the registry's
+        manifest (the layer sizes PrePullImage reports), which leaves out the container's
+        writable layer (no node RPC reports it before the commit); when no reference could be
+        pulled, the registered storage requirement (MiB).
+
+        First the source's agent must answer (within the connect grace): RASP talks to it
+        next, over the same channel, which this also reconnects after an agent restart."""
+        self.claim(state)
+        self._reachable(state.source)
+        notes: list[str] = []
+        for ref in self.current_images(state):
+            try:
+                resp = _rpc(self.node(state.destination).PrePullImage,
+                            pb.PrePullImageRequest(image_ref=ref), self.timeouts.transfer_s,
+                            f"{state.destination.name} PrePullImage",
+                            self.timeouts.connect_grace_s)
+            except NodeUnavailable:
+                raise  # fail before the stop: the destination is needed next
+            except RuntimeError as err:
+                notes.append(f"{ref} not pre-pulled: {err}")
+                continue
+            size = sum(int(x.size) for x in resp.layers)
+            state.extras["size_bytes"] = size
+            state.extras["prepulled"] = ref
+            notes.append(f"pre-pulled {ref} (before downtime), {size} bytes compressed")
+            return _result(resp, "; ".join(notes))
+        state.extras["size_bytes"] = state.service.requirement.storage * MIB
+        if not notes:
+            notes.append("no registry image known for the service")
+        notes.append("the pull after the stop moves every missing layer")
+        return PhaseResult(detail="; ".join(notes)[:500])
 
     def _reachable(self, server: ServerEntry) -> None:
         """Fail early (before the source stops) when ``server``'s agent does not answer; also
@@ -334,6 +401,8 @@ class NodeContainerPhases:
         migration (the location has moved); an unreachable source is cleaned up later."""
         t = self.template(state)
         sid = state.service.global_id
+        if state.extras.get("pinned_ref"):
+            self.journal.set_image(sid, str(state.extras["pinned_ref"]))
         try:
             removed = self._remove(state.source, t.workload)
         except RuntimeError as err:

@@ -30,7 +30,7 @@ from typing import Any
 
 from agents.security.capability import SealedCapability
 from agents.security.crypto import PublicIdentity
-from agents.security.errors import ProtocolError
+from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources
 from agents.security.ssp import ServerInfo
 
@@ -215,6 +215,22 @@ class PhaseResult:
     detail: str = ""
 
 
+#: phase orders of Migrate Service (agents/smf/migration.py): diff-first (the default) and the
+#: paper's (stop first; kept for fidelity runs)
+DIFF_ORDER, PAPER_ORDER = "diff", "paper"
+
+
+def parse_order(text: str) -> str:
+    """A request's phase order: "" or "diff" -> DIFF_ORDER, "paper" -> PAPER_ORDER; anything
+    else is refused (MALFORMED, which the SMF answers with INVALID_ARGUMENT)."""
+    if text in ("", DIFF_ORDER):
+        return DIFF_ORDER
+    if text == PAPER_ORDER:
+        return PAPER_ORDER
+    raise ProtocolError(ErrorCode.MALFORMED,
+                        f"unknown migration order {text[:40]!r}: use 'diff' (default) or 'paper'")
+
+
 @dataclass
 class MigrationState:
     """What the phases share: the request, the parties and what earlier phases produced."""
@@ -229,6 +245,7 @@ class MigrationState:
     request_id: str = ""
     rasp_session_id: bytes = b""
     new_location: Location | None = None
+    order: str = DIFF_ORDER
     extras: dict[str, Any] = field(default_factory=dict)
 
 

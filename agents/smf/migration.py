@@ -11,19 +11,33 @@ the data-audit check (`AuditHook`, agents/audit), the ledger write and destinati
 self-evaluation (`LedgerHook`, agents/ledger) and the node agents' container phases
 (`ContainerPhases`, implemented over NodeService by agents/smf/container.py). RASP always runs,
 between the RASP endpoints of the service's current server (Server SA) and the destination
-(Cloud CB), relayed by the SMF. With everything configured the order is::
+(Cloud CB), relayed by the SMF. The request's ``order`` picks one of two orders; with everything
+configured they are::
 
-    policy_audit                      a denial stops the migration before anything moves
-    [prepull]                         proactive mode: base layers at the destination
-    stop, commit, push                source; push yields the digest + size ...
-    rasp_handshake                    ... carried, authenticated under Ksc, in M_Trf (step 10)
-    ledger_write, self_evaluation     Algorithms 1-2 (metadata with the committed size)
-    pull, run, first_response         destination; pull checked against the step-10 transfer
-    rasp_location_update              step 12
-    location_commit                   the SMF's record moves (epoch + 1), only after the
-                                      destination answered
-    audit_location_update             the audit agent's record follows (best effort)
-    source_cleanup                    the source's stopped container goes
+    diff (default): downtime = the diff        paper (fidelity runs): downtime = everything
+    ------------------------------------       -------------------------------------------
+    policy_audit                               policy_audit
+    prepull         image the source runs      [prepull]      proactive mode: base_image
+    rasp_handshake  steps 1-8                  stop, commit, push
+    ledger_write, self_evaluation              rasp_handshake steps 1-11 (M_Trf: pushed digest)
+    stop, commit, push   (downtime starts)     ledger_write, self_evaluation
+    rasp_transfer   steps 9-11                 pull, run, first_response
+    pull, run, first_response                  rasp_location_update
+    rasp_location_update                       location_commit
+    location_commit                            audit_location_update
+    audit_location_update                      source_cleanup
+    source_cleanup
+
+In both, policy_audit's denial stops the migration before anything moves; push yields the
+digest + size, carried authenticated under Ksc in M_Trf (step 10) -- in the diff order the
+source learns them after the push (`RaspRelay.finish`, SetTransfer) -- and the destination's
+pull is checked against step 10; rasp_location_update is step 12; location_commit moves the
+SMF's record (epoch + 1) only after the destination answered; audit_location_update is best
+effort; source_cleanup removes the source's stopped container. In the diff order only the
+committed top layer moves while the service is down: the destination pre-pulled the image the
+source runs from, and RASP's certificate/key stages, the ledger write and the self-evaluation
+ran before the stop (the ledger gets the best size estimate available then, see
+agents/smf/container.py `NodeContainerPhases.prepull`).
 
 A container phase set's ``abort(state, failed_phase, exc)`` (when it has one) runs after any
 failure and adds an "abort" record (restart the source, remove a destination copy).
@@ -43,6 +57,7 @@ from agents.security.errors import ProtocolError
 from agents.security.rasp import TransferDescriptor
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
+    DIFF_ORDER,
     Location,
     MigrationFailed,
     MigrationPlan,
@@ -53,6 +68,7 @@ from agents.smf.domain import (
     PolicyDenied,
     ServerEntry,
     StaleEpoch,
+    parse_order,
 )
 
 if TYPE_CHECKING:  # the clients are passed in as objects; only their types are named here
@@ -71,15 +87,19 @@ INTERNAL = "INTERNAL"
 
 
 class ContainerPhases(Protocol):
-    """The node agents' part. Phases named in `BEFORE_HANDSHAKE` go before rasp_handshake,
-    those in `AFTER_COMMIT` after location_commit, the rest before rasp_location_update."""
+    """The node agents' part. Paper order: phases named in `BEFORE_HANDSHAKE` go before
+    rasp_handshake; diff order: `PREPARE` ones before rasp_handshake and `SOURCE_DOWN` ones
+    after self_evaluation, before rasp_transfer. In both, those in `AFTER_COMMIT` go after
+    location_commit, the rest before rasp_location_update."""
 
-    def phases(self) -> list[Phase]:
-        """The container phases, in the order they run."""
+    def phases(self, order: str) -> list[Phase]:
+        """The container phases of `order` (DIFF_ORDER or PAPER_ORDER), in the order they run."""
         ...
 
 
-BEFORE_HANDSHAKE = ("prepull", "stop", "commit", "push")
+PREPARE = ("prepull",)
+SOURCE_DOWN = ("stop", "commit", "push")
+BEFORE_HANDSHAKE = PREPARE + SOURCE_DOWN
 AFTER_COMMIT = ("source_cleanup",)
 
 
@@ -199,28 +219,48 @@ class MigrationPorts:
     extra_phases: list[tuple[str, Phase]] = field(default_factory=list)  # (before, phase)
 
 
+def _transfer(st: MigrationState) -> TransferDescriptor:
+    return TransferDescriptor(
+        service=st.service.name,
+        image_ref=str(st.extras.get("image_ref", st.service.image_ref)),
+        image_digest=str(st.extras.get("image_digest", "")),
+        size_bytes=int(st.extras.get("size_bytes", 0)),
+    )
+
+
+def _stages(hs: RaspHandshake, steps: range) -> PhaseResult:
+    stages = ", ".join(f"stage {k} {v * 1000:.2f} ms"
+                       for k, v in sorted(hs.timings.stage_s.items()))
+    return PhaseResult(bytes_moved=sum(v for k, v in hs.timings.message_bytes.items()
+                                       if k in steps), detail=stages)
+
+
 def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> MigrationPlan:
-    """The phases of migrating `state`'s service, in the order of the module docstring."""
+    """The phases of migrating `state`'s service in `state.order` (module docstring)."""
     relay = ports.relay(ports.endpoint(state.source), ports.endpoint(state.destination),
                         ports.tap)
     holder: dict[str, RaspHandshake] = {}
+    diff = state.order == DIFF_ORDER
 
-    def handshake(st: MigrationState) -> PhaseResult:
-        transfer = TransferDescriptor(
-            service=st.service.name,
-            image_ref=str(st.extras.get("image_ref", st.service.image_ref)),
-            image_digest=str(st.extras.get("image_digest", "")),
-            size_bytes=int(st.extras.get("size_bytes", 0)),
-        )
-        hs = relay.handshake(st.migration_id, source=st.source.public,
-                             destination=st.destination.public,
-                             requirement=st.service.requirement, transfer=transfer)
-        holder["hs"] = hs
+    def begin(st: MigrationState) -> None:
+        holder["hs"] = hs = relay.begin(
+            st.migration_id, source=st.source.public, destination=st.destination.public,
+            requirement=st.service.requirement, transfer=_transfer(st))
         st.rasp_session_id = hs.session_id
         st.extras["rasp_timings"] = hs.timings
-        stages = ", ".join(f"stage {k} {v * 1000:.2f} ms"
-                           for k, v in sorted(hs.timings.stage_s.items()))
-        return PhaseResult(bytes_moved=sum(hs.timings.message_bytes.values()), detail=stages)
+
+    def handshake(st: MigrationState) -> PhaseResult:
+        begin(st)
+        if diff:  # steps 1-8: the session key is at the destination; M_Trf waits for the push
+            return _stages(holder["hs"], range(1, 9))
+        return _stages(relay.finish(holder["hs"]), range(1, 12))
+
+    def transfer(st: MigrationState) -> PhaseResult:
+        pushed = _transfer(st) if st.extras.get("image_digest") else None
+        hs = relay.finish(holder["hs"], pushed)
+        result = _stages(hs, range(9, 12))
+        what = f"M_Trf carries {pushed.image_digest}" if pushed else "M_Trf as prepared"
+        return PhaseResult(bytes_moved=result.bytes_moved, detail=f"{what}; {result.detail}")
 
     def location_update(st: MigrationState) -> PhaseResult:
         hs = holder["hs"]
@@ -233,27 +273,31 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
                                                st.destination.name)
         return PhaseResult(detail=f"{st.destination.name} at epoch {st.new_location.epoch}")
 
-    container = ports.container.phases() if ports.container is not None else []
+    container = ports.container.phases(state.order) if ports.container is not None else []
+
+    def add(plan: MigrationPlan, names: tuple[str, ...]) -> None:
+        for phase in container:
+            if phase.name in names:
+                plan.add(phase)
+
     plan = MigrationPlan()
     if ports.audit is not None:
         plan.add(ports.audit.phase())
-    for phase in container:
-        if phase.name in BEFORE_HANDSHAKE:
-            plan.add(phase)
+    add(plan, PREPARE if diff else BEFORE_HANDSHAKE)
     plan.add(Phase("rasp_handshake", handshake))
     if ports.ledger is not None:
         for phase in ports.ledger.phases(ports.endpoint):
             plan.add(phase)
-    for phase in container:
-        if phase.name not in BEFORE_HANDSHAKE + AFTER_COMMIT:
-            plan.add(phase)
+    if diff:
+        add(plan, SOURCE_DOWN)
+        plan.add(Phase("rasp_transfer", transfer))
+    add(plan, tuple(p.name for p in container
+                    if p.name not in BEFORE_HANDSHAKE + AFTER_COMMIT))
     plan.add(Phase("rasp_location_update", location_update))
     plan.add(Phase("location_commit", commit))
     if ports.audit is not None:
         plan.add(ports.audit.location_phase())
-    for phase in container:
-        if phase.name in AFTER_COMMIT:
-            plan.add(phase)
+    add(plan, AFTER_COMMIT)
     abort = getattr(ports.container, "abort", None)
     if abort is not None:
         plan.on_failure.append(abort)
@@ -296,15 +340,17 @@ def failure_code(cause: BaseException) -> str:
 
 def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, user_id: str,
                     device_id: str, user_capability: bytes, device_capability: bytes,
-                    destination: str, request_id: str = "") -> MigrationOutcome:
-    """Migrate Service: check the caller's capabilities and the request (refusals raise),
-    then run the migration while holding the service's migration slot."""
+                    destination: str, request_id: str = "", order: str = "") -> MigrationOutcome:
+    """Migrate Service: check the order (`parse_order`), the caller's capabilities and the
+    request (refusals raise), then run the migration while holding the service's slot."""
+    phase_order = parse_order(order)
     service, user, device, source, dest, loc = core.authorise_migration(
         service_id, user_id, device_id, user_capability, device_capability, destination)
     with core.migration_slot(service.global_id):
         state = MigrationState(
             migration_id=f"mig-{secrets.token_hex(8)}", service=service, source=source,
             destination=dest, user=user, device=device, epoch=loc.epoch, request_id=request_id,
+            order=phase_order,
         )
         return run_migration(core, ports, state)
 
@@ -320,11 +366,12 @@ def run_migration(core: SmfCore, ports: MigrationPorts,
         code = failure_code(failed.cause)
         core.db.record_migration(state.migration_id, state.service.global_id,
                                  state.source.name, state.destination.name, started,
-                                 f"failed:{failed.phase}:{code}", state.epoch, failed.records)
+                                 f"failed:{failed.phase}:{code}", state.epoch, failed.records,
+                                 state.order)
         return MigrationOutcome(state, failed.records, core.location(state.service.global_id),
                                 failure=failed, code=code)
     assert state.new_location is not None
     core.db.record_migration(state.migration_id, state.service.global_id, state.source.name,
                              state.destination.name, started, "ok", state.new_location.epoch,
-                             records)
+                             records, state.order)
     return MigrationOutcome(state, records, state.new_location)

@@ -12,6 +12,12 @@ message before it is delivered; the adversarial suite uses it as the attacker in
     ...                                       # container phases between steps 11 and 12
     relay.location_update(hs)                 # step 12: the registry records the location,
                                               # and the source frees the service's ALLOC
+
+The diff-first order splits the handshake around the stop: ``hs = relay.begin(...)`` runs
+steps 1-8 before the source stops (the image is not pushed yet), and after the push
+``relay.finish(hs, transfer)`` gives the source the pushed image (SetTransfer, accepted once,
+before step 10, for the prepared service only) and runs steps 9-11, so M_Trf still carries
+the digest the destination checks its pull against. ``handshake`` is ``begin`` + ``finish``.
 """
 
 from __future__ import annotations
@@ -65,8 +71,10 @@ class RaspTimings:
 
 @dataclass
 class RaspHandshake:
-    """Steps 1-11 done: the destination holds the transfer; step 12 is still to come. After
-    `RaspRelay.location_update`: the registry's release order for the source and its fate."""
+    """After `RaspRelay.begin`: steps 1-8 done (`step8_reply` is step 9, still to deliver).
+    After `finish` (or `handshake`): steps 1-11 done, the destination holds the transfer; step
+    12 is still to come. After `RaspRelay.location_update`: the registry's release order for
+    the source and its fate."""
 
     migration_id: str
     session_id: bytes
@@ -75,6 +83,8 @@ class RaspHandshake:
     release_order: bytes = b""
     released: bool = False
     release_error: str = ""
+    step9: bytes = b""
+    finished: bool = False
 
 
 class RaspRelay:
@@ -118,10 +128,11 @@ class RaspRelay:
         """Deliver one step to its receiver (through the tap); return the receiver's reply."""
         return self._send(step, message, RaspTimings(), migration_id)
 
-    def handshake(self, migration_id: str, *, source: PublicIdentity,
-                  destination: PublicIdentity, requirement: Resources,
-                  transfer: TransferDescriptor) -> RaspHandshake:
-        """Stages 1-3 (steps 1-11)."""
+    def begin(self, migration_id: str, *, source: PublicIdentity,
+              destination: PublicIdentity, requirement: Resources,
+              transfer: TransferDescriptor) -> RaspHandshake:
+        """Stages 1-2 and step 8 (the session key): everything that does not depend on the
+        pushed image. `transfer` is what the source is prepared with (its service is fixed)."""
         timings = RaspTimings()
         start = t = time.perf_counter()
         m, sid = self.start(migration_id, source=source, destination=destination,
@@ -131,12 +142,37 @@ class RaspRelay:
         for step in (2, 3, 4, 5, 6, 7):
             m = self._send(step, m, timings)
         timings.stage_s[2], t = time.perf_counter() - t, time.perf_counter()
-        for step in (8, 9, 10):
-            m = self._send(step, m, timings)
-        if self._send(11, m, timings):
-            raise ProtocolError(ErrorCode.WRONG_STEP, "server answered after step 11")
+        m = self._send(8, m, timings)
         timings.stage_s[3] = time.perf_counter() - t
-        return RaspHandshake(migration_id, sid, timings, time.perf_counter() - start)
+        return RaspHandshake(migration_id, sid, timings, time.perf_counter() - start, step9=m)
+
+    def finish(self, hs: RaspHandshake, transfer: TransferDescriptor | None = None
+               ) -> RaspHandshake:
+        """Steps 9-11 of a `begin`-ed handshake. With `transfer`, the source's session first
+        learns it (SetTransfer), so step 10's M_Trf carries it; without, the prepared one."""
+        if hs.finished or not hs.step9:
+            raise ProtocolError(ErrorCode.WRONG_STEP, "handshake is not waiting for step 9")
+        start = t = time.perf_counter()
+        if transfer is not None:
+            self.source.set_transfer(hs.session_id, transfer)
+        m = hs.step9
+        for step in (9, 10):
+            m = self._send(step, m, hs.timings)
+        if self._send(11, m, hs.timings):
+            raise ProtocolError(ErrorCode.WRONG_STEP, "server answered after step 11")
+        now = time.perf_counter()
+        hs.timings.stage_s[3] = hs.timings.stage_s.get(3, 0.0) + now - t
+        hs.wall_s += now - start
+        hs.step9, hs.finished = b"", True
+        return hs
+
+    def handshake(self, migration_id: str, *, source: PublicIdentity,
+                  destination: PublicIdentity, requirement: Resources,
+                  transfer: TransferDescriptor) -> RaspHandshake:
+        """Stages 1-3 (steps 1-11): `begin` then `finish` with the prepared transfer."""
+        hs = self.begin(migration_id, source=source, destination=destination,
+                        requirement=requirement, transfer=transfer)
+        return self.finish(hs)
 
     def location_update(self, handshake: RaspHandshake) -> float:
         """Stage 4 (step 12): the destination tells the registry the new location; then the

@@ -238,7 +238,7 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
                 self.core, self.ports, service_id=request.service_id, user_id=request.user_id,
                 device_id=request.device_id, user_capability=request.user_capability,
                 device_capability=request.device_capability, destination=request.destination,
-                request_id=request.request_id)
+                request_id=request.request_id, order=request.order)
         return self._migrate_response(out, caller, context)
 
     def _migrate_response(self, out: MigrationOutcome, caller: str,
@@ -247,19 +247,22 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
         if out.failure is not None:
             common = common_error(out.code)
             self.log.info("migration_failed", migration=state.migration_id, caller=caller,
-                          phase=out.failure.phase, code=out.code)
+                          phase=out.failure.phase, code=out.code, order=state.order)
             context.set_trailing_metadata(((PROTOCOL_ERROR_KEY, out.code),
                                            (COMMON_ERROR_KEY, common_pb2.ErrorCode.Name(common))))
             return pb.MigrateServiceResponse(
                 migrated=False, location=out.location.server, epoch=out.location.epoch,
                 rasp_session_id=state.rasp_session_id, phases=phases_to_pb(out.records),
                 error=common_pb2.Error(code=common,
-                                       message=f"{out.code}: {out.failure}"[:500]))
+                                       message=f"{out.code}: {out.failure}"[:500]),
+                order=state.order)
         self.log.info("migrated", migration=state.migration_id, caller=caller,
-                      destination=state.destination.name, epoch=out.location.epoch)
+                      destination=state.destination.name, epoch=out.location.epoch,
+                      order=state.order)
         return pb.MigrateServiceResponse(
             migrated=True, location=out.location.server, epoch=out.location.epoch,
-            rasp_session_id=state.rasp_session_id, phases=phases_to_pb(out.records))
+            rasp_session_id=state.rasp_session_id, phases=phases_to_pb(out.records),
+            order=state.order)
 
     # -- listings ----------------------------------------------------------------------------------
 

@@ -87,6 +87,8 @@ MIGRATIONS: list[Migration] = [
         phases      TEXT NOT NULL
     );
     """,
+    # issue 17: the phase order a migration ran in ("diff" or "paper"; "" before)
+    "ALTER TABLE migrations ADD COLUMN phase_order TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -257,13 +259,20 @@ class SmfStore:
     # -- migration history -------------------------------------------------------------------------
     def record_migration(self, migration_id: str, service_id: str, source: str,
                          destination: str, started_at: float, outcome: str, epoch: int,
-                         phases: list[PhaseRecord]) -> None:
-        """Append a migration to the history with its outcome and phase records."""
+                         phases: list[PhaseRecord], order: str = "") -> None:
+        """Append a migration to the history with its outcome, phase order and records."""
         self.store.execute(
-            "INSERT INTO migrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO migrations (id, service_id, source, destination, started_at, outcome, "
+            "epoch, phases, phase_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (migration_id, service_id, source, destination, started_at, outcome, epoch,
-             json.dumps([p.as_dict() for p in phases])),
+             json.dumps([p.as_dict() for p in phases]), order),
         )
+
+    def migration_orders(self, service_id: str) -> list[tuple[str, str, str]]:
+        """(migration id, outcome, phase order) of a service's migrations, oldest first."""
+        return [(r["id"], r["outcome"], r["phase_order"]) for r in self.store.query(
+            "SELECT id, outcome, phase_order FROM migrations WHERE service_id = ? "
+            "ORDER BY started_at, rowid", (service_id,))]
 
 
 # -- container migration journal ----------------------------------------------------------------
@@ -282,6 +291,15 @@ CONTAINER_MIGRATIONS: list[Migration] = [
         cleanup        TEXT NOT NULL,
         detail         TEXT NOT NULL,
         updated_at     REAL NOT NULL
+    );
+    """,
+    # issue 17: the registry reference the service runs from after its last committed
+    # migration (the diff-first order pre-pulls it at the next destination)
+    """
+    CREATE TABLE container_images (
+        service_id TEXT PRIMARY KEY,
+        image_ref  TEXT NOT NULL,
+        updated_at REAL NOT NULL
     );
     """,
 ]
@@ -320,6 +338,20 @@ class MigrationJournal:
         self.store.execute(
             "UPDATE container_migrations SET state = ?, detail = ?, updated_at = ? "
             "WHERE service_id = ?", (outcome, detail[:500], time.time(), service_id))
+
+    def image(self, service_id: str) -> str:
+        """The registry reference the service runs from since its last committed container
+        migration ("" before the first)."""
+        r = self.store.query_one("SELECT image_ref FROM container_images WHERE service_id = ?",
+                                 (service_id,))
+        return "" if r is None else str(r["image_ref"])
+
+    def set_image(self, service_id: str, image_ref: str) -> None:
+        """Record the reference the service runs from after a committed migration."""
+        self.store.execute(
+            "INSERT INTO container_images VALUES (?, ?, ?) ON CONFLICT(service_id) DO UPDATE "
+            "SET image_ref = excluded.image_ref, updated_at = excluded.updated_at",
+            (service_id, image_ref, time.time()))
 
     def set_cleanup(self, service_id: str, server: str, workload: str | None) -> None:
         """Record (workload) or clear (None) a stopped container left on ``server``."""

@@ -345,19 +345,24 @@ def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
 @click.option("--user-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--device-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--request-id", default="")
+@click.option("--order", type=click.Choice(["diff", "paper"]), default="diff", show_default=True,
+              help="Phase order: diff-first (only the committed diff moves while the service "
+                   "is down) or the paper's (stop first; fidelity runs).")
 @json_option
 @_smf_options
 def migrate(service_id: str, destination: str, user_id: str, device_id: str, user_cap: Path,
-            device_cap: Path, request_id: str, as_json: bool, **conn: Any) -> None:
+            device_cap: Path, request_id: str, order: str, as_json: bool, **conn: Any) -> None:
     """Migrate Service to another server (RASP + location commit); prints each phase."""
     with rpc_errors("migrate"):
         report = _smf(conn).migrate(service_id, user_id, device_id, _read_cap(user_cap),
-                                    _read_cap(device_cap), destination, request_id=request_id)
+                                    _read_cap(device_cap), destination, request_id=request_id,
+                                    order=order)
     if as_json:
         echo_json(report)
         if not report.migrated:
             raise OperationFailed(f"migration failed: {report.error_message}")
         return
+    click.echo(f"phase order {report.order or order}")
     _table([(p.phase, f"{p.wall_seconds * 1000:.2f}", str(p.bytes_moved), p.outcome, p.detail)
             for p in report.phases], ("phase", "ms", "bytes", "outcome", "detail"))
     if not report.migrated:

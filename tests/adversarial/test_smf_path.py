@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import threading
 
+import grpc
 import pytest
 
+from agents.common.status import RemoteProtocolError
+from agents.security.errors import ErrorCode
 from agents.smf.domain import Phase, PhaseResult
 from tests.adversarial.attacker import CaseLog, flip_body
 from tests.adversarial.harness import Lab, Principal
@@ -19,14 +22,23 @@ def _table(lab: Lab) -> object:
             sorted((a.server, a.cloud, a.allocated.cpu_millicores) for a in t.allocations))
 
 
-def _migrate(lab: Lab, who: Principal, destination: str = "edge2"):  # type: ignore[no-untyped-def]
+def _migrate(lab: Lab, who: Principal, destination: str = "edge2",  # type: ignore[no-untyped-def]
+             order: str = ""):
     return lab.smf_client().migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
-                                    who.device_cap, destination)
+                                    who.device_cap, destination, order=order)
 
 
+def _rasp_phase(k: int, order: str) -> str:
+    """The plan phase that delivers RASP step k in `order`."""
+    if k == 12:
+        return "rasp_location_update"
+    return "rasp_transfer" if order == "diff" and k >= 9 else "rasp_handshake"
+
+
+@pytest.mark.parametrize("order", ["diff", "paper"])
 @pytest.mark.parametrize("attack", ["drop", "modify"])
 def test_every_rasp_step_dropped_or_modified_on_the_smf_path(lab: Lab, cases: CaseLog,
-                                                             attack: str) -> None:
+                                                             attack: str, order: str) -> None:
     who = lab.scenario()
     assert lab.smf_servicer is not None
     ports = lab.smf_servicer.ports
@@ -38,22 +50,42 @@ def test_every_rasp_step_dropped_or_modified_on_the_smf_path(lab: Lab, cases: Ca
 
         ports.tap = tap
         before = (_table(lab), lab.smf_client().service(lab.service_id).epoch)
-        report = _migrate(lab, who)
+        report = _migrate(lab, who, order=order)
         ports.tap = None
+        assert report.order == order
         expected = "WRONG_STEP" if attack == "drop" else (
             "DECRYPT_FAILED" if k in (9, 10, 11) else "BAD_SIGNATURE")
-        cases.count_only(f"smf path step {k} {attack}", rejected=not report.migrated,
+        cases.count_only(f"smf path step {k} {attack} ({order})", rejected=not report.migrated,
                          sent=True)
         assert not report.migrated
         assert report.error_code == expected, (k, report.error_code, report.error_message)
         failed = next(p for p in report.phases if p.outcome in ("failed", "rejected"))
-        assert failed.phase == ("rasp_handshake" if k < 12 else "rasp_location_update")
+        assert failed.phase == _rasp_phase(k, order)
         assert all(p.outcome == "skipped" for p in report.phases[report.phases.index(failed)
                                                                  + 1:])
         info = lab.smf_client().service(lab.service_id)
         assert (info.location, info.epoch) == ("edge1", 1)
         assert (_table(lab), info.epoch) == before
-    assert _migrate(lab, who).migrated  # the honest path still works afterwards
+    assert _migrate(lab, who, order=order).migrated  # the honest path still works afterwards
+
+
+def test_an_unknown_phase_order_is_refused_before_anything_runs(lab: Lab,
+                                                                cases: CaseLog) -> None:
+    who = lab.scenario()
+    assert lab.smf_core is not None
+    before = (_table(lab), lab.smf_client().service(lab.service_id).epoch)
+    for order in ("Paper", "diff-first", "x" * 5000):
+        with pytest.raises(RemoteProtocolError) as err:
+            _migrate(lab, who, order=order)
+        assert err.value.status == grpc.StatusCode.INVALID_ARGUMENT, order
+        assert err.value.code == ErrorCode.MALFORMED
+        assert "unknown migration order" in err.value.message
+        cases.count_only(f"smf unknown order {order[:12]}", rejected=True, sent=True)
+    assert (_table(lab), lab.smf_client().service(lab.service_id).epoch) == before
+    assert lab.smf_core.db.migration_orders(lab.service_id) == []  # nothing ran
+    report = _migrate(lab, who)  # "" is the diff-first default, and the history says so
+    assert report.migrated and report.order == "diff"
+    assert [o for _, _, o in lab.smf_core.db.migration_orders(lab.service_id)] == ["diff"]
 
 
 def test_stale_epoch_is_refused(lab: Lab, cases: CaseLog) -> None:

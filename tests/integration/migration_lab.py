@@ -20,14 +20,17 @@ transfer and shaping are the lab's job (docs in the report).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,10 +402,29 @@ class MigrationLab:
         engine.images.remove(f"{ref}:1")
         return f"{ref}:1"
 
-    def migrate(self, destination: str) -> MigrationReport:
+    def migrate(self, destination: str, order: str = "") -> MigrationReport:
         w = self.who
         return self.smf().migrate(self.service_id, w.user_id, w.device_id, w.user_cap,
-                                  w.device_cap, destination)
+                                  w.device_cap, destination, order=order)
+
+    def manifest(self, image_ref: str) -> dict[str, Any]:
+        """The registry's manifest of ``<registry>/<repository>@<digest>`` (or ``:<tag>``),
+        read with the registry's own API (not through an agent)."""
+        rest = image_ref.removeprefix(f"{self.registry.address}/")
+        repository, sep, reference = rest.partition("@")
+        if not sep:
+            repository, _, reference = rest.rpartition(":")
+        token = base64.b64encode(
+            f"{self.registry.username}:{self.registry.password}".encode()).decode()
+        req = urllib.request.Request(
+            f"https://{self.registry.address}/v2/{repository}/manifests/{reference}",
+            headers={"Authorization": f"Basic {token}", "Accept": ", ".join((
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.oci.image.manifest.v1+json"))})
+        ctx = ssl.create_default_context(cafile=str(self.registry.ca_cert))
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            manifest: dict[str, Any] = json.loads(resp.read())
+        return manifest
 
     def location(self) -> tuple[str, int]:
         info = self.smf().service(self.service_id)

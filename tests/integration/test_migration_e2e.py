@@ -38,9 +38,14 @@ from tests.integration.migration_lab import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
-PHASES = ["policy_audit", "stop", "commit", "push", "rasp_handshake", "ledger_write",
-          "self_evaluation", "pull", "run", "first_response", "rasp_location_update",
-          "location_commit", "audit_location_update", "source_cleanup"]
+#: the default, diff-first order: only stop .. first_response is downtime
+PHASES = ["policy_audit", "prepull", "rasp_handshake", "ledger_write", "self_evaluation",
+          "stop", "commit", "push", "rasp_transfer", "pull", "run", "first_response",
+          "rasp_location_update", "location_commit", "audit_location_update", "source_cleanup"]
+#: the paper's order (fidelity runs)
+PAPER_PHASES = ["policy_audit", "stop", "commit", "push", "rasp_handshake", "ledger_write",
+                "self_evaluation", "pull", "run", "first_response", "rasp_location_update",
+                "location_commit", "audit_location_update", "source_cleanup"]
 
 
 @pytest.fixture
@@ -74,6 +79,7 @@ def test_nms_migrates_through_smf_with_audit_ledger_rasp_and_containers(lab: Mig
     report = lab.migrate("edge-b")
     print("\nedge-a -> edge-b\n" + phase_table(report))
     assert report.migrated, report.error_message
+    assert report.order == "diff"
     assert [p.phase for p in report.phases] == PHASES
     assert all(p.outcome == "ok" for p in report.phases)
     assert all(p.wall_seconds > 0 for p in report.phases)
@@ -82,7 +88,10 @@ def test_nms_migrates_through_smf_with_audit_ledger_rasp_and_containers(lab: Mig
     # yet); the pull moves only the migrated top layer (base layers are in the one engine)
     assert phases["push"].bytes_moved > 0 and phases["pull"].bytes_moved > 0
     assert phases["pull"].bytes_moved < phases["push"].bytes_moved
-    assert phases["rasp_handshake"].bytes_moved > 0
+    assert phases["rasp_handshake"].bytes_moved > 0 and phases["rasp_transfer"].bytes_moved > 0
+    # the registered image was never pushed (the first deployment ran a local image): the
+    # prepull says so and the migration goes on
+    assert "not pre-pulled" in phases["prepull"].detail, phases["prepull"].detail
     found = re.search(r"(\d+)/(\d+) confirmations", phases["ledger_write"].detail)
     assert found is not None
     got, total = found.groups()
@@ -140,9 +149,58 @@ def test_audit_denial_stops_before_anything_moves(lab: MigrationLab) -> None:
     client.close()
 
 
-def test_proactive_prepull_and_rollback_on_self_evaluation_reject(lab: MigrationLab) -> None:
-    """A destination that rejects in Algorithm 2 (after the stop): the abort restarts the
-    source in place, no block is lost, the location stays, and a later migration works."""
+def test_diff_order_pulls_only_the_committed_top_layer_after_the_stop(lab: MigrationLab
+                                                                      ) -> None:
+    """The second migration pre-pulls (before the stop) the image the source runs from -- the
+    first migration's pinned image -- and its pull after the stop fetches exactly the one layer
+    the commit added: expected from the registry's manifests (read here with the registry's
+    API), the pushed image is the pre-pulled image's layers plus one. One engine holds both
+    "hosts", so base layers would be local anyway; the lab run measures the cross-host case."""
+    client = lab.nms_client()
+    blocks: dict[int, str] = {}
+    _write_blocks(client, 8, blocks)
+    first = lab.migrate("edge-b")
+    assert first.migrated, first.error_message
+    info = lab.endpoint("edge-b").session_info(first.rasp_session_id).transfer
+    running = docker.from_env().containers.get(lab.nodes["edge-b"].container)
+    pinned = next(d for d in running.image.attrs["RepoDigests"] if d.endswith(info.image_digest))
+    _write_blocks(client, 8, blocks)  # new state in the writable layer
+
+    back = lab.migrate("edge-a")
+    print("\ndiff order, second migration\n" + phase_table(back))
+    assert back.migrated and back.order == "diff", back.error_message
+    phases = {p.phase: p for p in back.phases}
+    assert [p.phase for p in back.phases] == PHASES
+    # before the stop: the destination pre-pulled the image the source ran from
+    assert f"pre-pulled {pinned}" in phases["prepull"].detail, phases["prepull"].detail
+    names = [p.phase for p in back.phases]
+    assert names.index("prepull") < names.index("stop")
+    assert names.index("rasp_handshake") < names.index("stop") < names.index("rasp_transfer")
+    base = lab.manifest(pinned)["layers"]
+    pushed_digest = lab.endpoint("edge-a").session_info(back.rasp_session_id).transfer
+    pushed = lab.manifest(f"{pinned.split('@')[0]}@{pushed_digest.image_digest}")["layers"]
+    assert [x["digest"] for x in pushed[:-1]] == [x["digest"] for x in base]
+    top, whole = int(pushed[-1]["size"]), sum(int(x["size"]) for x in pushed)
+    assert phases["pull"].bytes_moved == top, (phases["pull"].bytes_moved, top)
+    assert "1/" in phases["pull"].detail  # one layer fetched
+    assert top * 5 < whole, (top, whole)  # the diff is a small part of the image
+    print(f"pull after the stop: {top} bytes of a {whole}-byte image ({len(pushed)} layers)")
+    assert _check_blocks(client, blocks) == 0 and lab.running_on() == "edge-a"
+    client.close()
+
+
+def _started_at(lab: MigrationLab, node: str) -> str:
+    state = docker.from_env().containers.get(lab.nodes[node].container).attrs["State"]
+    assert state["Running"]
+    return str(state["StartedAt"])
+
+
+def test_rollback_on_self_evaluation_reject_in_both_orders_and_paper_proactive(
+        lab: MigrationLab) -> None:
+    """A destination that rejects in Algorithm 2. Paper order (after the stop): the abort
+    restarts the source in place. Diff order (before the stop): the source never stopped. In
+    both no block is lost and the location stays; then the paper order with the proactive
+    prepull migrates."""
     client = lab.nms_client()
     blocks: dict[int, str] = {}
     _write_blocks(client, 6, blocks)
@@ -152,31 +210,42 @@ def test_proactive_prepull_and_rollback_on_self_evaluation_reject(lab: Migration
     saved = ledger.application_types
     ledger.application_types = ()  # no matching application type: Algorithm 2 rejects
     try:
-        report = lab.migrate("edge-b")
+        report = lab.migrate("edge-b", order="paper")
+        started = _started_at(lab, "edge-a")
+        diff = lab.migrate("edge-b")
+        assert _started_at(lab, "edge-a") == started  # the diff order never stopped it
     finally:
         ledger.application_types = saved
-    print("\nrejected by self-evaluation\n" + phase_table(report))
-    assert not report.migrated
+    print("\nrejected by self-evaluation (paper)\n" + phase_table(report))
+    print("\nrejected by self-evaluation (diff)\n" + phase_table(diff))
+    assert not report.migrated and report.order == "paper"
     outcome = {p.phase: p.outcome for p in report.phases}
     assert outcome["self_evaluation"] == "rejected" and outcome["stop"] == "ok"
     abort = report.phases[-1]
     assert abort.phase == "abort" and abort.outcome == "ok" and "source restarted" in abort.detail
+    assert not diff.migrated and diff.order == "diff"
+    outcome = {p.phase: p.outcome for p in diff.phases}
+    assert outcome["self_evaluation"] == "rejected" and outcome["stop"] == "skipped"
+    assert outcome["prepull"] == "ok" and outcome["rasp_handshake"] == "ok"
+    abort = diff.phases[-1]
+    assert abort.phase == "abort" and abort.outcome == "ok"
+    assert "source restarted" not in abort.detail and "rolled_back" in abort.detail
     assert lab.location() == ("edge-a", 1) and lab.running_on() == "edge-a"
     assert _check_blocks(client, blocks) == 0
     _write_blocks(client, 2, blocks)
 
-    # proactive mode: base layers pre-pulled at the destination before the stop
+    # paper order, proactive mode: base layers pre-pulled at the destination before the stop
     container = ports.container
     assert isinstance(container, NodeContainerPhases)
     container.proactive = True
     container.templates["nms"] = replace(container.templates["nms"],
                                          base_image=lab.push_base_image())
-    report = lab.migrate("edge-b")
-    print("\nproactive\n" + phase_table(report))
+    report = lab.migrate("edge-b", order="paper")
+    print("\nproactive (paper)\n" + phase_table(report))
     assert report.migrated, report.error_message
-    assert report.phases[1].phase == "prepull" and report.phases[1].outcome == "ok"
-    assert "pre-pulled" in report.phases[1].detail
-    # the rolled-back migration was finished: this is a new one (attempt 1)
+    assert [p.phase for p in report.phases] == ["policy_audit", "prepull", *PAPER_PHASES[1:]]
+    assert report.phases[1].outcome == "ok" and "pre-pulled" in report.phases[1].detail
+    # the rolled-back migrations were finished: this is a new one (attempt 1)
     assert "attempt 1" in next(p.detail for p in report.phases if p.phase == "stop")
     assert _check_blocks(client, blocks) == 0 and lab.running_on() == "edge-b"
     client.close()

@@ -60,8 +60,10 @@ def test_register_request_and_migrate_end_to_end(lab: Lab) -> None:
                          who.device_cap, "edge2", request_id="t-1")
     assert report.migrated, report.error_message
     assert (report.location, report.epoch) == ("edge2", 2)
+    # the default (diff-first) order: RASP 1-8, then (no container phases) 9-11
+    assert report.order == "diff"
     assert [p.phase for p in report.phases] == [
-        "rasp_handshake", "rasp_location_update", "location_commit"]
+        "rasp_handshake", "rasp_transfer", "rasp_location_update", "location_commit"]
     assert all(p.outcome == "ok" and p.wall_seconds > 0 for p in report.phases)
 
     table = lab.ras_client().table()
@@ -81,10 +83,13 @@ def test_register_request_and_migrate_end_to_end(lab: Lab) -> None:
         assert session.server_address == lab.edges["edge2"].address
         assert session.request(b"x") == hashlib.sha256(b"x").digest()
 
-    # And back again: the epoch keeps moving forward.
+    # And back again, in the paper's order: the epoch keeps moving forward.
     back = smf.migrate(lab.service_id, who.user_id, who.device_id, who.user_cap,
-                       who.device_cap, "edge1")
+                       who.device_cap, "edge1", order="paper")
     assert (back.migrated, back.location, back.epoch) == (True, "edge1", 3)
+    assert back.order == "paper"
+    assert [p.phase for p in back.phases] == [
+        "rasp_handshake", "rasp_location_update", "location_commit"]
 
 
 def test_state_survives_agent_restarts(lab: Lab) -> None:

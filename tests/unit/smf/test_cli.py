@@ -74,6 +74,7 @@ def test_every_command_for_people(lab: Lab, tmp_path: Path) -> None:
                  "--user-cap", str(tmp_path / "ada.cap"), "--device-cap",
                  str(tmp_path / "phone.cap")))
     assert "rasp_handshake" in out and "now runs on edge2 (epoch 2)" in out
+    assert "phase order diff" in out and "rasp_transfer" in out
     assert re.search(rf"{sid}\s+nms\s+1\s+edge2\s+2", ok(run(lab, "services")))
     assert "location edge2 at epoch 2" in ok(run(lab, "show", sid))
     assert "Ada Lovelace" in ok(run(lab, "users"))

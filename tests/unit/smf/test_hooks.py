@@ -14,6 +14,8 @@ from agents.security.crypto import Identity
 from agents.security.rasp import Resources
 from agents.security.stores import InMemoryRevocationStore
 from agents.smf.domain import (
+    DIFF_ORDER,
+    PAPER_ORDER,
     DeviceEntry,
     Location,
     MigrationFailed,
@@ -75,7 +77,7 @@ class FakeCore:
         return Location(sid, server, epoch + 1)
 
 
-def _state() -> MigrationState:
+def _state(order: str = PAPER_ORDER) -> MigrationState:
     auth = SealedCapabilityAuthority("smf", b"k" * 32, store=InMemoryRevocationStore(),
                                      master_types=list(CapType))
     cap = auth.issue_master(CapType.SERVICE, ObjectId(1), 0)
@@ -85,7 +87,7 @@ def _state() -> MigrationState:
     service = ServiceEntry("svc-1", "nms", "1", "l", "", 0, "tcp", Resources(cpu=500), "img",
                            cap, (src, dst))
     return MigrationState("mig-1", service, src, dst, UserEntry("u", "A", "B", "", 0, "", cap),
-                          DeviceEntry("d", "l", "p", "A", "B", cap), epoch=1)
+                          DeviceEntry("d", "l", "p", "A", "B", cap), epoch=1, order=order)
 
 
 def _recorder(ran: list[str], name: str) -> Callable[[MigrationState], None]:
@@ -95,7 +97,8 @@ def _recorder(ran: list[str], name: str) -> Callable[[MigrationState], None]:
     return run
 
 
-def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) -> Any:
+def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str],
+          order: str = PAPER_ORDER) -> Any:
     ports = MigrationPorts(relay=lambda src, dst, tap: FakeRelay(),  # type: ignore[arg-type,return-value]
                            endpoint=lambda s: FakeEndpoint())  # type: ignore[arg-type,return-value]
     if audit is not None:
@@ -104,9 +107,11 @@ def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) ->
         ports.ledger = LedgerHook(ledger)  # type: ignore[arg-type]
 
     class Container:
-        def phases(self) -> list[Phase]:
-            return [Phase(n, _recorder(ran, n)) for n in ("stop", "commit", "push", "pull", "run",
-                                                          "source_cleanup")]
+        def phases(self, order: str) -> list[Phase]:
+            names = ("stop", "commit", "push", "pull", "run", "source_cleanup")
+            if order == DIFF_ORDER:
+                names = ("prepull", *names)
+            return [Phase(n, _recorder(ran, n)) for n in names]
 
         def abort(self, state: MigrationState, failed: str, exc: BaseException
                   ) -> list[PhaseRecord]:
@@ -115,14 +120,14 @@ def _plan(audit: FakeAudit | None, ledger: FakeLedger | None, ran: list[str]) ->
 
     ports.container = Container()
     core = FakeCore()
-    plan = build_plan(core, ports, _state())  # type: ignore[arg-type]
+    plan = build_plan(core, ports, _state(order))  # type: ignore[arg-type]
     for i, phase in enumerate(plan.phases):  # RASP is exercised against real agents elsewhere
         if phase.name.startswith("rasp_"):
             plan.phases[i] = Phase(phase.name, _recorder(ran, phase.name))
     return plan, core
 
 
-def test_all_phases_in_order() -> None:
+def test_paper_order_runs_every_phase_in_the_papers_order() -> None:
     ran: list[str] = []
     ledger = FakeLedger()
     audit = FakeAudit(True)
@@ -142,13 +147,35 @@ def test_all_phases_in_order() -> None:
     assert audit.calls == [("nms", "edge2"), ("nms", "located:edge2")]
 
 
+def test_diff_order_runs_everything_but_the_diff_before_the_stop() -> None:
+    ran: list[str] = []
+    ledger = FakeLedger()
+    audit = FakeAudit(True)
+    plan, core = _plan(audit, ledger, ran, DIFF_ORDER)
+    expected = ["policy_audit", "prepull", "rasp_handshake", "ledger_write", "self_evaluation",
+                "stop", "commit", "push", "rasp_transfer", "pull", "run",
+                "rasp_location_update", "location_commit", "audit_location_update",
+                "source_cleanup"]
+    assert plan.names == expected
+    state = _state(DIFF_ORDER)
+    state.extras["size_bytes"] = 4242  # what the prepull estimated before the stop
+    records = plan.run(state)
+    assert all(r.outcome == PhaseOutcome.OK for r in records)
+    assert ran == [n for n in expected if n not in ("policy_audit", "ledger_write",
+                                                    "self_evaluation", "location_commit",
+                                                    "audit_location_update")]
+    assert core.committed == [("svc-1", 1, "edge2")]
+    assert ledger.written[0].total_size == 4242  # written before the push: the estimate
+
+
+@pytest.mark.parametrize("order", [PAPER_ORDER, DIFF_ORDER])
 @pytest.mark.parametrize("deny", ["audit", "self_evaluation"])
-def test_a_denial_stops_the_migration(deny: str) -> None:
+def test_a_denial_stops_the_migration(deny: str, order: str) -> None:
     ran: list[str] = []
     plan, core = _plan(FakeAudit(deny != "audit"), FakeLedger(accept=deny != "self_evaluation"),
-                       ran)
+                       ran, order)
     with pytest.raises(MigrationFailed) as failed:
-        plan.run(_state())
+        plan.run(_state(order))
     rejected = "policy_audit" if deny == "audit" else "self_evaluation"
     outcome = {r.phase: r.outcome for r in failed.value.records}
     assert outcome[rejected] == PhaseOutcome.REJECTED
@@ -156,6 +183,9 @@ def test_a_denial_stops_the_migration(deny: str) -> None:
     assert core.committed == [] and "pull" not in ran
     if deny == "audit":  # nothing moved, nothing to undo
         assert "stop" not in ran and "abort:policy_audit" in ran
+    elif order == DIFF_ORDER:  # Algorithm 2 ran before the stop: the source never stopped
+        assert "stop" not in ran and outcome["stop"] == PhaseOutcome.SKIPPED
+        assert ran[-1] == "abort:self_evaluation"
     else:  # the source was stopped for the commit: the abort restarts it
         assert "stop" in ran and ran[-1] == "abort:self_evaluation"
         assert failed.value.records[-1].phase == "abort"

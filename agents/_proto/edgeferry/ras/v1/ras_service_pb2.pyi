@@ -763,6 +763,51 @@ class ReportLocationResponse(_message.Message):
 Global___ReportLocationResponse: _TypeAlias = ReportLocationResponse  # noqa: Y015
 
 @_typing.final
+class SetTransferRequest(_message.Message):
+    """SetTransferRequest gives a source (Server SA) session the transfer M_Trf will carry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.bytes
+    """RASP session id (from Advertise) of the server-side session."""
+    @_builtins.property
+    def transfer(self) -> Global___TransferDescriptor:
+        """The pushed image: same service as prepared, a sha256 digest, bounded reference and size."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.bytes = ...,
+        transfer: Global___TransferDescriptor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTransferRequest: _TypeAlias = SetTransferRequest  # noqa: Y015
+
+@_typing.final
+class SetTransferResponse(_message.Message):
+    """SetTransferResponse confirms the transfer was set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTransferResponse: _TypeAlias = SetTransferResponse  # noqa: Y015
+
+@_typing.final
 class SessionInfoRequest(_message.Message):
     """SessionInfoRequest asks about one RASP session at an endpoint."""
 

@@ -322,6 +322,11 @@ class RaspEndpointServiceStub:
                 request_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.SetTransfer = channel.unary_unary(
+                '/edgeferry.ras.v1.RaspEndpointService/SetTransfer',
+                request_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SetTransferRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SetTransferResponse.FromString,
+                _registered_method=True)
 
 
 class RaspEndpointServiceServicer:
@@ -377,6 +382,14 @@ class RaspEndpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTransfer(self, request, context):
+        """Source side, diff-first order: the transfer step 10 carries, known only after the push
+        (steps 1-8 ran before the stop). Once per server session, before step 10, same service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaspEndpointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -414,6 +427,11 @@ def add_RaspEndpointServiceServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseRequest.FromString,
                     response_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'SetTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTransfer,
+                    request_deserializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SetTransferRequest.FromString,
+                    response_serializer=edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SetTransferResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -606,6 +624,33 @@ class RaspEndpointService:
             '/edgeferry.ras.v1.RaspEndpointService/Release',
             edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseRequest.SerializeToString,
             edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.ras.v1.RaspEndpointService/SetTransfer',
+            edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SetTransferRequest.SerializeToString,
+            edgeferry_dot_ras_dot_v1_dot_ras__service__pb2.SetTransferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -113,6 +113,10 @@ class RaspEndpointServiceStub:
     """State of one session (for the SMF and tests)."""
     Release: _grpc.UnaryUnaryMultiCallable[_ras_service_pb2.ReleaseRequest, _ras_service_pb2.ReleaseResponse]
     """Source side, after step 12: free the allocation of a service that left (registry order)."""
+    SetTransfer: _grpc.UnaryUnaryMultiCallable[_ras_service_pb2.SetTransferRequest, _ras_service_pb2.SetTransferResponse]
+    """Source side, diff-first order: the transfer step 10 carries, known only after the push
+    (steps 1-8 ran before the stop). Once per server session, before step 10, same service.
+    """
 
 class RaspEndpointServiceServicer(metaclass=_abc_1.ABCMeta):
     """RaspEndpointService is the Server SA / Cloud CB side of RASP on an edge host."""
@@ -172,5 +176,15 @@ class RaspEndpointServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _ras_service_pb2.ReleaseResponse:
         """Source side, after step 12: free the allocation of a service that left (registry order)."""
+
+    @_abc_1.abstractmethod
+    def SetTransfer(
+        self,
+        request: _ras_service_pb2.SetTransferRequest,
+        context: _grpc.ServicerContext,
+    ) -> _ras_service_pb2.SetTransferResponse:
+        """Source side, diff-first order: the transfer step 10 carries, known only after the push
+        (steps 1-8 ran before the stop). Once per server session, before step 10, same service.
+        """
 
 def add_RaspEndpointServiceServicer_to_server(servicer: RaspEndpointServiceServicer, server: _grpc.Server) -> None: ...

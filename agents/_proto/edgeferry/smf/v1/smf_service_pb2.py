@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from agents._proto.edgeferry.common.v1 import common_pb2 as edgeferry_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"edgeferry/smf/v1/smf_service.proto\x12\x10\x65\x64geferry.smf.v1\x1a edgeferry/common/v1/common.proto\"/\n\x0ePublicIdentity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65ncoded\x18\x02 \x01(\x0c\"H\n\x12RegisterCmsRequest\x12\x32\n\x08identity\x18\x01 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"\x15\n\x13RegisterCmsResponse\"\x17\n\x15GetSmfIdentityRequest\"L\n\x16GetSmfIdentityResponse\x12\x32\n\x08identity\x18\x01 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"\xb9\x01\n\x16RegisterServiceRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08local_id\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x11\n\ttransport\x18\x05 \x01(\t\x12\x33\n\x0brequirement\x18\x06 \x01(\x0b\x32\x1e.edgeferry.common.v1.Resources\x12\x11\n\timage_ref\x18\x07 \x01(\t\";\n\x17RegisterServiceResponse\x12\r\n\x05reply\x18\x01 \x01(\x0c\x12\x11\n\tglobal_id\x18\x02 \x01(\t\"\xa0\x01\n\x13RegisterUserRequest\x12\x12\n\nfirst_name\x18\x01 \x01(\t\x12\x0f\n\x07surname\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04rank\x18\x04 \x01(\r\x12\x16\n\x0especialisation\x18\x05 \x01(\t\x12\x30\n\x06holder\x18\x06 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"=\n\x14RegisterUserResponse\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\x0c\"\xb1\x01\n\x15RegisterDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10owner_first_name\x18\x02 \x01(\t\x12\x15\n\rowner_surname\x18\x03 \x01(\t\x12\x10\n\x08local_id\x18\x04 \x01(\t\x12\x30\n\x06holder\x18\x05 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\x12\x15\n\rowner_user_id\x18\x06 \x01(\t\"Q\n\x16RegisterDeviceResponse\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x10\n\x08local_id\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\x0c\"\xa2\x01\n\x10\x41\x64\x64ServerRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x18\n\x10server_global_id\x18\x02 \x01(\t\x12\x32\n\x08identity\x18\x03 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\x12\x0c\n\x04ipv4\x18\x04 \x01(\t\x12\x0c\n\x04port\x18\x05 \x01(\r\x12\x10\n\x08max_load\x18\x06 \x01(\r\"C\n\x11\x41\x64\x64ServerResponse\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x1a\n\x12service_capability\x18\x02 \x01(\x0c\"(\n\x15RequestServiceRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"r\n\x16RequestServiceResponse\x12\r\n\x05reply\x18\x01 \x01(\x0c\x12\x16\n\x0eserver_address\x18\x02 \x01(\t\x12\x31\n\x07timings\x18\x03 \x03(\x0b\x32 .edgeferry.common.v1.PhaseTiming\"\xac\x01\n\x15MigrateServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0fuser_capability\x18\x04 \x01(\x0c\x12\x19\n\x11\x64\x65vice_capability\x18\x05 \x01(\x0c\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"\xc1\x01\n\x16MigrateServiceResponse\x12\x10\n\x08migrated\x18\x01 \x01(\x08\x12\x10\n\x08location\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x17\n\x0frasp_session_id\x18\x04 \x01(\x0c\x12\x30\n\x06phases\x18\x05 \x03(\x0b\x32 .edgeferry.common.v1.PhaseTiming\x12)\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1a.edgeferry.common.v1.Error\"p\n\nServerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tglobal_id\x18\x02 \x01(\t\x12\x0c\n\x04ipv4\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x10\n\x08max_load\x18\x05 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c\"\xb8\x02\n\x0bServiceInfo\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x10\n\x08local_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x11\n\ttransport\x18\x07 \x01(\t\x12\x33\n\x0brequirement\x18\x08 \x01(\x0b\x32\x1e.edgeferry.common.v1.Resources\x12\x11\n\timage_ref\x18\t \x01(\t\x12-\n\x07servers\x18\n \x03(\x0b\x32\x1c.edgeferry.smf.v1.ServerInfo\x12\x10\n\x08location\x18\x0b \x01(\t\x12\r\n\x05\x65poch\x18\x0c \x01(\x04\x12\x17\n\x0f\x63\x61pability_text\x18\r \x01(\t\"\x8f\x01\n\x08UserInfo\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x0f\n\x07surname\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04rank\x18\x05 \x01(\r\x12\x16\n\x0especialisation\x18\x06 \x01(\t\x12\x17\n\x0f\x63\x61pability_text\x18\x07 \x01(\t\"\x89\x01\n\nDeviceInfo\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x10\n\x08local_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10owner_first_name\x18\x04 \x01(\t\x12\x15\n\rowner_surname\x18\x05 \x01(\t\x12\x17\n\x0f\x63\x61pability_text\x18\x06 \x01(\t\"\r\n\x0bListRequest\"G\n\x14ListServicesResponse\x12/\n\x08services\x18\x01 \x03(\x0b\x32\x1d.edgeferry.smf.v1.ServiceInfo\">\n\x11ListUsersResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x1a.edgeferry.smf.v1.UserInfo\"D\n\x13ListDevicesResponse\x12-\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1c.edgeferry.smf.v1.DeviceInfo\"\x8f\x01\n\x18ReissueCapabilityRequest\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .edgeferry.smf.v1.CapabilityKind\x12\x11\n\tglobal_id\x18\x02 \x01(\t\x12\x30\n\x06holder\x18\x03 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"F\n\x19ReissueCapabilityResponse\x12\x12\n\ncapability\x18\x01 \x01(\x0c\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"\\\n\x17RevokeCapabilityRequest\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .edgeferry.smf.v1.CapabilityKind\x12\x11\n\tglobal_id\x18\x02 \x01(\t\"\x1a\n\x18RevokeCapabilityResponse\"\'\n\x11GetServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\"B\n\x10ProvisionRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x1a\n\x12service_capability\x18\x02 \x01(\x0c\"\x13\n\x11ProvisionResponse\"\x17\n\x15ServerIdentityRequest\"L\n\x16ServerIdentityResponse\x12\x32\n\x08identity\x18\x01 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"\'\n\x14ServerDeliverRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\">\n\x15ServerDeliverResponse\x12\r\n\x05reply\x18\x01 \x01(\x0c\x12\x16\n\x0ehandle_seconds\x18\x02 \x01(\x01*g\n\x0e\x43\x61pabilityKind\x12\x1f\n\x1b\x43\x41PABILITY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41PABILITY_KIND_USER\x10\x01\x12\x1a\n\x16\x43\x41PABILITY_KIND_DEVICE\x10\x02\x32\xc1\n\n\nSmfService\x12Z\n\x0bRegisterCms\x12$.edgeferry.smf.v1.RegisterCmsRequest\x1a%.edgeferry.smf.v1.RegisterCmsResponse\x12\x63\n\x0eGetSmfIdentity\x12\'.edgeferry.smf.v1.GetSmfIdentityRequest\x1a(.edgeferry.smf.v1.GetSmfIdentityResponse\x12\x66\n\x0fRegisterService\x12(.edgeferry.smf.v1.RegisterServiceRequest\x1a).edgeferry.smf.v1.RegisterServiceResponse\x12]\n\x0cRegisterUser\x12%.edgeferry.smf.v1.RegisterUserRequest\x1a&.edgeferry.smf.v1.RegisterUserResponse\x12\x63\n\x0eRegisterDevice\x12\'.edgeferry.smf.v1.RegisterDeviceRequest\x1a(.edgeferry.smf.v1.RegisterDeviceResponse\x12l\n\x11ReissueCapability\x12*.edgeferry.smf.v1.ReissueCapabilityRequest\x1a+.edgeferry.smf.v1.ReissueCapabilityResponse\x12i\n\x10RevokeCapability\x12).edgeferry.smf.v1.RevokeCapabilityRequest\x1a*.edgeferry.smf.v1.RevokeCapabilityResponse\x12T\n\tAddServer\x12\".edgeferry.smf.v1.AddServerRequest\x1a#.edgeferry.smf.v1.AddServerResponse\x12\x63\n\x0eRequestService\x12\'.edgeferry.smf.v1.RequestServiceRequest\x1a(.edgeferry.smf.v1.RequestServiceResponse\x12\x63\n\x0eMigrateService\x12\'.edgeferry.smf.v1.MigrateServiceRequest\x1a(.edgeferry.smf.v1.MigrateServiceResponse\x12P\n\nGetService\x12#.edgeferry.smf.v1.GetServiceRequest\x1a\x1d.edgeferry.smf.v1.ServiceInfo\x12U\n\x0cListServices\x12\x1d.edgeferry.smf.v1.ListRequest\x1a&.edgeferry.smf.v1.ListServicesResponse\x12O\n\tListUsers\x12\x1d.edgeferry.smf.v1.ListRequest\x1a#.edgeferry.smf.v1.ListUsersResponse\x12S\n\x0bListDevices\x12\x1d.edgeferry.smf.v1.ListRequest\x1a%.edgeferry.smf.v1.ListDevicesResponse2\xa6\x02\n\x10SspServerService\x12T\n\tProvision\x12\".edgeferry.smf.v1.ProvisionRequest\x1a#.edgeferry.smf.v1.ProvisionResponse\x12`\n\x0bGetIdentity\x12\'.edgeferry.smf.v1.ServerIdentityRequest\x1a(.edgeferry.smf.v1.ServerIdentityResponse\x12Z\n\x07\x44\x65liver\x12&.edgeferry.smf.v1.ServerDeliverRequest\x1a\'.edgeferry.smf.v1.ServerDeliverResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"edgeferry/smf/v1/smf_service.proto\x12\x10\x65\x64geferry.smf.v1\x1a edgeferry/common/v1/common.proto\"/\n\x0ePublicIdentity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65ncoded\x18\x02 \x01(\x0c\"H\n\x12RegisterCmsRequest\x12\x32\n\x08identity\x18\x01 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"\x15\n\x13RegisterCmsResponse\"\x17\n\x15GetSmfIdentityRequest\"L\n\x16GetSmfIdentityResponse\x12\x32\n\x08identity\x18\x01 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"\xb9\x01\n\x16RegisterServiceRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08local_id\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x11\n\ttransport\x18\x05 \x01(\t\x12\x33\n\x0brequirement\x18\x06 \x01(\x0b\x32\x1e.edgeferry.common.v1.Resources\x12\x11\n\timage_ref\x18\x07 \x01(\t\";\n\x17RegisterServiceResponse\x12\r\n\x05reply\x18\x01 \x01(\x0c\x12\x11\n\tglobal_id\x18\x02 \x01(\t\"\xa0\x01\n\x13RegisterUserRequest\x12\x12\n\nfirst_name\x18\x01 \x01(\t\x12\x0f\n\x07surname\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04rank\x18\x04 \x01(\r\x12\x16\n\x0especialisation\x18\x05 \x01(\t\x12\x30\n\x06holder\x18\x06 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"=\n\x14RegisterUserResponse\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\x0c\"\xb1\x01\n\x15RegisterDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10owner_first_name\x18\x02 \x01(\t\x12\x15\n\rowner_surname\x18\x03 \x01(\t\x12\x10\n\x08local_id\x18\x04 \x01(\t\x12\x30\n\x06holder\x18\x05 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\x12\x15\n\rowner_user_id\x18\x06 \x01(\t\"Q\n\x16RegisterDeviceResponse\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x10\n\x08local_id\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\x0c\"\xa2\x01\n\x10\x41\x64\x64ServerRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x18\n\x10server_global_id\x18\x02 \x01(\t\x12\x32\n\x08identity\x18\x03 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\x12\x0c\n\x04ipv4\x18\x04 \x01(\t\x12\x0c\n\x04port\x18\x05 \x01(\r\x12\x10\n\x08max_load\x18\x06 \x01(\r\"C\n\x11\x41\x64\x64ServerResponse\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x1a\n\x12service_capability\x18\x02 \x01(\x0c\"(\n\x15RequestServiceRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"r\n\x16RequestServiceResponse\x12\r\n\x05reply\x18\x01 \x01(\x0c\x12\x16\n\x0eserver_address\x18\x02 \x01(\t\x12\x31\n\x07timings\x18\x03 \x03(\x0b\x32 .edgeferry.common.v1.PhaseTiming\"\xbb\x01\n\x15MigrateServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x17\n\x0fuser_capability\x18\x04 \x01(\x0c\x12\x19\n\x11\x64\x65vice_capability\x18\x05 \x01(\x0c\x12\x13\n\x0b\x64\x65stination\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\r\n\x05order\x18\x08 \x01(\t\"\xd0\x01\n\x16MigrateServiceResponse\x12\x10\n\x08migrated\x18\x01 \x01(\x08\x12\x10\n\x08location\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x17\n\x0frasp_session_id\x18\x04 \x01(\x0c\x12\x30\n\x06phases\x18\x05 \x03(\x0b\x32 .edgeferry.common.v1.PhaseTiming\x12)\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1a.edgeferry.common.v1.Error\x12\r\n\x05order\x18\x07 \x01(\t\"p\n\nServerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tglobal_id\x18\x02 \x01(\t\x12\x0c\n\x04ipv4\x18\x03 \x01(\t\x12\x0c\n\x04port\x18\x04 \x01(\r\x12\x10\n\x08max_load\x18\x05 \x01(\r\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c\"\xb8\x02\n\x0bServiceInfo\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x10\n\x08local_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x11\n\ttransport\x18\x07 \x01(\t\x12\x33\n\x0brequirement\x18\x08 \x01(\x0b\x32\x1e.edgeferry.common.v1.Resources\x12\x11\n\timage_ref\x18\t \x01(\t\x12-\n\x07servers\x18\n \x03(\x0b\x32\x1c.edgeferry.smf.v1.ServerInfo\x12\x10\n\x08location\x18\x0b \x01(\t\x12\r\n\x05\x65poch\x18\x0c \x01(\x04\x12\x17\n\x0f\x63\x61pability_text\x18\r \x01(\t\"\x8f\x01\n\x08UserInfo\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x0f\n\x07surname\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04rank\x18\x05 \x01(\r\x12\x16\n\x0especialisation\x18\x06 \x01(\t\x12\x17\n\x0f\x63\x61pability_text\x18\x07 \x01(\t\"\x89\x01\n\nDeviceInfo\x12\x11\n\tglobal_id\x18\x01 \x01(\t\x12\x10\n\x08local_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10owner_first_name\x18\x04 \x01(\t\x12\x15\n\rowner_surname\x18\x05 \x01(\t\x12\x17\n\x0f\x63\x61pability_text\x18\x06 \x01(\t\"\r\n\x0bListRequest\"G\n\x14ListServicesResponse\x12/\n\x08services\x18\x01 \x03(\x0b\x32\x1d.edgeferry.smf.v1.ServiceInfo\">\n\x11ListUsersResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x1a.edgeferry.smf.v1.UserInfo\"D\n\x13ListDevicesResponse\x12-\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1c.edgeferry.smf.v1.DeviceInfo\"\x8f\x01\n\x18ReissueCapabilityRequest\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .edgeferry.smf.v1.CapabilityKind\x12\x11\n\tglobal_id\x18\x02 \x01(\t\x12\x30\n\x06holder\x18\x03 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"F\n\x19ReissueCapabilityResponse\x12\x12\n\ncapability\x18\x01 \x01(\x0c\x12\x15\n\rexpires_at_ms\x18\x02 \x01(\x03\"\\\n\x17RevokeCapabilityRequest\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .edgeferry.smf.v1.CapabilityKind\x12\x11\n\tglobal_id\x18\x02 \x01(\t\"\x1a\n\x18RevokeCapabilityResponse\"\'\n\x11GetServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\"B\n\x10ProvisionRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x1a\n\x12service_capability\x18\x02 \x01(\x0c\"\x13\n\x11ProvisionResponse\"\x17\n\x15ServerIdentityRequest\"L\n\x16ServerIdentityResponse\x12\x32\n\x08identity\x18\x01 \x01(\x0b\x32 .edgeferry.smf.v1.PublicIdentity\"\'\n\x14ServerDeliverRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\">\n\x15ServerDeliverResponse\x12\r\n\x05reply\x18\x01 \x01(\x0c\x12\x16\n\x0ehandle_seconds\x18\x02 \x01(\x01*g\n\x0e\x43\x61pabilityKind\x12\x1f\n\x1b\x43\x41PABILITY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41PABILITY_KIND_USER\x10\x01\x12\x1a\n\x16\x43\x41PABILITY_KIND_DEVICE\x10\x02\x32\xc1\n\n\nSmfService\x12Z\n\x0bRegisterCms\x12$.edgeferry.smf.v1.RegisterCmsRequest\x1a%.edgeferry.smf.v1.RegisterCmsResponse\x12\x63\n\x0eGetSmfIdentity\x12\'.edgeferry.smf.v1.GetSmfIdentityRequest\x1a(.edgeferry.smf.v1.GetSmfIdentityResponse\x12\x66\n\x0fRegisterService\x12(.edgeferry.smf.v1.RegisterServiceRequest\x1a).edgeferry.smf.v1.RegisterServiceResponse\x12]\n\x0cRegisterUser\x12%.edgeferry.smf.v1.RegisterUserRequest\x1a&.edgeferry.smf.v1.RegisterUserResponse\x12\x63\n\x0eRegisterDevice\x12\'.edgeferry.smf.v1.RegisterDeviceRequest\x1a(.edgeferry.smf.v1.RegisterDeviceResponse\x12l\n\x11ReissueCapability\x12*.edgeferry.smf.v1.ReissueCapabilityRequest\x1a+.edgeferry.smf.v1.ReissueCapabilityResponse\x12i\n\x10RevokeCapability\x12).edgeferry.smf.v1.RevokeCapabilityRequest\x1a*.edgeferry.smf.v1.RevokeCapabilityResponse\x12T\n\tAddServer\x12\".edgeferry.smf.v1.AddServerRequest\x1a#.edgeferry.smf.v1.AddServerResponse\x12\x63\n\x0eRequestService\x12\'.edgeferry.smf.v1.RequestServiceRequest\x1a(.edgeferry.smf.v1.RequestServiceResponse\x12\x63\n\x0eMigrateService\x12\'.edgeferry.smf.v1.MigrateServiceRequest\x1a(.edgeferry.smf.v1.MigrateServiceResponse\x12P\n\nGetService\x12#.edgeferry.smf.v1.GetServiceRequest\x1a\x1d.edgeferry.smf.v1.ServiceInfo\x12U\n\x0cListServices\x12\x1d.edgeferry.smf.v1.ListRequest\x1a&.edgeferry.smf.v1.ListServicesResponse\x12O\n\tListUsers\x12\x1d.edgeferry.smf.v1.ListRequest\x1a#.edgeferry.smf.v1.ListUsersResponse\x12S\n\x0bListDevices\x12\x1d.edgeferry.smf.v1.ListRequest\x1a%.edgeferry.smf.v1.ListDevicesResponse2\xa6\x02\n\x10SspServerService\x12T\n\tProvision\x12\".edgeferry.smf.v1.ProvisionRequest\x1a#.edgeferry.smf.v1.ProvisionResponse\x12`\n\x0bGetIdentity\x12\'.edgeferry.smf.v1.ServerIdentityRequest\x1a(.edgeferry.smf.v1.ServerIdentityResponse\x12Z\n\x07\x44\x65liver\x12&.edgeferry.smf.v1.ServerDeliverRequest\x1a\'.edgeferry.smf.v1.ServerDeliverResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agents._proto.edgeferry.smf.v1.smf_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CAPABILITYKIND']._serialized_start=3455
-  _globals['_CAPABILITYKIND']._serialized_end=3558
+  _globals['_CAPABILITYKIND']._serialized_start=3485
+  _globals['_CAPABILITYKIND']._serialized_end=3588
   _globals['_PUBLICIDENTITY']._serialized_start=90
   _globals['_PUBLICIDENTITY']._serialized_end=137
   _globals['_REGISTERCMSREQUEST']._serialized_start=139
@@ -65,49 +65,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTSERVICERESPONSE']._serialized_start=1353
   _globals['_REQUESTSERVICERESPONSE']._serialized_end=1467
   _globals['_MIGRATESERVICEREQUEST']._serialized_start=1470
-  _globals['_MIGRATESERVICEREQUEST']._serialized_end=1642
-  _globals['_MIGRATESERVICERESPONSE']._serialized_start=1645
-  _globals['_MIGRATESERVICERESPONSE']._serialized_end=1838
-  _globals['_SERVERINFO']._serialized_start=1840
-  _globals['_SERVERINFO']._serialized_end=1952
-  _globals['_SERVICEINFO']._serialized_start=1955
-  _globals['_SERVICEINFO']._serialized_end=2267
-  _globals['_USERINFO']._serialized_start=2270
-  _globals['_USERINFO']._serialized_end=2413
-  _globals['_DEVICEINFO']._serialized_start=2416
-  _globals['_DEVICEINFO']._serialized_end=2553
-  _globals['_LISTREQUEST']._serialized_start=2555
-  _globals['_LISTREQUEST']._serialized_end=2568
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=2570
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=2641
-  _globals['_LISTUSERSRESPONSE']._serialized_start=2643
-  _globals['_LISTUSERSRESPONSE']._serialized_end=2705
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=2707
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=2775
-  _globals['_REISSUECAPABILITYREQUEST']._serialized_start=2778
-  _globals['_REISSUECAPABILITYREQUEST']._serialized_end=2921
-  _globals['_REISSUECAPABILITYRESPONSE']._serialized_start=2923
-  _globals['_REISSUECAPABILITYRESPONSE']._serialized_end=2993
-  _globals['_REVOKECAPABILITYREQUEST']._serialized_start=2995
-  _globals['_REVOKECAPABILITYREQUEST']._serialized_end=3087
-  _globals['_REVOKECAPABILITYRESPONSE']._serialized_start=3089
-  _globals['_REVOKECAPABILITYRESPONSE']._serialized_end=3115
-  _globals['_GETSERVICEREQUEST']._serialized_start=3117
-  _globals['_GETSERVICEREQUEST']._serialized_end=3156
-  _globals['_PROVISIONREQUEST']._serialized_start=3158
-  _globals['_PROVISIONREQUEST']._serialized_end=3224
-  _globals['_PROVISIONRESPONSE']._serialized_start=3226
-  _globals['_PROVISIONRESPONSE']._serialized_end=3245
-  _globals['_SERVERIDENTITYREQUEST']._serialized_start=3247
-  _globals['_SERVERIDENTITYREQUEST']._serialized_end=3270
-  _globals['_SERVERIDENTITYRESPONSE']._serialized_start=3272
-  _globals['_SERVERIDENTITYRESPONSE']._serialized_end=3348
-  _globals['_SERVERDELIVERREQUEST']._serialized_start=3350
-  _globals['_SERVERDELIVERREQUEST']._serialized_end=3389
-  _globals['_SERVERDELIVERRESPONSE']._serialized_start=3391
-  _globals['_SERVERDELIVERRESPONSE']._serialized_end=3453
-  _globals['_SMFSERVICE']._serialized_start=3561
-  _globals['_SMFSERVICE']._serialized_end=4906
-  _globals['_SSPSERVERSERVICE']._serialized_start=4909
-  _globals['_SSPSERVERSERVICE']._serialized_end=5203
+  _globals['_MIGRATESERVICEREQUEST']._serialized_end=1657
+  _globals['_MIGRATESERVICERESPONSE']._serialized_start=1660
+  _globals['_MIGRATESERVICERESPONSE']._serialized_end=1868
+  _globals['_SERVERINFO']._serialized_start=1870
+  _globals['_SERVERINFO']._serialized_end=1982
+  _globals['_SERVICEINFO']._serialized_start=1985
+  _globals['_SERVICEINFO']._serialized_end=2297
+  _globals['_USERINFO']._serialized_start=2300
+  _globals['_USERINFO']._serialized_end=2443
+  _globals['_DEVICEINFO']._serialized_start=2446
+  _globals['_DEVICEINFO']._serialized_end=2583
+  _globals['_LISTREQUEST']._serialized_start=2585
+  _globals['_LISTREQUEST']._serialized_end=2598
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=2600
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=2671
+  _globals['_LISTUSERSRESPONSE']._serialized_start=2673
+  _globals['_LISTUSERSRESPONSE']._serialized_end=2735
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=2737
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=2805
+  _globals['_REISSUECAPABILITYREQUEST']._serialized_start=2808
+  _globals['_REISSUECAPABILITYREQUEST']._serialized_end=2951
+  _globals['_REISSUECAPABILITYRESPONSE']._serialized_start=2953
+  _globals['_REISSUECAPABILITYRESPONSE']._serialized_end=3023
+  _globals['_REVOKECAPABILITYREQUEST']._serialized_start=3025
+  _globals['_REVOKECAPABILITYREQUEST']._serialized_end=3117
+  _globals['_REVOKECAPABILITYRESPONSE']._serialized_start=3119
+  _globals['_REVOKECAPABILITYRESPONSE']._serialized_end=3145
+  _globals['_GETSERVICEREQUEST']._serialized_start=3147
+  _globals['_GETSERVICEREQUEST']._serialized_end=3186
+  _globals['_PROVISIONREQUEST']._serialized_start=3188
+  _globals['_PROVISIONREQUEST']._serialized_end=3254
+  _globals['_PROVISIONRESPONSE']._serialized_start=3256
+  _globals['_PROVISIONRESPONSE']._serialized_end=3275
+  _globals['_SERVERIDENTITYREQUEST']._serialized_start=3277
+  _globals['_SERVERIDENTITYREQUEST']._serialized_end=3300
+  _globals['_SERVERIDENTITYRESPONSE']._serialized_start=3302
+  _globals['_SERVERIDENTITYRESPONSE']._serialized_end=3378
+  _globals['_SERVERDELIVERREQUEST']._serialized_start=3380
+  _globals['_SERVERDELIVERREQUEST']._serialized_end=3419
+  _globals['_SERVERDELIVERRESPONSE']._serialized_start=3421
+  _globals['_SERVERDELIVERRESPONSE']._serialized_end=3483
+  _globals['_SMFSERVICE']._serialized_start=3591
+  _globals['_SMFSERVICE']._serialized_end=4936
+  _globals['_SSPSERVERSERVICE']._serialized_start=4939
+  _globals['_SSPSERVERSERVICE']._serialized_end=5233
 # @@protoc_insertion_point(module_scope)

@@ -527,6 +527,7 @@ class MigrateServiceRequest(_message.Message):
     DEVICE_CAPABILITY_FIELD_NUMBER: _builtins.int
     DESTINATION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """Global service id."""
     user_id: _builtins.str
@@ -541,6 +542,12 @@ class MigrateServiceRequest(_message.Message):
     """Name of the destination server (registered with Add Server)."""
     request_id: _builtins.str
     """Caller's id for this request (echoed in logs and the ledger metadata)."""
+    order: _builtins.str
+    """Phase order: "" or "diff" = diff-first (base layers, RASP steps 1-8, ledger and
+    self-evaluation before the stop; only the committed diff moves while the service is down);
+    "paper" = the paper's order (stop, commit, push, then RASP 1-11, ledger, ...). Anything
+    else is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -551,10 +558,11 @@ class MigrateServiceRequest(_message.Message):
         device_capability: _builtins.bytes = ...,
         destination: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        order: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "device_capability", b"device_capability", "device_id", b"device_id", "request_id", b"request_id", "service_id", b"service_id", "user_capability", b"user_capability", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "device_capability", b"device_capability", "device_id", b"device_id", "order", b"order", "request_id", b"request_id", "service_id", b"service_id", "user_capability", b"user_capability", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -572,6 +580,7 @@ class MigrateServiceResponse(_message.Message):
     RASP_SESSION_ID_FIELD_NUMBER: _builtins.int
     PHASES_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
     migrated: _builtins.bool
     """True when the service now runs at the destination (location committed)."""
     location: _builtins.str
@@ -580,6 +589,8 @@ class MigrateServiceResponse(_message.Message):
     """Fencing epoch of the location record after the migration."""
     rasp_session_id: _builtins.bytes
     """RASP session id used."""
+    order: _builtins.str
+    """Phase order used ("diff" or "paper")."""
     @_builtins.property
     def phases(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PhaseTiming]:
         """Per-phase timings (policy_audit, rasp_*, ledger_write, self_evaluation, ..., location_commit)."""
@@ -597,10 +608,11 @@ class MigrateServiceResponse(_message.Message):
         rasp_session_id: _builtins.bytes = ...,
         phases: _abc.Iterable[_common_pb2.PhaseTiming] | None = ...,
         error: _common_pb2.Error | None = ...,
+        order: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "location", b"location", "migrated", b"migrated", "phases", b"phases", "rasp_session_id", b"rasp_session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "location", b"location", "migrated", b"migrated", "order", b"order", "phases", b"phases", "rasp_session_id", b"rasp_session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
