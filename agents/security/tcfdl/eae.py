@@ -4,8 +4,9 @@ The provider encrypts the payload once with AES-128-GCM under a fresh key and en
 that key with a proxy re-encryption scheme (`pre`); each TEE proxy on the path transforms the
 capsule with its re-encryption key (`reencrypt`), never seeing the key or the plaintext; the
 processing instance decapsulates the key and decrypts. The GCM associated data is the header
-(scheme, function, sender, message id, send time): a frame whose header or capsule was changed
-does not decrypt, and the processor's replay cache refuses one that arrives twice.
+(scheme, function, sender, message id, send time) and the part of the capsule that re-encryption
+leaves unchanged: a frame whose header or capsule was changed does not decrypt, and the
+processor's replay cache refuses one that arrives twice.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def seal(scheme: PreScheme, provider: PartyKey, function_public: bytes, *, funct
     header = EaeHeader(_VERSION, scheme.name, function, sender, msg_id, sent_ms,
                        os.urandom(frame.GCM_NONCE_SIZE))
     capsule = scheme.encapsulate(key, provider, function_public)
-    aad = encoding.encode(header)
+    aad = encoding.encode(header) + scheme.invariant(capsule)
     body = AESGCM(key).encrypt(header.nonce, payload, aad)
     return frame.pack(encoding.encode(EaeEnvelope(header, capsule)), body)
 
@@ -116,7 +117,8 @@ def open_frame(scheme: PreScheme, processor: PartyKey, function_public: bytes, d
         replay.check_fresh(h.sent_ms, now_ms)
     key = scheme.decapsulate(processor, function_public, env.capsule)
     try:
-        payload = AESGCM(key).decrypt(h.nonce, body, encoding.encode(h))
+        aad = encoding.encode(h) + scheme.invariant(env.capsule)
+        payload = AESGCM(key).decrypt(h.nonce, body, aad)
     except InvalidTag:
         raise ProtocolError(ErrorCode.DECRYPT_FAILED, "EAE payload does not authenticate: "
                             "wrong key or tampered frame") from None

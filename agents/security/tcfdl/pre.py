@@ -88,6 +88,11 @@ class PreScheme(ABC):
         """Processor: Dec of a fully re-encrypted capsule back to the AES key. A wrong key gives
         an error or a different key (the payload's GCM tag then refuses it)."""
 
+    @abstractmethod
+    def invariant(self, capsule: bytes) -> bytes:
+        """The part of a capsule that re-encryption leaves unchanged (bound into the payload's
+        associated data, so tampering with it is refused even where the scheme cannot tell)."""
+
     def check(self, obj: FunctionKey | PartyKey | ReKey) -> None:
         """Refuse a key made by another scheme (ProtocolError KEY_MISMATCH)."""
         if obj.scheme != self.name:

@@ -145,6 +145,10 @@ class PaperP256(PreScheme):
         ek1, ek2 = split_capsule(capsule)
         return bytes([_VERSION]) + ek1 + mul(_scalar(rekey.material), ek2)
 
+    def invariant(self, capsule: bytes) -> bytes:
+        """EK_1 (ReEnc copies it), so a changed Padding half is refused too."""
+        return split_capsule(capsule)[0]
+
     def decapsulate(self, processor: PartyKey, function_public: bytes, capsule: bytes) -> bytes:
         """Dec: Key || Padding = EK_1 XOR (SK_j^-1 * EK_2); returns Key."""
         self.check(processor)

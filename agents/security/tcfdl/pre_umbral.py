@@ -142,6 +142,11 @@ class Umbral(PreScheme):
         cfrag = u.reencrypt(cap, kfrag)
         return encoding.encode(_Capsule(c.capsule, c.ciphertext, bytes(cfrag)))
 
+    def invariant(self, capsule: bytes) -> bytes:
+        """The Umbral capsule and the key's ciphertext (re-encryption only adds a fragment)."""
+        c, _ = _parse_capsule(capsule)
+        return encoding.encode([c.capsule, c.ciphertext])
+
     def decapsulate(self, processor: PartyKey, function_public: bytes, capsule: bytes) -> bytes:
         """Dec: verify the capsule fragment, then decrypt the AES key with SK_j."""
         self.check(processor)
