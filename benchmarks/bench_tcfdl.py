@@ -5,10 +5,10 @@ end to end (Enc + every ReEnc on the path + Dec), at 1 KB / 256 KB / 4 MB.
 Run: .venv/bin/python benchmarks/bench_tcfdl.py [--runs N]
 Timing: time.perf_counter_ns (monotonic) around each operation, one process, no network, no
 NATS (the loopback-NATS part belongs with the agents); p50/p99 over N runs after 3 warm-up runs,
-by edgeferry.stats (type-7 percentiles). "HSE per hop" is agents.security.tcfdl.hse.seal + open_frame (AES-128-GCM,
-authenticated header, replay cache); "AES-GCM only" is the bare cipher on the same bytes. The
-paper's figures (Intel Core i5-7400 at 3.0 GHz, SGX enclave) stand beside ours with the ratio
-ours / paper. Exits 1 when a goal of issue 13 is missed.
+by edgeferry.stats (type-7 percentiles). "HSE per hop" is agents.security.tcfdl.hse.seal +
+open_frame (AES-128-GCM, authenticated header, replay cache); "AES-GCM only" is the bare
+cipher on the same bytes. The paper's figures (Intel Core i5-7400 at 3.0 GHz, SGX enclave)
+stand beside ours with the ratio ours / paper. Exits 1 when a goal of issue 13 is missed.
 """
 
 from __future__ import annotations

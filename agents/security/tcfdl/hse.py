@@ -12,12 +12,12 @@ TEE proxy) decrypts with the incoming hop's key and re-encrypts with the next ho
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from agents.security import encoding
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.tcfdl import frame
 from agents.security.tcfdl.replay import ReplayCache
@@ -31,7 +31,6 @@ _VERSION = 1
 class HseHeader:
     """What one hop's frame says about itself (all of it authenticated as associated data)."""
 
-    WIRE_NAME = "tcfdl.hse.v1"
     version: int
     function: str
     sender: str
@@ -48,6 +47,34 @@ class HseMessage:
 
     header: HseHeader
     payload: bytes
+
+
+_FIXED = struct.Struct(">BBQ16s12sBBB")
+
+
+def encode_header(h: HseHeader) -> bytes:
+    """The header's one encoding: version, hop, sent_ms, msg_id, nonce, then the three names
+    (u8 lengths, UTF-8). It is the GCM associated data; `decode_header` accepts only it."""
+    names = [n.encode() for n in (h.function, h.sender, h.receiver)]
+    if any(not 0 < len(n) <= frame.MAX_NAME_LEN for n in names) or not 0 <= h.sent_ms < 2**64:
+        raise ProtocolError(ErrorCode.MALFORMED, "HSE header field out of range")
+    return _FIXED.pack(h.version, h.hop, h.sent_ms, h.msg_id, h.nonce,
+                       *(len(n) for n in names)) + b"".join(names)
+
+
+def decode_header(data: bytes) -> HseHeader:
+    """Parse a header (ProtocolError MALFORMED for any other byte string than an encoding)."""
+    try:
+        version, hop, sent_ms, msg_id, nonce, a, b, c = _FIXED.unpack_from(data)
+        if len(data) != _FIXED.size + a + b + c or 0 in (a, b, c):
+            raise ValueError("length")
+        rest = data[_FIXED.size:]
+        names = rest[:a].decode(), rest[a:a + b].decode(), rest[a + b:].decode()
+    except (struct.error, ValueError):
+        raise ProtocolError(ErrorCode.MALFORMED, "HSE header does not decode") from None
+    if version != _VERSION:
+        raise ProtocolError(ErrorCode.MALFORMED, "unknown HSE frame version")
+    return HseHeader(version, *names, hop, msg_id, sent_ms, nonce)
 
 
 def new_key() -> bytes:
@@ -76,17 +103,14 @@ def seal(key: bytes, *, function: str, sender: str, receiver: str, hop: int, msg
         raise ProtocolError(ErrorCode.MALFORMED, "hop index or message id out of range")
     header = HseHeader(_VERSION, function, sender, receiver, hop, msg_id, sent_ms,
                        os.urandom(frame.GCM_NONCE_SIZE))
-    aad = encoding.encode(header)
+    aad = encode_header(header)
     return frame.pack(aad, AESGCM(key).encrypt(header.nonce, payload, aad))
 
 
 def read_header(data: bytes) -> HseHeader:
     """The (not yet authenticated) header of a frame, to pick the hop's key by sender."""
     header_bytes, _ = frame.unpack(data)
-    header = encoding.decode_as(HseHeader, header_bytes)
-    if header.version != _VERSION or len(header.nonce) != frame.GCM_NONCE_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, "unknown HSE frame version or bad nonce")
-    return header
+    return decode_header(header_bytes)
 
 
 def open_frame(key: bytes, data: bytes, *, me: str, expect_sender: str, expect_hop: int,
@@ -100,9 +124,7 @@ def open_frame(key: bytes, data: bytes, *, me: str, expect_sender: str, expect_h
     """
     _check_key(key)
     header_bytes, body = frame.unpack(data)
-    header = encoding.decode_as(HseHeader, header_bytes)
-    if header.version != _VERSION or len(header.nonce) != frame.GCM_NONCE_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, "unknown HSE frame version or bad nonce")
+    header = decode_header(header_bytes)
     if header.receiver != me:
         raise ProtocolError(ErrorCode.WRONG_RECIPIENT,
                             f"frame is for {header.receiver!r}, this is {me!r}")

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.security import encoding
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.tcfdl import frame, hse
 from agents.security.tcfdl.replay import ReplayCache
@@ -91,15 +90,26 @@ def test_rewritten_header_refused_even_with_the_right_key() -> None:
     keys = _keys()
     last, _ = _three_hops(b"task", keys)
     header_bytes, body = frame.unpack(last)
-    h = encoding.decode_as(hse.HseHeader, header_bytes)
+    h = hse.decode_header(header_bytes)
     for change in ({"receiver": "app-k"}, {"function": "other"}, {"hop": 1},
                    {"msg_id": os.urandom(16)}, {"sent_ms": h.sent_ms + 1}):
         forged = hse.HseHeader(**{**h.__dict__, **change})
-        data = frame.pack(encoding.encode(forged), bytes(body))
+        data = frame.pack(hse.encode_header(forged), bytes(body))
         with pytest.raises(ProtocolError) as e:
             hse.open_frame(keys[2], data, me=forged.receiver, expect_sender="proxy-b",
                            expect_hop=forged.hop, replay=None, now_ms=5000)
         assert e.value.code is ErrorCode.DECRYPT_FAILED, change
+
+
+@settings(max_examples=50, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=32), min_size=3, max_size=3),
+       hop=st.integers(0, 15), sent=st.integers(0, 2**63))
+def test_header_encoding_round_trips(names: list[str], hop: int, sent: int) -> None:
+    h = hse.HseHeader(1, *names, hop, os.urandom(16), sent, os.urandom(12))
+    data = hse.encode_header(h)
+    assert hse.decode_header(data) == h
+    with pytest.raises(ProtocolError):
+        hse.decode_header(data + b"x")
 
 
 def test_replay_and_stale_refused() -> None:
