@@ -13,6 +13,7 @@ The function's public part is the canonical encoding of {PK_f, the TA's verifyin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import umbral_pre as u
 
@@ -81,6 +82,19 @@ def _parse_capsule(capsule: bytes) -> tuple[_Capsule, u.Capsule]:
         raise _bad("capsule") from None
 
 
+@lru_cache(maxsize=256)
+def _verified_kfrag(material: bytes) -> u.VerifiedKeyFrag:
+    """A proxy's key fragment, verified once against the TA's key, PK_f and PK_j (bounded
+    cache: a proxy holds a few fragments and re-uses them for every task)."""
+    k = encoding.decode_as(_KFrag, material)
+    try:
+        return u.KeyFrag.from_bytes(k.kfrag).verify(
+            _public(k.verifying), _public(k.delegating), _public(k.receiving))
+    except (ValueError, TypeError, _VerificationError):
+        raise ProtocolError(ErrorCode.BAD_SIGNATURE,
+                            "umbral key fragment does not verify under the TA's key") from None
+
+
 class Umbral(PreScheme):
     """Umbral on secp256k1, threshold 1 of 1 (one re-encryption on a path: f -> j)."""
 
@@ -129,16 +143,10 @@ class Umbral(PreScheme):
         """ReEnc: verify the TA's key fragment, re-encrypt the capsule into a capsule fragment
         (the key's ciphertext passes through untouched)."""
         self.check(rekey)
-        k = encoding.decode_as(_KFrag, rekey.material)
         c, cap = _parse_capsule(capsule)
         if c.cfrag:
             raise ProtocolError(ErrorCode.WRONG_STEP, "umbral capsule was already re-encrypted")
-        try:
-            kfrag = u.KeyFrag.from_bytes(k.kfrag).verify(
-                _public(k.verifying), _public(k.delegating), _public(k.receiving))
-        except (ValueError, TypeError, _VerificationError):
-            raise ProtocolError(ErrorCode.BAD_SIGNATURE,
-                                "umbral key fragment does not verify under the TA's key") from None
+        kfrag = _verified_kfrag(rekey.material)
         cfrag = u.reencrypt(cap, kfrag)
         return encoding.encode(_Capsule(c.capsule, c.ciphertext, bytes(cfrag)))
 
