@@ -37,7 +37,7 @@ def test_skip_only_when_every_host_holds_the_current_valid_stamp() -> None:
 
 def test_the_stamp_lives_where_the_role_writes_it() -> None:
     doc = yaml.safe_load((REPO_ROOT / "roles/edgeferry_stamp/defaults/main.yml").read_text())
-    assert stamp_path() == doc["edgeferry_stamp_path"] == "/var/lib/edgeferry/deploy-stamp.json"
+    assert stamp_path() == doc["edgeferry_stamp_path"] == "/var/lib/edgeferry-deploy/stamp.json"
 
 
 def _project(root: Path) -> Path:
