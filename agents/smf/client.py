@@ -152,13 +152,17 @@ class SmfClient:
 
     def migrate(self, service_id: str, user_id: str, device_id: str,
                 user_cap: SealedCapability | bytes, device_cap: SealedCapability | bytes,
-                destination: str, *, request_id: str = "") -> MigrationReport:
-        """Migrate Service. Refusals before anything ran raise RemoteProtocolError (or
-        grpc.RpcError); a migration that started and failed returns migrated=False."""
+                destination: str, *, request_id: str = "", order: str = "") -> MigrationReport:
+        """Migrate Service in phase ``order`` ("" or "diff": diff-first; "paper"). Refusals
+        before anything ran raise RemoteProtocolError (or grpc.RpcError); a migration that
+        started and failed returns migrated=False."""
+        # TODO(lead, issue 17 merge): the i17-a branch adds MigrateServiceRequest.order; when
+        # merging, take its version (order=order always set) and drop this conditional.
+        extra = {"order": order} if order else {}
         request = pb.MigrateServiceRequest(
             service_id=service_id, user_id=user_id, device_id=device_id,
             user_capability=_cap_bytes(user_cap), device_capability=_cap_bytes(device_cap),
-            destination=destination, request_id=request_id)
+            destination=destination, request_id=request_id, **extra)
         t0 = time.perf_counter()
         try:
             resp, rpc_call = self.stub.MigrateService.with_call(request, timeout=self.timeout)

@@ -497,10 +497,12 @@ class Ecosystem:
             ssh_run(conn, ["docker", "rmi", "-f", *doomed], check=False, timeout=300)
         ssh_run(conn, ["docker", "image", "prune", "-f"], check=False, timeout=300)
 
-    def migrate(self, handle: ServiceHandle, destination: str) -> Any:
+    def migrate(self, handle: ServiceHandle, destination: str, *, order: str = "") -> Any:
+        """SMF.MigrateService of ``handle`` to ``destination`` in phase ``order`` ("" or
+        "diff": diff-first, "paper": the paper's order)."""
         uid, ucap, did, dcap = self.who()
         return self.smf(timeout=3600.0).migrate(handle.service_id, uid, did, ucap, dcap,
-                                                destination)
+                                                destination, order=order)
 
 
 @contextlib.contextmanager
