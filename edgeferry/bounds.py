@@ -21,9 +21,12 @@ Definitions (seconds; bytes x 8 / bit/s)::
 
 ``bound`` covers every byte the migration moved, including what moved before the stop (in the
 diff-first order the pre-pull of the base layers crosses the pull link while the service still
-runs); ``downtime_bound`` only the bytes moved after the stop (the committed diff, in the
-diff-first order; every byte, in the paper's order). Ratios ``total / bound`` and
-``downtime / downtime_bound`` near 1 mean the trial ran at the links' speed.
+runs); ``downtime_bound`` only the bytes moved after the stop, that is while the service was
+down: from the source's last answer to the destination's first (the committed diff, in the
+diff-first order; every byte, in the paper's order). The wire bytes "after the stop" are
+counted over that window; the manifest's are the layer bytes of the phases after "stop".
+Ratios ``total / bound`` and ``downtime / downtime_bound`` near 1 mean the trial ran at the
+links' speed.
 """
 
 from __future__ import annotations

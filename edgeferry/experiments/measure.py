@@ -147,14 +147,16 @@ class WireSampler:
         return self.samples[max(0, bisect.bisect_right(self.times, t) - 1)]
 
 
-def wire_links(before: dict[str, tuple[int, int]], at_stop: dict[str, tuple[int, int]],
-               after: dict[str, tuple[int, int]], source: str,
-               destination: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((push wire, after stop), (pull wire, after stop)): bytes the source sent and bytes
-    the destination received over the migration, and from the stop on."""
-    push = (after[source][0] - before[source][0], after[source][0] - at_stop[source][0])
-    pull = (after[destination][1] - before[destination][1],
-            after[destination][1] - at_stop[destination][1])
+def wire_links(first: dict[str, tuple[int, int]], last: dict[str, tuple[int, int]],
+               stop: dict[str, tuple[int, int]], answer: dict[str, tuple[int, int]],
+               source: str, destination: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((push wire, during the downtime), (pull wire, during the downtime)): bytes the source
+    sent and bytes the destination received over the whole call (``first`` -> ``last``
+    counters) and between the stop (``stop``: counters at the source's last answer) and the
+    destination's first answer (``answer``)."""
+    push = (last[source][0] - first[source][0], answer[source][0] - stop[source][0])
+    pull = (last[destination][1] - first[destination][1],
+            answer[destination][1] - stop[destination][1])
     return push, pull
 
 
@@ -297,10 +299,11 @@ class TrialMeter:
         stand in for them (``wire_basis`` in `detail` says which)."""
         assert self.record is not None, "run() first"
         (pushed, pushed_after), (pulled, pulled_after) = manifest_links(phases)
-        if self.wire_samples is not None and self.record.source.last_ok is not None:
+        src_last, dst_first = self.record.source.last_ok, self.record.destination.first_ok
+        if self.wire_samples is not None and src_last is not None and dst_first is not None:
             s = self.wire_samples
-            (pw, pwa), (lw, lwa) = wire_links(s.first(), s.at(self.record.source.last_ok),
-                                              s.last(), self.source, self.destination)
+            (pw, pwa), (lw, lwa) = wire_links(s.first(), s.last(), s.at(src_last),
+                                              s.at(dst_first), self.source, self.destination)
         else:
             (pw, pwa), (lw, lwa) = (pushed, pushed_after), (pulled, pulled_after)
         return TrialMeasurements(
