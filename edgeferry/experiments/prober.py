@@ -13,9 +13,10 @@ published port before the process in the container listens (and closes them), so
 Where the service listens may not be known in advance (the engine picks the published host
 port when the container is created), so each end has a *resolver*: a function returning
 (host, port) or None, called every ``resolve_interval_s`` until it answers, then the endpoint is
-probed every ``interval_s``. The resolution of the downtime is the probe interval; when the
-destination answered its very first probe, its first answer may be late by up to the
-resolver's latency (`EndRecord.first_probe_ok` says so).
+probed every ``interval_s``; until an end has answered, its endpoint is resolved again every
+``reresolve_s`` (a container created again gets a new port). The resolution of the downtime is
+the probe interval; when the destination answered its very first probe, its first answer may
+be late by up to the resolver's latency (`EndRecord.first_probe_ok` says so).
 """
 
 from __future__ import annotations
@@ -136,10 +137,11 @@ class DowntimeProber:
 
     def __init__(self, probe: Probe, source: Resolver, destination: Resolver, *,
                  interval_s: float = 0.02, resolve_interval_s: float = 0.2,
-                 timeout_s: float = 0.5,
+                 timeout_s: float = 0.5, reresolve_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if interval_s <= 0 or resolve_interval_s <= 0 or timeout_s <= 0:
+        if min(interval_s, resolve_interval_s, timeout_s, reresolve_s) <= 0:
             raise ValueError("probe intervals and timeout must be positive")
+        self.reresolve_s = reresolve_s
         self.probe, self.clock = probe, clock
         self.interval_s, self.resolve_interval_s = interval_s, resolve_interval_s
         self.timeout_s = min(timeout_s, max(interval_s * 25, 0.05))
@@ -196,8 +198,13 @@ class DowntimeProber:
     def _run(self, end: EndRecord) -> None:
         while not self._stop.is_set() and not self._resolve(end):
             self._stop.wait(self.resolve_interval_s)
-        next_at = self.clock()
+        next_at = resolved = self.clock()
         while not self._stop.is_set():
+            if end.first_ok is None and self.clock() - resolved >= self.reresolve_s:
+                # no answer yet: the endpoint may be stale (a container created again gets a
+                # new published port), so ask where it is now
+                self._resolve(end)
+                resolved = self.clock()
             assert end.endpoint is not None
             ok = self.probe(end.endpoint, self.timeout_s)
             t = self.clock()

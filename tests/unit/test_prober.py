@@ -172,6 +172,26 @@ def test_a_server_that_only_accepts_shows_no_answer_until_the_app_listens(
         real[0].stop()
 
 
+def test_a_stale_endpoint_is_resolved_again_until_it_answers() -> None:
+    src, dst = Server(), Server()
+    gone = Server()
+    gone.stop()  # where the destination was first published (a container created again)
+    where = [gone.endpoint]
+    prober = DowntimeProber(http_probe(), fixed(src.endpoint), lambda: where[-1],
+                            interval_s=0.02, resolve_interval_s=0.02, reresolve_s=0.2)
+    with prober:
+        time.sleep(0.3)
+        t_moved = time.monotonic()
+        where.append(dst.endpoint)
+        time.sleep(0.5)
+    src.stop()
+    dst.stop()
+    rec = prober.record.destination
+    assert rec.endpoint == dst.endpoint
+    # found within one re-resolution period (+ a probe) of the move
+    assert rec.first_ok is not None and t_moved <= rec.first_ok <= t_moved + 0.3
+
+
 def test_destination_answers_count_only_after_the_source_answered() -> None:
     dst = Server()
     closed = Server()
