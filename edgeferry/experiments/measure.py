@@ -187,16 +187,26 @@ def parse_docker_port(out: str) -> int | None:
 def published_resolver(eco: Any, host: str, container: str, container_port: int, *,
                        wait_s: float = 0.0) -> Resolver:
     """Where ``container`` on ``host`` is published now (None while it is not running). With
-    ``wait_s`` the host itself polls (every 50 ms, up to ``wait_s``) and answers once: one SSH
-    command instead of one per poll, so resolving adds next to nothing to the host's link (the
-    wire counters count every byte on it)."""
+    ``wait_s`` the host itself waits (up to ``wait_s``) for the container's start event
+    (``docker events``, no polling of the engine) and answers once: one SSH command instead
+    of one per poll, so resolving adds next to nothing to the host's link (the wire counters
+    count every byte on it) or to its CPU."""
     conn, ip = eco.connect(host), eco.host_ip(host)
     port_arg = f"{container_port}/tcp"
     argv = ["docker", "port", container, port_arg]
     if wait_s > 0:
-        loop = (f"until docker port {shlex.quote(container)} {port_arg} 2>/dev/null | grep -q :; "
-                f"do sleep 0.05; done; docker port {shlex.quote(container)} {port_arg}")
-        argv = ["timeout", f"{wait_s:g}", "sh", "-c", loop]
+        name = shlex.quote(container)
+        port_cmd = f"docker port {name} {port_arg} 2>/dev/null"
+        # events are replayed from t0 on, so a start between t0 and the subscription is seen;
+        # the line count is read before each docker port, so no start is missed between them
+        script = (
+            'f=$(mktemp); t0=$(date +%s.%N); '
+            f'docker events --since "$t0" --filter type=container --filter container={name} '
+            '--filter event=start --format x > "$f" & e=$!; '
+            f'until n=$(wc -l < "$f"); p=$({port_cmd} | grep :); do '
+            'while [ "$(wc -l < "$f")" -le "$n" ]; do sleep 0.02; done; done; '
+            'kill $e 2>/dev/null; rm -f "$f"; echo "$p"')
+        argv = ["timeout", f"{wait_s:g}", "sh", "-c", script]
 
     def resolve() -> Endpoint | None:
         out = run(conn, argv, check=False, timeout=wait_s + 30)

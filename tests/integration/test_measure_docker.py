@@ -6,6 +6,7 @@ honest: a TCP accept there is not an answer; the prober's downtime must cover th
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -72,6 +73,21 @@ def test_stop_and_start_of_a_real_container(container: Any) -> None:
         first_answer(probe, once, since=t_start, deadline_s=30.0)
         t_answered = time.monotonic()
         time.sleep(0.1)
+    # the host-side wait: called while the container is stopped, it answers at its start
+    container.stop(timeout=10)
+    box: list[Any] = []
+    waiter = threading.Thread(target=lambda: box.append((waiting(), time.monotonic())))
+    waiter.start()
+    time.sleep(1.0)
+    assert not box  # still waiting: nothing runs
+    t_start2 = time.monotonic()
+    container.start()
+    waiter.join(timeout=10)
+    assert box and box[0][0] is not None, box
+    container.reload()
+    port2 = int(container.attrs["NetworkSettings"]["Ports"][f"{DEFAULT_PORT}/tcp"][0]["HostPort"])
+    assert box[0][0] == ("127.0.0.1", port2)
+    assert box[0][1] - t_start2 < 2.0
     rec = prober.record
     assert rec.source.last_ok is not None and rec.destination.first_ok is not None
     # the "destination" here is the same container after its restart (its port may differ):
