@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edgeferry.bounds import METRIC_UNITS
 from edgeferry.experiments.scenario import Scenario, ScenarioUnavailable
 from edgeferry.lab.config import parse_rate
 
@@ -92,8 +93,17 @@ class LedgerWorkload(_Strict):
 
 
 # ------------------------------------------------------------------------------ migrations
+#: SMF.MigrateService phase orders: "diff" (base layers, RASP 1-8, ledger, self-evaluation
+#: before the stop; the default) and "paper" (the paper's order, for fidelity runs)
+PhaseOrder = Literal["diff", "paper"]
+
+
 class ContainerMigrationParams(_Strict):
     image_size_mb: int = Field(ge=1, le=65536)
+    order: PhaseOrder = Field(default="diff", description="SMF phase order: diff or paper")
+    condition: Literal["cold", "warm"] = Field(
+        default="cold", description="cold: the destination holds none of the image's layers; "
+        "warm: they are pre-pulled there (untimed) before the trial")
     bandwidth: str | int | None = Field(
         default=None, description="emulated lab: the source's and destination's links are "
         "shaped to this rate for the trial (e.g. 40mbit) and put back after the part")
@@ -114,6 +124,7 @@ class ContainerMigrationWorkload(_Strict):
 
 class NmsParams(_Strict):
     volume_mb: int = Field(default=64, ge=1, le=65536)
+    order: PhaseOrder = Field(default="diff", description="SMF phase order: diff or paper")
     bandwidth: str | int | None = Field(
         default=None, description="emulated lab: the source's and destination's links are "
         "shaped to this rate for the trial (e.g. 40mbit) and put back after the part")
@@ -176,14 +187,15 @@ class ScenarioSpec:
         return self.agents
 
 
-#: Phases of SMF.MigrateService in the order they run (the SMF's names with dashes; "rasp" is
-#: the RASP handshake, "start" the run at the destination; prepull only in proactive mode).
-MIGRATION_PHASES = ("audit", "prepull", "stop", "commit", "push", "rasp", "ledger-write",
-                    "self-evaluation", "pull", "start", "first-response",
-                    "rasp-location-update", "audit-location-update", "location-commit",
+#: Phases of SMF.MigrateService in the diff-first order (the SMF's names with dashes; "rasp" is
+#: the RASP handshake, steps 1-8 in the diff order and 1-11 in the paper's, "rasp-transfer"
+#: steps 9-11 in the diff order, "start" the run at the destination). The paper's order runs
+#: stop, commit, push before rasp, ledger-write and self-evaluation, prepull only when proactive.
+MIGRATION_PHASES = ("audit", "prepull", "rasp", "ledger-write", "self-evaluation", "stop",
+                    "commit", "push", "rasp-transfer", "pull", "start", "first-response",
+                    "rasp-location-update", "location-commit", "audit-location-update",
                     "source-cleanup")
-MIGRATION_METRICS = {"downtime_s": "s", "migration_s": "s", "bound_s": "s",
-                     "pushed_mb": "MB", "pulled_mb": "MB"}
+MIGRATION_METRICS = {**METRIC_UNITS, "downtime_phases_s": "s"}
 
 _SPECS: dict[str, ScenarioSpec] = {}
 

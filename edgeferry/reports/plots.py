@@ -106,6 +106,47 @@ def time_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | No
     return _save(fig, out)
 
 
+def downtime_vs_size(stats: RunStats, part: str, param: str, out: Path) -> Path | None:
+    """Probed downtime of every measured trial against a numeric parameter (the image or state
+    size), per combination of the other parameters: trials, medians and the median downtime
+    bound (`edgeferry.bounds`)."""
+    recs = [r for r in measured(stats.records) if r["part"] == part
+            and isinstance(r["params"].get(param), int | float)
+            and "downtime_s" in r.get("metrics", {})]
+    if len({r["params"][param] for r in recs}) < 2:
+        return None
+    unit = best_time_unit(median([float(r["metrics"]["downtime_s"]) for r in recs]))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+
+    def others(params: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in params.items() if k != param) or "all"
+
+    series = list(dict.fromkeys(others(g.params) for g in stats.groups
+                                if g.part == part and param in g.params))
+    for i, label in enumerate(series[:8]):
+        rs = [r for r in recs if others(r["params"]) == label]
+        ax.scatter([r["params"][param] for r in rs],
+                   [from_base(float(r["metrics"]["downtime_s"]), unit) for r in rs],
+                   s=14, alpha=0.5, color=f"C{i}")
+        gs = sorted((g for g in stats.groups if g.part == part and param in g.params
+                     and others(g.params) == label and "downtime_s" in g.metrics),
+                    key=lambda g: g.params[param])
+        xs = [g.params[param] for g in gs]
+        ax.plot(xs, [from_base(g.metrics["downtime_s"].median, unit) for g in gs], "o-",
+                color=f"C{i}", label=f"downtime, {label}")
+        if all("downtime_bound_s" in g.metrics for g in gs):
+            ax.plot(xs, [from_base(g.metrics["downtime_bound_s"].median, unit) for g in gs],
+                    "--", color=f"C{i}", label=f"downtime bound, {label}")
+    ax.set_xlabel(axis_label(param))
+    ax.set_ylabel(f"downtime ({unit})")
+    ax.set_title(f"{part}: downtime vs {_name_and_unit(param)[0]}\n(probed; dashed: "
+                 "control stop + bytes after the stop / bandwidth + control start)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, out)
+
+
 def cdf_totals(stats: RunStats, part: str, out: Path) -> Path | None:
     gs = [g for g in stats.groups if g.part == part and TOTAL in g.phases]
     if not gs:

@@ -20,6 +20,10 @@ from edgeferry.reports.units import from_base, kind, to_base
 from edgeferry.stats import Interval, median, median_ci, percentile
 
 TOTAL = "total"
+#: per-trial metrics of the migration scenarios (`edgeferry.bounds.trial_metrics`): the bound,
+#: the wire MB of both links
+BOUND_METRIC = "bound_s"
+WIRE_MB = ("push_wire_mb", "pull_wire_mb")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class GroupStats:
     failed: int
     warmups: int
     bytes_median: float | None
-    bound_s: Summary | None  # bytes * 8 / measured bandwidth, per trial
+    bound_s: Summary | None  # edgeferry.bounds' bound_s, else bytes * 8 / bandwidth, per trial
     bandwidth_source: str = ""
 
     @property
@@ -162,13 +166,21 @@ def _group(group: list[dict[str, Any]], requested: list[str],
     metrics = {m: Summary.of([float(r["metrics"][m]) for r in good if m in r["metrics"]])
                for m in metric_names}
     bounds, source = [], ""
-    for r in good:
-        bw = r.get("bandwidth_bps") or lab_bw
-        if r.get("total_bytes") and bw:
-            bounds.append(r["total_bytes"] * 8 / bw)
-            source = "measured before the trial" if r.get("bandwidth_bps") else \
-                "lab's iperf3 measurement at `lab up` (slowest edge link)"
     byte_values = [float(r["total_bytes"]) for r in good if r.get("total_bytes")]
+    if good and all(BOUND_METRIC in r.get("metrics", {}) for r in good):
+        # the migration scenarios' one bound (edgeferry.bounds), recorded per trial
+        bounds = [float(r["metrics"][BOUND_METRIC]) for r in good]
+        byte_values = [1e6 * sum(float(r["metrics"].get(k, 0.0)) for k in WIRE_MB)
+                       for r in good]
+        source = ("edgeferry.bounds: wire bytes of each link / its receiver-side iperf3 "
+                  "bandwidth before the trial + control stop and start")
+    else:
+        for r in good:
+            bw = r.get("bandwidth_bps") or lab_bw
+            if r.get("total_bytes") and bw:
+                bounds.append(r["total_bytes"] * 8 / bw)
+                source = "measured before the trial" if r.get("bandwidth_bps") else \
+                    "lab's iperf3 measurement at `lab up` (slowest edge link)"
     first = group[0]
     return GroupStats(
         part=first["part"], scenario=first["scenario"], params=first["params"], phases=phases,

@@ -8,15 +8,20 @@ Per trial (untimed set-up first):
    container is replaced by one from the synthetic image of the trial's size (built on the
    controller, pushed to the lab registry once);
 2. the destination's engine forgets every synthetic image (so the pull moves all layers);
+   ``condition: warm`` then pre-pulls the trial's image there (PrePullImage, untimed), as an
+   earlier migration or proactive mode leaves it;
 3. with a ``bandwidth`` parameter, both directions of the source's and the destination's links
-   are shaped to it (tbf; put back after the part), then the link the pull crosses (registry
-   host -> destination) is measured with iperf3;
-4. timed: MigrateService(source -> destination). Every phase's wall time and bytes come from
-   the SMF and node agents (policy audit, RASP, ledger write, self-evaluation, stop, commit,
-   push, pull, start, first response, location updates, source clean-up).
+   are shaped to it (tbf; put back after the part); once per parameter combination a control
+   trial stops and starts the service at the source (no transfer); both links the bytes cross
+   are measured with iperf3 (receiver side);
+4. timed: MigrateService(source -> destination) in the trial's phase ``order`` ("diff": base
+   layers, RASP, ledger and self-evaluation before the stop; "paper": the paper's order),
+   with a client probing the service at both ends every 20 ms. Every phase's wall time and
+   bytes come from the SMF and node agents.
 
-Metrics: downtime (stop -> first response), the SMF round trip, bytes pushed/pulled, and the
-physical bound (pushed + pulled bytes / measured bandwidth).
+Metrics (`edgeferry.bounds.trial_metrics`): downtime (last answer at the source -> first at
+the destination, probed), the round trip, the bound and the downtime bound with both ratios,
+wire and manifest MB per link, both links' Mbit/s, the control stop/start.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
 from edgeferry.experiments.registry import ContainerMigrationWorkload
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialResult
-from edgeferry.experiments.scenarios.migration_common import MigrationScenario, transfer_metrics
+from edgeferry.experiments.scenarios.migration_common import MigrationScenario
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 SERVICE = "synthetic"
@@ -58,14 +64,24 @@ class ContainerMigration(MigrationScenario):
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         w = self.workload
         size = int(params["image_size_mb"])
-        bw, bw_detail, shaping = self.set_up_trial(ctx, params, lambda: self._image(ctx, size))
+        warm = params.get("condition", "cold") == "warm"
+
+        def prepull() -> None:
+            self.eco.node(w.destination).PrePullImage(
+                npb.PrePullImageRequest(image_ref=self.handle.image), timeout=1800)
+
+        setup = self.set_up_trial(ctx, params, lambda: self._image(ctx, size),
+                                  prepull if warm else None)
         image = self.handle.image
-        report, phases = self.migrate(ctx)
-        metrics = transfer_metrics(phases, report, bw)
-        return TrialResult(phases=phases, metrics=metrics, bandwidth_bps=bw, detail={
+        report, phases, meter = self.migrate(ctx, params)
+        metrics, measured = self.measured_metrics(phases, meter, setup)
+        return TrialResult(phases=phases, metrics=metrics,
+                           bandwidth_bps=setup.bandwidth.pull_bps, detail={
             "image": image, "image_bytes": size * MB, "source": w.source,
             "destination": w.destination, "location": report.location, "epoch": report.epoch,
-            "shaping": shaping, "bandwidth": bw_detail,
+            "shaping": setup.shaping, **measured,
             "method": "phase times and bytes from SMF.MigrateService (SMF + node agents, "
-                      "monotonic clocks); bandwidth: iperf3 registry host -> destination "
-                      "before the trial"})
+                      "monotonic clocks); downtime: a client probing GET /health at both ends "
+                      "every 20 ms (controller clock); bound: edgeferry.bounds (iperf3 receiver "
+                      "side of both links before the trial, wire bytes from the link counters, "
+                      "control stop/start)"})

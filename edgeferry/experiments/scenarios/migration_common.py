@@ -1,16 +1,29 @@
-"""Pieces shared by the migration scenarios: SMF phase names -> report phases, the link
-bandwidth measured before a trial (iperf3 over SSH), the trial's link rate (`TrialLinks`), the
-reset of a service to its source, and `MigrationScenario`, which puts them together."""
+"""Pieces shared by the migration scenarios: SMF phase names -> report phases, the trial's
+set-up (both links measured, the control stop/start per cell), the trial's link rate
+(`TrialLinks`), the reset of a service to its source, the trial's metrics through the one bound
+(`edgeferry.bounds`, measurements from `edgeferry.experiments.measure`), and
+`MigrationScenario`, which puts them together."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from edgeferry.bounds import ControlCosts, TrialMeasurements, trial_metrics
+from edgeferry.errors import OperationFailed
 from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
 from edgeferry.experiments.links import TrialLinks
+from edgeferry.experiments.measure import (
+    LinkBandwidth,
+    TrialMeter,
+    Wire,
+    control_trial,
+    measure_links,
+)
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -18,13 +31,13 @@ from edgeferry.experiments.scenario import (
     ScenarioUnavailable,
     TrialFailed,
 )
-from edgeferry.hosts import run
-from edgeferry.lab.links.iperf import parse_iperf3_json
 
-#: SMF MigrateService phase -> report phase (spec names use dashes; "run" is the start).
+#: SMF MigrateService phase -> report phase (spec names use dashes; "run" is the start; in the
+#: diff-first order "rasp" is RASP steps 1-8 and "rasp-transfer" steps 9-11).
 PHASE_NAMES = {
     "policy_audit": "audit", "prepull": "prepull", "stop": "stop", "commit": "commit",
-    "push": "push", "rasp_handshake": "rasp", "ledger_write": "ledger-write",
+    "push": "push", "rasp_handshake": "rasp", "rasp_transfer": "rasp-transfer",
+    "ledger_write": "ledger-write",
     "self_evaluation": "self-evaluation", "pull": "pull", "run": "start",
     "first_response": "first-response", "rasp_location_update": "rasp-location-update",
     "audit_location_update": "audit-location-update", "location_commit": "location-commit",
@@ -44,7 +57,8 @@ def phases_of(report: Any) -> list[PhaseResult]:
                 detail.update(parsed if isinstance(parsed, dict) else {"detail": parsed})
             except ValueError:
                 detail["detail"] = p.detail[:500]
-        if p.phase == "rasp_handshake":  # "stage 1 1.23 ms, stage 2 ..." (SMF's RASP relay)
+        if p.phase in ("rasp_handshake", "rasp_transfer"):
+            # "stage 1 1.23 ms, stage 2 ..." (the SMF's RASP relay)
             detail["stages_s"] = {int(k): float(v) / 1000 for k, v in
                                   re.findall(r"stage (\d+) ([0-9.]+) ms", p.detail or "")}
         out.append(PhaseResult(phase=PHASE_NAMES.get(p.phase, p.phase.replace("_", "-")),
@@ -53,29 +67,14 @@ def phases_of(report: Any) -> list[PhaseResult]:
     return out
 
 
-def downtime_s(phases: list[PhaseResult]) -> float:
-    """Stop -> first successful response: the phases from stop through first-response."""
+def downtime_phases_s(phases: list[PhaseResult]) -> float:
+    """The sum of the SMF's phases from stop through first-response (kept beside the probed
+    downtime, which is the one reported as ``downtime_s``)."""
     names = [p.phase for p in phases]
     if "stop" not in names or "first-response" not in names:
         return float("nan")
     i, j = names.index("stop"), names.index("first-response")
     return sum(p.wall_s for p in phases[i:j + 1])
-
-
-def measure_down_bps(ctx: ScenarioContext, eco: Ecosystem, host: str,
-                     seconds: int = 3) -> tuple[float, dict[str, Any]]:
-    """iperf3 from the registry host to ``host`` (the link a pull crosses), bits/s."""
-    sender = eco._registry_host()
-    server_ip = eco.address("ras", sender).rsplit(":", 1)[0]
-    server = ctx.connection(sender)
-    run(server, ["pkill", "-x", "iperf3"], check=False)
-    run(server, ["iperf3", "-s", "-D", "-1", "--bind", server_ip])
-    cmd = ["iperf3", "-c", server_ip, "-R", "-J", "-t", str(seconds), "-i", "0.5"]
-    out = run(ctx.connection(host), cmd, check=False, timeout=seconds + 30)
-    run(server, ["pkill", "-x", "iperf3"], check=False)
-    sample = parse_iperf3_json(out, "down", method=f"{' '.join(cmd)} on {host}, server on "
-                               f"{sender}; first interval dropped", drop_first=True)
-    return sample.mean_bps, sample.to_dict()
 
 
 def reset_to(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, source: str) -> None:
@@ -114,22 +113,31 @@ def restore_links(ctx: ScenarioContext, links: TrialLinks | _NoShaping | None) -
         ctx.log(problem)
 
 
-def transfer_metrics(phases: list[PhaseResult], report: Any, bw: float) -> dict[str, float]:
-    """Downtime, the SMF round trip, bytes pushed/pulled and the physical bound of a migration."""
-    pushed = sum(p.bytes for p in phases if p.phase == "push")
-    pulled = sum(p.bytes for p in phases if p.phase == "pull")
-    return {"downtime_s": downtime_s(phases), "migration_s": report.round_trip_seconds,
-            "pushed_mb": pushed / 1e6, "pulled_mb": pulled / 1e6,
-            "bound_s": (pushed + pulled) * 8 / bw if bw > 0 else float("nan")}
+@dataclass(frozen=True)
+class TrialSetup:
+    """What the untimed set-up of a trial measured: both links, the cell's control costs."""
+
+    bandwidth: LinkBandwidth
+    control: ControlCosts
+    shaping: dict[str, Any]
+    control_detail: dict[str, Any]
+
+
+def transfer_metrics(phases: list[PhaseResult], m: TrialMeasurements) -> dict[str, float]:
+    """The trial's metrics through `edgeferry.bounds` (downtime from the prober, both bounds
+    and ratios, wire and manifest MB per link, both links' Mbit/s, control costs) and the
+    SMF's stop..first-response sum as ``downtime_phases_s``."""
+    return {**trial_metrics(m), "downtime_phases_s": downtime_phases_s(phases)}
 
 
 class MigrationScenario(Scenario):
     """A service migrated source -> destination through SMF.MigrateService, once per trial.
 
     Subclasses set ``purge_repos`` (the image repositories the destination forgets before each
-    trial) and call `open_ecosystem` from `prepare` (then set
-    ``self.handle``), `set_up_trial` and `migrate` from `run_trial`; `teardown` is shared.
-    The workload has ``source`` and ``destination``.
+    trial) and call `open_ecosystem` from `prepare` (then set ``self.handle``), `set_up_trial`
+    and `migrate` from `run_trial`, then `measured_metrics`; `teardown` is shared. The
+    workload has ``source`` and ``destination``; the parameters may have ``order`` ("diff",
+    the default, or "paper") and ``bandwidth``.
     """
 
     purge_repos: tuple[str, ...]
@@ -139,7 +147,7 @@ class MigrationScenario(Scenario):
 
     def open_ecosystem(self, ctx: ScenarioContext) -> Ecosystem:
         """The ecosystem, refused before any trial unless source and destination are edges
-        with a node agent."""
+        with a node agent; the lab's link counters when the lab runs on this machine."""
         w = self.workload
         self.eco = Ecosystem.open(ctx)
         for host in (w.source, w.destination):
@@ -147,14 +155,23 @@ class MigrationScenario(Scenario):
                 raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent "
                                           f"(edges: {', '.join(self.eco.edges)})")
         self.links = trial_links(ctx)
+        self.wire: Wire | None = None
+        if ctx.lab is not None:
+            try:
+                self.wire = Wire(self.eco.connect, [w.source, w.destination])
+            except OperationFailed as err:
+                ctx.log(f"no link counters for {w.source}/{w.destination} here ({err}): wire "
+                        "bytes fall back to the manifest's")
+        self.controls: dict[str, tuple[ControlCosts, dict[str, Any]]] = {}
         return self.eco
 
     def set_up_trial(self, ctx: ScenarioContext, params: dict[str, Any],
                      image: Callable[[], str] | None = None,
-                     ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+                     prepare_destination: Callable[[], None] | None = None) -> TrialSetup:
         """Untimed: the service back on the source, running afresh (from ``image()`` when given),
-        the destination without its images, the links at the trial's ``bandwidth``, the link the
-        pull crosses measured. Returns (bit/s, iperf3 detail, shaping record)."""
+        the destination without its images (then ``prepare_destination()``, e.g. a warm
+        pre-pull), the links at the trial's ``bandwidth``, the cell's control stop/start (once
+        per parameter combination), both links measured (iperf3, receiver side)."""
         w, eco = self.workload, self.eco
         try:
             ref = image() if image is not None else None
@@ -163,25 +180,60 @@ class MigrationScenario(Scenario):
                 self.handle.image = ref
             eco.run_workload(self.handle, w.source, replace=True)
             eco.purge(w.destination, self.purge_repos)
+            if prepare_destination is not None:
+                prepare_destination()
             eco.report_edge_state()
             shaping = self.links.ensure([w.source, w.destination], params.get("bandwidth"))
-            bw, bw_detail = measure_down_bps(ctx, eco, w.destination)
+            cell = json.dumps(params, sort_keys=True, default=str)
+            if cell not in self.controls:
+                ctx.progress("control")
+                self.controls[cell] = control_trial(eco, self.handle.name, w.source)
+            control, control_detail = self.controls[cell]
+            bandwidth = measure_links(ctx=ctx, eco=eco, source=w.source,
+                                      destination=w.destination)
         except TrialFailed:
             raise
         except Exception as err:
             raise TrialFailed(f"trial set-up failed: {type(err).__name__}: {err}") from err
-        return bw, bw_detail, shaping
+        return TrialSetup(bandwidth, control, shaping, control_detail)
 
-    def migrate(self, ctx: ScenarioContext,
-                before: list[PhaseResult] | None = None) -> tuple[Any, list[PhaseResult]]:
-        """Timed: MigrateService(source -> destination); a failure keeps ``before`` + its phases."""
+    def migrate(self, ctx: ScenarioContext, params: dict[str, Any],
+                before: list[PhaseResult] | None = None,
+                ) -> tuple[Any, list[PhaseResult], TrialMeter]:
+        """Timed: MigrateService(source -> destination) in the trial's ``order``, with the
+        downtime prober at both ends and the link counters sampled; a failure keeps ``before``
+        + its phases."""
+        w = self.workload
         ctx.progress("migrate")
-        report = self.eco.migrate(self.handle, self.workload.destination)
+        meter = TrialMeter(self.eco, self.handle.name, w.source, w.destination,
+                           wire=getattr(self, "wire", None))
+        order = str(params.get("order", "diff"))
+        try:
+            report = meter.run(lambda: self.eco.migrate(self.handle, w.destination,
+                                                        order=order))
+        except TrialFailed:
+            raise
+        except Exception as err:
+            raise TrialFailed(f"migration: {type(err).__name__}: {err}", before or []) from err
         phases = phases_of(report)
         if not report.migrated:
             raise TrialFailed(f"MigrateService failed: {report.error_code} "
                               f"{report.error_message}", (before or []) + phases)
-        return report, phases
+        return report, phases, meter
+
+    def measured_metrics(self, phases: list[PhaseResult], meter: TrialMeter,
+                         setup: TrialSetup) -> tuple[dict[str, float], dict[str, Any]]:
+        """The trial's metrics (`transfer_metrics`) and the detail that recorded them (the
+        measurements, so the bound can be recomputed from the run directory)."""
+        m = meter.measurements(phases, setup.bandwidth, setup.control)
+        if math.isnan(m.downtime_s):
+            raise TrialFailed("the downtime prober saw no answer at "
+                              + ("the source" if meter.record is None
+                                 or meter.record.source.last_ok is None else "the destination"),
+                              phases)
+        return transfer_metrics(phases, m), {
+            "measurements": m.to_dict(), **meter.detail(), "control": setup.control_detail,
+            "bandwidth": setup.bandwidth.detail}
 
     def teardown(self, ctx: ScenarioContext) -> None:
         restore_links(ctx, getattr(self, "links", None))

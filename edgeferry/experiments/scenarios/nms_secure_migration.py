@@ -6,14 +6,17 @@ source) and runs the NMS image (from the lab registry; its session key, TLS cert
 key as secret files). The client speaks TLS to it, verifying the NMS name against the lab CA.
 Per trial (untimed set-up: the NMS back at the source and restarted from the registry image,
 so the trial migrates only its own blocks, the destination's engine without NMS images so the
-pull moves every layer, the pull link measured with iperf3):
+pull moves every layer, once per parameter combination a control stop/start of the NMS at the
+source, both links measured with iperf3, receiver side):
 
 * ``ssp``: a fresh application opens an SSP session through the SMF (stages 2-3: Request
   Service, chosen server, session key) and locates the NMS (stage 4); detail has the stages;
 * ``write-blocks``: the NMS client (found through that SSP locate) allocates and writes
   ``volume_mb`` of random blocks, keeping each block's SHA-256;
 * the MigrateService phases (audit, RASP 12 steps with per-stage times, ledger, container
-  phases, location updates), as measured by the SMF and node agents;
+  phases, location updates) in the trial's ``order`` ("diff" or "paper"), as measured by the
+  SMF and node agents, with a client completing TLS 1.3 handshakes with the NMS at both ends
+  every 20 ms (downtime = last handshake at the source -> first at the destination);
 * ``reconnect``: the same client, its connection gone with the old container, re-resolves
   through the SMF (new SSP session + locate) and answers a ping at the new location;
 * ``verify-blocks``: every block read back and compared: ``blocks_lost`` counts the blocks
@@ -40,7 +43,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
-from edgeferry.experiments.scenarios.migration_common import MigrationScenario, transfer_metrics
+from edgeferry.experiments.scenarios.migration_common import MigrationScenario
 from edgeferry.images.nms import nms_image
 
 SERVICE = "nms"
@@ -75,7 +78,7 @@ class NmsSecureMigration(MigrationScenario):
         w, eco = self.workload, self.eco
         # a fresh NMS from the registry image: each migration commits a layer on top of the
         # last, so without a fresh start every trial would carry all earlier trials' layers
-        bw, bw_detail, shaping = self.set_up_trial(ctx, params)
+        setup = self.set_up_trial(ctx, params)
         timer = PhaseTimer(ctx.progress)
         phases: list[PhaseResult] = []
         client: NmsClient | None = None
@@ -109,7 +112,7 @@ class NmsSecureMigration(MigrationScenario):
                 ph.bytes = count * size
                 ph.detail = {"blocks": count, "block_size": size}
             phases = list(timer.phases)
-            report, mig = self.migrate(ctx, phases)
+            report, mig, meter = self.migrate(ctx, params, phases)
             phases += mig
             timer.phases = []
             with timer.phase("reconnect") as ph:
@@ -140,20 +143,26 @@ class NmsSecureMigration(MigrationScenario):
                     except Exception:
                         break
                 client.close()
-        rasp = next((p for p in mig if p.phase == "rasp"), None)
-        stages_s = rasp.detail.get("stages_s", {}) if rasp else {}
+        stages_s: dict[int, float] = {}  # diff order: stages 1-3 in rasp, 4 in rasp-transfer
+        for p in mig:
+            if p.phase in ("rasp", "rasp-transfer"):
+                for k, v in p.detail.get("stages_s", {}).items():
+                    stages_s[k] = stages_s.get(k, 0.0) + v
+        bound_metrics, measured = self.measured_metrics(mig, meter, setup)
         metrics = {"blocks_lost": float(lost), "blocks_written": float(len(blocks)),
-                   **transfer_metrics(mig, report, bw)}
+                   **bound_metrics}
         for k, v in stages_s.items():
             metrics[f"rasp_stage{k}_s"] = v
         if lost:
             for p in phases:
                 if p.phase == "verify-blocks":
                     p.outcome = "failed"
-        return TrialResult(phases=phases, metrics=metrics, bandwidth_bps=bw, detail={
+        return TrialResult(phases=phases, metrics=metrics,
+                           bandwidth_bps=setup.bandwidth.pull_bps, detail={
             "source": w.source, "destination": w.destination, "location": report.location,
-            "epoch": report.epoch, "bandwidth": bw_detail, "shaping": shaping,
+            "epoch": report.epoch, "shaping": setup.shaping, **measured,
             "image": self.handle.image,
             "method": "ssp/write/reconnect/verify timed on the controller (monotonic); "
-                      "migration phases from SMF.MigrateService; bandwidth: iperf3 registry "
-                      "host -> destination before the trial"})
+                      "migration phases from SMF.MigrateService; downtime: TLS handshakes "
+                      "with the NMS at both ends every 20 ms; bound: edgeferry.bounds (iperf3 "
+                      "receiver side of both links, wire bytes, control stop/start)"})
