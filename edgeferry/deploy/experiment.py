@@ -18,18 +18,24 @@ from typing import Any
 
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT, inventory_name
+from edgeferry import resources
+from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments.scenario import Endpoints, TLSMaterial
 from edgeferry.hosts import hosts_from_inventory
+from edgeferry.workspace import workspace
 
-CATALOG_FILE = REPO_ROOT / "roles" / "edgeferry" / "defaults" / "main.yml"
 #: Spec-level agent names that are not catalog instances.
 ALIASES = {"ledger": "ledger-validator"}
 
 
-def _catalog(path: Path = CATALOG_FILE) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    doc = yaml.safe_load(path.read_text()) or {}
+def catalog_file() -> Path:
+    """The agent catalog: the edgeferry role's defaults (shipped with the package)."""
+    return resources.roles_dir() / "edgeferry" / "defaults" / "main.yml"
+
+
+def _catalog(path: Path | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    doc = yaml.safe_load((path or catalog_file()).read_text()) or {}
     return doc["edgeferry_agent_catalog"], doc["edgeferry_agent_placement"]
 
 
@@ -71,9 +77,10 @@ def _addresses(inventory: Path) -> dict[str, str]:
     return found
 
 
-def controller_tls(inventory: Path, root: Path = REPO_ROOT) -> TLSMaterial:
-    """The controller's mTLS material the pki role issued for this inventory."""
-    base = root / ".edgeferry" / "pki" / inventory_name(inventory)
+def controller_tls(inventory: Path, root: Path | None = None) -> TLSMaterial:
+    """The controller's mTLS material the pki role issued for this inventory (under `root`,
+    default: the workspace)."""
+    base = (root or workspace()) / ".edgeferry" / "pki" / inventory_name(inventory)
     tls = TLSMaterial(ca_cert=base / "ca" / "ca.crt", cert=base / "controller" / "client.crt",
                       key=base / "controller" / "client.key")
     missing = [str(p) for p in (tls.ca_cert, tls.cert, tls.key) if not p.is_file()]
@@ -94,7 +101,7 @@ def deploy_for_experiment(inventory: Path, agents: Iterable[str],
     unknown = [a for a in wanted if ALIASES.get(a, a) not in catalog]
     if unknown:
         raise ConfigError(f"agents {', '.join(unknown)} are not in the agent catalog "
-                          f"({CATALOG_FILE})")
+                          f"({catalog_file()})")
     from edgeferry.deploy.stamp import deploy_site
 
     done = deploy_site(inventory, progress=log, force=force)

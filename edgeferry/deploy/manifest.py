@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 
-from edgeferry.deploy.runner import REPO_ROOT, inventory_name
+from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import OperationFailed
+from edgeferry.workspace import workspace
 
 #: The resources of a RASP MAX (millicores, MiB, MiB, Mbit/s), as the node agent's settings.
 RESOURCES = ("cpu", "memory", "storage", "network")
@@ -166,13 +167,14 @@ def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def manifest_path(inventory: Path, host: str, root: Path = REPO_ROOT) -> Path:
-    """Where the role puts the controller's copy of ``host``'s manifest."""
-    state = root / ".edgeferry" / "state" / inventory_name(Path(inventory))
+def manifest_path(inventory: Path, host: str, root: Path | None = None) -> Path:
+    """Where the role puts the controller's copy of ``host``'s manifest (under `root`,
+    default: the workspace)."""
+    state = (root or workspace()) / ".edgeferry" / "state" / inventory_name(Path(inventory))
     return state / "manifests" / f"{host}.json"
 
 
-def load_manifest(inventory: Path, host: str, root: Path = REPO_ROOT) -> HostManifest:
+def load_manifest(inventory: Path, host: str, root: Path | None = None) -> HostManifest:
     """The manifest of ``host`` from the controller's copy; a ManifestError says to deploy
     when there is none, and what is wrong with one that is broken."""
     path = manifest_path(inventory, host, root)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from edgeferry.deploy.runner import REPO_ROOT, inventory_name
+from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import ConfigError
+from edgeferry.workspace import workspace
 
 REVOKED_FILE = "revoked.json"
 # The reasons community.crypto.x509_crl accepts that make sense for a lab CA.
@@ -45,9 +46,10 @@ class Revocation:
     not_after: str
 
 
-def pki_dir(inventory: Path, root: Path = REPO_ROOT) -> Path:
-    """The controller folder of an inventory's CA and certificates (edgeferry_pki_dir)."""
-    return root / ".edgeferry" / "pki" / inventory_name(Path(inventory))
+def pki_dir(inventory: Path, root: Path | None = None) -> Path:
+    """The controller folder of an inventory's CA and certificates (edgeferry_pki_dir), under
+    `root` (default: the workspace)."""
+    return (root or workspace()) / ".edgeferry" / "pki" / inventory_name(Path(inventory))
 
 
 def certificate_paths(pki: Path, name: str) -> tuple[Path, Path]:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeferry import resources
 from edgeferry.errors import ConfigError, EnvironmentProblem
+from edgeferry.workspace import state_root, workspace
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK_DIR = REPO_ROOT / "playbooks"
 STATS_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
 
 ProgressFn = Callable[[str], None]
@@ -139,10 +139,17 @@ class ProgressReporter:
 
 
 def resolve_inventory(inventory: str | os.PathLike[str] | None) -> Path:
-    """The inventory folder or file to use (default: the emulated lab's `inventory/lab`)."""
-    path = Path(inventory) if inventory else REPO_ROOT / "inventory" / "lab"
+    """The inventory folder or file to use (default: the emulated lab's `inventory/lab` in the
+    workspace). A relative path is looked up in the current directory, then the workspace, then
+    among the shipped files (`inventory/example-hardware`)."""
+    path = Path(inventory) if inventory else workspace() / "inventory" / "lab"
     if not path.is_absolute():
-        path = (Path.cwd() / path) if (Path.cwd() / path).exists() else REPO_ROOT / path
+        for base in (Path.cwd(), workspace(), resources.shipped_root()):
+            if (base / path).exists():
+                path = base / path
+                break
+        else:
+            path = Path.cwd() / path
     if not path.exists():
         raise ConfigError(
             f"inventory {path} does not exist; run `edgeferry lab up` or pass -i inventory/<lab>"
@@ -159,10 +166,11 @@ def inventory_name(inventory: Path) -> str:
 
 
 def new_run_dir(inventory: Path, playbook: str, base: Path | None = None) -> Path:
-    """A fresh run folder under `.edgeferry/runs/<inventory>/` (kept after the run)."""
+    """A fresh run folder under `<workspace>/.edgeferry/runs/<inventory>/` (kept after the
+    run)."""
     name = inventory_name(inventory)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    root = (base or REPO_ROOT / ".edgeferry" / "runs") / name
+    root = (base or state_root() / "runs") / name
     run_dir = root / f"{stamp}-{Path(playbook).stem}"
     run_dir.mkdir(parents=True, mode=0o700)
     return run_dir
@@ -180,11 +188,15 @@ def run_playbook(
     run_dir: Path | None = None,
     runner_run: Callable[..., Any] | None = None,
 ) -> PlaybookResult:
-    """Run `playbooks/<playbook>` against `inventory` and return its result.
+    """Run the shipped `playbooks/<playbook>` against `inventory` and return its result.
+
+    The controller's state (keys, CA, manifests, wheels) goes to `<workspace>/.edgeferry`
+    (EDGEFERRY_CONTROLLER_DIR, read by the edgeferry role's defaults), never into the package.
 
     `runner_run` exists for unit tests; everything else uses ansible_runner.run.
     """
-    playbook_path = PLAYBOOK_DIR / playbook
+    playbook_dir = resources.playbook_dir()
+    playbook_path = playbook_dir / playbook
     if not playbook_path.is_file():
         raise ConfigError(f"playbook {playbook_path} does not exist")
     if runner_run is None:
@@ -203,15 +215,16 @@ def run_playbook(
         cmdline.append("--check")
     bin_dir = str(Path(sys.executable).parent)  # ansible-playbook next to this interpreter
     envvars = {
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_CONFIG": str(resources.ansible_cfg()),
+        "ANSIBLE_ROLES_PATH": str(resources.roles_dir()),
+        "EDGEFERRY_CONTROLLER_DIR": str(state_root()),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
     }
     runner = runner_run(
         private_data_dir=str(run_dir),
-        project_dir=str(PLAYBOOK_DIR),
+        project_dir=str(playbook_dir),
         playbook=str(playbook_path),
         inventory=str(inventory),
         limit=limit,

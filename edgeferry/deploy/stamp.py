@@ -36,27 +36,31 @@ from typing import Any
 
 import yaml
 
-from edgeferry import __version__
-from edgeferry.deploy.runner import REPO_ROOT, PlaybookResult, inventory_name, run_playbook
+from edgeferry import __version__, resources
+from edgeferry.deploy.runner import PlaybookResult, inventory_name, run_playbook
+from edgeferry.workspace import workspace
 
 #: how long a stamp proves a host up to date (shorter than every rotation period)
 VALID_S = 12 * 3600
-#: project paths the deploy is made from (relative to the checkout)
+#: project paths the deploy is made from (relative to the checkout; in an installed wheel,
+#: relative to site-packages, where edgeferry/_ansible holds the playbooks, roles, ansible.cfg)
 PROJECT_PATHS = ("playbooks", "roles", "agents", "edgeferry", "proto", "pyproject.toml",
                  "ansible.cfg")
 #: what the deploy itself writes into the controller's state folder (not an input)
 STATE_OUTPUTS = ("manifests", "build")
-_ROLE_DEFAULTS = REPO_ROOT / "roles" / "edgeferry_stamp" / "defaults" / "main.yml"
 
 
 def stamp_path() -> str:
     """Where hosts keep the stamp (the edgeferry_stamp role's default, one definition)."""
-    doc = yaml.safe_load(_ROLE_DEFAULTS.read_text()) or {}
+    defaults = resources.roles_dir() / "edgeferry_stamp" / "defaults" / "main.yml"
+    doc = yaml.safe_load(defaults.read_text()) or {}
     return str(doc["edgeferry_stamp_path"])
 
 
-def _project_files(root: Path) -> list[Path]:
+def _project_files(root: Path, git: bool = True) -> list[Path]:
     try:
+        if not git:
+            raise OSError("an installed package: walk its folders")
         out = subprocess.run(
             ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
              "--exclude-standard", "--", *PROJECT_PATHS],
@@ -68,7 +72,8 @@ def _project_files(root: Path) -> list[Path]:
         for rel in PROJECT_PATHS:
             base = root / rel
             found += [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()
-                                                    and "__pycache__" not in p.parts]
+                                                    and "__pycache__" not in p.parts
+                                                    and p.suffix != ".pyc"]
         return sorted(found)
 
 
@@ -88,13 +93,21 @@ def _ansible_version() -> str:
         return "unknown"
 
 
-def inputs_digest(inventory: Path, root: Path = REPO_ROOT) -> str:
-    """SHA-256 over the deploy's inputs (module docstring), as hex."""
+def inputs_digest(inventory: Path, root: Path | None = None) -> str:
+    """SHA-256 over the deploy's inputs (module docstring), as hex.
+
+    `root` (tests) is both the project and the workspace; by default the project is the
+    checkout or the installed package (edgeferry/resources.py), the state the workspace's."""
     inventory = Path(inventory)
     name = inventory_name(inventory)
     inv_folder = inventory if inventory.is_dir() else inventory.parent
+    if root is None:
+        project, git = resources.code_root(), resources.checkout() is not None
+        root = workspace()
+    else:
+        project, git = root, True
     groups = [
-        ("project", root, _project_files(root)),
+        ("project", project, _project_files(project, git)),
         ("inventory", inv_folder, _tree(inv_folder)),
         ("pki", root / ".edgeferry" / "pki" / name, _tree(root / ".edgeferry" / "pki" / name)),
         ("state", root / ".edgeferry" / "state" / name,

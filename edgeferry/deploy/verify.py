@@ -7,12 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgeferry.deploy.runner import REPO_ROOT, new_run_dir
+from edgeferry import resources
+from edgeferry.deploy.runner import new_run_dir
+from edgeferry.errors import EnvironmentProblem
 
-INFRA_TESTS = REPO_ROOT / "tests" / "infra"
+#: the testinfra host suite: a checkout's (an installed wheel does not ship the tests)
+INFRA_TESTS = resources.host_tests_dir()
 
 def pytest_command(inventory: Path, junit: Path, extra: list[str] | None = None) -> list[str]:
     """The pytest command line that checks every host of `inventory` over SSH."""
+    if INFRA_TESTS is None:
+        raise EnvironmentProblem("the host verification suite (tests/infra) comes with a "
+                                 "checkout of edgeferry, not with the installed wheel")
     return [
         sys.executable, "-m", "pytest", str(INFRA_TESTS),
         "--hosts=ansible://all",
@@ -28,10 +34,11 @@ def run_infra_tests(inventory: Path, extra: list[str] | None = None) -> tuple[in
     run_dir = new_run_dir(inventory, "verify-testinfra")
     cmd = pytest_command(inventory, run_dir / "junit.xml", extra)
     env_cfg = {
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_CONFIG": str(resources.ansible_cfg()),
         # testinfra calls ansible-inventory: use the one installed next to this interpreter
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }
 
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, **env_cfg}, check=False)
+    proc = subprocess.run(cmd, cwd=resources.shipped_root(), env={**os.environ, **env_cfg},
+                          check=False)
     return proc.returncode, run_dir

@@ -59,10 +59,11 @@ from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
 from agents.workloads.nms.tls import ClientTls
 from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
-from edgeferry.deploy.runner import REPO_ROOT, inventory_name
+from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
 from edgeferry.hosts import run as ssh_run
+from edgeferry.workspace import state_root
 
 #: What one service asks of its host (RAS allocation; moves with the service).
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
@@ -95,7 +96,7 @@ class Deployed:
 
     @classmethod
     def read(cls, inventory: Path, smf_host: str, edges: list[str],
-             root: Path = REPO_ROOT) -> Deployed:
+             root: Path | None = None) -> Deployed:
         """From the manifests of the SMF's host and of the edges (ManifestError when one is
         missing or lacks what is needed)."""
         smf = load_manifest(inventory, smf_host, root)
@@ -148,12 +149,12 @@ class Ecosystem:
     @property
     def state_dir(self) -> Path:
         """The controller's state of this inventory, where the role also puts the manifests."""
-        return REPO_ROOT / ".edgeferry" / "state" / inventory_name(self.inventory)
+        return state_root() / "state" / inventory_name(self.inventory)
 
     @property
     def key_dir(self) -> Path:
         """The ecosystem keys the role made on the controller for this inventory."""
-        return REPO_ROOT / ".edgeferry" / "pki" / inventory_name(self.inventory) / "ecosystem"
+        return state_root() / "pki" / inventory_name(self.inventory) / "ecosystem"
 
     def channel(self, address: str) -> grpc.Channel:
         if address not in self._channels:

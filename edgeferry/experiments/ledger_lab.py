@@ -40,7 +40,6 @@ from typing import Any
 import yaml
 
 from edgeferry.deploy.manifest import load_manifest
-from edgeferry.deploy.runner import REPO_ROOT
 from edgeferry.errors import OperationFailed
 from edgeferry.hosts import run
 from edgeferry.stats import median
@@ -189,7 +188,8 @@ class LabLedger:
     probes: list[ProbeSession] = field(default_factory=list)
     networks: dict[int, LabNetwork] = field(default_factory=dict)
     veths: dict[str, str] = field(default_factory=dict)
-    manifest_root: Path = REPO_ROOT  # where the deployment manifests are (load_manifest's root)
+    manifest_root: Path | None = None  # where the manifests are (load_manifest's root; None:
+    # the workspace)
     pythons: dict[str, str] = field(default_factory=dict)  # host -> its agents' python (setup)
 
     # -- hosts --------------------------------------------------------------------------

@@ -92,10 +92,15 @@ def lab_facts(state: Any) -> dict[str, Any] | None:
     }
 
 
-def collect(repo: Path, *, lab_state: Any = None, argv: list[str] | None = None) -> dict[str, Any]:
+def collect(repo: Path | None, *, lab_state: Any = None,
+            argv: list[str] | None = None) -> dict[str, Any]:
+    """What a run's results were made with; `repo` None: edgeferry runs from an installed wheel
+    (no git revision; the package's location instead)."""
     return {
         "edgeferry_version": __version__,
-        "git": git_revision(repo),
+        "git": git_revision(repo) if repo is not None else {
+            "revision": None, "dirty": None,
+            "installed": str(Path(__file__).resolve().parents[1])},
         "host": host_facts(),
         "lab": lab_facts(lab_state),
         "packages": package_versions(),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgeferry import resources
 from edgeferry.deploy.manifest import manifest_path
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments import logs, provenance, registry
@@ -77,7 +78,7 @@ class RunOptions:
     skip_deploy: bool = False
     skip_verify: bool = False
     reports_root: Path | None = None
-    repo: Path | None = None  # for the git revision (default: the workspace)
+    repo: Path | None = None  # for the git revision (default: the checkout, if any)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
             "parts": {p.name: {"scenario": p.scenario, "enabled": p.enabled, "note": p.note,
                                "metrics": registry.spec_of(p.scenario).metrics}
                       for p in experiment.parts},
-            "provenance": provenance.collect(options.repo or Path(__file__).resolve().parents[2]),
+            "provenance": provenance.collect(options.repo or resources.checkout()),
         })
     failed = run = 0
     try:

@@ -121,7 +121,8 @@ class DefaultSteps:
                 connect.close_all()  # type: ignore[attr-defined]
         from edgeferry.deploy.verify import INFRA_TESTS, run_infra_tests
 
-        if target.inventory is not None and INFRA_TESTS.is_dir() and _agents(experiment):
+        if target.inventory is not None and INFRA_TESTS is not None and INFRA_TESTS.is_dir() \
+                and _agents(experiment):
             # The same suite and command line as `edgeferry verify` (this interpreter's pytest).
             log(f"running the host verification suite (tests/infra) on {target.inventory}")
             rc, run_dir = run_infra_tests(target.inventory)
@@ -131,5 +132,6 @@ class DefaultSteps:
                                       f"see {run_dir / 'junit.xml'}")
         else:
             checks["testinfra"] = "not run: no deployed agents to verify" if not \
-                _agents(experiment) else "not run: tests/infra is not there yet"
+                _agents(experiment) else ("not run: tests/infra comes with a checkout, not with "
+                                          "the installed wheel")
         return checks

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.deploy.runner import run_playbook
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EDGEFERRY = [sys.executable, "-m", "edgeferry.cli.main"]
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.deploy.runner import run_playbook
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EXAMPLE = REPO_ROOT / "inventory" / "example-hardware"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from edgeferry.deploy.revocation import load_revocations, pki_dir
-from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.deploy.runner import run_playbook
 from edgeferry.hosts import connection_factory, hosts_from_inventory, run
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EDGEFERRY = [sys.executable, "-m", "edgeferry.cli.main"]
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]

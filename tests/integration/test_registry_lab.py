@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT, run_playbook
+from edgeferry.deploy.runner import run_playbook
 from edgeferry.hosts import connection_factory, hosts_from_inventory, run
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()

@@ -8,6 +8,11 @@ it contains (packages `agents/<name>/` with a `__main__.py`). The answer (also w
 <out>/build.json) names the commit it started from, whether the packaged files differ from it
 (`dirty`) and `tree_sha256`, a digest of every packaged file's path and bytes.
 
+`wheel --installed`: no checkout (edgeferry installed from its wheel, or used as a collection):
+repack the controller's installed edgeferry distribution into a wheel from the files its RECORD
+lists, each checked against the RECORD's hash (`dirty` when one differs or is missing), with the
+same fixed timestamps, so an unchanged installation gives the same bytes on every deploy.
+
 `wheelhouse`: download binary wheels of the agents' runtime requirements for one target
 platform (CPU architecture, CPython version, glibc version) so hosts install offline.
 
@@ -17,6 +22,7 @@ Both print one JSON object on stdout; "changed" says whether anything on disk ch
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import json
@@ -182,6 +188,120 @@ def build_wheel(source: Path, out: Path, python: str, ref: str = "") -> dict:
     return result
 
 
+#: files an installer adds to the dist-info folder: not part of the wheel it installed
+_INSTALLER_FILES = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def installed_files(dist_name: str = "edgeferry") -> tuple[metadata.Distribution, dict[str, bytes],
+                                                            list[str]]:
+    """The installed distribution, {path in the wheel: bytes} of its files (no scripts, no
+    byte code, no installer records) and the paths whose bytes differ from (or are missing
+    against) the hashes its RECORD lists."""
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise SystemExit(f"{dist_name} is not installed for {sys.executable}: nothing to "
+                         "repack (set edgeferry_agent_source_dir to a checkout)") from None
+    files: dict[str, bytes] = {}
+    changed: list[str] = []
+    # the wheel's top-level packages (setuptools' top_level.txt), else the packages we ship
+    tops = set((dist.read_text("top_level.txt") or "").split()) or PACKAGE_DIRS
+    for entry in dist.files or []:
+        rel = entry.as_posix()
+        parts = entry.parts
+        if not (parts[0] in tops or parts[0].endswith(".dist-info")) or "__pycache__" in parts \
+                or rel.endswith(".pyc"):
+            continue  # console scripts (pip makes them from entry_points.txt), byte code
+        if parts[0].endswith(".dist-info") and parts[-1] in _INSTALLER_FILES:
+            continue
+        path = Path(str(dist.locate_file(entry)))
+        try:
+            data = path.read_bytes()
+        except OSError:
+            changed.append(rel)
+            continue
+        if entry.hash is None or entry.hash.mode != "sha256" or \
+                _record_hash(data) != f"sha256={entry.hash.value}":
+            changed.append(rel)
+        files[rel] = data
+    if not any(name.startswith("agents/") for name in files):
+        raise SystemExit(f"the installed {dist_name} holds no agents package (an editable "
+                         "install?): set edgeferry_agent_source_dir to its checkout")
+    return dist, files, sorted(changed)
+
+
+def write_wheel(target: Path, files: dict[str, bytes], info_dir: str) -> None:
+    """A wheel of `files` with a fresh RECORD, fixed timestamps and sorted entries."""
+    epoch = (1980, 1, 1, 0, 0, 0)
+    partial = target.with_name(target.name + ".partial")
+    record = [f"{name},{_record_hash(data)},{len(data)}" for name, data in sorted(files.items())]
+    record.append(f"{info_dir}/RECORD,,")
+    entries = {**files, f"{info_dir}/RECORD": ("\n".join(record) + "\n").encode()}
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(entries, key=lambda n: (n.startswith(info_dir), n)):
+            info = zipfile.ZipInfo(name, date_time=epoch)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, entries[name])
+    partial.replace(target)
+
+
+def repack_installed(out: Path, dist_name: str = "edgeferry") -> dict:
+    """Ship the controller's installed distribution: its files, repacked into a wheel."""
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dist, files, changed_files = installed_files(dist_name)
+    infos = sorted({n.split("/", 1)[0] for n in files if n.split("/", 1)[0].endswith(".dist-info")})
+    if len(infos) != 1:
+        raise SystemExit(f"expected one .dist-info folder in {dist_name}, found {infos}")
+    name = dist.metadata["Name"].replace("-", "_")
+    version = dist.version
+    tags = [line.split(":", 1)[1].strip() for line in files[f"{infos[0]}/WHEEL"].decode()
+            .splitlines() if line.startswith("Tag:")]
+    wheel_name = f"{name}-{version}-{tags[0] if tags else 'py3-none-any'}.whl"
+    digest = hashlib.sha256()
+    for rel, data in sorted(files.items()):
+        digest.update(f"{rel}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+    with tempfile.TemporaryDirectory(prefix="edgeferry-repack-") as tmp:
+        new = Path(tmp, wheel_name)
+        write_wheel(new, files, infos[0])
+        target = out / wheel_name
+        changed = not target.exists() or sha256_of(target) != sha256_of(new)
+        if changed:
+            shutil.copyfile(new, target)
+    for stale in out.glob("edgeferry-*.whl"):
+        if stale.name != wheel_name:
+            stale.unlink()
+            changed = True
+    direct = dist.read_text("direct_url.json")
+    origin = json.loads(direct) if direct else {}
+    installed_from = (origin.get("archive_info") or {}).get("hashes", {}).get("sha256")
+    commit = (origin.get("vcs_info") or {}).get("commit_id")
+    wheel_sha256 = sha256_of(target)
+    state = f"{len(changed_files)} files changed since install" if changed_files else "intact"
+    label = (f"installed {dist_name} {version} ({state}; repacked wheel sha256 {wheel_sha256}"
+             + (f"; installed from an archive with sha256 {installed_from}" if installed_from
+                else "") + ")")
+    result = {
+        "changed": changed,
+        "source": label,
+        "commit": commit,
+        "dirty": bool(changed_files),
+        "changed_files": changed_files[:50],
+        "tree_sha256": digest.hexdigest(),
+        "wheel": str(target),
+        "wheel_name": wheel_name,
+        "sha256": wheel_sha256,
+        "agent_modules": agent_modules(target),
+        "installed_at": str(dist.locate_file("")),
+    }
+    (out / "build.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
 def platform_tags(arch: str, glibc: str) -> list[str]:
     """manylinux tags a host with this glibc accepts, newest first (pip does not expand them)."""
     major, minor = (int(x) for x in glibc.split(".")[:2])
@@ -252,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     wheel = sub.add_parser("wheel", help="build the project's wheel")
-    wheel.add_argument("--source", type=Path, required=True)
+    wheel.add_argument("--source", type=Path, default=None,
+                       help="the checkout to build (or --installed)")
+    wheel.add_argument("--installed", action="store_true",
+                       help="repack the installed edgeferry distribution (no checkout)")
     wheel.add_argument("--out", type=Path, required=True)
     wheel.add_argument("--ref", default="",
                        help='git commit to build (e.g. HEAD); "" (default) builds the working '
@@ -266,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="pin requirements to the versions installed on the controller")
     house.add_argument("requirements", nargs="+")
     args = parser.parse_args(argv)
-    if args.command == "wheel":
+    if args.command == "wheel" and args.installed:
+        result = repack_installed(args.out)
+    elif args.command == "wheel":
+        if args.source is None:
+            parser.error("wheel needs --source CHECKOUT or --installed")
         result = build_wheel(args.source.resolve(), args.out, sys.executable, args.ref)
     else:
         reqs = pin_to_controller(args.requirements) if args.pin else args.requirements

@@ -30,7 +30,8 @@ from edgeferry.deploy.manifest import (
     manifest_path,
     parse_manifest,
 )
-from edgeferry.deploy.runner import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 FIXTURES = Path(__file__).parent / "manifests"
 EXAMPLE = REPO_ROOT / "inventory" / "example-hardware"

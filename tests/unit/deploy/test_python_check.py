@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from edgeferry.deploy.runner import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 EXAMPLE = REPO_ROOT / "inventory" / "example-hardware"
