@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from edgeferry import resources
 from edgeferry.cli.output import echo_json, json_option
 from edgeferry.experiments.progress import RichProgress
 from edgeferry.experiments.runner import RunOptions, run_experiment
@@ -16,6 +17,18 @@ from edgeferry.experiments.steps import DefaultSteps
 from edgeferry.reports.render import write_report
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def shipped_definition(path: Path) -> Path:
+    """`path` itself when it exists; else the definition edgeferry ships under that relative path
+    (`experiments/quick.yaml` or `quick.yaml` from any folder, also from an installed wheel)."""
+    if path.exists() or path.is_absolute():
+        return path
+    shipped = resources.shipped_root()
+    for candidate in (shipped / path, resources.experiments_dir() / path):
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 @click.command()
@@ -36,10 +49,12 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, force_deploy: bool,
         skip_verify: bool, check: bool, reports_dir: Path | None, as_json: bool) -> None:
     """Run every trial of EXPERIMENT (a YAML definition) and write report.md/report.html.
+    A relative path that does not exist names a shipped definition (e.g. experiments/quick.yaml).
     With --json the progress goes to stderr and stdout gets the outcome as JSON."""
     from edgeferry.experiments.matrix import expand
     from edgeferry.experiments.runner import resolve_scenarios
 
+    experiment = shipped_definition(experiment)
     exp = load_experiment(experiment)
     if check:
         resolve_scenarios(exp)

@@ -10,6 +10,8 @@ import pytest
 from edgeferry.deploy import runner as R
 from edgeferry.errors import ConfigError
 
+REPO = Path(__file__).resolve().parents[3]
+
 STATS = {
     "ok": {"control": 10, "edge1": 8},
     "changed": {"control": 2},
@@ -63,7 +65,9 @@ def test_describe_failure_ignores_ignored_errors_and_ok_events():
     assert R.describe_failure(loop) == "h: Check: failed: bad a"
 
 
-def test_run_playbook_owns_runner_arguments_and_reads_results(tmp_path: Path):
+def test_run_playbook_owns_runner_arguments_and_reads_results(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("EDGEFERRY_HOME", str(tmp_path / "home"))
     events = [
         {"event": "playbook_on_play_start", "event_data": {"play": "Prepare the hosts"}},
         {"event": "runner_on_ok", "event_data": {"host": "control", "res": {"changed": True}}},
@@ -82,7 +86,10 @@ def test_run_playbook_owns_runner_arguments_and_reads_results(tmp_path: Path):
     assert calls["inventory"] == str(inv)
     assert calls["private_data_dir"] == str(tmp_path / "run")
     assert calls["cmdline"] == "--tags pki,agents --check"
-    assert calls["envvars"]["ANSIBLE_CONFIG"].endswith("ansible.cfg")
+    assert calls["envvars"]["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+    assert calls["envvars"]["ANSIBLE_ROLES_PATH"] == str(REPO / "roles")
+    # the controller's state goes to the workspace (the roles read it), not next to the roles
+    assert calls["envvars"]["EDGEFERRY_CONTROLLER_DIR"] == str(tmp_path / "home" / ".edgeferry")
     assert calls["quiet"] is True
     assert not result.ok and result.rc == 2 and result.status == "failed"
     assert result.failures == ["edge1: Install: failed: boom"]
