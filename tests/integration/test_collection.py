@@ -93,3 +93,37 @@ def test_requirements_list_every_collection_the_roles_use() -> None:
         (REPO / "collections/requirements.yml").read_text())["collections"]}
     deps = set(yaml.safe_load((REPO / "galaxy.yml").read_text())["dependencies"])
     assert used == listed == deps
+
+
+def test_the_collection_keeps_controller_state_out_of_the_collection(
+        collection: tuple[Path, Path], tmp_path: Path) -> None:
+    """The installed edgeferry role's edgeferry_controller_dir, evaluated by ansible in a play
+    outside the checkout: EDGEFERRY_CONTROLLER_DIR, else EDGEFERRY_HOME, else the playbook's
+    project (never the installed collection). (Its defaults are read as variables: the role's
+    argument spec needs a full inventory.)"""
+    _, installed = collection
+    defaults = installed / "ansible_collections/edgeferry/edgeferry/roles/edgeferry/defaults"
+    play = [{"name": "Where the controller state goes", "hosts": "localhost",
+             "connection": "local", "gather_facts": False,
+             "tasks": [{"name": "Read the role's defaults", "ansible.builtin.include_vars": {
+                           "file": str(defaults / "main.yml")}},
+                       {"name": "Show it", "ansible.builtin.debug": {
+                           "msg": "DIR={{ edgeferry_controller_dir }}"}}]}]
+    (tmp_path / "project" / "playbooks").mkdir(parents=True)
+    book = tmp_path / "project" / "playbooks" / "where.yml"
+    book.write_text(yaml.safe_dump(play))
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("ANSIBLE_", "EDGEFERRY_"))}
+    base.update(ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_NOCOLOR="1",
+                ANSIBLE_ROLES_PATH=str(tmp_path / "none"))
+
+    def where(**env: str) -> str:
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(book)],
+                              cwd=tmp_path, env={**base, **env}, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return re.findall(r"DIR=(\S+?)\"?$", proc.stdout, re.M)[0]
+
+    assert where(EDGEFERRY_CONTROLLER_DIR="/srv/ef") == "/srv/ef"
+    assert where(EDGEFERRY_HOME="/srv/home") == "/srv/home/.edgeferry"
+    assert where() == str(tmp_path / "project" / ".edgeferry")

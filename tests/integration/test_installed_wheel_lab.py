@@ -56,16 +56,18 @@ def test_the_installed_wheel_deploys_and_runs_outside_the_checkout(tmp_path: Pat
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
     work.mkdir()
     assert REPO not in tmp_path.parents
-    step("build wheel", [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
-                         "--no-build-isolation", "-q", "-w", str(dist)], tmp_path)
-    (wheel,) = sorted(dist.glob("edgeferry-*.whl"))
-    step("create venv", [sys.executable, "-m", "venv", str(venv)], tmp_path)
-    step("pip install wheel", [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                               str(wheel)], tmp_path)
+    # nothing of the checkout's environment: no PYTHONPATH (pip would take the checkout's
+    # egg-info for an installed edgeferry), no workspace, no Ansible settings
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "EDGEFERRY_HOME", "VIRTUAL_ENV") and
            not k.startswith("ANSIBLE_")}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", COLUMNS="200")
+    step("build wheel", [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+                         "--no-build-isolation", "-q", "-w", str(dist)], tmp_path)
+    (wheel,) = sorted(dist.glob("edgeferry-*.whl"))
+    step("create venv", [sys.executable, "-m", "venv", str(venv)], tmp_path, env)
+    step("pip install wheel", [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                               str(wheel)], tmp_path, env)
     edgeferry = str(venv / "bin" / "edgeferry")
     where = step("locate", [str(venv / "bin" / "python"), "-c",
                             "import edgeferry, agents; print(edgeferry.__file__); "
