@@ -101,6 +101,7 @@ def test_the_installed_wheel_deploys_and_runs_outside_the_checkout(tmp_path: Pat
         manifest: dict[str, Any] = json.loads((state / "manifests" / "control.json").read_text())
         assert manifest["source"].startswith("installed edgeferry ")
         assert "intact" in manifest["source"] and manifest["build"]["dirty"] is False
+        assert f"installed from an archive with sha256 {_sha256(wheel)}" in manifest["source"]
         shipped = state / "build" / "wheel" / manifest["wheel"]
         assert _sha256(shipped) == manifest["wheel_sha256"]
         with zipfile.ZipFile(wheel) as a, zipfile.ZipFile(shipped) as b:

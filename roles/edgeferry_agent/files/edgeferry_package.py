@@ -133,7 +133,7 @@ def head_and_dirty(source: Path) -> tuple[str | None, bool | None]:
     head = git("rev-parse", "--verify", "HEAD^{commit}")
     if head.returncode != 0:
         return None, None
-    paths = [*sorted(PACKAGE_DIRS), "pyproject.toml"]
+    paths = [*sorted(PACKAGE_DIRS), "pyproject.toml", "setup.py"]
     status = git("status", "--porcelain", "--untracked-files=normal", "--", *paths)
     return head.stdout.strip(), bool(status.stdout.strip())
 

@@ -8,6 +8,7 @@ the wheel pip built, never from the code under test.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -107,6 +108,9 @@ def test_the_hosts_wheel_is_the_installed_distribution_repacked(
     assert built["dirty"] is False and built["changed"] is True
     assert built["source"].startswith("installed edgeferry 0.1.0 (intact; repacked wheel sha256 ")
     assert built["sha256"] in built["source"]
+    # pip recorded the archive it installed from (direct_url.json): the wheel pip built
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert f"installed from an archive with sha256 {digest}" in built["source"]
     assert "agents.smf" in built["agent_modules"]
     # the same files with the same bytes as the wheel pip built (only RECORD is written anew)
     with zipfile.ZipFile(wheel) as a, zipfile.ZipFile(built["wheel"]) as b:
