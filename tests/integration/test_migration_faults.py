@@ -2,12 +2,14 @@
 
 The lab of migration_lab.py (real agents over mTLS, node agents and the SMF as processes, local
 engine, TLS registry with auth). A first clean migration tells which phases the SMF's plan runs
-(in whatever order it has) and how long each took. Then a seeded schedule (``fault_checker.
-schedule``; the seed is printed, ``EDGEFERRY_FAULT_SEED`` overrides it, ``EDGEFERRY_FAULTS`` sets
-the number, 30 by default) injects one fault per migration at a random point inside a random
-phase: SIGKILL of the source's or the destination's node agent, of the image registry or of the
-SMF (restarted on its port with its SQLite state), or a cut link (iptables DROP of the traffic to
-the source's, the destination's or the registry's port for 0.5-2.5 s, restored in a finally).
+(in whatever order it has) and how long each took; phases under MIN_PHASE_S there are too
+short to aim a fault at from outside the SMF and are printed as such. Then a seeded schedule
+(``fault_checker.schedule``; the seed is printed, ``EDGEFERRY_FAULT_SEED`` overrides it,
+``EDGEFERRY_FAULTS`` sets the number, 30 by default) injects one fault per migration at a
+random point inside a random phase: SIGKILL of the source's or the destination's node agent,
+of the image registry or of the SMF (restarted on its port with its SQLite state), or a cut
+link (iptables DROP of the traffic to the source's, the destination's or the registry's port
+for 0.5-2.5 s, restored in a finally).
 
 Each fault's instant is compared with the SMF's own ``phase_started`` / ``phase_ended`` log
 events (host clock): one that did not fall inside its phase is "missed" and printed, and more
@@ -198,6 +200,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
         retries_needed = completed = not_completed = 0
         completed += 1
         for i, fault in enumerate(faults):
+            t_fault = time.monotonic()
             source = _location(lab)
             destination = "edge-b" if source == "edge-a" else "edge-a"
             write(2)
@@ -233,7 +236,8 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
                   f"{'landed' if ok else 'MISSED' if injector.at else 'NOT FIRED'}"
                   f"{f' at +{injector.at - injector.since:.2f}s' if injector.at else ''} | "
                   f"{outcome} | retries {attempts} | "
-                  f"{'completed' if done else 'NOT COMPLETED'}")
+                  f"{'completed' if done else 'NOT COMPLETED'} | "
+                  f"{time.monotonic() - t_fault:.1f} s")
     finally:
         sampler.stop()
     location = _location(lab)
