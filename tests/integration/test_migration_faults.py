@@ -26,7 +26,7 @@ migration not completed fails the test.
 CI size: 30 faults (this file's default). Nightly (200 faults):
 
     EDGEFERRY_FAULTS=200 PYTHONPATH=$PWD python -m pytest \\
-        tests/integration/test_migration_faults.py -q -s -p no:cacheprovider --timeout 7200
+        tests/integration/test_migration_faults.py -q -s -p no:cacheprovider
 
 What one engine does not prove: partitions between real hosts (a killed agent's containers keep
 running here exactly as on a real host, which is the case that matters).
@@ -49,9 +49,8 @@ import pytest
 from tests.integration.fault_checker import Fault, Sampler, check, landed, phase_spans, schedule
 from tests.integration.migration_lab import WORKLOAD, MigrationLab, migration_lab, phase_table
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(7200)]
-
 FAULTS = int(os.environ.get("EDGEFERRY_FAULTS", "30"))
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * FAULTS))]
 MAX_MISSED = 0.10      # at most this fraction of faults may miss their phase
 MAX_RETRIES = 5        # Migrate Service retries after one fault
 MIN_PHASE_S = 0.02     # phases shorter than this in the clean run are too short to aim at
