@@ -63,6 +63,7 @@ class Span:
     phase: str
     started: float
     ended: float | None
+    outcome: str = ""
 
 
 def phase_spans(lines: Iterable[str]) -> list[Span]:
@@ -82,7 +83,7 @@ def phase_spans(lines: Iterable[str]) -> list[Span]:
                 spans.append(Span(*key, open_.pop(key), None))
             open_[key] = float(doc["at"])
         elif doc.get("event") == "phase_ended" and key in open_:
-            spans.append(Span(*key, open_.pop(key), float(doc["at"])))
+            spans.append(Span(*key, open_.pop(key), float(doc["at"]), str(doc.get("outcome"))))
     spans.extend(Span(*key, start, None) for key, start in open_.items())
     return spans
 

@@ -46,7 +46,16 @@ import docker
 import grpc
 import pytest
 
-from tests.integration.fault_checker import Fault, Sampler, check, landed, phase_spans, schedule
+from edgeferry.stats import median
+from tests.integration.fault_checker import (
+    Fault,
+    Sampler,
+    Span,
+    check,
+    landed,
+    phase_spans,
+    schedule,
+)
 from tests.integration.migration_lab import WORKLOAD, MigrationLab, migration_lab, phase_table
 
 FAULTS = int(os.environ.get("EDGEFERRY_FAULTS", "30"))
@@ -99,19 +108,22 @@ class Injector:
     def _run(self) -> None:
         if not self._wait_phase():
             return
-        time.sleep(self.delay)
+        if self.done.wait(self.delay):
+            return  # the migration returned first: not fired (counted as missed)
         lab, kind = self.lab, self.fault.kind
         if kind.startswith("kill"):
             if kind == "kill_registry":
-                lab.registry.process.kill()
+                proc = lab.registry.process
             elif kind == "kill_smf":
                 assert lab.smf_proc is not None and lab.smf_proc.proc is not None
-                lab.smf_proc.proc.kill()
+                proc = lab.smf_proc.proc
             else:
                 node = lab.nodes[self.source if kind == "kill_source" else self.destination]
                 assert node.proc is not None
-                node.proc.kill()
+                proc = node.proc
+            proc.kill()
             self.at = time.time()
+            proc.wait()  # SIGKILL is asynchronous: finish() must see it dead to restart it
             return
         port = {"cut_source": lab.nodes[self.source].port,
                 "cut_destination": lab.nodes[self.destination].port,
@@ -143,12 +155,14 @@ class Injector:
                 node.proc.wait()  # type: ignore[union-attr]
                 node.start()
 
-    def landed(self) -> bool:
-        if self.at is None:
-            return False
+    def spans(self) -> list[Span]:
+        """The SMF's phase spans since this fault's migration was asked for."""
         assert self.lab.smf_proc is not None
         lines = self.lab.smf_proc.log_path.read_text(errors="replace").splitlines()
-        return landed(self.at, self.fault.phase, phase_spans(lines), self.since)
+        return [s for s in phase_spans(lines) if s.started >= self.since]
+
+    def landed(self, spans: list[Span]) -> bool:
+        return self.at is not None and landed(self.at, self.fault.phase, spans, self.since)
 
 
 def _location(lab: MigrationLab) -> str:
@@ -195,6 +209,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
         print(f"phases aimed at: {targets}; too short to aim at (< {MIN_PHASE_S * 1000:.0f} ms):"
               f" {[p for p in durations if p not in targets]}")
         faults = schedule(seed, FAULTS, targets)
+        observed = {p: [durations[p]] for p in targets}
         landings: list[bool] = []
         retries_needed = completed = not_completed = 0
         completed += 1
@@ -203,7 +218,10 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
             source = _location(lab)
             destination = "edge-b" if source == "edge-a" else "edge-a"
             write(2)
-            injector = Injector(lab, fault, source, destination, durations[fault.phase])
+            # aim with the median of the phase's recent fault-free durations (the clean run's
+            # first; every completed phase in the SMF's log adds one)
+            aim = median(observed[fault.phase][-9:])
+            injector = Injector(lab, fault, source, destination, aim)
             try:
                 first = lab.migrate(destination)
                 outcome = ("migrated" if first.migrated
@@ -212,7 +230,8 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
                 first, outcome = None, f"call failed: {type(err).__name__}"
             finally:
                 injector.finish()
-            ok = injector.landed()
+            spans = injector.spans()
+            ok = injector.landed(spans)
             landings.append(ok)
             attempts = 0
             done = first is not None and first.migrated
@@ -230,6 +249,9 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
                     print(f"  retry call failed: {err.code()}: {str(err.details())[:100]}")
                     time.sleep(1.0)
                     done = _location(lab) == destination
+            for span in injector.spans():
+                if span.outcome == "ok" and span.ended is not None and span.phase in observed:
+                    observed[span.phase].append(span.ended - span.started)
             if done:
                 completed += 1
                 retries_needed += 1 if attempts else 0
@@ -239,7 +261,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
                   f"{'landed' if ok else 'MISSED' if injector.at else 'NOT FIRED'}"
                   f"{f' at +{injector.at - injector.since:.2f}s' if injector.at else ''} | "
                   f"{outcome} | retries {attempts} | "
-                  f"{'completed' if done else 'NOT COMPLETED'} | "
+                  f"{'completed' if done else 'NOT COMPLETED'} | aim {aim * 1000:.0f} ms | "
                   f"{time.monotonic() - t_fault:.1f} s")
     finally:
         sampler.stop()

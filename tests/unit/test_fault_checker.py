@@ -89,13 +89,14 @@ def test_too_many_missed_faults_fail_a_few_do_not() -> None:
 
 def _line(event: str, phase: str, at: float, migration: str = "m1") -> str:
     return json.dumps({"ts": "x", "event": event, "migration": migration, "phase": phase,
-                       "at": at})
+                       "at": at, "outcome": "ok"})
 
 
 def test_landing_is_inside_the_logged_span_only() -> None:
     lines = [_line("phase_started", "stop", 10.0), "not json", '{"event": "serving"}',
              _line("phase_ended", "stop", 10.5), _line("phase_started", "push", 10.6)]
     spans = phase_spans(lines)
+    assert [(s.phase, s.outcome) for s in spans] == [("stop", "ok"), ("push", "")]
     assert landed(10.2, "stop", spans, since=9.0)
     assert not landed(10.55, "stop", spans, since=9.0)   # after the end: missed
     assert not landed(9.9, "stop", spans, since=9.0)     # before the start
