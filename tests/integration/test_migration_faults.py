@@ -4,12 +4,13 @@ The lab of migration_lab.py (real agents over mTLS, node agents and the SMF as p
 engine, TLS registry with auth). A first clean migration tells which phases the SMF's plan runs
 (in whatever order it has) and how long each took; phases under MIN_PHASE_S there are too
 short to aim a fault at from outside the SMF and are printed as such. Then a seeded schedule
-(``fault_checker.schedule``; the seed is printed, ``EDGEFERRY_FAULT_SEED`` overrides it,
-``EDGEFERRY_FAULTS`` sets the number, 30 by default) injects one fault per migration at a
-random point inside a random phase: SIGKILL of the source's or the destination's node agent,
-of the image registry or of the SMF (restarted on its port with its SQLite state), or a cut
-link (iptables DROP of the traffic to the source's, the destination's or the registry's port
-for 0.5-2.5 s, restored in a finally).
+(``fault_checker.schedule``; the seed is printed, ``EDGEFERRY_FAULT_SEED`` overrides it and
+reproduces the schedule over the same aimed-at phases, ``EDGEFERRY_FAULTS`` sets the number, 30
+by default) injects one fault per migration at a random point inside a random phase: SIGKILL of
+the source's or the destination's node agent, of the image registry or of the SMF (restarted on
+its port with its SQLite state), or a cut link (iptables DROP of the traffic to the source's,
+the destination's or the registry's port for 0.5-2.5 s, restored in a finally). The point is
+aimed with the median of the phase's recent durations in the SMF's log.
 
 Each fault's instant is compared with the SMF's own ``phase_started`` / ``phase_ended`` log
 events (host clock): one that did not fall inside its phase is "missed" and printed, and more
@@ -63,7 +64,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * FAULTS))]
 MAX_MISSED = 0.10      # at most this fraction of faults may miss their phase
 MAX_RETRIES = 5        # Migrate Service retries after one fault
 MIN_PHASE_S = 0.02     # phases shorter than this in the clean run are too short to aim at
-AIM = 0.8              # a fault fires at fraction * AIM of the phase's clean duration
+AIM = 0.8              # a fault fires at fraction * AIM of the phase's median recent duration
 
 
 @pytest.fixture
