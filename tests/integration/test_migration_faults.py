@@ -24,6 +24,9 @@ listed the engine's copies every 100 ms for the whole run in which two copies ra
 that the SMF's location names the host whose copy runs. Any lost block, double-running sample or
 migration not completed fails the test.
 
+The schedule follows the phases of the order the SMF runs (``EDGEFERRY_FAULT_ORDER=paper`` runs
+the paper's order instead of the default diff-first one).
+
 CI size: 30 faults (this file's default). Nightly (200 faults):
 
     EDGEFERRY_FAULTS=200 PYTHONPATH=$PWD python -m pytest \\
@@ -60,6 +63,7 @@ from tests.integration.fault_checker import (
 from tests.integration.migration_lab import WORKLOAD, MigrationLab, migration_lab, phase_table
 
 FAULTS = int(os.environ.get("EDGEFERRY_FAULTS", "30"))
+ORDER = os.environ.get("EDGEFERRY_FAULT_ORDER", "")  # "" (the SMF's default, diff) or "paper"
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * FAULTS))]
 MAX_MISSED = 0.10      # at most this fraction of faults may miss their phase
 MAX_RETRIES = 5        # Migrate Service retries after one fault
@@ -180,7 +184,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
     started = time.monotonic()
     seed = int(os.environ.get("EDGEFERRY_FAULT_SEED") or secrets.randbits(32))
     print(f"\nfault seed {seed} (EDGEFERRY_FAULT_SEED={seed} reruns this schedule), "
-          f"faults {FAULTS}")
+          f"faults {FAULTS}, order {ORDER or 'default'}")
     lab.push_base_image()  # base layers in the registry once, as on a provisioned lab
     client = lab.nms_client(retry_deadline=180.0)
     engine = docker.from_env()
@@ -202,7 +206,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
 
     try:
         write(8)
-        clean = lab.migrate("edge-b")
+        clean = lab.migrate("edge-b", order=ORDER)
         assert clean.migrated, phase_table(clean)
         durations = {p.phase: p.wall_seconds for p in clean.phases if p.outcome == "ok"}
         targets = [p for p, s in durations.items() if s >= MIN_PHASE_S]
@@ -224,7 +228,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
             aim = median(observed[fault.phase][-9:])
             injector = Injector(lab, fault, source, destination, aim)
             try:
-                first = lab.migrate(destination)
+                first = lab.migrate(destination, order=ORDER)
                 outcome = ("migrated" if first.migrated
                            else first.error_message.splitlines()[0][:80])
             except Exception as err:  # the SMF killed under the call
@@ -242,7 +246,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
             while not done and attempts < MAX_RETRIES:
                 attempts += 1
                 try:
-                    retry = lab.migrate(destination)
+                    retry = lab.migrate(destination, order=ORDER)
                     done = retry.migrated
                     if not done:
                         print("  retry failed: " + retry.error_message.splitlines()[0][:100])
