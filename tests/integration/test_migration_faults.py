@@ -170,6 +170,12 @@ class Injector:
         return self.at is not None and landed(self.at, self.fault.phase, spans, self.since)
 
 
+def _one_line(message: str, width: int) -> str:
+    """A multi-line error on one line, its end kept (the cause is usually last)."""
+    text = " ".join(message.split())
+    return text if len(text) <= width else text[:width // 3] + " ... " + text[-width * 2 // 3:]
+
+
 def _location(lab: MigrationLab) -> str:
     """The SMF's location of the service; a channel to a restarted SMF may fail once."""
     for _ in range(20):
@@ -230,7 +236,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
             try:
                 first = lab.migrate(destination, order=ORDER)
                 outcome = ("migrated" if first.migrated
-                           else first.error_message.splitlines()[0][:80])
+                           else _one_line(first.error_message, 120))
             except Exception as err:  # the SMF killed under the call
                 first, outcome = None, f"call failed: {type(err).__name__}"
             finally:
@@ -249,7 +255,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
                     retry = lab.migrate(destination, order=ORDER)
                     done = retry.migrated
                     if not done:
-                        print("  retry failed: " + retry.error_message.splitlines()[0][:100])
+                        print("  retry failed: " + _one_line(retry.error_message, 200))
                 except grpc.RpcError as err:
                     print(f"  retry call failed: {err.code()}: {str(err.details())[:100]}")
                     time.sleep(1.0)
