@@ -431,6 +431,13 @@ class MigrationLab:
         self.who = type("Who", (), {"user_id": uid, "user_cap": ucap, "device_id": did,
                                     "device_cap": dcap})()
 
+    def refresh_edge_state(self) -> None:
+        """Report every edge's state to the audit agent again (its measurements go stale after
+        a while; a long run, e.g. the nightly fault test, would otherwise be denied)."""
+        with AuditClient(self.channel(f"127.0.0.1:{self.audit_port}")) as audit:
+            for name in EDGE_ATTRS:
+                audit.report_edge_state(name, 20, 20)
+
     def deploy_nms(self, on: str) -> None:
         """The service's first start (not a migration): RunWorkload of the NMS image."""
         spec = npb.WorkloadSpec(

@@ -226,6 +226,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
         completed += 1
         for i, fault in enumerate(faults):
             t_fault = time.monotonic()
+            lab.refresh_edge_state()  # the audit's measurements go stale in a 20-minute run
             source = _location(lab)
             destination = "edge-b" if source == "edge-a" else "edge-a"
             write(2)
