@@ -434,9 +434,12 @@ class MigrationLab:
     def refresh_edge_state(self) -> None:
         """Report every edge's state to the audit agent again (its measurements go stale after
         a while; a long run, e.g. the nightly fault test, would otherwise be denied)."""
-        audit = AuditClient(self.channel(f"127.0.0.1:{self.audit_port}"))  # not closed: the
-        for name in EDGE_ATTRS:                                          # channel is cached
-            audit.report_edge_state(name, 20, 20)
+        address = f"127.0.0.1:{self.audit_port}"
+        self.channels.pop((address, "controller"), None)  # AuditClient closes its channel
+        with AuditClient(self.channel(address)) as audit:
+            for name in EDGE_ATTRS:
+                audit.report_edge_state(name, 20, 20)
+        self.channels.pop((address, "controller"), None)
 
     def deploy_nms(self, on: str) -> None:
         """The service's first start (not a migration): RunWorkload of the NMS image."""
