@@ -28,11 +28,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agents.common.logging import get_logger
 from agents.security.capability import SealedCapability
 from agents.security.crypto import PublicIdentity
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.rasp import Resources
 from agents.security.ssp import ServerInfo
+
+#: phase_started / phase_ended (with `at`, the host clock) for every phase a plan runs: what a
+#: fault test reads to confirm that a fault landed inside a phase
+_log = get_logger("smf.plan")
 
 # --- errors ---------------------------------------------------------------------------------
 
@@ -191,19 +196,24 @@ class PhaseOutcome(StrEnum):
 
 @dataclass
 class PhaseRecord:
-    """One phase as measured: monotonic wall time, bytes moved, outcome, detail."""
+    """One phase as measured: monotonic wall time, bytes moved, outcome, detail, and when it
+    started and ended on the host's clock (epoch seconds; 0.0 when it did not run), so a fault
+    observed by another process of the host can be placed inside or outside the phase."""
 
     phase: str
     wall_seconds: float = 0.0
     bytes_moved: int = 0
     outcome: PhaseOutcome = PhaseOutcome.SKIPPED
     detail: str = ""
+    started_at: float = 0.0
+    ended_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values (the migration history stores these)."""
         return {
             "phase": self.phase, "wall_seconds": self.wall_seconds,
             "bytes_moved": self.bytes_moved, "outcome": str(self.outcome), "detail": self.detail,
+            "started_at": self.started_at, "ended_at": self.ended_at,
         }
 
 
@@ -266,10 +276,12 @@ class MigrationPlan:
     """Ordered, timed phases; hooks slot in with `insert_before` / `insert_after`."""
 
     def __init__(self, phases: list[Phase] | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 wall: Callable[[], float] = time.time) -> None:
         self.phases: list[Phase] = list(phases or [])
         self.on_failure: list[FailureHook] = []
         self._clock = clock
+        self._wall = wall
 
     @property
     def names(self) -> list[str]:
@@ -302,13 +314,20 @@ class MigrationPlan:
     def run(self, state: MigrationState) -> list[PhaseRecord]:
         """Run every phase in order; on the first failure raise MigrationFailed."""
         records = [PhaseRecord(p.name) for p in self.phases]
+        migration = getattr(state, "migration_id", "")
         for i, phase in enumerate(self.phases):
+            rec = records[i]
+            rec.started_at = self._wall()
+            _log.info("phase_started", migration=migration, phase=phase.name,
+                      at=rec.started_at)
             t0 = self._clock()
             try:
                 result = phase.run(state) or PhaseResult()
             except Exception as exc:
-                rec = records[i]
                 rec.wall_seconds = self._clock() - t0
+                rec.ended_at = self._wall()
+                _log.info("phase_ended", migration=migration, phase=phase.name,
+                          at=rec.ended_at, outcome="failed")
                 refused = isinstance(exc, ProtocolError | PolicyDenied | StaleEpoch)
                 rec.outcome = PhaseOutcome.REJECTED if refused else PhaseOutcome.FAILED
                 rec.detail = str(exc)[:500]
@@ -319,8 +338,10 @@ class MigrationPlan:
                         records.append(PhaseRecord("abort", outcome=PhaseOutcome.FAILED,
                                                    detail=f"abort failed: {hook_exc}"[:500]))
                 raise MigrationFailed(phase.name, exc, records) from exc
-            rec = records[i]
             rec.wall_seconds = self._clock() - t0
+            rec.ended_at = self._wall()
+            _log.info("phase_ended", migration=migration, phase=phase.name,
+                      at=rec.ended_at, outcome="ok")
             rec.bytes_moved = result.bytes_moved
             rec.outcome = PhaseOutcome.OK
             rec.detail = result.detail

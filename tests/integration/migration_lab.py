@@ -4,7 +4,9 @@ Real pieces, all over mTLS on 127.0.0.1 with certificates from the test lab CA:
 
 * RAS, audit agent, ledger validator + a peer host (9 identities), SMF: in-process AgentServers
   built with the agents' own setup functions (the SMF with ``settings.audit``,
-  ``settings.ledger`` and ``settings.container`` exactly as on a lab host);
+  ``settings.ledger`` and ``settings.container`` exactly as on a lab host); with
+  ``smf_process=True`` the SMF is a process (``python -m agents.smf``) on a fixed port with its
+  SQLite state in its data directory, so a fault test can SIGKILL and restart it;
 * two edge hosts "edge-a" and "edge-b": node agents as separate processes
   (``python -m agents.node --config ...``) so they can be SIGKILLed and restarted on the same
   port; each hosts NodeService + RASP endpoint + SSP chosen server (one identity) and manages
@@ -77,7 +79,7 @@ from edgeferry.images.nms import (
     TLS_KEY_PATH_IN_CONTAINER,
     nms_image,
 )
-from edgeferry.images.registry import LocalRegistry, free_port
+from edgeferry.images.registry import REGISTRY_BINARY, LocalRegistry, free_port
 from tests.nms_tls import NmsTls, issue_nms_cert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,6 +113,7 @@ class NodeProcess:
     config_path: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "agents.node"
 
     @property
     def address(self) -> str:
@@ -124,7 +127,7 @@ class NodeProcess:
         assert self.proc is None or self.proc.poll() is not None
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.node", "--config", str(self.config_path)],
+            [sys.executable, "-m", self.module, "--config", str(self.config_path)],
             stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
         log.close()
         deadline = time.monotonic() + timeout
@@ -187,6 +190,8 @@ class MigrationLab:
     nms_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     who: Any = None
     cms: Identity = field(default_factory=lambda: Identity.generate("cms"))
+    smf_process: bool = False
+    smf_proc: NodeProcess | None = None  # the SMF when it runs as a process
 
     # -- plumbing ---------------------------------------------------------------------------------
     @property
@@ -271,6 +276,9 @@ class MigrationLab:
                     "secrets": [{"container_path": inside, "path": str(path), "uid": NMS_UID}
                                 for inside, path in self.nms_secret_files()]}}},
         })
+        if self.smf_process:
+            self._start_smf_process(scfg)
+            return
         smf_holder: dict[str, Any] = {}
         smf = self._serve(scfg, lambda s: smf_holder.update(zip(("core", "servicer"),
                                                                   setup_smf(s, scfg),
@@ -278,6 +286,51 @@ class MigrationLab:
         self.smf_core = smf_holder["core"]
         self.smf_servicer = smf_holder["servicer"]
         self.smf_port = smf.port
+
+    def _start_smf_process(self, cfg: AgentConfig) -> None:
+        assert cfg.tls is not None
+        port = free_port()
+        proc = NodeProcess("smf", port, "", self.root / "smf.yaml", self.root / "smf.log",
+                           module="agents.smf")
+        proc.config_path.write_text(yaml.safe_dump({
+            "name": "smf", "listen_host": "127.0.0.1", "listen_port": port,
+            "data_dir": str(cfg.data_dir), "grace_seconds": 0.2, "max_workers": 16,
+            "tls": {"ca_cert": str(cfg.tls.ca_cert), "cert": str(cfg.tls.cert),
+                    "key": str(cfg.tls.key)},
+            "settings": json.loads(json.dumps(cfg.settings, default=str))}))
+        proc.start()
+        self.smf_proc = proc
+        self.smf_port = port
+
+    # -- faults -----------------------------------------------------------------------------------
+    def kill_registry(self) -> None:
+        """SIGKILL the image registry."""
+        self.registry.process.kill()
+        self.registry.process.wait()
+
+    def start_registry(self) -> None:
+        """Restart the image registry on its port (no-op while it runs)."""
+        reg = self.registry
+        if reg.process.poll() is None:
+            return
+        log = (reg.workdir / "registry.log").open("ab")
+        reg.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(reg.workdir / "config.yml")],
+                                       stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        reg._wait_ready()
+
+    def cut_port(self, port: int) -> list[str]:
+        """Drop every TCP packet to 127.0.0.1:`port` (iptables, as root); returns the rule,
+        which `restore_port` deletes. The rule carries this lab's tag as a comment."""
+        rule = ["INPUT", "-i", "lo", "-p", "tcp", "--dport", str(port), "-m", "comment",
+                "--comment", f"efmig-{self.tag}", "-j", "DROP"]
+        subprocess.run(["iptables", "-w", "-I", *rule], check=True, capture_output=True)
+        return rule
+
+    @staticmethod
+    def restore_port(rule: list[str]) -> None:
+        """Delete a rule `cut_port` inserted."""
+        subprocess.run(["iptables", "-w", "-D", *rule], check=True, capture_output=True)
 
     def add_node(self, name: str) -> NodeProcess:
         cert = self.pki.issue(cert_name(name))
@@ -378,6 +431,16 @@ class MigrationLab:
         self.who = type("Who", (), {"user_id": uid, "user_cap": ucap, "device_id": did,
                                     "device_cap": dcap})()
 
+    def refresh_edge_state(self) -> None:
+        """Report every edge's state to the audit agent again (its measurements go stale after
+        a while; a long run, e.g. the nightly fault test, would otherwise be denied)."""
+        address = f"127.0.0.1:{self.audit_port}"
+        self.channels.pop((address, "controller"), None)  # AuditClient closes its channel
+        with AuditClient(self.channel(address)) as audit:
+            for name in EDGE_ATTRS:
+                audit.report_edge_state(name, 20, 20)
+        self.channels.pop((address, "controller"), None)
+
     def deploy_nms(self, on: str) -> None:
         """The service's first start (not a migration): RunWorkload of the NMS image."""
         spec = npb.WorkloadSpec(
@@ -445,6 +508,8 @@ class MigrationLab:
     def close(self) -> None:
         for node in self.nodes.values():
             node.stop()
+        if self.smf_proc is not None:
+            self.smf_proc.stop()
         for ch in self.channels.values():
             ch.close()
         for server in reversed(self.servers):
@@ -461,9 +526,9 @@ class MigrationLab:
 
 
 @contextlib.contextmanager
-def migration_lab(pki: Any, root: Path) -> Iterator[MigrationLab]:
+def migration_lab(pki: Any, root: Path, *, smf_process: bool = False) -> Iterator[MigrationLab]:
     with LocalRegistry.start(root / "registry", pki.ca) as registry:
-        lab = MigrationLab(pki, root, registry)
+        lab = MigrationLab(pki, root, registry, smf_process=smf_process)
         try:
             lab.start_control_plane()
             lab.add_node("edge-a")
