@@ -16,6 +16,7 @@ Example ``/etc/edgeferry/node.yaml`` settings::
       advertise_interval_s: 30
       container_prefix: ""            # engine name of workload W = <prefix>W
       drop_pushed_images: true        # untag committed images once they are in the registry
+      max_image_layers: 64            # at/above: commit a flattened 1-layer image (flatten.py)
       rasp_endpoint:                  # RASP Server SA / Cloud CB role (rasp_endpoint.py)
         registry_identity: /etc/edgeferry/registry.pub
         maximum: {cpu: 8000, memory: 16384, storage: 200000, network: 40}
@@ -51,6 +52,11 @@ from agents.node.convert import node_resources_from_pb
 from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import PhaseFailed, Resources
 from agents.node.engine import DockerEngine, RegistryAccess
+from agents.node.flatten import (
+    DEFAULT_MAX_IMAGE_LAYERS,
+    MAX_MAX_IMAGE_LAYERS,
+    MIN_MAX_IMAGE_LAYERS,
+)
 from agents.node.locate import locate_handler
 from agents.node.policy import NODE_POLICY
 from agents.node.rasp_core import EndpointCore
@@ -93,6 +99,10 @@ class NodeSettings(BaseModel):
     max_hops: int = Field(default=2, ge=0, le=8)
     container_prefix: str = Field(default="", pattern=r"^([a-zA-Z0-9][a-zA-Z0-9_.-]{0,63})?$")
     drop_pushed_images: bool = False
+    #: Commit a flattened single-layer image once a commit would reach this many layers
+    #: (agents/node/flatten.py; overlay2 refuses more than 128).
+    max_image_layers: int = Field(default=DEFAULT_MAX_IMAGE_LAYERS, ge=MIN_MAX_IMAGE_LAYERS,
+                                  le=MAX_MAX_IMAGE_LAYERS)
     rasp_endpoint: EndpointSettings | None = None
     ssp_server: SspServerSettings | None = None
     workload_host: str | None = None
@@ -191,7 +201,8 @@ def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> No
                                                settings.network_bps, settings.max_hops,
                                                settings.container_prefix,
                                                settings.drop_pushed_images,
-                                               settings.workload_host or ""),
+                                               settings.workload_host or "",
+                                               settings.max_image_layers),
                     neighbours=neighbours)
 
 

@@ -69,6 +69,7 @@ from agents.node.engine import (
     published_ports,
     secret_dir,
 )
+from agents.node.flatten import DEFAULT_MAX_IMAGE_LAYERS
 from agents.node.store import FAILED, OK, NodeStore, WorkloadRow
 
 M = TypeVar("M", bound=Message)
@@ -111,6 +112,9 @@ class NodeOptions:
     drop_pushed_images: bool = False
     #: The address clients reach published workload ports at (a probe target besides loopback).
     workload_host: str = ""
+    #: Commit as a flattened single-layer image when the commit would reach this many layers
+    #: (flatten.py; overlay2 fails past 128).
+    max_image_layers: int = DEFAULT_MAX_IMAGE_LAYERS
 
 
 class NodeCore:
@@ -255,10 +259,19 @@ class NodeCore:
 
         def execute() -> pb.CommitContainerResponse:
             out = self.engine.commit(name, target, {LABEL_MIGRATION: req.ref.migration_id,
-                                                    LABEL_EPOCH: str(req.ref.epoch)})
+                                                    LABEL_EPOCH: str(req.ref.epoch)},
+                                     max_layers=self.options.max_image_layers,
+                                     scratch_dir=self.options.data_dir)
             diff = out.values["diff_bytes"]
+            detail = f"container diff {diff} bytes; image {out.values['layers']} layers"
+            if out.values["flattened"]:
+                detail = (f"flattened: the commit would have made {out.values['would_be_layers']}"
+                          f" layers (max_image_layers {self.options.max_image_layers}); one layer"
+                          f" of {out.values['flat_bytes']} bytes (uncompressed export) instead,"
+                          f" which push and pull move in full this once; container diff {diff}"
+                          " bytes")
             return pb.CommitContainerResponse(
-                timing=timing("commit", out.seconds, detail=f"container diff {diff} bytes"),
+                timing=timing("commit", out.seconds, detail=detail),
                 image_ref=str(target), image_id=out.values["image_id"], diff_bytes=diff)
 
         return self.run_phase(req.ref, "commit", pb.CommitContainerResponse, execute)

@@ -10,16 +10,19 @@ installs it); the agent uses the same CA file for its own manifest queries.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
 import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,13 @@ from agents.node.domain import (
     layer_statuses,
     pull_transfers,
     push_transfers,
+)
+from agents.node.flatten import (
+    DEFAULT_MAX_IMAGE_LAYERS,
+    committed_layers,
+    flat_image_config,
+    image_archive,
+    must_flatten,
 )
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -188,19 +198,77 @@ class DockerEngine:
         with contextlib.suppress(ImageNotFound, DockerNotFound, APIError):
             self.client.images.remove(str(image_ref), noprune=False)
 
-    def commit(self, name: str, image_ref: ImageRef, labels: Mapping[str, str]) -> Timed:
+    def image_layers(self, image: str) -> int:
+        """Number of RootFS layers of a local image."""
+        try:
+            return len(self.client.images.get(image).attrs["RootFS"].get("Layers") or [])
+        except ImageNotFound:
+            raise NotFound(f"no local image {image}") from None
+
+    def commit(self, name: str, image_ref: ImageRef, labels: Mapping[str, str], *,
+               max_layers: int = DEFAULT_MAX_IMAGE_LAYERS,
+               scratch_dir: Path | None = None) -> Timed:
+        """Commit container ``name`` as ``image_ref``; below ``max_layers`` layers as one more
+        layer on its image, at or above it as a flattened single-layer image (flatten.py: the
+        push then moves the whole filesystem this once). ``scratch_dir`` holds the export."""
         container = self._container(name)
         listed = self.client.api.containers(all=True, size=True, filters={"id": container.id})
         diff = int((listed[0].get("SizeRw") if listed else 0) or 0)
+        image_layers = self.image_layers(str(container.attrs["Image"]))
+        merged = {**(container.labels or {}), **labels}
         started = time.monotonic()
+        if must_flatten(image_layers, max_layers):
+            image_id, flat_bytes = self._flatten(container, image_ref, merged, scratch_dir)
+            return Timed(time.monotonic() - started, {
+                "image_id": image_id, "diff_bytes": diff, "flattened": True, "layers": 1,
+                "would_be_layers": committed_layers(image_layers), "flat_bytes": flat_bytes})
         try:
             image = container.commit(
-                repository=image_ref.name, tag=image_ref.tag,
-                conf={"Labels": {**(container.labels or {}), **labels}},
+                repository=image_ref.name, tag=image_ref.tag, conf={"Labels": merged},
             )
         except APIError as err:
             raise PhaseFailed(f"commit {name}: {err.explanation or err}") from None
-        return Timed(time.monotonic() - started, {"image_id": image.id, "diff_bytes": diff})
+        return Timed(time.monotonic() - started, {
+            "image_id": image.id, "diff_bytes": diff, "flattened": False,
+            "layers": committed_layers(image_layers)})
+
+    def _flatten(self, container: Any, image_ref: ImageRef, labels: Mapping[str, str],
+                 scratch_dir: Path | None) -> tuple[str, int]:
+        """``docker export`` of the container loaded as a one-layer image tagged ``image_ref``
+        with the config a commit would record; (image id, uncompressed layer bytes)."""
+        source = self.client.images.get(str(container.attrs["Image"])).attrs
+        digest = hashlib.sha256()
+        size = 0
+        with tempfile.TemporaryFile(dir=scratch_dir, prefix="flatten-") as layer:
+            try:
+                for chunk in self.client.api.export(container.id):
+                    digest.update(chunk)
+                    layer.write(chunk)
+                    size += len(chunk)
+            except APIError as err:
+                raise PhaseFailed(f"export {container.name}: {err.explanation or err}") from None
+            layer.seek(0)
+            diff_id = f"sha256:{digest.hexdigest()}"
+            created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            config = flat_image_config(
+                container.attrs["Config"], labels, architecture=str(source["Architecture"]),
+                os_name=str(source["Os"]), variant=str(source.get("Variant") or ""),
+                diff_id=diff_id, created=created,
+                created_by=f"edgeferry: flattened {container.name} (docker export)")
+            try:
+                events = list(self.client.api.load_image(
+                    image_archive(layer, size, json.dumps(config).encode(), str(image_ref))))
+            except APIError as err:
+                raise PhaseFailed(f"load flattened {image_ref}: {err.explanation or err}") from None
+        _raise_stream_error(events, f"load flattened {image_ref}")
+        try:
+            image = self.client.images.get(str(image_ref))
+        except ImageNotFound:
+            raise PhaseFailed(f"load flattened {image_ref}: no image afterwards") from None
+        if list(image.attrs["RootFS"].get("Layers") or []) != [diff_id]:
+            raise PhaseFailed(f"load flattened {image_ref}: the engine holds other layers than "
+                              f"the export {diff_id}")
+        return str(image.id), size
 
     def push(self, image_ref: ImageRef) -> Timed:
         reg = self._need_registry()

@@ -49,9 +49,18 @@ class FakeEngine:
     def find(self, name: str) -> Any:
         return None
 
-    def commit(self, name: str, target: Any, labels: dict[str, str]) -> Timed:
-        self.calls.append(f"commit {name} {target}")
-        return Timed(0.1, {"diff_bytes": 12, "image_id": "sha256:" + "c" * 64})
+    #: RootFS layers of the image the committed container runs from
+    image_layers = 5
+
+    def commit(self, name: str, target: Any, labels: dict[str, str], *, max_layers: int,
+               scratch_dir: Path | None = None) -> Timed:
+        self.calls.append(f"commit {name} {target} max={max_layers}")
+        out: dict[str, Any] = {"diff_bytes": 12, "image_id": "sha256:" + "c" * 64,
+                               "flattened": False, "layers": self.image_layers + 1}
+        if self.image_layers + 1 >= max_layers:  # independent of flatten.must_flatten
+            out |= {"flattened": True, "layers": 1, "would_be_layers": self.image_layers + 1,
+                    "flat_bytes": 4096}
+        return Timed(0.1, out)
 
 
 def make_core(tmp_path: Path, engine: FakeEngine | None = None, **kw: Any) -> NodeCore:
@@ -89,6 +98,22 @@ def test_commit_targets_the_hosts_own_registry_namespace(tmp_path: Path) -> None
     plain = make_core(tmp_path / "plain")  # no namespace configured: the repository as named
     assert plain.commit(pb.CommitContainerRequest(ref=ref(1), name="nms", repository="a/b")
                         ).image_ref == "127.0.0.1:5000/a/b:m1-1"
+
+
+def test_commit_passes_the_configured_threshold_and_reports_a_flattened_image(
+        tmp_path: Path) -> None:
+    engine = FakeEngine()
+    core = make_core(tmp_path, engine)
+    plain = core.commit(pb.CommitContainerRequest(ref=ref(1), name="w", repository="r"))
+    assert engine.calls[-1].endswith("max=64")
+    assert "flattened" not in plain.timing.detail
+    assert "image 6 layers" in plain.timing.detail
+    low = make_core(tmp_path / "low", engine)
+    low.options.max_image_layers = 6
+    flat = low.commit(pb.CommitContainerRequest(ref=ref(1), name="w", repository="r"))
+    assert engine.calls[-1].endswith("max=6")
+    assert flat.timing.detail.startswith("flattened: the commit would have made 6 layers")
+    assert "4096 bytes" in flat.timing.detail
 
 
 def test_repeated_phase_returns_stored_answer_without_redoing_it(tmp_path: Path) -> None:
