@@ -184,7 +184,9 @@ def read_stamps(hosts: Iterable[str], connect: Callable[[str], Any],
     out: dict[str, str | None] = {}
     for host in hosts:
         try:
-            result = connect(host).run(f"cat {where}", hide=True, warn=True, timeout=20)
+            # no stdin (under a test runner or a pipe there may be none to read)
+            result = connect(host).run(f"cat {where}", hide=True, warn=True, timeout=20,
+                                       in_stream=False)
             out[host] = result.stdout if result.ok and result.stdout.strip() else None
         except Exception:  # an unreachable host proves nothing: deploy
             out[host] = None

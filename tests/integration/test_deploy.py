@@ -121,6 +121,7 @@ def test_an_unchanged_deploy_is_skipped_only_when_every_host_proves_it(deployed_
 
     from edgeferry.deploy.stamp import decide, inputs_digest, new_stamp, read_stamps, stamp_path
     from edgeferry.hosts import connection_factory, hosts_from_inventory
+    from edgeferry.hosts import run as ssh_run
     from tests.entry import edgeferry
 
     digest = inputs_digest(deployed_lab)
@@ -138,13 +139,13 @@ def test_an_unchanged_deploy_is_skipped_only_when_every_host_proves_it(deployed_
     try:
         victim = sorted(hosts)[-1]
         path = stamp_path()
-        kept = connect(victim).run(f"cat {path}", hide=True).stdout
+        kept = ssh_run(connect(victim), ["cat", path])
         assert json.loads(kept)["digest"] == digest
-        connect(victim).run(f"rm {path}", hide=True)
+        ssh_run(connect(victim), ["rm", path])
         verdict = decide(hosts, read_stamps(hosts, connect), inputs_digest(deployed_lab))
         assert not verdict.skip and verdict.reasons[victim].startswith("no stamp")
         other = json.dumps(new_stamp("0" * 64))
-        connect(victim).run(f"printf '%s' '{other}' > {path}", hide=True)
+        ssh_run(connect(victim), ["sh", "-c", f"printf '%s' '{other}' > {path}"])
         verdict = decide(hosts, read_stamps(hosts, connect), inputs_digest(deployed_lab))
         assert not verdict.skip and verdict.reasons[victim] == "deployed from other inputs"
     finally:
