@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import platform
 import secrets
-import time
-from collections.abc import Callable
 
 from agents.security.capability import (
     CapType,
@@ -41,18 +39,7 @@ from agents.security.ssp import (
 )
 from agents.security.ssp_driver import run_ssp_in_process
 from agents.security.stores import InMemoryReplayCache, InMemoryRevocationStore
-from edgeferry.stats import p50, p99
-
-
-def measure(fn: Callable[[], object], runs: int) -> list[int]:
-    for _ in range(3):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append(time.perf_counter_ns() - t0)
-    return out
+from edgeferry.stats import p50, p99, time_calls_ns
 
 
 def line(name: str, samples: list[int]) -> None:
@@ -66,9 +53,9 @@ def bench_capabilities(runs: int) -> None:
     master = paper.issue(CapType.SERVICE, SysFlags.MASTER | SysFlags.CHANGE, 0xFFF, obj)
     line(
         "paper capability issue",
-        measure(lambda: paper.issue(CapType.USER, SysFlags.MASTER, 1, obj), runs),
+        time_calls_ns(lambda: paper.issue(CapType.USER, SysFlags.MASTER, 1, obj), runs),
     )
-    line("paper capability verify", measure(lambda: paper.verify(master), runs))
+    line("paper capability verify", time_calls_ns(lambda: paper.verify(master), runs))
     auth = SealedCapabilityAuthority(
         "smf", secrets.token_bytes(32), store=InMemoryRevocationStore(), master_types=list(CapType)
     )
@@ -78,13 +65,14 @@ def bench_capabilities(runs: int) -> None:
     timed = auth.derive_proxy(smaster, ttl_s=60, subjects=[user, dev])
     line(
         "sealed capability issue (master)",
-        measure(lambda: auth.issue_master(CapType.USER, obj, 1), runs),
+        time_calls_ns(lambda: auth.issue_master(CapType.USER, obj, 1), runs),
     )
     subjects = [user, dev]
-    derive = measure(lambda: auth.derive_proxy(smaster, ttl_s=60, subjects=subjects), runs)
+    derive = time_calls_ns(lambda: auth.derive_proxy(smaster, ttl_s=60, subjects=subjects), runs)
     line("sealed proxy derive (timed,private)", derive)
-    line("sealed capability verify", measure(lambda: auth.verify(smaster), runs))
-    line("sealed private verify", measure(lambda: auth.verify(timed, subjects=[user, dev]), runs))
+    line("sealed capability verify", time_calls_ns(lambda: auth.verify(smaster), runs))
+    line("sealed private verify",
+         time_calls_ns(lambda: auth.verify(timed, subjects=[user, dev]), runs))
 
 
 def bench_rasp(runs: int) -> None:
@@ -111,7 +99,7 @@ def bench_rasp(runs: int) -> None:
             stages[s].append(ns)
         sizes.update(run.message_bytes)
 
-    totals = measure(once, runs)
+    totals = time_calls_ns(once, runs)
     line("RASP full run (12 steps)", totals)
     for s, name in ((1, "advertisement"), (2, "authentication"), (3, "transfer"), (4, "location")):
         line(f"  RASP stage {s} ({name})", stages[s][-runs:])
@@ -147,7 +135,7 @@ def bench_ssp(runs: int) -> None:
         for s, ns in run.stage_ns.items():
             stages[s].append(ns)
 
-    line("SSP session (11 steps, 1 request)", measure(once, runs))
+    line("SSP session (11 steps, 1 request)", time_calls_ns(once, runs))
     names = {1: "registration", 2: "server lookup", 3: "session start", 4: "1 request 4 KiB",
              5: "session end"}  # fmt: skip
     for s, name in names.items():

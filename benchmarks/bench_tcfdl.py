@@ -18,14 +18,13 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agents.security.tcfdl import eae, hse, pre
 from agents.security.tcfdl.replay import ReplayCache
-from edgeferry.stats import p50, p99
+from edgeferry.stats import p50, p99, time_calls_ns
 
 SIZES = {"1 KB": 1024, "256 KB": 256 * 1024, "4 MB": 4 * 1024 * 1024}
 #: the paper's Fig. 7 / section 5.3 figures, microseconds
@@ -47,16 +46,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def measure(fn: Callable[[], object], runs: int) -> list[int]:
-    """Nanoseconds of `runs` calls of fn, after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append(time.perf_counter_ns() - t0)
-    return out
 
 
 def line(name: str, samples: list[int], paper_us: float | None = None) -> float:
@@ -90,8 +79,8 @@ def bench_hse(runs: int) -> dict[str, float]:
             aes.decrypt(nonce, aes.encrypt(nonce, payload, None), None)
 
         n = _runs_for(size, runs)
-        out[label] = line(f"HSE per hop, {label}", measure(hop, n), PAPER_HSE_US.get(label))
-        line(f"AES-GCM only, {label}", measure(bare, n), PAPER_HSE_US.get(label))
+        out[label] = line(f"HSE per hop, {label}", time_calls_ns(hop, n), PAPER_HSE_US.get(label))
+        line(f"AES-GCM only, {label}", time_calls_ns(bare, n), PAPER_HSE_US.get(label))
     return out
 
 
@@ -106,10 +95,10 @@ def bench_pre(runs: int) -> dict[str, float]:
         _, rk_j = s.enroll_processor(fn)
         capsule = s.encapsulate(os.urandom(16), pi, fn.public)
         out[name] = line(f"ReEnc {name} ({s.curve})",
-                         measure(lambda s=s, rk=rk_j, c=capsule: s.reencrypt(rk, c), runs),
+                         time_calls_ns(lambda s=s, rk=rk_j, c=capsule: s.reencrypt(rk, c), runs),
                          PAPER_PRE_US)
         line(f"Enc (key only) {name}",
-             measure(lambda s=s, pi=pi, fn=fn: s.encapsulate(os.urandom(16), pi, fn.public),
+             time_calls_ns(lambda s=s, pi=pi, fn=fn: s.encapsulate(os.urandom(16), pi, fn.public),
                      runs))
     return out
 
@@ -138,7 +127,7 @@ def bench_eae(runs: int) -> None:
                 eae.open_frame(s, pj, fn.public, data, replay=cache, now_ms=now)
 
             line(f"EAE {name} ({len(rekeys)} ReEnc), {label}",
-                 measure(e2e, _runs_for(size, runs)))
+                 time_calls_ns(e2e, _runs_for(size, runs)))
 
 
 def main() -> None:

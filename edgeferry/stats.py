@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 #: fewest values a median confidence interval is computed for
@@ -124,5 +125,31 @@ def median_ci(values: Iterable[float], level: float = DEFAULT_LEVEL,
                     resamples)
 
 
-__all__ = ["DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "DEFAULT_SEED", "MIN_CI_N", "Interval",
-           "median", "median_ci", "p50", "p90", "p95", "p99", "percentile"]
+def time_calls_ns(fn: Callable[[], object], runs: int, warmup: int = 3) -> list[int]:
+    """Nanoseconds (time.perf_counter_ns) of each of `runs` calls of `fn`, after `warmup`
+    untimed calls: the samples the in-process benchmarks summarise."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "DEFAULT_RESAMPLES",
+    "DEFAULT_SEED",
+    "MIN_CI_N",
+    "Interval",
+    "median",
+    "median_ci",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "percentile",
+    "time_calls_ns",
+]

@@ -145,3 +145,14 @@ def test_median_ci_covers_the_true_median_at_about_its_level() -> None:
     # far more than half the time.
     assert 0.88 <= _coverage(0.95) <= 0.99
     assert 0.38 <= _coverage(0.50) <= 0.64
+
+
+def test_time_calls_ns_warms_up_then_times_each_call() -> None:
+    import time
+
+    from edgeferry.stats import time_calls_ns
+
+    calls: list[int] = []
+    samples = time_calls_ns(lambda: (calls.append(1), time.sleep(0.002)), runs=4, warmup=2)
+    assert len(calls) == 6 and len(samples) == 4
+    assert all(s >= 2_000_000 for s in samples)   # each timed call slept 2 ms
