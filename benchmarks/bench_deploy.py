@@ -68,15 +68,22 @@ def main() -> int:
     parser.add_argument("--edges", type=int, default=None,
                         help="edge hosts (default: the default lab's)")
     parser.add_argument("--keep", action="store_true", help="keep the lab afterwards")
+    parser.add_argument("--host-image", choices=("prebaked", "minimal"), default="prebaked",
+                        help="lab host image: prebaked (default; Debian packages the roles "
+                             "install are in the image) or minimal (as fresh hardware)")
     args = parser.parse_args()
-    build_image(ImageRecipe(), log=quiet)
+    t_img = time.monotonic()
+    _, built = build_image(ImageRecipe.for_variant(args.host_image), log=quiet)
+    if built:
+        print(f"host image ({args.host_image}) built: {time.monotonic() - t_img:.1f} s")
     spec = load_spec(name="benchdeploy", subnet="10.248.0.0/24", edges=args.edges)
+    spec = spec.model_copy(update={"host_image": args.host_image})
     lab = EmulatedLab(spec, log=quiet)
     lab.down()
     try:
         t0 = time.monotonic()
         up = lab.up(check_bandwidth=False)
-        print(f"lab up ({len(spec.hosts)} hosts, image cached): "
+        print(f"lab up ({len(spec.hosts)} hosts, {args.host_image} image cached): "
               f"{time.monotonic() - t0:.1f} s")
         inventory = Path(up.state.inventory)
         first, first_s = deploy(inventory, force=False)

@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--cold-image", action="store_true", help="remove and rebuild the image")
     args = parser.parse_args()
     os.environ.setdefault("EDGEFERRY_HOME", tempfile.mkdtemp(prefix="edgeferry-bench-"))
-    recipe = ImageRecipe()
+    recipe = ImageRecipe.for_variant("prebaked")
     if args.cold_image:
         subprocess.run(
             ["docker", "image", "rm", "-f", recipe.tag], capture_output=True, check=False

@@ -144,7 +144,9 @@ def _print_status(spec: LabSpec, state: LabState,
         row = [
             host.name,
             host.role,
-            host.profile,
+            host.profile
+            if host.profile == spec.host_class(host)
+            else f"{host.profile} ({spec.host_class(host)})",
             host.address or "-",
             f"{info.get('cpus', '?')} / {info.get('memory_bytes', 0) / 2**30:.1f} GiB",
             format_rate(rate) + " tbf" if rate else "none",

@@ -72,12 +72,19 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * scale)
 
 
-class Profile(BaseModel):
-    """A hardware class: CPU and memory limits applied to every host of the profile."""
+# Host classes the playbooks know (roles/edgeferry_validate's edgeferry_validate_profiles): a
+# profile's name is the user's, its class says which one of these it is.
+HOST_CLASSES = ("x86", "jetson")
 
-    model_config = ConfigDict(extra="forbid")
+
+class Profile(BaseModel):
+    """A hardware profile: its host class (x86 or jetson) and the CPU and memory limits applied
+    to every host of the profile. Its name (the key in `profiles`) is the user's own."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     description: str = ""
+    host_class: Literal["x86", "jetson"] | None = Field(default=None, alias="class")
     cpus: float = Field(gt=0, le=64)
     memory: str
 
@@ -124,6 +131,11 @@ class LabSpec(BaseModel):
     bandwidth: str | int = "40mbit"
     profiles: dict[str, Profile]
     hosts: list[HostSpec]
+    # The lab host image: "prebaked" (default) carries the Debian packages the playbooks install
+    # on every host (Docker engine, venv support), so a first deploy checks them instead of
+    # downloading them; "minimal" carries only what a freshly installed machine has (systemd,
+    # sshd, Python), so the first deploy installs everything as on new hardware.
+    host_image: Literal["prebaked", "minimal"] = "prebaked"
 
     @field_validator("name")
     @classmethod
@@ -161,6 +173,15 @@ class LabSpec(BaseModel):
             raise ValueError("a lab needs exactly one host with role 'control'")
         if not any(h.role == "edge" for h in self.hosts):
             raise ValueError("a lab needs at least one host with role 'edge'")
+        for name, profile in self.profiles.items():
+            if profile.host_class is None:
+                if name not in HOST_CLASSES:
+                    raise ValueError(
+                        f"profile {name!r} needs `class: x86` or `class: jetson` (the host "
+                        f"class the playbooks deploy; only profiles named "
+                        f"{' or '.join(HOST_CLASSES)} may leave it out)"
+                    )
+                profile.host_class = name  # type: ignore[assignment]
         for host in self.hosts:
             if host.profile not in self.profiles:
                 known = ", ".join(sorted(self.profiles))
@@ -222,6 +243,12 @@ class LabSpec(BaseModel):
         if host.role != "edge":
             return None
         return parse_rate(host.bandwidth if host.bandwidth is not None else self.bandwidth)
+
+    def host_class(self, host: HostSpec) -> str:
+        """The host class (x86 or jetson) of a host: its profile's class."""
+        cls = self.profiles[host.profile].host_class
+        assert cls is not None  # filled in by validation
+        return cls
 
     def fingerprint(self) -> str:
         """Stable hash of the spec (with resolved addresses) used to detect changes."""

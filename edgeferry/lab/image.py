@@ -35,6 +35,18 @@ PACKAGES = (
     "iperf3",
 )
 
+# Debian packages the playbooks install on every host (roles/base's __base_packages,
+# roles/docker_engine's __docker_engine_packages). The "prebaked" image carries them, so the
+# first deploy of a lab finds them installed (the roles still assert them, changed=0) instead of
+# spending its largest share downloading and unpacking the Docker engine on every host at once.
+# Host-specific packages (the registry's, on the control host only) are not prebaked: an
+# unneeded nginx would run on every edge.
+PREBAKED = (
+    "python3-venv",
+    "docker.io",
+    "python3-requests",
+)
+
 # Files written into the root filesystem after debootstrap: path -> (mode, content).
 _HOSTKEY_UNIT = """\
 [Unit]
@@ -87,6 +99,15 @@ class ImageRecipe:
         (path, mode, text) for path, (mode, text) in sorted(CONFIG_FILES.items())
     )
     masked: tuple[str, ...] = MASKED_UNITS
+
+    @classmethod
+    def for_variant(cls, variant: str) -> ImageRecipe:
+        """The recipe of a lab file's `host_image`: "prebaked" or "minimal"."""
+        if variant == "prebaked":
+            return cls(packages=PACKAGES + PREBAKED)
+        if variant == "minimal":
+            return cls()
+        raise ValueError(f"unknown host image variant {variant!r}; use prebaked or minimal")
 
     def digest(self) -> str:
         blob = json.dumps(

@@ -28,11 +28,13 @@ def render_inventory(spec: LabSpec, private_key: Path, known_hosts: Path) -> dic
         by_role[host.role][host.name] = {
             "ansible_host": host.address,
             "edgeferry_address": host.address,
-            "edgeferry_profile": host.profile,
+            # the playbooks' host class (a group); the user's profile name is kept beside it
+            "edgeferry_profile": spec.host_class(host),
+            "edgeferry_lab_profile": host.profile,
         }
     by_profile: dict[str, dict[str, None]] = {"x86": {}, "jetson": {}}
     for host in spec.hosts:
-        by_profile.setdefault(host.profile, {})[host.name] = None
+        by_profile[spec.host_class(host)][host.name] = None
     children: dict[str, dict[str, Any]] = {
         "control": {"hosts": by_role["control"]},
         "edge": {"hosts": by_role["edge"]},
@@ -56,7 +58,12 @@ def render_inventory(spec: LabSpec, private_key: Path, known_hosts: Path) -> dic
         "edgeferry_lab_gateway": spec.gateway,
         "edgeferry_lab_bandwidth_bps": {h.name: spec.rate_bps(h) for h in spec.edges},
         "edgeferry_lab_profiles": {
-            name: {"cpus": p.cpus, "memory_bytes": p.memory_bytes, "description": p.description}
+            name: {
+                "class": p.host_class,
+                "cpus": p.cpus,
+                "memory_bytes": p.memory_bytes,
+                "description": p.description,
+            }
             for name, p in spec.profiles.items()
         },
     }

@@ -91,7 +91,7 @@ class EmulatedLab:
         self.client.ping()  # fail fast, before any work, when the engine is not reachable
         network, hosts = self.network, self.hosts
         network.check_subnet_free()
-        recipe = ImageRecipe()
+        recipe = ImageRecipe.for_variant(self.spec.host_image)
         tag, build_seconds = build_image(recipe, log=self.log)
         if build_seconds:
             changes.append(f"built image {tag} in {build_seconds:.0f} s")
@@ -130,6 +130,7 @@ class EmulatedLab:
                 h.name: {
                     "role": h.role,
                     "profile": h.profile,
+                    "class": self.spec.host_class(h),
                     "address": h.address,
                     "container": self.container_name(h.name),
                     "cpus": self.spec.profiles[h.profile].cpus,

@@ -88,6 +88,25 @@ def test_unknown_profile_names_the_host_and_the_known_profiles(tmp_path):
     assert "\n" not in message
 
 
+def test_a_profile_named_by_the_user_must_state_its_class(tmp_path):
+    path = _write(
+        tmp_path,
+        "profiles:\n  my-box: {cpus: 1, memory: 1g}\n"
+        "hosts:\n- {name: c, role: control, profile: my-box}\n"
+        "- {name: e, role: edge, profile: my-box}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    assert "my-box" in str(err.value) and "class: x86" in str(err.value)
+    path.write_text(path.read_text().replace("{cpus: 1", "{class: riscv, cpus: 1"))
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    assert "my-box.class" in str(err.value) and "'x86' or 'jetson'" in str(err.value)
+    path.write_text(path.read_text().replace("class: riscv", "class: jetson"))
+    spec = load_spec(path)
+    assert [spec.host_class(h) for h in spec.hosts] == ["jetson", "jetson"]
+
+
 def test_unknown_key_is_named_with_the_file(tmp_path):
     path = _write(tmp_path, "bandwith: 40mbit\nhosts: []\n")
     with pytest.raises(ConfigError) as err:

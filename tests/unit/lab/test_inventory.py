@@ -29,7 +29,32 @@ def test_groups_and_host_vars():
         "ansible_host": "10.250.0.12",
         "edgeferry_address": "10.250.0.12",
         "edgeferry_profile": "jetson",
+        "edgeferry_lab_profile": "jetson",
     }
+
+
+def test_profiles_named_by_the_user_deploy_as_their_class(tmp_path):
+    lab = tmp_path / "mine.yaml"
+    lab.write_text(
+        "profiles:\n"
+        "  xeon-e5: {class: x86, cpus: 1, memory: 2g}\n"
+        "  agx-orin: {class: jetson, cpus: 0.5, memory: 1g}\n"
+        "hosts:\n"
+        "- {name: c, role: control, profile: xeon-e5}\n"
+        "- {name: orin1, role: edge, profile: agx-orin}\n"
+    )
+    _spec, files = _render(lab_file=lab)
+    children = files["hosts.yml"]["all"]["children"]
+    # the deploy's validation accepts exactly these groups (roles/edgeferry_validate)
+    validate = yaml.safe_load(
+        (Path(__file__).parents[3] / "roles/edgeferry_validate/defaults/main.yml").read_text()
+    )
+    allowed = set(validate["edgeferry_validate_profiles"])
+    orin = children["edge"]["hosts"]["orin1"]
+    assert orin["edgeferry_profile"] == "jetson" and orin["edgeferry_lab_profile"] == "agx-orin"
+    assert orin["edgeferry_profile"] in allowed
+    assert children["edge"]["hosts"].keys() <= children["jetson"]["hosts"].keys()
+    assert set(children) <= {"control", "edge"} | allowed
 
 
 def test_connection_uses_the_lab_key_and_strict_known_hosts():
