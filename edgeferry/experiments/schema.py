@@ -93,6 +93,21 @@ class Reference(_Strict):
         return self
 
 
+class PlotSpec(_Strict):
+    """A figure the report draws: `y` (a metric, a phase or "total") against the parameter `x`,
+    one line per value of the parameter `series` and per part (the parts of one figure may be
+    measured on the lab and simulated: `labels` names them in the legend)."""
+
+    title: str
+    x: str
+    y: str
+    series: str | None = None
+    parts: list[str] = Field(default_factory=list)  # default: every part that sweeps x
+    labels: dict[str, str] = Field(default_factory=dict)  # part name -> legend label
+    log_x: bool = False
+    note: str = ""  # printed under the figure, e.g. what the paper's figure shows
+
+
 class Part(_Strict):
     name: str = ""
     scenario: str
@@ -126,6 +141,7 @@ class Experiment(_Strict):
     seed: int = 0
     parts: list[Part]
     references: list[Reference] = Field(default_factory=list)  # composite: cross-part refs
+    plots: list[PlotSpec] = Field(default_factory=list)  # figures beyond the standard ones
     logs: Literal["failed", "all", "none"] = "failed"  # agents' journals kept per trial
     source: str = Field(default="", exclude=True)
 
@@ -258,6 +274,36 @@ def _scenario_errors(exp: Experiment, single: bool) -> list[str]:
         if part.scenario in registry.names():
             errors += _reference_errors(f"references.{j}", ref, part,
                                         registry.spec_of(part.scenario))
+    for j, plot in enumerate(exp.plots):
+        errors += _plot_errors(f"plots.{j}", plot, exp)
+    return errors
+
+
+def plot_parts(plot: PlotSpec, exp: Experiment) -> list[Part]:
+    """The parts a figure draws: those it names, else every enabled part sweeping its x."""
+    if plot.parts:
+        return [p for p in exp.parts if p.name in plot.parts]
+    return [p for p in exp.enabled_parts if plot.x in p.parameters]
+
+
+def _plot_errors(where: str, plot: PlotSpec, exp: Experiment) -> list[str]:
+    names = [p.name for p in exp.parts]
+    errors = [f"{where}.parts: no part {n!r} (parts: {', '.join(names)})"
+              for n in plot.parts if n not in names]
+    errors += [f"{where}.labels: no part {n!r}" for n in plot.labels if n not in names]
+    parts = plot_parts(plot, exp)
+    if not parts and not errors:
+        errors.append(f"{where}.x: no part sweeps the parameter {plot.x!r}")
+    for part in parts:
+        if plot.x not in part.parameters:
+            errors.append(f"{where}.x: part {part.name!r} has no parameter {plot.x!r}")
+        if plot.series is not None and plot.series not in part.parameters:
+            errors.append(f"{where}.series: part {part.name!r} has no parameter {plot.series!r}")
+        if part.scenario in registry.names():
+            spec = registry.spec_of(part.scenario)
+            if plot.y != TOTAL and plot.y not in spec.metrics and plot.y not in spec.phases:
+                errors.append(f"{where}.y: {part.scenario} records no metric or phase "
+                              f"{plot.y!r}")
     return errors
 
 

@@ -228,3 +228,59 @@ def comparison_chart(stats: RunStats, out: Path) -> Path | None:
     ax.invert_yaxis()
     ax.legend(fontsize=8)
     return _save(fig, out)
+
+
+_MARKERS = ("o", "s", "^", "D", "v")
+_STYLES = ("-", "--", ":", "-.")
+
+
+def figure_lines(stats: RunStats, spec: dict[str, Any], parts: list[str]
+                 ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
+    """The points of an experiment's figure: (part, "series=value") -> sorted
+    [(x, median, p5, p95)] of `y` over the measured trials of each parameter combination."""
+    x, y, series = spec["x"], spec["y"], spec.get("series")
+    lines: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    for g in stats.groups:
+        if g.part not in parts or not isinstance(g.params.get(x), int | float):
+            continue
+        s = g.metrics.get(y) or g.phases.get(y)
+        if s is None:
+            continue
+        key = (g.part, "" if series is None else f"{series}={g.params.get(series)}")
+        lines.setdefault(key, []).append((float(g.params[x]), s.median, s.p5, s.p95))
+    return {k: sorted(v) for k, v in lines.items()}
+
+
+def metric_vs_param(stats: RunStats, spec: dict[str, Any], parts: list[str],
+                    unit: str, out: Path) -> Path | None:
+    """An experiment's own figure (`plots:` in its YAML): the median of `y` (a metric, a phase
+    or the total) against the parameter `x` with p5-p95 bars, one line per `series` value and
+    per part; parts are told apart by marker and line style and named by `labels`."""
+    x, y = spec["x"], spec["y"]
+    labels: dict[str, str] = spec.get("labels") or {}
+    lines = figure_lines(stats, spec, parts)
+    if not lines:
+        return None
+    scale, shown = (1e6, "Mbit/s") if unit == "bit/s" else (1.0, unit)
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    series_values = sorted({k[1] for k in lines})
+    for (part, value), pts in sorted(lines.items()):
+        pts.sort()
+        pi, si = parts.index(part), series_values.index(value)
+        label = ", ".join(v for v in (value, labels.get(part, part)) if v)
+        med = [p[1] / scale for p in pts]
+        err = [[(p[1] - p[2]) / scale for p in pts], [(p[3] - p[1]) / scale for p in pts]]
+        ax.errorbar([p[0] for p in pts], med, yerr=err, marker=_MARKERS[pi % len(_MARKERS)],
+                    linestyle=_STYLES[pi % len(_STYLES)], color=f"C{si % 10}", capsize=3,
+                    label=label)
+    if spec.get("log_x"):
+        ax.set_xscale("log")
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(f"{y.replace('_', ' ')} ({shown})" if shown else y.replace("_", " "))
+    ax.set_title(spec["title"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if spec.get("note"):
+        fig.text(0.01, 0.005, spec["note"], fontsize=7, ha="left", va="bottom", wrap=True)
+        fig.subplots_adjust(bottom=0.2)
+    return _save(fig, out)

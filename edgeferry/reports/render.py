@@ -254,6 +254,16 @@ def make_plots(stats: RunStats, out_dir: Path) -> list[tuple[str, Path]]:
                                                 out_dir / f"{part}-downtime.png")))
         made.append((f"{part}: CDF of totals",
                      plots.cdf_totals(stats, part, out_dir / f"{part}-cdf.png")))
+    definition = stats.info.get("definition") or {}
+    units: dict[str, dict[str, str]] = {
+        name: part.get("metrics", {}) for name, part in (stats.info.get("parts") or {}).items()}
+    for i, spec in enumerate(definition.get("plots") or []):
+        chosen = spec.get("parts") or [p for p in parts if any(
+            g.part == p and spec["x"] in g.params for g in stats.groups)]
+        unit = next((units.get(p, {}).get(spec["y"], "") for p in chosen
+                     if spec["y"] in units.get(p, {})), "s")
+        made.append((spec["title"], plots.metric_vs_param(
+            stats, spec, chosen, unit, out_dir / f"figure-{i + 1}.png")))
     made.append(("bandwidth distribution",
                  plots.bandwidth_distribution(stats, out_dir / "bandwidth.png")))
     made.append(("comparison", plots.comparison_chart(stats, out_dir / "comparison.png")))
