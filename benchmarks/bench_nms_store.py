@@ -4,7 +4,8 @@ Run: PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_nms_store.py [--mb 64] [-
 
 For each run, in a fresh folder: allocate and write `--mb` MB of random 8 KiB blocks through
 `agents.workloads.nms.server.BlockStore` in-process (no network, ``--sync`` off as in the lab),
-then count the files under the data folder and time ``tar -czf`` of it (GNU tar + gzip, what a
+then count the files under the data folder and time ``tar -cf`` (no compression: the per-file
+part alone) and ``tar -czf`` of it (GNU tar + gzip, what a
 layer push does in spirit: one tar stream, gzip level 6) and ``tar -xzf`` of the archive into an
 empty folder (the destination's extraction). Timing: time.perf_counter around each step; the
 medians over the runs come from edgeferry.stats. Random data: fuxfs blocks written by the lab's
@@ -45,6 +46,10 @@ def one_run(mb: int, where: Path) -> dict[str, float]:
     archive = where / "data.tar.gz"
     subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
+    subprocess.run(["tar", "-cf", str(where / "data.tar"), "-C", str(data), "."], check=True)
+    t_tar_only = time.perf_counter() - t0
+    (where / "data.tar").unlink()
+    t0 = time.perf_counter()
     subprocess.run(["tar", "-czf", str(archive), "-C", str(data), "."], check=True)
     t_tar = time.perf_counter() - t0
     out = where / "extracted"
@@ -52,7 +57,7 @@ def one_run(mb: int, where: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     subprocess.run(["tar", "-xzf", str(archive), "-C", str(out)], check=True)
     t_untar = time.perf_counter() - t0
-    return {"write_s": t_write, "files": float(files), "tar_gz_s": t_tar,
+    return {"write_s": t_write, "files": float(files), "tar_s": t_tar_only, "tar_gz_s": t_tar,
             "untar_s": t_untar, "archive_mb": archive.stat().st_size / 1e6}
 
 

@@ -38,7 +38,8 @@ KEY_PATH_IN_CONTAINER = "/run/secrets/nms.key"
 CERT_PATH_IN_CONTAINER = "/run/secrets/nms.crt"
 TLS_KEY_PATH_IN_CONTAINER = "/run/secrets/nms-tls.key"
 #: Modules copied into the image (standard library only; `client` is handy for debugging).
-MODULES = ("__init__.py", "protocol.py", "auth.py", "tls.py", "server.py", "client.py")
+MODULES = ("__init__.py", "protocol.py", "auth.py", "tls.py", "segments.py", "store.py",
+           "server.py", "client.py")
 
 
 def dockerfile(base_tag: str) -> str:
