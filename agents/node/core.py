@@ -395,6 +395,13 @@ class NodeCore:
             return self.run_phase(req.ref, "run", pb.RunWorkloadResponse, execute)
         return execute()
 
+    def describe(self, name: str) -> pb.DescribeWorkloadResponse:
+        """What the engine says workload `name` runs from (NotFound without a container)."""
+        out = self.engine.describe(self.container_name(name))
+        return pb.DescribeWorkloadResponse(
+            state=out["state"], image_ref=out["image_ref"], image_id=out["image_id"],
+            repo_digests=list(out["repo_digests"]))
+
     def remove(self, name: str) -> bool:
         name = self.container_name(name)
         removed = self.engine.remove(name)

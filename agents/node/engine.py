@@ -349,6 +349,19 @@ class DockerEngine:
         return Timed(elapsed, {"layers": pull_transfers(manifest.get("layers", []),
                                                         layer_statuses(events))})
 
+    def describe(self, name: str) -> dict[str, Any]:
+        """State, image reference (Config.Image), image id and the image's registry digests of
+        container `name`."""
+        container = self._container(name)
+        try:
+            image = self.client.images.get(container.attrs["Image"])
+            digests = [str(d) for d in image.attrs.get("RepoDigests") or []]
+        except ImageNotFound:  # the image was removed under the container
+            digests = []
+        return {"state": str(container.attrs.get("State", {}).get("Status", "")),
+                "image_ref": str(container.attrs.get("Config", {}).get("Image", "")),
+                "image_id": str(container.attrs.get("Image", "")), "repo_digests": digests}
+
     def find(self, name: str) -> Any | None:
         try:
             return self.client.containers.get(name)

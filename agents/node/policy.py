@@ -2,7 +2,8 @@
 
 * NodeService: neighbours (``node.*``), the SMF and the controller read resources, submit
   service requests (Algorithm 3) and read a migration's phases; only the SMF and the
-  controller run, stop, start, commit, push, pull, remove or probe workloads.
+  controller run, stop, start, commit, push, pull, remove or probe workloads; only the SMF asks
+  which image a workload really runs from (DescribeWorkload, for its prepull).
 * RaspEndpointService: the SMF drives RASP (it relays every message, and only it sets the
   transfer of a diff-first migration after the push); the identity is public to the agents
   that register or address this endpoint.
@@ -34,6 +35,7 @@ NODE_POLICY = Policy(NODE_SERVICE, {
     "PullImage": _CONTROL,
     "PrePullImage": _CONTROL,
     "ProbeFirstResponse": _CONTROL,
+    "DescribeWorkload": allow("smf"),
 })
 
 _IDENTITY = allow("smf", "ras", "node", CONTROLLER)

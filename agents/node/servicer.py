@@ -94,6 +94,10 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                      context: grpc.ServicerContext) -> pb.GetMigrationResponse:
         return self._call(context, lambda: self.core.migration(request.migration_id))
 
+    def DescribeWorkload(self, request: pb.DescribeWorkloadRequest,
+                         context: grpc.ServicerContext) -> pb.DescribeWorkloadResponse:
+        return self._call(context, lambda: self.core.describe(request.name))
+
     def SubmitRequest(self, request: pb.SubmitRequestRequest,
                       context: grpc.ServicerContext) -> pb.SubmitRequestResponse:
         return self._call(context, lambda: self.core.submit_request(request))

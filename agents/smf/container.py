@@ -21,8 +21,10 @@ Order inside the SMF's plan (see migration.py for both orders)::
     source_cleanup  source removes its stopped container (only after the location commit)
 
 The diff order's prepull pulls, at the destination, the registry reference the service runs
-from: the pinned image of its last committed migration (journal), else the registered image,
-else the template's base_image -- the first the destination can pull. Every host's registry
+from: what the source's agent reports its container runs from (DescribeWorkload: registry
+digests, then Config.Image), else the pinned image of its last committed migration (journal),
+else the registered image, else the template's base_image -- the first the destination can
+pull. Every host's registry
 account may pull any repository (the proxy limits only pushes to ``<host>/``, roles/registry),
 so the destination pulls what another host pushed. A reference not in the registry (a
 local-only image) is reported in the phase's detail and the migration goes on: the pull after
@@ -247,17 +249,40 @@ class NodeContainerPhases:
                     f"{state.destination.name} PrePullImage")
         return _result(resp, f"pre-pulled {base} (before downtime)")
 
-    def current_images(self, state: MigrationState) -> list[str]:
-        """Where the image the source runs from may be in the registry, best first: the
-        pinned image of the service's last committed migration, the registered image, the
-        template's base_image."""
-        refs = [self.journal.image(state.service.global_id), state.service.image_ref,
-                self.template(state).base_image]
+    def current_images(self, state: MigrationState,
+                       described: list[str] | None = None) -> list[str]:
+        """Where the image the source runs from may be in the registry, best first: what the
+        source's agent says its container runs from (`described`: its registry digests, then
+        the reference it was created from), the pinned image of the service's last committed
+        migration (journal), the registered image, the template's base_image."""
+        refs = [*(described or []), self.journal.image(state.service.global_id),
+                state.service.image_ref, self.template(state).base_image]
         return list(dict.fromkeys(r for r in refs if r))
+
+    def describe_source(self, state: MigrationState, notes: list[str]) -> list[str]:
+        """The registry references of the image the source's container really runs from
+        (DescribeWorkload): its repo digests, then its Config.Image. Empty, with a note, when
+        the agent cannot say (no container, an agent without the RPC): the journal is next."""
+        t = self.template(state)
+        try:
+            resp = _rpc(self.node(state.source).DescribeWorkload,
+                        pb.DescribeWorkloadRequest(name=t.workload), self.timeouts.rpc_s,
+                        f"{state.source.name} DescribeWorkload", self.timeouts.connect_grace_s)
+        except NodeUnavailable:
+            raise
+        except RuntimeError as err:
+            notes.append(f"source image unknown ({err}); using the journal")
+            return []
+        state.extras["source_image"] = {"image_ref": resp.image_ref, "image_id": resp.image_id,
+                                        "repo_digests": list(resp.repo_digests),
+                                        "state": resp.state}
+        return [*resp.repo_digests, resp.image_ref]
 
     def prepull_current(self, state: MigrationState) -> PhaseResult:
         """Diff order, before the stop: the destination pulls the image the source runs from
-        (`current_images`), so the pull after the stop fetches only the committed top layer.
+        (`current_images`: first what the source's agent reports, `describe_source`, so a
+        service restarted behind the SMF's back is not pre-pulled from a stale journal), so
+        the pull after the stop fetches only the committed top layer.
 
         Also the ledger's size before the stop (extras ``size_bytes``, replaced by the push's
         real size before step 10): the compressed size of that image from the registry's
@@ -270,7 +295,7 @@ class NodeContainerPhases:
         self.claim(state)
         self._reachable(state.source)
         notes: list[str] = []
-        for ref in self.current_images(state):
+        for ref in self.current_images(state, self.describe_source(state, notes)):
             try:
                 resp = _rpc(self.node(state.destination).PrePullImage,
                             pb.PrePullImageRequest(image_ref=ref), self.timeouts.transfer_s,

@@ -5,15 +5,16 @@
         -v /path/nms-tls.crt:/run/secrets/nms.crt:ro \
         -v /path/nms-tls.key:/run/secrets/nms-tls.key:ro built.tag
 
-The server runs as uid/gid 65534 and stores its blocks under ``/var/lib/nms`` inside the
-container filesystem (no volume), so ``docker commit`` carries every acknowledged block to the
-destination. The session key is *not* in the image: it is bind-mounted read-only at run time
-(``NMS_KEY_FILE``, default ``/run/secrets/nms.key``, owned by uid 65534, mode 0400/0600) and bind
-mounts are not committed. The same holds for its TLS certificate and key (``NMS_CERT_FILE``,
-``NMS_TLS_KEY_FILE``: the lab-CA certificate for the NMS name that the pki role issues; the
-node agent writes every secret file 0400 owned by uid 65534). SIGTERM makes the server finish
-in-flight requests and exit 0. Handshake deadline and connection caps: ``NMS_HANDSHAKE_TIMEOUT``,
-``NMS_MAX_CONNECTIONS``, ``NMS_MAX_PENDING`` (defaults in ``nms.server.Limits``).
+The server runs as uid/gid 65534 and stores its blocks (4 MiB segment files, see ``nms.store``)
+under ``/var/lib/nms`` inside the container filesystem (no volume), so ``docker commit`` carries
+every acknowledged block to the destination. The session key is *not* in the image: it is bind-
+mounted read-only at run time (``NMS_KEY_FILE``, default ``/run/secrets/nms.key``, owned by uid
+65534, mode 0400/0600) and bind mounts are not committed. The same holds for its TLS certificate
+and key (``NMS_CERT_FILE``, ``NMS_TLS_KEY_FILE``: the lab-CA certificate for the NMS name that
+the pki role issues; the node agent writes every secret file 0400 owned by uid 65534). SIGTERM
+makes the server finish in-flight requests and exit 0. Handshake deadline and connection caps:
+``NMS_HANDSHAKE_TIMEOUT``, ``NMS_MAX_CONNECTIONS``, ``NMS_MAX_PENDING`` (defaults in
+``nms.server.Limits``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ KEY_PATH_IN_CONTAINER = "/run/secrets/nms.key"
 CERT_PATH_IN_CONTAINER = "/run/secrets/nms.crt"
 TLS_KEY_PATH_IN_CONTAINER = "/run/secrets/nms-tls.key"
 #: Modules copied into the image (standard library only; `client` is handy for debugging).
-MODULES = ("__init__.py", "protocol.py", "auth.py", "tls.py", "server.py", "client.py")
+MODULES = ("__init__.py", "protocol.py", "auth.py", "tls.py", "segments.py", "store.py",
+           "server.py", "client.py")
 
 
 def dockerfile(base_tag: str) -> str:

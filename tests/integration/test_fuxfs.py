@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.nms_log_reader import CORRUPT, live_blocks
 from tests.nms_tls import NmsTls, issue_nms_cert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,7 +175,10 @@ def migrate(h: Harness, server: NmsProcess, dest: Path) -> NmsProcess:
 
 
 def nms_blocks(data: Path) -> int:
-    return sum(1 for p in (data / "blocks").iterdir() if ".tmp" not in p.name)
+    """Blocks allocated on the server, read from its data folder by an independent reader."""
+    blocks = live_blocks(data, BS) if (data / "segments").is_dir() else {}
+    assert CORRUPT not in blocks.values()
+    return len(blocks)
 
 
 def read_all(mnt: Path) -> dict[str, str]:

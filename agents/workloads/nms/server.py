@@ -3,16 +3,18 @@
     python -m agents.workloads.nms.server --listen 0.0.0.0:7070 --data /var/lib/nms \
         --key-file /run/secrets/nms.key --cert-file /run/secrets/nms.crt \
         --tls-key-file /run/secrets/nms-tls.key [--block-size 8192] [--max-blocks 65536] [--sync]
-        [--handshake-timeout 2] [--max-connections 64] [--max-pending 16]
+        [--handshake-timeout 2] [--max-connections 64] [--max-pending 16] [--compact]
 
 Transport: TLS 1.3 with the lab-CA certificate in ``--cert-file`` (see `tls`), then the
 session-key handshake of `auth` inside the tunnel. A connection that has not finished both
 within ``--handshake-timeout`` seconds is closed; beyond ``--max-connections`` open connections,
 or ``--max-pending`` still handshaking, a new connection is closed at once (`Limits`).
 
-Blocks are files ``<data>/blocks/<16 hex id>`` written atomically (temporary file + rename,
-``--sync`` adds fsync), so what the server acknowledged is in the container's filesystem and
-``docker commit`` carries it. ALLOC tokens are remembered under ``<data>/allocs/``.
+Blocks live in append-only 4 MiB segment files ``<data>/segments/*.seg`` of checksummed
+records (`store`, `segments`; ``--sync`` fsyncs each before the reply), so what the server
+acknowledged is in the container's filesystem and ``docker commit`` carries it in a few files.
+``--compact`` (``NMS_COMPACT=1``) reclaims superseded records on start; the store also does so by
+itself once they outweigh the live blocks and 64 MiB.
 
 SIGTERM / SIGINT: stop accepting, let each connection finish the request it is executing, close
 every connection, ``sync`` and exit 0 -- well inside Docker's 10 s stop grace period.
@@ -24,7 +26,6 @@ import argparse
 import contextlib
 import logging
 import os
-import secrets
 import signal
 import socket
 import ssl
@@ -38,144 +39,19 @@ from types import FrameType
 
 from .auth import AuthenticationFailed, Authenticator, Session, SharedKeyAuth
 from .protocol import (
-    ALLOC_TOKEN_BYTES,
     DEFAULT_BLOCK_SIZE,
-    Op,
     ProtocolError,
-    Request,
-    Response,
-    StatInfo,
-    Status,
     decode_request,
     encode_response,
-    read_u64,
     recv_frame,
     send_frame,
-    u64,
 )
+from .store import BlockError, BlockStore, LogDamaged
 from .tls import server_context
 
+__all__ = ["BlockError", "BlockStore", "Limits", "NmsServer", "main"]
+
 log = logging.getLogger("nms.server")
-
-
-class BlockError(Exception):
-    def __init__(self, status: Status, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class BlockStore:
-    """Fixed-size blocks as files; safe for concurrent use by connection threads."""
-
-    def __init__(self, root: Path, block_size: int = DEFAULT_BLOCK_SIZE,
-                 max_blocks: int = 65536, sync: bool = False) -> None:
-        if block_size <= 0 or block_size > 1 << 20:
-            raise ValueError("block size must be 1..1048576 bytes")
-        self.root = root
-        self.blocks = root / "blocks"
-        self.allocs = root / "allocs"
-        self.block_size = block_size
-        self.max_blocks = max_blocks
-        self.sync = sync
-        self._lock = threading.Lock()
-        for d in (self.blocks, self.allocs):
-            d.mkdir(parents=True, exist_ok=True)
-        for stale in self.blocks.glob("*.tmp*"):
-            stale.unlink(missing_ok=True)  # a write interrupted by a crash never became visible
-        self._count = sum(1 for _ in self.blocks.iterdir())
-
-    def _path(self, block_id: int) -> Path:
-        return self.blocks / f"{block_id:016x}"
-
-    def count(self) -> int:
-        return self._count
-
-    def _write_file(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f"{path.name}.tmp{threading.get_ident()}")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if self.sync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    def allocate(self, token: bytes) -> int:
-        if len(token) != ALLOC_TOKEN_BYTES:
-            raise BlockError(Status.BAD_REQUEST, "ALLOC token must be 16 bytes")
-        marker = self.allocs / token.hex()
-        with self._lock:
-            if marker.exists():
-                block_id = int(marker.read_text(), 16)
-                if self._path(block_id).exists():
-                    return block_id
-            if self.count() >= self.max_blocks:
-                raise BlockError(Status.NO_SPACE, "no free blocks")
-            while True:
-                block_id = secrets.randbits(63) or 1
-                if not self._path(block_id).exists():
-                    break
-            self._write_file(self._path(block_id), bytes(self.block_size))
-            self._count += 1
-            self._write_file(marker, f"{block_id:016x}".encode())
-            self._write_file(self.allocs / f"{block_id:016x}.block", token.hex().encode())
-            return block_id
-
-    def write(self, block_id: int, data: bytes) -> None:
-        if len(data) != self.block_size:
-            raise BlockError(Status.BAD_REQUEST, f"WRITE needs exactly {self.block_size} bytes")
-        path = self._path(block_id)
-        if not path.exists():
-            raise BlockError(Status.NOT_FOUND, f"block {block_id:x} is not allocated")
-        self._write_file(path, data)
-
-    def read(self, block_id: int) -> bytes:
-        try:
-            return self._path(block_id).read_bytes()
-        except FileNotFoundError:
-            raise BlockError(Status.NOT_FOUND, f"block {block_id:x} is not allocated") from None
-
-    def free(self, block_id: int) -> None:
-        with self._lock:
-            try:
-                self._path(block_id).unlink()
-            except FileNotFoundError:
-                raise BlockError(Status.NOT_FOUND, f"block {block_id:x} is not allocated") from None
-            self._count -= 1
-            reverse = self.allocs / f"{block_id:016x}.block"
-            with contextlib.suppress(OSError, ValueError):
-                (self.allocs / reverse.read_text()).unlink()
-            reverse.unlink(missing_ok=True)
-
-    def stat(self) -> StatInfo:
-        return StatInfo(self.block_size, self.count(), self.max_blocks)
-
-    def execute(self, req: Request) -> Response:
-        """Run one request; every failure becomes a status, never an exception."""
-        try:
-            if req.op is Op.ALLOC:
-                return Response(Status.OK, req.request_id, u64(self.allocate(req.args)))
-            if req.op is Op.WRITE:
-                self.write(read_u64(req.args), req.args[8:])
-                return Response(Status.OK, req.request_id)
-            if req.op is Op.READ:
-                if len(req.args) != 8:
-                    raise BlockError(Status.BAD_REQUEST, "READ takes a block id")
-                return Response(Status.OK, req.request_id, self.read(read_u64(req.args)))
-            if req.op is Op.FREE:
-                if len(req.args) != 8:
-                    raise BlockError(Status.BAD_REQUEST, "FREE takes a block id")
-                self.free(read_u64(req.args))
-                return Response(Status.OK, req.request_id)
-            if req.op is Op.STAT:
-                return Response(Status.OK, req.request_id, self.stat().encode())
-            return Response(Status.OK, req.request_id)  # PING
-        except BlockError as err:
-            return Response(err.status, req.request_id, str(err).encode())
-        except ProtocolError as err:
-            return Response(Status.BAD_REQUEST, req.request_id, str(err).encode())
-        except OSError as err:
-            log.error("storage error: %s", err)
-            return Response(Status.INTERNAL, req.request_id, b"storage error")
 
 
 @dataclass(frozen=True)
@@ -389,6 +265,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-blocks", type=int,
                    default=int(os.environ.get("NMS_MAX_BLOCKS", 65536)))
     p.add_argument("--sync", action="store_true", default=os.environ.get("NMS_SYNC") == "1")
+    p.add_argument("--compact", action="store_true", default=os.environ.get("NMS_COMPACT") == "1",
+                   help="reclaim superseded block records before serving")
     return p
 
 
@@ -407,7 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
         print(f"nms: cannot set up TLS: {err}", file=sys.stderr)
         return 2
-    store = BlockStore(args.data, args.block_size, args.max_blocks, args.sync)
+    try:
+        store = BlockStore(args.data, args.block_size, args.max_blocks, args.sync)
+        if args.compact:
+            store.compact()
+    except LogDamaged as err:
+        print(f"nms: the block log under {args.data} is damaged: {err}; move it aside to start "
+              "empty", file=sys.stderr)
+        return 2
     server = NmsServer(store, auth, tls, host.strip("[]") or "0.0.0.0", int(port), limits)
     done = threading.Event()
 
@@ -422,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
              store.count(), limits.handshake_timeout, limits.max_connections, limits.max_pending)
     done.wait()
     server.stop()
+    store.close()
     log.info("stopped")
     return 0
 

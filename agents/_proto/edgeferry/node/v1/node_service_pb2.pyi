@@ -415,6 +415,64 @@ class RemoveWorkloadResponse(_message.Message):
 Global___RemoveWorkloadResponse: _TypeAlias = RemoveWorkloadResponse  # noqa: Y015
 
 @_typing.final
+class DescribeWorkloadRequest(_message.Message):
+    """DescribeWorkloadRequest names the workload to describe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Workload (container) name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeWorkloadRequest: _TypeAlias = DescribeWorkloadRequest  # noqa: Y015
+
+@_typing.final
+class DescribeWorkloadResponse(_message.Message):
+    """DescribeWorkloadResponse is what the engine says of the workload's container and its image."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    IMAGE_REF_FIELD_NUMBER: _builtins.int
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    REPO_DIGESTS_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """The container's state as the engine reports it ("running", "exited", ...)."""
+    image_ref: _builtins.str
+    """The image reference the container was created from (its Config.Image)."""
+    image_id: _builtins.str
+    """The local image id (sha256:...) of that image."""
+    @_builtins.property
+    def repo_digests(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The image's registry digests ("<registry>/<repository>@sha256:..."), pullable by digest."""
+
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        image_ref: _builtins.str = ...,
+        image_id: _builtins.str = ...,
+        repo_digests: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_id", b"image_id", "image_ref", b"image_ref", "repo_digests", b"repo_digests", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeWorkloadResponse: _TypeAlias = DescribeWorkloadResponse  # noqa: Y015
+
+@_typing.final
 class StopContainerRequest(_message.Message):
     """StopContainerRequest is the stop phase."""
 

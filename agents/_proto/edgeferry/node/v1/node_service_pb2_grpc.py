@@ -95,6 +95,11 @@ class NodeServiceStub:
                 request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.SubmitRequestRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.SubmitRequestResponse.FromString,
                 _registered_method=True)
+        self.DescribeWorkload = channel.unary_unary(
+                '/edgeferry.node.v1.NodeService/DescribeWorkload',
+                request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -186,6 +191,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeWorkload(self, request, context):
+        """DescribeWorkload reports the image a workload container really runs from (the SMF's
+        prepull asks the source, whatever its journal says). NOT_FOUND when no such container.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +261,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.SubmitRequest,
                     request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.SubmitRequestRequest.FromString,
                     response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.SubmitRequestResponse.SerializeToString,
+            ),
+            'DescribeWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeWorkload,
+                    request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadRequest.FromString,
+                    response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +593,33 @@ class NodeService:
             '/edgeferry.node.v1.NodeService/SubmitRequest',
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.SubmitRequestRequest.SerializeToString,
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.SubmitRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.node.v1.NodeService/DescribeWorkload',
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadRequest.SerializeToString,
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,10 @@ class NodeServiceStub:
     """GetMigration reports the recorded phases of a migration (after a restart, too)."""
     SubmitRequest: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.SubmitRequestRequest, _node_service_pb2.SubmitRequestResponse]
     """SubmitRequest serves a service request locally or forwards it (BloSM Algorithm 3)."""
+    DescribeWorkload: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.DescribeWorkloadRequest, _node_service_pb2.DescribeWorkloadResponse]
+    """DescribeWorkload reports the image a workload container really runs from (the SMF's
+    prepull asks the source, whatever its journal says). NOT_FOUND when no such container.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     """NodeService is the API of the edge node agent."""
@@ -160,5 +164,15 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _node_service_pb2.SubmitRequestResponse:
         """SubmitRequest serves a service request locally or forwards it (BloSM Algorithm 3)."""
+
+    @_abc_1.abstractmethod
+    def DescribeWorkload(
+        self,
+        request: _node_service_pb2.DescribeWorkloadRequest,
+        context: _grpc.ServicerContext,
+    ) -> _node_service_pb2.DescribeWorkloadResponse:
+        """DescribeWorkload reports the image a workload container really runs from (the SMF's
+        prepull asks the source, whatever its journal says). NOT_FOUND when no such container.
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _grpc.Server) -> None: ...
