@@ -143,6 +143,46 @@ class NmsWorkload(_Strict):
     block_size: int = Field(default=4096, ge=512)
 
 
+# ------------------------------------------------------------------------------ seed 004 (SSO)
+class SsoCachingSimParams(_Strict):
+    granularity: Literal["bc", "ffc"] = Field(description="block caching or full-file caching")
+    policy: Literal["lru", "lfu"] = "lru"
+    cache_tb: float | None = Field(default=None, gt=0, description="each edge's cache (TB)")
+    cache_mb: float | None = Field(default=None, gt=0, description="each edge's cache (MB)")
+    edges: int = Field(default=150, ge=1, le=1000)
+    n_jobs: int = Field(default=1500, ge=1, le=100000)
+
+
+class SsoCachingSimWorkload(_Strict):
+    scale: Literal["paper", "lab"] = Field(
+        default="paper", description="paper: 500 TB of 20 GB files in 2.5 GB block sets "
+        "(edgeferry.sso.sim); lab: the catalog below, as the lab's blockcache origin serves it")
+    n_files: int = Field(default=40, ge=1, le=100000)
+    blocks_per_file: int = Field(default=8, ge=1, le=1024)
+    block_kib: int = Field(default=64, ge=1, le=4096)
+    alpha: float = Field(default=0.8, gt=0, description="Zipf exponent of file popularity")
+    block_alpha: float = Field(default=1.5, gt=0, description="Zipf exponent within a file")
+    neighbours: int = Field(default=2, ge=0, le=16)
+    cloud_sites: int = Field(default=3, ge=1, le=16)
+    warm: Literal["popularity", "none"] = "popularity"
+
+
+class SsoCompositionSimParams(_Strict):
+    strategy: Literal["non-cooperative", "cooperative", "cooperative-secure"]
+    n_requests: int = Field(default=50, ge=1, le=10000)
+    nodes: int = Field(default=4, ge=1, le=200)
+    actions_per_service: int = Field(default=1, ge=1, le=64)
+
+
+class SsoCompositionSimWorkload(_Strict):
+    services: int = Field(default=6, ge=1, le=100)
+    services_per_request: int = Field(default=4, ge=1, le=50)
+    offer_prob: float = Field(default=0.6, gt=0, le=1)
+    chi_prob: float = Field(default=0.9, gt=0, le=1)
+    secure_overhead_ms: float = Field(default=1.0, ge=0, description="per transition: grant "
+                                      "signing + verification (the lab part measures it)")
+
+
 class RequestMigrationParams(_Strict):
     request_mib: int = Field(default=512, ge=1, description="REQ_res memory of the request "
                              "that must be migrated (>= R_rem at the source)")
@@ -322,6 +362,28 @@ def _builtin() -> list[ScenarioSpec]:
             uses_hosts=True, agents=("smf", "node"),
             needs="the node agent's request forwarding (Algorithm 3, REQ_res >= R_rem) and "
                   "SMF deployed on the target",
+        ),
+        ScenarioSpec(
+            name="sso-caching-sim",
+            summary="seed 004 Figs. 7-8 simulated (SimPy, the agents' cache code): BC vs FFC "
+                    "hit and miss ratio vs cache size",
+            implementation=_impl("sso_sim", "SsoCachingSim"),
+            params=SsoCachingSimParams, workload=SsoCachingSimWorkload,
+            phases=("simulate",),
+            metrics={"hit_ratio": "ratio", "miss_ratio": "ratio", "fog_ratio": "ratio",
+                     "origin_ratio": "ratio", "evictions": "count", "mb_from_origin": "MB"},
+            needs="simpy and agents.sso",
+        ),
+        ScenarioSpec(
+            name="sso-composition-sim",
+            summary="seed 004 Figs. 4-6 simulated (SimPy, the composer's code): delay of "
+                    "non-cooperative, cooperative and cooperative-secure composition",
+            implementation=_impl("sso_sim", "SsoCompositionSim"),
+            params=SsoCompositionSimParams, workload=SsoCompositionSimWorkload,
+            phases=("simulate",),
+            metrics={"delay_s": "s", "mean_latency_s": "s", "completed": "count",
+                     "refused": "count"},
+            needs="simpy, pm4py and agents.sso",
         ),
     ]
 
