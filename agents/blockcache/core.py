@@ -96,7 +96,7 @@ class _GuardedCache:
         self.core = core
         self.counted = counted
 
-    def lookup(self, file_id: str, index: int, digest: str) -> bytes | None | Literal[True]:
+    def lookup(self, file_id: str, index: int, digest: str) -> bytes | Literal[True] | None:
         with self.core.lock:
             if self.counted:
                 return self.core.cache.lookup(file_id, index, digest)

@@ -36,8 +36,13 @@ from agents.security.grant import SignedGrant, input_digest
 from agents.sso.blocks import FileManifest, assemble, verify_block
 from agents.sso.secure import SecureWorkflowNet, ServiceOffer, authorize, serial_order
 from agents.sso.strategies import Strategy, assign
-from agents.sso.wfnet import Composition, CompositionError, check_soundness, firing_order, \
-    parse_process
+from agents.sso.wfnet import (
+    Composition,
+    CompositionError,
+    check_soundness,
+    firing_order,
+    parse_process,
+)
 
 MAX_PROCESS_BYTES = 64 * 1024
 MAX_TRANSITIONS = 200
