@@ -325,6 +325,8 @@ def test_rendered_agent_settings_validate_against_the_agents_models(
     """What the role deploys is what each agent's settings model accepts (no removed keys
     such as the old per-agent peer allow-lists: agents/*/policy.py decides who may call)."""
     from agents.audit.agent import AuditSettings
+    from agents.blockcache.agent import BlockCacheSettings
+    from agents.composer.agent import ComposerSettings
     from agents.ledger.agent import LedgerSettings
     from agents.node.agent import NodeSettings
     from agents.ras.agent import RasSettings
@@ -332,7 +334,8 @@ def test_rendered_agent_settings_validate_against_the_agents_models(
 
     models = {"smf": SmfSettings, "ras": RasSettings, "audit": AuditSettings,
               "ledger-validator": LedgerSettings, "ledger-peer": LedgerSettings,
-              "node": NodeSettings}
+              "node": NodeSettings, "blockcache-origin": BlockCacheSettings,
+              "blockcache": BlockCacheSettings, "composer": ComposerSettings}
     root, inventory = rendered
     seen = set()
     for path in manifest_path(inventory, "x", root=root).parent.iterdir():
