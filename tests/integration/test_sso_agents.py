@@ -109,7 +109,7 @@ def test_corrupt_block_at_a_neighbour_is_not_served(lab: SsoLab) -> None:
     def corrupt(file: str, index: int, digest: str) -> bytes | None:
         data = honest(file, index, digest)
         served.append(digest)
-        return None if data is None else b"\x00" + data[1:]
+        return None if data is None else bytes([data[0] ^ 0xFF]) + data[1:]
 
     edge2.peek = corrupt  # type: ignore[method-assign]
     try:
