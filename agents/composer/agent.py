@@ -10,6 +10,7 @@ from the inventory, see roles/edgeferry/defaults/main.yml ``edgeferry_sso_*``)::
         - {node: edge1, service: transcode, cost_mean_ms: 20, cost_sd_ms: 5}
       chi: {edge1: ["*"], edge2: [transcode, file-000000]}   # default: every edge "*"
       grant_ttl_s: 30                             # validity of an execution grant
+      soundness_engine: reachability              # or woflan (pm4py's woflan)
       rpc_timeout_s: 60
 
 chi names, per node, the resources (services and file ids) it may touch; ``*`` is any
@@ -19,6 +20,8 @@ the edges verify them against the lab CA with no extra key distribution.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import grpc
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -61,6 +64,8 @@ class ComposerSettings(BaseModel):
     offers: list[OfferEntry] = Field(default_factory=list, max_length=100_000)
     chi: dict[str, list[str]] = Field(default_factory=dict)
     grant_ttl_s: float = Field(default=30.0, gt=0, le=600)
+    #: how soundness is decided (agents.sso.wfnet.check_soundness): reachability or woflan
+    soundness_engine: Literal["reachability", "woflan"] = "reachability"
     rpc_timeout_s: float = Field(default=60.0, gt=0)
 
 
@@ -134,6 +139,6 @@ def setup_composer(server: AgentServer, config: AgentConfig) -> ComposerCore:
     chi = {e.name: frozenset([ANY]) for e in settings.edges}
     chi.update({node: frozenset(res) for node, res in settings.chi.items()})
     core = ComposerCore(offers, chi, EdgeClients(origin, clients),
-                        grant_issuer(config, settings.grant_ttl_s))
+                        grant_issuer(config, settings.grant_ttl_s), settings.soundness_engine)
     server.add(add_to_server, ComposerServicer(core), SERVICE_NAME, policy=COMPOSER_POLICY)
     return core

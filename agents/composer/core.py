@@ -35,7 +35,7 @@ import yaml
 from agents.security.grant import SignedGrant, input_digest
 from agents.sso.blocks import FileManifest, assemble, verify_block
 from agents.sso.secure import SecureWorkflowNet, ServiceOffer, authorize, serial_order
-from agents.sso.strategies import Strategy, assign
+from agents.sso.strategies import AssignmentError, Strategy, assign
 from agents.sso.wfnet import (
     Composition,
     CompositionError,
@@ -137,7 +137,9 @@ class ComposerCore:
     """Offers, chi and the way to reach the edges; composes and runs requests."""
 
     def __init__(self, offers: Sequence[ServiceOffer], chi: Mapping[str, frozenset[str]],
-                 edges: Edges, grants: GrantIssuer | None) -> None:
+                 edges: Edges, grants: GrantIssuer | None,
+                 soundness_engine: str = "reachability") -> None:
+        self.soundness_engine = soundness_engine
         self.offers = list(offers)
         self.chi = dict(chi)
         self.edges = edges
@@ -170,7 +172,7 @@ class ComposerCore:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
             raise CompositionError(f"the process is not valid YAML{where}") from None
-        comp = parse_process(obj)
+        comp = parse_process(obj, known_services=self.services)
         if len(comp.tasks) > MAX_TRANSITIONS:
             raise CompositionError(f"the process has {len(comp.tasks)} transitions, "
                                    f"over {MAX_TRANSITIONS}")
@@ -180,7 +182,7 @@ class ComposerCore:
                                    f"(offered: {', '.join(sorted(self.services)) or 'none'})")
         compose_ns = _now() - start
         start = _now()
-        sound, reason = check_soundness(comp)
+        sound, reason = check_soundness(comp, self.soundness_engine)
         soundness_ns = _now() - start
         if not sound:
             raise UnsoundComposition(f"the composed workflow net is refused: {reason}")
@@ -204,17 +206,23 @@ class ComposerCore:
                        Phase("soundness", composed.soundness_ns)]
         chi = self.chi_for(file_id)
         t = _now()
-        out.assignment = assign(comp, self.offers, strategy, home, chi if secure else None)
+        try:
+            out.assignment = assign(comp, self.offers, strategy, home,
+                                    chi if secure else None, [file_id] if secure else ())
+        except AssignmentError as err:
+            raise (PermissionError(str(err)) if secure else err) from None
         out.phases.append(Phase("assign", _now() - t))
         t = _now()
         if secure:
-            swf = SecureWorkflowNet.build(comp, chi, out.assignment) \
-                if hasattr(SecureWorkflowNet, "build") else None
-            refusals = authorize(swf, [file_id]) if swf is not None else []
+            resources = frozenset(self.services | {file_id})
+            swf = SecureWorkflowNet(comp, frozenset(self.nodes),
+                                    {n: c & resources for n, c in chi.items()}, resources,
+                                    dict(out.assignment))
+            refusals = authorize(swf, [file_id])
             if refusals:
                 raise PermissionError("secure composition refused: " + "; ".join(refusals))
-            out.serial = serial_order(swf, composed.stages) if swf is not None else []
-        if not out.serial:
+            out.serial = serial_order(swf, composed.stages)
+        else:
             out.serial = [tr for stage in composed.stages for tr in stage]
         authorize_phase = Phase("authorize", _now() - t)
         out.phases.append(authorize_phase)

@@ -48,7 +48,7 @@ class ComposerServicer(pb_grpc.ComposerServiceServicer):
             tasks=[pb.Task(transition=t, service=s) for t, s in sorted(comp.tasks.items())],
             stages=[pb.Stage(transitions=stage) for stage in composed.stages],
             compose_ns=composed.compose_ns, soundness_ns=composed.soundness_ns,
-            places=len(comp.net.places))
+            places=len(comp.structure.places))
 
     def Run(self, request: pb.RunRequest, context: grpc.ServicerContext) -> pb.RunResponse:
         strategy = STRATEGY_FROM_PB.get(request.strategy)
