@@ -62,6 +62,7 @@ class SsoLab:
     edges: dict[str, Running] = field(default_factory=dict)
     composer: Running | None = None
     channels: list[grpc.Channel] = field(default_factory=list)
+    extra: list[Running] = field(default_factory=list)  # agents a test added
 
     def config(self, name: str, cn: str, settings: dict[str, Any], port: int = 0
                ) -> AgentConfig:
@@ -113,7 +114,7 @@ class SsoLab:
     def close(self) -> None:
         for channel in self.channels:
             channel.close()
-        for running in [self.composer, *self.edges.values(), self.origin]:
+        for running in [*self.extra, self.composer, *self.edges.values(), self.origin]:
             if running is not None:
                 running.server.stop(0)
 

@@ -168,3 +168,31 @@ def test_corrupt_blocks_everywhere_are_never_served(lab: SsoLab) -> None:
     assert reply.blocks[0].source != bpb.BLOCK_SOURCE_LOCAL  # nothing corrupt was cached
     import hashlib
     assert hashlib.sha256(reply.blocks[0].data).hexdigest() == reply.blocks[0].digest
+
+
+def test_chi_refuses_a_node_without_access(lab: SsoLab) -> None:
+    """A composer whose chi gives edge2 (the only transcoder) the service but not the file:
+    the secure strategy refuses with the reason; once chi lists the file it runs."""
+    from agents.composer.agent import setup_composer
+    from agents.composer.client import ComposerClient
+
+    def composer_with(chi: dict[str, list[str]], name: str) -> ComposerClient:
+        assert lab.origin is not None
+        cfg = lab.config(name, "composer.control", {
+            "origin": lab.origin.address,
+            "edges": [{"name": n, "address": r.address} for n, r in lab.edges.items()],
+            "offers": [{"node": "edge2", "service": "transcode"},
+                       {"node": "edge1", "service": "filter"}],
+            "chi": chi})
+        running = lab._serve(cfg, setup_composer)
+        lab.extra.append(running)
+        return ComposerClient(lab.channel(running.address))
+
+    strict = composer_with({"edge2": ["transcode"]}, "composer-strict")
+    with pytest.raises(grpc.RpcError) as err:
+        strict.run("{seq: [transcode]}", "cooperative-secure", "edge1", "file-000001")
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "chi" in (err.value.details() or "")
+    allowed = composer_with({"edge2": ["transcode", "file-000001"]}, "composer-allowed")
+    reply = allowed.run("{seq: [transcode]}", "cooperative-secure", "edge1", "file-000001")
+    assert [t.node for t in reply.tasks] == ["edge2"] and reply.grants == 1

@@ -24,6 +24,8 @@ import grpc
 import pytest
 
 from agents._proto.edgeferry.blockcache.v1 import blockcache_service_pb2 as bpb
+from agents.common.status import RemoteProtocolError
+from agents.security.errors import ErrorCode
 from agents.sso.workload import file_bytes, zipf_requests
 from tests.adversarial.sso_lab import CATALOG, SEED, SsoLab
 
@@ -85,10 +87,11 @@ def test_non_secure_strategies_need_grants_on_these_edges(lab: SsoLab) -> None:
     """The lab's edges require grants: the cooperative (non-secure) strategy is refused at the
     first execution; the secure one on the same request runs (positive control)."""
     composer = lab.composer_client()
-    with pytest.raises(grpc.RpcError) as err:
+    with pytest.raises(RemoteProtocolError) as err:
         composer.run("{seq: [filter, transcode]}", "cooperative", "edge2", "file-000003")
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "grant" in (err.value.details() or "")
+    assert (err.value.status, err.value.code) == (grpc.StatusCode.PERMISSION_DENIED,
+                                                  ErrorCode.NOT_AUTHORISED)
+    assert "executes only with a composer's grant" in err.value.message
     ok = composer.run("{seq: [filter, transcode]}", "cooperative-secure", "edge2",
                       "file-000003")
     original = file_bytes(CATALOG, "file-000003", SEED)
