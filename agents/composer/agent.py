@@ -27,7 +27,6 @@ import grpc
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.blockcache.agent import NeighbourSetting
 from agents.blockcache.client import BlockCacheClient
 from agents.common.client import plaintext_loopback_channel, secure_channel_from_config
 from agents.common.config import AgentConfig
@@ -41,6 +40,15 @@ from agents.sso.blocks import FileManifest
 from agents.sso.secure import ServiceOffer
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class EdgeEntry(BaseModel):
+    """An edge's blockcache agent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME)
+    address: str = Field(pattern=r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$")
 
 
 class OfferEntry(BaseModel):
@@ -60,7 +68,7 @@ class ComposerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     origin: str = ""
-    edges: list[NeighbourSetting] = Field(default_factory=list, max_length=1024)
+    edges: list[EdgeEntry] = Field(default_factory=list, max_length=1024)
     offers: list[OfferEntry] = Field(default_factory=list, max_length=100_000)
     chi: dict[str, list[str]] = Field(default_factory=dict)
     grant_ttl_s: float = Field(default=30.0, gt=0, le=600)
