@@ -84,10 +84,13 @@ class BlockCacheClient:
         return stats
 
     def execute(self, service: str, data: bytes, *, request_id: str = "", transition: str = "",
-                grant: SignedGrant | None = None) -> pb.ExecuteResponse:
-        """Apply `service` on the edge to `data` (with the composer's grant when given)."""
+                grant: SignedGrant | None = None,
+                cost: tuple[float, float] = (0.0, 0.0)) -> pb.ExecuteResponse:
+        """Apply `service` on the edge to `data` (with the composer's grant when given;
+        `cost` = modeled (mean, sd) ms, (0, 0) for the edge's own offer)."""
         request = pb.ExecuteRequest(service=service, input=data, request_id=request_id,
-                                    transition=transition)
+                                    transition=transition, cost_mean_ms=cost[0],
+                                    cost_sd_ms=cost[1])
         if grant is not None:
             request.grant.CopyFrom(signed_grant_to_pb(grant))
         resp: pb.ExecuteResponse = self._call("Execute", request)

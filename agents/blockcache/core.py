@@ -34,6 +34,8 @@ from agents.sso.strategies import sample_cost_ms
 
 #: Blocks one Fetch may ask for.
 MAX_FETCH_BLOCKS = 256
+#: Largest modeled cost (ms) an Execute may ask for.
+MAX_COST_MS = 600_000.0
 #: Manifests an edge remembers (least recently used dropped first).
 MAX_MANIFESTS = 10_000
 
@@ -253,13 +255,20 @@ class EdgeCore:
             return before
 
     # -- execution ------------------------------------------------------------------------------
-    def execute(self, service: str, data: bytes, grant: SignedGrant | None) -> ExecuteOutcome:
-        """Apply `service` to `data` after checking the grant (when given or required)."""
-        offer = self.offers.get(service)
-        if offer is None:
+    def execute(self, service: str, data: bytes, grant: SignedGrant | None,
+                cost: tuple[float, float] | None = None) -> ExecuteOutcome:
+        """Apply `service` to `data` after checking the grant (when given or required).
+
+        A service this edge does not offer still runs when the edge implements it (the
+        non-cooperative strategy puts every transition on the home node); its modeled time
+        then comes from `cost` (mean, sd in ms) as the composer assigned it.
+        """
+        if service not in services.TRANSFORMS:
             raise services.UnknownService(
-                f"node {self.node!r} does not offer {service!r} (offers: "
+                f"node {self.node!r} implements no service {service!r} (offers: "
                 f"{', '.join(sorted(self.offers)) or 'none'})")
+        if cost is not None and not (0 <= cost[0] <= MAX_COST_MS and 0 <= cost[1] <= MAX_COST_MS):
+            raise ValueError(f"modeled cost {cost} ms is outside 0..{MAX_COST_MS}")
         granted = False
         if grant is not None:
             if self.verifier is None:
@@ -274,9 +283,13 @@ class EdgeCore:
         transform_ns = time.perf_counter_ns() - start
         modeled_ns = 0
         if self.model_service_time:
-            with self.lock:
-                modeled_ns = int(sample_cost_ms(offer, self._rng) * 1e6)
-            time.sleep(modeled_ns / 1e9)
+            offer = self.offers.get(service)
+            if cost is not None and cost[0] > 0:
+                offer = ServiceOffer(self.node, service, cost[0], cost[1])
+            if offer is not None:
+                with self.lock:
+                    modeled_ns = int(sample_cost_ms(offer, self._rng) * 1e6)
+                time.sleep(modeled_ns / 1e9)
         return ExecuteOutcome(output, transform_ns, modeled_ns, granted)
 
 

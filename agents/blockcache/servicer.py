@@ -130,7 +130,8 @@ class BlockCacheServicer(pb_grpc.BlockCacheServiceServicer):
                 context: grpc.ServicerContext) -> pb.ExecuteResponse:
         with mapped_errors(context, _CATCH, ERRORS):
             grant = signed_grant_from_pb(request.grant) if request.HasField("grant") else None
-            out = self._edge("Execute").execute(request.service, request.input, grant)
+            cost = (request.cost_mean_ms, request.cost_sd_ms) if request.cost_mean_ms else None
+            out = self._edge("Execute").execute(request.service, request.input, grant, cost)
         return pb.ExecuteResponse(output=out.output, output_digest=input_digest(out.output),
                                   transform_ns=out.transform_ns, modeled_ns=out.modeled_ns,
                                   granted=out.granted)

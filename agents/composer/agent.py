@@ -101,10 +101,10 @@ class EdgeClients:
                        reply.from_neighbours, reply.from_origin, reply.bytes_in)
 
     def execute(self, node: str, service: str, data: bytes, request_id: str, transition: str,
-                grant: SignedGrant | None) -> Executed:
+                grant: SignedGrant | None, cost: tuple[float, float]) -> Executed:
         """One execution on `node`."""
         reply = self._edge(node).execute(service, data, request_id=request_id,
-                                         transition=transition, grant=grant)
+                                         transition=transition, grant=grant, cost=cost)
         return Executed(bytes(reply.output), reply.modeled_ns)
 
 

@@ -35,7 +35,7 @@ import yaml
 from agents.security.grant import SignedGrant, input_digest
 from agents.sso.blocks import FileManifest, assemble, verify_block
 from agents.sso.secure import SecureWorkflowNet, ServiceOffer, authorize, serial_order
-from agents.sso.strategies import AssignmentError, Strategy, assign
+from agents.sso.strategies import AssignmentError, Strategy, assign, home_offer
 from agents.sso.wfnet import (
     Composition,
     CompositionError,
@@ -82,8 +82,8 @@ class Edges(Protocol):
         """Every block of `file_id` through `home`'s cache, with their bytes."""
 
     def execute(self, node: str, service: str, data: bytes, request_id: str, transition: str,
-                grant: SignedGrant | None) -> Executed:
-        """Run `service` on `node` over `data`."""
+                grant: SignedGrant | None, cost: tuple[float, float]) -> Executed:
+        """Run `service` on `node` over `data` (modeled cost: (mean, sd) ms)."""
 
 
 #: (node, service, input digest, request id, transition) -> a signed grant
@@ -238,7 +238,9 @@ class ComposerCore:
                 authorize_phase.ns += _now() - t
                 out.grants += 1
             t = _now()
-            done = self.edges.execute(node, service, data, out.request_id, transition, grant)
+            offer = home_offer(self.offers, node, service)  # penalised when not offered
+            done = self.edges.execute(node, service, data, out.request_id, transition, grant,
+                                      (offer.cost_mean_ms, offer.cost_sd_ms))
             out.phases.append(Phase(f"execute:{transition}", _now() - t, node, done.modeled_ns))
             out.bytes_moved += len(data) + len(done.output)
             data = done.output

@@ -19,7 +19,7 @@ import hashlib
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from cryptography import x509
@@ -39,6 +39,8 @@ MAX_TTL_NS = 600 * 1_000_000_000
 #: Accepted clock skew between composer and edge for `issued_at_ns` (ns).
 MAX_SKEW_NS = 30 * 1_000_000_000
 SIGNER_ROLE = "composer"
+#: Signer certificates an edge remembers as CA-verified.
+MAX_KNOWN_SIGNERS = 64
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _refuse(code: ErrorCode, message: str) -> ProtocolError:
     return ProtocolError(code, f"execution grant refused: {message}")
 
 
-def _check_certificate(pem: bytes, ca: x509.Certificate, now_ns: int) -> x509.Certificate:
+def _issued_by(pem: bytes, ca: x509.Certificate) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
@@ -105,6 +107,10 @@ def _check_certificate(pem: bytes, ca: x509.Certificate, now_ns: int) -> x509.Ce
     except (ValueError, TypeError, InvalidSignature):
         raise _refuse(ErrorCode.UNKNOWN_PRINCIPAL,
                       "the signer certificate is not issued by the lab CA") from None
+    return cert
+
+
+def _check_certificate(cert: x509.Certificate, now_ns: int) -> x509.Certificate:
     now_s = now_ns / 1e9
     if not (cert.not_valid_before_utc.timestamp() <= now_s <= cert.not_valid_after_utc.timestamp()):
         raise _refuse(ErrorCode.EXPIRED, "the signer certificate is not valid now")
@@ -155,11 +161,25 @@ class ReplayTable:
 
 @dataclass
 class GrantVerifier:
-    """An edge's check of grants: its own node name, the lab CA and a replay table."""
+    """An edge's check of grants: its own node name, the lab CA and a replay table.
+
+    Certificates found issued by the CA are remembered (at most `MAX_KNOWN_SIGNERS`, by their
+    PEM bytes) so the CA signature is checked once per signer; validity dates and the signer's
+    role are checked on every grant."""
 
     node: str
     ca: x509.Certificate
     replay: ReplayTable
+    _known: dict[bytes, x509.Certificate] = field(default_factory=dict, repr=False)
+
+    def _signer(self, pem: bytes) -> x509.Certificate:
+        cert = self._known.get(pem)
+        if cert is None:
+            cert = _issued_by(pem, self.ca)
+            if len(self._known) >= MAX_KNOWN_SIGNERS:
+                self._known.clear()
+            self._known[pem] = cert
+        return cert
 
     def verify(self, signed: SignedGrant, *, service: str, data: bytes,
                now_ns: int | None = None) -> ExecutionGrant:
@@ -168,7 +188,7 @@ class GrantVerifier:
         now = time.time_ns() if now_ns is None else now_ns
         if len(signed.payload) > MAX_GRANT_BYTES:
             raise _refuse(ErrorCode.LIMIT_REACHED, f"grant over {MAX_GRANT_BYTES} bytes")
-        cert = _check_certificate(signed.certificate, self.ca, now)
+        cert = _check_certificate(self._signer(signed.certificate), now)
         _check_signature(cert, signed.payload, signed.signature)
         grant = encoding.decode_as(ExecutionGrant, signed.payload)
         if grant.node != self.node:

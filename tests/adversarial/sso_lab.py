@@ -58,6 +58,7 @@ class SsoLab:
     pki: Any  # tests.conftest.LabPKI
     root: Path
     require_grant: bool = True
+    model_service_time: bool = False
     origin: Running | None = None
     edges: dict[str, Running] = field(default_factory=dict)
     composer: Running | None = None
@@ -109,7 +110,8 @@ class SsoLab:
             "policy": "lru", "granularity": "bc", "block_size": CATALOG.block_size,
             "services": [{"service": EDGE_SERVICES.get(name, "filter"),
                           "cost_mean_ms": 5.0, "cost_sd_ms": 1.0}],
-            "require_grant": self.require_grant})
+            "require_grant": self.require_grant,
+            "model_service_time": self.model_service_time})
 
     def close(self) -> None:
         for channel in self.channels:

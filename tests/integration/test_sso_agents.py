@@ -246,3 +246,29 @@ def test_blockcache_runs_as_a_module(lab: SsoLab, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+def test_three_strategies_give_the_same_result(lab_pki: Any, tmp_path: Path) -> None:
+    """Edges that accept executions without grants and model service time: the three
+    strategies compute the same bytes; non-cooperative runs everything on the home node (also
+    the services it does not offer), cooperative spreads them, secure adds grants; every
+    execution phase lasted at least the service time its edge modeled."""
+    open_lab = SsoLab(lab_pki, tmp_path, require_grant=False, model_service_time=True).start()
+    try:
+        composer = open_lab.composer_client()
+        original = file_bytes(CATALOG, "file-000000", SEED)
+        want = hashlib.sha256(zlib.compress(bytes(b ^ 0x5A for b in original), 9)
+                              + SUBTITLES).hexdigest()
+        process = "{seq: [filter, transcode, subtitle-merge]}"
+        replies = {s: composer.run(process, s, "edge3", "file-000000")
+                   for s in ("non-cooperative", "cooperative", "cooperative-secure")}
+        assert {r.result_digest for r in replies.values()} == {want}
+        assert {t.node for t in replies["non-cooperative"].tasks} == {"edge3"}
+        assert {t.node for t in replies["cooperative"].tasks} == {"edge1", "edge2", "edge3"}
+        assert (replies["cooperative"].grants, replies["cooperative-secure"].grants) == (0, 3)
+        for reply in replies.values():
+            runs = [p for p in reply.phases if p.name.startswith("execute:")]
+            assert len(runs) == 3
+            assert all(p.modeled_ns > 0 and p.ns >= p.modeled_ns for p in runs)
+    finally:
+        open_lab.close()

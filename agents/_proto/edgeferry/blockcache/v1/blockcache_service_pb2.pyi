@@ -677,7 +677,9 @@ Global___SignedGrant: _TypeAlias = SignedGrant  # noqa: Y015
 
 @_typing.final
 class ExecuteRequest(_message.Message):
-    """ExecuteRequest applies one service this edge offers to the input bytes."""
+    """ExecuteRequest applies one service to the input bytes: one the edge offers, or any service it
+    implements when the composer assigns it there (the non-cooperative strategy).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -686,14 +688,24 @@ class ExecuteRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRANSITION_FIELD_NUMBER: _builtins.int
     GRANT_FIELD_NUMBER: _builtins.int
+    COST_MEAN_MS_FIELD_NUMBER: _builtins.int
+    COST_SD_MS_FIELD_NUMBER: _builtins.int
     service: _builtins.str
-    """Service name (one the edge offers: transcode, subtitle-merge, filter, ...)."""
+    """Service name (transcode, subtitle-merge, filter, audio-enhance)."""
     input: _builtins.bytes
     """The input bytes (at most 8 MiB)."""
     request_id: _builtins.str
     """The request this execution belongs to (for logs; [A-Za-z0-9._-], at most 128)."""
     transition: _builtins.str
     """The transition of the workflow net this execution fires."""
+    cost_mean_ms: _builtins.float
+    """Modeled cost the composer assigned to this execution, mean and standard deviation in
+    milliseconds (e.g. the non-cooperative strategy's penalised cost of a service the node does
+    not offer); 0 mean: the edge's own offer's cost. Used only when the edge models service
+    time; at most 600000 ms.
+    """
+    cost_sd_ms: _builtins.float
+    """Standard deviation of the modeled cost in milliseconds."""
     @_builtins.property
     def grant(self) -> Global___SignedGrant:
         """The composer's grant (required when the edge is configured with require_grant; checked
@@ -708,10 +720,12 @@ class ExecuteRequest(_message.Message):
         request_id: _builtins.str = ...,
         transition: _builtins.str = ...,
         grant: Global___SignedGrant | None = ...,
+        cost_mean_ms: _builtins.float = ...,
+        cost_sd_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant", "input", b"input", "request_id", b"request_id", "service", b"service", "transition", b"transition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_mean_ms", b"cost_mean_ms", "cost_sd_ms", b"cost_sd_ms", "grant", b"grant", "input", b"input", "request_id", b"request_id", "service", b"service", "transition", b"transition"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
