@@ -49,19 +49,23 @@ def home_offer(offers: Sequence[ServiceOffer], home: str, service: str) -> Servi
 
 def assign(comp: Composition, offers: Sequence[ServiceOffer], strategy: Strategy, home: str,
            chi: Mapping[str, frozenset[str]] | None = None,
-           files: Sequence[str] = ()) -> dict[str, str]:
+           files: Sequence[str] = (), load: dict[str, float] | None = None
+           ) -> dict[str, str]:
     """transition -> node for every service transition of `comp`.
 
     Cooperative strategies go stage by stage (`firing_order`) and put each transition on the
     offering node that would finish it first: its mean cost plus the mean cost already assigned
     to it (greedy list scheduling; ties by node name). The secure strategy only considers
-    nodes whose chi holds the service and every file in `files`. Raises `AssignmentError`."""
+    nodes whose chi holds the service and every file in `files`. `load` (node -> mean cost
+    already queued there, ms) starts the balance from other requests' work and is updated in
+    place. Raises `AssignmentError`."""
     strategy = Strategy(strategy)
     if strategy is Strategy.NON_COOPERATIVE:
         return {t: home for t in comp.tasks}
     if strategy is Strategy.SECURE and chi is None:
         raise AssignmentError("the secure strategy needs chi (node -> allowed resources)")
-    load: dict[str, float] = {}
+    if load is None:
+        load = {}
     out: dict[str, str] = {}
     for stage in firing_order(comp):
         for t in stage:
