@@ -67,3 +67,21 @@ def test_transformations_match_their_definitions() -> None:
     assert services.apply("audio-enhance", b"abc") == b"cba"
     with pytest.raises(services.UnknownService, match="teleport"):
         services.apply("teleport", DATA)
+
+
+def test_the_edge_agent_does_not_load_pm4py() -> None:
+    """Edge hosts get a wheelhouse without pm4py (the catalog gives it to the composer only):
+    starting the blockcache agent must not import it (nor its numeric stack); the composer's
+    first composition does (positive control)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, agents.blockcache.__main__; "
+             "print(sorted(m for m in ('pm4py', 'numpy', 'scipy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+    control = ("import sys; from agents.sso.wfnet import parse_process; parse_process('filter'); "
+               "print('pm4py' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", control], capture_output=True, text=True,
+                          check=True).stdout.strip() == "True"
