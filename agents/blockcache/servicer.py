@@ -23,6 +23,8 @@ from agents.sso.blocks import BlockIntegrityError
 from agents.sso.cache import CacheStats
 
 SERVICE_NAME = "edgeferry.blockcache.v1.BlockCacheService"
+#: Block data one Fetch returns at most (the server's send limit is 16 MiB).
+MAX_FETCH_DATA_BYTES = 12 * 1024 * 1024
 
 ERRORS: StatusTable = (
     (BlockIntegrityError, grpc.StatusCode.DATA_LOSS),
@@ -30,8 +32,9 @@ ERRORS: StatusTable = (
     (StoreFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (LookupError, grpc.StatusCode.NOT_FOUND),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (grpc.RpcError, grpc.StatusCode.UNAVAILABLE),  # the origin, asked for a manifest, failed
 )
-_CATCH = (BlockIntegrityError, NotInThisMode, StoreFull, LookupError, ValueError)
+_CATCH = (BlockIntegrityError, NotInThisMode, StoreFull, LookupError, ValueError, grpc.RpcError)
 
 
 def stats_to_pb(core: EdgeCore | OriginCore) -> pb.CacheStats:
@@ -92,6 +95,11 @@ class BlockCacheServicer(pb_grpc.BlockCacheServiceServicer):
     def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> pb.FetchResponse:
         with mapped_errors(context, _CATCH, ERRORS):
             out = self._edge("Fetch").fetch(request.file_id, list(request.indices))
+        size = sum(len(b.data) for b in out.blocks) if request.return_data else 0
+        if size > MAX_FETCH_DATA_BYTES:
+            abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                  f"the blocks asked for are {size} bytes, over {MAX_FETCH_DATA_BYTES}: "
+                  "ask for fewer blocks per Fetch")
         return pb.FetchResponse(
             manifest=manifest_to_pb(out.manifest),
             blocks=[pb.FetchedBlock(index=b.index, digest=b.digest,

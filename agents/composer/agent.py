@@ -40,6 +40,8 @@ from agents.sso.blocks import FileManifest
 from agents.sso.secure import ServiceOffer
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+#: Blocks per Fetch when the composer reads a file (64 KiB blocks: 8 MiB per reply).
+FETCH_CHUNK = 128
 
 
 class EdgeEntry(BaseModel):
@@ -94,11 +96,19 @@ class EdgeClients:
         """The origin's manifest."""
         return self.origin.manifest(file_id)
 
-    def fetch(self, home: str, file_id: str) -> Fetched:
-        """The whole file through `home`'s cache."""
-        reply = self._edge(home).fetch(file_id, (), return_data=True)
-        return Fetched([(b.index, b.digest, bytes(b.data)) for b in reply.blocks], reply.hits,
-                       reply.from_neighbours, reply.from_origin, reply.bytes_in)
+    def fetch(self, home: str, file_id: str, n_blocks: int) -> Fetched:
+        """The whole file through `home`'s cache, `FETCH_CHUNK` blocks per call."""
+        blocks: list[tuple[int, str, bytes]] = []
+        hits = neighbours = origin = bytes_in = 0
+        for start in range(0, n_blocks, FETCH_CHUNK):
+            indices = range(start, min(start + FETCH_CHUNK, n_blocks))
+            reply = self._edge(home).fetch(file_id, indices, return_data=True)
+            blocks += [(b.index, b.digest, bytes(b.data)) for b in reply.blocks]
+            hits += reply.hits
+            neighbours += reply.from_neighbours
+            origin += reply.from_origin
+            bytes_in += reply.bytes_in
+        return Fetched(blocks, hits, neighbours, origin, bytes_in)
 
     def execute(self, node: str, service: str, data: bytes, request_id: str, transition: str,
                 grant: SignedGrant | None, cost: tuple[float, float]) -> Executed:

@@ -78,8 +78,8 @@ class Edges(Protocol):
     def manifest(self, file_id: str) -> FileManifest:
         """The origin's manifest of `file_id`."""
 
-    def fetch(self, home: str, file_id: str) -> Fetched:
-        """Every block of `file_id` through `home`'s cache, with their bytes."""
+    def fetch(self, home: str, file_id: str, n_blocks: int) -> Fetched:
+        """Every block (`n_blocks`) of `file_id` through `home`'s cache, with their bytes."""
 
     def execute(self, node: str, service: str, data: bytes, request_id: str, transition: str,
                 grant: SignedGrant | None, cost: tuple[float, float]) -> Executed:
@@ -253,7 +253,7 @@ class ComposerCore:
     def _fetch(self, out: RunOutcome, home: str, file_id: str) -> bytes:
         t = _now()
         manifest = self.edges.manifest(file_id)
-        got = self.edges.fetch(home, file_id)
+        got = self.edges.fetch(home, file_id, len(manifest.blocks))
         blocks: dict[str, bytes] = {}
         for index, digest, data in got.blocks:
             if not 0 <= index < len(manifest.blocks) or manifest.blocks[index] != digest:

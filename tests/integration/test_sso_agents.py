@@ -130,6 +130,23 @@ def test_corrupt_block_at_a_neighbour_is_not_served(lab: SsoLab) -> None:
     assert lab.edge_client("edge1").stats().rejected_corrupt >= 4
 
 
+def test_an_uploaded_file_larger_than_one_fetch_is_composed(lab: SsoLab) -> None:
+    """The controller uploads a 300-block file to the origin (PutFile); the composer reads it
+    through the home edge in several Fetch calls (128 blocks each) and the result matches."""
+    data = bytes((i * 7 + i // 4096) % 251 for i in range(300 * BS - 123))
+    manifest = lab.origin_client().put_file("upload-1", data)
+    assert len(manifest.blocks) == 300 and manifest.size == len(data)
+    reply = lab.composer_client().run("{seq: [filter, subtitle-merge]}", "cooperative-secure",
+                                      "edge1", "upload-1")
+    assert reply.result_digest == hashlib.sha256(
+        bytes(b ^ 0x5A for b in data) + SUBTITLES).hexdigest()
+    assert reply.from_origin + reply.hits_neighbour + reply.hits_local == 300
+    # uploads go to the origin only: an edge refuses PutFile
+    with pytest.raises(grpc.RpcError) as err:
+        lab.edge_client("edge1").put_file("x", b"y")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 UNSOUND = """
 places: [i, p1, p2, o]
 transitions:

@@ -15,7 +15,7 @@ modes:
   offers (transformations over bytes) for the composer.
 
 Bounds: a block is at most 4 MiB (block_size); a Fetch asks for at most 256 blocks and
-returns at most 16 MiB; Execute and PutFile carry at most 8 MiB of data (the agent's
+returns at most 12 MiB of block data (RESOURCE_EXHAUSTED beyond: ask for fewer blocks); Execute and PutFile carry at most 8 MiB of data (the agent's
 per-method request limits, agents/common/admission.py); identifiers are at most 128
 characters ([A-Za-z0-9._-]). Oversized requests are refused before decoding.
 
@@ -340,7 +340,7 @@ class FetchResponse(_message.Message):
     hits: _builtins.int
     """Cache hits among them (blocks the request found in this edge's cache)."""
     from_neighbours: _builtins.int
-    """Blocks fetched from neighbours / from the origin (FFC misses count a whole file's blocks)."""
+    """Blocks fetched from neighbours (an FFC miss counts every block of the file it brings in)."""
     from_origin: _builtins.int
     """Blocks fetched from the origin."""
     bytes_in: _builtins.int

@@ -15,7 +15,7 @@ modes:
   offers (transformations over bytes) for the composer.
 
 Bounds: a block is at most 4 MiB (block_size); a Fetch asks for at most 256 blocks and
-returns at most 16 MiB; Execute and PutFile carry at most 8 MiB of data (the agent's
+returns at most 12 MiB of block data (RESOURCE_EXHAUSTED beyond: ask for fewer blocks); Execute and PutFile carry at most 8 MiB of data (the agent's
 per-method request limits, agents/common/admission.py); identifiers are at most 128
 characters ([A-Za-z0-9._-]). Oversized requests are refused before decoding.
 
