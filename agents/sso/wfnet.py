@@ -223,6 +223,13 @@ def _to_pm4py(s: NetStructure) -> tuple[Any, Any, Any]:
     return net, Marking({places[s.source]: 1}), Marking({places[s.sink]: 1})
 
 
+def preload() -> None:
+    """Import pm4py now (about a second) instead of on the first composition: an agent calls
+    this at startup so its first request is not the slow one."""
+    from pm4py.algo.analysis.woflan import algorithm  # noqa: F401
+    from pm4py.objects.petri_net.obj import PetriNet  # noqa: F401
+
+
 def parse_process(obj: object, known_services: Collection[str] | None = None) -> Composition:
     """Build a `Composition` from a process expression or an explicit net (see the module
     docstring). With `known_services`, a service not in it is refused. Shape and names are
