@@ -38,6 +38,7 @@ from agents.composer.servicer import SERVICE_NAME, ComposerServicer, add_to_serv
 from agents.security.grant import SignedGrant, issue_grant
 from agents.sso.blocks import FileManifest
 from agents.sso.secure import ServiceOffer
+from agents.sso.wfnet import preload
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 #: Blocks per Fetch when the composer reads a file (64 KiB blocks: 8 MiB per reply).
@@ -141,6 +142,7 @@ def grant_issuer(config: AgentConfig, ttl_s: float) -> GrantIssuer | None:
 def setup_composer(server: AgentServer, config: AgentConfig) -> ComposerCore:
     """Build the composer's core and register the servicer with its policy."""
     settings = config.settings_as(ComposerSettings)
+    preload()  # pm4py's import (about a second) at startup, not in the first request
     if not settings.origin:
         raise AgentConfigError(f"settings.origin: the composer needs the origin's address "
                                f"(in {config.source})")
