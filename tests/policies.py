@@ -6,12 +6,16 @@ from __future__ import annotations
 from google.protobuf.descriptor import ServiceDescriptor
 
 from agents._proto.edgeferry.audit.v1 import audit_service_pb2
+from agents._proto.edgeferry.blockcache.v1 import blockcache_service_pb2
+from agents._proto.edgeferry.composer.v1 import composer_service_pb2
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2
 from agents.audit.policy import AUDIT_POLICY
+from agents.blockcache.policy import BLOCKCACHE_POLICY
 from agents.common.authz import Policy
+from agents.composer.policy import COMPOSER_POLICY
 from agents.ledger.policy import CENTRAL_POLICY, LEDGER_POLICY, PEER_POLICY
 from agents.node.policy import NODE_POLICY, RASP_ENDPOINT_POLICY, SSP_SERVER_POLICY
 from agents.ras.policy import RAS_POLICY
@@ -19,14 +23,15 @@ from agents.smf.policy import SMF_POLICY
 
 ALL_POLICIES: dict[str, Policy] = {p.service: p for p in (
     NODE_POLICY, RASP_ENDPOINT_POLICY, SSP_SERVER_POLICY, RAS_POLICY, SMF_POLICY,
-    AUDIT_POLICY, LEDGER_POLICY, PEER_POLICY, CENTRAL_POLICY)}
+    AUDIT_POLICY, LEDGER_POLICY, PEER_POLICY, CENTRAL_POLICY, BLOCKCACHE_POLICY,
+    COMPOSER_POLICY)}
 
 
 def service_descriptors() -> dict[str, ServiceDescriptor]:
     """Every service the agents' protos declare, by full name."""
     out: dict[str, ServiceDescriptor] = {}
     for module in (audit_service_pb2, ledger_service_pb2, node_service_pb2, ras_service_pb2,
-                   smf_service_pb2):
+                   smf_service_pb2, blockcache_service_pb2, composer_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             out[service.full_name] = service
     return out
@@ -34,7 +39,7 @@ def service_descriptors() -> dict[str, ServiceDescriptor]:
 
 #: Column order of the matrix (every role a rule may name).
 ROLE_COLUMNS = ("controller", "smf", "ras", "audit", "ledger-validator", "ledger-peer", "node",
-                "bare", "host")
+                "bare", "host", "blockcache", "blockcache-origin", "composer")
 
 
 def render_markdown() -> str:

@@ -43,6 +43,9 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 LARGE_REQUESTS: Mapping[str, int] = {
     "/edgeferry.ledger.v1.LedgerPeerService/DeliverBlocks": 16 * MIB,
     "/edgeferry.ledger.v1.LedgerService/SubmitConfirmations": 4 * MIB,
+    # SSO: input bytes of one service execution, a file uploaded to the origin (8 MiB + framing)
+    "/edgeferry.blockcache.v1.BlockCacheService/Execute": 8 * MIB + 64 * 1024,
+    "/edgeferry.blockcache.v1.BlockCacheService/PutFile": 8 * MIB + 64 * 1024,
 }
 #: Methods that run long (image transfers, a whole migration): they get the long deadline.
 LONG_CALLS: frozenset[str] = frozenset({

@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
 
 #: Roles an agent or host certificate may carry as ``<role>.<host>``.
 AGENT_ROLES = frozenset(
-    {"smf", "ras", "audit", "ledger-validator", "ledger-peer", "node", "bare", "host"}
+    {"smf", "ras", "audit", "ledger-validator", "ledger-peer", "node", "bare", "host",
+     "blockcache", "blockcache-origin", "composer"}
 )
 CONTROLLER = "controller"
 UNKNOWN = "unknown"

@@ -25,9 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2 as lpb
 from agents.audit.agent import setup_audit
+from agents.blockcache.agent import setup_blockcache
 from agents.common.client import secure_channel
 from agents.common.config import AgentConfig, load_config
 from agents.common.server import AgentServer
+from agents.composer.agent import setup_composer
 from agents.ledger.agent import bootstrap, setup_central, setup_peers, setup_validator
 from agents.ledger.consensus import NodeRole, sign_registration
 from agents.ledger.convert import registration_to_pb
@@ -57,6 +59,9 @@ CALLERS: dict[str, str | None] = {
     "node(edge2)": "node.edge2",
     "host.x": "host.x",
     "host.controller": "host.controller",
+    "blockcache": "blockcache.edge2",
+    "blockcache-origin": "blockcache-origin.control",
+    "composer": "composer.control",
     "foreign-ca": None,
     "no-cert": None,
 }
@@ -111,6 +116,7 @@ class AuthzLab:
     validator: ValidatorCore | None = None
     peer_host: PeerHost | None = None
     smf_ledger_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    sso: dict[str, Any] = field(default_factory=dict)  # the SSO agents' cores
 
     # -- agents -------------------------------------------------------------------------------
     def config(self, name: str, cn: str, settings: dict[str, Any] | None = None) -> AgentConfig:
@@ -172,7 +178,25 @@ class AuthzLab:
             add_node_service(server, self.node_core)
 
         self._serve("edge1", ncfg, node)
+        self._start_sso()
         return self
+
+    def _start_sso(self) -> None:
+        """The SSO agents: an origin (empty catalog), an edge blockcache and the composer."""
+        ocfg = self.config("sso-origin", f"blockcache-origin.{CONTROL}",
+                           {"mode": "origin", "node": "cloud"})
+        self._serve("sso-origin", ocfg,
+                    lambda s: self.sso.update(origin=setup_blockcache(s, ocfg)))
+        origin = f"127.0.0.1:{self.servers['sso-origin'].port}"
+        ecfg = self.config("sso-edge1", "blockcache.edge1", {
+            "mode": "edge", "node": "edge1", "origin": origin,
+            "services": [{"service": "filter"}]})
+        self._serve("sso-edge1", ecfg, lambda s: self.sso.update(edge=setup_blockcache(s, ecfg)))
+        ccfg = self.config("composer", f"composer.{CONTROL}", {
+            "origin": origin, "edges": [{"name": "edge1", "address":
+                                         f"127.0.0.1:{self.servers['sso-edge1'].port}"}],
+            "offers": [{"node": "edge1", "service": "filter"}]})
+        self._serve("composer", ccfg, lambda s: setup_composer(s, ccfg))
 
     def close(self) -> None:
         for channel in self.channels.values():
@@ -206,6 +230,12 @@ class AuthzLab:
     def state(self) -> dict[str, Any]:
         """Every agent's stored rows (read from disk) and the engine's recorded operations."""
         out: dict[str, Any] = {"engine": list(self.engine.calls)}
+        if "edge" in self.sso:  # in-memory state of the SSO agents: cache config + counters
+            edge = self.sso["edge"]
+            out["sso-edge1"] = (repr(edge.stats()), edge.cache.policy, edge.cache.granularity,
+                                edge.cache.capacity_bytes, len(edge.verifier.replay))
+            out["sso-origin"] = (self.sso["origin"].store.files(),
+                                 repr(self.sso["origin"].stats()))
         for db in sorted(self.root.rglob("*.sqlite3")):
             uri = f"file:{db}?mode=ro"
             with sqlite3.connect(uri, uri=True) as conn:

@@ -60,6 +60,8 @@ SERVED_BY = {
     "edgeferry.ledger.v1.LedgerService": "validator",
     "edgeferry.ledger.v1.LedgerPeerService": "peers",
     "edgeferry.ledger.v1.CentralMetadataService": "central",
+    "edgeferry.blockcache.v1.BlockCacheService": "sso-edge1",
+    "edgeferry.composer.v1.ComposerService": "composer",
 }
 AUTHZ_REFUSAL = re.compile(r"^caller '[^']*' \(role [a-z-]+\) may not call ")
 

@@ -101,3 +101,31 @@ def test_key_files_are_private_to_their_agent_user(host, agents):
             assert f.exists, path
             assert f.mode == 0o600, f"{path} has mode {oct(f.mode)}"
             assert f.user == user, f"{path} is owned by {f.user}, not {user}"
+
+
+# gRPC health over mTLS with the host's lab certificate, run by the agents' own virtualenv
+# (grpcio and grpc_health are installed there): prints the serving status name.
+_HEALTH_PROBE = r"""
+import sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+target, ca, cert, key = sys.argv[1:5]
+creds = grpc.ssl_channel_credentials(open(ca, "rb").read(), open(key, "rb").read(),
+                                     open(cert, "rb").read())
+with grpc.secure_channel(target, creds) as channel:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+"""
+
+
+def test_each_agent_reports_serving_health_over_mtls(host, manifest, agents):
+    """Every deployed agent (the SSO blockcache / composer instances included) answers the
+    gRPC health check SERVING to a lab certificate; the refusal test above shows that the
+    same port refuses a client without one."""
+    venv = manifest["venv"]
+    for agent in agents:
+        args = " ".join(_quote(a) for a in (
+            f"{agent['address']}:{agent['port']}", manifest["ca"],
+            "/etc/edgeferry/pki/host.crt", "/etc/edgeferry/pki/host.key"))
+        with host.sudo():
+            out = host.check_output(f"{venv}/bin/python -c {_quote(_HEALTH_PROBE)} {args}")
+        assert out.strip() == "SERVING", f"{agent['name']}: {out}"

@@ -25,7 +25,9 @@ AGENTS = REPO / "agents"
 EDGEFERRY = REPO / "edgeferry"
 #: what the lab package may not import: the layers that use it
 ABOVE_THE_LAB = ("edgeferry.experiments", "edgeferry.reports", "edgeferry.cli")
-SHARED = {"common", "security", "_proto"}
+#: sso: the SSO domain package (no grpc), shared by the blockcache and composer agents and by
+#: the controller's simulator (edgeferry/sso)
+SHARED = {"common", "security", "_proto", "sso"}
 PUBLIC = {"client", "convert"}
 
 

@@ -96,7 +96,8 @@ def test_loader_reads_the_manifest_of_the_smf_host(tmp_path: Path) -> None:
     m = load_manifest(inventory, "ctl01", root=root)
     assert m.host == "ctl01" and m.path == manifest_path(inventory, "ctl01", root=root)
     assert m.container_owner == "container-owner"
-    assert list(m.agents) == ["bare", "smf", "ras", "audit", "ledger-validator"]
+    assert list(m.agents) == ["bare", "smf", "ras", "audit", "ledger-validator",
+                              "blockcache-origin", "composer"]
     smf = m.agent("smf")
     assert (smf.address, smf.port) == ("192.0.2.10", 50051)
     assert smf.setting("audit", "owner_token_file") == "/etc/edgeferry/smf-owner.token"
@@ -188,7 +189,7 @@ def test_a_manifest_from_before_settings_were_recorded_says_deploy_again() -> No
 def test_a_missing_agent_names_what_is_deployed_there() -> None:
     m = parse_manifest(json.dumps(fixture("xavier01")), Path("xavier01.json"), "xavier01")
     with pytest.raises(ManifestError, match=r"host 'xavier01' .* lacks agent 'smf' \(deployed "
-                                            r"there: bare, node, ledger-peer\)"):
+                                            r"there: bare, node, ledger-peer, blockcache\)"):
         m.workloads()
 
 
@@ -325,6 +326,8 @@ def test_rendered_agent_settings_validate_against_the_agents_models(
     """What the role deploys is what each agent's settings model accepts (no removed keys
     such as the old per-agent peer allow-lists: agents/*/policy.py decides who may call)."""
     from agents.audit.agent import AuditSettings
+    from agents.blockcache.agent import BlockCacheSettings
+    from agents.composer.agent import ComposerSettings
     from agents.ledger.agent import LedgerSettings
     from agents.node.agent import NodeSettings
     from agents.ras.agent import RasSettings
@@ -332,7 +335,8 @@ def test_rendered_agent_settings_validate_against_the_agents_models(
 
     models = {"smf": SmfSettings, "ras": RasSettings, "audit": AuditSettings,
               "ledger-validator": LedgerSettings, "ledger-peer": LedgerSettings,
-              "node": NodeSettings}
+              "node": NodeSettings, "blockcache-origin": BlockCacheSettings,
+              "blockcache": BlockCacheSettings, "composer": ComposerSettings}
     root, inventory = rendered
     seen = set()
     for path in manifest_path(inventory, "x", root=root).parent.iterdir():

@@ -1,0 +1,1 @@
+"""blockcache agent: origin block store (control host) or edge block cache + service executor."""

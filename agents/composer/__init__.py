@@ -1,0 +1,1 @@
+"""composer agent: composes, checks, assigns, authorizes and runs service-specific overlays."""
