@@ -100,6 +100,7 @@ class BlockCacheSettings(BaseModel):
     granularity: Granularity = Granularity.BLOCK
     services: list[OfferSetting] = Field(default_factory=list, max_length=256)
     model_service_time: bool = False
+    execution_slots: int = Field(default=1, ge=1, le=64)
     require_grant: bool = False
     replay_capacity: int = Field(default=10_000, ge=1, le=1_000_000)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
@@ -179,7 +180,8 @@ def build_edge(server: AgentServer, config: AgentConfig,
                    settings.block_size),
         neighbours=neighbours, origin=_peer_fetcher(origin), manifests=manifests,
         offers=offers, verifier=verifier, require_grant=settings.require_grant,
-        model_service_time=settings.model_service_time, seed=settings.seed)
+        model_service_time=settings.model_service_time, seed=settings.seed,
+        execution_slots=settings.execution_slots)
 
 
 def setup_blockcache(server: AgentServer, config: AgentConfig) -> EdgeCore | OriginCore:

@@ -122,8 +122,11 @@ class EdgeCore:
                  origin: Fetcher, manifests: ManifestSource,
                  offers: Mapping[str, ServiceOffer], verifier: GrantVerifier | None,
                  require_grant: bool = False, model_service_time: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, execution_slots: int = 1) -> None:
         self.node = node
+        # the edge's service capacity: executions running at once (the paper's model: a node
+        # performs one action at a time); the others queue
+        self._slots = threading.BoundedSemaphore(execution_slots)
         self.cache = cache
         self.lock = threading.Lock()
         self.counters = Counters()
@@ -278,18 +281,19 @@ class EdgeCore:
         elif self.require_grant:
             raise ProtocolError(ErrorCode.NOT_AUTHORISED,
                                 f"node {self.node!r} executes only with a composer's grant")
-        start = time.perf_counter_ns()
-        output = services.apply(service, data)
-        transform_ns = time.perf_counter_ns() - start
-        modeled_ns = 0
-        if self.model_service_time:
-            offer = self.offers.get(service)
-            if cost is not None and cost[0] > 0:
-                offer = ServiceOffer(self.node, service, cost[0], cost[1])
-            if offer is not None:
-                with self.lock:
-                    modeled_ns = int(sample_cost_ms(offer, self._rng) * 1e6)
-                time.sleep(modeled_ns / 1e9)
+        with self._slots:
+            start = time.perf_counter_ns()
+            output = services.apply(service, data)
+            transform_ns = time.perf_counter_ns() - start
+            modeled_ns = 0
+            if self.model_service_time:
+                offer = self.offers.get(service)
+                if cost is not None and cost[0] > 0:
+                    offer = ServiceOffer(self.node, service, cost[0], cost[1])
+                if offer is not None:
+                    with self.lock:
+                        modeled_ns = int(sample_cost_ms(offer, self._rng) * 1e6)
+                    time.sleep(modeled_ns / 1e9)
         return ExecuteOutcome(output, transform_ns, modeled_ns, granted)
 
 

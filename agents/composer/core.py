@@ -190,11 +190,19 @@ class ComposerCore:
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, process: str, strategy: Strategy, home: str, file_id: str,
-            request_id: str = "") -> RunOutcome:
-        """Compose, assign, authorize, fetch and execute (see the module doc)."""
+            request_id: str = "", nodes: Sequence[str] = ()) -> RunOutcome:
+        """Compose, assign, authorize, fetch and execute (see the module doc); `nodes`
+        restricts the cooperating edges (empty: all)."""
         started = _now()
         if home not in self.nodes:
             raise ValueError(f"home node {home!r} is not a known edge ({', '.join(self.nodes)})")
+        unknown = sorted(set(nodes) - set(self.nodes))
+        if unknown:
+            raise ValueError(f"node(s) {', '.join(unknown)} are not known edges "
+                             f"({', '.join(self.nodes)})")
+        if nodes and home not in nodes:
+            raise ValueError(f"home node {home!r} must be one of the cooperating nodes")
+        offers = [o for o in self.offers if not nodes or o.node in nodes]
         secure = strategy is Strategy.SECURE
         if secure and self.grants is None:
             raise PermissionError("the secure strategy needs the composer's signing key")
@@ -207,7 +215,7 @@ class ComposerCore:
         chi = self.chi_for(file_id)
         t = _now()
         try:
-            out.assignment = assign(comp, self.offers, strategy, home,
+            out.assignment = assign(comp, offers, strategy, home,
                                     chi if secure else None, [file_id] if secure else ())
         except AssignmentError as err:
             raise (PermissionError(str(err)) if secure else err) from None

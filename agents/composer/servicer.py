@@ -14,6 +14,7 @@ from agents.sso.wfnet import CompositionError
 
 SERVICE_NAME = "edgeferry.composer.v1.ComposerService"
 MAX_RESULT_BYTES = 8 * 1024 * 1024
+MAX_NODES = 256
 
 STRATEGY_FROM_PB = {
     pb.STRATEGY_NON_COOPERATIVE: Strategy.NON_COOPERATIVE,
@@ -56,8 +57,11 @@ class ComposerServicer(pb_grpc.ComposerServiceServicer):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                   "strategy: choose non-cooperative, cooperative or cooperative-secure")
         with mapped_errors(context, _CATCH, ERRORS):
+            if len(request.nodes) > MAX_NODES:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"nodes: at most {MAX_NODES} names")
             out = self.core.run(request.process, strategy, request.home, request.file_id,
-                                request.request_id)
+                                request.request_id, tuple(request.nodes))
         if request.return_result and len(out.result) > MAX_RESULT_BYTES:
             abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                   f"the result is {len(out.result)} bytes, over {MAX_RESULT_BYTES}: ask for its "

@@ -57,6 +57,9 @@ def render_inventory(spec: LabSpec, private_key: Path, known_hosts: Path) -> dic
         "edgeferry_lab_subnet": spec.subnet,
         "edgeferry_lab_gateway": spec.gateway,
         "edgeferry_lab_bandwidth_bps": {h.name: spec.rate_bps(h) for h in spec.edges},
+        # the emulated hosts share this machine's cores, so an SSO edge's service time is the
+        # paper's normal cost model (its transformation of the bytes still runs for real)
+        "edgeferry_sso_model_service_time": True,
         "edgeferry_lab_profiles": {
             name: {
                 "class": p.host_class,

@@ -287,5 +287,49 @@ def test_three_strategies_give_the_same_result(lab_pki: Any, tmp_path: Path) -> 
             runs = [p for p in reply.phases if p.name.startswith("execute:")]
             assert len(runs) == 3
             assert all(p.modeled_ns > 0 and p.ns >= p.modeled_ns for p in runs)
+        # the cooperating edges can be narrowed: only they run anything
+        two = composer.run("{seq: [filter, subtitle-merge]}", "cooperative", "edge3",
+                           "file-000000", nodes=["edge1", "edge3"])
+        assert two.result_digest == hashlib.sha256(bytes(b ^ 0x5A for b in original)
+                                                   + SUBTITLES).hexdigest()
+        assert {t.node for t in two.tasks} == {"edge1", "edge3"}
+        for nodes, message in ((["edge9", "edge3"], "edge9"),
+                               (["edge1", "edge2"], "must be one of the cooperating")):
+            with pytest.raises(grpc.RpcError) as err:
+                composer.run(process, "cooperative", "edge3", "file-000000", nodes=nodes)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert message in (err.value.details() or "")
+    finally:
+        open_lab.close()
+
+
+def test_an_edge_runs_one_execution_at_a_time(lab_pki: Any, tmp_path: Path) -> None:
+    """execution_slots=1 (the default, the paper's one action at a time): four concurrent
+    executions of a modeled service on one edge queue, so the last ends no sooner than the sum
+    of the four modeled times after the first began."""
+    import threading
+    import time
+
+    open_lab = SsoLab(lab_pki, tmp_path, require_grant=False, model_service_time=True).start()
+    try:
+        edge = open_lab.edge_client("edge1", cn="composer.control")
+        spans: list[tuple[float, float, int]] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            t0 = time.monotonic()
+            reply = edge.execute("transcode", b"x" * 1024, cost=(40.0, 1.0))
+            with lock:
+                spans.append((t0, time.monotonic(), reply.modeled_ns))
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        modeled = sum(m for _, _, m in spans) / 1e9
+        assert len(spans) == 4 and all(m > 0 for _, _, m in spans)
+        elapsed = max(e for _, e, _ in spans) - min(s for s, _, _ in spans)
+        assert elapsed >= modeled, (elapsed, modeled)
     finally:
         open_lab.close()

@@ -196,6 +196,7 @@ class RunRequest(_message.Message):
     FILE_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RETURN_RESULT_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     process: _builtins.str
     """The process as YAML text (at most 64 KiB)."""
     strategy: Global___Strategy.ValueType
@@ -210,6 +211,12 @@ class RunRequest(_message.Message):
     """Request id for logs and grants ([A-Za-z0-9._-], 1-128; empty: one is generated)."""
     return_result: _builtins.bool
     """Return the result bytes (else only their digest and size)."""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The edges that may cooperate (at most 256 names; empty: every edge the composer knows).
+        The home edge must be one of them.
+        """
+
     def __init__(
         self,
         *,
@@ -219,10 +226,11 @@ class RunRequest(_message.Message):
         file_id: _builtins.str = ...,
         request_id: _builtins.str = ...,
         return_result: _builtins.bool = ...,
+        nodes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "home", b"home", "process", b"process", "request_id", b"request_id", "return_result", b"return_result", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "home", b"home", "nodes", b"nodes", "process", b"process", "request_id", b"request_id", "return_result", b"return_result", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
