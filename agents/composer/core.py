@@ -24,6 +24,7 @@ A run (`ComposerCore.run`), timed phase by phase (ns, ``time.perf_counter_ns``):
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -145,6 +146,10 @@ class ComposerCore:
         self.edges = edges
         self.grants = grants
         self.nodes = sorted({o.node for o in self.offers} | set(self.chi))
+        # mean cost (ms) of the work assigned to each node by requests still running: the
+        # cooperative strategies balance concurrent requests on it (bounded: one entry a node)
+        self._inflight: dict[str, float] = dict.fromkeys(self.nodes, 0.0)
+        self._inflight_lock = threading.Lock()
 
     @property
     def services(self) -> set[str]:
@@ -214,12 +219,30 @@ class ComposerCore:
                        Phase("soundness", composed.soundness_ns)]
         chi = self.chi_for(file_id)
         t = _now()
-        try:
-            out.assignment = assign(comp, offers, strategy, home,
-                                    chi if secure else None, [file_id] if secure else ())
-        except AssignmentError as err:
-            raise (PermissionError(str(err)) if secure else err) from None
+        with self._inflight_lock:
+            load = dict(self._inflight)
+            try:
+                out.assignment = assign(comp, offers, strategy, home,
+                                        chi if secure else None, [file_id] if secure else (),
+                                        load=load)
+            except AssignmentError as err:
+                raise (PermissionError(str(err)) if secure else err) from None
+            added = {n: load[n] - self._inflight.get(n, 0.0) for n in load}
+            for node, cost in added.items():
+                self._inflight[node] = self._inflight.get(node, 0.0) + cost
         out.phases.append(Phase("assign", _now() - t))
+        try:
+            return self._execute(out, comp, composed, strategy, home, file_id, chi, started)
+        finally:
+            with self._inflight_lock:
+                for node, cost in added.items():
+                    self._inflight[node] = max(0.0, self._inflight.get(node, 0.0) - cost)
+
+    def _execute(self, out: RunOutcome, comp: Composition, composed: Composed,
+                 strategy: Strategy, home: str, file_id: str,
+                 chi: Mapping[str, frozenset[str]], started: int) -> RunOutcome:
+        """Authorize (secure), fetch the file through the home edge and run the stages."""
+        secure = strategy is Strategy.SECURE
         t = _now()
         if secure:
             resources = frozenset(self.services | {file_id})
