@@ -183,6 +183,40 @@ class SsoCompositionSimWorkload(_Strict):
                                       "signing + verification (the lab part measures it)")
 
 
+class SsoCachingLabParams(_Strict):
+    granularity: Literal["bc", "ffc"] = Field(description="block caching or full-file caching")
+    policy: Literal["lru", "lfu"] = "lru"
+    cache_mb: float = Field(gt=0, le=100000, description="each edge's cache (MB)")
+    n_jobs: int = Field(default=300, ge=1, le=100000)
+
+
+class SsoCachingLabWorkload(_Strict):
+    """The catalog must be the one the lab's origin serves (edgeferry_sso_catalog)."""
+
+    n_files: int = Field(default=50, ge=1, le=100000)
+    blocks_per_file: int = Field(default=16, ge=1, le=1024)
+    block_kib: int = Field(default=64, ge=1, le=4096)
+    alpha: float = Field(default=0.8, gt=0, description="Zipf exponent of file popularity")
+    block_alpha: float = Field(default=1.5, gt=0, description="Zipf exponent within a file")
+
+
+class SsoCompositionLabParams(_Strict):
+    strategy: Literal["non-cooperative", "cooperative", "cooperative-secure"]
+    n_requests: int = Field(default=10, ge=1, le=200)
+    nodes: int = Field(default=3, ge=1, le=64, description="cooperating edges (home first)")
+    actions_per_service: int = Field(default=1, ge=1, le=16)
+
+
+class SsoCompositionLabWorkload(_Strict):
+    home: str = "edge1"
+    file_id: str = "file-000000"
+    services: list[str] = Field(default_factory=lambda: ["filter", "transcode",
+                                                          "subtitle-merge", "audio-enhance"])
+    n_files: int = Field(default=50, ge=1, le=100000)
+    blocks_per_file: int = Field(default=16, ge=1, le=1024)
+    block_kib: int = Field(default=64, ge=1, le=4096)
+
+
 class RequestMigrationParams(_Strict):
     request_mib: int = Field(default=512, ge=1, description="REQ_res memory of the request "
                              "that must be migrated (>= R_rem at the source)")
@@ -362,6 +396,34 @@ def _builtin() -> list[ScenarioSpec]:
             uses_hosts=True, agents=("smf", "node"),
             needs="the node agent's request forwarding (Algorithm 3, REQ_res >= R_rem) and "
                   "SMF deployed on the target",
+        ),
+        ScenarioSpec(
+            name="sso-caching",
+            summary="seed 004 Figs. 7-8 on the lab: BC vs FFC hit and miss ratio vs cache size "
+                    "through the edges' blockcache agents (real blocks, hashes verified)",
+            implementation=_impl("sso_lab", "SsoCachingLab"),
+            params=SsoCachingLabParams, workload=SsoCachingLabWorkload,
+            phases=("configure", "requests", "stats"),
+            metrics={"hit_ratio": "ratio", "miss_ratio": "ratio", "fog_ratio": "ratio",
+                     "origin_ratio": "ratio", "evictions": "count", "mb_in": "MB",
+                     "mean_request_ms": "ms", "counters_agree": "ratio",
+                     "corrupt_rejected": "count"},
+            uses_hosts=True, agents=("blockcache", "blockcache-origin"),
+            needs="the blockcache agents (origin on the control host, one per edge) deployed",
+        ),
+        ScenarioSpec(
+            name="sso-composition",
+            summary="seed 004 Figs. 4-6 on the lab: composite requests through the composer "
+                    "with the three strategies",
+            implementation=_impl("sso_lab", "SsoCompositionLab"),
+            params=SsoCompositionLabParams, workload=SsoCompositionLabWorkload,
+            phases=("requests",),
+            metrics={"delay_s": "s", "mean_latency_s": "s", "grants": "count",
+                     "nodes_used": "count", "same_result": "ratio", "compose_s": "s",
+                     "soundness_s": "s", "assign_s": "s", "authorize_s": "s", "fetch_s": "s",
+                     "execute_s": "s", "return_s": "s"},
+            uses_hosts=True, agents=("composer", "blockcache", "blockcache-origin"),
+            needs="the composer (control host) and the blockcache agents deployed",
         ),
         ScenarioSpec(
             name="sso-caching-sim",

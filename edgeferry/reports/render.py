@@ -221,6 +221,8 @@ def _summary_lines(stats: RunStats, run_dir: Path) -> list[str]:
         if not part.get("enabled", True):
             lines.append(f"- part `{name}` ({part['scenario']}) not run: disabled"
                          + (f" - {part['note']}" if part.get("note") else ""))
+        elif part.get("note"):
+            lines.append(f"- part `{name}` ({part['scenario']}): {part['note']}")
     durations = step_durations(info)
     if durations:
         lines.append("- step durations: " + ", ".join(
