@@ -1,7 +1,7 @@
 """One deployed emulated lab shared by the lab tests that only need *a* deployed lab.
 
 `deployed_lab` is session-scoped: it uses EDGEFERRY_TEST_INVENTORY when set (a lab that is up),
-otherwise brings up lab `itdeploy` (control + two edges, 10.253.0.0/24), deploys site.yml once
+otherwise brings up lab `itdeploy` (control + three edges, 10.253.0.0/24), deploys site.yml once
 and tears the lab down when the session ends. Bringing up and deploying a lab costs minutes on
 the CI machine's two cores, so the deploy, least-privilege and registry tests share this one
 instead of each bringing up its own. (test_experiment_lab runs through `edgeferry run`, which
@@ -33,7 +33,7 @@ def deployed_lab() -> Iterator[Path]:
         yield Path(given).resolve()
         return
     subprocess.run([*EDGEFERRY, "lab", "up", "--name", "itdeploy", "--subnet", "10.253.0.0/24",
-                    "--edges", "2", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
+                    "--edges", "3", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
     inventory = REPO_ROOT / "inventory" / "itdeploy"
     try:
         first = run_playbook("site.yml", inventory)

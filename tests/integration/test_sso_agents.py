@@ -333,3 +333,34 @@ def test_an_edge_runs_one_execution_at_a_time(lab_pki: Any, tmp_path: Path) -> N
         assert elapsed >= modeled, (elapsed, modeled)
     finally:
         open_lab.close()
+
+
+@pytest.mark.parametrize("granularity", ["bc", "ffc"])
+def test_agents_and_simulator_agree_on_the_hit_ratio(lab: SsoLab, granularity: str) -> None:
+    """The simulator's own job plan replayed through the three real edge agents (Fetch, one
+    request each, neighbours then origin) and through edgeferry.sso.sim at the same scale (three
+    edges, every other edge a neighbour, one origin, empty caches): the same hits, so the same
+    hit ratio (eq. 16); with BC also the same number of blocks fetched from the origin (FFC
+    agents count the blocks of a whole-file fetch, the simulator the fetches)."""
+    from edgeferry.sso.sim import job_plan, simulate_caching
+
+    capacity = 6 * BS
+    gran = {"bc": bpb.GRANULARITY_BLOCK, "ffc": bpb.GRANULARITY_FILE}[granularity]
+    names = sorted(lab.edges)
+    edges = {n: lab.edge_client(n) for n in names}
+    for client in edges.values():
+        client.configure(capacity, bpb.CACHE_POLICY_LRU, gran)
+    plan = job_plan(CATALOG, 150, len(names), 0.8, 11, 1.5)
+    for edge, reqs in plan:
+        for r in reqs:
+            edges[names[edge]].fetch(r.file_id, [r.index])
+    stats = [edges[n].stats() for n in names]
+    requests, hits = sum(s.requests for s in stats), sum(s.hits for s in stats)
+    sim = simulate_caching(len(names), capacity, granularity, "lru", CATALOG, 150, 0.8, 11,
+                           block_alpha=1.5, n_neighbours=len(names) - 1, cloud_sites=1,
+                           warm="none")
+    assert (requests, sim["requests"]) == (150, 150)
+    assert 0 < hits < requests
+    assert hits == sim["hits"], (hits, sim["hits"])
+    if granularity == "bc":
+        assert sum(s.from_origin for s in stats) == round(sim["origin_ratio"] * 150)
