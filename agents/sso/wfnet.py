@@ -30,7 +30,9 @@ pm4py imports in about a second, so it is imported lazily (first composition), n
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -205,7 +207,26 @@ def _from_explicit(obj: Mapping[str, Any], known: Collection[str] | None) -> Net
     return NetStructure(tuple(places), tuple(out), str(source), str(sink))
 
 
+def _import_pm4py() -> None:
+    """Import pm4py once, in a way that works inside an agent's systemd sandbox.
+
+    pm4py's import (pm4py/util/constants.py) asks psutil for the name of its parent process to
+    pick a graph viewer. Under the agents' ProtectProc=invisible the parent (systemd, PID 1) is
+    hidden, so psutil raises NoSuchProcess and the import fails. For the duration of the import,
+    os.getppid answers this process's own PID (always visible); nothing else is changed and the
+    sandbox stays as it is."""
+    if "pm4py" in sys.modules:
+        return
+    real = os.getppid
+    os.getppid = os.getpid
+    try:
+        import pm4py  # noqa: F401
+    finally:
+        os.getppid = real
+
+
 def _to_pm4py(s: NetStructure) -> tuple[Any, Any, Any]:
+    _import_pm4py()
     from pm4py.objects.petri_net.obj import Marking, PetriNet
     from pm4py.objects.petri_net.utils import petri_utils
 
@@ -226,6 +247,7 @@ def _to_pm4py(s: NetStructure) -> tuple[Any, Any, Any]:
 def preload() -> None:
     """Import pm4py now (about a second) instead of on the first composition: an agent calls
     this at startup so its first request is not the slow one."""
+    _import_pm4py()
     from pm4py.algo.analysis.woflan import algorithm  # noqa: F401
     from pm4py.objects.petri_net.obj import PetriNet  # noqa: F401
 
@@ -383,6 +405,7 @@ def _soundness_by_reachability(s: NetStructure) -> tuple[bool, str]:
 def _soundness_by_woflan(comp: Composition) -> tuple[bool, str]:
     import warnings
 
+    _import_pm4py()
     from pm4py.algo.analysis.woflan import algorithm as woflan
 
     with warnings.catch_warnings():

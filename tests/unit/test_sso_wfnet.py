@@ -127,3 +127,26 @@ def test_every_expression_is_sound_and_engines_agree(expr: object) -> None:
     assert check_soundness(c)[0] is True
     assert check_soundness(c, "woflan")[0] is True
     assert all(t in c.tasks for stage in firing_order(c) for t in stage)
+
+
+def test_pm4py_loads_when_the_parent_process_is_hidden() -> None:
+    """An agent's systemd sandbox (ProtectProc=invisible) hides PID 1, its parent: pm4py's
+    import looks its parent up with psutil. Here the parent is a PID that does not exist."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    ghost = next(p for p in range(4_194_000, 4_194_300) if not psutil.pid_exists(p))
+    code = (f"import os; os.getppid = lambda: {ghost}\n"
+            "from agents.sso.wfnet import preload, parse_process, check_soundness\n"
+            f"preload(); assert os.getppid() == {ghost}\n"
+            "print(check_soundness(parse_process({'seq': ['a', 'b']}))[0])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
+    # without the guard the import itself fails the same way the sandbox made it fail
+    bare = subprocess.run([sys.executable, "-c", f"import os; os.getppid = lambda: {ghost}\n"
+                           "import pm4py"], capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "NoSuchProcess" in bare.stderr
