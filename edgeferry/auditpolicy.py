@@ -41,7 +41,12 @@ from typing import Any
 
 import yaml
 
-from agents.audit.domain import PolicyError, parse_container_policy, parse_edge
+from agents.audit.domain import (
+    EDGE_ELEMENTS,
+    PolicyError,
+    parse_container_policy,
+    parse_edge,
+)
 from agents.audit.tables import load_policy_file
 
 #: The inventory host variable that carries an edge's Table 2 attributes.
@@ -79,14 +84,16 @@ def check_edge_attributes(name: str, stated: object) -> dict[str, str]:
 
 def edge_attributes(name: str, host_class: str | None,
                     stated: Mapping[str, object] | None = None) -> dict[str, str]:
-    """The attributes in force at an edge: the defaults, its class's, then what it states
-    (canonical text; an element stated as ``*`` is not declared). Raises PolicyError."""
+    """The attributes in force at an edge: the defaults, its class's, then what it states.
+    Every Table 2 element, in Table 2 order, as canonical text; ``*`` where it is not declared
+    (so the result, stated again, means the same). Raises PolicyError."""
     merged: dict[str, object] = {**DEFAULT_EDGE_ATTRIBUTES,
                                  **CLASS_EDGE_ATTRIBUTES.get(host_class or "", {})}
     if stated is not None:
         check_edge_attributes(name, stated)
         merged.update(stated)
-    return parse_edge(name, merged).canonical()
+    canonical = parse_edge(name, merged).canonical()
+    return {element: canonical.get(element, "*") for element in EDGE_ELEMENTS}
 
 
 def check_container_policy(requirements: object) -> dict[str, str]:
