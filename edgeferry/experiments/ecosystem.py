@@ -72,6 +72,8 @@ from edgeferry.workspace import state_root
 #: What one service asks of its host (RAS allocation; moves with the service).
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
 EDGE_OWNER = "edge-owner"
+
+
 @dataclass(frozen=True)
 class Deployed:
     """What the ecosystem takes from the deployment manifests."""
