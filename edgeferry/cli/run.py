@@ -57,7 +57,10 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, for
     experiment = shipped_definition(experiment)
     exp = load_experiment(experiment)
     if check:
+        from edgeferry.experiments.steps import check_target
+
         resolve_scenarios(exp)
+        check_target(exp)
         trials = len(expand(exp))
         if as_json:
             return echo_json({"experiment": str(experiment), "valid": True, "trials": trials,

@@ -9,8 +9,10 @@ What `tests/integration/migration_lab.py` does on one machine, done against the 
 2. RAS: every edge host registered as cloud + server under the identity its node agent reports
    (RASP GetIdentity);
 3. audit: every edge registered under its SMF server name (the inventory host name) with
-   attributes and fresh utilisation (from the node agent), the container policy of each service
-   at its first host; owner tokens sealed with the key the deploy made
+   the seed-002 attributes the inventory states (``edgeferry_audit_edge_attributes``, over the
+   documented defaults of `edgeferry.auditpolicy`) and fresh utilisation (from the node
+   agent), each service's container policy (the experiment's, else the documented default) at
+   its first host; owner tokens sealed with the key the deploy made
    (``.edgeferry/pki/<inventory>/ecosystem/``);
 4. SMF: the controller registers as CMS, registers each service with its first server and
    provisions it (SSP stage 1), Add Server for the other edges; one user + device;
@@ -48,6 +50,7 @@ import grpc
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as npb_grpc
 from agents.audit.client import AuditClient
+from agents.audit.domain import PolicyError
 from agents.audit.owners import seal_owner_token
 from agents.common.client import secure_channel
 from agents.node.client import EndpointClient, SspServerClient, node_stub
@@ -58,9 +61,10 @@ from agents.security.rasp import Resources
 from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
 from agents.workloads.nms.tls import ClientTls
+from edgeferry.auditpolicy import DEFAULT_CONTAINER_POLICY, inventory_edge_attributes
 from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
 from edgeferry.deploy.runner import inventory_name
-from edgeferry.errors import OperationFailed
+from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
 from edgeferry.hosts import run as ssh_run
 from edgeferry.workspace import state_root
@@ -68,21 +72,6 @@ from edgeferry.workspace import state_root
 #: What one service asks of its host (RAS allocation; moves with the service).
 SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
 EDGE_OWNER = "edge-owner"
-#: seed 002 attributes of the lab edges (by position in the edge group): the third edge is in a
-#: country the container owner excludes (as Table 5's Edge2), so audit denials are visible.
-EDGE_ATTRS = [
-    {"eDAl": "jp", "eDAo": "caA", "eHRh": "deA", "eHRt": "docker", "eHRac": "-", "eHRaf": "-",
-     "eHRc": "2.6", "eHRm": "3", "eHRgpu": "no"},
-    {"eDAl": "fr", "eDAo": "caA", "eHRh": "deC", "eHRt": "docker", "eHRac": "-", "eHRaf": "-",
-     "eHRc": "2.6", "eHRm": "1.5", "eHRgpu": "no"},
-    {"eDAl": "kr", "eDAo": "caA", "eHRh": "deC", "eHRt": "docker", "eHRac": "-", "eHRaf": "-",
-     "eHRc": "2.6", "eHRm": "1.5", "eHRgpu": "no"},
-]
-# No CPU ceiling (cHRcu "*"): the lab hosts share the machine's two cores with each other (and
-# with any other lab), so their measured CPU utilisation says little about the edge itself.
-REQUIREMENTS = {"cDAl": "jp,us,fr", "cDAo": "-caB", "cHRh": "*", "cHRt": "docker",
-                "cHRcu": "*", "cHRmu": "90", "cHRc": "1.6", "cHRm": "1", "cHRgpu": "*",
-                "cHRac": "*", "cHRaf": "*"}
 
 
 @dataclass(frozen=True)
@@ -123,6 +112,8 @@ class Ecosystem:
     deployed: Deployed
     log: Callable[[str], None] = lambda message: None
     edges: list[str] = field(default_factory=list)
+    #: edge host -> its seed-002 attributes in force (from the inventory, over the defaults)
+    edge_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
     _state: dict[str, Any] = field(default_factory=dict)
 
@@ -141,8 +132,12 @@ class Ecosystem:
                                      edges)
         except ManifestError as err:
             raise ScenarioUnavailable(str(err)) from None
+        try:
+            attributes = inventory_edge_attributes(Path(ctx.inventory), edges)
+        except PolicyError as err:
+            raise ConfigError(str(err)) from None
         eco = cls(ctx.endpoints, Path(ctx.inventory), ctx.connect, deployed, ctx.log,
-                  edges=edges)
+                  edges=edges, edge_attributes=attributes)
         eco._load_state()
         return eco
 
@@ -352,13 +347,14 @@ class Ecosystem:
         return out
 
     def _register_audit(self) -> None:
-        if self._state.get("audit_edges") == self.edges:
+        """Every edge with the attributes the inventory states (again when they changed)."""
+        if self._state.get("audit_edges") == self.edge_attributes:
             return
         owner = self.owner_token(EDGE_OWNER)
         app_owner = self.owner_token(self.deployed.container_owner)
         with contextlib.nullcontext(self.audit()) as audit:
-            for i, host in enumerate(self.edges):
-                attrs = EDGE_ATTRS[min(i, len(EDGE_ATTRS) - 1)]
+            for host in self.edges:
+                attrs = self.edge_attributes[host]
                 try:
                     share = audit.register_edge(owner, host, attrs, region="lab")
                 except Exception as err:
@@ -367,7 +363,7 @@ class Ecosystem:
                     audit.update_edge(owner, host, attrs, region="lab")
                     share = audit.rotate_share_key(owner, host)
                 audit.redeem_share_key(app_owner, share)
-        self._state["audit_edges"] = list(self.edges)
+        self._state["audit_edges"] = {h: dict(a) for h, a in self.edge_attributes.items()}
         self._save_state()
 
     def _register_principals(self, smf: SmfClient) -> None:
@@ -401,10 +397,13 @@ class Ecosystem:
         return (u["id"], SealedCapability.from_bytes(bytes.fromhex(u["cap"])), d["id"],
                 SealedCapability.from_bytes(bytes.fromhex(d["cap"])))
 
-    def ensure_service(self, name: str, image: str, first: str) -> ServiceHandle:
+    def ensure_service(self, name: str, image: str, first: str,
+                       requirements: dict[str, str] | None = None) -> ServiceHandle:
         """Register ``name`` (once) with ``first`` as its first server and the other edges as
-        further servers, register its container policy, and make its workload run where the
-        SMF says it is, from ``image`` (a registry reference)."""
+        further servers, register its container policy (``requirements``, seed 002 Table 1;
+        default `DEFAULT_CONTAINER_POLICY`), and make its workload run where the SMF says it
+        is, from ``image`` (a registry reference)."""
+        policy = dict(DEFAULT_CONTAINER_POLICY if requirements is None else requirements)
         publics = self._register_hosts()
         self._save_state()
         self._register_audit()
@@ -412,18 +411,19 @@ class Ecosystem:
         self._register_principals(smf)
         entry = self._state["services"].get(name)
         if entry is None:
-            entry = self._register_service(smf, name, image, first, publics)
+            entry = self._register_service(smf, name, image, first, publics, policy)
         location = self.location(ServiceHandle(name, entry["id"], ""))
         with contextlib.nullcontext(self.audit()) as audit:
             audit.update_container(self.owner_token(self.deployed.container_owner), name,
-                                   REQUIREMENTS, location=location)
+                                   policy, location=location)
         handle = ServiceHandle(name, entry["id"], image)
         self.report_edge_state()
         self.run_workload(handle, self.location(handle), replace=False)
         return handle
 
     def _register_service(self, smf: SmfClient, name: str, image: str, first: str,
-                          publics: dict[str, PublicIdentity]) -> dict[str, Any]:
+                          publics: dict[str, PublicIdentity],
+                          policy: dict[str, str]) -> dict[str, Any]:
         port = int(self.address("node", first).rsplit(":", 1)[1])
         known = [s for s in smf.services() if s.name == name and s.version == "1"]
         if known:  # registered by an earlier, interrupted bootstrap: finish it
@@ -448,11 +448,11 @@ class Ecosystem:
         with contextlib.nullcontext(self.audit()) as audit:
             token = self.owner_token(self.deployed.container_owner)
             try:
-                audit.register_container(token, name, REQUIREMENTS, location=first)
+                audit.register_container(token, name, policy, location=first)
             except Exception as err:
                 if "exist" not in str(err).lower():
                     raise
-                audit.update_container(token, name, REQUIREMENTS, location=first)
+                audit.update_container(token, name, policy, location=first)
         entry = {"id": service_id, "first": first}
         self._state["services"][name] = entry
         self._save_state()

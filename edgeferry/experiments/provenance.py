@@ -117,3 +117,22 @@ def measured_bandwidth_bps(lab: dict[str, Any] | None) -> float | None:
     means = [entry[d]["mean_bps"] for entry in (lab.get("bandwidth") or {}).values()
              for d in ("up", "down") if isinstance(entry.get(d), dict)]
     return min(means) if means else None
+
+
+#: run.json provenance key of the data-audit policies in force (seed 002)
+AUDIT_POLICIES = "audit_policies"
+
+
+def record_audit_policies(run_dir: Path, part: str, service: str, requirements: dict[str, str],
+                          source: str, edges: dict[str, dict[str, str]]) -> None:
+    """Put the policies a part ran under into run.json's provenance: the container policy of
+    its service (and where it came from) and every edge's attributes as registered."""
+    from edgeferry.experiments.results import RunDir
+
+    rd = RunDir.open(run_dir)
+    prov = rd.read_info().get("provenance") or {}
+    entry = prov.setdefault(AUDIT_POLICIES, {"containers": {}, "edges": {}})
+    entry["containers"][part] = {"service": service, "source": source,
+                                 "requirements": dict(requirements)}
+    entry["edges"].update({host: dict(attrs) for host, attrs in edges.items()})
+    rd.update_info(provenance=prov)

@@ -14,10 +14,21 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from agents.audit.domain import PolicyError
+from edgeferry import auditpolicy
 from edgeferry.bounds import METRIC_UNITS
 from edgeferry.experiments.scenario import Scenario, ScenarioUnavailable
 from edgeferry.lab.config import parse_rate
@@ -114,7 +125,63 @@ class ContainerMigrationParams(_Strict):
         return value if value is None else _rate(value)
 
 
-class ContainerMigrationWorkload(_Strict):
+class ContainerPolicyWorkload(_Strict):
+    """The container policy (seed 002 Table 1) the migrated service registers with the audit:
+    ``container_policy`` (inline) or ``container_policy_file`` (YAML, relative to the
+    experiment file; validated with the experiment's directory as the validation context
+    ``experiment_dir``), else `edgeferry.auditpolicy.DEFAULT_CONTAINER_POLICY`."""
+
+    container_policy: dict[str, Any] | None = Field(
+        default=None, description="seed-002 container requirements (cDAl ... cHRaf)")
+    container_policy_file: str | None = Field(
+        default=None, description="a YAML file of them, relative to the experiment file")
+    _requirements: dict[str, str] = PrivateAttr(default_factory=dict)
+    _policy_source: str = PrivateAttr(default="default")
+
+    @field_validator("container_policy")
+    @classmethod
+    def _policy_ok(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                auditpolicy.check_container_policy(value)
+            except PolicyError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_policy(self, info: ValidationInfo) -> ContainerPolicyWorkload:
+        if self.container_policy is not None and self.container_policy_file is not None:
+            raise ValueError("give container_policy or container_policy_file, not both")
+        if self.container_policy is not None:
+            self._requirements = auditpolicy.check_container_policy(self.container_policy)
+            self._policy_source = "container_policy (experiment)"
+        elif self.container_policy_file is not None:
+            path = Path(self.container_policy_file)
+            base = (info.context or {}).get("experiment_dir")
+            if not path.is_absolute() and base is not None:
+                path = Path(base) / path
+            try:
+                self._requirements = auditpolicy.load_container_policy_file(path)
+            except PolicyError as err:
+                raise ValueError(f"container_policy_file: {err}") from None
+            self._policy_source = f"container_policy_file {path}"
+        else:
+            self._requirements = auditpolicy.check_container_policy(
+                auditpolicy.DEFAULT_CONTAINER_POLICY)
+        return self
+
+    @property
+    def requirements(self) -> dict[str, str]:
+        """The container policy in force (every Table 1 element, canonical text)."""
+        return dict(self._requirements)
+
+    @property
+    def policy_source(self) -> str:
+        """Where the policy in force came from ("default", the inline key or the file)."""
+        return self._policy_source
+
+
+class ContainerMigrationWorkload(ContainerPolicyWorkload):
     source: str = "edge1"
     destination: str = "edge2"
     registry: str = "control"
@@ -135,7 +202,7 @@ class NmsParams(_Strict):
         return value if value is None else _rate(value)
 
 
-class NmsWorkload(_Strict):
+class NmsWorkload(ContainerPolicyWorkload):
     source: str = "edge1"
     destination: str = "edge2"
     client: str = "control"

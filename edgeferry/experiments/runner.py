@@ -29,7 +29,7 @@ from edgeferry.experiments.scenario import (
     ScenarioUnavailable,
     TrialResult,
 )
-from edgeferry.experiments.schema import Experiment, Part
+from edgeferry.experiments.schema import Experiment, Part, workload_context
 from edgeferry.hosts import HostAccess, connection_factory
 from edgeferry.workspace import workspace
 
@@ -195,7 +195,8 @@ def run_experiment(experiment: Experiment, *, steps: Steps, progress: Progress,
                         continue
                     ctx = _context(experiment, part, run_dir, target, endpoints, connect, progress)
                     spec = registry.spec_of(part.scenario)
-                    scenario = classes[part.name](spec.workload.model_validate(part.workload))
+                    scenario = classes[part.name](spec.workload.model_validate(
+                        part.workload, context=workload_context(experiment.source)))
                     log(f"part {part.name!r} ({part.scenario}): preparing")
                     scenario.prepare(ctx)
                     try:

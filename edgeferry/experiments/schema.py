@@ -212,7 +212,13 @@ def _describe(err: ValidationError, source: str, single: bool) -> str:
     return f"{source}: " + "; ".join(messages)
 
 
-def _scenario_errors(exp: Experiment, single: bool) -> list[str]:
+def workload_context(source: str) -> dict[str, Any]:
+    """The validation context of a part's workload: files it names (e.g. a migration's
+    container_policy_file) are relative to the experiment file's directory."""
+    return {"experiment_dir": Path(source).parent} if source else {}
+
+
+def _scenario_errors(exp: Experiment, single: bool, source: str = "") -> list[str]:
     """Check every part (enabled or not) against its scenario's declared spec."""
     errors: list[str] = []
     for i, part in enumerate(exp.parts):
@@ -245,7 +251,7 @@ def _scenario_errors(exp: Experiment, single: bool) -> list[str]:
                         errors.append(f"{prefix}parameters.{key}: "
                                       f"{msg.removeprefix('Value error, ')} (value {value!r})")
         try:
-            spec.workload.model_validate(part.workload)
+            spec.workload.model_validate(part.workload, context=workload_context(source))
         except ValidationError as err:
             for e in err.errors()[:3]:
                 loc = ".".join(str(x) for x in e["loc"])
@@ -254,8 +260,8 @@ def _scenario_errors(exp: Experiment, single: bool) -> list[str]:
                     where = f"workload.{parent}" if parent else "workload"
                     errors.append(f"{prefix}{where}: unknown key {e['loc'][-1]!r}")
                 else:
-                    errors.append(f"{prefix}workload.{loc}: "
-                                  f"{e['msg'].removeprefix('Value error, ')}")
+                    where = f"workload.{loc}" if loc else "workload"
+                    errors.append(f"{prefix}{where}: {e['msg'].removeprefix('Value error, ')}")
         for j, phase in enumerate(part.phases):
             if phase not in spec.phases:
                 errors.append(f"{prefix}phases.{j}: {part.scenario} has no phase {phase!r} "
@@ -343,7 +349,7 @@ def parse_experiment(doc: object, source: str) -> Experiment:
         exp = Experiment.model_validate(doc)
     except ValidationError as err:
         raise ConfigError(_describe(err, source, single)) from None
-    errors = _scenario_errors(exp, single)
+    errors = _scenario_errors(exp, single, source)
     if errors:
         raise ConfigError(f"{source}: " + "; ".join(errors[:5]))
     exp.source = source

@@ -6,6 +6,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from agents.audit.domain import PolicyError
+from edgeferry.auditpolicy import inventory_edge_attributes
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments import registry
 from edgeferry.experiments.runner import Log, TargetInfo
@@ -25,6 +27,48 @@ def _agents(experiment: Experiment) -> list[str]:
                    for agent in registry.spec_of(p.scenario).part_agents(dict(p.workload))})
 
 
+def lab_file_of(experiment: Experiment) -> Path | None:
+    """The lab target's lab file (relative to the experiment file), if it names one."""
+    lab = experiment.target.lab
+    if lab is None or not lab.lab_file:
+        return None
+    path = Path(lab.lab_file)
+    if not path.is_absolute() and experiment.source:
+        path = Path(experiment.source).parent / path
+    return path
+
+
+def inventory_of(experiment: Experiment) -> Path | None:
+    """The inventory target's directory (relative to the workspace)."""
+    if experiment.target.inventory is None:
+        return None
+    inv = Path(experiment.target.inventory)
+    return inv if inv.is_absolute() else workspace() / inv
+
+
+def check_target(experiment: Experiment) -> None:
+    """Validate the target before anything starts (`edgeferry run --check` and every run): the
+    lab file (hosts, profiles, each edge's seed-002 `audit:` attributes) or the inventory's
+    `edgeferry_audit_edge_attributes` of its edge hosts. Raises ConfigError."""
+    target = experiment.target
+    if target.lab is not None:
+        from edgeferry.lab.config import load_spec
+
+        load_spec(lab_file_of(experiment), name=target.lab.name,
+                  bandwidth=target.lab.bandwidth, edges=target.lab.edges,
+                  edge_profile=target.lab.edge_profile)
+        return
+    inv = inventory_of(experiment)
+    if inv is None or not (inv / "hosts.yml").exists():
+        return  # a missing inventory is reported when the run needs it
+    edges = [name for name, access in hosts_from_inventory(inv).items()
+             if "edge" in access.groups]
+    try:
+        inventory_edge_attributes(inv, edges)
+    except PolicyError as err:
+        raise ConfigError(str(err)) from None
+
+
 class DefaultSteps:
     """Brings up the emulated lab with `edgeferry.lab`, deploys with `edgeferry.deploy` (the
     playbook is skipped when every host's deploy stamp proves it unnecessary, unless
@@ -35,9 +79,9 @@ class DefaultSteps:
 
     def bring_up(self, experiment: Experiment, log: Log) -> TargetInfo:
         target = experiment.target
-        if target.inventory is not None:
-            inv = Path(target.inventory)
-            inv = inv if inv.is_absolute() else workspace() / inv
+        inv = inventory_of(experiment)
+        if inv is not None:
+            check_target(experiment)
             return TargetInfo(inventory=inv, hosts=hosts_from_inventory(inv),
                               note=f"inventory {inv}")
         from edgeferry.lab.config import load_spec
@@ -45,13 +89,9 @@ class DefaultSteps:
         from edgeferry.lab.state import LabState
 
         assert target.lab is not None
-        lab_file = None
-        if target.lab.lab_file:
-            lab_file = Path(target.lab.lab_file)
-            if not lab_file.is_absolute() and experiment.source:
-                lab_file = Path(experiment.source).parent / lab_file
-        spec = load_spec(lab_file, name=target.lab.name, bandwidth=target.lab.bandwidth,
-                         edges=target.lab.edges, edge_profile=target.lab.edge_profile)
+        spec = load_spec(lab_file_of(experiment), name=target.lab.name,
+                         bandwidth=target.lab.bandwidth, edges=target.lab.edges,
+                         edge_profile=target.lab.edge_profile)
         if not _uses_hosts(experiment):
             state = LabState.load(spec.name)
             return TargetInfo(lab=state, note="lab not brought up: no enabled part uses hosts"

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.audit.domain import PolicyError
+from edgeferry.auditpolicy import check_edge_attributes, edge_attributes
 from edgeferry.errors import ConfigError
 
 _RATE_UNITS = {
@@ -110,6 +112,9 @@ class HostSpec(BaseModel):
     profile: str
     address: str | None = None  # fixed address inside the lab subnet; assigned when omitted
     bandwidth: str | int | None = None  # per-host override of the lab's rate (edge hosts only)
+    # seed-002 edge attributes (Table 2: eDAl ... eHRgpu) of an edge host, rendered into the
+    # inventory over the defaults of `edgeferry.auditpolicy` (edge hosts only)
+    audit: dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod
@@ -119,6 +124,18 @@ class HostSpec(BaseModel):
                 f"host name {value!r} must start with a letter and use a-z, 0-9, '-' (max 31)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _audit_ok(self) -> HostSpec:
+        if self.audit is None:
+            return self
+        if self.role != "edge":
+            raise ValueError(f"host {self.name!r}: audit: attributes are for edge hosts only")
+        try:
+            check_edge_attributes(self.name, self.audit)  # the audit agent's own validation
+        except PolicyError as err:
+            raise ValueError(f"host {self.name!r}: audit: {err}") from None
+        return self
 
 
 class LabSpec(BaseModel):
@@ -249,6 +266,11 @@ class LabSpec(BaseModel):
         cls = self.profiles[host.profile].host_class
         assert cls is not None  # filled in by validation
         return cls
+
+    def audit_attributes(self, host: HostSpec) -> dict[str, str]:
+        """The seed-002 attributes in force at an edge host: the documented defaults of
+        `edgeferry.auditpolicy` (by its class), then what its `audit:` entry states."""
+        return edge_attributes(host.name, self.host_class(host), host.audit)
 
     def fingerprint(self) -> str:
         """Stable hash of the spec (with resolved addresses) used to detect changes."""

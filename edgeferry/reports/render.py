@@ -176,6 +176,35 @@ def failed_table(stats: RunStats) -> Table:
                  "journals for the trial's time window, relative to the run directory.")
 
 
+def policies_tables(info: dict[str, Any]) -> list[Table]:
+    """The seed-002 data-audit policies a run's migrations ran under (run.json provenance):
+    each part's container policy (Table 1) and each edge's attributes (Table 2)."""
+    from agents.audit.domain import CONTAINER_ELEMENTS, EDGE_ELEMENTS
+    from edgeferry.experiments.provenance import AUDIT_POLICIES
+
+    recorded = (info.get("provenance") or {}).get(AUDIT_POLICIES) or {}
+    containers, edges = recorded.get("containers") or {}, recorded.get("edges") or {}
+    if not containers and not edges:
+        return []
+    container_rows = [[part, c.get("service", "-"), c.get("source", "-"),
+                       *((c.get("requirements") or {}).get(e, "*") for e in CONTAINER_ELEMENTS)]
+                      for part, c in containers.items()]
+    edge_rows = [[host, *(attrs.get(e, "(not declared)") for e in EDGE_ELEMENTS)]
+                 for host, attrs in sorted(edges.items())]
+    return [
+        Table("Container policy in force (seed 002 Table 1)",
+              ["part", "service", "from", *CONTAINER_ELEMENTS], container_rows,
+              "What the migrated service registered with the audit agent: the experiment's "
+              "`container_policy` / `container_policy_file`, else the documented default "
+              "(`edgeferry.auditpolicy`). `*`: not constrained."),
+        Table("Edge attributes in force (seed 002 Table 2)", ["edge", *EDGE_ELEMENTS],
+              edge_rows,
+              "As registered with the audit agent: each host's "
+              "`edgeferry_audit_edge_attributes` (lab file `audit:` or inventory) over the "
+              "documented defaults (`edgeferry.auditpolicy`)."),
+    ]
+
+
 def md_table(t: Table) -> str:
     """One table as a Markdown section (a `## title` heading, the note, the rows)."""
     if not t.rows:
@@ -306,6 +335,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     failures = failed_table(stats)
     if failures.rows:
         tables.append(failures)
+    tables += policies_tables(stats.info)
     figures = make_plots(stats, rd.path / "plots")
     title = f"edgeferry report: {stats.info.get('experiment')} / {rd.path.name}"
     summary = _summary_lines(stats, rd.path)

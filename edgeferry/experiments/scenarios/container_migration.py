@@ -48,10 +48,10 @@ class ContainerMigration(MigrationScenario):
         w = self.workload
         if w.gpu:
             raise ScenarioUnavailable("gpu: true needs a GPU; these lab hosts have none")
-        eco = self.open_ecosystem(ctx)
+        self.open_ecosystem(ctx)
         self.images: dict[int, str] = {}
         first = self._image(ctx, 1)
-        self.handle = eco.ensure_service(SERVICE, first, w.source)
+        self.handle = self.ensure_service(ctx, SERVICE, first)
 
     def _image(self, ctx: ScenarioContext, size_mb: int) -> str:
         if size_mb not in self.images:

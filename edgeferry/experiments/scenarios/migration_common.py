@@ -24,6 +24,7 @@ from edgeferry.experiments.measure import (
     control_trial,
     measure_links,
 )
+from edgeferry.experiments.provenance import record_audit_policies
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -164,6 +165,17 @@ class MigrationScenario(Scenario):
                         "bytes fall back to the manifest's")
         self.controls: dict[str, tuple[ControlCosts, dict[str, Any]]] = {}
         return self.eco
+
+    def ensure_service(self, ctx: ScenarioContext, name: str, image: str) -> ServiceHandle:
+        """The ecosystem's service ``name`` at the workload's source under the container policy
+        the experiment states (else the default); the policies in force go into run.json."""
+        w = self.workload
+        handle = self.eco.ensure_service(name, image, w.source, w.requirements)
+        record_audit_policies(ctx.run_dir, ctx.part, name, w.requirements, w.policy_source,
+                              self.eco.edge_attributes)
+        ctx.log(f"{name}: container policy ({w.policy_source}) "
+                + ", ".join(f"{k}={v}" for k, v in w.requirements.items() if v != "*"))
+        return handle
 
     def set_up_trial(self, ctx: ScenarioContext, params: dict[str, Any],
                      image: Callable[[], str] | None = None,

@@ -61,7 +61,7 @@ class NmsSecureMigration(MigrationScenario):
                                       "paper's plain scheme is shown failing in the unit tests")
         eco = self.open_ecosystem(ctx)
         image = eco.publish(nms_image(log=ctx.log).tag)
-        self.handle = eco.ensure_service(SERVICE, image, w.source)
+        self.handle = self.ensure_service(ctx, SERVICE, image)
 
     def _session(self, timings: dict[str, float] | None = None) -> ApplicationSession:
         eco = self.eco

@@ -30,7 +30,12 @@ def test_groups_and_host_vars():
         "edgeferry_address": "10.250.0.12",
         "edgeferry_profile": "jetson",
         "edgeferry_lab_profile": "jetson",
+        # the default lab's edge2: France, manufacturer deC, a 1.5 GB jetson-class board
+        "edgeferry_audit_edge_attributes": {
+            "eDAl": "fr", "eDAo": "caA", "eHRh": "deC", "eHRt": "docker", "eHRac": "-",
+            "eHRaf": "-", "eHRc": "2.6", "eHRm": "1.5", "eHRgpu": "no"},
     }
+    assert "edgeferry_audit_edge_attributes" not in children["control"]["hosts"]["control"]
 
 
 def test_profiles_named_by_the_user_deploy_as_their_class(tmp_path):
