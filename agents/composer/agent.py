@@ -21,6 +21,7 @@ the edges verify them against the lab CA with no extra key distribution.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import grpc
@@ -97,13 +98,13 @@ class EdgeClients:
         """The origin's manifest."""
         return self.origin.manifest(file_id)
 
-    def fetch(self, home: str, file_id: str, n_blocks: int) -> Fetched:
-        """The whole file through `home`'s cache, `FETCH_CHUNK` blocks per call."""
+    def fetch(self, home: str, file_id: str, indices: Sequence[int]) -> Fetched:
+        """The blocks `indices` of `file_id` through `home`'s cache, `FETCH_CHUNK` per call."""
         blocks: list[tuple[int, str, bytes]] = []
         hits = neighbours = origin = bytes_in = 0
-        for start in range(0, n_blocks, FETCH_CHUNK):
-            indices = range(start, min(start + FETCH_CHUNK, n_blocks))
-            reply = self._edge(home).fetch(file_id, indices, return_data=True)
+        for start in range(0, len(indices), FETCH_CHUNK):
+            chunk = list(indices[start:start + FETCH_CHUNK])
+            reply = self._edge(home).fetch(file_id, chunk, return_data=True)
             blocks += [(b.index, b.digest, bytes(b.data)) for b in reply.blocks]
             hits += reply.hits
             neighbours += reply.from_neighbours

@@ -43,13 +43,14 @@ class ComposerClient:
 
     def run(self, process: str, strategy: str, home: str, file_id: str, *,
             request_id: str = "", return_result: bool = False,
-            nodes: Sequence[str] = ()) -> pb.RunResponse:
+            nodes: Sequence[str] = (), indices: Sequence[int] = ()) -> pb.RunResponse:
         """Compose and execute a process over a file with `strategy` (its value string)."""
         if strategy not in STRATEGY_TO_PB:
             raise ValueError(f"strategy {strategy!r}: choose {', '.join(STRATEGY_TO_PB)}")
         resp: pb.RunResponse = self._call("Run", pb.RunRequest(
             process=process, strategy=STRATEGY_TO_PB[strategy], home=home, file_id=file_id,
-            request_id=request_id, return_result=return_result, nodes=list(nodes)))
+            request_id=request_id, return_result=return_result, nodes=list(nodes),
+            indices=list(indices)))
         return resp
 
     def offers(self) -> pb.ListOffersResponse:

@@ -79,8 +79,8 @@ class Edges(Protocol):
     def manifest(self, file_id: str) -> FileManifest:
         """The origin's manifest of `file_id`."""
 
-    def fetch(self, home: str, file_id: str, n_blocks: int) -> Fetched:
-        """Every block (`n_blocks`) of `file_id` through `home`'s cache, with their bytes."""
+    def fetch(self, home: str, file_id: str, indices: Sequence[int]) -> Fetched:
+        """The blocks `indices` of `file_id` through `home`'s cache, with their bytes."""
 
     def execute(self, node: str, service: str, data: bytes, request_id: str, transition: str,
                 grant: SignedGrant | None, cost: tuple[float, float]) -> Executed:
@@ -195,9 +195,11 @@ class ComposerCore:
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, process: str, strategy: Strategy, home: str, file_id: str,
-            request_id: str = "", nodes: Sequence[str] = ()) -> RunOutcome:
+            request_id: str = "", nodes: Sequence[str] = (),
+            indices: Sequence[int] = ()) -> RunOutcome:
         """Compose, assign, authorize, fetch and execute (see the module doc); `nodes`
-        restricts the cooperating edges (empty: all)."""
+        restricts the cooperating edges (empty: all), `indices` the file's blocks the request
+        asks for (empty: the whole file)."""
         started = _now()
         if home not in self.nodes:
             raise ValueError(f"home node {home!r} is not a known edge ({', '.join(self.nodes)})")
@@ -232,7 +234,8 @@ class ComposerCore:
                 self._inflight[node] = self._inflight.get(node, 0.0) + cost
         out.phases.append(Phase("assign", _now() - t))
         try:
-            return self._execute(out, comp, composed, strategy, home, file_id, chi, started)
+            return self._execute(out, comp, composed, strategy, home, file_id, chi, started,
+                                 indices)
         finally:
             with self._inflight_lock:
                 for node, cost in added.items():
@@ -240,7 +243,8 @@ class ComposerCore:
 
     def _execute(self, out: RunOutcome, comp: Composition, composed: Composed,
                  strategy: Strategy, home: str, file_id: str,
-                 chi: Mapping[str, frozenset[str]], started: int) -> RunOutcome:
+                 chi: Mapping[str, frozenset[str]], started: int,
+                 indices: Sequence[int] = ()) -> RunOutcome:
         """Authorize (secure), fetch the file through the home edge and run the stages."""
         secure = strategy is Strategy.SECURE
         t = _now()
@@ -257,7 +261,7 @@ class ComposerCore:
             out.serial = [tr for stage in composed.stages for tr in stage]
         authorize_phase = Phase("authorize", _now() - t)
         out.phases.append(authorize_phase)
-        data = self._fetch(out, home, file_id)
+        data = self._fetch(out, home, file_id, indices)
         for transition in out.serial:
             node, service = out.assignment[transition], comp.tasks[transition]
             grant = None
@@ -281,18 +285,29 @@ class ComposerCore:
         out.total_ns = _now() - started
         return out
 
-    def _fetch(self, out: RunOutcome, home: str, file_id: str) -> bytes:
+    def _fetch(self, out: RunOutcome, home: str, file_id: str,
+               indices: Sequence[int] = ()) -> bytes:
         t = _now()
         manifest = self.edges.manifest(file_id)
-        got = self.edges.fetch(home, file_id, len(manifest.blocks))
+        wanted = list(indices) or list(range(len(manifest.blocks)))
+        bad = [i for i in wanted if not 0 <= i < len(manifest.blocks)]
+        if bad:
+            raise ValueError(f"{file_id!r} has {len(manifest.blocks)} blocks; no block {bad[0]}")
+        got = self.edges.fetch(home, file_id, wanted)
         blocks: dict[str, bytes] = {}
         for index, digest, data in got.blocks:
-            if not 0 <= index < len(manifest.blocks) or manifest.blocks[index] != digest:
+            if index not in wanted or manifest.blocks[index] != digest:
                 raise ValueError(f"home edge {home!r} returned block {index} of {file_id!r} "
                                  "under a digest the origin's manifest does not list")
             verify_block(digest, data)
             blocks[digest] = data
-        data = assemble(manifest, blocks)
+        if not indices:
+            data = assemble(manifest, blocks)
+        else:  # the query's blocks, in the order asked (each verified above)
+            missing = [i for i in wanted if manifest.blocks[i] not in blocks]
+            if missing:
+                raise ValueError(f"home edge {home!r} did not return block {missing[0]}")
+            data = b"".join(blocks[manifest.blocks[i]] for i in wanted)
         out.phases.append(Phase("fetch", _now() - t, home))
         out.bytes_moved += got.bytes_in + sum(len(b) for _, _, b in got.blocks)
         out.hits_local, out.hits_neighbour = got.hits, got.from_neighbours

@@ -15,6 +15,7 @@ from agents.sso.wfnet import CompositionError
 SERVICE_NAME = "edgeferry.composer.v1.ComposerService"
 MAX_RESULT_BYTES = 8 * 1024 * 1024
 MAX_NODES = 256
+MAX_INDICES = 1024
 
 STRATEGY_FROM_PB = {
     pb.STRATEGY_NON_COOPERATIVE: Strategy.NON_COOPERATIVE,
@@ -60,8 +61,12 @@ class ComposerServicer(pb_grpc.ComposerServiceServicer):
             if len(request.nodes) > MAX_NODES:
                 abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                       f"nodes: at most {MAX_NODES} names")
+            if len(request.indices) > MAX_INDICES:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"indices: at most {MAX_INDICES} blocks")
             out = self.core.run(request.process, strategy, request.home, request.file_id,
-                                request.request_id, tuple(request.nodes))
+                                request.request_id, tuple(request.nodes),
+                                tuple(request.indices))
         if request.return_result and len(out.result) > MAX_RESULT_BYTES:
             abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                   f"the result is {len(out.result)} bytes, over {MAX_RESULT_BYTES}: ask for its "

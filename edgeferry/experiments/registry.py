@@ -277,6 +277,8 @@ class SsoCompositionLabParams(_Strict):
 class SsoCompositionLabWorkload(_Strict):
     home: str = "edge1"
     file_id: str = "file-000000"
+    blocks_per_request: int = Field(default=1, ge=1, le=1024, description="the query's blocks "
+                                    "(the first ones of the file)")
     services: list[str] = Field(default_factory=lambda: ["filter", "transcode",
                                                           "subtitle-merge", "audio-enhance"])
     n_files: int = Field(default=50, ge=1, le=100000)

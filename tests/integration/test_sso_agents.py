@@ -293,6 +293,14 @@ def test_three_strategies_give_the_same_result(lab_pki: Any, tmp_path: Path) -> 
         assert two.result_digest == hashlib.sha256(bytes(b ^ 0x5A for b in original)
                                                    + SUBTITLES).hexdigest()
         assert {t.node for t in two.tasks} == {"edge1", "edge3"}
+        # a query over some of the file's blocks, in the order asked
+        blocks = _blocks_of(original)
+        part = composer.run("{seq: [filter, subtitle-merge]}", "cooperative", "edge3",
+                            "file-000000", indices=[2, 0], return_result=True)
+        assert part.result == bytes(b ^ 0x5A for b in blocks[2] + blocks[0]) + SUBTITLES
+        with pytest.raises(grpc.RpcError) as err:
+            composer.run(process, "cooperative", "edge3", "file-000000", indices=[99])
+        assert "no block 99" in (err.value.details() or "")
         for nodes, message in ((["edge9", "edge3"], "edge9"),
                                (["edge1", "edge2"], "must be one of the cooperating")):
             with pytest.raises(grpc.RpcError) as err:

@@ -11,7 +11,9 @@ edges' own counters; the same counts recounted from every Fetch reply must agree
 simulator, so the two can be set side by side.
 
 sso-composition (Figs. 4-6 measured): `n_requests` composite requests (a sequence of the
-workload's services, each repeated `actions_per_service` times) start at once through the
+workload's services, each repeated `actions_per_service` times, over the first
+`blocks_per_request` blocks of the workload's file: a block answers a single-file query) start
+at once through the
 composer's Run with one strategy and `nodes` cooperating edges; `delay_s` is the time until the
 last completes (the paper's "time needed to complete the requests"). Edges run one execution at a
 time and model each service's time with the paper's normal cost (the lab's hosts share this
@@ -200,7 +202,7 @@ class SsoCompositionLab(Scenario):
         def one(k: int) -> Any:
             return self.composer.run(process, params["strategy"], w.home, w.file_id,
                                      request_id=f"r{k}-{time.time_ns() % 10**12}",
-                                     nodes=nodes)
+                                     nodes=nodes, indices=list(range(w.blocks_per_request)))
 
         try:
             with timer.phase("requests") as ph:

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,edgeferry/composer/v1/composer_service.proto\x12\x15\x65\x64geferry.composer.v1\"9\n\x04Task\x12\x12\n\ntransition\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"\x1c\n\x05Stage\x12\x13\n\x0btransitions\x18\x01 \x03(\t\"!\n\x0e\x43omposeRequest\x12\x0f\n\x07process\x18\x01 \x01(\t\"\xa5\x01\n\x0f\x43omposeResponse\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.edgeferry.composer.v1.Task\x12,\n\x06stages\x18\x02 \x03(\x0b\x32\x1c.edgeferry.composer.v1.Stage\x12\x12\n\ncompose_ns\x18\x03 \x01(\x04\x12\x14\n\x0csoundness_ns\x18\x04 \x01(\x04\x12\x0e\n\x06places\x18\x05 \x01(\r\"\xa9\x01\n\nRunRequest\x12\x0f\n\x07process\x18\x01 \x01(\t\x12\x31\n\x08strategy\x18\x02 \x01(\x0e\x32\x1f.edgeferry.composer.v1.Strategy\x12\x0c\n\x04home\x18\x03 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x15\n\rreturn_result\x18\x06 \x01(\x08\x12\r\n\x05nodes\x18\x07 \x03(\t\"C\n\x05Phase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ns\x18\x02 \x01(\x04\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x12\n\nmodeled_ns\x18\x04 \x01(\x04\"\xc5\x02\n\x0bRunResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rresult_digest\x18\x02 \x01(\t\x12\x13\n\x0bresult_size\x18\x03 \x01(\x04\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x12,\n\x06phases\x18\x05 \x03(\x0b\x32\x1c.edgeferry.composer.v1.Phase\x12*\n\x05tasks\x18\x06 \x03(\x0b\x32\x1b.edgeferry.composer.v1.Task\x12\x14\n\x0cserial_order\x18\x07 \x03(\t\x12\x13\n\x0b\x62ytes_moved\x18\x08 \x01(\x04\x12\x12\n\nhits_local\x18\t \x01(\r\x12\x16\n\x0ehits_neighbour\x18\n \x01(\r\x12\x13\n\x0b\x66rom_origin\x18\x0b \x01(\r\x12\x10\n\x08total_ns\x18\x0c \x01(\x04\x12\x0e\n\x06grants\x18\r \x01(\r\"\x13\n\x11ListOffersRequest\"P\n\x05Offer\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x14\n\x0c\x63ost_mean_ms\x18\x03 \x01(\x01\x12\x12\n\ncost_sd_ms\x18\x04 \x01(\x01\"u\n\x12ListOffersResponse\x12,\n\x06offers\x18\x01 \x03(\x0b\x32\x1c.edgeferry.composer.v1.Offer\x12\x31\n\x06\x61\x63\x63\x65ss\x18\x02 \x03(\x0b\x32!.edgeferry.composer.v1.NodeAccess\"-\n\nNodeAccess\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tresources\x18\x02 \x03(\t*}\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x1c\n\x18STRATEGY_NON_COOPERATIVE\x10\x01\x12\x18\n\x14STRATEGY_COOPERATIVE\x10\x02\x12\x1f\n\x1bSTRATEGY_COOPERATIVE_SECURE\x10\x03\x32\x9c\x02\n\x0f\x43omposerService\x12X\n\x07\x43ompose\x12%.edgeferry.composer.v1.ComposeRequest\x1a&.edgeferry.composer.v1.ComposeResponse\x12L\n\x03Run\x12!.edgeferry.composer.v1.RunRequest\x1a\".edgeferry.composer.v1.RunResponse\x12\x61\n\nListOffers\x12(.edgeferry.composer.v1.ListOffersRequest\x1a).edgeferry.composer.v1.ListOffersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,edgeferry/composer/v1/composer_service.proto\x12\x15\x65\x64geferry.composer.v1\"9\n\x04Task\x12\x12\n\ntransition\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\"\x1c\n\x05Stage\x12\x13\n\x0btransitions\x18\x01 \x03(\t\"!\n\x0e\x43omposeRequest\x12\x0f\n\x07process\x18\x01 \x01(\t\"\xa5\x01\n\x0f\x43omposeResponse\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.edgeferry.composer.v1.Task\x12,\n\x06stages\x18\x02 \x03(\x0b\x32\x1c.edgeferry.composer.v1.Stage\x12\x12\n\ncompose_ns\x18\x03 \x01(\x04\x12\x14\n\x0csoundness_ns\x18\x04 \x01(\x04\x12\x0e\n\x06places\x18\x05 \x01(\r\"\xba\x01\n\nRunRequest\x12\x0f\n\x07process\x18\x01 \x01(\t\x12\x31\n\x08strategy\x18\x02 \x01(\x0e\x32\x1f.edgeferry.composer.v1.Strategy\x12\x0c\n\x04home\x18\x03 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x15\n\rreturn_result\x18\x06 \x01(\x08\x12\r\n\x05nodes\x18\x07 \x03(\t\x12\x0f\n\x07indices\x18\x08 \x03(\r\"C\n\x05Phase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ns\x18\x02 \x01(\x04\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x12\n\nmodeled_ns\x18\x04 \x01(\x04\"\xc5\x02\n\x0bRunResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rresult_digest\x18\x02 \x01(\t\x12\x13\n\x0bresult_size\x18\x03 \x01(\x04\x12\x0e\n\x06result\x18\x04 \x01(\x0c\x12,\n\x06phases\x18\x05 \x03(\x0b\x32\x1c.edgeferry.composer.v1.Phase\x12*\n\x05tasks\x18\x06 \x03(\x0b\x32\x1b.edgeferry.composer.v1.Task\x12\x14\n\x0cserial_order\x18\x07 \x03(\t\x12\x13\n\x0b\x62ytes_moved\x18\x08 \x01(\x04\x12\x12\n\nhits_local\x18\t \x01(\r\x12\x16\n\x0ehits_neighbour\x18\n \x01(\r\x12\x13\n\x0b\x66rom_origin\x18\x0b \x01(\r\x12\x10\n\x08total_ns\x18\x0c \x01(\x04\x12\x0e\n\x06grants\x18\r \x01(\r\"\x13\n\x11ListOffersRequest\"P\n\x05Offer\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x14\n\x0c\x63ost_mean_ms\x18\x03 \x01(\x01\x12\x12\n\ncost_sd_ms\x18\x04 \x01(\x01\"u\n\x12ListOffersResponse\x12,\n\x06offers\x18\x01 \x03(\x0b\x32\x1c.edgeferry.composer.v1.Offer\x12\x31\n\x06\x61\x63\x63\x65ss\x18\x02 \x03(\x0b\x32!.edgeferry.composer.v1.NodeAccess\"-\n\nNodeAccess\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x11\n\tresources\x18\x02 \x03(\t*}\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x1c\n\x18STRATEGY_NON_COOPERATIVE\x10\x01\x12\x18\n\x14STRATEGY_COOPERATIVE\x10\x02\x12\x1f\n\x1bSTRATEGY_COOPERATIVE_SECURE\x10\x03\x32\x9c\x02\n\x0f\x43omposerService\x12X\n\x07\x43ompose\x12%.edgeferry.composer.v1.ComposeRequest\x1a&.edgeferry.composer.v1.ComposeResponse\x12L\n\x03Run\x12!.edgeferry.composer.v1.RunRequest\x1a\".edgeferry.composer.v1.RunResponse\x12\x61\n\nListOffers\x12(.edgeferry.composer.v1.ListOffersRequest\x1a).edgeferry.composer.v1.ListOffersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agents._proto.edgeferry.composer.v1.composer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STRATEGY']._serialized_start=1201
-  _globals['_STRATEGY']._serialized_end=1326
+  _globals['_STRATEGY']._serialized_start=1218
+  _globals['_STRATEGY']._serialized_end=1343
   _globals['_TASK']._serialized_start=71
   _globals['_TASK']._serialized_end=128
   _globals['_STAGE']._serialized_start=130
@@ -42,19 +42,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPOSERESPONSE']._serialized_start=196
   _globals['_COMPOSERESPONSE']._serialized_end=361
   _globals['_RUNREQUEST']._serialized_start=364
-  _globals['_RUNREQUEST']._serialized_end=533
-  _globals['_PHASE']._serialized_start=535
-  _globals['_PHASE']._serialized_end=602
-  _globals['_RUNRESPONSE']._serialized_start=605
-  _globals['_RUNRESPONSE']._serialized_end=930
-  _globals['_LISTOFFERSREQUEST']._serialized_start=932
-  _globals['_LISTOFFERSREQUEST']._serialized_end=951
-  _globals['_OFFER']._serialized_start=953
-  _globals['_OFFER']._serialized_end=1033
-  _globals['_LISTOFFERSRESPONSE']._serialized_start=1035
-  _globals['_LISTOFFERSRESPONSE']._serialized_end=1152
-  _globals['_NODEACCESS']._serialized_start=1154
-  _globals['_NODEACCESS']._serialized_end=1199
-  _globals['_COMPOSERSERVICE']._serialized_start=1329
-  _globals['_COMPOSERSERVICE']._serialized_end=1613
+  _globals['_RUNREQUEST']._serialized_end=550
+  _globals['_PHASE']._serialized_start=552
+  _globals['_PHASE']._serialized_end=619
+  _globals['_RUNRESPONSE']._serialized_start=622
+  _globals['_RUNRESPONSE']._serialized_end=947
+  _globals['_LISTOFFERSREQUEST']._serialized_start=949
+  _globals['_LISTOFFERSREQUEST']._serialized_end=968
+  _globals['_OFFER']._serialized_start=970
+  _globals['_OFFER']._serialized_end=1050
+  _globals['_LISTOFFERSRESPONSE']._serialized_start=1052
+  _globals['_LISTOFFERSRESPONSE']._serialized_end=1169
+  _globals['_NODEACCESS']._serialized_start=1171
+  _globals['_NODEACCESS']._serialized_end=1216
+  _globals['_COMPOSERSERVICE']._serialized_start=1346
+  _globals['_COMPOSERSERVICE']._serialized_end=1630
 # @@protoc_insertion_point(module_scope)

@@ -197,6 +197,7 @@ class RunRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     RETURN_RESULT_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
+    INDICES_FIELD_NUMBER: _builtins.int
     process: _builtins.str
     """The process as YAML text (at most 64 KiB)."""
     strategy: Global___Strategy.ValueType
@@ -217,6 +218,12 @@ class RunRequest(_message.Message):
         The home edge must be one of them.
         """
 
+    @_builtins.property
+    def indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The file's blocks the request asks for, in order (at most 1024; empty: the whole file): a
+        block answers a single-file query, a complex query composes several.
+        """
+
     def __init__(
         self,
         *,
@@ -227,10 +234,11 @@ class RunRequest(_message.Message):
         request_id: _builtins.str = ...,
         return_result: _builtins.bool = ...,
         nodes: _abc.Iterable[_builtins.str] | None = ...,
+        indices: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "home", b"home", "nodes", b"nodes", "process", b"process", "request_id", b"request_id", "return_result", b"return_result", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "home", b"home", "indices", b"indices", "nodes", b"nodes", "process", b"process", "request_id", b"request_id", "return_result", b"return_result", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
