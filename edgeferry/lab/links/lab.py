@@ -86,9 +86,13 @@ class LabLinks:
 
     # -- bandwidth validation ------------------------------------------------------------------
     def bandwidth_current(self, state: LabState) -> bool:
-        """Whether ``state`` holds a measurement of every edge at its configured rate."""
+        """Whether ``state`` holds a measurement of every edge at its configured rate that
+        passed: a measurement that failed the tolerance is not kept as current, so the next
+        `lab up` measures again (what its error message tells the user to do)."""
         return all(
             state.bandwidth.get(h.name, {}).get("configured_bps") == self.spec.rate_bps(h)
+            and all(state.bandwidth[h.name].get(f"{d}_ok", True)
+                    for d in ("up", "down") if d in state.bandwidth[h.name])
             for h in self.spec.edges
         )
 

@@ -145,6 +145,16 @@ def test_bandwidth_outside_the_tolerance_is_refused(home):
     assert not links.bandwidth_current(state)
     state.bandwidth = {h.name: {"configured_bps": spec.rate_bps(h)} for h in spec.edges}
     assert links.bandwidth_current(state)
+    # a failed measurement at the configured rates is not current: `lab up` measures again
+    state.bandwidth = {h.name: {"configured_bps": spec.rate_bps(h), "up": {"mean_bps": 40e6},
+                                "up_ok": True, "down": {"mean_bps": 20e6}, "down_ok": False}
+                       for h in spec.edges}
+    assert not links.bandwidth_current(state)
+    state.bandwidth["edge1"]["down_ok"] = True
+    assert not links.bandwidth_current(state)  # the other edges still failed
+    for entry in state.bandwidth.values():
+        entry["down_ok"] = True
+    assert links.bandwidth_current(state)
 
 
 def test_a_subnet_clash_is_refused(monkeypatch):
