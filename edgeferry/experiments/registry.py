@@ -218,6 +218,8 @@ class SsoCachingSimParams(_Strict):
     cache_mb: float | None = Field(default=None, gt=0, description="each edge's cache (MB)")
     edges: int = Field(default=150, ge=1, le=1000)
     n_jobs: int = Field(default=1500, ge=1, le=100000)
+    warmup_jobs: int = Field(default=0, ge=0, le=100000, description="an earlier request "
+                             "history (same popularity, another seed) fills the caches first")
 
 
 class SsoCachingSimWorkload(_Strict):
@@ -255,6 +257,8 @@ class SsoCachingLabParams(_Strict):
     policy: Literal["lru", "lfu"] = "lru"
     cache_mb: float = Field(gt=0, le=100000, description="each edge's cache (MB)")
     n_jobs: int = Field(default=300, ge=1, le=100000)
+    warmup_jobs: int = Field(default=0, ge=0, le=100000, description="an earlier request "
+                             "history (same popularity, another seed) fills the caches first")
 
 
 class SsoCachingLabWorkload(_Strict):
@@ -472,7 +476,7 @@ def _builtin() -> list[ScenarioSpec]:
                     "through the edges' blockcache agents (real blocks, hashes verified)",
             implementation=_impl("sso_lab", "SsoCachingLab"),
             params=SsoCachingLabParams, workload=SsoCachingLabWorkload,
-            phases=("configure", "requests", "stats"),
+            phases=("configure", "warm-up", "requests", "stats"),
             metrics={"hit_ratio": "ratio", "miss_ratio": "ratio", "fog_ratio": "ratio",
                      "origin_ratio": "ratio", "evictions": "count", "mb_in": "MB",
                      "mean_request_ms": "ms", "counters_agree": "ratio",

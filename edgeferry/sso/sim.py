@@ -69,6 +69,8 @@ PAPER_BLOCK_BYTES = 5 * TB // 2000          # 2.5 GB: 2000 block sets in 5 TB
 PAPER_BLOCKS_PER_FILE = (5 * TB // 250) // PAPER_BLOCK_BYTES   # 20 GB files: 8 block sets
 PAPER_CATALOG = Catalog(n_files=500 * TB // (PAPER_BLOCK_BYTES * PAPER_BLOCKS_PER_FILE),
                         blocks_per_file=PAPER_BLOCKS_PER_FILE, block_size=PAPER_BLOCK_BYTES)
+#: the warm-up plan's seed is the trial's seed + this (the lab scenario replays the same plan)
+WARMUP_SEED_OFFSET = 7919
 PAPER_EDGES = 150
 PAPER_CLOUD_SITES = 3
 PAPER_MAX_JOBS = 1500
@@ -127,7 +129,7 @@ def simulate_caching(edges: int, cache_bytes: int, granularity: Granularity | st
                      n_neighbours: int = 2, cloud_sites: int = PAPER_CLOUD_SITES,
                      warm: str = "popularity", edge_bw_bytes_s: float = 2 * GB,
                      cloud_bw_bytes_s: float = 2 * GB, link_slots: int = 4,
-                     job_rate_per_s: float = 1.0) -> dict[str, Any]:
+                     job_rate_per_s: float = 1.0, warmup_jobs: int = 0) -> dict[str, Any]:
     """Run the caching simulation (module docstring) and return its figures: hit_ratio and
     miss_ratio (eq. 16 over all edge caches), fog_ratio, neighbour_ratio, origin_ratio,
     requests, hits, evictions, bytes_from_cloud, bytes_from_neighbours, mean_delay_s,
@@ -214,6 +216,18 @@ def simulate_caching(edges: int, cache_bytes: int, granularity: Granularity | st
             env.process(job(e, reqs))
             yield env.timeout(rng.expovariate(job_rate_per_s))
 
+    if warmup_jobs > 0:  # an earlier request history fills the caches; then counting starts
+        def history() -> Any:
+            for e, reqs in job_plan(catalog, warmup_jobs, edges, alpha,
+                                    seed + WARMUP_SEED_OFFSET, block_alpha, requests_per_job):
+                yield from job(e, reqs)
+
+        env.process(history())
+        env.run()
+        for node in nodes:
+            node.cache.reset_stats()
+        counts.update(dict.fromkeys(counts, 0))
+        delays.clear()
     env.process(arrivals())
     env.run()
     stats = [n.cache.stats() for n in nodes]

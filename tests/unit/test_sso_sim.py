@@ -116,3 +116,30 @@ def test_composition_deterministic() -> None:
     a = simulate_composition("cooperative-secure", 10, 5, 2, seed=9)
     b = simulate_composition("cooperative-secure", 10, 5, 2, seed=9)
     assert a["delay_s"] == b["delay_s"] and a["busy_s"] == b["busy_s"]
+
+
+def test_a_warm_up_history_fills_the_caches_and_is_not_counted() -> None:
+    """warmup_jobs: the caches are filled by an earlier plan (seed + WARMUP_SEED_OFFSET) through
+    the same code, then the counting starts; recounted here with plain BlockCaches."""
+    from agents.sso.cache import BlockCache, Granularity, Policy
+    from agents.sso.workload import Catalog, sim_manifest
+    from edgeferry.sso.sim import WARMUP_SEED_OFFSET, job_plan, simulate_caching
+
+    cat = Catalog(20, 4, 1000)
+    out = simulate_caching(1, 12_000, "bc", "lru", cat, 80, 0.9, 5, block_alpha=1.2,
+                           n_neighbours=0, cloud_sites=1, warm="none", warmup_jobs=60)
+    cache = BlockCache(12_000, Policy.LRU, Granularity.BLOCK, 1000)
+
+    def replay(seed: int, n: int) -> None:
+        for _e, reqs in job_plan(cat, n, 1, 0.9, seed, 1.2):
+            for r in reqs:
+                m = sim_manifest(cat, r.file_id)
+                if cache.lookup(r.file_id, r.index, m.blocks[r.index]) is None:
+                    cache.admit(m, r.index, None)
+
+    replay(5 + WARMUP_SEED_OFFSET, 60)
+    assert cache.stats().bytes_used == 12_000  # the history filled the cache
+    cache.reset_stats()
+    replay(5, 80)
+    assert out["requests"] == 80
+    assert out["hits"] == cache.stats().hits

@@ -109,7 +109,7 @@ class SsoCachingLab(Scenario):
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         from agents._proto.edgeferry.blockcache.v1 import blockcache_service_pb2 as pb
-        from edgeferry.sso.sim import job_plan
+        from edgeferry.sso.sim import WARMUP_SEED_OFFSET, job_plan
 
         w = self.workload
         seed = self.rng.randrange(2**31)
@@ -119,12 +119,24 @@ class SsoCachingLab(Scenario):
         timer = PhaseTimer(ctx.progress)
         policy = {"lru": pb.CACHE_POLICY_LRU, "lfu": pb.CACHE_POLICY_LFU}[params["policy"]]
         gran = {"bc": pb.GRANULARITY_BLOCK, "ffc": pb.GRANULARITY_FILE}[params["granularity"]]
+        # per request, where its block came from: local (a hit), else the origin when any block
+        # of the fetch came from it, else the neighbours (FFC fetches the whole file)
         recount = {"hits": 0, "neighbour": 0, "origin": 0, "bytes_in": 0, "rejected": 0}
         latencies: list[float] = []
         try:
             with timer.phase("configure"):
                 for client in self.edges.values():
                     client.configure(int(params["cache_mb"] * 1e6), policy, gran)
+            if params.get("warmup_jobs"):
+                with timer.phase("warm-up") as ph:
+                    history = job_plan(self.catalog, params["warmup_jobs"], len(names), w.alpha,
+                                       seed + WARMUP_SEED_OFFSET, w.block_alpha)
+                    for edge, reqs in history:
+                        for r in reqs:
+                            ph.bytes += self.edges[names[edge]].fetch(r.file_id,
+                                                                      [r.index]).bytes_in
+                    for client in self.edges.values():
+                        client.reset_stats()
             with timer.phase("requests") as ph:
                 for edge, reqs in plan:
                     for r in reqs:
@@ -132,8 +144,8 @@ class SsoCachingLab(Scenario):
                         reply = self.edges[names[edge]].fetch(r.file_id, [r.index])
                         latencies.append(time.perf_counter() - t0)
                         recount["hits"] += reply.hits
-                        recount["neighbour"] += reply.from_neighbours
-                        recount["origin"] += reply.from_origin
+                        if not reply.hits:
+                            recount["origin" if reply.from_origin else "neighbour"] += 1
                         recount["bytes_in"] += reply.bytes_in
                         recount["rejected"] += reply.rejected_corrupt
                 ph.bytes = recount["bytes_in"]
@@ -148,8 +160,7 @@ class SsoCachingLab(Scenario):
                               timer.phases) from err
         requests = sum(s.requests for s in stats.values())
         hits = sum(s.hits for s in stats.values())
-        agree = (requests == len(latencies) and hits == recount["hits"]
-                 and sum(s.from_origin for s in stats.values()) == recount["origin"])
+        agree = requests == len(latencies) and hits == recount["hits"]
         n = max(requests, 1)
         metrics = {"hit_ratio": hits / n, "miss_ratio": 1 - hits / n,
                    "fog_ratio": (hits + recount["neighbour"]) / n,

@@ -46,7 +46,8 @@ class SsoCachingSim(Scenario):
             out = simulate_caching(
                 params["edges"], cache_bytes, params["granularity"], params["policy"],
                 _catalog(w), params["n_jobs"], w.alpha, seed, block_alpha=w.block_alpha,
-                n_neighbours=w.neighbours, cloud_sites=w.cloud_sites, warm=w.warm)
+                n_neighbours=w.neighbours, cloud_sites=w.cloud_sites, warm=w.warm,
+                warmup_jobs=params.get("warmup_jobs", 0))
             ph.detail = {"simulated": True, "seed": seed}
         metrics = {k: float(out[k]) for k in ("hit_ratio", "miss_ratio", "fog_ratio",
                                               "origin_ratio")}
