@@ -285,9 +285,6 @@ class SsoCompositionLabWorkload(_Strict):
                                     "(the first ones of the file)")
     services: list[str] = Field(default_factory=lambda: ["filter", "transcode",
                                                           "subtitle-merge", "audio-enhance"])
-    n_files: int = Field(default=50, ge=1, le=100000)
-    blocks_per_file: int = Field(default=16, ge=1, le=1024)
-    block_kib: int = Field(default=64, ge=1, le=4096)
 
 
 class RequestMigrationParams(_Strict):

@@ -63,9 +63,14 @@ def phase_table(stats: RunStats) -> Table:
                  "seeded), shown from 3 trials on (— below). Definitions: `edgeferry.stats`.")
 
 
+def metric_units(stats: RunStats) -> dict[str, dict[str, str]]:
+    """Part -> metric -> unit, as the run recorded its scenarios' specs."""
+    return {name: part.get("metrics", {})
+            for name, part in (stats.info.get("parts") or {}).items()}
+
+
 def metrics_table(stats: RunStats) -> Table:
-    units: dict[str, dict[str, str]] = {
-        name: part.get("metrics", {}) for name, part in (stats.info.get("parts") or {}).items()}
+    units = metric_units(stats)
     rows = []
     for g in stats.groups:
         for metric, s in g.metrics.items():
@@ -286,8 +291,7 @@ def make_plots(stats: RunStats, out_dir: Path) -> list[tuple[str, Path]]:
         made.append((f"{part}: CDF of totals",
                      plots.cdf_totals(stats, part, out_dir / f"{part}-cdf.png")))
     definition = stats.info.get("definition") or {}
-    units: dict[str, dict[str, str]] = {
-        name: part.get("metrics", {}) for name, part in (stats.info.get("parts") or {}).items()}
+    units = metric_units(stats)
     for i, spec in enumerate(definition.get("plots") or []):
         chosen = spec.get("parts") or [p for p in parts if any(
             g.part == p and spec["x"] in g.params for g in stats.groups)]

@@ -65,7 +65,7 @@ class _Agents:
             ch.close()
 
 
-def _catalog(w: SsoCachingLabWorkload | SsoCompositionLabWorkload) -> Any:
+def _catalog(w: SsoCachingLabWorkload) -> Any:
     from agents.sso.workload import Catalog
 
     return Catalog(n_files=w.n_files, blocks_per_file=w.blocks_per_file,
