@@ -14,8 +14,13 @@ authenticated under Ksc, in RASP step 10 to this host's own CB role (`TransferLo
 
 Requests (BloSM Algorithm 3): `submit_request` serves locally when the request fits
 (REQ_res < R_rem on every requested resource), reserving REQ_res while it runs; otherwise it
-asks every neighbour for its FREE resources, forwards to the nearest one that fits and returns
-its answer, timing the redirect.
+forwards to the nearest neighbour whose FREE fits and returns its answer, timing the redirect.
+A neighbour's FREE is its latest fresh signed advertisement (`adverts`, agents/node/advert.py;
+kept by `publish`); only a neighbour with none is asked at request time (GetResources, which no
+longer samples CPU: agents/node/sampler.py).
+
+Resources: `host` (agents/node/resources.py `HostProbe`) gives MAX inside the cgroup limits (or
+the inventory's override) and the measured use; `advertisement` builds Algorithm 1's message.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents.common.logging import get_logger
 from agents.node import resources as res
+from agents.node.advert import Advertisement, AdvertTable
 from agents.node.convert import (
     layers_to_pb,
     node_resources_from_pb,
@@ -70,6 +76,8 @@ from agents.node.engine import (
     secret_dir,
 )
 from agents.node.flatten import DEFAULT_MAX_IMAGE_LAYERS
+from agents.node.gpu import GpuReading
+from agents.node.hostlimits import Capacity
 from agents.node.store import FAILED, OK, NodeStore, WorkloadRow
 
 M = TypeVar("M", bound=Message)
@@ -121,7 +129,8 @@ class NodeCore:
     def __init__(self, engine: DockerEngine, store: NodeStore, options: NodeOptions, *,
                  neighbours: Sequence[NeighbourLink] = (),
                  local_handler: LocalHandler = http_get_local,
-                 gpu: res.GpuInfo | None = None,
+                 gpu: GpuReading | None = None,
+                 host: res.HostProbe | None = None,
                  transfer_lookup: TransferLookup | None = None) -> None:
         self.engine = engine
         self.store = store
@@ -129,7 +138,9 @@ class NodeCore:
         self.neighbours = list(neighbours)
         self.local_handler = local_handler
         self.transfer_lookup = transfer_lookup
-        self.gpu = gpu or res.probe_gpu()
+        self.host = host or res.HostProbe(gpu=gpu)
+        #: neighbours' signed advertisements (set by the agent when it receives them)
+        self.adverts: AdvertTable | None = None
         self.hostname = res.hostname()
         self.log = get_logger("node.core")
         self._locks: dict[str, threading.Lock] = {}
@@ -137,17 +148,31 @@ class NodeCore:
         self._inflight: dict[str, Resources] = {}
         self._inflight_lock = threading.Lock()
         self._capacity: Resources | None = None
+        self._capacity_info: Capacity | None = None
 
     # -- resources ----------------------------------------------------------------------------
     def _storage_path(self) -> Path:
         root = Path(str(self.engine.info().get("DockerRootDir") or self.options.data_dir))
         return root if root.exists() else self.options.data_dir
 
+    @property
+    def gpu(self) -> GpuReading:
+        """The host's GPU reading (count, memory, utilisation; `agents.node.gpu`)."""
+        return self.host.gpu()
+
     def capacity(self) -> Resources:
+        """MAX inside the host's limits (read once)."""
         if self._capacity is None:
-            self._capacity = res.capacity(self._storage_path(), self.engine.interface,
-                                          self.options.network_bps, self.gpu)
+            self._capacity_info = self.host.capacity(self._storage_path(), self.engine.interface,
+                                                     self.options.network_bps)
+            self._capacity = res.capacity_resources(self._capacity_info)
         return self._capacity
+
+    def capacity_sources(self) -> str:
+        """Where each MAX dimension came from, e.g. ``cpu=cgroup,memory=cgroup,...``."""
+        self.capacity()
+        info = self._capacity_info
+        return "" if info is None else ",".join(f"{k}={v}" for k, v in info.sources)
 
     def allocated(self) -> Resources:
         with self._inflight_lock:
@@ -160,14 +185,51 @@ class NodeCore:
     def report(self) -> pb.GetResourcesResponse:
         cap, alloc = self.capacity(), self.allocated()
         free = cap.minus(alloc)
+        gpu = self.gpu
         return pb.GetResourcesResponse(
             hostname=self.hostname, max=node_resources_to_pb(cap),
             allocated=node_resources_to_pb(alloc),
             free=node_resources_to_pb(free),
-            measured_used=node_resources_to_pb(res.measured_use(self._storage_path())),
-            gpu=self.gpu.description, architecture=res.architecture(),
+            measured_used=node_resources_to_pb(self.host.measured_use(self._storage_path())),
+            gpu=gpu.description, architecture=res.architecture(),
             docker_version=self.engine.version(), advertise=free.any_positive(),
+            capacity_sources=self.capacity_sources(), limits=self.host.limits.describe(),
+            cpu_sample_age_s=self.host.cpu().age_s, gpu_source=gpu.source,
+            gpu_memory_total_bytes=gpu.memory_total_bytes,
+            gpu_memory_used_bytes=gpu.memory_used_bytes,
+            gpu_utilisation_percent=gpu.utilisation_percent,
         )
+
+    def advertisement(self, cloud: str, seq: int, now: float,
+                      free: Resources | None = None) -> Advertisement:
+        """Algorithm 1's Advc of this host as ``cloud``: MAX, FREE (``free`` when the caller
+        bounds it further, e.g. by the RASP endpoint's own FREE) and the measured use."""
+        cap = self.capacity()
+        cpu, gpu = self.host.cpu(), self.gpu
+        return Advertisement(
+            cloud=cloud, seq=seq, issued_ms=int(now * 1000), maximum=cap,
+            free=free if free is not None else self.free(),
+            cpu_used_millicores=cpu.millicores,
+            cpu_sample_age_ms=int(cpu.age_s * 1000) if cpu.age_s >= 0 else -1,
+            memory_used_bytes=self.host.memory_used(),
+            gpu_memory_total_bytes=gpu.memory_total_bytes,
+            gpu_memory_used_bytes=gpu.memory_used_bytes,
+            gpu_utilisation_permille=(round(gpu.utilisation_percent * 10)
+                                      if gpu.utilisation_percent >= 0 else -1),
+            gpu_source=gpu.source)
+
+    def publish(self, body: bytes, signature: bytes) -> Advertisement:
+        """Keep a neighbour's signed advertisement (ProtocolError when refused)."""
+        if self.adverts is None:
+            raise InvalidRequest("this agent takes no advertisements (no host identity)")
+        return self.adverts.accept(body, signature)
+
+    def _neighbour_free(self, link: NeighbourLink) -> tuple[Resources, str]:
+        """A neighbour's FREE: its fresh advertisement, else asked now."""
+        got = self.adverts.get(link.name) if self.adverts is not None else None
+        if got is not None:
+            return got[0].free, f"advertised {got[1]:.1f} s ago"
+        return link.free(), "asked"
 
     # -- phase machinery ----------------------------------------------------------------------
     def _lock(self, migration_id: str) -> threading.Lock:
@@ -474,9 +536,11 @@ class NodeCore:
             raise NoCapacity(f"{self.hostname} cannot serve request {req.request_id} and may "
                              "not forward it")
         candidates = []
+        how: dict[str, str] = {}
         for link in self.neighbours:
             try:
-                candidates.append((Neighbour(link.name, link.distance, link.free()), link))
+                free, how[link.name] = self._neighbour_free(link)
+                candidates.append((Neighbour(link.name, link.distance, free), link))
             except Exception as err:  # an unreachable neighbour is skipped, not fatal
                 self.log.warning("neighbour_unreachable", neighbour=link.name, error=str(err))
         chosen = choose_neighbour(required, [n for n, _ in candidates])
@@ -486,6 +550,7 @@ class NodeCore:
         forwarded = pb.SubmitRequestRequest()
         forwarded.CopyFrom(req)
         forwarded.hops_left = min(req.hops_left, self.options.max_hops) - 1
+        decided = time.monotonic() - started
         answer = link.submit(forwarded)
         elapsed = time.monotonic() - started
         return pb.SubmitRequestResponse(
@@ -493,7 +558,9 @@ class NodeCore:
             path=[self.hostname, *answer.path],
             timing=timing("request_redirect", elapsed,
                           detail=f"REQ_res >= R_rem here; forwarded to {chosen.name} "
-                                 f"(distance {chosen.distance})"))
+                                 f"(distance {chosen.distance}); FREE "
+                                 + ", ".join(f"{k} {v}" for k, v in sorted(how.items()))
+                                 + f"; decision {decided * 1000:.3f} ms"))
 
     def running_endpoint(self, name: str) -> tuple[int, int] | None:
         """(container port, host port) of workload ``name`` when its container is running."""

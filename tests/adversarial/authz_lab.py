@@ -41,7 +41,7 @@ from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import PhaseFailed
 from agents.node.engine import RegistryAccess
 from agents.node.rasp_endpoint import EndpointSettings, ResourcesSetting, setup_rasp_endpoint
-from agents.node.resources import GpuInfo
+from agents.node.gpu import NO_GPU
 from agents.node.ssp_server import SspServerSettings, setup_ssp_server
 from agents.node.store import NodeStore
 from agents.ras.agent import setup_ras
@@ -165,7 +165,7 @@ class AuthzLab:
         (self.root / "edge1").mkdir(parents=True, exist_ok=True)
         self.node_core = NodeCore(self.engine,  # type: ignore[arg-type]
                                   NodeStore.open(self.root / "edge1" / "node.sqlite3"),
-                                  NodeOptions(self.root / "edge1"), gpu=GpuInfo(0, "none"))
+                                  NodeOptions(self.root / "edge1"), gpu=NO_GPU)
 
         def node(server: AgentServer) -> None:
             assert self.node_core is not None

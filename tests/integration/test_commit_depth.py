@@ -34,7 +34,7 @@ from agents.node.engine import (
     RegistryAccess,
 )
 from agents.node.flatten import OVERLAY_MAX_LAYERS, layers_after
-from agents.node.resources import GpuInfo
+from agents.node.gpu import NO_GPU
 from agents.node.store import NodeStore
 from edgeferry.images.base import busybox_base
 
@@ -117,7 +117,7 @@ def test_commit_depth_stays_bounded_and_the_flattened_image_is_the_same(
     engine = DockerEngine(RegistryAccess(REGISTRY, "u", "p", Path("/nonexistent")))
     core = NodeCore(engine, NodeStore.open(tmp_path / "node.sqlite3"),
                     NodeOptions(tmp_path, container_prefix=PREFIX, max_image_layers=threshold),
-                    gpu=GpuInfo(0, "none"))
+                    gpu=NO_GPU)
 
     image = f"{REPO}/app:base"
     layers_seen, flattened_at, old_layers = [], [], base_layers

@@ -21,7 +21,7 @@ from agents.node.agent import add_node_service
 from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import Layer, NotFound, PhaseFailed
 from agents.node.engine import RegistryAccess, Timed
-from agents.node.resources import GpuInfo
+from agents.node.gpu import NO_GPU
 from agents.node.store import NodeStore
 from agents.security.capability import CapType, ObjectId, SealedCapabilityAuthority
 from agents.security.crypto import Identity
@@ -81,7 +81,7 @@ class Node:
         (root / name).mkdir(parents=True, exist_ok=True)
         self.engine = Engine()
         core = NodeCore(self.engine, NodeStore.open(root / name / "node.sqlite3"),  # type: ignore[arg-type]
-                        NodeOptions(root / name), gpu=GpuInfo(0, "none"))
+                        NodeOptions(root / name), gpu=NO_GPU)
         self.server = AgentServer(cfg)
         self.server.on_stop(core.store.close)
         add_node_service(self.server, core)

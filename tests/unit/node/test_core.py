@@ -12,7 +12,7 @@ from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import Fenced, Layer, NoCapacity, PhaseFailed, Resources
 from agents.node.engine import RegistryAccess, Timed
-from agents.node.resources import GpuInfo
+from agents.node.gpu import NO_GPU
 from agents.node.store import NodeStore
 
 REG = RegistryAccess("127.0.0.1:5000", "u", "p", Path("/nonexistent/ca.crt"))
@@ -65,7 +65,7 @@ class FakeEngine:
 
 def make_core(tmp_path: Path, engine: FakeEngine | None = None, **kw: Any) -> NodeCore:
     core = NodeCore(engine or FakeEngine(), NodeStore.open(tmp_path / "node.sqlite3"),  # type: ignore[arg-type]
-                    NodeOptions(tmp_path), gpu=GpuInfo(0, "none"), **kw)
+                    NodeOptions(tmp_path), gpu=NO_GPU, **kw)
     core._capacity = CAP
     return core
 

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgeferry/common/v1/common.proto\x12\x13\x65\x64geferry.common.v1\"r\n\tResources\x12\x16\n\x0e\x63pu_millicores\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x15\n\rstorage_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bnetwork_bps\x18\x04 \x01(\x04\x12\x0b\n\x03gpu\x18\x05 \x01(\r\"&\n\x08\x45ndpoint\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\x8b\x01\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x14\n\x0cwall_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x62ytes_moved\x18\x03 \x01(\x04\x12\x32\n\x07outcome\x18\x04 \x01(\x0e\x32!.edgeferry.common.v1.PhaseOutcome\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"F\n\x05\x45rror\x12,\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1e.edgeferry.common.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"i\n\x0c\x41uthEnvelope\x12\x0e\n\x06signer\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x11\n\talgorithm\x18\x05 \x01(\t*\x94\x01\n\x0cPhaseOutcome\x12\x1d\n\x19PHASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10PHASE_OUTCOME_OK\x10\x01\x12\x18\n\x14PHASE_OUTCOME_FAILED\x10\x02\x12\x19\n\x15PHASE_OUTCOME_SKIPPED\x10\x03\x12\x1a\n\x16PHASE_OUTCOME_REJECTED\x10\x04*\xb5\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45RROR_CODE_REPLAY\x10\x01\x12\x1c\n\x18\x45RROR_CODE_BAD_SIGNATURE\x10\x02\x12\x16\n\x12\x45RROR_CODE_BAD_TAG\x10\x03\x12\x16\n\x12\x45RROR_CODE_EXPIRED\x10\x04\x12\x16\n\x12\x45RROR_CODE_REVOKED\x10\x05\x12 \n\x1c\x45RROR_CODE_UNKNOWN_PRINCIPAL\x10\x06\x12\x1a\n\x16\x45RROR_CODE_STALE_NONCE\x10\x07\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x08\x12\x18\n\x14\x45RROR_CODE_MALFORMED\x10\t\x12%\n!ERROR_CODE_INSUFFICIENT_RESOURCES\x10\n\x12\x1c\n\x18\x45RROR_CODE_POLICY_DENIED\x10\x0b\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x0c\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\r\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgeferry/common/v1/common.proto\x12\x13\x65\x64geferry.common.v1\"r\n\tResources\x12\x16\n\x0e\x63pu_millicores\x18\x01 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x15\n\rstorage_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bnetwork_bps\x18\x04 \x01(\x04\x12\x0b\n\x03gpu\x18\x05 \x01(\r\"&\n\x08\x45ndpoint\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\x8b\x01\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x14\n\x0cwall_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x62ytes_moved\x18\x03 \x01(\x04\x12\x32\n\x07outcome\x18\x04 \x01(\x0e\x32!.edgeferry.common.v1.PhaseOutcome\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"F\n\x05\x45rror\x12,\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1e.edgeferry.common.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\"i\n\x0c\x41uthEnvelope\x12\x0e\n\x06signer\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x11\n\talgorithm\x18\x05 \x01(\t\"6\n\x13SignedAdvertisement\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c*\x94\x01\n\x0cPhaseOutcome\x12\x1d\n\x19PHASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10PHASE_OUTCOME_OK\x10\x01\x12\x18\n\x14PHASE_OUTCOME_FAILED\x10\x02\x12\x19\n\x15PHASE_OUTCOME_SKIPPED\x10\x03\x12\x1a\n\x16PHASE_OUTCOME_REJECTED\x10\x04*\xb5\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45RROR_CODE_REPLAY\x10\x01\x12\x1c\n\x18\x45RROR_CODE_BAD_SIGNATURE\x10\x02\x12\x16\n\x12\x45RROR_CODE_BAD_TAG\x10\x03\x12\x16\n\x12\x45RROR_CODE_EXPIRED\x10\x04\x12\x16\n\x12\x45RROR_CODE_REVOKED\x10\x05\x12 \n\x1c\x45RROR_CODE_UNKNOWN_PRINCIPAL\x10\x06\x12\x1a\n\x16\x45RROR_CODE_STALE_NONCE\x10\x07\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x08\x12\x18\n\x14\x45RROR_CODE_MALFORMED\x10\t\x12%\n!ERROR_CODE_INSUFFICIENT_RESOURCES\x10\n\x12\x1c\n\x18\x45RROR_CODE_POLICY_DENIED\x10\x0b\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x0c\x12\x1d\n\x19\x45RROR_CODE_ALREADY_EXISTS\x10\r\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agents._proto.edgeferry.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PHASEOUTCOME']._serialized_start=535
-  _globals['_PHASEOUTCOME']._serialized_end=683
-  _globals['_ERRORCODE']._serialized_start=686
-  _globals['_ERRORCODE']._serialized_end=1123
+  _globals['_PHASEOUTCOME']._serialized_start=591
+  _globals['_PHASEOUTCOME']._serialized_end=739
+  _globals['_ERRORCODE']._serialized_start=742
+  _globals['_ERRORCODE']._serialized_end=1179
   _globals['_RESOURCES']._serialized_start=57
   _globals['_RESOURCES']._serialized_end=171
   _globals['_ENDPOINT']._serialized_start=173
@@ -45,4 +45,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ERROR']._serialized_end=425
   _globals['_AUTHENVELOPE']._serialized_start=427
   _globals['_AUTHENVELOPE']._serialized_end=532
+  _globals['_SIGNEDADVERTISEMENT']._serialized_start=534
+  _globals['_SIGNEDADVERTISEMENT']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

@@ -296,3 +296,35 @@ class AuthEnvelope(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthEnvelope: _TypeAlias = AuthEnvelope  # noqa: Y015
+
+@_typing.final
+class SignedAdvertisement(_message.Message):
+    """SignedAdvertisement is one cloud's periodic resource advertisement (seed 000 Algorithm 1):
+    the canonical encoding of agents.node.advert.Advertisement (cloud name, sequence number,
+    send time in ms, MAX and FREE in node units, measured CPU/memory/GPU use) and the cloud's
+    Ed25519 signature over a fixed context string and that body, under its host identity (the
+    RASP endpoint's key). Receivers refuse a bad signature, an unknown cloud, a timestamp outside
+    their freshness window and a sequence number not above the last one they accepted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    body: _builtins.bytes
+    """Canonical bytes of the advertisement (at most 4096)."""
+    signature: _builtins.bytes
+    """Signature of the advertising cloud over the context string and body."""
+    def __init__(
+        self,
+        *,
+        body: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedAdvertisement: _TypeAlias = SignedAdvertisement  # noqa: Y015

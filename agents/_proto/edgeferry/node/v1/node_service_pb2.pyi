@@ -255,6 +255,13 @@ class GetResourcesResponse(_message.Message):
     ARCHITECTURE_FIELD_NUMBER: _builtins.int
     DOCKER_VERSION_FIELD_NUMBER: _builtins.int
     ADVERTISE_FIELD_NUMBER: _builtins.int
+    CAPACITY_SOURCES_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    CPU_SAMPLE_AGE_S_FIELD_NUMBER: _builtins.int
+    GPU_SOURCE_FIELD_NUMBER: _builtins.int
+    GPU_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
+    GPU_UTILISATION_PERCENT_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
     """Host name of the edge host."""
     gpu: _builtins.str
@@ -265,6 +272,19 @@ class GetResourcesResponse(_message.Message):
     """Docker engine version."""
     advertise: _builtins.bool
     """True when any FREE resource is positive (Algorithm 1 advertises then)."""
+    capacity_sources: _builtins.str
+    """Where each MAX dimension came from: "cpu=cgroup,memory=cgroup,storage=machine,..."."""
+    limits: _builtins.str
+    """The cgroup limits that bind (e.g. "cgroup v2 /: cpu 500 m, memory 1536 MiB")."""
+    cpu_sample_age_s: _builtins.float
+    """Age of the CPU reading in measured_used, seconds (-1: none yet); sampled in background."""
+    gpu_source: _builtins.str
+    """GPU source: "nvml", "jtop", "tegra-release" or "none" (then every GPU field is 0)."""
+    gpu_memory_total_bytes: _builtins.int
+    """Total and used GPU memory, bytes (NVML; jtop: the board's shared RAM)."""
+    gpu_memory_used_bytes: _builtins.int
+    gpu_utilisation_percent: _builtins.float
+    """Mean GPU utilisation, percent (-1: not measured)."""
     @_builtins.property
     def max(self) -> _common_pb2.Resources:
         """Capacity (MAX)."""
@@ -293,14 +313,67 @@ class GetResourcesResponse(_message.Message):
         architecture: _builtins.str = ...,
         docker_version: _builtins.str = ...,
         advertise: _builtins.bool = ...,
+        capacity_sources: _builtins.str = ...,
+        limits: _builtins.str = ...,
+        cpu_sample_age_s: _builtins.float = ...,
+        gpu_source: _builtins.str = ...,
+        gpu_memory_total_bytes: _builtins.int = ...,
+        gpu_memory_used_bytes: _builtins.int = ...,
+        gpu_utilisation_percent: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "free", b"free", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise", b"advertise", "allocated", b"allocated", "architecture", b"architecture", "docker_version", b"docker_version", "free", b"free", "gpu", b"gpu", "hostname", b"hostname", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise", b"advertise", "allocated", b"allocated", "architecture", b"architecture", "capacity_sources", b"capacity_sources", "cpu_sample_age_s", b"cpu_sample_age_s", "docker_version", b"docker_version", "free", b"free", "gpu", b"gpu", "gpu_memory_total_bytes", b"gpu_memory_total_bytes", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_source", b"gpu_source", "gpu_utilisation_percent", b"gpu_utilisation_percent", "hostname", b"hostname", "limits", b"limits", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetResourcesResponse: _TypeAlias = GetResourcesResponse  # noqa: Y015
+
+@_typing.final
+class PublishResourcesRequest(_message.Message):
+    """PublishResourcesRequest carries one signed advertisement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVERTISEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def advertisement(self) -> _common_pb2.SignedAdvertisement:
+        """The advertisement and its signature."""
+
+    def __init__(
+        self,
+        *,
+        advertisement: _common_pb2.SignedAdvertisement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["advertisement", b"advertisement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertisement", b"advertisement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishResourcesRequest: _TypeAlias = PublishResourcesRequest  # noqa: Y015
+
+@_typing.final
+class PublishResourcesResponse(_message.Message):
+    """PublishResourcesResponse says the advertisement was kept."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The sequence number accepted."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishResourcesResponse: _TypeAlias = PublishResourcesResponse  # noqa: Y015
 
 @_typing.final
 class RunWorkloadRequest(_message.Message):

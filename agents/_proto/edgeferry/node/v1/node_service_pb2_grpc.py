@@ -100,6 +100,11 @@ class NodeServiceStub:
                 request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadResponse.FromString,
                 _registered_method=True)
+        self.PublishResources = channel.unary_unary(
+                '/edgeferry.node.v1.NodeService/PublishResources',
+                request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -199,6 +204,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishResources(self, request, context):
+        """PublishResources receives a neighbour's signed periodic advertisement (seed 000
+        Algorithm 1); request redirection (BloSM Algorithm 3) then reads the advertised FREE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +279,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.DescribeWorkload,
                     request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadRequest.FromString,
                     response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadResponse.SerializeToString,
+            ),
+            'PublishResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishResources,
+                    request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesRequest.FromString,
+                    response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -620,6 +638,33 @@ class NodeService:
             '/edgeferry.node.v1.NodeService/DescribeWorkload',
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadRequest.SerializeToString,
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.DescribeWorkloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.node.v1.NodeService/PublishResources',
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesRequest.SerializeToString,
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,10 @@ class NodeServiceStub:
     """DescribeWorkload reports the image a workload container really runs from (the SMF's
     prepull asks the source, whatever its journal says). NOT_FOUND when no such container.
     """
+    PublishResources: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.PublishResourcesRequest, _node_service_pb2.PublishResourcesResponse]
+    """PublishResources receives a neighbour's signed periodic advertisement (seed 000
+    Algorithm 1); request redirection (BloSM Algorithm 3) then reads the advertised FREE.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     """NodeService is the API of the edge node agent."""
@@ -173,6 +177,16 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _node_service_pb2.DescribeWorkloadResponse:
         """DescribeWorkload reports the image a workload container really runs from (the SMF's
         prepull asks the source, whatever its journal says). NOT_FOUND when no such container.
+        """
+
+    @_abc_1.abstractmethod
+    def PublishResources(
+        self,
+        request: _node_service_pb2.PublishResourcesRequest,
+        context: _grpc.ServicerContext,
+    ) -> _node_service_pb2.PublishResourcesResponse:
+        """PublishResources receives a neighbour's signed periodic advertisement (seed 000
+        Algorithm 1); request redirection (BloSM Algorithm 3) then reads the advertised FREE.
         """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _grpc.Server) -> None: ...

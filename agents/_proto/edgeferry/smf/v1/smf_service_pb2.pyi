@@ -539,7 +539,10 @@ class MigrateServiceRequest(_message.Message):
     device_capability: _builtins.bytes
     """DEV CAP of the caller's device (SealedCapability bytes)."""
     destination: _builtins.str
-    """Name of the destination server (registered with Add Server)."""
+    """Name of the destination server (registered with Add Server). Empty: the SMF chooses
+    among the service's servers that advertised enough FREE (seed 000 Algorithm 2; refused
+    with RESOURCE_EXHAUSTED when none did); the RAS still checks the choice (Algorithms 3-4).
+    """
     request_id: _builtins.str
     """Caller's id for this request (echoed in logs and the ledger metadata)."""
     order: _builtins.str
@@ -1033,6 +1036,52 @@ class GetServiceRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServiceRequest: _TypeAlias = GetServiceRequest  # noqa: Y015
+
+@_typing.final
+class PublishResourcesRequest(_message.Message):
+    """PublishResourcesRequest carries one signed advertisement of an edge host."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVERTISEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def advertisement(self) -> _common_pb2.SignedAdvertisement:
+        """The advertisement and its signature."""
+
+    def __init__(
+        self,
+        *,
+        advertisement: _common_pb2.SignedAdvertisement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["advertisement", b"advertisement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertisement", b"advertisement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishResourcesRequest: _TypeAlias = PublishResourcesRequest  # noqa: Y015
+
+@_typing.final
+class PublishResourcesResponse(_message.Message):
+    """PublishResourcesResponse says the advertisement was kept."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The sequence number accepted."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishResourcesResponse: _TypeAlias = PublishResourcesResponse  # noqa: Y015
 
 @_typing.final
 class ProvisionRequest(_message.Message):

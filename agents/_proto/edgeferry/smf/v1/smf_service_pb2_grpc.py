@@ -105,6 +105,11 @@ class SmfServiceStub:
                 request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListDevicesResponse.FromString,
                 _registered_method=True)
+        self.PublishResources = channel.unary_unary(
+                '/edgeferry.smf.v1.SmfService/PublishResources',
+                request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class SmfServiceServicer:
@@ -209,6 +214,14 @@ class SmfServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishResources(self, request, context):
+        """PublishResources receives an edge's signed periodic advertisement (seed 000 Algorithm 1);
+        MigrateService without a destination chooses among them (Algorithm 2).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SmfServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +294,11 @@ def add_SmfServiceServicer_to_server(servicer, server):
                     servicer.ListDevices,
                     request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListRequest.FromString,
                     response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListDevicesResponse.SerializeToString,
+            ),
+            'PublishResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishResources,
+                    request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesRequest.FromString,
+                    response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -662,6 +680,33 @@ class SmfService:
             '/edgeferry.smf.v1.SmfService/ListDevices',
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListRequest.SerializeToString,
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.smf.v1.SmfService/PublishResources',
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesRequest.SerializeToString,
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,10 @@ class SmfServiceStub:
     """Every user."""
     ListDevices: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.ListRequest, _smf_service_pb2.ListDevicesResponse]
     """Every device."""
+    PublishResources: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.PublishResourcesRequest, _smf_service_pb2.PublishResourcesResponse]
+    """PublishResources receives an edge's signed periodic advertisement (seed 000 Algorithm 1);
+    MigrateService without a destination chooses among them (Algorithm 2).
+    """
 
 class SmfServiceServicer(metaclass=_abc_1.ABCMeta):
     """SmfService is the Service Management Framework."""
@@ -179,6 +183,16 @@ class SmfServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _smf_service_pb2.ListDevicesResponse:
         """Every device."""
+
+    @_abc_1.abstractmethod
+    def PublishResources(
+        self,
+        request: _smf_service_pb2.PublishResourcesRequest,
+        context: _grpc.ServicerContext,
+    ) -> _smf_service_pb2.PublishResourcesResponse:
+        """PublishResources receives an edge's signed periodic advertisement (seed 000 Algorithm 1);
+        MigrateService without a destination chooses among them (Algorithm 2).
+        """
 
 def add_SmfServiceServicer_to_server(servicer: SmfServiceServicer, server: _grpc.Server) -> None: ...
 
