@@ -15,7 +15,8 @@ authenticated under Ksc, in RASP step 10 to this host's own CB role (`TransferLo
 Requests (BloSM Algorithm 3): `submit_request` serves locally when the request fits
 (REQ_res < R_rem on every requested resource), reserving REQ_res while it runs; otherwise it
 forwards to the nearest neighbour whose FREE fits and returns its answer, timing the redirect.
-A neighbour's FREE is its latest fresh signed advertisement (`adverts`, agents/node/advert.py;
+A neighbour's FREE is its latest fresh signed advertisement (`adverts`,
+agents/security/advertisement.py;
 kept by `publish`); only a neighbour with none is asked at request time (GetResources, which no
 longer samples CPU: agents/node/sampler.py).
 
@@ -42,7 +43,6 @@ from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents.common.logging import get_logger
 from agents.node import resources as res
-from agents.node.advert import Advertisement, AdvertTable
 from agents.node.convert import (
     layers_to_pb,
     node_resources_from_pb,
@@ -79,6 +79,7 @@ from agents.node.flatten import DEFAULT_MAX_IMAGE_LAYERS
 from agents.node.gpu import GpuReading
 from agents.node.hostlimits import Capacity
 from agents.node.store import FAILED, OK, NodeStore, WorkloadRow
+from agents.security.advertisement import Advertisement, AdvertTable, Amounts
 
 M = TypeVar("M", bound=Message)
 DEFAULT_PROBE_TIMEOUT = 30.0
@@ -207,8 +208,8 @@ class NodeCore:
         cap = self.capacity()
         cpu, gpu = self.host.cpu(), self.gpu
         return Advertisement(
-            cloud=cloud, seq=seq, issued_ms=int(now * 1000), maximum=cap,
-            free=free if free is not None else self.free(),
+            cloud=cloud, seq=seq, issued_ms=int(now * 1000), maximum=Amounts(*cap.values()),
+            free=Amounts(*(free if free is not None else self.free()).values()),
             cpu_used_millicores=cpu.millicores,
             cpu_sample_age_ms=int(cpu.age_s * 1000) if cpu.age_s >= 0 else -1,
             memory_used_bytes=self.host.memory_used(),
@@ -228,7 +229,7 @@ class NodeCore:
         """A neighbour's FREE: its fresh advertisement, else asked now."""
         got = self.adverts.get(link.name) if self.adverts is not None else None
         if got is not None:
-            return got[0].free, f"advertised {got[1]:.1f} s ago"
+            return Resources(*got[0].free.values()), f"advertised {got[1]:.1f} s ago"
         return link.free(), "asked"
 
     # -- phase machinery ----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 * NodeService: neighbours (``node.*``), the SMF and the controller read resources, submit
   service requests (Algorithm 3) and read a migration's phases; only the SMF and the
   controller run, stop, start, commit, push, pull, remove or probe workloads; only the SMF asks
-  which image a workload really runs from (DescribeWorkload, for its prepull).
+  which image a workload really runs from (DescribeWorkload, for its prepull); only
+  neighbouring node agents publish their signed resource advertisements (PublishResources).
 * RaspEndpointService: the SMF drives RASP (it relays every message, and only it sets the
   transfer of a diff-first migration after the push); the identity is public to the agents
   that register or address this endpoint.
@@ -36,6 +37,8 @@ NODE_POLICY = Policy(NODE_SERVICE, {
     "PrePullImage": _CONTROL,
     "ProbeFirstResponse": _CONTROL,
     "DescribeWorkload": allow("smf"),
+    # a neighbour's signed periodic advertisement (seed 000 Algorithm 1)
+    "PublishResources": allow("node"),
 })
 
 _IDENTITY = allow("smf", "ras", "node", CONTROLLER)

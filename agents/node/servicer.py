@@ -10,7 +10,7 @@ import grpc
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
 from agents.common.logging import get_logger
-from agents.common.status import StatusTable, mapped_errors
+from agents.common.status import StatusTable, mapped_errors, protocol_errors
 from agents.node.core import NodeCore
 from agents.node.domain import (
     Conflict,
@@ -101,3 +101,13 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     def SubmitRequest(self, request: pb.SubmitRequestRequest,
                       context: grpc.ServicerContext) -> pb.SubmitRequestResponse:
         return self._call(context, lambda: self.core.submit_request(request))
+
+    def PublishResources(self, request: pb.PublishResourcesRequest,
+                         context: grpc.ServicerContext) -> pb.PublishResourcesResponse:
+        def publish() -> pb.PublishResourcesResponse:
+            with protocol_errors(context):
+                advert = self.core.publish(request.advertisement.body,
+                                           request.advertisement.signature)
+            return pb.PublishResourcesResponse(seq=advert.seq)
+
+        return self._call(context, publish)

@@ -29,6 +29,7 @@ from agents.common.store import (
     TableFull,
     dump,
 )
+from agents.security.advertisement import AdvertTable, Placement, choose_cloud, from_rasp
 from agents.security.capability import (
     CapType,
     ObjectId,
@@ -74,7 +75,8 @@ class SmfCore:
                  clock: Callable[[], float] = time.time, session_capacity: int = 10_000,
                  session_ttl_s: float = 3600.0,
                  capability_ttl_s: float = DEFAULT_MASTER_TTL_S,
-                 max_revocations: int = DEFAULT_MAX_REVOCATIONS) -> None:
+                 max_revocations: int = DEFAULT_MAX_REVOCATIONS,
+                 advert_window_s: float = 30.0, advert_ttl_s: float = 90.0) -> None:
         if capability_ttl_s <= 0 or max_revocations <= 0:
             raise ValueError("capability lifetime and revocation bound must be positive")
         self.identity = identity
@@ -96,6 +98,11 @@ class SmfCore:
         self.session_bound = SessionBound(capacity=session_capacity, ttl_s=session_ttl_s,
                                           clock=clock)
         self._migrating: set[str] = set()
+        #: the edges' signed advertisements (seed 000 Algorithm 1), keys pinned by Add Server
+        self.adverts = AdvertTable(self.server_public, window_s=advert_window_s,
+                                   ttl_s=advert_ttl_s, clock=clock)
+        #: service -> Algorithm 2's last choice for it (read by Migrate Service's record)
+        self.placements: dict[str, Placement] = {}
         for service in self.db.services():
             self._publish(service)
 
@@ -342,13 +349,35 @@ class SmfCore:
         timings["smf_step5"] = time.perf_counter() - t2
         return m6.to_bytes(), server, timings
 
+    # -- advertisements and Algorithm 2 ------------------------------------------------------------
+
+    def server_public(self, name: str) -> PublicIdentity | None:
+        """The public identity a server was added with (Add Server), by its name."""
+        for service in self.db.services():
+            entry = service.server(name)
+            if entry is not None:
+                return entry.public
+        return None
+
+    def place(self, service: ServiceEntry, source: str) -> Placement:
+        """Algorithm 2: among the service's other servers that advertised recently, one whose
+        FREE fits the service's requirement (`choose_cloud`; INSUFFICIENT_RESOURCES if none)."""
+        names = {s.name for s in service.servers} - {source}
+        adverts = [a for a, _age in self.adverts.fresh() if a.cloud in names]
+        placed = choose_cloud(from_rasp(service.requirement), adverts)
+        if placed.chosen is None:
+            raise ProtocolError(ErrorCode.INSUFFICIENT_RESOURCES,
+                                f"{service.global_id}: {placed.reason()}")
+        return placed
+
     # -- Migrate Service: authorisation and the location record ------------------------------------
 
     def authorise_migration(self, service_id: str, user_id: str, device_id: str,
                             user_cap: bytes, device_cap: bytes, destination: str
                             ) -> tuple[ServiceEntry, UserEntry, DeviceEntry, ServerEntry,
                                        ServerEntry, Location]:
-        """Check the caller's USER CAP and DEV CAP and the request; change nothing."""
+        """Check the caller's USER CAP and DEV CAP and the request; change nothing. An empty
+        ``destination`` is chosen by `place` (Algorithm 2)."""
         user_c = decode_capability(user_cap, "USER CAP")
         dev_c = decode_capability(device_cap, "DEV CAP")
         user = self.db.user(user_id)
@@ -367,6 +396,11 @@ class SmfCore:
         service = self.db.service(service_id)
         if service is None:
             raise ProtocolError(ErrorCode.UNKNOWN_SERVICE, f"no service {service_id!r}")
+        if not destination:
+            placed = self.place(service, self.location(service_id).server)
+            with self._lock:
+                self.placements[service.global_id] = placed
+            destination = str(placed.chosen)
         dest = service.server(destination)
         if dest is None:
             raise ProtocolError(ErrorCode.UNKNOWN_PRINCIPAL,

@@ -281,6 +281,9 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
                 plan.add(phase)
 
     plan = MigrationPlan()
+    if "placement" in state.extras:  # Algorithm 2 chose the destination (MigrateService "")
+        detail = str(state.extras["placement"])[:500]
+        plan.add(Phase("placement", lambda _st: PhaseResult(detail=detail)))
     if ports.audit is not None:
         plan.add(ports.audit.phase())
     add(plan, PREPARE if diff else BEFORE_HANDSHAKE)
@@ -342,7 +345,9 @@ def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, us
                     device_id: str, user_capability: bytes, device_capability: bytes,
                     destination: str, request_id: str = "", order: str = "") -> MigrationOutcome:
     """Migrate Service: check the order (`parse_order`), the caller's capabilities and the
-    request (refusals raise), then run the migration while holding the service's slot."""
+    request (refusals raise), then run the migration while holding the service's slot. An
+    empty ``destination`` is chosen by Algorithm 2 (`SmfCore.place`); a "placement" record
+    first in the phases says which cloud and why the others were ignored."""
     phase_order = parse_order(order)
     service, user, device, source, dest, loc = core.authorise_migration(
         service_id, user_id, device_id, user_capability, device_capability, destination)
@@ -352,6 +357,11 @@ def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, us
             destination=dest, user=user, device=device, epoch=loc.epoch, request_id=request_id,
             order=phase_order,
         )
+        if not destination:
+            with core._lock:
+                placed = core.placements.pop(service.global_id, None)
+            if placed is not None:
+                state.extras["placement"] = placed.reason()
         return run_migration(core, ports, state)
 
 

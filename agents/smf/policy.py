@@ -1,7 +1,9 @@
 """Who may call the SMF (agents.common.authz table; deny by default): the controller is the
 administrator, the CMS and the applications' front end of the lab, so every registration,
 request, migration and listing is the controller's; the SMF's public identity is read by the
-agents that verify its messages. Capabilities are checked in addition by the SMF itself."""
+agents that verify its messages; the edges' node agents publish their signed resource
+advertisements (seed 000 Algorithm 1, PublishResources). Capabilities are checked in addition
+by the SMF itself."""
 
 from __future__ import annotations
 
@@ -26,4 +28,5 @@ SMF_POLICY = Policy(SMF_SERVICE, {
     "ListUsers": _ADMIN,
     "ListDevices": _ADMIN,
     "GetSmfIdentity": allow("node", "ras", CONTROLLER),
+    "PublishResources": allow("node"),
 })

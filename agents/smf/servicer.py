@@ -141,6 +141,13 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
         return pb.GetSmfIdentityResponse(
             identity=identity_to_pb(self.core.public, pb.PublicIdentity))
 
+    def PublishResources(self, request: pb.PublishResourcesRequest,
+                         context: grpc.ServicerContext) -> pb.PublishResourcesResponse:
+        with _errors(context):
+            advert = self.core.adverts.accept(request.advertisement.body,
+                                              request.advertisement.signature)
+        return pb.PublishResourcesResponse(seq=advert.seq)
+
     def RegisterService(self, request: pb.RegisterServiceRequest,
                         context: grpc.ServicerContext) -> pb.RegisterServiceResponse:
         with _errors(context):

@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
-from agents.node.advert import (
+from agents.security.advertisement import (
     Advertisement,
     AdvertTable,
     choose_cloud,
     sign_advertisement,
 )
-from agents.node.domain import Resources
+from agents.security.advertisement import Amounts as Resources
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.errors import ErrorCode, ProtocolError
 
@@ -146,7 +146,7 @@ def test_exact_fit_accepted_zero_request_refused_and_ties_deterministic() -> Non
 
 
 def test_advertisement_round_trips_through_its_body() -> None:
-    from agents.node.advert import parse_advertisement
+    from agents.security.advertisement import parse_advertisement
 
     a = dataclasses.replace(advert("edge1", 7, 12.0), gpu_source="nvml",
                             gpu_utilisation_permille=400)

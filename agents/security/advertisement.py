@@ -1,5 +1,9 @@
 """Periodic resource advertisements (seed 000 Algorithm 1) and Algorithm 2's choice. No grpc.
 
+Shared by the advertising side (the node agent) and the receiving sides (the SMF, the
+neighbouring node agents), so it lives with the protocol code; amounts are `Amounts` in node
+units (millicores, bytes, bytes, bit/s, GPUs); `from_rasp` converts RASP's protocol units.
+
 A cloud (an edge host's node agent) signs an `Advertisement` of its MAX and FREE with its host
 identity (the RASP endpoint's key) every period and sends it to the servers that subscribe: the
 SMF (which places services) and the neighbouring node agents (BloSM Algorithm 3 redirects
@@ -25,10 +29,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
-from agents.node.domain import Resources
 from agents.security import encoding
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.errors import ErrorCode, ProtocolError
+from agents.security.rasp import Resources as RaspResources
 
 #: what a signature covers, so an advertisement's signature is valid for nothing else
 SIGNING_CONTEXT = b"edgeferry/raa-advertisement/v1\x00"
@@ -44,6 +48,42 @@ def _err(code: ErrorCode, message: str) -> ProtocolError:
     return ProtocolError(code, message)
 
 
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Amounts:
+    """Five resource amounts in node units: CPU millicores, memory bytes, storage bytes,
+    network bit/s, GPUs."""
+
+    WIRE_NAME = "RaaAmounts"
+
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+    storage_bytes: int = 0
+    network_bps: int = 0
+    gpu: int = 0
+
+    def values(self) -> tuple[int, ...]:
+        """The five amounts in field order."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def any_positive(self) -> bool:
+        """True when some amount is above zero."""
+        return any(v > 0 for v in self.values())
+
+
+def from_rasp(r: RaspResources) -> Amounts:
+    """RASP units (millicores, MiB, MiB, Mbit/s) -> node units."""
+    return Amounts(r.cpu, r.memory * MIB, r.storage * MIB, r.network * 1_000_000, 0)
+
+
+def to_rasp(a: Amounts) -> RaspResources:
+    """Node units -> RASP units, rounded down (a host never claims more than it has)."""
+    return RaspResources(a.cpu_millicores, a.memory_bytes // MIB, a.storage_bytes // MIB,
+                         a.network_bps // 1_000_000)
+
+
 @dataclass(frozen=True)
 class Advertisement:
     """Advc(CB, ResCB): a cloud's MAX and FREE (node units: millicores, bytes, bytes, bit/s,
@@ -54,8 +94,8 @@ class Advertisement:
     cloud: str
     seq: int
     issued_ms: int
-    maximum: Resources
-    free: Resources
+    maximum: Amounts
+    free: Amounts
     cpu_used_millicores: int = 0
     cpu_sample_age_ms: int = -1
     memory_used_bytes: int = 0
@@ -194,7 +234,7 @@ class AdvertTable:
             return len(self._latest)
 
 
-def fits(required: Resources, free: Resources) -> bool:
+def fits(required: Amounts, free: Amounts) -> bool:
     """Algorithm 2, line 6: a non-zero request that fits in FREE on every resource (<=)."""
     return required.any_positive() and all(
         r <= f for r, f in zip(required.values(), free.values(), strict=True))
@@ -214,14 +254,14 @@ class Placement:
         return f"chose {self.chosen} ({why})" if self.chosen else f"no cloud fits ({why})"
 
 
-def shortfall(required: Resources, free: Resources) -> str:
+def shortfall(required: Amounts, free: Amounts) -> str:
     """Which requested resources exceed FREE, e.g. ``memory_bytes 2147483648 > 1610612736``."""
     return ", ".join(f"{f.name} {r} > {v}" for f, r, v in
-                     zip(fields(Resources), required.values(), free.values(), strict=True)
+                     zip(fields(Amounts), required.values(), free.values(), strict=True)
                      if r > v) or "nothing requested"
 
 
-def choose_cloud(required: Resources, adverts: Iterable[Advertisement], *,
+def choose_cloud(required: Amounts, adverts: Iterable[Advertisement], *,
                  exclude: Iterable[str] = (),
                  distance: Callable[[str], float] = lambda _name: 0.0) -> Placement:
     """Algorithm 2 over ``adverts`` (module docstring); ``exclude`` (e.g. the source) and
