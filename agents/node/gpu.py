@@ -74,8 +74,9 @@ def read_jtop(jtop_module: Any) -> GpuReading | None:
     try:
         with jtop_module.jtop(interval=0.5) as board:
             model = board.board.get("hardware", {}).get("Model", "Jetson")
-            gpu = board.gpu or {}
-            load = next(iter(gpu.values()), {}).get("status", {}).get("load", -1.0)
+            gpu: dict[str, Any] = board.gpu or {}
+            first: dict[str, Any] = next(iter(gpu.values()), {})
+            load = first.get("status", {}).get("load", -1.0)
             ram = board.memory.get("RAM", {})
             return GpuReading(1, "jtop", f"jetson: {model}", int(ram.get("tot", 0)) * 1024,
                               int(ram.get("used", 0)) * 1024, float(load))

@@ -144,15 +144,19 @@ class EndpointSettings(BaseModel):
     name: str | None = None
     #: The registry's public identity file (written by the RAS agent as keys/registry.pub).
     registry_identity: Path
-    #: MAX and initial ALLOC of this host (Algorithm 1).
-    maximum: ResourcesSetting
+    #: MAX of this host (Algorithm 1); unset: the node agent's MAX inside the host's limits
+    #: (cgroup quota / memory limit or the inventory's override, agents/node/resources.py).
+    maximum: ResourcesSetting | None = None
+    #: initial ALLOC (services not placed by RASP)
     allocated: ResourcesSetting = Field(default_factory=ResourcesSetting)
 
 
 def setup_rasp_endpoint(
-    server: AgentServer, config: AgentConfig, settings: EndpointSettings | None = None
+    server: AgentServer, config: AgentConfig, settings: EndpointSettings | None = None,
+    host_maximum: Resources | None = None,
 ) -> EndpointCore:
-    """Build an EndpointCore from `config` (identity in <data_dir>/keys) and register it."""
+    """Build an EndpointCore from `config` (identity in <data_dir>/keys) and register it.
+    MAX: ``settings.maximum`` when set, else ``host_maximum`` (the node's measured MAX)."""
     if settings is None:
         raw = config.settings.get("rasp_endpoint")
         if raw is None:
@@ -160,6 +164,12 @@ def setup_rasp_endpoint(
         settings = EndpointSettings.model_validate(raw)
     name = settings.name or config.name
     data = config.resolved_data_dir
+    if settings.maximum is not None:
+        maximum = settings.maximum.value()
+    elif host_maximum is not None:
+        maximum = host_maximum
+    else:
+        raise AgentConfigError("settings.rasp_endpoint.maximum is missing and no host MAX given")
     identity = load_or_create_identity(data / "keys" / "rasp-endpoint.key", name)
     store = Store.open(data / "rasp-endpoint.sqlite3")
     server.on_stop(store.close)
@@ -167,7 +177,7 @@ def setup_rasp_endpoint(
         identity,
         registry=read_public_identity(settings.registry_identity),
         store=store,
-        maximum=settings.maximum.value(),
+        maximum=maximum,
         allocated=settings.allocated.value(),
     )
     add_rasp_endpoint(server, core)

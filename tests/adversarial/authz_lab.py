@@ -40,8 +40,8 @@ from agents.node.agent import add_node_service
 from agents.node.core import NodeCore, NodeOptions
 from agents.node.domain import PhaseFailed
 from agents.node.engine import RegistryAccess
-from agents.node.rasp_endpoint import EndpointSettings, ResourcesSetting, setup_rasp_endpoint
 from agents.node.gpu import NO_GPU
+from agents.node.rasp_endpoint import EndpointSettings, ResourcesSetting, setup_rasp_endpoint
 from agents.node.ssp_server import SspServerSettings, setup_ssp_server
 from agents.node.store import NodeStore
 from agents.ras.agent import setup_ras

@@ -57,9 +57,10 @@ def test_no_gpu_is_zero_with_a_marker(tmp_path: Path) -> None:
 
 
 class FakeBoard:
-    board = {"hardware": {"Model": "NVIDIA Jetson AGX Xavier"}}
-    gpu = {"gpu": {"status": {"load": 12.5}}}
-    memory = {"RAM": {"tot": 1536 * 1024, "used": 512 * 1024}}  # kB
+    def __init__(self) -> None:
+        self.board = {"hardware": {"Model": "NVIDIA Jetson AGX Xavier"}}
+        self.gpu = {"gpu": {"status": {"load": 12.5}}}
+        self.memory = {"RAM": {"tot": 1536 * 1024, "used": 512 * 1024}}  # kB
 
     def __enter__(self) -> FakeBoard:
         return self
