@@ -339,6 +339,8 @@ def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> No
     store = NodeStore.open(data_dir / "node.sqlite3")
     neighbours = [GrpcNeighbour(n, config) for n in settings.neighbours]
     override = settings.capacity_override.value() if settings.capacity_override else None
+    if override == CapacityOverride():  # an empty mapping from the inventory: measure
+        override = None
     host = HostProbe(cgroup_root=settings.cgroup_root, override=override)
     return NodeCore(engine, store, NodeOptions(data_dir, settings.stop_timeout_s,
                                                settings.network_bps, settings.max_hops,

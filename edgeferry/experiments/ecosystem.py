@@ -20,9 +20,10 @@ What `tests/integration/migration_lab.py` does on one machine, done against the 
    says the service is.
 
 What was deployed comes from the deployment manifests the edgeferry_agent role leaves on the
-controller (`edgeferry.deploy.manifest`): each edge's RASP MAX from its node agent's settings, how
+controller (`edgeferry.deploy.manifest`): how
 each service's container runs from the SMF's settings, and the container owner whose token the SMF
-presents. State (service ids, capabilities) is kept in
+presents. Each edge's RASP MAX is read from its node agent (GetResources: its cgroup limits,
+else the machine, or the inventory's override). State (service ids, capabilities) is kept in
 ``.edgeferry/state/<inventory>/ecosystem.json`` and reused while the SMF's identity is the same,
 so services are not re-registered per run.
 """
@@ -55,6 +56,7 @@ from agents.audit.owners import seal_owner_token
 from agents.common.client import secure_channel
 from agents.node.client import EndpointClient, SspServerClient, node_stub
 from agents.ras.client import RasClient
+from agents.security.advertisement import Amounts, to_rasp
 from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity, PublicIdentity
 from agents.security.rasp import Resources
@@ -79,7 +81,6 @@ class Deployed:
     """What the ecosystem takes from the deployment manifests."""
 
     workloads: dict[str, Workload]  # service -> how its container runs (the SMF's settings)
-    edge_max: dict[str, Resources]  # edge host -> its node agent's RASP MAX
     container_owner: str  # whose sealed token the SMF presents to the audit agent
     smf_manifest: Path
 
@@ -90,8 +91,7 @@ class Deployed:
         missing or lacks what is needed)."""
         smf = load_manifest(inventory, smf_host, root)
         return cls(workloads=smf.workloads(),
-                   edge_max={h: Resources(**load_manifest(inventory, h, root).rasp_maximum())
-                             for h in edges},
+
                    container_owner=smf.container_owner, smf_manifest=smf.path)
 
 
@@ -326,13 +326,21 @@ class Ecosystem:
             key = public.to_bytes().hex()
             if key in self._state.setdefault("ras_registered", []):
                 continue
-            for register in (lambda p=public, m=self.deployed.edge_max[host]:
+            maximum = self.edge_max(host)
+            for register in (lambda p=public, m=maximum:
                              ras.register_cloud(p, m),
                              lambda p=public: ras.register_server(p)):
                 with _already_ok():
                     register()
             self._state["ras_registered"].append(key)
         return publics
+
+    def edge_max(self, host: str) -> Resources:
+        """The edge's real MAX in RASP units, as its node agent measures it (cgroup CPU quota
+        and memory limit, else the machine; or the inventory's override)."""
+        r = self.node(host).GetResources(npb.GetResourcesRequest(), timeout=20).max
+        return to_rasp(Amounts(r.cpu_millicores, r.memory_bytes, r.storage_bytes,
+                               r.network_bps, r.gpu))
 
     def report_edge_state(self) -> dict[str, tuple[float, float]]:
         """Fresh CPU/memory utilisation (%) of every edge, from its node agent, to the audit."""
