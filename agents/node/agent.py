@@ -421,7 +421,7 @@ def setup_with_roles(server: AgentServer, config: AgentConfig) -> tuple[NodeCore
         server.on_stop(link.close)
     add_node_service(server, core)
     core.host.start()
-    if settings.advertise_interval_s > 0:
+    if settings.advertise_interval_s > 0 and config.tls is not None:  # subscribers need mTLS
         advertiser = build_advertiser(server, config, settings, core, roles, links)
         server.on_stop(advertiser.stop)
         advertiser.start()

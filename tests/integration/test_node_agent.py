@@ -165,7 +165,9 @@ def test_synthetic_workload_migrates_with_only_missing_layers_moving(
 
     report = stub.GetResources(pb.GetResourcesRequest(), timeout=30)
     assert report.max.cpu_millicores >= 1000 and report.max.memory_bytes > 0
-    assert report.gpu == "none" and report.advertise and report.docker_version
+    assert report.gpu == "no gpu" and report.gpu_source == "none"
+    assert report.gpu_memory_total_bytes == 0 and report.gpu_utilisation_percent == -1
+    assert report.advertise and report.docker_version
 
     name = f"{PREFIX}-syn"
     spec = pb.WorkloadSpec(name=name, image=synthetic,
