@@ -205,7 +205,7 @@ def _ecosystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edge5: str = "")
                           work_dir=tmp_path, inventory=inventory, endpoints=endpoints,
                           connect=lambda host: None)
     monkeypatch.setattr(Deployed, "read", classmethod(
-        lambda cls, inv, smf, edges, root=None: Deployed({}, {}, "container-owner",
+        lambda cls, inv, smf, edges, root=None: Deployed({}, "container-owner",
                                                          tmp_path / "m.json")))
     monkeypatch.setattr(Ecosystem, "_load_state", lambda self: None)
     monkeypatch.setattr(Ecosystem, "_save_state", lambda self: None)
