@@ -11,6 +11,9 @@ take (edgeferry/deploy/stamp.py), and prints:
 - the second deploy with nothing changed as a user gets it (the hosts' stamps are read and the
   playbook is skipped when every one proves it unnecessary),
 - a forced second full playbook run (--force: what every deploy cost before the stamps),
+- the same forced run with the baseline strategy (--baseline-strategy, default ansible's own
+  `linear`) right after it on the same hosts, and the ratio of the two (the default strategy is
+  Mitogen's `mitogen_linear`, edgeferry/deploy/runner.py),
 each with wall time, host-tasks and changed count per host and the per-play breakdown (wall
 seconds, host-tasks, changed; from ansible-runner's job events, edgeferry/deploy/timings.py), and
 the slowest tasks of the forced run (host-seconds). The goals of issue 18 are printed beside the
@@ -26,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeferry.deploy.runner import PlaybookResult
+from edgeferry.deploy.runner import DEFAULT_STRATEGY, PlaybookResult
 from edgeferry.deploy.stamp import deploy_site
 from edgeferry.deploy.timings import load_events, play_timings, slow_tasks
 from edgeferry.lab.config import load_spec
@@ -41,8 +44,9 @@ def quiet(_: str) -> None:
     pass
 
 
-def deploy(inventory: Path, *, force: bool) -> tuple[PlaybookResult | None, float]:
-    done = deploy_site(inventory, progress=quiet, force=force)
+def deploy(inventory: Path, *, force: bool,
+           strategy: str | None = None) -> tuple[PlaybookResult | None, float]:
+    done = deploy_site(inventory, progress=quiet, force=force, strategy=strategy)
     if not done.ok:
         failures = done.result.failures[:3] if done.result else []
         raise SystemExit(f"deploy failed: {failures}")
@@ -71,6 +75,11 @@ def main() -> int:
     parser.add_argument("--host-image", choices=("prebaked", "minimal"), default="prebaked",
                         help="lab host image: prebaked (default; Debian packages the roles "
                              "install are in the image) or minimal (as fresh hardware)")
+    parser.add_argument("--strategy", default=None,
+                        help="Ansible strategy of the deploys (default: edgeferry's, "
+                             f"{DEFAULT_STRATEGY})")
+    parser.add_argument("--baseline-strategy", default="linear",
+                        help="strategy of one more forced run to compare with ('none': skip)")
     args = parser.parse_args()
     t_img = time.monotonic()
     _, built = build_image(ImageRecipe.for_variant(args.host_image), log=quiet)
@@ -86,17 +95,17 @@ def main() -> int:
         print(f"lab up ({len(spec.hosts)} hosts, {args.host_image} image cached): "
               f"{time.monotonic() - t0:.1f} s")
         inventory = Path(up.state.inventory)
-        first, first_s = deploy(inventory, force=False)
+        first, first_s = deploy(inventory, force=False, strategy=args.strategy)
         assert first is not None, "fresh hosts hold no stamp: the first deploy must run"
         show("first deploy (fresh hosts)", first, first_s, GOAL_FIRST_S)
-        second, second_s = deploy(inventory, force=False)
+        second, second_s = deploy(inventory, force=False, strategy=args.strategy)
         print(f"\nsecond deploy, nothing changed (stamps read, playbook "
               f"{'skipped' if second is None else 'RUN'}): {second_s:.1f} s "
               f"(goal <= {GOAL_SECOND_S:.0f} s, ratio {second_s / GOAL_SECOND_S:.2f})")
-        forced, forced_s = deploy(inventory, force=True)
+        forced, forced_s = deploy(inventory, force=True, strategy=args.strategy)
         assert forced is not None
-        show("second full playbook run, nothing changed (--force)", forced, forced_s,
-             GOAL_SECOND_S)
+        show(f"second full playbook run, nothing changed (--force, strategy {forced.strategy})",
+             forced, forced_s, GOAL_SECOND_S)
         print("\n  slowest tasks of the forced run (host-seconds summed over hosts):")
         for task in slow_tasks(load_events(forced.run_dir), top=12):
             print(f"  {task.seconds:>7.2f} s  {task.hosts} hosts  changed={task.changed}  "
@@ -107,6 +116,13 @@ def main() -> int:
               f"run {forced_s:.1f} s")
         # the forced run forgets and re-records each host's stamp: 2 changes per host at most
         extra = {h: r.changed for h, r in forced.hosts.items() if r.changed > 1}
+        if args.baseline_strategy != "none":
+            base, base_s = deploy(inventory, force=True, strategy=args.baseline_strategy)
+            assert base is not None
+            print(f"\nforced full run with {base.strategy}: {base_s:.1f} s, "
+                  f"changed={base.changed_total}; {forced.strategy} / {base.strategy} = "
+                  f"{forced_s / base_s:.2f} (same hosts, one after the other)")
+            extra.update({h: r.changed for h, r in base.hosts.items() if r.changed > 1})
         return 0 if second is None and not extra else 1
     finally:
         if not args.keep:

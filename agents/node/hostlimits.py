@@ -125,12 +125,20 @@ def _smallest(values: list[int | None]) -> int | None:
 @dataclass(frozen=True)
 class CgroupLimits:
     """What the kernel lets this agent's cgroup use (None = not limited there) and where the
-    usage counters are (for `agents.node.sampler` and the measured memory use)."""
+    usage counters of the *limited* cgroup are (for `agents.node.sampler` and the measured
+    memory use).
+
+    The usage is read where the binding limit is set (the host container's cgroup on a lab
+    host), not in the agent's own service cgroup: MAX describes the host, so the use compared
+    with it must be the host's too. No limit -> no counter here (the caller measures the
+    machine)."""
 
     version: int = 0  # 0: no cgroup files found
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
-    cgroup_dir: Path | None = None
+    cgroup_dir: Path | None = None  # the agent's own cgroup (memory hierarchy on v1)
+    cpu_usage_file: Path | None = None  # cpu.stat (v2) / cpuacct.usage (v1) of the CPU limit
+    memory_dir: Path | None = None  # the cgroup carrying the memory limit
 
     def describe(self) -> str:
         """One line saying which limits bind (for the report's resource source)."""
@@ -139,25 +147,39 @@ class CgroupLimits:
         cpu = "no cpu quota" if self.cpu_millicores is None else f"cpu {self.cpu_millicores} m"
         mem = ("no memory limit" if self.memory_bytes is None
                else f"memory {self.memory_bytes / MIB:.0f} MiB")
-        return f"cgroup v{self.version} {self.cgroup_dir}: {cpu}, {mem}"
+        where = self.memory_dir or (self.cpu_usage_file.parent if self.cpu_usage_file
+                                    else self.cgroup_dir)
+        return f"cgroup v{self.version} {where}: {cpu}, {mem}"
 
     def memory_current(self) -> int | None:
-        """Bytes the cgroup uses now (memory.current / memory.usage_in_bytes)."""
-        if self.cgroup_dir is None:
+        """Bytes the memory-limited cgroup uses now (memory.current / memory.usage_in_bytes)."""
+        if self.memory_dir is None:
             return None
         name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
-        text = _read(self.cgroup_dir / name)
+        text = _read(self.memory_dir / name)
         return int(text) if text is not None and text.strip().isdigit() else None
 
     def cpu_usage_seconds(self) -> float | None:
-        """CPU seconds the cgroup used since it was created (cpu.stat / cpuacct.usage)."""
-        if self.cgroup_dir is None:
+        """CPU seconds the CPU-limited cgroup used since it was created (cpu.stat /
+        cpuacct.usage)."""
+        if self.cpu_usage_file is None:
+            return None
+        text = _read(self.cpu_usage_file)
+        if text is None:
             return None
         if self.version == 2:
-            text = _read(self.cgroup_dir / "cpu.stat")
-            return None if text is None else parse_cpu_stat_usage(text) / 1e6
-        text = _read(self.cgroup_dir / "cpuacct.usage")
-        return int(text) / 1e9 if text is not None and text.strip().isdigit() else None
+            return parse_cpu_stat_usage(text) / 1e6
+        return int(text) / 1e9 if text.strip().isdigit() else None
+
+
+def _binding(pairs: list[tuple[Path, int | None]]) -> tuple[int | None, Path | None]:
+    """(smallest limit, the cgroup that sets it) over (cgroup, limit) pairs; (None, None) when
+    no cgroup on the path sets one. The deepest cgroup wins a tie (pairs are deepest first)."""
+    best: tuple[int | None, Path | None] = (None, None)
+    for d, value in pairs:
+        if value is not None and (best[0] is None or value < best[0]):
+            best = (value, d)
+    return best
 
 
 def read_limits(root: Path = Path("/sys/fs/cgroup"),
@@ -173,25 +195,34 @@ def read_limits(root: Path = Path("/sys/fs/cgroup"),
         if not (root / "cgroup.controllers").exists():
             return CgroupLimits()
         chain = _chain(root, unified)
-        cpu = _smallest([parse_cpu_max(t) for d in chain
-                         if (t := _read(d / "cpu.max")) is not None])
-        mem = _smallest([parse_memory_max(t) for d in chain
-                         if (t := _read(d / "memory.max")) is not None])
-        return CgroupLimits(2, cpu, mem, chain[0] if chain else root)
-    cpu_chain = _chain(root / "cpu", v1.get("cpu", "/")) or _chain(root / "cpu,cpuacct",
-                                                                   v1.get("cpu", "/"))
+        cpu, cpu_dir = _binding([(d, parse_cpu_max(t)) for d in chain
+                                 if (t := _read(d / "cpu.max")) is not None])
+        mem, mem_dir = _binding([(d, parse_memory_max(t)) for d in chain
+                                 if (t := _read(d / "memory.max")) is not None])
+        return CgroupLimits(2, cpu, mem, chain[0] if chain else root,
+                            cpu_dir / "cpu.stat" if cpu_dir else None, mem_dir)
+    cpu_path = v1.get("cpu", v1.get("cpuacct", "/"))
+    cpu_mount = next((root / m for m in ("cpu", "cpu,cpuacct") if (root / m).is_dir()),
+                     root / "cpu")
+    cpu_chain = _chain(cpu_mount, cpu_path)
     mem_chain = _chain(root / "memory", v1.get("memory", "/"))
     if not cpu_chain and not mem_chain:
         return CgroupLimits()
-    cpus: list[int | None] = []
+    quotas: list[tuple[Path, int | None]] = []
     for d in cpu_chain:
         quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
         if quota is not None and period is not None:
-            cpus.append(parse_cfs(quota, period))
-    mems = [parse_memory_max(t) for d in mem_chain
-            if (t := _read(d / "memory.limit_in_bytes")) is not None]
-    return CgroupLimits(1, _smallest(cpus), _smallest(mems),
-                        mem_chain[0] if mem_chain else None)
+            quotas.append((d, parse_cfs(quota, period)))
+    cpu, cpu_dir = _binding(quotas)
+    usage_file = None
+    if cpu_dir is not None:  # cpuacct is co-mounted with cpu, or a hierarchy of its own
+        rel = cpu_dir.relative_to(cpu_mount)
+        usage_file = next((f for f in (cpu_dir / "cpuacct.usage",
+                                       root / "cpuacct" / rel / "cpuacct.usage") if f.is_file()),
+                          None)
+    mem, mem_dir = _binding([(d, parse_memory_max(t)) for d in mem_chain
+                             if (t := _read(d / "memory.limit_in_bytes")) is not None])
+    return CgroupLimits(1, cpu, mem, mem_chain[0] if mem_chain else None, usage_file, mem_dir)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,12 @@ def recap_table(result: PlaybookResult) -> Table:
 @click.option("--check", is_flag=True, help="Dry run (ansible --check).")
 @click.option("--force", is_flag=True,
               help="Run the playbook even when every host's deploy stamp says nothing changed.")
+@click.option("--strategy", default=None, metavar="NAME",
+              help="Ansible strategy: mitogen_linear (default; EDGEFERRY_ANSIBLE_STRATEGY "
+                   "changes the default), linear (ansible's own), free, mitogen_free, ...")
 @json_option
 def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bool,
-           force: bool, as_json: bool) -> None:
+           force: bool, strategy: str | None, as_json: bool) -> None:
     """Provision the hosts and deploy the agents (playbooks/site.yml via ansible-runner).
 
     A full deploy is skipped when every host holds a deploy stamp with the digest of the
@@ -48,7 +51,7 @@ def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bo
     console = Console(stderr=as_json)
     console.print(f"deploying playbooks/site.yml to {inv}")
     done = deploy_site(inv, tags=tags.split(",") if tags else None, limit=limit, check=check,
-                       force=force,
+                       force=force, strategy=strategy,
                        progress=lambda line: console.print(line, highlight=False, markup=False))
     result = done.result
     if as_json:
@@ -56,12 +59,14 @@ def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bo
                    "stamps": done.verdict.reasons if done.verdict else None,
                    "status": result.status if result else "skipped",
                    "rc": result.rc if result else 0,
+                   "strategy": result.strategy if result else None,
                    "run_dir": result.run_dir if result else None,
                    "hosts": result.hosts if result else {},
                    "failures": result.failures if result else []})
     elif result is not None:
         console.print(recap_table(result))
-        console.print(f"took {done.seconds:.1f} s; artifacts in {result.run_dir}")
+        console.print(f"took {done.seconds:.1f} s (strategy {result.strategy}); artifacts in "
+                      f"{result.run_dir}")
     else:
         console.print(f"took {done.seconds:.1f} s; nothing deployed (use --force to run the "
                       "playbook anyway)")

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from edgeferry import __version__, resources
-from edgeferry.deploy.runner import PlaybookResult, inventory_name, run_playbook
+from edgeferry.deploy.runner import PlaybookResult, inventory_name, run_playbook, strategy_env
 from edgeferry.workspace import workspace
 
 #: how long a stamp proves a host up to date (shorter than every rotation period)
@@ -209,12 +209,14 @@ class SiteDeploy:
 
 def deploy_site(inventory: Path, *, progress: Callable[[str], None],
                 force: bool = False, tags: list[str] | None = None, limit: str | None = None,
-                check: bool = False) -> SiteDeploy:
+                check: bool = False, strategy: str | None = None) -> SiteDeploy:
     """playbooks/site.yml unless every host proves it unnecessary (module docstring); a full
     deploy that succeeds leaves a new stamp on every host. With ``force``, tags, a limit or
-    check mode the playbook always runs and no stamp is written (site.yml forgets it)."""
+    check mode the playbook always runs and no stamp is written (site.yml forgets it).
+    `strategy` is the Ansible strategy (`runner.strategy_env`), checked before anything runs."""
     from edgeferry.hosts import connection_factory, hosts_from_inventory
 
+    strategy_env(strategy)  # an unknown name or a missing mitogen fails before any host is read
     started = time.monotonic()
     full = not (tags or limit or check)
     verdict = None
@@ -230,11 +232,11 @@ def deploy_site(inventory: Path, *, progress: Callable[[str], None],
         if verdict.skip:
             return SiteDeploy(None, verdict, time.monotonic() - started)
     result = run_playbook("site.yml", inventory, tags=tags, limit=limit, check=check,
-                          progress=progress)
+                          progress=progress, strategy=strategy)
     if result.ok and full:
         record = new_stamp(inputs_digest(inventory))
         stamped = run_playbook("stamp.yml", inventory,
-                               extravars={"edgeferry_stamp_record": record})
+                               extravars={"edgeferry_stamp_record": record}, strategy=strategy)
         if not stamped.ok:  # the deploy stands; only the next one cannot be skipped
             progress(f"could not record the deploy stamp: {stamped.failures[:1]}")
     return SiteDeploy(result, verdict, time.monotonic() - started)

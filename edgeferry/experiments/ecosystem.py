@@ -88,11 +88,13 @@ class Deployed:
     def read(cls, inventory: Path, smf_host: str, edges: list[str],
              root: Path | None = None) -> Deployed:
         """From the manifests of the SMF's host and of the edges (ManifestError when one is
-        missing or lacks what is needed)."""
+        missing or lacks what is needed: an edge without one was never deployed). Each edge's
+        MAX is not taken from here: its node agent measures it (`Ecosystem.edge_max`)."""
         smf = load_manifest(inventory, smf_host, root)
-        return cls(workloads=smf.workloads(),
-
-                   container_owner=smf.container_owner, smf_manifest=smf.path)
+        for edge in edges:
+            load_manifest(inventory, edge, root)
+        return cls(workloads=smf.workloads(), container_owner=smf.container_owner,
+                   smf_manifest=smf.path)
 
 
 @dataclass

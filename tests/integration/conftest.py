@@ -1,11 +1,12 @@
 """One deployed emulated lab shared by the lab tests that only need *a* deployed lab.
 
 `deployed_lab` is session-scoped: it uses EDGEFERRY_TEST_INVENTORY when set (a lab that is up),
-otherwise brings up lab `itdeploy` (control + three edges, 10.253.0.0/24), deploys site.yml once
+otherwise brings up lab `itdeploy` (control + three edges, 10.253.0.0/24) from a lab file
+(`deployed_lab_file`), deploys it once the way `edgeferry deploy` does (leaving the deploy stamps)
 and tears the lab down when the session ends. Bringing up and deploying a lab costs minutes on
-the CI machine's two cores, so the deploy, least-privilege and registry tests share this one
-instead of each bringing up its own. (test_experiment_lab runs through `edgeferry run`, which
-brings up the default lab itself, as a user's run does.)
+the CI machine's two cores, so the deploy, experiment, least-privilege and registry tests share
+this one instead of each bringing up its own. (test_experiment_lab runs `edgeferry run` against
+the same lab file; the installed-wheel test brings up a lab from nothing, as a user's run does.)
 """
 
 from __future__ import annotations
@@ -17,27 +18,47 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from edgeferry.deploy.runner import run_playbook
+from edgeferry.deploy.stamp import deploy_site
+from edgeferry.lab.config import load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 EDGEFERRY = [sys.executable, "-m", "edgeferry.cli.main"]
+SHARED_LAB, SHARED_SUBNET, SHARED_EDGES = "itdeploy", "10.253.0.0/24", 3
 
 
 @pytest.fixture(scope="session")
-def deployed_lab() -> Iterator[Path]:
+def deployed_lab_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab file of the shared lab: the default lab's profiles and host layout with three
+    edges, named `itdeploy` on 10.253.0.0/24 (EDGEFERRY_TEST_LAB_FILE with
+    EDGEFERRY_TEST_INVENTORY: the file of a lab that is up)."""
+    given = os.environ.get("EDGEFERRY_TEST_LAB_FILE")
+    if given:
+        return Path(given).resolve()
+    spec = load_spec(name=SHARED_LAB, subnet=SHARED_SUBNET, edges=SHARED_EDGES)
+    path = tmp_path_factory.mktemp("shared-lab") / "itdeploy.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True,
+                                                   exclude_defaults=True), sort_keys=False))
+    assert load_spec(path) == spec, "the written lab file must describe the same lab"
+    return path
+
+
+@pytest.fixture(scope="session")
+def deployed_lab(deployed_lab_file: Path) -> Iterator[Path]:
     """The inventory of a lab deployed from this checkout (see the module doc)."""
     given = os.environ.get("EDGEFERRY_TEST_INVENTORY")
     if given:
         yield Path(given).resolve()
         return
-    subprocess.run([*EDGEFERRY, "lab", "up", "--name", "itdeploy", "--subnet", "10.253.0.0/24",
-                    "--edges", "3", "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
-    inventory = REPO_ROOT / "inventory" / "itdeploy"
+    subprocess.run([*EDGEFERRY, "lab", "up", "--lab-file", str(deployed_lab_file),
+                    "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
+    inventory = REPO_ROOT / "inventory" / SHARED_LAB
     try:
-        first = run_playbook("site.yml", inventory)
-        assert first.ok, first.failures
+        first = deploy_site(inventory, progress=lambda line: None)
+        assert first.result is not None, "fresh hosts hold no stamp: the first deploy runs"
+        assert first.ok, first.result.failures
         yield inventory
     finally:
-        subprocess.run([*EDGEFERRY, "lab", "down", "--name", "itdeploy"], cwd=REPO_ROOT)
+        subprocess.run([*EDGEFERRY, "lab", "down", "--name", SHARED_LAB], cwd=REPO_ROOT)

@@ -1,6 +1,9 @@
 """`edgeferry run` end to end on the emulated lab: a small container-migration experiment.
 
-Brings up (or reuses) the default lab, deploys the agents with Ansible (idempotent), runs the
+Runs on the shared deployed lab (tests/integration/conftest.py: `edgeferry run` brings it up
+from its lab file, which finds it up and measures its links; `--skip-deploy --skip-verify`
+because the fixture deployed it and test_deploy verifies it: bringing up and deploying a lab from
+nothing through `edgeferry run` is the installed-wheel test's and the demo's), runs the
 ecosystem bootstrap and two real migrations of a small synthetic image through
 SMF.MigrateService at a trial bandwidth below the lab's (the links are reshaped for the part and
 put back after it), keeping every trial's agent journals; then checks the report against the
@@ -34,11 +37,11 @@ TRIAL_RATE, TRIAL_BPS = "20mbit", 20_000_000  # below the default lab's 40 Mbit/
 UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
-def experiment(path: Path) -> Path:
+def experiment(path: Path, lab_file: Path) -> Path:
     doc = {
         "name": "itest-migration",
         "description": "integration test: two small container migrations edge1 -> edge2",
-        "target": {"lab": {}},
+        "target": {"lab": {"lab_file": str(lab_file)}},
         "seed": 7,
         "logs": "all",
         "scenario": "container-migration",
@@ -78,30 +81,28 @@ def live_rate(container: str) -> int | None:
     return parse_tbf_rate(out)
 
 
-def lab_state() -> dict:
-    out = subprocess.run([str(BIN / "edgeferry"), "lab", "status", "--json"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+def lab_state(name: str) -> dict:
+    out = subprocess.run([str(BIN / "edgeferry"), "lab", "status", "--name", name, "--json"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out))
 
 
-def test_container_migration_experiment_report_matches_raw(tmp_path: Path) -> None:
+def test_container_migration_experiment_report_matches_raw(
+        tmp_path: Path, deployed_lab: Path, deployed_lab_file: Path) -> None:
     reports = tmp_path / "reports"
-    try:
-        proc = subprocess.run(
-            [str(BIN / "edgeferry"), "run", str(experiment(tmp_path / "itest-migration.yaml")),
-             "--new", "--reports-dir", str(reports)],
-            cwd=REPO, capture_output=True, text=True, timeout=3300,
-            env={**os.environ, "COLUMNS": "200",
-                 "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
-        if proc.returncode == 0:  # the lab is still up: what the part left on the links
-            restored = {h: live_rate(f"ef-lab-{h}") for h in ("edge1", "edge2")}
-            lab = lab_state()
-            configured = {h: lab["bandwidth"][h]["configured_bps"] for h in ("edge1", "edge2")}
-    finally:
-        # Leave the machine as we found it: the next run (or another checkout) starts clean.
-        subprocess.run([str(BIN / "edgeferry"), "lab", "down"], cwd=REPO, capture_output=True,
-                       text=True, timeout=600, check=False)
+    name = str(yaml.safe_load(deployed_lab_file.read_text())["name"])
+    proc = subprocess.run(
+        [str(BIN / "edgeferry"), "run",
+         str(experiment(tmp_path / "itest-migration.yaml", deployed_lab_file)),
+         "--new", "--skip-deploy", "--skip-verify", "--reports-dir", str(reports)],
+        cwd=REPO, capture_output=True, text=True, timeout=3300,
+        env={**os.environ, "COLUMNS": "200",
+             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    # the lab is still up: what the part left on the links
+    restored = {h: live_rate(f"ef-{name}-{h}") for h in ("edge1", "edge2")}
+    lab = lab_state(name)
+    configured = {h: lab["bandwidth"][h]["configured_bps"] for h in ("edge1", "edge2")}
     run_dir = next((reports / "itest-migration").iterdir())
     trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
     measured = [t for t in trials if not t.get("warmup")]

@@ -24,3 +24,12 @@ def test_a_deny_prints_the_decision_and_exits_1() -> None:
     result = edgeferry("audit", "check", "--paper", "--container", "App1", "--edge", "Edge4")
     assert "DENY: the migration is not executed" in result.stdout
     assert result.returncode == 1
+
+
+def test_an_unknown_ansible_strategy_exits_2_before_touching_a_host(tmp_path) -> None:
+    inventory = tmp_path / "hosts.yml"  # nothing answers at this address: no host is contacted
+    inventory.write_text("all:\n  hosts:\n    control:\n      ansible_host: 192.0.2.1\n")
+    result = edgeferry("deploy", "-i", str(inventory), "--strategy", "fastest")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "unknown Ansible strategy 'fastest'" in result.stderr
+    assert "mitogen_linear" in result.stderr

@@ -125,3 +125,40 @@ def test_new_run_dir_is_private_and_unique(tmp_path: Path):
     a = R.new_run_dir(inv, "site.yml", base=tmp_path / "runs")
     b = R.new_run_dir(inv, "site.yml", base=tmp_path / "runs")
     assert a != b and a.parent.name == "lab" and (a.stat().st_mode & 0o777) == 0o700
+
+
+def test_default_strategy_is_mitogens_linear_found_from_the_installed_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import importlib.util
+
+    monkeypatch.delenv(R.STRATEGY_ENV, raising=False)
+    run, calls = fake_runner([], status="successful", rc=0, stats={})
+    result = R.run_playbook("site.yml", tmp_path, run_dir=tmp_path / "r", runner_run=run)
+    env = calls["envvars"]
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear" == result.strategy
+    spec = importlib.util.find_spec("ansible_mitogen")
+    assert spec is not None and spec.origin is not None
+    expected = Path(spec.origin).parent / "plugins" / "strategy"
+    assert Path(env["ANSIBLE_STRATEGY_PLUGINS"]) == expected
+    assert (expected / "mitogen_linear.py").is_file()
+
+
+def test_linear_switches_back_to_ansibles_own_strategy(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(R.STRATEGY_ENV, "linear")
+    run, calls = fake_runner([], status="successful", rc=0, stats={})
+    result = R.run_playbook("site.yml", tmp_path, run_dir=tmp_path / "r", runner_run=run)
+    assert calls["envvars"]["ANSIBLE_STRATEGY"] == "linear" == result.strategy
+    assert "ANSIBLE_STRATEGY_PLUGINS" not in calls["envvars"]
+    # an explicit choice wins over the environment
+    R.run_playbook("site.yml", tmp_path, run_dir=tmp_path / "r2", runner_run=run,
+                   strategy="mitogen_free")
+    assert calls["envvars"]["ANSIBLE_STRATEGY"] == "mitogen_free"
+
+
+def test_an_unknown_strategy_is_refused_before_the_runner_starts(tmp_path: Path):
+    run, calls = fake_runner([], status="successful", rc=0, stats={})
+    with pytest.raises(ConfigError, match=r"unknown Ansible strategy 'fastest'.*mitogen_linear"):
+        R.run_playbook("site.yml", tmp_path, run_dir=tmp_path / "r", runner_run=run,
+                       strategy="fastest")
+    assert calls == {}

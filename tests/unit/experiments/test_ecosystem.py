@@ -7,7 +7,6 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from agents.security.rasp import Resources
 from edgeferry.deploy.manifest import ManifestError, manifest_path
 from edgeferry.experiments.ecosystem import Deployed, Ecosystem
 from edgeferry.experiments.scenario import (
@@ -30,12 +29,10 @@ def deployed_inventory(tmp_path: Path, hosts: tuple[str, ...]) -> Path:
     return inventory
 
 
-def test_deployed_reads_workloads_owner_and_each_edges_maximum(tmp_path: Path) -> None:
+def test_deployed_reads_workloads_and_owner(tmp_path: Path) -> None:
     inventory = deployed_inventory(tmp_path, ("ctl01", "xavier01"))
     d = Deployed.read(inventory, "ctl01", ["xavier01"], root=tmp_path)
     assert d.container_owner == "container-owner"
-    assert d.edge_max == {"xavier01": Resources(cpu=4000, memory=4096, storage=100000,
-                                                network=40)}
     nms, synthetic = d.workloads["nms"], d.workloads["synthetic"]
     assert (nms.name, nms.container_port) == ("nms", 7070)
     assert [(s.container_path, s.path, s.uid) for s in nms.secrets] == [

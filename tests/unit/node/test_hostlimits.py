@@ -58,6 +58,9 @@ def _v2_tree(root: Path, *, top: tuple[str, str], leaf: tuple[str, str] | None) 
     (root / "cgroup.controllers").write_text("cpu memory\n")
     (root / "cpu.max").write_text(top[0])
     (root / "memory.max").write_text(top[1])
+    # the whole host container: every service of the host counts here
+    (root / "memory.current").write_text("1073741824\n")
+    (root / "cpu.stat").write_text("usage_usec 90000000\nuser_usec 60000000\n")
     leaf_dir = root / "system.slice" / "edgeferry-node.service"
     leaf_dir.mkdir(parents=True)
     (leaf_dir / "cpu.max").write_text(leaf[0] if leaf else "max 100000\n")
@@ -75,8 +78,9 @@ def test_jetson_class_container_limits_bind_from_the_parent(tmp_path: Path) -> N
     limits = hl.read_limits(tmp_path, SELF)
     assert (limits.version, limits.cpu_millicores, limits.memory_bytes) == (2, 500, 1610612736)
     assert limits.cgroup_dir == tmp_path / "system.slice" / "edgeferry-node.service"
-    assert limits.memory_current() == 734003200
-    assert limits.cpu_usage_seconds() == 5.0
+    # use is the host's (the limited container's cgroup), not the agent service's alone
+    assert limits.memory_current() == 1073741824
+    assert limits.cpu_usage_seconds() == 90.0
 
 
 def test_the_tighter_of_parent_and_own_limit_wins(tmp_path: Path) -> None:
@@ -84,6 +88,17 @@ def test_the_tighter_of_parent_and_own_limit_wins(tmp_path: Path) -> None:
              leaf=("max 100000\n", "2147483648\n"))
     limits = hl.read_limits(tmp_path, SELF)
     assert (limits.cpu_millicores, limits.memory_bytes) == (1000, 2 * GIB)
+    # memory binds at the service (its own 2 GiB under the container's 3): its counter;
+    # CPU binds at the container: the container's counter
+    assert limits.memory_current() == 734003200
+    assert limits.cpu_usage_seconds() == 90.0
+
+
+def test_no_limit_anywhere_leaves_usage_to_the_machine(tmp_path: Path) -> None:
+    _v2_tree(tmp_path, top=("max 100000\n", "max\n"), leaf=None)
+    limits = hl.read_limits(tmp_path, SELF)
+    assert (limits.cpu_millicores, limits.memory_bytes) == (None, None)
+    assert limits.memory_current() is None and limits.cpu_usage_seconds() is None
 
 
 def test_no_cgroup_filesystem_means_no_limits(tmp_path: Path) -> None:
@@ -103,8 +118,33 @@ def test_v1_tree(tmp_path: Path) -> None:
     assert (limits.version, limits.cpu_millicores, limits.memory_bytes) == (1, 1500, 3 * GIB)
 
 
+def test_v1_lab_host_reads_the_containers_counters_below_a_service(tmp_path: Path) -> None:
+    """What a lab host shows (cgroup v1, cpu and cpuacct co-mounted): the node agent's service
+    cgroup under the container's; the counters are the container's."""
+    box = "docker/2597e2ed"
+    svc = f"{box}/system.slice/edgeferry-node.service"
+    for ctrl in ("cpu,cpuacct", "memory"):
+        (tmp_path / ctrl / svc).mkdir(parents=True)
+    cpu = tmp_path / "cpu,cpuacct"
+    (cpu / box / "cpu.cfs_quota_us").write_text("50000\n")
+    (cpu / box / "cpu.cfs_period_us").write_text("100000\n")
+    (cpu / box / "cpuacct.usage").write_text("42000000000\n")  # 42 s, in ns
+    (cpu / svc / "cpu.cfs_quota_us").write_text("-1\n")
+    (cpu / svc / "cpu.cfs_period_us").write_text("100000\n")
+    (cpu / svc / "cpuacct.usage").write_text("3000000000\n")
+    mem = tmp_path / "memory"
+    (mem / box / "memory.limit_in_bytes").write_text("1610612736\n")
+    (mem / box / "memory.usage_in_bytes").write_text("900000000\n")
+    (mem / svc / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (mem / svc / "memory.usage_in_bytes").write_text("44281856\n")
+    limits = hl.read_limits(tmp_path, f"12:memory:/{svc}\n4:cpu,cpuacct:/{svc}\n0::/\n")
+    assert (limits.cpu_millicores, limits.memory_bytes) == (500, 1610612736)
+    assert limits.cpu_usage_seconds() == 42.0
+    assert limits.memory_current() == 900000000
+
+
 def test_capacity_prefers_override_then_tighter_cgroup_then_machine() -> None:
-    limits = hl.CgroupLimits(2, 500, int(1.5 * GIB), None)
+    limits = hl.CgroupLimits(2, 500, int(1.5 * GIB))
     cap = hl.effective_capacity(machine_cpus=16, machine_memory=128 * GIB,
                                 storage_bytes=10**12, network_bps=40_000_000, gpu=0,
                                 limits=limits)
@@ -112,7 +152,7 @@ def test_capacity_prefers_override_then_tighter_cgroup_then_machine() -> None:
     assert dict(cap.sources) == {"cpu": "cgroup", "memory": "cgroup", "storage": "machine",
                                  "network": "machine", "gpu": "machine"}
     # a limit above the machine does not raise MAX
-    loose = hl.CgroupLimits(2, 64000, 512 * GIB, None)
+    loose = hl.CgroupLimits(2, 64000, 512 * GIB)
     cap = hl.effective_capacity(machine_cpus=2, machine_memory=4 * GIB, storage_bytes=1,
                                 network_bps=0, gpu=0, limits=loose)
     assert (cap.cpu_millicores, cap.memory_bytes) == (2000, 4 * GIB)
