@@ -39,7 +39,7 @@ def service_descriptors() -> dict[str, ServiceDescriptor]:
 
 #: Column order of the matrix (every role a rule may name).
 ROLE_COLUMNS = ("controller", "smf", "ras", "audit", "ledger-validator", "ledger-peer", "node",
-                "bare", "host", "blockcache", "blockcache-origin", "composer")
+                "bare", "host", "blockcache", "blockcache-origin", "composer", "ui")
 
 
 def render_markdown() -> str:

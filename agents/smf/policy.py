@@ -5,7 +5,7 @@ agents that verify its messages. Capabilities are checked in addition by the SMF
 
 from __future__ import annotations
 
-from agents.common.authz import CONTROLLER, Policy, allow
+from agents.common.authz import CONTROLLER, UI, Policy, allow
 
 SMF_SERVICE = "edgeferry.smf.v1.SmfService"
 
@@ -20,8 +20,8 @@ SMF_POLICY = Policy(SMF_SERVICE, {
     "RevokeCapability": _ADMIN,
     "AddServer": _ADMIN,
     "RequestService": _ADMIN,
-    "MigrateService": _ADMIN,
-    "GetService": _ADMIN,
+    "MigrateService": allow(CONTROLLER, UI),
+    "GetService": allow(CONTROLLER, UI),
     "ListServices": _ADMIN,
     "ListUsers": _ADMIN,
     "ListDevices": _ADMIN,
