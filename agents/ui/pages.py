@@ -18,7 +18,15 @@ from agents.audit.domain import (
 from agents.ui.accounts import AccountError, Kind
 from agents.ui.api import open_session
 from agents.ui.portal import PortalError
-from agents.ui.web import SESSION_COOKIE, render, require_session, session_of, set_cookie, state_of
+from agents.ui.web import (
+    SESSION_COOKIE,
+    render,
+    require_session,
+    session_of,
+    set_cookie,
+    state_of,
+    utc,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -247,6 +255,21 @@ def status_fragment(request: Request) -> Response:
     return render(request, "status_live.html", **_status_context(request))
 
 
+def log_summary(entry: dict[str, Any]) -> str:
+    """One line for an audit-log entry: a decision as its verdict and failing elements, other
+    entries as their fields."""
+    if entry.get("kind") == "decision" and isinstance(entry.get("decision"), dict):
+        d = entry["decision"]
+        failing = sorted({str(c.get("element")) for t in d.get("tries", [])
+                          for c in t.get("checks", [])
+                          if c.get("constrained") and not c.get("held")})
+        verdict = f"PERMIT to {d.get('chosen')}" if d.get("permit") else \
+            "DENY" + (f" (failing: {', '.join(failing)})" if failing else "")
+        return f"{d.get('container')} to {d.get('mode')} {d.get('target')}: {verdict}"
+    skip = ("kind", "owner", "caller", "requirements", "attributes")
+    return "; ".join(f"{k}={v}" for k, v in entry.items() if k not in skip)[:300]
+
+
 @router.get("/audit-log")
 def audit_log_page(request: Request) -> Response:
     """The owner's audit-log entries and the verification of the whole chain."""
@@ -257,4 +280,7 @@ def audit_log_page(request: Request) -> Response:
         page = state_of(request).portal.audit_log(owner, start, 50)
     except PortalError as err:
         return render(request, "audit_log.html", err.status, page=None, error=str(err))
-    return render(request, "audit_log.html", page=page)
+    rows = [{"seq": e["seq"], "time": utc(float(e["ts"])), "kind": e["kind"],
+             "caller": e["entry"].get("caller", ""), "summary": log_summary(e["entry"]),
+             "mac": e["mac"]} for e in page.entries]
+    return render(request, "audit_log.html", page=page, rows=rows)

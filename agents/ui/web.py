@@ -19,11 +19,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -91,6 +92,11 @@ class UiState:
     def anon_csrf(self, anon: str) -> str:
         """The CSRF token of a browser that is not signed in (from its anon cookie)."""
         return hmac.new(self.secret, b"efui-anon\0" + anon.encode(), hashlib.sha256).hexdigest()
+
+
+def utc(ts: float) -> str:
+    """Unix time as ``YYYY-MM-DD HH:MM:SS`` (UTC)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def state_of(request: Request) -> UiState:
@@ -178,6 +184,17 @@ def portal_errors(request: Request, exc: PortalError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
 
+async def http_errors(request: Request, exc: HTTPException) -> Response:
+    """JSON ``{"detail": ...}`` for the API; a page visit without a session goes to sign-in,
+    other refusals of pages show the message as plain text."""
+    if not request.url.path.startswith("/api/"):
+        if exc.status_code == 401 and request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code,
+                                 headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 def create_app(state: UiState) -> FastAPI:
     """The UI server's ASGI app over ``state``."""
     from agents.ui import api, pages
@@ -189,10 +206,12 @@ def create_app(state: UiState) -> FastAPI:
                   dependencies=[Depends(guard)])
     app.state.ui = state
     app.state.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+    app.state.templates.env.filters["utc"] = utc
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     app.add_exception_handler(PortalError, portal_errors)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_errors)  # type: ignore[arg-type]
 
     @app.middleware("http")
     async def limits_and_headers(request: Request,

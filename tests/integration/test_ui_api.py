@@ -37,7 +37,7 @@ def _setup_owners(env: UiEnv):
 
 
 def test_owner_flow_share_redeem_register_decide(env):
-    eo, e_csrf, co, c_csrf, keys = _setup_owners(env)
+    eo, _e_csrf, co, c_csrf, keys = _setup_owners(env)
     # the edge owner sees their share keys again (the audit agent keeps only digests)
     listed = {e["name"]: e for e in eo.get("/api/v1/edges").json()}
     assert {n: e["share_key"] for n, e in listed.items()} == keys
@@ -73,7 +73,7 @@ def test_owner_flow_share_redeem_register_decide(env):
 
 
 def test_validation_messages_are_the_clis(env, tmp_path):
-    eo, e_csrf, co, c_csrf, keys = _setup_owners(env)
+    eo, e_csrf, co, c_csrf, _keys = _setup_owners(env)
     bad_edge = {**EDGE_JP, "eDAl": "zz"}
     bad_policy = {**POLICY, "cHRc": "fast"}
     doc = {"edges": [{"name": "E1", "attributes": bad_edge}]}
@@ -113,7 +113,7 @@ def test_validation_messages_are_the_clis(env, tmp_path):
 
 
 def test_migration_denied_and_unbound_and_audit_log(env):
-    eo, e_csrf, co, c_csrf, keys = _setup_owners(env)
+    eo, _e_csrf, co, c_csrf, keys = _setup_owners(env)
     for key in keys.values():
         co.post("/api/v1/share-keys/redeem", json={"share_key": key},
                 headers={"X-CSRF-Token": c_csrf})
@@ -173,7 +173,7 @@ def test_openapi_document_lists_the_api(env):
 
 
 def test_tampered_audit_log_is_shown_as_failed(env):
-    eo, e_csrf, *_ = _setup_owners(env)
+    eo, _e_csrf, *_ = _setup_owners(env)
     path = Path(env.audit_service.log.path)
     lines = path.read_bytes().split(b"\n")
     lines[0] = lines[0].replace(b"Edge-jp", b"Edge-xx")
