@@ -3,10 +3,15 @@ flow, the CLI's validation messages, decision tables, migrations, the audit log.
 
 from __future__ import annotations
 
+import socket
+import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -183,3 +188,47 @@ def test_tampered_audit_log_is_shown_as_failed(env):
     assert log["entries"] == []
     page = eo.get("/audit-log")
     assert "Chain verification FAILED" in page.text
+
+
+def test_the_agent_process_serves_https_with_the_lab_ca(env, tmp_path):
+    """`python -m agents.ui` from a config file: HTTPS with the lab-CA certificate, talking to
+    the audit agent as role ui (a sign-up + sign-in + edge registration goes through)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    config = tmp_path / "ui.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "ui", "listen_host": "127.0.0.1", "listen_port": port,
+        "data_dir": str(tmp_path / "ui-data"),
+        "tls": {"ca_cert": str(env.pki.ca.cert_path), "cert": str(env.cert.cert_path),
+                "key": str(env.cert.key_path)},
+        "settings": {"audit_address": f"localhost:{env.audit_server.port}",
+                     "owner_token_key": str(env.settings.owner_token_key)}}))
+    proc = subprocess.Popen([sys.executable, "-m", "agents.ui", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        ctx = ssl.create_default_context(cafile=str(env.pki.ca.cert_path))
+        with httpx.Client(base_url=f"https://localhost:{port}", verify=ctx) as c:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    r = c.get("/login")
+                    break
+                except httpx.ConnectError:
+                    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert r.status_code == 200 and "Sign in" in r.text
+            assert r.headers["content-security-policy"].startswith("default-src 'self'")
+            token = sign_up_and_in(c, "paula", "edge")  # type: ignore[arg-type]
+            r = c.post("/api/v1/edges", json={"name": "P1", "attributes": EDGE_JP},
+                       headers={"X-CSRF-Token": token})
+            assert r.status_code == 201, r.text
+        assert [e.entry["caller"] for e in env.audit_service.log.entries()
+                if e.entry.get("edge") == "P1"] == ["ui.localhost"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
