@@ -10,9 +10,8 @@ edge owner can see them again.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agents.audit.domain import (
@@ -25,7 +24,8 @@ from agents.audit.domain import (
 from agents.common.store import Store
 
 MAX_TEXT = 256  # any single form field
-MAX_SHARE_KEYS = 1000
+MAX_SHARE_KEYS = 1000  # edges one owner registers through the UI
+MAX_CONTAINERS = 1000  # containers one owner registers through the UI
 
 _SCHEMA = [
     """
@@ -188,7 +188,6 @@ class Portal:
 
     backend: Backend
     store: Store
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.store.migrate("ui-portal", _SCHEMA)
@@ -257,6 +256,10 @@ class Portal:
             parse_container_policy(name, reqs, location=location)
         except AuditError as err:
             raise PortalError(400, str(err)) from None
+        count = self.store.query_one("SELECT COUNT(*) AS n FROM containers WHERE username = ?",
+                                     (owner,))
+        if count is not None and int(count["n"]) >= MAX_CONTAINERS:
+            raise PortalError(409, f"at most {MAX_CONTAINERS} containers per owner")
         result: ContainerView = self._call(self.backend.register_container, owner, name, reqs,
                                            location=location)
         self.store.execute("INSERT OR IGNORE INTO containers VALUES (?, ?)", (owner, name))

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from agents.smf.client import MigrationReport, PhaseTiming, SmfClient
+from agents.ui.backend import SmfBinding
 from edgeferry.cli.main import cli
 from tests.integration.ui_env import EDGE_JP, EDGE_KR, POLICY, UiEnv, report_state, sign_up_and_in
 
@@ -232,3 +234,58 @@ def test_the_agent_process_serves_https_with_the_lab_ca(env, tmp_path):
         proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
+
+
+class _RecordingSmf(SmfClient):
+    """An SMF client whose MigrateService answer is scripted (no SMF, RAS and edges here);
+    it records the calls the UI makes."""
+
+    def __init__(self) -> None:  # no channel
+        self.calls: list[tuple] = []
+
+    def migrate(self, service_id, user_id, device_id, user_cap, device_cap, destination, *,
+                request_id="", order=""):
+        self.calls.append((service_id, user_id, device_id, user_cap, device_cap, destination))
+        time.sleep(0.3)  # long enough for the status to show "migrating"
+        phases = tuple(PhaseTiming(name, 0.01, 0, "ok", "") for name in
+                       ("policy_audit", "rasp_exchange", "ledger_write", "stop", "commit",
+                        "push", "pull", "run", "location_commit"))
+        return MigrationReport(True, destination, 2, b"s", phases, None, "", 0.1, "diff")
+
+
+def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
+    eo, _, co, c_csrf, keys = _setup_owners(env)
+    for key in keys.values():
+        co.post("/api/v1/share-keys/redeem", json={"share_key": key},
+                headers={"X-CSRF-Token": c_csrf})
+    co.post("/api/v1/containers", json={"name": "App1", "location": "Edge-home",
+                                        "requirements": POLICY},
+            headers={"X-CSRF-Token": c_csrf})
+    backend = env.state.portal.backend
+    smf = _RecordingSmf()
+    backend.smf = smf
+    backend.bindings = {"App1": SmfBinding("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP")}
+    mid = co.post("/api/v1/migrations", json={"container": "App1", "edge": "Edge-jp"},
+                  headers={"X-CSRF-Token": c_csrf}).json()["id"]
+    states = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = co.get(f"/api/v1/migrations/{mid}").json()
+        if not states or states[-1] != m["state"]:
+            states.append(m["state"])
+        if m["state"] in ("done", "failed", "denied"):
+            break
+        time.sleep(0.02)
+    assert states[-2:] == ["migrating", "done"], states
+    assert smf.calls == [("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP", "Edge-jp")]
+    # the UI's own audit first, then the SMF's phases in its order
+    assert [p["name"] for p in m["phases"]] == [
+        "policy_audit", "policy_audit", "rasp_exchange", "ledger_write", "stop", "commit",
+        "push", "pull", "run", "location_commit"]
+    # a denied one never reaches the SMF
+    denied = co.post("/api/v1/migrations", json={"container": "App1", "edge": "Edge-kr"},
+                     headers={"X-CSRF-Token": c_csrf}).json()["id"]
+    while co.get(f"/api/v1/migrations/{denied}").json()["state"] == "auditing":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert len(smf.calls) == 1
