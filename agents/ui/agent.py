@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.audit.client import AuditClient
-from agents.audit.owners import read_key_file
+from agents.audit.convert import read_key_file
 from agents.common.client import secure_channel_from_config
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentStartError

@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 
 from agents.audit.client import AuditClient, AuditRpcError
-from agents.audit.owners import seal_owner_token
+from agents.audit.convert import seal_owner_token
 from agents.security.errors import ProtocolError
 from agents.ui.portal import (
     BackendError,

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 
-from agents.audit.domain import (
+from agents.audit.convert import (
     CONTAINER_ELEMENTS,
     EDGE_ELEMENT_DESCRIPTIONS,
     EDGE_ELEMENTS,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agents.audit.domain import (
+from agents.audit.convert import (
     CONTAINER_ELEMENTS,
     EDGE_ELEMENTS,
     AuditError,

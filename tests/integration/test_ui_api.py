@@ -254,7 +254,7 @@ class _RecordingSmf(SmfClient):
 
 
 def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
-    eo, _, co, c_csrf, keys = _setup_owners(env)
+    _eo, _, co, c_csrf, keys = _setup_owners(env)
     for key in keys.values():
         co.post("/api/v1/share-keys/redeem", json={"share_key": key},
                 headers={"X-CSRF-Token": c_csrf})
