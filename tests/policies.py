@@ -88,10 +88,11 @@ def _ui_routes() -> list[str]:
            EDGE: {"edge owner"}, CONTAINER: {"container owner"}}
     lines = ["## UI server (`agents/ui`, HTTPS)", "",
              "Routes of the web UI and the REST API (`agents/ui/access.py`; a route without an",
-             "entry is refused). The UI server calls the agents above as role `ui` with its own",
-             "certificate; what an owner touches inside a route (only their own edges, containers,",
-             "migrations and audit-log entries) the audit agent decides from the owner token the UI",
-             "seals for the signed-in account. Every POST/DELETE needs the session's CSRF token.",
+             "entry is refused). The UI server calls the agents above as role `ui` with its",
+             "own certificate; what an owner touches inside a route (only their own edges,",
+             "containers, migrations and audit-log entries) the audit agent decides from the",
+             "owner token the UI seals for the signed-in account. Every POST/DELETE needs the",
+             "session's CSRF token.",
              "",
              "| Method | Path | " + " | ".join(columns) + " |",
              "|---|---|" + "---|" * len(columns)]
