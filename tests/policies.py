@@ -39,7 +39,7 @@ def service_descriptors() -> dict[str, ServiceDescriptor]:
 
 #: Column order of the matrix (every role a rule may name).
 ROLE_COLUMNS = ("controller", "smf", "ras", "audit", "ledger-validator", "ledger-peer", "node",
-                "bare", "host", "blockcache", "blockcache-origin", "composer")
+                "bare", "host", "blockcache", "blockcache-origin", "composer", "ui")
 
 
 def render_markdown() -> str:
@@ -75,4 +75,29 @@ def render_markdown() -> str:
             objects = rule.objects if rule is not None else "nobody (no entry)"
             lines.append(f"| {method.name} | " + " | ".join(cells) + f" | {objects} |")
         lines.append("")
+    lines += _ui_routes()
     return "\n".join(lines)
+
+
+def _ui_routes() -> list[str]:
+    """The UI server's HTTP routes (agents/ui/access.py) with who may call each."""
+    from agents.ui.access import ACCESS, CONTAINER, EDGE, PUBLIC, SIGNED_IN
+
+    columns = ("anyone", "edge owner", "container owner")
+    who = {PUBLIC: set(columns), SIGNED_IN: {"edge owner", "container owner"},
+           EDGE: {"edge owner"}, CONTAINER: {"container owner"}}
+    lines = ["## UI server (`agents/ui`, HTTPS)", "",
+             "Routes of the web UI and the REST API (`agents/ui/access.py`; a route without an",
+             "entry is refused). The UI server calls the agents above as role `ui` with its",
+             "own certificate; what an owner touches inside a route (only their own edges,",
+             "containers, migrations and audit-log entries) the audit agent decides from the",
+             "owner token the UI seals for the signed-in account. Every POST/DELETE needs the",
+             "session's CSRF token.",
+             "",
+             "| Method | Path | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for (method, path), level in sorted(ACCESS.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = ["Y" if c in who[level] else "" for c in columns]
+        lines.append(f"| {method} | `{path}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines

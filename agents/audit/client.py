@@ -212,6 +212,24 @@ class AuditClient:
         resp = self._rpc("VerifyAuditLog", pb.VerifyAuditLogRequest())
         return bool(resp.ok), int(resp.entries), str(resp.problem)
 
+    def read_log(self, owner_token: bytes, *, start: int = 1, limit: int = 50) -> LogPage:
+        """The owner's verified audit-log entries from ``start`` (at most ``limit``)."""
+        resp = self._rpc("ReadAuditLog", pb.ReadAuditLogRequest(
+            owner_token=owner_token, start_seq=start, limit=limit))
+        return LogPage(bool(resp.ok), int(resp.total), str(resp.problem), tuple(resp.entries),
+                       int(resp.next_seq))
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One page of an owner's audit-log entries and the verification of the whole chain."""
+
+    ok: bool
+    total: int
+    problem: str
+    entries: tuple[pb.AuditLogEntry, ...]
+    next_seq: int
+
 
 def _text(value: object) -> str:
     if value is None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agents.audit.auditlog import AuditLog
+from agents.audit.auditlog import AuditLog, LogEntry, VerifyResult
 from agents.audit.destination import MigrationDecision, Target, choose_destination
 from agents.audit.domain import (
     AuditError,
@@ -176,6 +176,24 @@ class AuditService:
     def states(self) -> dict[str, EdgeState]:
         with self._lock:
             return dict(self._states)
+
+    # -- the audit log --------------------------------------------------------------------------
+    def read_log(self, token: bytes, *, start: int = 1, limit: int = 50
+                 ) -> tuple[VerifyResult, list[LogEntry], int]:
+        """(verification of the whole chain, up to ``limit`` verified entries from ``start``
+        that name the token's owner, the seq to ask for next or 0). A log that fails
+        verification returns no entries."""
+        owner = self.owner_of(token)
+        result = self.log.verify()
+        if not result.ok:
+            return result, [], 0
+        found: list[LogEntry] = []
+        for item in self.log.entries(start=max(start, 1)):
+            if item.entry.get("owner") == owner:
+                found.append(item)
+                if len(found) >= limit:
+                    return result, found, item.seq + 1 if item.seq < result.entries else 0
+        return result, found, 0
 
     # -- the audit ------------------------------------------------------------------------------
     def evaluate(self, token: bytes, container: str, target: Target, *, seed: int | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from agents.common.status import StatusTable, abort, mapped_errors
 
 SERVICE_NAME = "edgeferry.audit.v1.AuditService"
 MAX_TOKEN_BYTES = 4096
+MAX_LOG_PAGE = 200
 T = TypeVar("T")
 
 _STATUS: StatusTable = (
@@ -260,6 +262,22 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
             return pb.VerifyAuditLogResponse(ok=result.ok, entries=result.entries,
                                              problem=result.problem)
         return self._call(context, "VerifyAuditLog", run)
+
+    def ReadAuditLog(self, request: pb.ReadAuditLogRequest,
+                     context: grpc.ServicerContext) -> pb.ReadAuditLogResponse:
+        def run(caller: str) -> pb.ReadAuditLogResponse:
+            limit = request.limit or 50
+            if limit > MAX_LOG_PAGE:
+                raise PolicyError(f"limit must be at most {MAX_LOG_PAGE}")
+            result, found, next_seq = self.service.read_log(
+                self._token(request.owner_token, context), start=request.start_seq or 1,
+                limit=limit)
+            return pb.ReadAuditLogResponse(
+                ok=result.ok, total=result.entries, problem=result.problem, next_seq=next_seq,
+                entries=[pb.AuditLogEntry(
+                    seq=e.seq, ts_ms=int(e.ts * 1000), kind=str(e.entry.get("kind", "")),
+                    entry_json=json.dumps(e.entry, sort_keys=True), mac=e.mac) for e in found])
+        return self._call(context, "ReadAuditLog", run)
 
 
 def add_to_server(servicer: AuditServicer, server: Any) -> None:

@@ -40,9 +40,11 @@ if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
 #: Roles an agent or host certificate may carry as ``<role>.<host>``.
 AGENT_ROLES = frozenset(
     {"smf", "ras", "audit", "ledger-validator", "ledger-peer", "node", "bare", "host",
-     "blockcache", "blockcache-origin", "composer"}
+     "blockcache", "blockcache-origin", "composer", "ui"}
 )
 CONTROLLER = "controller"
+#: The UI server's role (``ui.<host>``): calls owner-scoped methods for its signed-in owners.
+UI = "ui"
 UNKNOWN = "unknown"
 #: Every role a rule may name.
 ALL_ROLES = AGENT_ROLES | {CONTROLLER}

@@ -7,7 +7,7 @@ by the SMF itself."""
 
 from __future__ import annotations
 
-from agents.common.authz import CONTROLLER, Policy, allow
+from agents.common.authz import CONTROLLER, UI, Policy, allow
 
 SMF_SERVICE = "edgeferry.smf.v1.SmfService"
 
@@ -22,8 +22,8 @@ SMF_POLICY = Policy(SMF_SERVICE, {
     "RevokeCapability": _ADMIN,
     "AddServer": _ADMIN,
     "RequestService": _ADMIN,
-    "MigrateService": _ADMIN,
-    "GetService": _ADMIN,
+    "MigrateService": allow(CONTROLLER, UI),
+    "GetService": allow(CONTROLLER, UI),
     "ListServices": _ADMIN,
     "ListUsers": _ADMIN,
     "ListDevices": _ADMIN,

@@ -16,6 +16,7 @@ from edgeferry.cli import report as report_cmd
 from edgeferry.cli import results as results_cmd
 from edgeferry.cli import run as run_cmd
 from edgeferry.cli import smf as smf_cmd
+from edgeferry.cli import ui as ui_cmd
 from edgeferry.errors import EdgeferryError
 
 
@@ -34,6 +35,7 @@ cli.add_command(results_cmd.results)
 cli.add_command(audit_cmd.audit)
 cli.add_command(smf_cmd.smf)
 cli.add_command(pki_cmd.pki)
+cli.add_command(ui_cmd.ui)
 for _cmd in pending.COMMANDS:
     cli.add_command(_cmd)
 

@@ -62,6 +62,7 @@ CALLERS: dict[str, str | None] = {
     "blockcache": "blockcache.edge2",
     "blockcache-origin": "blockcache-origin.control",
     "composer": "composer.control",
+    "ui": "ui.control",
     "foreign-ca": None,
     "no-cert": None,
 }

@@ -1054,3 +1054,111 @@ class VerifyAuditLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyAuditLogResponse: _TypeAlias = VerifyAuditLogResponse  # noqa: Y015
+
+@_typing.final
+class ReadAuditLogRequest(_message.Message):
+    """ReadAuditLogRequest asks for one page of the owner's audit-log entries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_TOKEN_FIELD_NUMBER: _builtins.int
+    START_SEQ_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    owner_token: _builtins.bytes
+    """The owner's capability token; only entries that name this owner are returned."""
+    start_seq: _builtins.int
+    """First sequence number to consider (1-based; 0 means 1)."""
+    limit: _builtins.int
+    """Most entries to return (1-200; 0 means 50)."""
+    def __init__(
+        self,
+        *,
+        owner_token: _builtins.bytes = ...,
+        start_seq: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "owner_token", b"owner_token", "start_seq", b"start_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadAuditLogRequest: _TypeAlias = ReadAuditLogRequest  # noqa: Y015
+
+@_typing.final
+class AuditLogEntry(_message.Message):
+    """AuditLogEntry is one verified line of the audit log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    TS_MS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ENTRY_JSON_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """Position in the chain (1-based)."""
+    ts_ms: _builtins.int
+    """When it was written, Unix time in milliseconds."""
+    kind: _builtins.str
+    """What happened ("decision", "edge_registered", ...)."""
+    entry_json: _builtins.str
+    """The entry as canonical JSON."""
+    mac: _builtins.str
+    """The entry's chain MAC (hex)."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        ts_ms: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        entry_json: _builtins.str = ...,
+        mac: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_json", b"entry_json", "kind", b"kind", "mac", b"mac", "seq", b"seq", "ts_ms", b"ts_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditLogEntry: _TypeAlias = AuditLogEntry  # noqa: Y015
+
+@_typing.final
+class ReadAuditLogResponse(_message.Message):
+    """ReadAuditLogResponse is a page of entries plus the verification of the whole chain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    NEXT_SEQ_FIELD_NUMBER: _builtins.int
+    ok: _builtins.bool
+    """True when the chain and the head verify."""
+    total: _builtins.int
+    """Number of verified entries in the whole log."""
+    problem: _builtins.str
+    """What is wrong (empty when ok; then no entries are returned)."""
+    next_seq: _builtins.int
+    """Sequence number to ask for next (0 when the log has no more lines)."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditLogEntry]:
+        """The owner's entries with seq >= start_seq, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditLogEntry] | None = ...,
+        ok: _builtins.bool = ...,
+        total: _builtins.int = ...,
+        problem: _builtins.str = ...,
+        next_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_seq", b"next_seq", "ok", b"ok", "problem", b"problem", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadAuditLogResponse: _TypeAlias = ReadAuditLogResponse  # noqa: Y015

@@ -105,6 +105,11 @@ class AuditServiceStub:
                 request_serializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.VerifyAuditLogResponse.FromString,
                 _registered_method=True)
+        self.ReadAuditLog = channel.unary_unary(
+                '/edgeferry.audit.v1.AuditService/ReadAuditLog',
+                request_serializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.ReadAuditLogRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.ReadAuditLogResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -210,6 +215,13 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadAuditLog(self, request, context):
+        """ReadAuditLog returns the verified audit-log entries about the caller's owner (paged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +294,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditLog,
                     request_deserializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.FromString,
                     response_serializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.VerifyAuditLogResponse.SerializeToString,
+            ),
+            'ReadAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadAuditLog,
+                    request_deserializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.ReadAuditLogRequest.FromString,
+                    response_serializer=edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.ReadAuditLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -663,6 +680,33 @@ class AuditService:
             '/edgeferry.audit.v1.AuditService/VerifyAuditLog',
             edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.VerifyAuditLogRequest.SerializeToString,
             edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.VerifyAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.audit.v1.AuditService/ReadAuditLog',
+            edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.ReadAuditLogRequest.SerializeToString,
+            edgeferry_dot_audit_dot_v1_dot_audit__service__pb2.ReadAuditLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,8 @@ class AuditServiceStub:
     """Evaluate audits a migration request; a deny is a normal answer (permit = false), not an error."""
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.VerifyAuditLogRequest, _audit_service_pb2.VerifyAuditLogResponse]
     """VerifyAuditLog checks the audit log's chain and head and reports its length."""
+    ReadAuditLog: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.ReadAuditLogRequest, _audit_service_pb2.ReadAuditLogResponse]
+    """ReadAuditLog returns the verified audit-log entries about the caller's owner (paged)."""
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuditService is the Data-Audit Execution Server with its policy databases and monitor."""
@@ -175,5 +177,13 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _audit_service_pb2.VerifyAuditLogResponse:
         """VerifyAuditLog checks the audit log's chain and head and reports its length."""
+
+    @_abc_1.abstractmethod
+    def ReadAuditLog(
+        self,
+        request: _audit_service_pb2.ReadAuditLogRequest,
+        context: _grpc.ServicerContext,
+    ) -> _audit_service_pb2.ReadAuditLogResponse:
+        """ReadAuditLog returns the verified audit-log entries about the caller's owner (paged)."""
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _grpc.Server) -> None: ...

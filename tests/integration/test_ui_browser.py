@@ -1,0 +1,170 @@
+"""A real headless browser (Debian's chromium, driven by Playwright) against the UI server in
+uvicorn over HTTPS, over the real audit agent (gRPC + mTLS on loopback).
+
+Both owners sign up and in, the edge owner registers two edges and reads their share keys, the
+container owner redeems them, registers a container with a policy naming every Table 1
+element, sees a DENY with the failing element (cDAl) for the forbidden edge, starts that
+migration and watches the status page update itself (server-sent events) to "denied", reads
+the audit log with its chain verification, and signs out.
+
+With EDGEFERRY_UI_SCREENSHOTS=<dir> set, the main pages are saved there as PNGs (the README's
+screenshots: EDGEFERRY_UI_SCREENSHOTS=docs/screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from edgeferry.stats import median
+from tests.integration.ui_env import EDGE_JP, EDGE_KR, PASSWORD, POLICY, UiEnv, report_state
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def env(lab_pki, agent_config, run_agent_server, tmp_path) -> Iterator[UiEnv]:
+    made = UiEnv(lab_pki, agent_config, run_agent_server, tmp_path)
+    yield made
+    made.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    folder = os.environ.get("EDGEFERRY_UI_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = Path(folder) / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        from PIL import Image  # matplotlib's dependency: a 64-colour palette keeps them small
+
+        with Image.open(path) as img:
+            img.convert("RGB").quantize(64).save(path, optimize=True)
+
+
+def _sign_up_and_in(page: Page, base: str, username: str, kind: str) -> None:
+    page.goto(f"{base}/signup")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.check(f"#kind-{kind}")
+    page.click("#create")
+    page.wait_for_url(f"{base}/login?done=signup")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#signin")
+    page.wait_for_url(f"{base}/{'edges' if kind == 'edge' else 'containers'}")
+
+
+def _page_times(page: Page) -> float:
+    """The last navigation's request start -> response end, in seconds (browser's clock)."""
+    return float(page.evaluate(
+        "() => { const n = performance.getEntriesByType('navigation')[0];"
+        " return (n.responseEnd - n.requestStart) / 1000; }"))
+
+
+def test_owners_in_a_real_browser(env, tmp_path):
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "apt-get install chromium"
+    loads: list[float] = []
+    with env.serve() as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        # the lab CA is not in chromium's store: accept the certificate of this test server
+        ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1100,
+                                                                      "height": 800})
+        page = ctx.new_page()
+        _sign_up_and_in(page, base, "erin", "edge")
+        for name, attrs in (("Edge-jp", EDGE_JP), ("Edge-kr", EDGE_KR)):
+            page.fill("#edge-name", name)
+            page.fill("#edge-region", "regionA")
+            for element, value in attrs.items():
+                page.fill(f"#edge-{element}", value)
+            page.click("#register-edge")
+            page.wait_for_url(f"{base}/edges?done=edge")
+            loads.append(_page_times(page))
+            report_state(env, name)  # what the monitor would record
+        keys = {name: page.inner_text(f"code.share-key[data-edge='{name}']")
+                for name in ("Edge-jp", "Edge-kr")}
+        assert all(len(k) == 40 for k in keys.values()), keys
+        _shot(page, "edges")
+        page.click("#signout")
+        page.wait_for_url(f"{base}/login")
+
+        # a bad attribute is refused with the audit parser's message, in the page
+        _sign_up_and_in(page, base, "carl", "container")
+        for key in keys.values():
+            page.fill("#share-key", key)
+            page.click("#redeem")
+            page.wait_for_url(f"{base}/containers?done=redeemed")
+        assert page.inner_text("#usable-edges").count("regionA") == 2
+        page.fill("#container-name", "App1")
+        page.fill("#container-location", "Edge-jp")
+        page.fill("#req-cHRc", "fast")
+        page.click("#register-container")
+        assert page.inner_text("#error").startswith("cHRc: 'fast' is not a number")
+        for element, value in POLICY.items():
+            page.fill(f"#req-{element}", value)
+        page.click("#register-container")
+        page.wait_for_url(f"{base}/containers?done=container")
+        loads.append(_page_times(page))
+        assert "cDAl=jp,us,fr" in page.inner_text("#containers")
+        _shot(page, "containers")
+
+        page.goto(f"{base}/decide")
+        page.select_option("#decide-container", "App1")
+        page.fill("#decide-edge", "Edge-kr")
+        page.click("#decide")
+        page.wait_for_selector("#verdict")
+        loads.append(_page_times(page))
+        assert page.inner_text("#verdict").startswith("DENY")
+        assert page.inner_text("#failing") == "Failing: cDAl"
+        failed_rows = page.locator("#decision tr.fail td:first-child").all_inner_texts()
+        assert failed_rows == ["cDAl"]
+        _shot(page, "decision-deny")
+
+        # the status page is open in one tab; the forbidden migration starts in another and
+        # the first tab turns "denied" by itself (server-sent events, no reload)
+        page.goto(f"{base}/status")
+        page.wait_for_selector("#live[data-state='open']", timeout=5000)
+        page.evaluate("() => { window.notReloaded = true; }")
+        other = ctx.new_page()
+        other.goto(f"{base}/containers")
+        other.fill("#migrate-edge", "Edge-kr")
+        t0 = time.monotonic()
+        other.click("#migrate")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.mstate')].some(e => e.textContent"
+            " === 'denied')", timeout=5000)
+        live_wait = time.monotonic() - t0
+        assert page.evaluate("() => window.notReloaded") is True
+        assert "DENY: cDAl" in page.inner_text("#status-migrations")
+        assert "policy_audit: rejected" in page.inner_text("#status-migrations")
+        other.close()
+        _shot(page, "status")
+
+        page.goto(f"{base}/audit-log")
+        loads.append(_page_times(page))
+        assert page.inner_text("#chain").startswith("Chain verified")
+        kinds = page.locator("#log tr td:nth-child(3)").all_inner_texts()
+        assert kinds.count("decision") == 2 and "container_registered" in kinds
+        assert "App1 to edge Edge-kr: DENY (failing: cDAl)" in page.inner_text("#log")
+        _shot(page, "audit-log")
+
+        page.click("#signout")
+        page.wait_for_url(f"{base}/login")
+        page.goto(f"{base}/containers")
+        page.wait_for_url(f"{base}/login")  # signed out: back to the sign-in page
+        browser.close()
+
+    server_times = [t for times in env.state.render_times.values() for t in times]
+    print(f"\nui pages: browser request->response median {median(loads) * 1000:.1f} ms over "
+          f"{len(loads)} loads, server median {median(server_times) * 1000:.1f} ms, "
+          f"slowest {max(server_times) * 1000:.1f} ms over {len(server_times)} renders; "
+          f"status page updated {live_wait:.2f} s after the migrate click")
+    assert live_wait < 2.0  # the issue's goal: live status within 2 s of a change
+    assert max(loads) < 1.0  # generous on 2 shared cores; the goal on a lab is 0.3 s
