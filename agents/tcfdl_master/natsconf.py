@@ -126,7 +126,7 @@ def _list(values: Sequence[str]) -> str:
 
 
 def _user(cn: str, publish: Sequence[str], subscribe: Sequence[str], responses: bool) -> str:
-    allow = f"allow_responses: {{max: 1, expires: \"60s\"}}, " if responses else ""
+    allow = "allow_responses: {max: 1, expires: \"60s\"}, " if responses else ""
     return (f"      {{user: {_q(dn(cn))}, permissions: {{{allow}"
             f"publish: {{allow: {_list(publish)}}}, subscribe: {{allow: {_list(subscribe)}}}}}}}")
 

@@ -146,7 +146,7 @@ def verify(signed: SignedRecord, ca: x509.Certificate, *, proxy: str,
 
 
 #: the proxy configuration the approved reference covers (the proxy's `measured` settings)
-DEFAULT_PROXY_CONFIG: Mapping[str, Any] = {"log_plaintext": False, "replay_window_ms": 60_000}
+DEFAULT_PROXY_CONFIG: Mapping[str, Any] = {"debug_dump": False, "replay_window_ms": 60_000}
 
 
 def reference_measurement(config: Mapping[str, Any] | None = None) -> bytes:
