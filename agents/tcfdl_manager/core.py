@@ -35,6 +35,7 @@ from agents.security.tcfdl.pre import (
     scheme_names,
 )
 from agents.security.tcfdl.pre import scheme as pre_scheme
+from agents.security.tcfdl.schemes import check_function
 
 MAX_NODES = 4096
 MAX_FUNCTIONS = 4096
@@ -42,16 +43,7 @@ MAX_ENROLLMENTS = 65_536
 PROXY_ROLE = "tcfdl-proxy"
 MASTER_ROLE = "tcfdl-master"
 NODE_ROLES = frozenset({"tcfdl-master", "tcfdl-proxy", "tcfdl-worker", "tcfdl-client"})
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _CLUSTER = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-
-
-def check_function(name: str) -> str:
-    """A function name is one NATS token: letters, digits, '_' and '-' (at most 128)."""
-    if not _NAME.match(name):
-        raise ProtocolError(ErrorCode.MALFORMED,
-                            f"function name {name!r}: use 1-128 letters, digits, '_' or '-'")
-    return name
 
 
 def role_of(cn: str) -> str:

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 from agents.security.errors import ErrorCode, ProtocolError
 
 NONE = "none"
@@ -16,6 +18,16 @@ EAE_UMBRAL = "eae-umbral"
 EAE_P256 = "eae-p256"
 ALL = (NONE, HSE, EAE_UMBRAL, EAE_P256)
 _PRE = {EAE_UMBRAL: "umbral", EAE_P256: "p256-paper"}
+_FUNCTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def check_function(name: str) -> str:
+    """A function name is one NATS subject token: letters, digits, '_' and '-' (at most 128);
+    ProtocolError MALFORMED otherwise."""
+    if not _FUNCTION.match(name):
+        raise ProtocolError(ErrorCode.MALFORMED,
+                            f"function name {name!r}: use 1-128 letters, digits, '_' or '-'")
+    return name
 
 
 def check(scheme: str) -> str:
