@@ -1,0 +1,1 @@
+"""TCFDL workloads: the processing function (a small MLP inference) and the offloading client."""
