@@ -9,7 +9,7 @@ Configuration (``settings`` of /etc/edgeferry/tcfdl_worker.yaml; tls as every ag
       master: 10.10.0.12:50071        # this cluster's master (RegisterInstance)
       manager: 10.10.0.11:50070       # keys (hop key with the proxy, EAE processor keys)
       proxy: tcfdl-proxy.edge2        # the CN of this cluster's TEE proxy (HSE's last hop)
-      functions: [mlp]                # what this instance serves (agents.tcfdl_worker.FUNCTIONS)
+      functions: {mlp: mlp}           # function -> implementation (agent.FUNCTIONS)
       eae: [umbral, p256-paper]       # PRE schemes to enroll for at start
 
 At start the worker enrolls for each EAE scheme and function with the manager (its proxy can
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,16 +59,19 @@ class WorkerSettings(BaseModel):
     master: str = Field(pattern=_ADDRESS)
     manager: str = Field(pattern=_ADDRESS)
     proxy: str = Field(pattern=r"^tcfdl-proxy\.[A-Za-z0-9._-]{1,128}$")
-    functions: list[str] = Field(default_factory=lambda: ["mlp"], min_length=1, max_length=64)
+    #: function name -> implementation (a FUNCTIONS key); several names may share one
+    functions: dict[str, str] = Field(default_factory=lambda: {"mlp": "mlp"}, min_length=1,
+                                      max_length=64)
     eae: list[str] = Field(default_factory=lambda: ["umbral", "p256-paper"], max_length=2)
 
 
-async def serve_worker(config: AgentConfig, stop: asyncio.Event) -> None:
-    """Enroll, register, serve until `stop` is set."""
+async def serve_worker(config: AgentConfig, stop: asyncio.Event,
+                       started: Callable[[WorkerService], None] | None = None) -> None:
+    """Enroll, register, serve until `stop` is set (`started` is called once serving)."""
     s = config.settings_as(WorkerSettings)
     if config.tls is None:
         raise AgentConfigError("a TCFDL worker needs tls (its identity is its certificate)")
-    unknown = sorted(set(s.functions) - set(FUNCTIONS))
+    unknown = sorted(set(s.functions.values()) - set(FUNCTIONS))
     if unknown:
         raise AgentConfigError(f"settings.functions: unknown {unknown}; choose from "
                                f"{sorted(FUNCTIONS)}")
@@ -86,7 +89,7 @@ async def serve_worker(config: AgentConfig, stop: asyncio.Event) -> None:
             keys[(pre, fn)] = manager.enroll(pre, fn, processor=True)
         return keys[(pre, fn)]
 
-    core = InstanceCore(me, s.proxy, {f: FUNCTIONS[f] for f in s.functions},
+    core = InstanceCore(me, s.proxy, {f: FUNCTIONS[i] for f, i in s.functions.items()},
                         hop_key=manager.hop_key, enrolled=enrolled)
     ctx = bus.tls_context(config.tls.ca_cert, config.tls.cert, config.tls.key)
     nc = await bus.connect(s.nats, ctx, name=me, server_name=s.nats_server_name,
@@ -94,9 +97,11 @@ async def serve_worker(config: AgentConfig, stop: asyncio.Event) -> None:
     service = WorkerService(nc, core)
     await service.start()
     master = MasterClient(master_ch)
-    for fn in s.functions:
+    for fn in sorted(s.functions):
         master.register_instance(fn)
-    get_logger("tcfdl_worker").info("serving", instance=me, functions=s.functions)
+    get_logger("tcfdl_worker").info("serving", instance=me, functions=sorted(s.functions))
+    if started is not None:
+        started(service)
     try:
         await stop.wait()
     finally:
