@@ -68,6 +68,11 @@ class ManagerClient:
         self._call("RegisterFunction", pb.RegisterFunctionRequest(function=function))
 
     def lookup(self, function: str) -> tuple[str, str]:
-        """(cluster, proxy CN) serving `function`."""
-        r = self._call("LookupFunction", pb.LookupFunctionRequest(function=function))
+        """(cluster, proxy CN) serving `function`; LookupError when no cluster registered it."""
+        try:
+            r = self._call("LookupFunction", pb.LookupFunctionRequest(function=function))
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise LookupError(err.details()) from None
+            raise
         return r.cluster, r.proxy

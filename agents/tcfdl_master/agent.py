@@ -11,6 +11,7 @@ Configuration (``settings`` of /etc/edgeferry/tcfdl_master.yaml)::
       queue: true                       # JetStream task queue (acknowledged path)
       witness_file: ""                  # record every frame handled (tests, audits)
       rpc_timeout_s: 30
+      queue_ack_wait_s: 30              # redelivery of an unacknowledged queued task
 
 The gRPC server (TcfdlMasterService) runs on the agent's thread pool; the NATS side on one
 asyncio loop in its own thread, stopped with the server.
@@ -55,6 +56,8 @@ class MasterSettings(BaseModel):
     queue: bool = True
     witness_file: Path | None = None
     rpc_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    #: seconds before an unacknowledged queued task is redelivered
+    queue_ack_wait_s: float = Field(default=30.0, ge=1, le=3600)
 
 
 class LoopThread:
@@ -102,7 +105,8 @@ def setup_master(server: AgentServer, config: AgentConfig) -> MasterService:
                                server_name=s.nats_server_name, max_reconnect_attempts=-1)
         svc = MasterService(nc, cluster=s.cluster, router=router, transform=transform,
                             witness=Witness(s.witness_file) if s.witness_file else None,
-                            rpc_timeout_s=s.rpc_timeout_s)
+                            rpc_timeout_s=s.rpc_timeout_s,
+                            queue_ack_wait_s=s.queue_ack_wait_s)
         await svc.start(queue=s.queue)
         return svc
 

@@ -11,8 +11,11 @@ refuses, a proxy that is down) is answered to the reply subject with an empty bo
 Acknowledged path (JetStream, as the paper's NATS Streaming publish/subscribe): a client
 publishes to ``tcfdl.q.<A>.<fn>`` and gets a PubAck once the server stored the task; the master
 pulls it (durable consumer), routes it as above as a request, stores the instance's answer in
-the result stream (``Tcfdl-Results`` subject) and only then acks the task. A task whose master
-or server died before that is redelivered: nothing acknowledged is lost.
+the result stream (``Tcfdl-Results`` subject) and only then acks the task. A task whose server
+died before that is redelivered (after the consumer's ack wait) and answered from the reply the
+master kept, or, when the answer never reached the master, by the instance from the answers it
+keeps (marked ``Tcfdl-Redelivered``, the function does not run twice): nothing acknowledged is
+lost. A task in flight when the server died waits `rpc_timeout_s` before its redelivery.
 
 `Witness` records every byte string the master handled (frames in and out), when configured:
 the evidence that under EAE a master never holds plaintext.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 
 from agents.common.logging import get_logger
 from agents.security.errors import ErrorCode, ProtocolError
@@ -41,8 +45,10 @@ from agents.tcfdl_master.routing import LocalRoute, RemoteRoute, Router
 
 #: (scheme, frame, function, next_hop, first, instance) -> (frame, crypto ns), blocking
 Transform = Callable[[str, bytes, str, str, bool, str], tuple[bytes, int]]
-QUEUE_ACK_WAIT_S = 30.0
 QUEUE_MAX_BYTES = 512 * 1024 * 1024
+#: answers kept until their task is acked (a redelivered task is answered from here, not run
+#: again: the instance would refuse it as a replay)
+MAX_KEPT_REPLIES = 1024
 
 
 class Witness:
@@ -69,13 +75,16 @@ class MasterService:
     """Subscriptions and the task queue of one cluster's master (runs on one asyncio loop)."""
 
     def __init__(self, nc: Client, *, cluster: str, router: Router, transform: Transform,
-                 witness: Witness | None = None, rpc_timeout_s: float = 30.0) -> None:
+                 witness: Witness | None = None, rpc_timeout_s: float = 30.0,
+                 queue_ack_wait_s: float = 30.0) -> None:
         self.nc = nc
         self.cluster = cluster
         self.router = router
         self.transform = transform
         self.witness = witness
         self.timeout = rpc_timeout_s
+        self.ack_wait_s = queue_ack_wait_s
+        self._replies: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
         self.name = f"master-{cluster}"
         self.log = get_logger(f"tcfdl_master.{cluster}")
         self.handled = 0
@@ -179,8 +188,9 @@ class MasterService:
         while True:
             try:
                 if sub is None:
-                    sub = await js.pull_subscribe(f"tcfdl.q.{self.cluster}.>", durable="master",
-                                                  stream=tasks)
+                    sub = await js.pull_subscribe(
+                        f"tcfdl.q.{self.cluster}.>", durable="master", stream=tasks,
+                        config=ConsumerConfig(ack_wait=self.ack_wait_s))
                 for msg in await sub.fetch(1, timeout=1.0):
                     await self._queued(msg)
             except asyncio.CancelledError:
@@ -200,23 +210,33 @@ class MasterService:
             await msg.term()
             self.log.warning("queued_task_dropped", reason="no valid Tcfdl-Results subject")
             return
-        task_id = wire.header(msg.headers, wire.TASK_ID)
-        function = msg.subject.rsplit(".", 1)[-1]
-        fake = _Forwardable(f"tcfdl.in.{self.cluster}.{function}", msg)
-        try:
-            subject, out, headers = await self._forward(fake, transit=False)  # type: ignore[arg-type]
-            reply = await self.nc.request(subject, out, timeout=self.timeout, headers=headers)
-            body, rh = reply.data, dict(reply.headers or {})
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                nats.errors.ConnectionClosedError) as err:
-            self.log.warning("queued_task_retry", error=type(err).__name__)
-            await _quietly(msg.nak())
-            return
-        except Exception as err:
-            body, rh = b"", wire.error_headers(self.name, str(err))
-        rh[wire.TASK_ID] = task_id
+        task_id = wire.header(msg.headers, wire.TASK_ID)[:64]
+        kept = self._replies.get(task_id)
+        if kept is None:
+            function = msg.subject.rsplit(".", 1)[-1]
+            fake = _Forwardable(f"tcfdl.in.{self.cluster}.{function}", msg)
+            try:
+                subject, out, headers = await self._forward(
+                    fake, transit=False)  # type: ignore[arg-type]
+                if msg.metadata.num_delivered > 1:
+                    headers[wire.REDELIVERED] = "1"
+                reply = await self.nc.request(subject, out, timeout=self.timeout,
+                                              headers=headers)
+                kept = (reply.data, dict(reply.headers or {}))
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                    nats.errors.ConnectionClosedError) as err:
+                self.log.warning("queued_task_retry", error=type(err).__name__)
+                await _quietly(msg.nak())
+                return
+            except Exception as err:
+                kept = (b"", wire.error_headers(self.name, str(err)))
+            if len(self._replies) >= MAX_KEPT_REPLIES:
+                self._replies.popitem(last=False)
+            self._replies[task_id] = kept
+        body, rh = kept[0], {**kept[1], wire.TASK_ID: task_id}
         await js.publish(results, body, headers=rh, timeout=5)
         await msg.ack()
+        self._replies.pop(task_id, None)
         self.handled += 1
 
 

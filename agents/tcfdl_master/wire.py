@@ -21,6 +21,9 @@ RESULTS = "Tcfdl-Results"
 ERROR = "Tcfdl-Error"
 TRACE = "Tcfdl-Trace"
 TASK_ID = "Tcfdl-Task"
+#: set by a master on a queued task JetStream delivers again (the instance may answer it from
+#: its kept answers instead of refusing it as a replay)
+REDELIVERED = "Tcfdl-Redelivered"
 MAX_TRACE = 2048
 MAX_ERROR = 512
 

@@ -34,6 +34,11 @@ class WorkerService:
         trace = wire.header(headers, wire.TRACE)
         if not msg.reply:
             return
+        if wire.header(headers, wire.REDELIVERED):
+            kept = self.core.kept_answer(wire.header(headers, wire.SCHEME), msg.data)
+            if kept is not None:
+                await self.nc.publish(msg.reply, kept, headers={wire.TRACE: trace})
+                return
         try:
             loop = asyncio.get_running_loop()
             out, phases = await loop.run_in_executor(

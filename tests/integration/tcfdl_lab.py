@@ -11,6 +11,7 @@ master b (Case 3); the client sits on master a. All functions are the MLP infere
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -218,7 +219,8 @@ class TcfdlLab:
                 "nats_server_name": "localhost",
                 "proxy": f"127.0.0.1:{self.proxy_ports[PROXIES[cluster]]}",
                 "manager": self.address("manager"),
-                "witness_file": str(self.root / f"witness-{cluster}.bin")})
+                "witness_file": str(self.root / f"witness-{cluster}.bin"),
+                "queue_ack_wait_s": 1.0, "rpc_timeout_s": 3.0})
             self._serve(f"master-{cluster}", cfg,
                         lambda s, c=cfg, k=cluster: self.masters.update({k: setup_master(s, c)}))
         for cn, (cluster, function) in WORKERS.items():
@@ -251,7 +253,7 @@ class TcfdlLab:
 
         async def connect() -> Any:
             return await bus.connect(self.nats_url(cluster), ctx, name=cn,
-                                     server_name="localhost", max_reconnect_attempts=5)
+                                     server_name="localhost", max_reconnect_attempts=-1)
 
         nc = self.run(connect())
         return OffloadClient(nc, self.manager_as(cn), me=cn, cluster=cluster, proxy=proxy,
@@ -261,10 +263,8 @@ class TcfdlLab:
         for stop in self.stops:
             self.loop.loop.call_soon_threadsafe(stop.set)
         if self.client is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.run(self.client.nc.close(), timeout=5)
-            except Exception:
-                pass
         for server in reversed(list(self.servers.values())):
             server.stop(0.2)
         for proc in self.proxies.values():

@@ -24,9 +24,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats.errors
+import nats.js.errors
 from cryptography import x509
 from nats.aio.client import Client
 
@@ -220,15 +222,21 @@ class OffloadClient:
         """Up to `count` queued results by task id (bytes, or the refusal text)."""
         js = self.nc.jetstream(domain=self.cluster)
         _, stream = stream_names(self.cluster)
-        sub = await js.pull_subscribe(self.results_subject(),
-                                      durable=f"client-{token(self.me)}",
-                                      stream=stream)
         out: dict[str, bytes | str] = {}
         end = time.monotonic() + timeout
+        sub: Any = None
         while len(out) < count and time.monotonic() < end:
             try:
+                if sub is None:  # the server may be restarting: retry until `timeout`
+                    sub = await js.pull_subscribe(self.results_subject(),
+                                                  durable=f"client-{token(self.me)}",
+                                                  stream=stream)
                 msgs = await sub.fetch(count - len(out), timeout=min(1.0, timeout))
             except nats.errors.TimeoutError:
+                continue
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+                sub = None
+                await asyncio.sleep(0.2)
                 continue
             for m in msgs:
                 headers = dict(m.headers or {})
