@@ -171,7 +171,7 @@ def test_case3_path_through_two_proxies(signer: Any, scheme: str) -> None:
                          instance="tcfdl-worker.b", now_ms=now)
     for f in (f0, f1, f2):
         assert data not in f
-    out, phases = inst.handle(scheme, "f", f2, now_ms=now)
+    out, _phases = inst.handle(scheme, "f", f2, now_ms=now)
     assert reply.open_reply(key, msg_id, out) == data[::-1]
     with pytest.raises(ProtocolError) as err:  # the same frame again
         inst.handle(scheme, "f", f2, now_ms=now)
