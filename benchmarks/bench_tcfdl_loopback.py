@@ -70,7 +70,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="tcfdl-bench-"))
     ca = LabCA.create(root / "ca")
     pki = LabPKI(root, ca, None, None, None, None, None)  # type: ignore[arg-type]
-    lab = TcfdlLab(pki, root / "lab").start()
+    lab = TcfdlLab(pki, root / "lab", witness=False).start()
     print(f"# TCFDL loopback, {args.runs} runs, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; ms (p50 / p99)")
     try:
