@@ -25,12 +25,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.tcfdl_master import bus  # noqa: E402
-from agents.tcfdl_master.natsconf import Subjects  # noqa: E402
-from edgeferry.pki import LabCA  # noqa: E402
-from edgeferry.stats import median, p99  # noqa: E402
-from tests.conftest import LabPKI  # noqa: E402
-from tests.integration.tcfdl_lab import ECHO, MASTERS, TcfdlLab  # noqa: E402
+from agents.tcfdl_master import bus
+from agents.tcfdl_master.natsconf import Subjects
+from edgeferry.pki import LabCA
+from edgeferry.stats import median, p99
+from tests.conftest import LabPKI
+from tests.integration.tcfdl_lab import ECHO, MASTERS, TcfdlLab
 
 SIZES = {"1KB": 1024, "256KB": 256 * 1024, "4MB": 4 * 1024 * 1024}
 SCHEMES = ("none", "hse", "eae-umbral", "eae-p256")

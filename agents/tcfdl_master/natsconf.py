@@ -131,6 +131,19 @@ def _user(cn: str, publish: Sequence[str], subscribe: Sequence[str], responses: 
             f"publish: {{allow: {_list(publish)}}}, subscribe: {{allow: {_list(subscribe)}}}}}}}")
 
 
+def client_publish(cluster: str, cn: str) -> list[str]:
+    """What a client may publish: tasks to its cluster (request/reply and the queue), and the
+    JetStream API of its own result consumer only (``client-<cn>`` on the result stream)."""
+    _, results = stream_names(cluster)
+    durable = f"client-{token(cn)}"
+    out = [f"tcfdl.in.{cluster}.>", f"tcfdl.q.{cluster}.>", f"$JS.ACK.{results}.{durable}.>"]
+    for api in ("$JS.API", f"$JS.{cluster}.API"):  # nats-py uses both (domain or not)
+        out += [f"{api}.CONSUMER.*.{results}.{durable}",
+                f"{api}.CONSUMER.*.{results}.{durable}.>",
+                f"{api}.CONSUMER.MSG.NEXT.{results}.{durable}"]
+    return out
+
+
 def users(c: ClusterNats) -> list[str]:
     """The account's user entries, one per certificate, with its role's permissions."""
     js = "$JS.API.>"
@@ -139,8 +152,7 @@ def users(c: ClusterNats) -> list[str]:
                  [f"tcfdl.in.{c.cluster}.>", f"tcfdl.x.{c.cluster}.>", "_INBOX.>"], False)
            for m in c.masters]
     out += [_user(w, [], [Subjects.instance(w)], True) for w in c.workers]
-    out += [_user(cl, [f"tcfdl.in.{c.cluster}.>", f"tcfdl.q.{c.cluster}.>", js, jsd,
-                       "$JS.ACK.>"], ["_INBOX.>"], False) for cl in c.clients]
+    out += [_user(cl, client_publish(c.cluster, cl), ["_INBOX.>"], False) for cl in c.clients]
     # another cluster's server: task and reply subjects only, never this cluster's JetStream
     out += [_user(leaf, ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"],
                   ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"], False)

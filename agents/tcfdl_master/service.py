@@ -14,8 +14,9 @@ pulls it (durable consumer), routes it as above as a request, stores the instanc
 the result stream (``Tcfdl-Results`` subject) and only then acks the task. A task whose server
 died before that is redelivered (after the consumer's ack wait) and answered from the reply the
 master kept, or, when the answer never reached the master, by the instance from the answers it
-keeps (marked ``Tcfdl-Redelivered``, the function does not run twice): nothing acknowledged is
-lost. A task in flight when the server died waits `rpc_timeout_s` before its redelivery.
+keeps (queued tasks are marked ``Tcfdl-Queued``; the function does not run twice): nothing
+acknowledged is lost. A task in flight when the server died waits `rpc_timeout_s` before its
+redelivery.
 
 `Witness` records every byte string the master handled (frames in and out), when configured:
 the evidence that under EAE a master never holds plaintext.
@@ -218,8 +219,7 @@ class MasterService:
             try:
                 subject, out, headers = await self._forward(
                     fake, transit=False)  # type: ignore[arg-type]
-                if msg.metadata.num_delivered > 1:
-                    headers[wire.REDELIVERED] = "1"
+                headers[wire.QUEUED] = "1"
                 reply = await self.nc.request(subject, out, timeout=self.timeout,
                                               headers=headers)
                 kept = (reply.data, dict(reply.headers or {}))

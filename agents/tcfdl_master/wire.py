@@ -21,9 +21,11 @@ RESULTS = "Tcfdl-Results"
 ERROR = "Tcfdl-Error"
 TRACE = "Tcfdl-Trace"
 TASK_ID = "Tcfdl-Task"
-#: set by a master on a queued task JetStream delivers again (the instance may answer it from
-#: its kept answers instead of refusing it as a replay)
-REDELIVERED = "Tcfdl-Redelivered"
+#: set by a master on a queued task (acknowledged path): a copy of it that reaches the instance
+#: again (JetStream redelivery, or the client library re-sending a request buffered across a
+#: reconnect) is answered from the instance's kept answers instead of being refused as a replay;
+#: the function never runs twice and the answer is ciphertext under the client's reply key
+QUEUED = "Tcfdl-Queued"
 MAX_TRACE = 2048
 MAX_ERROR = 512
 

@@ -5,8 +5,8 @@ The instance opens the frame (``hse``: the last hop's key, shared with its clust
 ``eae-*``: its own processor key, Dec), runs the function on the data and seals the output
 under the client's reply key (agents.security.tcfdl.reply). Replayed, stale, tampered or
 misaddressed frames are refused before the function runs (ProtocolError). The sealed answers
-are kept (bounded) so that a queued task redelivered after a NATS failure, marked so by its
-master, gets the same answer without the function running twice (`kept_answer`).
+are kept (bounded) so that a queued task delivered again after a NATS failure (its master marks
+queued tasks) gets the same answer without the function running twice (`kept_answer`).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class InstanceCore:
             self._kept_bytes -= len(self._kept.popitem(last=False)[1])
 
     def kept_answer(self, scheme: str, data: bytes) -> bytes | None:
-        """The sealed answer already given to this frame (a queued task redelivered after its
-        server failed), None when there is none. Never runs the function again; what it returns
+        """The sealed answer already given to this frame (a queued task delivered again after a
+        NATS failure), None when there is none. Never runs the function again; what it returns
         is ciphertext under the client's reply key."""
         try:
             if scheme == schemes.HSE:

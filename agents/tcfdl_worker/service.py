@@ -34,7 +34,7 @@ class WorkerService:
         trace = wire.header(headers, wire.TRACE)
         if not msg.reply:
             return
-        if wire.header(headers, wire.REDELIVERED):
+        if wire.header(headers, wire.QUEUED):
             kept = self.core.kept_answer(wire.header(headers, wire.SCHEME), msg.data)
             if kept is not None:
                 await self.nc.publish(msg.reply, kept, headers={wire.TRACE: trace})
