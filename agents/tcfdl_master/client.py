@@ -1,4 +1,6 @@
-"""Client of a TCFDL master's gRPC service (workers register; clients and the controller list)."""
+"""What other processes use of a TCFDL master: its gRPC service (workers register; clients and
+the controller list functions) and its NATS protocol (subjects, headers, TLS connection), which
+the instances and offloading clients speak on the cluster's server."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ import grpc
 from agents._proto.edgeferry.tcfdl.v1 import tcfdl_service_pb2 as pb
 from agents._proto.edgeferry.tcfdl.v1 import tcfdl_service_pb2_grpc as pb_grpc
 from agents.common.status import call
+from agents.tcfdl_master import wire
+from agents.tcfdl_master.bus import connect, tls_context
+from agents.tcfdl_master.natsconf import Subjects, stream_names, token
+
+__all__ = ["MasterClient", "Subjects", "connect", "stream_names", "tls_context", "token", "wire"]
 
 DEFAULT_TIMEOUT_S = 10.0
 

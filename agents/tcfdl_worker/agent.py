@@ -34,11 +34,10 @@ from agents.common.runner import config_from_argv
 from agents.common.tls import certificate_cn
 from agents.security.tcfdl.pre import PartyKey
 from agents.tcfdl_manager.client import ManagerClient
-from agents.tcfdl_master import bus
-from agents.tcfdl_master.client import MasterClient
+from agents.tcfdl_master.client import MasterClient, connect, tls_context
+from agents.tcfdl_worker import mlp
 from agents.tcfdl_worker.core import Function, InstanceCore
 from agents.tcfdl_worker.service import WorkerService
-from agents.workloads.tcfdl import mlp
 
 _ADDRESS = r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$"
 #: the functions a worker can serve, by name
@@ -91,8 +90,8 @@ async def serve_worker(config: AgentConfig, stop: asyncio.Event,
 
     core = InstanceCore(me, s.proxy, {f: FUNCTIONS[i] for f, i in s.functions.items()},
                         hop_key=manager.hop_key, enrolled=enrolled)
-    ctx = bus.tls_context(config.tls.ca_cert, config.tls.cert, config.tls.key)
-    nc = await bus.connect(s.nats, ctx, name=me, server_name=s.nats_server_name,
+    ctx = tls_context(config.tls.ca_cert, config.tls.cert, config.tls.key)
+    nc = await connect(s.nats, ctx, name=me, server_name=s.nats_server_name,
                            max_reconnect_attempts=-1)
     service = WorkerService(nc, core)
     await service.start()

@@ -9,8 +9,7 @@ from nats.aio.msg import Msg
 
 from agents.common.logging import get_logger
 from agents.security.errors import ProtocolError
-from agents.tcfdl_master import wire
-from agents.tcfdl_master.natsconf import Subjects
+from agents.tcfdl_master.client import Subjects, wire
 from agents.tcfdl_worker.core import InstanceCore
 
 

@@ -27,6 +27,7 @@ import yaml
 from agents.common.client import secure_channel
 from agents.common.config import AgentConfig, load_config
 from agents.common.server import AgentServer
+from agents.tcfdl_client.offload import OffloadClient
 from agents.tcfdl_manager.agent import setup_manager
 from agents.tcfdl_manager.client import ManagerClient
 from agents.tcfdl_manager.core import ManagerCore
@@ -36,7 +37,6 @@ from agents.tcfdl_master.natsconf import ClusterNats, Hub, render
 from agents.tcfdl_master.service import MasterService
 from agents.tcfdl_worker.agent import serve_worker
 from agents.tcfdl_worker.service import WorkerService
-from agents.workloads.tcfdl.offload import OffloadClient
 
 REPO = Path(__file__).resolve().parents[2]
 MANAGER = "tcfdl-manager.ctl"

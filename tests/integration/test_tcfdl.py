@@ -20,8 +20,8 @@ from cryptography import x509
 from agents.common.status import RemoteProtocolError
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.tcfdl import attestation, frame
-from agents.workloads.tcfdl import mlp
-from agents.workloads.tcfdl.offload import MAX_DATA, OffloadRefused, OffloadUnavailable
+from agents.tcfdl_client.offload import MAX_DATA, OffloadRefused, OffloadUnavailable
+from agents.tcfdl_worker import mlp
 from tests.integration.tcfdl_lab import CLIENT, PROXIES, TcfdlLab, wait_port
 
 SCHEMES = ("none", "hse", "eae-umbral", "eae-p256")

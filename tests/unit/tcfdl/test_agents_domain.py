@@ -23,8 +23,8 @@ from agents.tcfdl_manager.core import ManagerCore
 from agents.tcfdl_master.natsconf import ClusterNats, Hub, dn, render
 from agents.tcfdl_master.routing import FunctionTable, LocalRoute, RemoteRoute, Router
 from agents.tcfdl_proxy.core import ProxyCore
+from agents.tcfdl_worker import mlp
 from agents.tcfdl_worker.core import InstanceCore
-from agents.workloads.tcfdl import mlp
 
 GOOD = attestation.reference_measurement()
 NODES = {"tcfdl-proxy.a": "a", "tcfdl-proxy.b": "b", "tcfdl-client.a": "a",

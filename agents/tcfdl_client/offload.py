@@ -37,8 +37,7 @@ from agents.security.tcfdl import attestation, eae, frame, hse, reply, schemes
 from agents.security.tcfdl.pre import PartyKey, PreScheme
 from agents.security.tcfdl.pre import scheme as pre_scheme
 from agents.tcfdl_manager.client import ManagerClient
-from agents.tcfdl_master import wire
-from agents.tcfdl_master.natsconf import Subjects, stream_names, token
+from agents.tcfdl_master.client import Subjects, stream_names, token, wire
 
 #: the largest task data (the frame also carries the 16-byte reply key)
 MAX_DATA = frame.MAX_TASK_SIZE - reply.REPLY_KEY_SIZE
