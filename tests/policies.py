@@ -12,6 +12,7 @@ from agents._proto.edgeferry.ledger.v1 import ledger_service_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2
 from agents._proto.edgeferry.ras.v1 import ras_service_pb2
 from agents._proto.edgeferry.smf.v1 import smf_service_pb2
+from agents._proto.edgeferry.tcfdl.v1 import tcfdl_service_pb2
 from agents.audit.policy import AUDIT_POLICY
 from agents.blockcache.policy import BLOCKCACHE_POLICY
 from agents.common.authz import Policy
@@ -20,18 +21,22 @@ from agents.ledger.policy import CENTRAL_POLICY, LEDGER_POLICY, PEER_POLICY
 from agents.node.policy import NODE_POLICY, RASP_ENDPOINT_POLICY, SSP_SERVER_POLICY
 from agents.ras.policy import RAS_POLICY
 from agents.smf.policy import SMF_POLICY
+from agents.tcfdl_manager.policy import MANAGER_POLICY
+from agents.tcfdl_master.policy import MASTER_POLICY
+from agents.tcfdl_proxy.policy import PROXY_POLICY
 
 ALL_POLICIES: dict[str, Policy] = {p.service: p for p in (
     NODE_POLICY, RASP_ENDPOINT_POLICY, SSP_SERVER_POLICY, RAS_POLICY, SMF_POLICY,
     AUDIT_POLICY, LEDGER_POLICY, PEER_POLICY, CENTRAL_POLICY, BLOCKCACHE_POLICY,
-    COMPOSER_POLICY)}
+    COMPOSER_POLICY, MANAGER_POLICY, MASTER_POLICY, PROXY_POLICY)}
 
 
 def service_descriptors() -> dict[str, ServiceDescriptor]:
     """Every service the agents' protos declare, by full name."""
     out: dict[str, ServiceDescriptor] = {}
     for module in (audit_service_pb2, ledger_service_pb2, node_service_pb2, ras_service_pb2,
-                   smf_service_pb2, blockcache_service_pb2, composer_service_pb2):
+                   smf_service_pb2, blockcache_service_pb2, composer_service_pb2,
+                   tcfdl_service_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             out[service.full_name] = service
     return out
@@ -39,7 +44,8 @@ def service_descriptors() -> dict[str, ServiceDescriptor]:
 
 #: Column order of the matrix (every role a rule may name).
 ROLE_COLUMNS = ("controller", "smf", "ras", "audit", "ledger-validator", "ledger-peer", "node",
-                "bare", "host", "blockcache", "blockcache-origin", "composer", "ui")
+                "bare", "host", "blockcache", "blockcache-origin", "composer", "ui",
+                "tcfdl-manager", "tcfdl-master", "tcfdl-proxy", "tcfdl-worker", "tcfdl-client")
 
 
 def render_markdown() -> str:

@@ -46,6 +46,8 @@ LARGE_REQUESTS: Mapping[str, int] = {
     # SSO: input bytes of one service execution, a file uploaded to the origin (8 MiB + framing)
     "/edgeferry.blockcache.v1.BlockCacheService/Execute": 8 * MIB + 64 * 1024,
     "/edgeferry.blockcache.v1.BlockCacheService/PutFile": 8 * MIB + 64 * 1024,
+    # TCFDL: one task frame (at most 8 MiB + 4 KiB) handed by a master to its TEE proxy
+    "/edgeferry.tcfdl.v1.TcfdlProxyService/Transform": 8 * MIB + 64 * 1024,
 }
 #: Methods that run long (image transfers, a whole migration): they get the long deadline.
 LONG_CALLS: frozenset[str] = frozenset({

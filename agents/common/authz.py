@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
 #: Roles an agent or host certificate may carry as ``<role>.<host>``.
 AGENT_ROLES = frozenset(
     {"smf", "ras", "audit", "ledger-validator", "ledger-peer", "node", "bare", "host",
-     "blockcache", "blockcache-origin", "composer", "ui"}
+     "blockcache", "blockcache-origin", "composer", "ui",
+     "tcfdl-manager", "tcfdl-master", "tcfdl-proxy", "tcfdl-worker", "tcfdl-client"}
 )
 CONTROLLER = "controller"
 #: The UI server's role (``ui.<host>``): calls owner-scoped methods for its signed-in owners.

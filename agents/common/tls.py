@@ -85,3 +85,18 @@ def channel_credentials(material: TLSMaterial) -> grpc.ChannelCredentials:
         private_key=material.key,
         certificate_chain=material.cert,
     )
+
+
+def certificate_cn(path: Path) -> str:
+    """The subject CN of the PEM certificate at `path` (an agent's own identity)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError) as err:
+        raise AgentStartError(f"certificate {path}: {err}") from None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise AgentStartError(f"certificate {path} has no CN")
+    return str(names[0].value)

@@ -46,6 +46,15 @@ from agents.node.ssp_server import SspServerSettings, setup_ssp_server
 from agents.node.store import NodeStore
 from agents.ras.agent import setup_ras
 from agents.smf.agent import setup_smf
+from agents.tcfdl_manager.agent import setup_manager
+from agents.tcfdl_master.policy import MASTER_POLICY, MASTER_SERVICE
+from agents.tcfdl_master.routing import FunctionTable
+from agents.tcfdl_master.servicer import MasterServicer
+from agents.tcfdl_master.servicer import add_to_server as add_master
+from agents.tcfdl_proxy.core import ProxyCore
+from agents.tcfdl_proxy.policy import PROXY_POLICY, PROXY_SERVICE
+from agents.tcfdl_proxy.servicer import ProxyServicer
+from agents.tcfdl_proxy.servicer import add_to_server as add_proxy
 
 CONTROL = "control"
 #: The callers of the matrix: a label -> the certificate CN it presents (None: see FOREIGN/NONE).
@@ -63,6 +72,11 @@ CALLERS: dict[str, str | None] = {
     "blockcache-origin": "blockcache-origin.control",
     "composer": "composer.control",
     "ui": "ui.control",
+    "tcfdl-manager": "tcfdl-manager.control",
+    "tcfdl-master": "tcfdl-master.control",
+    "tcfdl-proxy": "tcfdl-proxy.control",
+    "tcfdl-worker": "tcfdl-worker.edge1",
+    "tcfdl-client": "tcfdl-client.edge1",
     "foreign-ca": None,
     "no-cert": None,
 }
@@ -118,6 +132,7 @@ class AuthzLab:
     peer_host: PeerHost | None = None
     smf_ledger_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     sso: dict[str, Any] = field(default_factory=dict)  # the SSO agents' cores
+    tcfdl: dict[str, Any] = field(default_factory=dict)  # the TCFDL manager core, master table
 
     # -- agents -------------------------------------------------------------------------------
     def config(self, name: str, cn: str, settings: dict[str, Any] | None = None) -> AgentConfig:
@@ -180,7 +195,34 @@ class AuthzLab:
 
         self._serve("edge1", ncfg, node)
         self._start_sso()
+        self._start_tcfdl()
         return self
+
+    def _start_tcfdl(self) -> None:
+        """The TCFDL manager (real setup), a proxy and a master (their servicers and policies
+        over in-memory cores: the master's NATS side is not needed for authorization)."""
+        nodes = [{"cn": CALLERS[r], "cluster": "a"} for r in
+                 ("tcfdl-master", "tcfdl-proxy", "tcfdl-worker", "tcfdl-client")]
+        mcfg = self.config("tcfdl-manager", f"tcfdl-manager.{CONTROL}", {"nodes": nodes})
+        self._serve("tcfdl-manager", mcfg,
+                    lambda s: self.tcfdl.update(manager=setup_manager(s, mcfg)))
+
+        class NoKeys:
+            def hop_key(self, peer: str) -> bytes:
+                raise LookupError(f"no hop key for {peer}")
+
+            def rekey(self, scheme: str, function: str, instance: str, stage: str) -> bytes:
+                raise LookupError("no re-encryption key")
+
+        pcfg = self.config("tcfdl-proxy", f"tcfdl-proxy.{CONTROL}")
+        self._serve("tcfdl-proxy", pcfg, lambda s: s.add(
+            add_proxy, ProxyServicer(ProxyCore(f"tcfdl-proxy.{CONTROL}", NoKeys())),
+            PROXY_SERVICE, policy=PROXY_POLICY))
+        self.tcfdl["table"] = FunctionTable()
+        xcfg = self.config("tcfdl-master", f"tcfdl-master.{CONTROL}")
+        self._serve("tcfdl-master", xcfg, lambda s: s.add(
+            add_master, MasterServicer(self.tcfdl["table"], lambda _f: None), MASTER_SERVICE,
+            policy=MASTER_POLICY))
 
     def _start_sso(self) -> None:
         """The SSO agents: an origin (empty catalog), an edge blockcache and the composer."""
@@ -237,6 +279,11 @@ class AuthzLab:
                                 edge.cache.capacity_bytes, len(edge.verifier.replay))
             out["sso-origin"] = (self.sso["origin"].store.files(),
                                  repr(self.sso["origin"].stats()))
+        if "manager" in self.tcfdl:  # the TCFDL agents' in-memory tables
+            m = self.tcfdl["manager"]
+            out["tcfdl-manager"] = (sorted(m.nodes.items()), sorted(m.functions.items()),
+                                    sorted(m.attested), len(m._enrolled))
+            out["tcfdl-master"] = self.tcfdl["table"].snapshot()
         for db in sorted(self.root.rglob("*.sqlite3")):
             uri = f"file:{db}?mode=ro"
             with sqlite3.connect(uri, uri=True) as conn:

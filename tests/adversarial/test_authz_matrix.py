@@ -62,6 +62,9 @@ SERVED_BY = {
     "edgeferry.ledger.v1.CentralMetadataService": "central",
     "edgeferry.blockcache.v1.BlockCacheService": "sso-edge1",
     "edgeferry.composer.v1.ComposerService": "composer",
+    "edgeferry.tcfdl.v1.TcfdlManagerService": "tcfdl-manager",
+    "edgeferry.tcfdl.v1.TcfdlProxyService": "tcfdl-proxy",
+    "edgeferry.tcfdl.v1.TcfdlMasterService": "tcfdl-master",
 }
 AUTHZ_REFUSAL = re.compile(r"^caller '[^']*' \(role [a-z-]+\) may not call ")
 

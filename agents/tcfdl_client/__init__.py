@@ -1,0 +1,1 @@
+"""The TCFDL offloading client (a data-providing instance): library and command."""
