@@ -186,6 +186,10 @@ class SmfClient:
     def services(self) -> list[pb.ServiceInfo]:
         return list(self._call("ListServices", pb.ListRequest()).services)
 
+    def advertisements(self) -> pb.ListAdvertisementsResponse:
+        """The fresh advertisements the SMF holds (Algorithm 2's candidates) and its TTL."""
+        return self._call("ListAdvertisements", pb.ListRequest())
+
     def users(self) -> list[pb.UserInfo]:
         return list(self._call("ListUsers", pb.ListRequest()).users)
 
