@@ -338,6 +338,10 @@ class Ecosystem:
             self._state["ras_registered"].append(key)
         return publics
 
+    def node_identity(self, host: str) -> PublicIdentity:
+        """The edge's host identity (RASP endpoint key), whose name the SMF knows it by."""
+        return EndpointClient(self.channel(self.address("node", host)), timeout=20.0).identity()[0]
+
     def edge_max(self, host: str) -> Resources:
         """The edge's real MAX in RASP units, as its node agent measures it (cgroup CPU quota
         and memory limit, else the machine; or the inventory's override)."""
