@@ -188,7 +188,8 @@ class SmfClient:
 
     def advertisements(self) -> pb.ListAdvertisementsResponse:
         """The fresh advertisements the SMF holds (Algorithm 2's candidates) and its TTL."""
-        return self._call("ListAdvertisements", pb.ListRequest())
+        resp: pb.ListAdvertisementsResponse = self._call("ListAdvertisements", pb.ListRequest())
+        return resp
 
     def users(self) -> list[pb.UserInfo]:
         return list(self._call("ListUsers", pb.ListRequest()).users)

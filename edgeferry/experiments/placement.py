@@ -86,12 +86,12 @@ def parse_placement(detail: str) -> PlacementOutcome:
     if match is None:
         raise ValueError(f"not a placement outcome: {text[:200]}")
     why = match.group("why")
-    refused = []
+    found: list[Refusal] = []
     if why != "no fresh advertisement":
         for item in why.split("; "):
             cloud, _, short = item.partition(": ")
-            refused.append(Refusal(cloud, parse_shortfall(short)))
-    return PlacementOutcome(match.group("chosen"), tuple(refused), text)
+            found.append(Refusal(cloud, parse_shortfall(short)))
+    return PlacementOutcome(match.group("chosen"), tuple(found), text)
 
 
 def outcome_of(phases: list[dict[str, Any]]) -> PlacementOutcome | None:

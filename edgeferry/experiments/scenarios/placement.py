@@ -114,7 +114,7 @@ class PlacementScenario(Scenario):
             if "no cloud fits" not in str(err):
                 raise TrialFailed(f"MigrateService: {type(err).__name__}: {err}", before) from err
             outcome = parse_placement(str(err)[str(err).index("no cloud fits"):])
-            phases = before + [PhaseResult(phase="placement", wall_s=0.0, outcome="failed",
+            phases = [*before, PhaseResult(phase="placement", wall_s=0.0, outcome="failed",
                                            detail={"refusal": str(err)[:500]})]
             return self._result(outcome, phases, adverts, waited, migrated=False, location="")
         phases = before + phases_of(report)

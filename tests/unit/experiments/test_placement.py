@@ -62,7 +62,7 @@ def test_container_migration_takes_a_requirement_too() -> None:
          "workload": {"requirement": {"memory_mib": 512}}}]}
     parse_experiment(good, "c.yaml")
     good["parts"][0]["workload"] = {"requirement": {"memory_mib": -1}}  # type: ignore[index]
-    with pytest.raises(ConfigError, match="workload.requirement.memory_mib"):
+    with pytest.raises(ConfigError, match=r"workload\.requirement\.memory_mib"):
         parse_experiment(good, "c.yaml")
 
 
