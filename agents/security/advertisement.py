@@ -22,6 +22,7 @@ request is non-zero and fits in its advertised FREE on every resource (``<=``, a
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -41,6 +42,7 @@ MAX_SIGNATURE_BYTES = 128
 DEFAULT_WINDOW_S = 30.0
 DEFAULT_TTL_S = 90.0
 DEFAULT_MAX_CLOUDS = 256
+MAX_PLACEMENT_DETAIL = 2000  # characters of `Placement.detail`
 CLOUD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -253,12 +255,37 @@ class Placement:
         why = "; ".join(f"{c}: {r}" for c, r in self.ignored) or "no fresh advertisement"
         return f"chose {self.chosen} ({why})" if self.chosen else f"no cloud fits ({why})"
 
+    def detail(self, limit: int = MAX_PLACEMENT_DETAIL) -> str:
+        """The outcome as a JSON object of at most ``limit`` characters: ``chosen``,
+        ``refused`` (per ignored cloud: ``cloud`` and ``shortfall``, resource ->
+        ``[required, free]`` in node units; the list cut short when too long, ``more``
+        counting what was left out) and the one-line ``reason``."""
+        refused = [{"cloud": c, "shortfall": {k: list(v) for k, v in
+                                              parse_shortfall(r).items()}}
+                   for c, r in self.ignored]
+        doc: dict[str, object] = {"chosen": self.chosen, "refused": refused,
+                                  "reason": self.reason()[:200]}
+        text = json.dumps(doc, sort_keys=True)
+        while len(text) > limit and refused:
+            refused.pop()
+            doc["more"] = len(self.ignored) - len(refused)
+            text = json.dumps(doc, sort_keys=True)
+        return text
+
 
 def shortfall(required: Amounts, free: Amounts) -> str:
     """Which requested resources exceed FREE, e.g. ``memory_bytes 2147483648 > 1610612736``."""
     return ", ".join(f"{f.name} {r} > {v}" for f, r, v in
                      zip(fields(Amounts), required.values(), free.values(), strict=True)
                      if r > v) or "nothing requested"
+
+
+_SHORT = re.compile(r"([a-z_]+) (\d+) > (\d+)")
+
+
+def parse_shortfall(text: str) -> dict[str, tuple[int, int]]:
+    """`shortfall`'s line back as resource -> (required, free); {} for "nothing requested"."""
+    return {m.group(1): (int(m.group(2)), int(m.group(3))) for m in _SHORT.finditer(text)}
 
 
 def choose_cloud(required: Amounts, adverts: Iterable[Advertisement], *,

@@ -186,6 +186,11 @@ class SmfClient:
     def services(self) -> list[pb.ServiceInfo]:
         return list(self._call("ListServices", pb.ListRequest()).services)
 
+    def advertisements(self) -> pb.ListAdvertisementsResponse:
+        """The fresh advertisements the SMF holds (Algorithm 2's candidates) and its TTL."""
+        resp: pb.ListAdvertisementsResponse = self._call("ListAdvertisements", pb.ListRequest())
+        return resp
+
     def users(self) -> list[pb.UserInfo]:
         return list(self._call("ListUsers", pb.ListRequest()).users)
 

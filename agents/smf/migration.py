@@ -282,7 +282,7 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
 
     plan = MigrationPlan()
     if "placement" in state.extras:  # Algorithm 2 chose the destination (MigrateService "")
-        detail = str(state.extras["placement"])[:500]
+        detail = str(state.extras["placement"])  # JSON, bounded (`Placement.detail`)
         plan.add(Phase("placement", lambda _st: PhaseResult(detail=detail)))
     if ports.audit is not None:
         plan.add(ports.audit.phase())
@@ -361,7 +361,7 @@ def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, us
             with core._lock:
                 placed = core.placements.pop(service.global_id, None)
             if placed is not None:
-                state.extras["placement"] = placed.reason()
+                state.extras["placement"] = placed.detail()
         return run_migration(core, ports, state)
 
 

@@ -2,7 +2,8 @@
 administrator, the CMS and the applications' front end of the lab, so every registration,
 request, migration and listing is the controller's; the SMF's public identity is read by the
 agents that verify its messages; the edges' node agents publish their signed resource
-advertisements (seed 000 Algorithm 1, PublishResources). Capabilities are checked in addition
+advertisements (seed 000 Algorithm 1, PublishResources), which the controller lists
+(ListAdvertisements) before it asks for a placement. Capabilities are checked in addition
 by the SMF itself."""
 
 from __future__ import annotations
@@ -29,4 +30,5 @@ SMF_POLICY = Policy(SMF_SERVICE, {
     "ListDevices": _ADMIN,
     "GetSmfIdentity": allow("node", "ras", CONTROLLER),
     "PublishResources": allow("node"),
+    "ListAdvertisements": _ADMIN,
 })

@@ -28,6 +28,7 @@ from agents.common.status import (
     common_code,
     mapped_errors,
 )
+from agents.security.advertisement import Amounts
 from agents.security.crypto import PublicIdentity
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
@@ -147,6 +148,19 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
             advert = self.core.adverts.accept(request.advertisement.body,
                                               request.advertisement.signature)
         return pb.PublishResourcesResponse(seq=advert.seq)
+
+    def ListAdvertisements(self, request: pb.ListRequest,
+                           context: grpc.ServicerContext) -> pb.ListAdvertisementsResponse:
+        def amounts(a: Amounts) -> common_pb2.Resources:
+            return common_pb2.Resources(cpu_millicores=a.cpu_millicores,
+                                        memory_bytes=a.memory_bytes,
+                                        storage_bytes=a.storage_bytes,
+                                        network_bps=a.network_bps, gpu=a.gpu)
+
+        return pb.ListAdvertisementsResponse(ttl_s=self.core.adverts.ttl_s, advertisements=[
+            pb.AdvertisementInfo(cloud=a.cloud, seq=a.seq, age_s=age, maximum=amounts(a.maximum),
+                                 free=amounts(a.free))
+            for a, age in self.core.adverts.fresh()])
 
     def RegisterService(self, request: pb.RegisterServiceRequest,
                         context: grpc.ServicerContext) -> pb.RegisterServiceResponse:

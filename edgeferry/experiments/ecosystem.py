@@ -54,6 +54,7 @@ from agents.audit.client import AuditClient
 from agents.audit.domain import PolicyError
 from agents.audit.owners import seal_owner_token
 from agents.common.client import secure_channel
+from agents.common.convert import resources_from_pb
 from agents.node.client import EndpointClient, SspServerClient, node_stub
 from agents.ras.client import RasClient
 from agents.security.advertisement import Amounts, to_rasp
@@ -337,6 +338,10 @@ class Ecosystem:
             self._state["ras_registered"].append(key)
         return publics
 
+    def node_identity(self, host: str) -> PublicIdentity:
+        """The edge's host identity (RASP endpoint key), whose name the SMF knows it by."""
+        return EndpointClient(self.channel(self.address("node", host)), timeout=20.0).identity()[0]
+
     def edge_max(self, host: str) -> Resources:
         """The edge's real MAX in RASP units, as its node agent measures it (cgroup CPU quota
         and memory limit, else the machine; or the inventory's override)."""
@@ -408,12 +413,16 @@ class Ecosystem:
                 SealedCapability.from_bytes(bytes.fromhex(d["cap"])))
 
     def ensure_service(self, name: str, image: str, first: str,
-                       requirements: dict[str, str] | None = None) -> ServiceHandle:
+                       requirements: dict[str, str] | None = None,
+                       need: Resources | None = None) -> ServiceHandle:
         """Register ``name`` (once) with ``first`` as its first server and the other edges as
-        further servers, register its container policy (``requirements``, seed 002 Table 1;
-        default `DEFAULT_CONTAINER_POLICY`), and make its workload run where the SMF says it
-        is, from ``image`` (a registry reference)."""
+        further servers, its RAS requirement ``need`` (default `SERVICE_NEEDS`; a name maps to
+        one requirement: ConfigError when the SMF holds ``name`` with another), register its
+        container policy (``requirements``, seed 002 Table 1; default
+        `DEFAULT_CONTAINER_POLICY`), and make its workload run where the SMF says it is, from
+        ``image`` (a registry reference)."""
         policy = dict(DEFAULT_CONTAINER_POLICY if requirements is None else requirements)
+        need = SERVICE_NEEDS if need is None else need
         publics = self._register_hosts()
         self._save_state()
         self._register_audit()
@@ -421,7 +430,10 @@ class Ecosystem:
         self._register_principals(smf)
         entry = self._state["services"].get(name)
         if entry is None:
-            entry = self._register_service(smf, name, image, first, publics, policy)
+            entry = self._register_service(smf, name, image, first, publics, policy, need)
+        else:
+            check_requirement(name, resources_from_pb(smf.service(entry["id"]).requirement),
+                              need, self.deployed.workloads)
         location = self.location(ServiceHandle(name, entry["id"], ""))
         with contextlib.nullcontext(self.audit()) as audit:
             audit.update_container(self.owner_token(self.deployed.container_owner), name,
@@ -433,10 +445,12 @@ class Ecosystem:
 
     def _register_service(self, smf: SmfClient, name: str, image: str, first: str,
                           publics: dict[str, PublicIdentity],
-                          policy: dict[str, str]) -> dict[str, Any]:
+                          policy: dict[str, str], need: Resources) -> dict[str, Any]:
         port = int(self.address("node", first).rsplit(":", 1)[1])
         known = [s for s in smf.services() if s.name == name and s.version == "1"]
         if known:  # registered by an earlier, interrupted bootstrap: finish it
+            check_requirement(name, resources_from_pb(known[0].requirement), need,
+                              self.deployed.workloads)
             service_id = known[0].global_id
             have = {srv.ipv4 for srv in known[0].servers}
             self.log(f"ecosystem: service {name!r} already registered ({service_id})")
@@ -447,7 +461,7 @@ class Ecosystem:
                 smf, self._cms(), smf.identity(), name, "1", [spec],
                 provision=lambda s: SspServerClient(self.channel(self.address("node", first))),
                 description=f"edgeferry {name} workload", port=self.workload(name).container_port,
-                requirement=SERVICE_NEEDS, image_ref=image)
+                requirement=need, image_ref=image)
             have = {self.host_ip(first)}
         for host in self.edges:
             if self.host_ip(host) in have:
@@ -513,6 +527,25 @@ class Ecosystem:
         uid, ucap, did, dcap = self.who()
         return self.smf(timeout=3600.0).migrate(handle.service_id, uid, did, ucap, dcap,
                                                 destination, order=order)
+
+
+def check_requirement(name: str, registered: Resources, stated: Resources,
+                      workloads: dict[str, Any]) -> None:
+    """ConfigError unless the SMF's ``registered`` requirement of service ``name`` is the
+    ``stated`` one (a service name maps to one requirement; another needs another name)."""
+    if registered == stated:
+        return
+    others = ", ".join(sorted(w for w in workloads if w != name)) or "none"
+    raise ConfigError(
+        f"service {name!r} is registered at the SMF with requirement {_needs(registered)}; "
+        f"the experiment states {_needs(stated)}. A service name maps to one requirement: "
+        f"state the registered one, or use another service (deployed workloads besides "
+        f"{name}: {others})")
+
+
+def _needs(r: Resources) -> str:
+    return (f"cpu {r.cpu} m, memory {r.memory} MiB, storage {r.storage} MiB, "
+            f"network {r.network} Mbit/s")
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from agents.audit.domain import PolicyError
+from agents.security.rasp import Resources
 from edgeferry import auditpolicy
 from edgeferry.bounds import METRIC_UNITS
 from edgeferry.experiments.scenario import Scenario, ScenarioUnavailable
@@ -181,12 +182,78 @@ class ContainerPolicyWorkload(_Strict):
         return self._policy_source
 
 
+class RequirementSpec(_Strict):
+    """A service's RAS requirement (RASP units; what RASP allocates at the destination and
+    Algorithm 2 compares with each cloud's advertised FREE). The defaults are the ecosystem's
+    `SERVICE_NEEDS`."""
+
+    cpu: int = Field(default=500, ge=1, le=1_000_000, description="millicores")
+    memory_mib: int = Field(default=256, ge=1, le=1 << 20, description="memory, MiB")
+    storage_mib: int = Field(default=1000, ge=0, le=1 << 30, description="storage, MiB")
+    network_mbit: int = Field(default=10, ge=0, le=1_000_000, description="network, Mbit/s")
+
+    def resources(self) -> Resources:
+        """The requirement as RASP `Resources`."""
+        return Resources(cpu=self.cpu, memory=self.memory_mib, storage=self.storage_mib,
+                         network=self.network_mbit)
+
+
+#: the resources a placement expectation may name -> the shortfall's node-unit key
+SHORTFALL_KEYS = {"cpu": "cpu_millicores", "memory": "memory_bytes",
+                  "storage": "storage_bytes", "network": "network_bps", "gpu": "gpu"}
+
+
+class PlacementExpectation(_Strict):
+    """What a placement trial must show: the chosen cloud among ``chosen`` (host names; empty:
+    any), each host in ``refused`` refused for lack of (at least) the resources listed, and
+    ``none_fits`` when no cloud may be chosen at all."""
+
+    chosen: list[str] = Field(default_factory=list, max_length=64)
+    refused: dict[str, list[Literal["cpu", "memory", "storage", "network", "gpu"]]] = Field(
+        default_factory=dict)
+    none_fits: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlacementExpectation:
+        if self.none_fits and self.chosen:
+            raise ValueError("expect: none_fits and chosen contradict each other")
+        both = sorted(set(self.chosen) & set(self.refused))
+        if both:
+            raise ValueError(f"expect: {', '.join(both)} both chosen and refused")
+        return self
+
+
+class PlacementParams(_Strict):
+    order: PhaseOrder = Field(default="diff", description="SMF phase order: diff or paper")
+
+
+class PlacementWorkload(ContainerPolicyWorkload):
+    """A synthetic service registered with ``requirement`` at ``source``, moved with
+    MigrateService(destination "") so the SMF chooses (Algorithm 2). ``service`` must be one of
+    the deployed SMF's workloads (settings.container.workloads) and names one requirement."""
+
+    source: str = "edge1"
+    service: str = Field(default="placement-large", pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    requirement: RequirementSpec = Field(default_factory=RequirementSpec)
+    expect: PlacementExpectation | None = None
+    advert_wait_s: float = Field(default=60.0, gt=0, le=600, description="bound on the wait "
+                                 "for a fresh advertisement of every edge at the SMF")
+
+    @model_validator(mode="after")
+    def _source_not_expected(self) -> PlacementWorkload:
+        if self.expect is not None and self.source in self.expect.chosen:
+            raise ValueError(f"expect.chosen: the source {self.source} is never chosen")
+        return self
+
+
 class ContainerMigrationWorkload(ContainerPolicyWorkload):
     source: str = "edge1"
     destination: str = "edge2"
     registry: str = "control"
     base_image: str | None = None
     gpu: bool = False
+    requirement: RequirementSpec | None = Field(
+        default=None, description="the service's RAS requirement (default SERVICE_NEEDS)")
 
 
 class NmsParams(_Strict):
@@ -441,6 +508,19 @@ def _builtin() -> list[ScenarioSpec]:
             uses_hosts=True, agents=("smf", "audit", "ras", "ledger", "node"),
             needs="the node agent (stop/commit/push/pull/run), the lab registry and "
                   "SMF.MigrateService deployed on the target",
+        ),
+        ScenarioSpec(
+            name="placement",
+            summary="seed 000 Algorithm 2: MigrateService without a destination; the SMF "
+                    "chooses among the clouds whose advertised FREE fits the requirement",
+            implementation=_impl("placement", "PlacementScenario"),
+            params=PlacementParams, workload=PlacementWorkload,
+            phases=("advertisements", "placement", *MIGRATION_PHASES),
+            metrics={"as_expected": "ratio", "refused_clouds": "count",
+                     "advert_wait_s": "s"},
+            uses_hosts=True, agents=("smf", "audit", "ras", "ledger", "node"),
+            needs="the node agents' periodic advertisements to the SMF (advertise_interval_s "
+                  "> 0) and SMF.MigrateService deployed on the target",
         ),
         ScenarioSpec(
             name="nms-secure-migration",

@@ -210,6 +210,24 @@ def policies_tables(info: dict[str, Any]) -> list[Table]:
     ]
 
 
+def placement_table(stats: RunStats) -> Table:
+    """Every trial that recorded a placement (seed 000 Algorithm 2 at the SMF): requirement,
+    chosen cloud, refused clouds and why (failed trials too: a mismatch says what differed)."""
+    from edgeferry.experiments.placement import PLACEMENT_HEADER, table_row
+
+    rows = []
+    for r in stats.records:
+        row = table_row(r)
+        if row is not None:
+            rows.append(row)
+        elif "placement not as expected" in (r.get("error") or ""):
+            rows.append([str(r.get("trial_id", "-")), "-", "-", "-", "-", "-",
+                         "no: " + str(r["error"])[:300]])
+    return Table("Placement (Algorithm 2)", PLACEMENT_HEADER, rows,
+                 "MigrateService with destination \"\": the SMF's placement phase. A cloud is "
+                 "refused when the requirement exceeds its advertised FREE on some resource.")
+
+
 def md_table(t: Table) -> str:
     """One table as a Markdown section (a `## title` heading, the note, the rows)."""
     if not t.rows:
@@ -339,6 +357,9 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     failures = failed_table(stats)
     if failures.rows:
         tables.append(failures)
+    placements = placement_table(stats)
+    if placements.rows:
+        tables.append(placements)
     tables += policies_tables(stats.info)
     figures = make_plots(stats, rd.path / "plots")
     title = f"edgeferry report: {stats.info.get('experiment')} / {rd.path.name}"

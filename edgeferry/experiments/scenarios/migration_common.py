@@ -168,9 +168,12 @@ class MigrationScenario(Scenario):
 
     def ensure_service(self, ctx: ScenarioContext, name: str, image: str) -> ServiceHandle:
         """The ecosystem's service ``name`` at the workload's source under the container policy
-        the experiment states (else the default); the policies in force go into run.json."""
+        the experiment states (else the default) and its RAS ``requirement`` when the workload
+        states one (else `SERVICE_NEEDS`); the policies in force go into run.json."""
         w = self.workload
-        handle = self.eco.ensure_service(name, image, w.source, w.requirements)
+        stated = getattr(w, "requirement", None)
+        handle = self.eco.ensure_service(name, image, w.source, w.requirements,
+                                         None if stated is None else stated.resources())
         record_audit_policies(ctx.run_dir, ctx.part, name, w.requirements, w.policy_source,
                               self.eco.edge_attributes)
         ctx.log(f"{name}: container policy ({w.policy_source}) "

@@ -267,10 +267,21 @@ def test_the_ecosystem_registers_what_the_lab_file_states(
 
 def test_ensure_service_registers_the_experiments_container_policy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents._proto.edgeferry.smf.v1 import smf_service_pb2 as smf_pb
+    from agents.common.convert import resources_to_pb
+    from agents.security.rasp import Resources
+    from edgeferry.errors import ConfigError
+    from edgeferry.experiments.ecosystem import SERVICE_NEEDS
+
+    class FakeSmf:  # the SMF holds S1 with the default requirement
+        def service(self, sid: str) -> smf_pb.ServiceInfo:
+            assert sid == "S1"
+            return smf_pb.ServiceInfo(global_id=sid, requirement=resources_to_pb(SERVICE_NEEDS))
+
     eco = _ecosystem(tmp_path, monkeypatch)
     fake = FakeAudit()
     for name, value in {"audit": lambda: fake, "_register_hosts": lambda: {},
-                        "_register_audit": lambda: None, "smf": lambda timeout=60.0: None,
+                        "_register_audit": lambda: None, "smf": lambda timeout=60.0: FakeSmf(),
                         "_register_principals": lambda smf: None,
                         "location": lambda handle: "edge1", "report_edge_state": lambda: {},
                         "run_workload": lambda *a, **k: 0.0}.items():
@@ -281,6 +292,8 @@ def test_ensure_service_registers_the_experiments_container_policy(
     assert fake.containers["synthetic"] == mine
     eco.ensure_service("synthetic", "reg/img:1", "edge1")
     assert fake.containers["synthetic"] == DEFAULT
+    with pytest.raises(ConfigError, match="maps to one requirement"):
+        eco.ensure_service("synthetic", "reg/img:1", "edge1", need=Resources(500, 2048, 1000, 10))
 
 
 # ------------------------------------------------------------------ recorded and reported
@@ -299,7 +312,7 @@ def test_the_scenario_records_the_policies_and_the_report_prints_them(
     ctx = ScenarioContext(experiment="fx", part="diff-order", seed=1, workload={},
                           run_dir=rd.path, work_dir=tmp_path)
     assert scenario.ensure_service(ctx, "synthetic", "reg/img:1") == "handle"
-    assert calls == [("synthetic", "reg/img:1", "edge1", workload.requirements)]
+    assert calls == [("synthetic", "reg/img:1", "edge1", workload.requirements, None)]
     recorded = RunDir.open(rd.path).read_info()["provenance"][AUDIT_POLICIES]
     assert recorded["containers"]["diff-order"] == {
         "service": "synthetic", "source": "container_policy (experiment)",

@@ -95,3 +95,36 @@ def test_the_source_is_never_chosen(world: World) -> None:
     with pytest.raises(ProtocolError) as err:
         world.authorise()
     assert err.value.code is ErrorCode.INSUFFICIENT_RESOURCES
+
+
+def test_placement_detail_is_structured_json(world: World) -> None:
+    import json
+
+    from agents.smf.servicer import SmfServicer
+
+    world.advertise(JETSON, 1536, 500)
+    world.advertise(X86, 3072, 1000)
+    world.authorise()
+    doc = json.loads(world.core.placements[world.sid].detail())
+    assert doc["chosen"] == "x86-1"
+    assert doc["refused"] == [{"cloud": "jetson1",
+                               "shortfall": {"memory_bytes": [2048 * MIB, 1536 * MIB]}}]
+    listed = SmfServicer(world.core, None, None).ListAdvertisements(  # type: ignore[arg-type]
+        None, None)  # type: ignore[arg-type]
+    assert [(a.cloud, a.free.memory_bytes) for a in listed.advertisements] == [
+        ("jetson1", 1536 * MIB), ("x86-1", 3072 * MIB)]
+    assert listed.ttl_s == world.core.adverts.ttl_s
+
+
+def test_placement_detail_stays_bounded() -> None:
+    import json
+
+    from agents.security.advertisement import Placement
+
+    many = Placement("a", tuple((f"cloud{i:03d}", f"memory_bytes {i + 10} > {i}")
+                                for i in range(200)))
+    text = many.detail(limit=600)
+    doc = json.loads(text)
+    assert len(text) <= 600 and doc["chosen"] == "a"
+    assert doc["more"] == 200 - len(doc["refused"]) > 0
+    assert doc["refused"][0] == {"cloud": "cloud000", "shortfall": {"memory_bytes": [10, 0]}}

@@ -1084,6 +1084,76 @@ class PublishResourcesResponse(_message.Message):
 Global___PublishResourcesResponse: _TypeAlias = PublishResourcesResponse  # noqa: Y015
 
 @_typing.final
+class AdvertisementInfo(_message.Message):
+    """AdvertisementInfo is the latest fresh advertisement the SMF holds from one cloud."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLOUD_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    AGE_S_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    FREE_FIELD_NUMBER: _builtins.int
+    cloud: _builtins.str
+    """Cloud (edge host identity) name."""
+    seq: _builtins.int
+    """Sequence number of the advertisement."""
+    age_s: _builtins.float
+    """Seconds since the SMF accepted it (SMF's clock)."""
+    @_builtins.property
+    def maximum(self) -> _common_pb2.Resources:
+        """Advertised MAX."""
+
+    @_builtins.property
+    def free(self) -> _common_pb2.Resources:
+        """Advertised FREE (what Algorithm 2 compares a service's requirement with)."""
+
+    def __init__(
+        self,
+        *,
+        cloud: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        age_s: _builtins.float = ...,
+        maximum: _common_pb2.Resources | None = ...,
+        free: _common_pb2.Resources | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["free", b"free", "maximum", b"maximum"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_s", b"age_s", "cloud", b"cloud", "free", b"free", "maximum", b"maximum", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdvertisementInfo: _TypeAlias = AdvertisementInfo  # noqa: Y015
+
+@_typing.final
+class ListAdvertisementsResponse(_message.Message):
+    """ListAdvertisementsResponse lists the fresh advertisements (stale ones are left out)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVERTISEMENTS_FIELD_NUMBER: _builtins.int
+    TTL_S_FIELD_NUMBER: _builtins.int
+    ttl_s: _builtins.float
+    """Seconds after which an advertisement is stale (the SMF's TTL)."""
+    @_builtins.property
+    def advertisements(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdvertisementInfo]:
+        """One per cloud, by cloud name."""
+
+    def __init__(
+        self,
+        *,
+        advertisements: _abc.Iterable[Global___AdvertisementInfo] | None = ...,
+        ttl_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertisements", b"advertisements", "ttl_s", b"ttl_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdvertisementsResponse: _TypeAlias = ListAdvertisementsResponse  # noqa: Y015
+
+@_typing.final
 class ProvisionRequest(_message.Message):
     """ProvisionRequest hands SERV ID and SERV CAP to a server (what the CMS does after stage 1)."""
 

@@ -110,6 +110,11 @@ class SmfServiceStub:
                 request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesResponse.FromString,
                 _registered_method=True)
+        self.ListAdvertisements = channel.unary_unary(
+                '/edgeferry.smf.v1.SmfService/ListAdvertisements',
+                request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListAdvertisementsResponse.FromString,
+                _registered_method=True)
 
 
 class SmfServiceServicer:
@@ -222,6 +227,14 @@ class SmfServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAdvertisements(self, request, context):
+        """The fresh advertisements Algorithm 2 would choose among now (the controller waits for them
+        before asking for a placement).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SmfServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -299,6 +312,11 @@ def add_SmfServiceServicer_to_server(servicer, server):
                     servicer.PublishResources,
                     request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesRequest.FromString,
                     response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesResponse.SerializeToString,
+            ),
+            'ListAdvertisements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdvertisements,
+                    request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListRequest.FromString,
+                    response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListAdvertisementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -707,6 +725,33 @@ class SmfService:
             '/edgeferry.smf.v1.SmfService/PublishResources',
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesRequest.SerializeToString,
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.PublishResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdvertisements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.smf.v1.SmfService/ListAdvertisements',
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListRequest.SerializeToString,
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.ListAdvertisementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,10 @@ class SmfServiceStub:
     """PublishResources receives an edge's signed periodic advertisement (seed 000 Algorithm 1);
     MigrateService without a destination chooses among them (Algorithm 2).
     """
+    ListAdvertisements: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.ListRequest, _smf_service_pb2.ListAdvertisementsResponse]
+    """The fresh advertisements Algorithm 2 would choose among now (the controller waits for them
+    before asking for a placement).
+    """
 
 class SmfServiceServicer(metaclass=_abc_1.ABCMeta):
     """SmfService is the Service Management Framework."""
@@ -192,6 +196,16 @@ class SmfServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _smf_service_pb2.PublishResourcesResponse:
         """PublishResources receives an edge's signed periodic advertisement (seed 000 Algorithm 1);
         MigrateService without a destination chooses among them (Algorithm 2).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAdvertisements(
+        self,
+        request: _smf_service_pb2.ListRequest,
+        context: _grpc.ServicerContext,
+    ) -> _smf_service_pb2.ListAdvertisementsResponse:
+        """The fresh advertisements Algorithm 2 would choose among now (the controller waits for them
+        before asking for a placement).
         """
 
 def add_SmfServiceServicer_to_server(servicer: SmfServiceServicer, server: _grpc.Server) -> None: ...
