@@ -239,6 +239,10 @@ def test_finding_describe_workload_only_for_the_smf(alab: AuthzLab) -> None:
     assert _code(lambda: smf.DescribeWorkload(request, timeout=5)) != (
         grpc.StatusCode.PERMISSION_DENIED)
     assert alab.engine.calls[calls:] == ["describe"]  # the SMF's request reached the engine
+    audit = npb_grpc.NodeServiceStub(alab.channel("edge1", "audit"))
+    assert _code(lambda: audit.DescribeWorkload(request, timeout=5)) != (
+        grpc.StatusCode.PERMISSION_DENIED)
+    assert alab.engine.calls[calls:] == ["describe", "describe"]  # and the audit monitor's
 
 
 class _Hits(http.server.BaseHTTPRequestHandler):
