@@ -51,6 +51,9 @@ from agents.audit.tables import load_policy_file
 
 #: The inventory host variable that carries an edge's Table 2 attributes.
 INVENTORY_VARIABLE = "edgeferry_audit_edge_attributes"
+#: An edge host's seed-002 region (lab file ``region:``); "lab" when not stated.
+REGION_VARIABLE = "edgeferry_audit_region"
+DEFAULT_REGION = "lab"
 
 #: The container policy of the migration scenarios when the experiment states none. No CPU
 #: ceiling (cHRcu "*"): the lab hosts share the machine's cores with each other (and with any
@@ -186,4 +189,15 @@ def inventory_edge_attributes(inventory: Path, hosts: Iterable[str]) -> dict[str
         except PolicyError as err:
             raise PolicyError(f"inventory {inventory}: host {host}: {INVENTORY_VARIABLE}: "
                               f"{err}") from None
+    return out
+
+
+def inventory_edge_places(inventory: Path, hosts: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each edge's (region, address) for the audit registry: ``edgeferry_audit_region``
+    (default "lab") and ``edgeferry_address`` (where the audit monitor finds its node agent)."""
+    out: dict[str, tuple[str, str]] = {}
+    for host in hosts:
+        hv = inventory_host_vars(inventory, host)
+        out[host] = (str(hv.get(REGION_VARIABLE) or DEFAULT_REGION),
+                     str(hv.get("edgeferry_address") or ""))
     return out

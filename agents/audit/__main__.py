@@ -1,7 +1,9 @@
 """``python -m agents.audit --config /etc/edgeferry/audit.yaml``: the data-audit agent.
 
-Node agents report utilisation through ReportEdgeState until the node agent's gRPC client
-implements ``monitor.NodeProbe``; then pass it to ``setup_audit(..., probe=...)`` here.
+With ``settings.monitor: true`` (the deployed agent: role default
+``edgeferry_audit_monitor``) it polls every registered edge's node agent each
+``settings.monitor_interval_s`` (role default ``edgeferry_audit_monitor_period_s``, 600 s);
+ReportEdgeState (the controller, the node agents) stays a second source.
 """
 
 from __future__ import annotations

@@ -287,6 +287,8 @@ class EdgeState:
     memory_percent: float
     alive: bool
     measured_at: float  # Unix time, seconds
+    #: why the reading failed ("" when the node agent answered): utilisation rows then fail
+    failure: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,7 +648,8 @@ def evaluate(policy: ContainerPolicy, edge: EdgeAttributes, state: EdgeState | N
     """Audit one container against one edge: permit only if every constrained row holds.
 
     ``state`` is the monitor's last observation (None when never measured). When ``now`` and
-    ``max_state_age`` are given, an older observation is stale: utilisation requirements fail.
+    ``max_state_age`` are given, an older observation is stale: utilisation requirements fail,
+    as they do after a failed reading (``state.failure``), each with that reason.
     ``accessible`` says whether the container's owner may use the edge (owned or shared).
     """
     stale: str | None = None
@@ -654,6 +657,8 @@ def evaluate(policy: ContainerPolicy, edge: EdgeAttributes, state: EdgeState | N
         age = now - state.measured_at
         if age > max_state_age:
             stale = f"measurement is stale ({age:.0f} s old > {max_state_age:.0f} s)"
+    if state is not None and state.failure:
+        stale = f"monitor reading failed: {state.failure}"
     access = ElementCheck(ACCESS, "owner", "owned or shared", "yes" if accessible else "no",
                           True, accessible,
                           "edge is available to the container's owner" if accessible else

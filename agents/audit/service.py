@@ -29,6 +29,20 @@ from agents.audit.domain import (
 from agents.audit.owners import OwnerVerifier
 from agents.audit.store import AuditStore
 
+#: containers whose liveness the service remembers at most (bounded state)
+MAX_CONTAINER_LIVENESS = 10_000
+
+
+@dataclass(frozen=True)
+class ContainerLiveness:
+    """The monitor's last survival check of a container (seed 002: containers get only that)."""
+
+    edge: str
+    alive: bool
+    state: str  # the engine's state ("running", "exited", ...), "" when unknown
+    checked_at: float  # Unix time, seconds
+    detail: str = ""
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -56,6 +70,7 @@ class AuditService:
         self._lock = threading.Lock()
         self._edges: dict[str, EdgeAttributes] | None = None
         self._states: dict[str, EdgeState] = store.load_states()
+        self._liveness: dict[str, ContainerLiveness] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def owner_of(self, token: bytes) -> str:
@@ -174,8 +189,26 @@ class AuditService:
             self._states[edge] = state
 
     def states(self) -> dict[str, EdgeState]:
+        """The last observation of every monitored edge."""
         with self._lock:
             return dict(self._states)
+
+    def container_locations(self) -> dict[str, str]:
+        """Every registered container and the edge it runs on ("" when unknown)."""
+        return self.store.container_locations(MAX_CONTAINER_LIVENESS)
+
+    def record_liveness(self, seen: Mapping[str, ContainerLiveness]) -> None:
+        """Replace the containers' survival checks with ``seen`` (one monitor poll); bounded:
+        only registered containers, at most MAX_CONTAINER_LIVENESS of them."""
+        known = self.container_locations()
+        kept = {name: live for name, live in sorted(seen.items()) if name in known}
+        with self._lock:
+            self._liveness = dict(list(kept.items())[:MAX_CONTAINER_LIVENESS])
+
+    def liveness(self, name: str) -> ContainerLiveness | None:
+        """The monitor's last survival check of container ``name`` (None: never checked)."""
+        with self._lock:
+            return self._liveness.get(name)
 
     # -- the audit log --------------------------------------------------------------------------
     def read_log(self, token: bytes, *, start: int = 1, limit: int = 50

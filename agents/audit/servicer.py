@@ -29,7 +29,7 @@ from agents.audit.domain import (
     UnknownEdge,
     UnknownRegion,
 )
-from agents.audit.service import AuditService, Evaluation
+from agents.audit.service import AuditService, ContainerLiveness, Evaluation
 from agents.common.client import peer_identity
 from agents.common.errors import NoPeerIdentity
 from agents.common.logging import get_logger
@@ -64,7 +64,14 @@ def container_to_pb(policy: ContainerPolicy) -> pb.ContainerPolicySpec:
 
 def state_to_pb(state: EdgeState) -> pb.EdgeState:
     return pb.EdgeState(cpu_percent=state.cpu_percent, memory_percent=state.memory_percent,
-                        alive=state.alive, measured_at_ms=int(state.measured_at * 1000))
+                        alive=state.alive, measured_at_ms=int(state.measured_at * 1000),
+                        failure=state.failure)
+
+
+def liveness_to_pb(live: ContainerLiveness) -> pb.ContainerLiveness:
+    return pb.ContainerLiveness(alive=live.alive, state=live.state,
+                                checked_at_ms=int(live.checked_at * 1000), detail=live.detail,
+                                edge=live.edge)
 
 
 def decision_to_pb(ev: Evaluation) -> pb.EvaluateResponse:
@@ -214,10 +221,15 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
 
     def GetContainerPolicy(self, request: pb.GetContainerPolicyRequest,
                            context: grpc.ServicerContext) -> pb.GetContainerPolicyResponse:
-        return self._call(context, "GetContainerPolicy",
-                          lambda caller: pb.GetContainerPolicyResponse(
-                              container=container_to_pb(self.service.get_container(
-                                  self._token(request.owner_token, context), request.name))))
+        def run(caller: str) -> pb.GetContainerPolicyResponse:
+            token = self._token(request.owner_token, context)
+            resp = pb.GetContainerPolicyResponse(
+                container=container_to_pb(self.service.get_container(token, request.name)))
+            live = self.service.liveness(request.name)
+            if live is not None:
+                resp.liveness.CopyFrom(liveness_to_pb(live))
+            return resp
+        return self._call(context, "GetContainerPolicy", run)
 
     def SetContainerLocation(self, request: pb.SetContainerLocationRequest,
                              context: grpc.ServicerContext) -> pb.SetContainerLocationResponse:

@@ -203,6 +203,11 @@ class AuditStore:
             self.require_container_owner(owner, name)
             self.store.execute("DELETE FROM containers WHERE name = ?", (name,))
 
+    def container_locations(self, limit: int = 100_000) -> dict[str, str]:
+        """Container name -> the edge it runs on ("" when unknown), at most ``limit`` rows."""
+        return {str(r["name"]): str(r["location"]) for r in self.store.query(
+            "SELECT name, location FROM containers ORDER BY name LIMIT ?", (limit,))}
+
     def containers_of(self, owner: str) -> list[str]:
         return [str(r[0]) for r in self.store.query(
             "SELECT name FROM containers WHERE owner = ? ORDER BY name", (owner,))]
@@ -217,13 +222,15 @@ class AuditStore:
                 " alive = excluded.alive, measured_at = excluded.measured_at,"
                 " detail = excluded.detail",
                 (edge, state.cpu_percent, state.memory_percent, int(state.alive),
-                 state.measured_at, detail))
+                 state.measured_at, (detail or state.failure)[:500]))
         except sqlite3.IntegrityError:
             raise NotFound(f"no edge named {edge!r} is registered") from None
 
     def load_states(self) -> dict[str, EdgeState]:
         rows = self.store.query(
-            "SELECT edge, cpu_percent, memory_percent, alive, measured_at FROM edge_state")
+            "SELECT edge, cpu_percent, memory_percent, alive, measured_at, detail"
+            " FROM edge_state")
         return {str(r["edge"]): EdgeState(float(r["cpu_percent"]), float(r["memory_percent"]),
-                                          bool(r["alive"]), float(r["measured_at"]))
+                                          bool(r["alive"]), float(r["measured_at"]),
+                                          str(r["detail"] or ""))
                 for r in rows}

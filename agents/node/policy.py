@@ -2,8 +2,9 @@
 
 * NodeService: neighbours (``node.*``), the SMF and the controller read resources, submit
   service requests (Algorithm 3) and read a migration's phases; only the SMF and the
-  controller run, stop, start, commit, push, pull, remove or probe workloads; only the SMF asks
-  which image a workload really runs from (DescribeWorkload, for its prepull); only
+  controller run, stop, start, commit, push, pull, remove or probe workloads; only the SMF (for
+  its prepull) and the audit agent's monitor (container liveness, seed 002) ask which image and
+  state a workload really runs with (DescribeWorkload); the monitor also reads resources; only
   neighbouring node agents publish their signed resource advertisements (PublishResources).
 * RaspEndpointService: the SMF drives RASP (it relays every message, and only it sets the
   transfer of a diff-first migration after the push); the identity is public to the agents
@@ -24,7 +25,8 @@ _READ = allow("node", "smf", CONTROLLER)
 _CONTROL = allow("smf", CONTROLLER)
 
 NODE_POLICY = Policy(NODE_SERVICE, {
-    "GetResources": _READ,
+    # the audit agent's monitor polls utilisation and liveness (seed 002, Figure 8)
+    "GetResources": allow("node", "smf", "audit", CONTROLLER),
     "SubmitRequest": _READ,
     "GetMigration": _READ,
     "RunWorkload": _CONTROL,
@@ -36,7 +38,8 @@ NODE_POLICY = Policy(NODE_SERVICE, {
     "PullImage": _CONTROL,
     "PrePullImage": _CONTROL,
     "ProbeFirstResponse": _CONTROL,
-    "DescribeWorkload": allow("smf"),
+    # the audit agent's monitor checks container liveness (the container's state only)
+    "DescribeWorkload": allow("smf", "audit"),
     # a neighbour's signed periodic advertisement (seed 000 Algorithm 1)
     "PublishResources": allow("node"),
 })

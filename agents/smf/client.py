@@ -65,6 +65,10 @@ class MigrationReport:
     error_message: str
     round_trip_seconds: float
     order: str = ""  # the phase order the SMF ran ("diff" or "paper")
+    #: region / any-edge: the audit's tries in order, (edge, permit, reasons of a deny)
+    tries: tuple[tuple[str, bool, tuple[str, ...]], ...] = ()
+    audit_seed: int = 0  # region / any-edge: the seed of the order of tries
+    audit_seconds: float = 0.0  # region / any-edge: the decision inside the audit agent
 
 
 def phases_from_pb(items: Sequence[common_pb2.PhaseTiming]) -> tuple[PhaseTiming, ...]:
@@ -153,15 +157,23 @@ class SmfClient:
 
     def migrate(self, service_id: str, user_id: str, device_id: str,
                 user_cap: SealedCapability | bytes, device_cap: SealedCapability | bytes,
-                destination: str, *, request_id: str = "", order: str = "") -> MigrationReport:
+                destination: str, *, request_id: str = "", order: str = "",
+                region: str = "", any_edge: bool = False,
+                audit_seed: int | None = None) -> MigrationReport:
         """Migrate Service in phase `order` ("" or "diff": diff-first, the default; "paper":
         the paper's order). Refusals before anything ran (an unknown order included) raise
         RemoteProtocolError (or grpc.RpcError); a migration that started and failed returns
-        migrated=False."""
+        migrated=False. ``region`` / ``any_edge`` (with ``destination`` ""): the audit agent
+        orders the tries (seeded by ``audit_seed``) and the first edge it permits is the
+        destination; the report lists the tries (none permits: migrated=False,
+        error_code POLICY_DENIED)."""
         request = pb.MigrateServiceRequest(
             service_id=service_id, user_id=user_id, device_id=device_id,
             user_capability=_cap_bytes(user_cap), device_capability=_cap_bytes(device_cap),
-            destination=destination, request_id=request_id, order=order)
+            destination=destination, request_id=request_id, order=order,
+            target_region=region, any_edge=any_edge)
+        if audit_seed is not None:
+            request.audit_seed = audit_seed
         t0 = time.perf_counter()
         try:
             resp, rpc_call = self.stub.MigrateService.with_call(request, timeout=self.timeout)
@@ -177,7 +189,9 @@ class SmfClient:
             rasp_session_id=bytes(resp.rasp_session_id), phases=phases_from_pb(resp.phases),
             error_code=None if resp.migrated else code,
             error_message="" if resp.migrated else resp.error.message,
-            round_trip_seconds=time.perf_counter() - t0, order=resp.order)
+            round_trip_seconds=time.perf_counter() - t0, order=resp.order,
+            tries=tuple((t.edge, t.permit, tuple(t.reasons)) for t in resp.tries),
+            audit_seed=resp.audit_seed, audit_seconds=resp.audit_seconds)
 
     def service(self, service_id: str) -> pb.ServiceInfo:
         resp: pb.ServiceInfo = self._call("GetService", pb.GetServiceRequest(service_id=service_id))

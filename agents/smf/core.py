@@ -372,12 +372,10 @@ class SmfCore:
 
     # -- Migrate Service: authorisation and the location record ------------------------------------
 
-    def authorise_migration(self, service_id: str, user_id: str, device_id: str,
-                            user_cap: bytes, device_cap: bytes, destination: str
-                            ) -> tuple[ServiceEntry, UserEntry, DeviceEntry, ServerEntry,
-                                       ServerEntry, Location]:
-        """Check the caller's USER CAP and DEV CAP and the request; change nothing. An empty
-        ``destination`` is chosen by `place` (Algorithm 2)."""
+    def authorise_caller(self, service_id: str, user_id: str, device_id: str,
+                         user_cap: bytes, device_cap: bytes
+                         ) -> tuple[ServiceEntry, UserEntry, DeviceEntry]:
+        """Check the caller's USER CAP and DEV CAP for ``service_id``; change nothing."""
         user_c = decode_capability(user_cap, "USER CAP")
         dev_c = decode_capability(device_cap, "DEV CAP")
         user = self.db.user(user_id)
@@ -396,6 +394,16 @@ class SmfCore:
         service = self.db.service(service_id)
         if service is None:
             raise ProtocolError(ErrorCode.UNKNOWN_SERVICE, f"no service {service_id!r}")
+        return service, user, device
+
+    def authorise_migration(self, service_id: str, user_id: str, device_id: str,
+                            user_cap: bytes, device_cap: bytes, destination: str
+                            ) -> tuple[ServiceEntry, UserEntry, DeviceEntry, ServerEntry,
+                                       ServerEntry, Location]:
+        """Check the caller's USER CAP and DEV CAP and the request; change nothing. An empty
+        ``destination`` is chosen by `place` (Algorithm 2)."""
+        service, user, device = self.authorise_caller(service_id, user_id, device_id,
+                                                      user_cap, device_cap)
         if not destination:
             placed = self.place(service, self.location(service_id).server)
             with self._lock:

@@ -74,6 +74,14 @@ class PolicyDenied(SmfError):
     """A configured check (data audit, self-evaluation) refused the migration."""
 
 
+class NotConfigured(SmfError):
+    """The request needs a part this SMF is not configured with (e.g. the audit agent)."""
+
+
+class Unavailable(SmfError):
+    """An agent the request needs did not answer (e.g. the audit agent)."""
+
+
 class MigrationFailed(SmfError):
     """A phase of a migration failed; `records` holds every phase's outcome."""
 

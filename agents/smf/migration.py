@@ -62,17 +62,20 @@ from agents.smf.domain import (
     MigrationFailed,
     MigrationPlan,
     MigrationState,
+    NotConfigured,
+    NotFound,
     Phase,
     PhaseRecord,
     PhaseResult,
     PolicyDenied,
     ServerEntry,
     StaleEpoch,
+    Unavailable,
     parse_order,
 )
 
 if TYPE_CHECKING:  # the clients are passed in as objects; only their types are named here
-    from agents.audit.client import AuditClient
+    from agents.audit.client import AuditClient, AuditVerdict
     from agents.ledger.client import LedgerClient
     from agents.node.client import EndpointClient
     from agents.smf.relay import RaspHandshake, RaspRelay, Tap
@@ -103,6 +106,26 @@ BEFORE_HANDSHAKE = PREPARE + SOURCE_DOWN
 AFTER_COMMIT = ("source_cleanup",)
 
 
+@dataclass(frozen=True)
+class AuditedTarget:
+    """Seed 002 cases 2-3: a region ("" = any edge) and the seed of the order of tries
+    (None: the audit agent draws one)."""
+
+    region: str = ""
+    seed: int | None = None
+
+    def __str__(self) -> str:
+        return f"region {self.region}" if self.region else "any edge"
+
+
+def tries_text(verdict: AuditVerdict) -> str:
+    """``Edge2 deny (cDAl: ...), Edge3 permit``: the audit's tries in order."""
+    return ", ".join(
+        f"{t.edge} permit" if t.permit else
+        f"{t.edge} deny ({'; '.join(f'{c.element}: {c.note}' for c in t.failures)})"
+        for t in verdict.tries) or "no candidate edge"
+
+
 @dataclass
 class AuditHook:
     """Policy audit (seed 002) before anything moves."""
@@ -117,8 +140,37 @@ class AuditHook:
         src = self.token_source
         return src if isinstance(src, bytes) else src()
 
+    def choose(self, container: str, source: str, target: AuditedTarget,
+               request_id: str = "") -> AuditVerdict:
+        """Seed 002 cases 2-3: ask the audit agent for the order of tries in ``target`` and its
+        decision on each until one permits. When the audit tried ``source`` (its record of the
+        container's location is behind the SMF's), the location is re-synced and it is asked
+        again. An unknown region raises NotFound, an unreachable agent Unavailable."""
+        def ask() -> AuditVerdict:
+            try:
+                return self.client.evaluate(self.owner_token, container,
+                                            region=target.region or None, seed=target.seed,
+                                            request_id=request_id)
+            except Exception as err:
+                code = str(getattr(getattr(err, "code", None), "name", ""))
+                if code == "NOT_FOUND":
+                    raise NotFound(f"audit: {getattr(err, 'message', err)}") from None
+                if code in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "PERMISSION_DENIED",
+                            "UNAUTHENTICATED"):
+                    raise PolicyDenied(f"audit refuses: {getattr(err, 'message', err)}") \
+                        from None
+                raise Unavailable(f"audit agent: {err}"[:500]) from None
+
+        verdict = ask()
+        if any(t.edge == source for t in verdict.tries):
+            self.client.set_container_location(self.owner_token, container, source)
+            verdict = ask()
+        return verdict
+
     def phase(self) -> Phase:
-        """The policy_audit phase: a denial raises PolicyDenied (nothing has moved yet)."""
+        """The policy_audit phase: a denial raises PolicyDenied (nothing has moved yet). When
+        the destination came from a region / any-edge audit (``extras["audit_verdict"]``),
+        that decision is the phase: the tries are its detail and nothing is asked again."""
         def evaluate(state: MigrationState) -> Any:
             return self.client.evaluate(
                 self.owner_token, state.service.name, edge=state.destination.name,
@@ -126,6 +178,12 @@ class AuditHook:
             )
 
         def run(state: MigrationState) -> PhaseResult:
+            chosen = state.extras.get("audit_verdict")
+            if chosen is not None:
+                return PhaseResult(detail=(
+                    f"{state.extras.get('audit_target', 'target')}: {tries_text(chosen)} "
+                    f"(decision {chosen.audit_seconds * 1000:.3f} ms, "
+                    f"log #{chosen.log_seq})")[:500])
             try:
                 verdict = evaluate(state)
             except Exception as err:
@@ -343,11 +401,15 @@ def failure_code(cause: BaseException) -> str:
 
 def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, user_id: str,
                     device_id: str, user_capability: bytes, device_capability: bytes,
-                    destination: str, request_id: str = "", order: str = "") -> MigrationOutcome:
+                    destination: str, request_id: str = "", order: str = "",
+                    audited: AuditVerdict | None = None,
+                    audited_target: AuditedTarget | None = None) -> MigrationOutcome:
     """Migrate Service: check the order (`parse_order`), the caller's capabilities and the
     request (refusals raise), then run the migration while holding the service's slot. An
     empty ``destination`` is chosen by Algorithm 2 (`SmfCore.place`); a "placement" record
-    first in the phases says which cloud and why the others were ignored."""
+    first in the phases says which cloud and why the others were ignored. ``audited``: the
+    region / any-edge audit that chose ``destination`` (`migrate_to_target`) stands as the
+    policy_audit phase."""
     phase_order = parse_order(order)
     service, user, device, source, dest, loc = core.authorise_migration(
         service_id, user_id, device_id, user_capability, device_capability, destination)
@@ -357,12 +419,59 @@ def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, us
             destination=dest, user=user, device=device, epoch=loc.epoch, request_id=request_id,
             order=phase_order,
         )
+        if audited is not None:
+            state.extras["audit_verdict"] = audited
+            state.extras["audit_target"] = str(audited_target or "target")
         if not destination:
             with core._lock:
                 placed = core.placements.pop(service.global_id, None)
             if placed is not None:
                 state.extras["placement"] = placed.detail()
         return run_migration(core, ports, state)
+
+
+@dataclass(frozen=True)
+class TargetedOutcome:
+    """A region / any-edge Migrate Service: the audit's tries and, when one edge permitted,
+    the migration to it (None when none did)."""
+
+    target: AuditedTarget
+    verdict: AuditVerdict
+    outcome: MigrationOutcome | None
+    location: Location
+
+    @property
+    def migrated(self) -> bool:
+        """True when an edge permitted and the service now runs there."""
+        return self.outcome is not None and self.outcome.migrated
+
+
+def migrate_to_target(core: SmfCore, ports: MigrationPorts, *, target: AuditedTarget,
+                      service_id: str, user_id: str, device_id: str, user_capability: bytes,
+                      device_capability: bytes, request_id: str = "",
+                      order: str = "") -> TargetedOutcome:
+    """Migrate Service to a region or any edge (seed 002 cases 2-3): check the caller, ask the
+    audit agent for the order of tries (`AuditHook.choose`), and migrate to the first edge it
+    permits (`migrate_service`, whose policy_audit phase is that decision). No edge permits:
+    nothing moves and the answer carries the tries with the reason of each deny."""
+    parse_order(order)
+    if ports.audit is None:
+        raise NotConfigured("a region / any-edge migration needs the SMF's audit configured")
+    service, _, _ = core.authorise_caller(service_id, user_id, device_id, user_capability,
+                                          device_capability)
+    loc = core.location(service.global_id)
+    verdict = ports.audit.choose(service.name, loc.server, target, request_id)
+    if not verdict.permit or not verdict.chosen_edge:
+        return TargetedOutcome(target, verdict, None, loc)
+    if service.server(verdict.chosen_edge) is None:
+        raise NotFound(f"the audit chose {verdict.chosen_edge!r} ({tries_text(verdict)}), "
+                       f"which is not a server of {service_id}")
+    out = migrate_service(core, ports, service_id=service_id, user_id=user_id,
+                          device_id=device_id, user_capability=user_capability,
+                          device_capability=device_capability,
+                          destination=verdict.chosen_edge, request_id=request_id, order=order,
+                          audited=verdict, audited_target=target)
+    return TargetedOutcome(target, verdict, out, out.location)
 
 
 def run_migration(core: SmfCore, ports: MigrationPorts,

@@ -3,6 +3,7 @@ errors -> status codes + error codes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -35,6 +36,7 @@ from agents.smf.domain import (
     AlreadyExists,
     InvalidRequest,
     MigrationInProgress,
+    NotConfigured,
     NotFound,
     PhaseOutcome,
     PhaseRecord,
@@ -44,13 +46,18 @@ from agents.smf.domain import (
     SmfError,
     StaleEpoch,
     TooMany,
+    Unavailable,
 )
 from agents.smf.migration import (
     POLICY_DENIED,
     STALE_EPOCH,
+    AuditedTarget,
     MigrationOutcome,
     MigrationPorts,
+    TargetedOutcome,
     migrate_service,
+    migrate_to_target,
+    tries_text,
 )
 
 SERVICE_NAME = "edgeferry.smf.v1.SmfService"
@@ -63,6 +70,8 @@ _STATUS: StatusTable = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (PolicyDenied, grpc.StatusCode.PERMISSION_DENIED),
     (TooMany, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (NotConfigured, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 _OUTCOME = {
@@ -254,6 +263,8 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
     def MigrateService(self, request: pb.MigrateServiceRequest,
                        context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
         caller = peer_identity(context)
+        if request.target_region or request.any_edge:
+            return self._migrate_to_target(request, caller, context)
         with _errors(context):
             out = migrate_service(
                 self.core, self.ports, service_id=request.service_id, user_id=request.user_id,
@@ -261,6 +272,56 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
                 device_capability=request.device_capability, destination=request.destination,
                 request_id=request.request_id, order=request.order)
         return self._migrate_response(out, caller, context)
+
+    def _migrate_to_target(self, request: pb.MigrateServiceRequest, caller: str,
+                           context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
+        """Seed 002 cases 2-3: the audit orders the region's (or every) edge; the first it
+        permits is the destination. The answer lists the tries with the decision on each."""
+        with _errors(context):
+            if request.destination or (request.target_region and request.any_edge):
+                raise InvalidRequest("give one of destination, target_region, any_edge")
+            if len(request.target_region) > 128:
+                raise InvalidRequest("target_region is longer than 128 characters")
+            seed = request.audit_seed if request.HasField("audit_seed") else None
+            target = AuditedTarget(request.target_region, seed)
+            t0 = time.perf_counter()
+            out = migrate_to_target(
+                self.core, self.ports, target=target, service_id=request.service_id,
+                user_id=request.user_id, device_id=request.device_id,
+                user_capability=request.user_capability,
+                device_capability=request.device_capability, request_id=request.request_id,
+                order=request.order)
+        return self._targeted_response(out, caller, context, time.perf_counter() - t0)
+
+    def _targeted_response(self, out: TargetedOutcome, caller: str,
+                           context: grpc.ServicerContext,
+                           elapsed: float) -> pb.MigrateServiceResponse:
+        v = out.verdict
+        if out.outcome is not None:
+            resp = self._migrate_response(out.outcome, caller, context)
+        else:
+            self.log.info("migration_denied", caller=caller, target=str(out.target),
+                          tries=len(v.tries))
+            context.set_trailing_metadata((
+                (PROTOCOL_ERROR_KEY, POLICY_DENIED),
+                (COMMON_ERROR_KEY, common_pb2.ErrorCode.Name(common_error(POLICY_DENIED)))))
+            detail = f"{out.target}: {tries_text(v)}"[:500]
+            resp = pb.MigrateServiceResponse(
+                migrated=False, location=out.location.server, epoch=out.location.epoch,
+                phases=[common_pb2.PhaseTiming(
+                    phase="policy_audit", wall_seconds=v.audit_seconds,
+                    outcome=common_pb2.PHASE_OUTCOME_REJECTED, detail=detail)],
+                error=common_pb2.Error(
+                    code=common_error(POLICY_DENIED),
+                    message=f"{POLICY_DENIED}: no edge in {out.target} permits: "
+                            f"{'; '.join(v.reasons)}"[:500]))
+        resp.tries.extend(pb.DestinationTry(
+            edge=t.edge, permit=t.permit,
+            reasons=[f"{c.element}: {c.note}"[:300] for c in t.failures]) for t in v.tries)
+        resp.audit_seed = v.seed
+        resp.audit_seconds = v.audit_seconds
+        resp.audit_round_trip_seconds = v.round_trip_seconds
+        return resp
 
     def _migrate_response(self, out: MigrationOutcome, caller: str,
                           context: grpc.ServicerContext) -> pb.MigrateServiceResponse:

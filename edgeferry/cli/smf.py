@@ -22,6 +22,8 @@ EDGEFERRY_KEY.
     edgeferry smf revoke-cap device DEVICE_ID
     edgeferry smf migrate SERVICE_ID --to edge2 --user U --device D --user-cap ada.cap \
         --device-cap phone.cap
+    edgeferry smf migrate SERVICE_ID --region regionB ... | --any [--audit-seed N] ...
+                                                        # seed 002: the audit picks the edge
     edgeferry smf services | users | devices | show SERVICE_ID | ras-table
 
 Exit codes: 0 success, 1 refused or failed, 2 bad input, 3 agent unreachable.
@@ -339,7 +341,14 @@ def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
 
 @smf.command()
 @click.argument("service_id")
-@click.option("--to", "destination", required=True, help="Destination server name.")
+@click.option("--to", "destination", default="", help="Destination server name.")
+@click.option("--region", default="",
+              help="Seed 002 case 2: the first edge of this region the audit permits, tried in "
+                   "the audit's seeded random order (needs the SMF's audit).")
+@click.option("--any", "any_edge", is_flag=True,
+              help="Seed 002 case 3: the first edge of any region the audit permits.")
+@click.option("--audit-seed", type=click.IntRange(0, 2**63 - 1), default=None,
+              help="Seed of the audit's order of tries (--region / --any; default: drawn).")
 @click.option("--user", "user_id", required=True, help="Global user id.")
 @click.option("--device", "device_id", required=True, help="Global device id.")
 @click.option("--user-cap", type=click.Path(path_type=Path), required=True)
@@ -350,18 +359,32 @@ def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
                    "is down) or the paper's (stop first; fidelity runs).")
 @json_option
 @_smf_options
-def migrate(service_id: str, destination: str, user_id: str, device_id: str, user_cap: Path,
+def migrate(service_id: str, destination: str, region: str, any_edge: bool,
+            audit_seed: int | None, user_id: str, device_id: str, user_cap: Path,
             device_cap: Path, request_id: str, order: str, as_json: bool, **conn: Any) -> None:
-    """Migrate Service to another server (RASP + location commit); prints each phase."""
+    """Migrate Service to another server (RASP + location commit); prints each phase. With
+    --region / --any the audit agent orders the tries and the first permitted edge is the
+    destination; the tries are printed with the decision on each."""
+    if sum((bool(destination), bool(region), any_edge)) != 1:
+        raise click.UsageError("give exactly one of --to, --region, --any")
+    if audit_seed is not None and destination:
+        raise click.UsageError("--audit-seed goes with --region / --any")
     with rpc_errors("migrate"):
         report = _smf(conn).migrate(service_id, user_id, device_id, _read_cap(user_cap),
                                     _read_cap(device_cap), destination, request_id=request_id,
-                                    order=order)
+                                    order=order, region=region, any_edge=any_edge,
+                                    audit_seed=audit_seed)
     if as_json:
         echo_json(report)
         if not report.migrated:
             raise OperationFailed(f"migration failed: {report.error_message}")
         return
+    if region or any_edge:
+        click.echo(f"audit tries ({f'region {region}' if region else 'any edge'}, seed "
+                   f"{report.audit_seed}, decision {report.audit_seconds * 1000:.3f} ms):")
+        _table([(str(i), edge, "permit" if ok else "deny", "; ".join(why))
+                for i, (edge, ok, why) in enumerate(report.tries, 1)],
+               ("#", "edge", "decision", "reasons"))
     click.echo(f"phase order {report.order or order}")
     _table([(p.phase, f"{p.wall_seconds * 1000:.2f}", str(p.bytes_moved), p.outcome, p.detail)
             for p in report.phases], ("phase", "ms", "bytes", "outcome", "detail"))

@@ -64,7 +64,11 @@ from agents.security.rasp import Resources
 from agents.security.secretfile import decode_secret
 from agents.smf.client import ServerSpec, SmfClient, register_service_as_cms
 from agents.workloads.nms.tls import ClientTls
-from edgeferry.auditpolicy import DEFAULT_CONTAINER_POLICY, inventory_edge_attributes
+from edgeferry.auditpolicy import (
+    DEFAULT_CONTAINER_POLICY,
+    inventory_edge_attributes,
+    inventory_edge_places,
+)
 from edgeferry.deploy.manifest import ManifestError, Workload, load_manifest
 from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import ConfigError, OperationFailed
@@ -117,6 +121,8 @@ class Ecosystem:
     edges: list[str] = field(default_factory=list)
     #: edge host -> its seed-002 attributes in force (from the inventory, over the defaults)
     edge_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: edge host -> (its seed-002 region, its address) for the audit registry
+    edge_places: dict[str, tuple[str, str]] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
     _state: dict[str, Any] = field(default_factory=dict)
 
@@ -140,7 +146,8 @@ class Ecosystem:
         except PolicyError as err:
             raise ConfigError(str(err)) from None
         eco = cls(ctx.endpoints, Path(ctx.inventory), ctx.connect, deployed, ctx.log,
-                  edges=edges, edge_attributes=attributes)
+                  edges=edges, edge_attributes=attributes,
+                  edge_places=inventory_edge_places(Path(ctx.inventory), edges))
         eco._load_state()
         return eco
 
@@ -363,22 +370,26 @@ class Ecosystem:
 
     def _register_audit(self) -> None:
         """Every edge with the attributes the inventory states (again when they changed)."""
-        if self._state.get("audit_edges") == self.edge_attributes:
+        wanted = {h: {**a, "_place": list(self.edge_places.get(h, ("lab", "")))}
+                  for h, a in self.edge_attributes.items()}
+        if self._state.get("audit_edges") == wanted:
             return
         owner = self.owner_token(EDGE_OWNER)
         app_owner = self.owner_token(self.deployed.container_owner)
         with contextlib.nullcontext(self.audit()) as audit:
             for host in self.edges:
                 attrs = self.edge_attributes[host]
+                region, address = self.edge_places.get(host, ("lab", ""))
                 try:
-                    share = audit.register_edge(owner, host, attrs, region="lab")
+                    share = audit.register_edge(owner, host, attrs, region=region,
+                                                address=address)
                 except Exception as err:
                     if "exist" not in str(err).lower():
                         raise
-                    audit.update_edge(owner, host, attrs, region="lab")
+                    audit.update_edge(owner, host, attrs, region=region, address=address)
                     share = audit.rotate_share_key(owner, host)
                 audit.redeem_share_key(app_owner, share)
-        self._state["audit_edges"] = {h: dict(a) for h, a in self.edge_attributes.items()}
+        self._state["audit_edges"] = wanted
         self._save_state()
 
     def _register_principals(self, smf: SmfClient) -> None:
@@ -522,11 +533,15 @@ class Ecosystem:
             ssh_run(conn, ["docker", "rmi", "-f", *doomed], check=False, timeout=300)
         ssh_run(conn, ["docker", "image", "prune", "-f"], check=False, timeout=300)
 
-    def migrate(self, handle: ServiceHandle, destination: str, *, order: str = "") -> Any:
-        """Migrate Service in phase `order` ("" / "diff": diff-first, "paper": the paper's)."""
+    def migrate(self, handle: ServiceHandle, destination: str, *, order: str = "",
+                region: str = "", any_edge: bool = False,
+                audit_seed: int | None = None) -> Any:
+        """Migrate Service in phase `order` ("" / "diff": diff-first, "paper": the paper's);
+        ``destination`` "" with ``region`` / ``any_edge``: the audit picks (seed 002)."""
         uid, ucap, did, dcap = self.who()
         return self.smf(timeout=3600.0).migrate(handle.service_id, uid, did, ucap, dcap,
-                                                destination, order=order)
+                                                destination, order=order, region=region,
+                                                any_edge=any_edge, audit_seed=audit_seed)
 
 
 def check_requirement(name: str, registered: Resources, stated: Resources,

@@ -246,6 +246,36 @@ class PlacementWorkload(ContainerPolicyWorkload):
         return self
 
 
+class AuditMigrationRun(_Strict):
+    """One migration of Tables 7-8: the target, the seed of the audit's order of tries (the
+    seed mapping that reproduces the paper's order) and what the paper reports for it."""
+
+    target: str = Field(description="region:<region> or any")
+    audit_seed: int = Field(ge=0, lt=2**63)
+    paper_tries: list[tuple[str, Literal["permit", "deny"]]]
+    paper_audit_ms: float = Field(ge=0)
+    paper_migration_ms: float = Field(ge=0)
+
+    @field_validator("target")
+    @classmethod
+    def _target_ok(cls, value: str) -> str:
+        mode, _, name = value.partition(":")
+        if not ((mode == "region" and name) or value == "any"):
+            raise ValueError(f"target {value!r}: use region:<name> or any")
+        return value
+
+
+class AuditMigrationsParams(_Strict):
+    run: int = Field(ge=0, le=99, description="index into workload.runs")
+
+
+class AuditMigrationsWorkload(ContainerPolicyWorkload):
+    source: str = Field(default="edge1", description="the edge every migration starts from")
+    destination: str = Field(default="edge3", description="unused (the audit picks); an edge")
+    image_size_mb: int = Field(default=16, ge=1, le=4096)
+    runs: list[AuditMigrationRun] = Field(min_length=1, max_length=100)
+
+
 class ContainerMigrationWorkload(ContainerPolicyWorkload):
     source: str = "edge1"
     destination: str = "edge2"
@@ -482,6 +512,18 @@ def _builtin() -> list[ScenarioSpec]:
             phases=("audit", "audit-record"),
             metrics={"permit": "ratio", "agrees_with_paper": "ratio", "tries": "count"},
             needs="agents.audit (domain, store, audit log, service)",
+        ),
+        ScenarioSpec(
+            name="audit-migrations",
+            summary="seed 002 Tables 7-8 as container migrations: SMF.MigrateService to a "
+                    "region or any edge, the audit orders the tries (seed mapping)",
+            implementation=_impl("audit_migrations", "AuditMigrations"),
+            params=AuditMigrationsParams, workload=AuditMigrationsWorkload,
+            phases=("audit", *MIGRATION_PHASES[1:]),
+            metrics={"agrees_with_paper": "ratio", "tries": "count"},
+            uses_hosts=True, agents=("smf", "audit", "ras", "ledger", "node"),
+            needs="a lab with edges in regions (experiments/labs/auditlab.yaml) and "
+                  "SMF.MigrateService with the audit deployed",
         ),
         ScenarioSpec(
             name="ledger-decision",

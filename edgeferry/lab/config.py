@@ -115,6 +115,8 @@ class HostSpec(BaseModel):
     # seed-002 edge attributes (Table 2: eDAl ... eHRgpu) of an edge host, rendered into the
     # inventory over the defaults of `edgeferry.auditpolicy` (edge hosts only)
     audit: dict[str, Any] | None = None
+    # seed-002 region of an edge host (the audit registry's; region migrations try its edges)
+    region: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
     @field_validator("name")
     @classmethod

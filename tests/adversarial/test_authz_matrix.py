@@ -227,11 +227,12 @@ def test_finding_node_edge_cannot_control_other_edge(alab: AuthzLab) -> None:
 
 
 def test_finding_describe_workload_only_for_the_smf(alab: AuthzLab) -> None:
-    """Which image a workload runs from is the SMF's to ask (its prepull): the controller, a
-    neighbour edge and every other role are refused before the engine is asked."""
+    """Which image a workload runs from is the SMF's to ask (its prepull) and the audit
+    monitor's (container liveness): the controller, a neighbour edge and every other role are
+    refused before the engine is asked."""
     request = npb.DescribeWorkloadRequest(name="nms")
     before = settle(alab)
-    for caller in ("controller", "node(edge2)", "ras", "audit", "ledger-peer", "host.x"):
+    for caller in ("controller", "node(edge2)", "ras", "ledger-peer", "host.x"):
         stub = npb_grpc.NodeServiceStub(alab.channel("edge1", caller))
         assert _code(lambda s=stub: s.DescribeWorkload(request, timeout=5)) == (
             grpc.StatusCode.PERMISSION_DENIED), caller
@@ -241,6 +242,10 @@ def test_finding_describe_workload_only_for_the_smf(alab: AuthzLab) -> None:
     assert _code(lambda: smf.DescribeWorkload(request, timeout=5)) != (
         grpc.StatusCode.PERMISSION_DENIED)
     assert alab.engine.calls[calls:] == ["describe"]  # the SMF's request reached the engine
+    audit = npb_grpc.NodeServiceStub(alab.channel("edge1", "audit"))
+    assert _code(lambda: audit.DescribeWorkload(request, timeout=5)) != (
+        grpc.StatusCode.PERMISSION_DENIED)
+    assert alab.engine.calls[calls:] == ["describe", "describe"]  # and the audit monitor's
 
 
 class _Hits(http.server.BaseHTTPRequestHandler):

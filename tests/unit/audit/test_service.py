@@ -167,7 +167,10 @@ def test_stale_state_denies_and_monitor_refreshes(service, clock):
     assert not seen["Edge5"].alive
     assert service.evaluate(co, "App1", Target.edge("Edge3")).decision.permit
     ev = service.evaluate(co, "App1", Target.edge("Edge5"))
-    assert [c.element for c in ev.decision.tries[0].failures] == ["liveness"]
+    # a failed reading: the edge is down and its utilisation rows deny with the reason
+    failures = ev.decision.tries[0].failures
+    assert [c.element for c in failures] == ["liveness", "cHRcu", "cHRmu"]
+    assert all("node agent unreachable" in c.note for c in failures[1:])
 
 
 def test_monitor_thread_polls_at_its_interval(service, clock):

@@ -162,11 +162,13 @@ class FakeAudit:
 
     def __init__(self) -> None:
         self.edges: dict[str, dict[str, str]] = {}
+        self.places: dict[str, tuple[str, str]] = {}
         self.containers: dict[str, dict[str, str]] = {}
 
     def register_edge(self, owner: bytes, host: str, attrs: dict[str, str],
-                      region: str = "") -> str:
+                      region: str = "", address: str = "") -> str:
         self.edges[host] = dict(attrs)
+        self.places[host] = (region, address)
         return f"share-{host}"
 
     def redeem_share_key(self, owner: bytes, share: str) -> None:

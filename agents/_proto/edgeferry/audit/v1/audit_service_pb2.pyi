@@ -182,6 +182,7 @@ class EdgeState(_message.Message):
     MEMORY_PERCENT_FIELD_NUMBER: _builtins.int
     ALIVE_FIELD_NUMBER: _builtins.int
     MEASURED_AT_MS_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
     cpu_percent: _builtins.float
     """CPU utilisation, percent (0-100)."""
     memory_percent: _builtins.float
@@ -190,6 +191,10 @@ class EdgeState(_message.Message):
     """Whether the edge answered the last poll."""
     measured_at_ms: _builtins.int
     """When it was measured, Unix time in milliseconds."""
+    failure: _builtins.str
+    """Why the last reading failed ("" when the node agent answered); cHRcu/cHRmu then deny
+    with this reason. Set by the agent's monitor; ignored in ReportEdgeState.
+    """
     def __init__(
         self,
         *,
@@ -197,14 +202,53 @@ class EdgeState(_message.Message):
         memory_percent: _builtins.float = ...,
         alive: _builtins.bool = ...,
         measured_at_ms: _builtins.int = ...,
+        failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alive", b"alive", "cpu_percent", b"cpu_percent", "measured_at_ms", b"measured_at_ms", "memory_percent", b"memory_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alive", b"alive", "cpu_percent", b"cpu_percent", "failure", b"failure", "measured_at_ms", b"measured_at_ms", "memory_percent", b"memory_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EdgeState: _TypeAlias = EdgeState  # noqa: Y015
+
+@_typing.final
+class ContainerLiveness(_message.Message):
+    """ContainerLiveness is the monitor's last survival check of a container (seed 002, Figure 8)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALIVE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_MS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    EDGE_FIELD_NUMBER: _builtins.int
+    alive: _builtins.bool
+    """True when the node agent of the container's edge reports it running."""
+    state: _builtins.str
+    """The engine's state of the container ("running", "exited", ...; "" when unknown)."""
+    checked_at_ms: _builtins.int
+    """When it was checked, Unix time in milliseconds (0: never checked)."""
+    detail: _builtins.str
+    """Why the check failed or what it found ("" when running)."""
+    edge: _builtins.str
+    """The edge that was asked."""
+    def __init__(
+        self,
+        *,
+        alive: _builtins.bool = ...,
+        state: _builtins.str = ...,
+        checked_at_ms: _builtins.int = ...,
+        detail: _builtins.str = ...,
+        edge: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alive", b"alive", "checked_at_ms", b"checked_at_ms", "detail", b"detail", "edge", b"edge", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerLiveness: _TypeAlias = ContainerLiveness  # noqa: Y015
 
 @_typing.final
 class RegisterEdgeRequest(_message.Message):
@@ -713,18 +757,24 @@ class GetContainerPolicyResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTAINER_FIELD_NUMBER: _builtins.int
+    LIVENESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def container(self) -> Global___ContainerPolicySpec:
         """Requirements as stored."""
+
+    @_builtins.property
+    def liveness(self) -> Global___ContainerLiveness:
+        """The monitor's last survival check of the container (unset: never checked)."""
 
     def __init__(
         self,
         *,
         container: Global___ContainerPolicySpec | None = ...,
+        liveness: Global___ContainerLiveness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "liveness", b"liveness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "liveness", b"liveness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -528,6 +528,9 @@ class MigrateServiceRequest(_message.Message):
     DESTINATION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
+    TARGET_REGION_FIELD_NUMBER: _builtins.int
+    ANY_EDGE_FIELD_NUMBER: _builtins.int
+    AUDIT_SEED_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """Global service id."""
     user_id: _builtins.str
@@ -551,6 +554,18 @@ class MigrateServiceRequest(_message.Message):
     "paper" = the paper's order (stop, commit, push, then RASP 1-11, ledger, ...). Anything
     else is INVALID_ARGUMENT.
     """
+    target_region: _builtins.str
+    """Seed 002 case 2: a region instead of a named destination. The SMF asks the audit agent
+    for the order of tries (the region's edges in seeded random order, never the current one)
+    and migrates to the first edge the audit permits. Needs the SMF's audit configured
+    (FAILED_PRECONDITION otherwise); exclusive with `destination` and `any_edge`.
+    """
+    any_edge: _builtins.bool
+    """Seed 002 case 3: any registered edge, tried like a region (exclusive as above)."""
+    audit_seed: _builtins.int
+    """Seed of the audit's try order for target_region / any_edge (unset: the audit agent draws
+    one and the response reports it).
+    """
     def __init__(
         self,
         *,
@@ -562,14 +577,51 @@ class MigrateServiceRequest(_message.Message):
         destination: _builtins.str = ...,
         request_id: _builtins.str = ...,
         order: _builtins.str = ...,
+        target_region: _builtins.str = ...,
+        any_edge: _builtins.bool = ...,
+        audit_seed: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_audit_seed", b"_audit_seed", "audit_seed", b"audit_seed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_audit_seed", b"_audit_seed", "any_edge", b"any_edge", "audit_seed", b"audit_seed", "destination", b"destination", "device_capability", b"device_capability", "device_id", b"device_id", "order", b"order", "request_id", b"request_id", "service_id", b"service_id", "target_region", b"target_region", "user_capability", b"user_capability", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__audit_seed: _TypeAlias = _typing.Literal["audit_seed"]  # noqa: Y015
+    _WhichOneofArgType__audit_seed: _TypeAlias = _typing.Literal["_audit_seed", b"_audit_seed"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__audit_seed) -> _WhichOneofReturnType__audit_seed | None: ...
+
+Global___MigrateServiceRequest: _TypeAlias = MigrateServiceRequest  # noqa: Y015
+
+@_typing.final
+class DestinationTry(_message.Message):
+    """DestinationTry is one edge the audit tried for a region / any-edge migration, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EDGE_FIELD_NUMBER: _builtins.int
+    PERMIT_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    edge: _builtins.str
+    """Edge (server) name."""
+    permit: _builtins.bool
+    """The audit's decision for it."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each failed element with its reason ("cDAl: de not in allowed jp,us,fr"); empty on permit."""
+
+    def __init__(
+        self,
+        *,
+        edge: _builtins.str = ...,
+        permit: _builtins.bool = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "device_capability", b"device_capability", "device_id", b"device_id", "order", b"order", "request_id", b"request_id", "service_id", b"service_id", "user_capability", b"user_capability", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edge", b"edge", "permit", b"permit", "reasons", b"reasons"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___MigrateServiceRequest: _TypeAlias = MigrateServiceRequest  # noqa: Y015
+Global___DestinationTry: _TypeAlias = DestinationTry  # noqa: Y015
 
 @_typing.final
 class MigrateServiceResponse(_message.Message):
@@ -584,6 +636,10 @@ class MigrateServiceResponse(_message.Message):
     PHASES_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
+    TRIES_FIELD_NUMBER: _builtins.int
+    AUDIT_SEED_FIELD_NUMBER: _builtins.int
+    AUDIT_SECONDS_FIELD_NUMBER: _builtins.int
+    AUDIT_ROUND_TRIP_SECONDS_FIELD_NUMBER: _builtins.int
     migrated: _builtins.bool
     """True when the service now runs at the destination (location committed)."""
     location: _builtins.str
@@ -594,6 +650,12 @@ class MigrateServiceResponse(_message.Message):
     """RASP session id used."""
     order: _builtins.str
     """Phase order used ("diff" or "paper")."""
+    audit_seed: _builtins.int
+    """target_region / any_edge: the seed of the order of tries."""
+    audit_seconds: _builtins.float
+    """target_region / any_edge: the audit's decision time inside the agent, seconds."""
+    audit_round_trip_seconds: _builtins.float
+    """target_region / any_edge: the Evaluate call as the SMF saw it (mTLS, audit log), seconds."""
     @_builtins.property
     def phases(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PhaseTiming]:
         """Per-phase timings (policy_audit, rasp_*, ledger_write, self_evaluation, ..., location_commit)."""
@@ -601,6 +663,12 @@ class MigrateServiceResponse(_message.Message):
     @_builtins.property
     def error(self) -> _common_pb2.Error:
         """Why the migration did not happen (when migrated is false)."""
+
+    @_builtins.property
+    def tries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DestinationTry]:
+        """target_region / any_edge: the edges the audit tried, in order, with its decision on each
+        (the last is the destination when one permitted).
+        """
 
     def __init__(
         self,
@@ -612,10 +680,14 @@ class MigrateServiceResponse(_message.Message):
         phases: _abc.Iterable[_common_pb2.PhaseTiming] | None = ...,
         error: _common_pb2.Error | None = ...,
         order: _builtins.str = ...,
+        tries: _abc.Iterable[Global___DestinationTry] | None = ...,
+        audit_seed: _builtins.int = ...,
+        audit_seconds: _builtins.float = ...,
+        audit_round_trip_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "location", b"location", "migrated", b"migrated", "order", b"order", "phases", b"phases", "rasp_session_id", b"rasp_session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_round_trip_seconds", b"audit_round_trip_seconds", "audit_seconds", b"audit_seconds", "audit_seed", b"audit_seed", "epoch", b"epoch", "error", b"error", "location", b"location", "migrated", b"migrated", "order", b"order", "phases", b"phases", "rasp_session_id", b"rasp_session_id", "tries", b"tries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
