@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc make git rsync curl ca-certificates
-  docker.io docker-registry apache2-utils nginx debootstrap iperf3 iproute2 openssh-client procps fuse3)
+  docker.io docker-registry apache2-utils nginx debootstrap iperf3 iproute2 openssh-client procps fuse3
+  qemu-user-static)
 VENV=.venv
 LOG_DIR=/var/log/edgeferry
 
