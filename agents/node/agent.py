@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
@@ -46,6 +46,7 @@ from agents.common.client import secure_channel_from_config
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.logging import get_logger
+from agents.common.platforms import parse_platform
 from agents.common.server import AgentServer
 from agents.node.client import node_stub
 from agents.node.convert import node_resources_from_pb
@@ -106,6 +107,16 @@ class NodeSettings(BaseModel):
     rasp_endpoint: EndpointSettings | None = None
     ssp_server: SspServerSettings | None = None
     workload_host: str | None = None
+    #: The OCI platform workloads run as (``linux/arm64`` on a jetson-class host whose engine
+    #: is x86_64: qemu-user); empty: the engine's own.
+    platform: str = ""
+
+    @field_validator("platform")
+    @classmethod
+    def _platform_parses(cls, value: str) -> str:
+        if value:
+            parse_platform(value)  # PlatformError is a ValueError: a settings error
+        return value
 
 
 def registry_access(settings: RegistrySettings) -> RegistryAccess:
@@ -191,7 +202,9 @@ def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> No
     registry = registry_access(settings.registry) if settings.registry else None
     if engine is None:
         try:
-            engine = DockerEngine(registry, interface=settings.uplink_interface)
+            engine = DockerEngine(registry, interface=settings.uplink_interface,
+                                  platform=parse_platform(settings.platform)
+                                  if settings.platform else None)
         except PhaseFailed as err:
             raise AgentStartError(f"node agent: {err}; start dockerd or set DOCKER_HOST") from None
     data_dir = config.resolved_data_dir

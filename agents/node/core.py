@@ -167,6 +167,7 @@ class NodeCore:
             measured_used=node_resources_to_pb(res.measured_use(self._storage_path())),
             gpu=self.gpu.description, architecture=res.architecture(),
             docker_version=self.engine.version(), advertise=free.any_positive(),
+            platform=str(self.engine.platform),
         )
 
     # -- phase machinery ----------------------------------------------------------------------

@@ -17,10 +17,12 @@ a sandbox, EPERM) is an `EnvironmentProblem` with the exact error and what to do
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.common.platforms import native_platform, parse_platform
 from edgeferry.errors import EnvironmentProblem
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
@@ -164,3 +166,12 @@ def ensure_qemu_aarch64(binfmt_dir: Path = BINFMT_DIR, conf: Path = QEMU_CONF) -
     if action == "replace" and present is not None:
         return f"re-registered (flags were {''.join(sorted(present.flags)) or 'none'})"
     return "registered"
+
+
+
+def emulation(workload_platform: str, machine: str | None = None) -> str:
+    """How a host's workloads of ``workload_platform`` run on this machine: "native" or
+    "qemu-user" (the host container itself, its systemd, sshd, Docker engine and agents, is
+    always native: see `edgeferry.lab.config.CLASS_PLATFORMS`)."""
+    native = native_platform(machine or platform.machine())
+    return "native" if parse_platform(workload_platform).matches(native) else "qemu-user"

@@ -77,6 +77,11 @@ def parse_size(text: str | int) -> int:
 # Host classes the playbooks know (roles/edgeferry_validate's edgeferry_validate_profiles): a
 # profile's name is the user's, its class says which one of these it is.
 HOST_CLASSES = ("x86", "jetson")
+#: The platform a host class's workloads run as. A jetson-class lab host is a native (x86_64)
+#: systemd container; its nested Docker engine runs the arm64 workloads under qemu-user
+#: (binfmt_misc, `edgeferry.lab.binfmt`). A fully arm64 host was tried and does not work under
+#: qemu-user: runc fails "nsexec: could not ensure we are a cloned binary" (docs/arm64.md).
+CLASS_PLATFORMS = {"x86": "linux/amd64", "jetson": "linux/arm64"}
 
 
 class Profile(BaseModel):
@@ -266,6 +271,10 @@ class LabSpec(BaseModel):
         cls = self.profiles[host.profile].host_class
         assert cls is not None  # filled in by validation
         return cls
+
+    def workload_platform(self, host: HostSpec) -> str:
+        """The platform (``linux/amd64``, ``linux/arm64``) a host's workloads run as."""
+        return CLASS_PLATFORMS[self.host_class(host)]
 
     def audit_attributes(self, host: HostSpec) -> dict[str, str]:
         """The seed-002 attributes in force at an edge host: the documented defaults of

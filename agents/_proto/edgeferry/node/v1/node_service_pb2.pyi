@@ -255,6 +255,7 @@ class GetResourcesResponse(_message.Message):
     ARCHITECTURE_FIELD_NUMBER: _builtins.int
     DOCKER_VERSION_FIELD_NUMBER: _builtins.int
     ADVERTISE_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
     """Host name of the edge host."""
     gpu: _builtins.str
@@ -265,6 +266,10 @@ class GetResourcesResponse(_message.Message):
     """Docker engine version."""
     advertise: _builtins.bool
     """True when any FREE resource is positive (Algorithm 1 advertises then)."""
+    platform: _builtins.str
+    """The OCI platform this host's workloads run as (e.g. linux/arm64); differs from
+    architecture where they run emulated (a jetson-class lab host: arm64 under qemu-user).
+    """
     @_builtins.property
     def max(self) -> _common_pb2.Resources:
         """Capacity (MAX)."""
@@ -293,10 +298,11 @@ class GetResourcesResponse(_message.Message):
         architecture: _builtins.str = ...,
         docker_version: _builtins.str = ...,
         advertise: _builtins.bool = ...,
+        platform: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "free", b"free", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise", b"advertise", "allocated", b"allocated", "architecture", b"architecture", "docker_version", b"docker_version", "free", b"free", "gpu", b"gpu", "hostname", b"hostname", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise", b"advertise", "allocated", b"allocated", "architecture", b"architecture", "docker_version", b"docker_version", "free", b"free", "gpu", b"gpu", "hostname", b"hostname", "max", b"max", "measured_used", b"measured_used", "platform", b"platform"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
