@@ -173,13 +173,16 @@ class DockerEngine:
         self.registry = registry
         self._interface = interface
         self._platform = platform
+        self._native: Platform | None = None
 
     @property
     def platform(self) -> Platform:
         """The platform this host's workloads run as (configured, else the engine's)."""
-        if self._platform is None:
-            self._platform = native_platform(str(self.info().get("Architecture") or ""))
-        return self._platform
+        if self._platform is not None:
+            return self._platform
+        if self._native is None:
+            self._native = native_platform(str(self.info().get("Architecture") or ""))
+        return self._native
 
     def _platform_arg(self) -> dict[str, str]:
         """``platform=`` for pulls and creates when one is configured (else the engine's own

@@ -1,0 +1,116 @@
+"""The node agent pulls the variant of its workload platform: an image index is resolved to the
+platform's entry, pulled by that entry's digest with ``platform=``, and the digests reported.
+The Docker client and the registry are stand-ins that record what they are asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.common.platforms import Descriptor, image_index, parse_platform
+from agents.node.domain import DigestMismatch, ImageRef, PhaseFailed
+from agents.node.engine import DockerEngine, RegistryAccess
+
+V2 = "application/vnd.docker.distribution.manifest.v2+json"
+IDX = "sha256:" + "9" * 64
+AMD = "sha256:" + "a" * 64
+ARM = "sha256:" + "b" * 64
+LAYER = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100,
+         "digest": "sha256:" + "c" * 64}
+INDEX = image_index([Descriptor(V2, AMD, 400, parse_platform("linux/amd64")),
+                     Descriptor(V2, ARM, 401, parse_platform("linux/arm64"))])
+
+
+class StubRegistry(RegistryAccess):
+    served: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
+        return self.served[reference]
+
+
+def _registry(served: dict[str, tuple[str, dict[str, Any]]]) -> StubRegistry:
+    reg = StubRegistry("10.0.0.1:5000", "u", "p", Path("/x"))
+    reg.served = served
+    return reg
+
+
+class FakeImage:
+    def __init__(self, ref: str) -> None:
+        self.id = "sha256:" + "d" * 64
+        self.attrs = {"RepoDigests": [ref]}
+        self.tags: list[tuple[str, str]] = []
+
+    def tag(self, name: str, tag: str) -> None:
+        self.tags.append((name, tag))
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.pulls: list[tuple[str, dict[str, Any]]] = []
+        self.api = self
+        self.images = self
+        self.pulled = ""
+
+    def pull(self, ref: str, **kw: Any) -> list[dict[str, Any]]:
+        self.pulls.append((ref, kw))
+        self.pulled = ref
+        return [{"status": "Pull complete", "id": "cccccccccccc"}]
+
+    def get(self, ref: str) -> FakeImage:
+        assert ref == self.pulled
+        return FakeImage(ref)
+
+    def info(self) -> dict[str, Any]:
+        return {"Architecture": "x86_64"}
+
+
+SERVED = {"v1": (IDX, INDEX), IDX: (IDX, INDEX),
+          AMD: (AMD, {"schemaVersion": 2, "mediaType": V2, "layers": [LAYER]}),
+          ARM: (ARM, {"schemaVersion": 2, "mediaType": V2, "layers": [LAYER]})}
+REF = ImageRef.parse("10.0.0.1:5000/edge1/nms:v1")
+
+
+def test_a_jetson_engine_pulls_the_arm64_entry_by_digest() -> None:
+    client = FakeClient()
+    engine = DockerEngine(_registry(SERVED), interface="lo", client=client,
+                          platform=parse_platform("linux/arm64"))
+    out = engine.pull(REF, IDX)
+    assert client.pulls == [(f"10.0.0.1:5000/edge1/nms@{ARM}",
+                             {"auth_config": {"username": "u", "password": "p",
+                                              "serveraddress": "10.0.0.1:5000"},
+                              "stream": True, "decode": True, "platform": "linux/arm64"})]
+    assert out.values["verified"] is True
+    assert out.values["index_digest"] == IDX and out.values["platform_digest"] == ARM
+    assert out.values["platform"] == "linux/arm64"
+
+
+def test_an_unconfigured_engine_uses_its_own_architecture() -> None:
+    client = FakeClient()
+    engine = DockerEngine(_registry(SERVED), interface="lo", client=client)
+    assert str(engine.platform) == "linux/amd64"
+    out = engine.pull(REF, "")
+    assert client.pulls[0][0].endswith(f"@{AMD}") and "platform" not in client.pulls[0][1]
+    assert out.values["verified"] is False  # no expected digest given: nothing to verify
+
+
+def test_a_single_platform_image_is_pulled_as_before() -> None:
+    client = FakeClient()
+    engine = DockerEngine(_registry(SERVED), interface="lo", client=client,
+                          platform=parse_platform("linux/arm64"))
+    out = engine.pull(REF, ARM)
+    assert client.pulls[0][0].endswith(f"@{ARM}") and out.values["index_digest"] == ""
+
+
+def test_an_index_without_the_platform_and_a_lying_registry_are_refused() -> None:
+    engine = DockerEngine(_registry(SERVED), interface="lo", client=FakeClient(),
+                          platform=parse_platform("linux/riscv64"))
+    with pytest.raises(PhaseFailed, match="no variant for linux/riscv64"):
+        engine.pull(REF, IDX)
+    lying = dict(SERVED)
+    lying[ARM] = (AMD, SERVED[AMD][1])
+    engine = DockerEngine(_registry(lying), interface="lo", client=FakeClient(),
+                          platform=parse_platform("linux/arm64"))
+    with pytest.raises(DigestMismatch):
+        engine.pull(REF, IDX)
