@@ -23,17 +23,14 @@ INDEX = image_index([Descriptor(V2, AMD, 400, parse_platform("linux/amd64")),
                      Descriptor(V2, ARM, 401, parse_platform("linux/arm64"))])
 
 
-class StubRegistry(RegistryAccess):
-    served: dict[str, tuple[str, dict[str, Any]]] = {}
+def _registry(served: dict[str, tuple[str, dict[str, Any]]]) -> RegistryAccess:
+    """A registry answering manifest GETs from ``served`` (reference -> digest, document)."""
 
-    def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
-        return self.served[reference]
+    class StubRegistry(RegistryAccess):
+        def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
+            return served[reference]
 
-
-def _registry(served: dict[str, tuple[str, dict[str, Any]]]) -> StubRegistry:
-    reg = StubRegistry("10.0.0.1:5000", "u", "p", Path("/x"))
-    reg.served = served
-    return reg
+    return StubRegistry("10.0.0.1:5000", "u", "p", Path("/x"))
 
 
 class FakeImage:
