@@ -44,8 +44,7 @@ def elf_machine(head: bytes) -> str | None:
         return None
     if head[5] not in (1, 2):  # EI_DATA: 1 little endian, 2 big endian
         return None
-    order = "little" if head[5] == 1 else "big"
-    machine = int.from_bytes(head[18:20], order)
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
     return ELF_MACHINES.get(machine, f"e_machine {machine}")
 
 
