@@ -39,6 +39,7 @@ from agents.common.platforms import (
     native_platform,
     select,
 )
+from agents.node.crossarch import RebaseFailed, rebase_image
 from agents.node.domain import (
     DigestMismatch,
     ImageRef,
@@ -56,12 +57,16 @@ from agents.node.flatten import (
     image_archive,
     must_flatten,
 )
+from agents.node.rebase import ArchitectureSpecific, NotRebasable
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LABEL_MIGRATION = "org.edgeferry.migration"
 LABEL_EPOCH = "org.edgeferry.epoch"
 LABEL_WORKLOAD = "org.edgeferry.workload"
+#: The reference a workload was first started from (a multi-architecture image index): a
+#: destination of another platform re-bases the committed diff onto that index's entry for it.
+LABEL_BASE = "org.edgeferry.base-image"
 
 
 @dataclass(frozen=True)
@@ -381,11 +386,50 @@ class DockerEngine:
         if image_ref.tag:
             image.tag(image_ref.name, image_ref.tag)
         layers = pull_transfers(manifest.get("layers", []), layer_statuses(events))
-        return Timed(elapsed, {"digest": expected_digest or manifest_digest, "verified": verified,
-                               "layers": layers, "pinned_ref": pinned, "image_id": image.id,
-                               "interface": nic, "interface_rx_bytes": rx,
-                               "platform": str(self.platform), "index_digest": index_digest,
-                               "platform_digest": manifest_digest})
+        values = {"digest": expected_digest or manifest_digest, "verified": verified,
+                  "layers": layers, "pinned_ref": pinned, "image_id": image.id,
+                  "interface": nic, "interface_rx_bytes": rx,
+                  "platform": str(self.platform), "index_digest": index_digest,
+                  "platform_digest": manifest_digest}
+        attrs = image.attrs
+        built_for = Platform(str(attrs.get("Os") or "linux"), str(attrs.get("Architecture") or ""),
+                             str(attrs.get("Variant") or ""))
+        if self._platform is not None and built_for.architecture and not built_for.matches(
+                self._platform):
+            values |= self._rebase(image_ref, pinned, attrs, built_for)
+        return Timed(elapsed, values)
+
+    def _rebase(self, image_ref: ImageRef, pinned: str, attrs: Mapping[str, Any],
+                built_for: Platform) -> dict[str, Any]:
+        """A committed image of another platform: its diff layers re-based onto this
+        platform's variant of the index it was first started from (`crossarch`)."""
+        reg = self._need_registry()
+        base_text = ((attrs.get("Config") or {}).get("Labels") or {}).get(LABEL_BASE, "")
+        if not base_text:
+            raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
+                              f"{self.platform}; it names no base image ({LABEL_BASE}) whose "
+                              f"{self.platform} variant could carry its diff")
+        base = ImageRef.parse(base_text)
+        started = time.monotonic()
+        refs = []
+        for plat in (built_for, self.platform):
+            digest, _, index = reg.resolve(base.repository, base.digest or base.tag, plat)
+            if not index:
+                raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
+                                  f"{self.platform}; its base {base_text} is a single-platform "
+                                  "image, not a multi-architecture index")
+            refs.append(base.pinned(digest))
+            _raise_stream_error(self._pull_stream(refs[-1]), f"pull base {refs[-1]}")
+        target = f"{image_ref.name}:{image_ref.tag or 'migrated'}-{self.platform.architecture}"
+        try:
+            out = rebase_image(self.client, pinned, source_base=refs[0], dest_base=refs[1],
+                               target=target)
+        except (ArchitectureSpecific, NotRebasable, RebaseFailed) as err:
+            raise PhaseFailed(f"{image_ref} cannot move from {built_for} to {self.platform}: "
+                              f"{err}") from None
+        return {"pinned_ref": target, "image_id": out["image_id"], "rebased_from": pinned,
+                "diff_content_digest": out["diff_content_digest"],
+                "rebase_s": time.monotonic() - started}
 
     def prepull(self, image_ref: ImageRef) -> Timed:
         reg = self._need_registry()
@@ -431,6 +475,11 @@ class DockerEngine:
         bind_mounts = [docker.types.Mount(dst, str(src), type="bind", read_only=True)
                        for src, dst in mounts]
         self._ensure_local(image)
+        labels = dict(labels)
+        with contextlib.suppress(ImageNotFound):
+            image_labels = self.client.images.get(image).attrs["Config"].get("Labels") or {}
+            if LABEL_BASE not in image_labels:  # first start: remember the index it came from
+                labels[LABEL_BASE] = image
         started = time.monotonic()
         try:
             container = self.client.containers.run(

@@ -111,3 +111,57 @@ def test_an_index_without_the_platform_and_a_lying_registry_are_refused() -> Non
                           platform=parse_platform("linux/arm64"))
     with pytest.raises(DigestMismatch):
         engine.pull(REF, IDX)
+
+
+class CommittedElsewhere(FakeClient):
+    """The pulled (committed) image was built for amd64 and names ``base`` as its base."""
+
+    def __init__(self, base: str | None) -> None:
+        super().__init__()
+        self.base = base
+
+    def get(self, ref: str) -> FakeImage:
+        image = FakeImage(ref)
+        labels = {"org.edgeferry.base-image": self.base} if self.base else {}
+        image.attrs.update({"Architecture": "amd64", "Os": "linux",
+                            "Config": {"Labels": labels}})
+        return image
+
+
+COMMITTED = "sha256:" + "e" * 64
+SERVED_COMMIT = {**SERVED, COMMITTED: (COMMITTED, {"schemaVersion": 2, "mediaType": V2,
+                                                   "layers": [LAYER, LAYER]})}
+MIG = ImageRef.parse("10.0.0.1:5000/edge1/svc:mig-1")
+
+
+def test_an_amd64_commit_arriving_on_arm64_is_rebased_onto_the_index_arm64_entry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_rebase(client: Any, committed: str, **kw: str) -> dict[str, Any]:
+        calls.append({"committed": committed, **kw})
+        return {"image_id": "sha256:" + "f" * 64, "diff_content_digest": "sha256:x"}
+
+    monkeypatch.setattr("agents.node.engine.rebase_image", fake_rebase)
+    client = CommittedElsewhere("10.0.0.1:5000/edgeferry/nms:v1")
+    engine = DockerEngine(_registry(SERVED_COMMIT), interface="lo", client=client,
+                          platform=parse_platform("linux/arm64"))
+    out = engine.pull(MIG, COMMITTED)
+    base = "10.0.0.1:5000/edgeferry/nms"
+    assert calls == [{"committed": f"10.0.0.1:5000/edge1/svc@{COMMITTED}",
+                      "source_base": f"{base}@{AMD}", "dest_base": f"{base}@{ARM}",
+                      "target": "10.0.0.1:5000/edge1/svc:mig-1-arm64"}]
+    # both base variants pulled by digest (the amd64 one's layers are the commit's own)
+    assert [r for r, _ in client.pulls[1:]] == [f"{base}@{AMD}", f"{base}@{ARM}"]
+    assert out.values["pinned_ref"] == "10.0.0.1:5000/edge1/svc:mig-1-arm64"
+    assert out.values["rebased_from"] == f"10.0.0.1:5000/edge1/svc@{COMMITTED}"
+
+
+def test_a_foreign_commit_without_a_multiarch_base_is_refused() -> None:
+    for base, message in ((None, "names no base image"),
+                          (f"10.0.0.1:5000/edgeferry/nms@{AMD}", "single-platform")):
+        engine = DockerEngine(_registry(SERVED_COMMIT), interface="lo",
+                              client=CommittedElsewhere(base),
+                              platform=parse_platform("linux/arm64"))
+        with pytest.raises(PhaseFailed, match=message):
+            engine.pull(MIG, COMMITTED)
