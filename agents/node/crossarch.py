@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -33,12 +34,42 @@ def _save(client: Any, image: str, into: Path) -> tuple[dict[str, Any], list[Pat
     with archive.open("wb") as out:
         for chunk in client.images.get(image).save(named=False):
             out.write(chunk)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
+    _extract_plain(archive, into)
     archive.unlink()
     manifest = json.loads((into / "manifest.json").read_text())[0]
     config = json.loads((into / manifest["Config"]).read_text())
     return config, [into / layer for layer in manifest["Layers"]]
+
+
+def _extract_plain(archive: Path, into: Path) -> None:
+    """Unpack the files, directories and in-archive symlinks (copied) of a ``docker save``
+    archive; names escaping ``into`` are refused (Python 3.11.2 on the hosts has no
+    ``extractall(filter=)``)."""
+    root = into.resolve()
+    links: list[tuple[Path, Path]] = []
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            target = (into / member.name).resolve()
+            if member.name.startswith("/") or not target.is_relative_to(root):
+                raise RebaseFailed(f"docker save archive member {member.name!r} escapes")
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                with source, target.open("wb") as out:
+                    while chunk := source.read(1 << 20):
+                        out.write(chunk)
+            elif member.issym():  # a layer saved twice: ``<id>/layer.tar -> ../<id2>/...``
+                source_path = (target.parent / member.linkname).resolve()
+                if not source_path.is_relative_to(root):
+                    raise RebaseFailed(f"docker save archive link {member.name!r} escapes")
+                links.append((target, source_path))
+    for target, source_path in links:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source_path, target)
 
 
 def _scan(paths: list[Path]) -> tuple[str, list[tuple[str, str]]]:

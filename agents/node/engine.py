@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -424,7 +425,8 @@ class DockerEngine:
         try:
             out = rebase_image(self.client, pinned, source_base=refs[0], dest_base=refs[1],
                                target=target)
-        except (ArchitectureSpecific, NotRebasable, RebaseFailed) as err:
+        except (ArchitectureSpecific, NotRebasable, RebaseFailed, OSError,
+                tarfile.TarError, KeyError, ValueError) as err:
             raise PhaseFailed(f"{image_ref} cannot move from {built_for} to {self.platform}: "
                               f"{err}") from None
         return {"pinned_ref": target, "image_id": out["image_id"], "rebased_from": pinned,
