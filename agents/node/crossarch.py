@@ -93,9 +93,10 @@ def scan_diff(client: Any, committed: str, source_base: str) -> tuple[str, list[
 
 
 def rebase_image(client: Any, committed: str, *, source_base: str, dest_base: str,
-                 target: str) -> dict[str, Any]:
+                 target: str, platform: str = "") -> dict[str, Any]:
     """Load ``target`` = ``dest_base`` + the diff layers ``committed`` adds to
-    ``source_base``; refuse ELF files in the diff (`rebase.ArchitectureSpecific`)."""
+    ``source_base``; refuse ELF files in the diff (`rebase.ArchitectureSpecific`, naming
+    ``platform``, the destination's)."""
     base_ids = list(client.images.get(source_base).attrs["RootFS"]["Layers"])
     with tempfile.TemporaryDirectory(prefix="ef-rebase-") as tmp:
         src_dir, dst_dir = Path(tmp) / "src", Path(tmp) / "dst"
@@ -105,7 +106,7 @@ def rebase_image(client: Any, committed: str, *, source_base: str, dest_base: st
         diffs = diff_layers(committed_config["rootfs"]["diff_ids"], base_ids)
         diff_paths = committed_layers[len(committed_layers) - len(diffs):]
         before, elves = _scan(diff_paths)
-        DiffScan(executables=elves).refuse_executables(f"{dest_base}'s platform")
+        DiffScan(executables=elves).refuse_executables(platform or f"{dest_base}'s platform")
         base_config, base_layers = _save(client, dest_base, dst_dir)
         config = rebased_config(committed_config, base_config, diffs,
                                 created_by=f"edgeferry: re-based from {committed}")

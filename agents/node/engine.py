@@ -424,7 +424,7 @@ class DockerEngine:
         target = f"{image_ref.name}:{image_ref.tag or 'migrated'}-{self.platform.architecture}"
         try:
             out = rebase_image(self.client, pinned, source_base=refs[0], dest_base=refs[1],
-                               target=target)
+                               target=target, platform=str(self.platform))
         except (ArchitectureSpecific, NotRebasable, RebaseFailed, OSError,
                 tarfile.TarError, KeyError, ValueError) as err:
             raise PhaseFailed(f"{image_ref} cannot move from {built_for} to {self.platform}: "

@@ -150,7 +150,8 @@ def test_an_amd64_commit_arriving_on_arm64_is_rebased_onto_the_index_arm64_entry
     base = "10.0.0.1:5000/edgeferry/nms"
     assert calls == [{"committed": f"10.0.0.1:5000/edge1/svc@{COMMITTED}",
                       "source_base": f"{base}@{AMD}", "dest_base": f"{base}@{ARM}",
-                      "target": "10.0.0.1:5000/edge1/svc:mig-1-arm64"}]
+                      "target": "10.0.0.1:5000/edge1/svc:mig-1-arm64",
+                      "platform": "linux/arm64"}]
     # both base variants pulled by digest (the amd64 one's layers are the commit's own)
     assert [r for r, _ in client.pulls[1:]] == [f"{base}@{AMD}", f"{base}@{ARM}"]
     assert out.values["pinned_ref"] == "10.0.0.1:5000/edge1/svc:mig-1-arm64"
