@@ -8,7 +8,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc make git rsync curl ca-certificates nats-server
   docker.io docker-registry apache2-utils nginx debootstrap iperf3 iproute2 openssh-client procps fuse3
-  chromium chromium-driver)  # chromium: the UI server's browser test (Playwright drives it)
+  qemu-user-static chromium chromium-driver)  # chromium: the UI server's browser test (Playwright)
 VENV=.venv
 LOG_DIR=/var/log/edgeferry
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Literal
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
@@ -64,6 +64,7 @@ from agents.common.config import AgentConfig
 from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.keys import load_or_create_identity
 from agents.common.logging import get_logger
+from agents.common.platforms import parse_platform
 from agents.common.server import AgentServer
 from agents.node.client import EndpointClient, node_stub
 from agents.node.convert import node_resources_from_pb
@@ -176,6 +177,16 @@ class NodeSettings(BaseModel):
     rasp_endpoint: EndpointSettings | None = None
     ssp_server: SspServerSettings | None = None
     workload_host: str | None = None
+    #: The OCI platform workloads run as (``linux/arm64`` on a jetson-class host whose engine
+    #: is x86_64: qemu-user); empty: the engine's own.
+    platform: str = ""
+
+    @field_validator("platform")
+    @classmethod
+    def _platform_parses(cls, value: str) -> str:
+        if value:
+            parse_platform(value)  # PlatformError is a ValueError: a settings error
+        return value
 
 
 def registry_access(settings: RegistrySettings) -> RegistryAccess:
@@ -332,7 +343,9 @@ def build_core(config: AgentConfig, *, engine: DockerEngine | None = None) -> No
     registry = registry_access(settings.registry) if settings.registry else None
     if engine is None:
         try:
-            engine = DockerEngine(registry, interface=settings.uplink_interface)
+            engine = DockerEngine(registry, interface=settings.uplink_interface,
+                                  platform=parse_platform(settings.platform)
+                                  if settings.platform else None)
         except PhaseFailed as err:
             raise AgentStartError(f"node agent: {err}; start dockerd or set DOCKER_HOST") from None
     data_dir = config.resolved_data_dir

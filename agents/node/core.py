@@ -199,6 +199,7 @@ class NodeCore:
             gpu_memory_total_bytes=gpu.memory_total_bytes,
             gpu_memory_used_bytes=gpu.memory_used_bytes,
             gpu_utilisation_percent=gpu.utilisation_percent,
+            platform=str(self.engine.platform),
         )
 
     def advertisement(self, cloud: str, seq: int, now: float,
@@ -373,6 +374,10 @@ class NodeCore:
             detail = (f"bytes_moved = compressed sizes of the {sum(x.transferred for x in layers)}"
                       f" of {len(layers)} layers downloaded; digest verified; "
                       f"{out.values['interface'] or '?'} rx {out.values['interface_rx_bytes']}")
+            if "rebased_from" in out.values:
+                detail += (f"; re-based onto {out.values['platform']} in "
+                           f"{out.values['rebase_s']:.1f} s, diff content "
+                           f"{out.values['diff_content_digest']} unchanged")
             return pb.PullImageResponse(
                 timing=timing("pull", out.seconds, got, detail), digest=out.values["digest"],
                 verified=out.values["verified"], layers=layers_to_pb(layers),

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -31,6 +32,15 @@ import psutil
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.errors import NotFound as DockerNotFound
 
+from agents.common.platforms import (
+    INDEX_TYPES,
+    Platform,
+    PlatformError,
+    is_index,
+    native_platform,
+    select,
+)
+from agents.node.crossarch import RebaseFailed, rebase_image
 from agents.node.domain import (
     DigestMismatch,
     ImageRef,
@@ -48,12 +58,16 @@ from agents.node.flatten import (
     image_archive,
     must_flatten,
 )
+from agents.node.rebase import ArchitectureSpecific, NotRebasable
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LABEL_MIGRATION = "org.edgeferry.migration"
 LABEL_EPOCH = "org.edgeferry.epoch"
 LABEL_WORKLOAD = "org.edgeferry.workload"
+#: The reference a workload was first started from (a multi-architecture image index): a
+#: destination of another platform re-bases the committed diff onto that index's entry for it.
+LABEL_BASE = "org.edgeferry.base-image"
 
 
 @dataclass(frozen=True)
@@ -81,12 +95,13 @@ class RegistryAccess:
         return ssl.create_default_context(cafile=str(self.ca_cert))
 
     def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
-        """(digest, manifest) of ``repository:reference`` from the registry API."""
+        """(digest, manifest) of ``repository:reference`` from the registry API (an image
+        index or manifest list comes back as such: `resolve` picks a platform's entry)."""
         token = b64encode(f"{self.username}:{self.password}".encode()).decode()
         req = urllib.request.Request(
             f"https://{self.address}/v2/{repository}/manifests/{reference}",
             headers={"Authorization": f"Basic {token}",
-                     "Accept": f"{MANIFEST_V2}, {OCI_MANIFEST}"},
+                     "Accept": ", ".join((MANIFEST_V2, OCI_MANIFEST, *INDEX_TYPES))},
         )
         try:
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:
@@ -98,6 +113,24 @@ class RegistryAccess:
             ) from None
         except (urllib.error.URLError, OSError) as err:
             raise PhaseFailed(f"registry {self.address} unreachable: {err}") from None
+
+    def resolve(self, repository: str, reference: str,
+                platform: Platform) -> tuple[str, dict[str, Any], str]:
+        """(manifest digest, manifest, index digest or "") of ``repository:reference`` for
+        ``platform``: a single-platform manifest as it is, an index resolved to its entry for
+        ``platform`` (the entry's digest checked against what the registry serves)."""
+        digest, document = self.manifest(repository, reference)
+        if not is_index(document):
+            return digest, document, ""
+        try:
+            entry = select(document, platform)
+        except PlatformError as err:
+            raise PhaseFailed(f"{repository}:{reference}: {err}") from None
+        child_digest, child = self.manifest(repository, entry.digest)
+        if child_digest and child_digest != entry.digest:
+            raise DigestMismatch(f"registry serves {child_digest} for the {platform} entry "
+                                 f"{entry.digest} of {repository}:{reference}")
+        return entry.digest, child, digest
 
 
 def interface_for(host: str, port: int) -> str:
@@ -136,13 +169,31 @@ class DockerEngine:
     """The host's Docker engine, driven through the Docker SDK."""
 
     def __init__(self, registry: RegistryAccess | None, *, interface: str = "",
-                 client: Any = None) -> None:
+                 client: Any = None, platform: Platform | None = None) -> None:
+        """``platform``: the platform workloads run as (None: the engine's own); a jetson-class
+        lab host's native engine runs ``linux/arm64`` workloads under qemu-user."""
         try:
             self.client = client or docker.from_env(timeout=900)
         except DockerException as err:
             raise PhaseFailed(f"cannot reach the Docker engine: {err}") from None
         self.registry = registry
         self._interface = interface
+        self._platform = platform
+        self._native: Platform | None = None
+
+    @property
+    def platform(self) -> Platform:
+        """The platform this host's workloads run as (configured, else the engine's)."""
+        if self._platform is not None:
+            return self._platform
+        if self._native is None:
+            self._native = native_platform(str(self.info().get("Architecture") or ""))
+        return self._native
+
+    def _platform_arg(self) -> dict[str, str]:
+        """``platform=`` for pulls and creates when one is configured (else the engine's own
+        choice, as before)."""
+        return {"platform": str(self._platform)} if self._platform is not None else {}
 
     @property
     def interface(self) -> str:
@@ -303,21 +354,24 @@ class DockerEngine:
         reg = self._need_registry()
         try:
             return list(self.client.api.pull(ref, auth_config=reg.auth_config,
-                                             stream=True, decode=True))
+                                             stream=True, decode=True, **self._platform_arg()))
         except APIError as err:
             raise PhaseFailed(f"pull {ref}: {err.explanation or err}") from None
 
     def pull(self, image_ref: ImageRef, expected_digest: str) -> Timed:
         reg = self._need_registry()
-        manifest_digest, manifest = reg.manifest(
-            image_ref.repository, expected_digest or image_ref.tag
+        manifest_digest, manifest, index_digest = reg.resolve(
+            image_ref.repository, expected_digest or image_ref.tag, self.platform
         )
-        if expected_digest and manifest_digest and manifest_digest != expected_digest:
+        served = index_digest or manifest_digest
+        if expected_digest and served and served != expected_digest:
             raise DigestMismatch(
-                f"registry serves {manifest_digest} for {image_ref}, expected {expected_digest}"
+                f"registry serves {served} for {image_ref}, expected {expected_digest}"
             )
-        # Pull by digest: the engine verifies manifest and layer hashes against it.
-        pinned = image_ref.pinned(expected_digest or manifest_digest)
+        # Pull by digest (of this platform's manifest when the reference is an index): the
+        # engine verifies manifest and layer hashes against it.
+        pinned = image_ref.pinned(manifest_digest if index_digest else
+                                  expected_digest or manifest_digest)
         nic = self.interface
         rx0 = interface_counters(nic)[1]
         started = time.monotonic()
@@ -333,15 +387,58 @@ class DockerEngine:
         if image_ref.tag:
             image.tag(image_ref.name, image_ref.tag)
         layers = pull_transfers(manifest.get("layers", []), layer_statuses(events))
-        return Timed(elapsed, {"digest": expected_digest or manifest_digest, "verified": verified,
-                               "layers": layers, "pinned_ref": pinned, "image_id": image.id,
-                               "interface": nic, "interface_rx_bytes": rx})
+        values = {"digest": expected_digest or manifest_digest, "verified": verified,
+                  "layers": layers, "pinned_ref": pinned, "image_id": image.id,
+                  "interface": nic, "interface_rx_bytes": rx,
+                  "platform": str(self.platform), "index_digest": index_digest,
+                  "platform_digest": manifest_digest}
+        attrs = image.attrs
+        built_for = Platform(str(attrs.get("Os") or "linux"), str(attrs.get("Architecture") or ""),
+                             str(attrs.get("Variant") or ""))
+        if self._platform is not None and built_for.architecture and not built_for.matches(
+                self._platform):
+            values |= self._rebase(image_ref, pinned, attrs, built_for)
+        return Timed(elapsed, values)
+
+    def _rebase(self, image_ref: ImageRef, pinned: str, attrs: Mapping[str, Any],
+                built_for: Platform) -> dict[str, Any]:
+        """A committed image of another platform: its diff layers re-based onto this
+        platform's variant of the index it was first started from (`crossarch`)."""
+        reg = self._need_registry()
+        base_text = ((attrs.get("Config") or {}).get("Labels") or {}).get(LABEL_BASE, "")
+        if not base_text:
+            raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
+                              f"{self.platform}; it names no base image ({LABEL_BASE}) whose "
+                              f"{self.platform} variant could carry its diff")
+        base = ImageRef.parse(base_text)
+        started = time.monotonic()
+        refs = []
+        for plat in (built_for, self.platform):
+            digest, _, index = reg.resolve(base.repository, base.digest or base.tag, plat)
+            if not index:
+                raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
+                                  f"{self.platform}; its base {base_text} is a single-platform "
+                                  "image, not a multi-architecture index")
+            refs.append(base.pinned(digest))
+            _raise_stream_error(self._pull_stream(refs[-1]), f"pull base {refs[-1]}")
+        target = f"{image_ref.name}:{image_ref.tag or 'migrated'}-{self.platform.architecture}"
+        try:
+            out = rebase_image(self.client, pinned, source_base=refs[0], dest_base=refs[1],
+                               target=target, platform=str(self.platform))
+        except (ArchitectureSpecific, NotRebasable, RebaseFailed, OSError,
+                tarfile.TarError, KeyError, ValueError) as err:
+            raise PhaseFailed(f"{image_ref} cannot move from {built_for} to {self.platform}: "
+                              f"{err}") from None
+        return {"pinned_ref": target, "image_id": out["image_id"], "rebased_from": pinned,
+                "diff_content_digest": out["diff_content_digest"],
+                "rebase_s": time.monotonic() - started}
 
     def prepull(self, image_ref: ImageRef) -> Timed:
         reg = self._need_registry()
         if image_ref.registry != reg.address:  # a local-only image, or another registry
             raise PhaseFailed(f"{image_ref} is not in the configured registry {reg.address}")
-        _, manifest = reg.manifest(image_ref.repository, image_ref.digest or image_ref.tag)
+        _, manifest, _ = reg.resolve(image_ref.repository, image_ref.digest or image_ref.tag,
+                                     self.platform)
         started = time.monotonic()
         events = self._pull_stream(str(image_ref))
         elapsed = time.monotonic() - started
@@ -380,11 +477,17 @@ class DockerEngine:
         bind_mounts = [docker.types.Mount(dst, str(src), type="bind", read_only=True)
                        for src, dst in mounts]
         self._ensure_local(image)
+        labels = dict(labels)
+        with contextlib.suppress(ImageNotFound):
+            image_labels = self.client.images.get(image).attrs["Config"].get("Labels") or {}
+            if LABEL_BASE not in image_labels:  # first start: remember the index it came from
+                labels[LABEL_BASE] = image
         started = time.monotonic()
         try:
             container = self.client.containers.run(
                 image, command=command or None, name=name, detach=True, ports=port_map,
                 environment=dict(env), labels=dict(labels), mounts=bind_mounts,
+                **self._platform_arg(),
             )
         except ImageNotFound:
             raise NotFound(f"no local image {image}") from None

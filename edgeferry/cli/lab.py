@@ -128,10 +128,22 @@ def _fmt_measured(entry: dict[str, Any] | None) -> str:
     return f"{mean:.1f} ± {sd:.1f} (n={len(entry['samples_bps'])})"
 
 
+def _fmt_platform(platform: str, emulation: str | None) -> str:
+    """``linux/arm64 (qemu-user)``: the workloads' platform and how they run (the host itself,
+    systemd, sshd, Docker engine and agents, is native on every class). "" is the engine's
+    own platform."""
+    if not platform:
+        import platform as host_platform
+
+        from agents.common.platforms import native_platform
+        platform = str(native_platform(host_platform.machine()))
+    return f"{platform} ({emulation or 'not up'})"
+
+
 def _print_status(spec: LabSpec, state: LabState,
                   live: dict[str, dict[str, Any]] | None = None) -> None:
     table = Table(title=f"lab {spec.name!r} ({spec.subnet})")
-    for column in ("host", "role", "profile", "address", "cpus/mem", "shaping"):
+    for column in ("host", "role", "profile", "address", "cpus/mem", "workloads", "shaping"):
         table.add_column(column)
     if live is not None:
         table.add_column("container")
@@ -149,6 +161,7 @@ def _print_status(spec: LabSpec, state: LabState,
             else f"{host.profile} ({spec.host_class(host)})",
             host.address or "-",
             f"{info.get('cpus', '?')} / {info.get('memory_bytes', 0) / 2**30:.1f} GiB",
+            _fmt_platform(spec.workload_platform(host), info.get("emulation")),
             format_rate(rate) + " tbf" if rate else "none",
         ]
         if live is not None:

@@ -55,6 +55,7 @@ from agents.audit.domain import PolicyError
 from agents.audit.owners import seal_owner_token
 from agents.common.client import secure_channel
 from agents.common.convert import resources_from_pb
+from agents.common.platforms import Platform
 from agents.node.client import EndpointClient, SspServerClient, node_stub
 from agents.ras.client import RasClient
 from agents.security.advertisement import Amounts, to_rasp
@@ -74,6 +75,7 @@ from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import ConfigError, OperationFailed
 from edgeferry.experiments.scenario import Endpoints, ScenarioUnavailable
 from edgeferry.hosts import run as ssh_run
+from edgeferry.images.index_push import PublishedIndex, RegistryApi, publish_index
 from edgeferry.workspace import state_root
 
 #: What one service asks of its host (RAS allocation; moves with the service).
@@ -321,6 +323,29 @@ class Ecosystem:
             ssh_run(conn, ["rm", "-f", remote], check=False)
             ssh_run(conn, ["docker", "rmi", ref, local_tag], check=False)
         return ref
+
+    def publish_multiarch(self, builds: dict[Platform, str]) -> PublishedIndex:
+        """Every platform's controller-built image into the lab registry (`publish`), then one
+        OCI image index over them (`edgeferry.images.index_push`): node agents pull their own
+        platform's entry. Its record (index digest, digest per platform) goes to provenance."""
+        from edgeferry.images.common import recipe_hash
+
+        address, user, password = self.registry()
+        tls = self.endpoints.tls
+        assert tls is not None
+        repos = {local.rpartition(":")[0] for local in builds.values()}
+        if len(repos) != 1:
+            raise OperationFailed(f"one index holds one repository's variants, not {repos}")
+        repo = repos.pop()
+        for local in builds.values():
+            self.publish(local)
+        tag = "multi-" + recipe_hash(sorted(builds.values()))
+        api = RegistryApi(address, user, password, Path(tls.ca_cert))
+        published = publish_index(api, repo, tag, {
+            plat: local.rpartition(":")[2] for plat, local in builds.items()})
+        self.log(f"published {published.reference} ({published.digest}): "
+                 + ", ".join(f"{p} {d[:19]}" for p, d in sorted(published.platforms.items())))
+        return published
 
     def _registry_host(self) -> str:
         return next(iter(self.endpoints.of("ras")))

@@ -136,3 +136,18 @@ def record_audit_policies(run_dir: Path, part: str, service: str, requirements: 
                                  "requirements": dict(requirements)}
     entry["edges"].update({host: dict(attrs) for host, attrs in edges.items()})
     rd.update_info(provenance=prov)
+
+
+#: run.json provenance key of the multi-architecture images a run published (issue 19)
+IMAGES = "images"
+
+
+def record_images(run_dir: Path, part: str, published: dict[str, Any]) -> None:
+    """Put a published image index into run.json's provenance: its reference, its digest and
+    the digest of each platform's image (`index_push.PublishedIndex.provenance`)."""
+    from edgeferry.experiments.results import RunDir
+
+    rd = RunDir.open(run_dir)
+    prov = rd.read_info().get("provenance") or {}
+    prov.setdefault(IMAGES, {})[part] = dict(published)
+    rd.update_info(provenance=prov)

@@ -86,9 +86,11 @@ def build_context(files: Mapping[str, tuple[int, bytes]]) -> io.BytesIO:
 
 
 def build_from_context(
-    tag: str, files: Mapping[str, tuple[int, bytes]], *, recipe: str, log: Log = print
+    tag: str, files: Mapping[str, tuple[int, bytes]], *, recipe: str, log: Log = print,
+    platform: str | None = None,
 ) -> BuiltImage:
-    """``docker build`` (classic builder: FROM resolves local images, nothing is pulled)."""
+    """``docker build`` (classic builder: FROM resolves local images, nothing is pulled);
+    ``platform`` (``linux/arm64``) builds on a base of that platform, RUN steps under qemu."""
     from docker.errors import APIError, BuildError
 
     started = time.monotonic()
@@ -102,6 +104,7 @@ def build_from_context(
             forcerm=True,
             pull=False,
             labels={RECIPE_LABEL: recipe},
+            **({"platform": platform} if platform else {}),
         )
     except BuildError as err:
         tail = " | ".join(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import agents.workloads.nms as nms_pkg
-from edgeferry.images.base import python_base
+from agents.common.platforms import Platform
 from edgeferry.images.common import (
     IMAGE_NAMESPACE,
     BuiltImage,
@@ -66,12 +66,19 @@ def context_files(base_tag: str) -> dict[str, tuple[int, bytes]]:
     return files
 
 
-def nms_image(log: Log = print) -> BuiltImage:
-    """Build (once per source change) the NMS image on the local engine."""
-    base = python_base(log=log)
+def nms_image(log: Log = print, platform: Platform | str | None = None) -> BuiltImage:
+    """Build (once per source change) the NMS image on the local engine, for ``platform``
+    (default: the controller's; ``linux/arm64`` builds on the arm64 Python base)."""
+    from edgeferry.images.multiarch import is_native, platform_of, python_base_for
+
+    target = platform_of(platform)
+    base = python_base_for(target, log=log)
     files = context_files(base.tag)
     tag = f"{NMS_REPO}:{recipe_hash('nms', sorted((k, v[1].hex()) for k, v in files.items()))}"
+    if not is_native(target):
+        tag += f"-{target.architecture}"
     hit = cached(tag)
     if hit is not None:
         return hit
-    return build_from_context(tag, files, recipe=tag, log=log)
+    return build_from_context(tag, files, recipe=tag, log=log,
+                              platform=None if is_native(target) else str(target))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.common.platforms import Platform
 from agents.workloads.synthetic import DEFAULT_PORT, ENTRYPOINT_SH
 from edgeferry.errors import ConfigError
-from edgeferry.images.base import busybox_base
 from edgeferry.images.common import (
     IMAGE_NAMESPACE,
     BuiltImage,
@@ -79,10 +79,15 @@ class SyntheticRecipe:
         return f"{SYNTHETIC_REPO}:{self.label()}-{h}"
 
 
-def synthetic_image(recipe: SyntheticRecipe, log: Log = print) -> BuiltImage:
-    """Build (once) the synthetic image for ``recipe`` on the local engine."""
-    base = busybox_base(log)
-    tag = recipe.tag_for(base.tag)
+def synthetic_image(recipe: SyntheticRecipe, log: Log = print,
+                    platform: Platform | str | None = None) -> BuiltImage:
+    """Build (once) the synthetic image for ``recipe`` on the local engine, for ``platform``
+    (default: the controller's; ``linux/arm64`` builds on the arm64 busybox base)."""
+    from edgeferry.images.multiarch import busybox_base_for, is_native, platform_of
+
+    target = platform_of(platform)
+    base = busybox_base_for(target, log)
+    tag = recipe.tag_for(base.tag) + ("" if is_native(target) else f"-{target.architecture}")
     hit = cached(tag)
     if hit is not None:
         return hit
@@ -92,4 +97,5 @@ def synthetic_image(recipe: SyntheticRecipe, log: Log = print) -> BuiltImage:
         "Dockerfile": (0o644, recipe.dockerfile(base.tag).encode()),
         "entrypoint.sh": (0o755, ENTRYPOINT_SH.encode()),
     }
-    return build_from_context(tag, files, recipe=tag, log=log)
+    return build_from_context(tag, files, recipe=tag, log=log,
+                              platform=None if is_native(target) else str(target))

@@ -77,6 +77,14 @@ def parse_size(text: str | int) -> int:
 # Host classes the playbooks know (roles/edgeferry_validate's edgeferry_validate_profiles): a
 # profile's name is the user's, its class says which one of these it is.
 HOST_CLASSES = ("x86", "jetson")
+#: The platform a host class's workloads run as. A jetson-class lab host is a native (x86_64)
+#: systemd container; its nested Docker engine runs the arm64 workloads under qemu-user
+#: (binfmt_misc, `edgeferry.lab.binfmt`). A fully arm64 host was tried and does not work under
+#: qemu-user: runc fails "nsexec: could not ensure we are a cloned binary" (docs/arm64.md).
+CLASS_PLATFORMS = {"x86": "linux/amd64", "jetson": "linux/arm64"}
+#: A profile's `workloads:` choice: the engine's own platform (default), or its class's
+#: platform (`CLASS_PLATFORMS`: a jetson-class host's workloads as linux/arm64 under qemu-user).
+WORKLOAD_CHOICES = ("native", "class")
 
 
 class Profile(BaseModel):
@@ -89,6 +97,10 @@ class Profile(BaseModel):
     host_class: Literal["x86", "jetson"] | None = Field(default=None, alias="class")
     cpus: float = Field(gt=0, le=64)
     memory: str
+    #: "native": workloads run as the machine's platform (default: every shipped image is
+    #: single-platform); "class": as the class's platform (jetson: linux/arm64 under qemu-user,
+    #: which needs multi-architecture images: experiments/labs/armlab.yaml, docs/arm64.md).
+    workloads: Literal["native", "class"] = "native"
 
     @field_validator("memory")
     @classmethod
@@ -268,6 +280,13 @@ class LabSpec(BaseModel):
         cls = self.profiles[host.profile].host_class
         assert cls is not None  # filled in by validation
         return cls
+
+    def workload_platform(self, host: HostSpec) -> str:
+        """The platform (``linux/amd64``, ``linux/arm64``) a host's workloads run as: its
+        class's when its profile says ``workloads: class``, else "" (the engine's own)."""
+        if self.profiles[host.profile].workloads != "class":
+            return ""
+        return CLASS_PLATFORMS[self.host_class(host)]
 
     def audit_attributes(self, host: HostSpec) -> dict[str, str]:
         """The seed-002 attributes in force at an edge host: the documented defaults of

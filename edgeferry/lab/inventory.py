@@ -32,6 +32,8 @@ def render_inventory(spec: LabSpec, private_key: Path, known_hosts: Path) -> dic
             # the playbooks' host class (a group); the user's profile name is kept beside it
             "edgeferry_profile": spec.host_class(host),
             "edgeferry_lab_profile": host.profile,
+            # the OCI platform its workloads run as ("": the engine's own; profile `workloads`)
+            "edgeferry_workload_platform": spec.workload_platform(host),
         }
         if host.role == "edge":  # seed-002 attributes in force (defaults + the lab file's)
             by_role["edge"][host.name][INVENTORY_VARIABLE] = spec.audit_attributes(host)

@@ -23,6 +23,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from edgeferry.lab.access import LabAccess
+from edgeferry.lab.binfmt import emulation, ensure_qemu_aarch64
 from edgeferry.lab.config import LabSpec
 from edgeferry.lab.engine import docker_client, require_root
 from edgeferry.lab.hosts import HostContainers, container_name, volume_name
@@ -91,6 +92,10 @@ class EmulatedLab:
         self.client.ping()  # fail fast, before any work, when the engine is not reachable
         network, hosts = self.network, self.hosts
         network.check_subnet_free()
+        if any(self.spec.workload_platform(h) == "linux/arm64" for h in self.spec.hosts):
+            done = ensure_qemu_aarch64()
+            if done != "kept":
+                changes.append(f"binfmt_misc: qemu-aarch64 {done} (fix-binary)")
         recipe = ImageRecipe.for_variant(self.spec.host_image)
         tag, build_seconds = build_image(recipe, log=self.log)
         if build_seconds:
@@ -131,6 +136,8 @@ class EmulatedLab:
                     "role": h.role,
                     "profile": h.profile,
                     "class": self.spec.host_class(h),
+                    "workload_platform": self.spec.workload_platform(h),
+                    "emulation": emulation(self.spec.workload_platform(h)),
                     "address": h.address,
                     "container": self.container_name(h.name),
                     "cpus": self.spec.profiles[h.profile].cpus,

@@ -262,6 +262,7 @@ class GetResourcesResponse(_message.Message):
     GPU_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
     GPU_UTILISATION_PERCENT_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
     hostname: _builtins.str
     """Host name of the edge host."""
     gpu: _builtins.str
@@ -285,6 +286,10 @@ class GetResourcesResponse(_message.Message):
     gpu_memory_used_bytes: _builtins.int
     gpu_utilisation_percent: _builtins.float
     """Mean GPU utilisation, percent (-1: not measured)."""
+    platform: _builtins.str
+    """The OCI platform this host's workloads run as (e.g. linux/arm64); differs from
+    architecture where they run emulated (a jetson-class lab host: arm64 under qemu-user).
+    """
     @_builtins.property
     def max(self) -> _common_pb2.Resources:
         """Capacity (MAX)."""
@@ -320,10 +325,11 @@ class GetResourcesResponse(_message.Message):
         gpu_memory_total_bytes: _builtins.int = ...,
         gpu_memory_used_bytes: _builtins.int = ...,
         gpu_utilisation_percent: _builtins.float = ...,
+        platform: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "free", b"free", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise", b"advertise", "allocated", b"allocated", "architecture", b"architecture", "capacity_sources", b"capacity_sources", "cpu_sample_age_s", b"cpu_sample_age_s", "docker_version", b"docker_version", "free", b"free", "gpu", b"gpu", "gpu_memory_total_bytes", b"gpu_memory_total_bytes", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_source", b"gpu_source", "gpu_utilisation_percent", b"gpu_utilisation_percent", "hostname", b"hostname", "limits", b"limits", "max", b"max", "measured_used", b"measured_used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise", b"advertise", "allocated", b"allocated", "architecture", b"architecture", "capacity_sources", b"capacity_sources", "cpu_sample_age_s", b"cpu_sample_age_s", "docker_version", b"docker_version", "free", b"free", "gpu", b"gpu", "gpu_memory_total_bytes", b"gpu_memory_total_bytes", "gpu_memory_used_bytes", b"gpu_memory_used_bytes", "gpu_source", b"gpu_source", "gpu_utilisation_percent", b"gpu_utilisation_percent", "hostname", b"hostname", "limits", b"limits", "max", b"max", "measured_used", b"measured_used", "platform", b"platform"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
