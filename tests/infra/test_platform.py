@@ -1,5 +1,7 @@
-"""Workload platforms: every node agent runs its host class's platform, and a jetson-class host
-runs arm64 code, on the host and in a container of its Docker engine (issue 19).
+"""Workload platforms: every node agent runs the platform its inventory states
+(`edgeferry_workload_platform`, "" = the engine's own; a lab profile with `workloads: class` sets
+linux/arm64 on jetson-class hosts), and a host whose workloads are arm64 runs arm64 code, on the
+host and in a container of its Docker engine (issue 19).
 
 The arm64 program is a 132-byte static ELF written here by hand (AArch64: ``mov x0, #42;
 mov x8, #93; svc #0`` = exit(42)): exit status 42 proves arm64 instructions ran, natively on a
@@ -14,9 +16,8 @@ import struct
 
 import yaml
 
-from tests.infra.conftest import group_hosts
+from tests.infra.conftest import group_hosts, hostvars
 
-PLATFORMS = {"x86": "linux/amd64", "jetson": "linux/arm64"}
 EXIT = 42
 
 
@@ -32,20 +33,20 @@ def arm64_exit_program(status: int) -> bytes:
     return ehdr + phdr + code
 
 
-def _host_class(inventory: dict, name: str) -> str:
-    return next(c for c in PLATFORMS if name in group_hosts(inventory, c))
+def _workload_platform(inventory: dict, name: str) -> str:
+    return str(hostvars(inventory, name).get("edgeferry_workload_platform", ""))
 
 
-def test_node_agent_runs_its_host_class_platform(host, inventory, name):
+def test_node_agent_runs_the_platform_its_inventory_states(host, inventory, name):
     if name not in group_hosts(inventory, "edge"):
         return  # only edge hosts run a node agent
     with host.sudo():
         settings = yaml.safe_load(host.file("/etc/edgeferry/node.yaml").content_string)
-    assert settings["settings"]["platform"] == PLATFORMS[_host_class(inventory, name)]
+    assert settings["settings"]["platform"] == _workload_platform(inventory, name)
 
 
-def test_jetson_hosts_run_arm64_code_on_the_host_and_in_containers(host, inventory, name):
-    if name not in group_hosts(inventory, "jetson"):
+def test_arm64_workload_hosts_run_arm64_code_on_the_host_and_in_containers(host, inventory, name):
+    if _workload_platform(inventory, name) != "linux/arm64":
         return
     blob = base64.b64encode(arm64_exit_program(EXIT)).decode()
     with host.sudo():
