@@ -1,6 +1,6 @@
 """Per-instance requirements: pm4py (the composer's) and FastAPI/uvicorn (the UI server's)
-reach only the hosts where a composer or a UI server is placed. Rendered by the edgeferry_agent role's own defaults on the example-hardware
-inventory (no host contacted)."""
+reach only the hosts where a composer or a UI server is placed. Rendered by the edgeferry_agent
+role's own defaults on the example-hardware inventory (no host contacted)."""
 
 from __future__ import annotations
 
