@@ -113,12 +113,38 @@ def status(name: str | None, as_json: bool) -> None:
     spec = _spec_for(name)
     state = LabState.load(spec.name)
     assert state is not None
+    ui = deployed_ui(state)
     if as_json:
         import json
 
-        click.echo(json.dumps(state.__dict__, indent=2, sort_keys=True))
+        doc = {**state.__dict__, "ui_url": ui[0] if ui else None,
+               "ui_ca_cert": str(ui[1]) if ui else None}
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
     _print_status(spec, state, live=EmulatedLab(spec, log=_log).host_status())
+    if ui:
+        console.print(f"UI server: {ui[0]}  (trust the lab CA {ui[1]} in the browser: README, "
+                      "'The UI server')")
+    else:
+        console.print("UI server: not deployed (`edgeferry deploy -i "
+                      f"{state.inventory or 'inventory/<lab>'}` places it on the control host)")
+
+
+def deployed_ui(state: LabState) -> tuple[str, Path] | None:
+    """The URL of the UI server deployed on the lab (the first control host's, from the
+    controller's deployment manifests) and the lab CA certificate a browser must trust; None
+    when it is not deployed."""
+    from edgeferry.deploy.manifest import ui_urls
+    from edgeferry.deploy.revocation import pki_dir
+
+    if not state.inventory:
+        return None
+    inventory = Path(state.inventory)
+    urls = ui_urls(inventory)
+    control = [h for h in state.hosts_by_role("control") if h in urls] or sorted(urls)
+    if not control:
+        return None
+    return urls[control[0]], pki_dir(inventory) / "ca" / "ca.crt"
 
 
 def _fmt_measured(entry: dict[str, Any] | None) -> str:

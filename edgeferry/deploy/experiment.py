@@ -12,6 +12,7 @@ ansible-runner wrapper (`run_playbook`), then returns `Endpoints`:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,19 @@ def catalog_file() -> Path:
     return resources.roles_dir() / "edgeferry" / "defaults" / "main.yml"
 
 
+_VARIABLE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+
+
 def _catalog(path: Path | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The catalog and placement; a port given as ``"{{ variable }}"`` (the UI server's
+    edgeferry_ui_port) takes that variable's default from the same file."""
     doc = yaml.safe_load((path or catalog_file()).read_text()) or {}
-    return doc["edgeferry_agent_catalog"], doc["edgeferry_agent_placement"]
+    catalog = dict(doc["edgeferry_agent_catalog"])
+    for name, entry in catalog.items():
+        found = _VARIABLE.match(str(entry.get("port", "")))
+        if found and found.group(1) in doc:
+            catalog[name] = {**entry, "port": doc[found.group(1)]}
+    return catalog, doc["edgeferry_agent_placement"]
 
 
 def agent_endpoints(inventory: Path, catalog: dict[str, Any],

@@ -12,6 +12,7 @@ own copies of the agent catalog (``roles/edgeferry/defaults/main.yml``):
   ``settings.container.workloads``);
 * `HostManifest.rasp_maximum`: a node agent's RASP MAX (``settings.rasp_endpoint.maximum``);
 * `HostManifest.container_owner`: the owner name sealed in the SMF's token;
+* `ui_urls`: where the UI server (the HTTPS instance ``ui``) answers, for ``lab status``;
 * `HostManifest.python`: the deployed agents' interpreter (``<venv>/bin/python``, the role's
   ``edgeferry_agent_venv``), for what the controller runs on a host with the agents' code.
 
@@ -30,6 +31,10 @@ from edgeferry.deploy.runner import inventory_name
 from edgeferry.errors import OperationFailed
 from edgeferry.workspace import workspace
 
+#: What a deployed instance serves (its catalog entry's ``protocol``; gRPC when absent).
+PROTOCOLS = ("grpc", "https")
+#: The UI server's instance name in the agent catalog (roles/edgeferry/defaults/main.yml).
+UI_INSTANCE = "ui"
 #: The resources of a RASP MAX (millicores, MiB, MiB, Mbit/s), as the node agent's settings.
 RESOURCES = ("cpu", "memory", "storage", "network")
 
@@ -69,6 +74,13 @@ class DeployedAgent:
     port: int
     settings: Mapping[str, Any]
     manifest: Path
+    protocol: str = "grpc"  # what it serves: gRPC over mTLS, or HTTPS (the UI server)
+
+    @property
+    def url(self) -> str:
+        """``https://<address>:<port>/`` of an HTTPS instance (the UI server)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"https://{host}:{self.port}/"
 
     def setting(self, *keys: str) -> Any:
         """``settings[keys[0]][keys[1]]...``; a ManifestError names what is missing."""
@@ -235,5 +247,26 @@ def _agent(entry: Any, host: str, path: Path, index: int) -> DeployedAgent:
         raise ManifestError(f"{what} ({name}): port {port!r} is not a port; deploy again")
     if not isinstance(settings, dict):
         raise ManifestError(f"{what} ({name}): settings is not an object; deploy again")
+    protocol = entry.get("protocol", "grpc")  # older manifests: every agent spoke gRPC
+    if protocol not in PROTOCOLS:
+        raise ManifestError(f"{what} ({name}): protocol {protocol!r} is not one of "
+                            f"{', '.join(PROTOCOLS)}; deploy again")
     return DeployedAgent(host=host, name=name, address=address, port=port, settings=settings,
-                         manifest=path)
+                         manifest=path, protocol=protocol)
+
+
+def ui_urls(inventory: Path, root: Path | None = None) -> dict[str, str]:
+    """host -> URL of the UI server (the HTTPS instance ``ui``) deployed there, from the
+    controller's manifests of ``inventory``; empty when none is deployed (or nothing is yet).
+    A manifest that does not parse is passed over (`load_manifest` says what is wrong)."""
+    folder = manifest_path(inventory, "x", root).parent
+    urls: dict[str, str] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            manifest = parse_manifest(path.read_text(), path, path.stem)
+        except (OSError, ManifestError):
+            continue
+        agent = manifest.agents.get(UI_INSTANCE)
+        if agent is not None and agent.protocol == "https":
+            urls[manifest.host] = agent.url
+    return urls

@@ -45,6 +45,12 @@ def agents(manifest) -> list[dict]:
     return manifest["agents"]
 
 
+@pytest.fixture(scope="module")
+def grpc_agents(agents) -> list[dict]:
+    """The gRPC agents (mTLS, health); the UI server speaks HTTPS to browsers (test_ui.py)."""
+    return [a for a in agents if a.get("protocol", "grpc") == "grpc"]
+
+
 def test_manifest_covers_the_placement(manifest, agents):
     deployed = {a["name"] for a in agents}
     assert deployed | set(manifest["not_deployed"]) == set(manifest["placed"])
@@ -79,15 +85,15 @@ def test_each_agent_listens_on_its_declared_address(host, inventory, name, agent
         assert host.socket(f"tcp://{address}:{agent['port']}").is_listening, agent["name"]
 
 
-def test_agents_refuse_clients_without_a_lab_certificate(host, manifest, agents):
-    for agent in agents:
+def test_agents_refuse_clients_without_a_lab_certificate(host, manifest, grpc_agents):
+    for agent in grpc_agents:
         verdict = tls_probe(host, agent["address"], agent["port"], manifest["ca"])
         assert verdict.startswith("refused"), f"{agent['name']} accepted a client without a cert"
 
 
-def test_agents_accept_clients_with_a_lab_certificate(host, manifest, agents):
+def test_agents_accept_clients_with_a_lab_certificate(host, manifest, grpc_agents):
     # Positive control for the refusal test: the same probe with the host's lab certificate.
-    for agent in agents:
+    for agent in grpc_agents:
         verdict = tls_probe(host, agent["address"], agent["port"], manifest["ca"],
                             "/etc/edgeferry/pki/host.crt", "/etc/edgeferry/pki/host.key")
         assert verdict == "ok", f"{agent['name']}: {verdict}"
@@ -117,12 +123,12 @@ print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 """
 
 
-def test_each_agent_reports_serving_health_over_mtls(host, manifest, agents):
+def test_each_agent_reports_serving_health_over_mtls(host, manifest, grpc_agents):
     """Every deployed agent (the SSO blockcache / composer instances included) answers the
     gRPC health check SERVING to a lab certificate; the refusal test above shows that the
     same port refuses a client without one."""
     venv = manifest["venv"]
-    for agent in agents:
+    for agent in grpc_agents:
         args = " ".join(_quote(a) for a in (
             f"{agent['address']}:{agent['port']}", manifest["ca"],
             "/etc/edgeferry/pki/host.crt", "/etc/edgeferry/pki/host.key"))

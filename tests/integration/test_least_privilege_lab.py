@@ -82,7 +82,7 @@ def test_finding_one_user_reads_every_key(inventory: Path, connect: Callable[[st
 
 def test_secrets_live_only_with_their_agent(inventory: Path, connect: Callable[[str], Any]):
     expected = {"/etc/edgeferry/audit-owner.key": "audit", "/etc/edgeferry/smf-owner.token": "smf",
-                "/etc/edgeferry/registry-password": "node"}
+                "/etc/edgeferry/registry-password": "node", "/etc/edgeferry/ui-owner.key": "ui"}
     seen = {}
     for host in hosts_from_inventory(inventory):
         manifest = _manifest(connect(host))

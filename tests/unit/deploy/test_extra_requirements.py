@@ -1,6 +1,6 @@
-"""Per-instance requirements: pm4py (the composer's) reaches only the hosts where a composer
-is placed. Rendered by the edgeferry_agent role's own defaults on the example-hardware
-inventory (no host contacted)."""
+"""Per-instance requirements: pm4py (the composer's) and FastAPI/uvicorn (the UI server's)
+reach only the hosts where a composer or a UI server is placed. Rendered by the edgeferry_agent
+role's own defaults on the example-hardware inventory (no host contacted)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ PLAYBOOK = """\
 """
 
 
-def test_only_composer_hosts_get_pm4py(tmp_path: Path) -> None:
+def test_only_composer_and_ui_hosts_get_their_extras(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory"
     shutil.copytree(REPO_ROOT / "inventory" / "example-hardware", inventory)
     play = tmp_path / "play"
@@ -50,8 +50,10 @@ def test_only_composer_hosts_get_pm4py(tmp_path: Path) -> None:
              "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     out = {p.stem.removeprefix("out-"): json.loads(p.read_text()) for p in play.glob("out-*.json")}
-    assert out["ctl01"]["extra"] == ["pm4py>=2.7"]
-    assert "composer" in out["ctl01"]["instances"]
+    # the composer's pm4py and the UI server's ASGI stack, sorted as Ansible's sort does
+    ui_stack = ["fastapi>=0.115", "uvicorn>=0.30", "python-multipart>=0.0.9", "Jinja2>=3.1"]
+    assert out["ctl01"]["extra"] == sorted(["pm4py>=2.7", *ui_stack], key=str.lower)
+    assert {"composer", "ui"} <= set(out["ctl01"]["instances"])
     edges = [h for h in out if h != "ctl01"]
     assert edges and all(out[h]["extra"] == [] for h in edges)
     assert all("blockcache" in out[h]["instances"] for h in edges)

@@ -29,6 +29,7 @@ from edgeferry.deploy.manifest import (
     load_manifest,
     manifest_path,
     parse_manifest,
+    ui_urls,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -97,7 +98,9 @@ def test_loader_reads_the_manifest_of_the_smf_host(tmp_path: Path) -> None:
     assert m.host == "ctl01" and m.path == manifest_path(inventory, "ctl01", root=root)
     assert m.container_owner == "container-owner"
     assert list(m.agents) == ["bare", "smf", "ras", "audit", "ledger-validator",
-                              "blockcache-origin", "composer"]
+                              "blockcache-origin", "composer", "ui"]
+    assert [a for a in m.agents if m.agent(a).protocol == "https"] == ["ui"]
+    assert m.agent("ui").url == "https://192.0.2.10:8443/"
     smf = m.agent("smf")
     assert (smf.address, smf.port) == ("192.0.2.10", 50051)
     assert smf.setting("audit", "owner_token_file") == "/etc/edgeferry/smf-owner.token"
@@ -334,11 +337,12 @@ def test_rendered_agent_settings_validate_against_the_agents_models(
     from agents.node.agent import NodeSettings
     from agents.ras.agent import RasSettings
     from agents.smf.agent import SmfSettings
+    from agents.ui.agent import UiSettings
 
     models = {"smf": SmfSettings, "ras": RasSettings, "audit": AuditSettings,
               "ledger-validator": LedgerSettings, "ledger-peer": LedgerSettings,
               "node": NodeSettings, "blockcache-origin": BlockCacheSettings,
-              "blockcache": BlockCacheSettings, "composer": ComposerSettings}
+              "blockcache": BlockCacheSettings, "composer": ComposerSettings, "ui": UiSettings}
     root, inventory = rendered
     seen = set()
     for path in manifest_path(inventory, "x", root=root).parent.iterdir():
@@ -348,3 +352,26 @@ def test_rendered_agent_settings_validate_against_the_agents_models(
                 model.model_validate(agent["settings"])
                 seen.add(agent["name"])
     assert seen == set(models)
+
+
+# -- the UI server's URL (`edgeferry lab status`) ------------------------------------------
+def test_ui_urls_come_from_the_https_instance_ui(tmp_path: Path) -> None:
+    edge = fixture("xavier01")
+    root, inventory = controller_with(tmp_path, {"ctl01": fixture("ctl01"), "xavier01": edge,
+                                                 "broken": "{not json"})
+    assert ui_urls(inventory, root=root) == {"ctl01": "https://192.0.2.10:8443/"}
+    # an older manifest (no protocol: every agent spoke gRPC) names no UI server
+    doc = fixture("ctl01")
+    for agent in doc["agents"]:
+        del agent["protocol"]
+    root2, inventory2 = controller_with(tmp_path / "old", {"ctl01": doc})
+    assert ui_urls(inventory2, root=root2) == {}
+    assert ui_urls(tmp_path / "inventory" / "nothing-deployed", root=tmp_path) == {}
+
+
+def test_an_unknown_protocol_is_refused() -> None:
+    doc = fixture("ctl01")
+    doc["agents"][-1]["protocol"] = "http"
+    with pytest.raises(ManifestError, match=r"agents\[\d+\] \(ui\): protocol 'http' is not one "
+                                            r"of grpc, https"):
+        parse_manifest(json.dumps(doc), Path("ctl01.json"), "ctl01")
