@@ -22,6 +22,7 @@ CAP = Resources(cpu_millicores=2000, memory_bytes=1000, storage_bytes=1000, netw
 class FakeEngine:
     registry = REG
     interface = "lo"
+    platform = "linux/amd64"  # the platform workloads run as (DockerEngine.platform)
 
     def __init__(self) -> None:
         self.calls: list[str] = []
