@@ -28,11 +28,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 from agents.security import encoding
+from agents.security.certsign import check_signature, check_signer
 from agents.security.errors import ErrorCode, ProtocolError
 
 SIGNER_ROLE = "tcfdl-manager"
@@ -103,27 +103,11 @@ def _signer(pem: bytes, ca: x509.Certificate, now_ns: int) -> x509.Certificate:
     except (ValueError, TypeError, InvalidSignature):
         raise _refuse(ErrorCode.UNKNOWN_PRINCIPAL,
                       "the manager certificate is not issued by the lab CA") from None
-    now = now_ns / 1e9
-    if not cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp():
-        raise _refuse(ErrorCode.EXPIRED, "the manager certificate is not valid now")
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(names[0].value) if names else ""
-    if cn.partition(".")[0] != SIGNER_ROLE or "." not in cn:
-        raise _refuse(ErrorCode.NOT_AUTHORISED, f"signer {cn!r} is not a tcfdl-manager")
-    return cert
+    return check_signer(cert, now_ns, role=SIGNER_ROLE, label="manager", refuse=_refuse)
 
 
 def _check_signature(cert: x509.Certificate, payload: bytes, signature: bytes) -> None:
-    public = cert.public_key()
-    try:
-        if isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(public, Ed25519PublicKey):
-            public.verify(signature, payload)
-        else:
-            raise _refuse(ErrorCode.BAD_SIGNATURE, "unsupported manager key type")
-    except InvalidSignature:
-        raise _refuse(ErrorCode.BAD_SIGNATURE, "the record's signature does not verify") from None
+    check_signature(cert, payload, signature, label="manager", refuse=_refuse)
 
 
 def verify(signed: SignedRecord, ca: x509.Certificate, *, proxy: str,
