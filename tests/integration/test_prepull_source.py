@@ -161,12 +161,13 @@ def test_prepull_falls_back_to_the_journal_then_the_registered_image(
     assert state.extras["prepulled"] == REGISTERED
 
 
-def test_only_the_smf_may_describe_a_workload(lab_pki: Any, nodes: dict[str, Node]) -> None:
+def test_only_the_smf_and_the_audit_monitor_may_describe_a_workload(lab_pki: Any, nodes: dict[str, Node]) -> None:
     nodes["edge-a"].engine.described["nms"] = {
         "state": "running", "image_ref": REAL, "image_id": "", "repo_digests": [REAL]}
     port = nodes["edge-a"].server.port
     request = npb.DescribeWorkloadRequest(name="nms")
-    for caller in ("controller", "node.edge-b", "ras.control", "audit.control"):
+    # the SMF (prepull) and the audit agent's monitor (container liveness) may ask; nobody else
+    for caller in ("controller", "node.edge-b", "ras.control", "ledger.control"):
         cert = lab_pki.client if caller == "controller" else lab_pki.issue(caller)
         stub = npb_grpc.NodeServiceStub(secure_channel(
             f"127.0.0.1:{port}", lab_pki.ca.cert_path, cert.cert_path, cert.key_path))
@@ -179,3 +180,7 @@ def test_only_the_smf_may_describe_a_workload(lab_pki: Any, nodes: dict[str, Nod
         f"127.0.0.1:{port}", lab_pki.ca.cert_path, cert.cert_path, cert.key_path))
     resp = smf.DescribeWorkload(request, timeout=5)
     assert (resp.state, list(resp.repo_digests)) == ("running", [REAL])
+    cert = lab_pki.issue("audit.control")
+    audit = npb_grpc.NodeServiceStub(secure_channel(
+        f"127.0.0.1:{port}", lab_pki.ca.cert_path, cert.cert_path, cert.key_path))
+    assert audit.DescribeWorkload(request, timeout=5).state == "running"
