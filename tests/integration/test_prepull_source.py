@@ -161,7 +161,8 @@ def test_prepull_falls_back_to_the_journal_then_the_registered_image(
     assert state.extras["prepulled"] == REGISTERED
 
 
-def test_only_the_smf_and_the_audit_monitor_may_describe_a_workload(lab_pki: Any, nodes: dict[str, Node]) -> None:
+def test_only_the_smf_and_the_audit_monitor_may_describe_a_workload(
+        lab_pki: Any, nodes: dict[str, Node]) -> None:
     nodes["edge-a"].engine.described["nms"] = {
         "state": "running", "image_ref": REAL, "image_id": "", "repo_digests": [REAL]}
     port = nodes["edge-a"].server.port
