@@ -52,20 +52,25 @@ class LabPKI:
     foreign_ca: LabCA
     foreign_client: IssuedCert  # CN "controller" too, but issued by the foreign CA
     foreign_server: IssuedCert  # CN "bare.localhost", localhost SANs, foreign CA
-    _extra: dict[str, IssuedCert] = field(default_factory=dict)
+    _extra: dict[tuple[str, bool, bool], IssuedCert] = field(default_factory=dict)
 
     def issue(self, name: str, *, server: bool = True, client: bool = True) -> IssuedCert:
-        """Another certificate from the lab CA (cached by name), valid for localhost."""
-        if name not in self._extra:
-            self._extra[name] = self.ca.issue(
+        """Another certificate from the lab CA, valid for localhost; cached by name *and*
+        purposes, each purpose set in a folder of its own (a client-only "smf.control" one test
+        asked for must never be the server certificate another test's SMF presents)."""
+        key = (name, server, client)
+        if key not in self._extra:
+            folder = "issued" if server and client else (
+                f"issued-{'server' if server else ''}{'client' if client else ''}-only")
+            self._extra[key] = self.ca.issue(
                 name,
-                self.root / "issued",
+                self.root / folder,
                 dns_names=LOCAL_DNS if server else (),
                 ip_addresses=LOCAL_IPS if server else (),
                 server=server,
                 client=client,
             )
-        return self._extra[name]
+        return self._extra[key]
 
     def tls_overrides(self, cn: str) -> dict[str, str]:
         """Config overrides (``agent_config(**...)``) serving with a certificate of CN `cn`
