@@ -7,7 +7,7 @@ The offloading client (`agents.tcfdl_client`) returns, per task, the ns of each 
 round trip: NATS and the wire). `trial_phases` turns them into the trial's phases, masters
 named by their position on the path (``m1`` the client's cluster's, ``m2`` the next), so that
 the phases add up to the task's total; `crypto_metrics` sums the cryptography (encrypt,
-re-encrypt, decrypt) per task and `framework_ms` the time inside the masters. `bound_s` is
+re-encrypt, decrypt) per task and `framework_s` the time inside the masters. `bound_s` is
 the physical bound of a task: its bytes over every link it crosses at that link's measured
 bandwidth (`edgeferry.bounds.transfer_s`).
 """
@@ -72,28 +72,29 @@ def trial_phases(phases: Mapping[str, int]) -> list[tuple[str, float]]:
 
 
 def crypto_metrics(phases: Mapping[str, int]) -> dict[str, float]:
-    """Per task, in µs: ``crypto_us`` (every encryption, re-encryption and decryption on the
-    path), ``reencrypt_us`` (the masters' proxies only), ``m1_reencrypt_us`` / ``m2_...``."""
+    """Per task, in seconds (the reports' base unit): ``crypto_s`` (every encryption,
+    re-encryption and decryption on the path), ``reencrypt_s`` (the masters' proxies only),
+    ``m1_reencrypt_s`` / ``m2_reencrypt_s`` (each master's proxy)."""
     position = {m: f"m{i + 1}" for i, m in enumerate(masters_on_path(phases))}
-    out = {"crypto_us": 0.0, "reencrypt_us": 0.0}
+    out = {"crypto_s": 0.0, "reencrypt_s": 0.0}
     for key, ns in phases.items():
         hop, _, phase = key.rpartition(".")
         if phase == "reencrypt" and hop in position:
-            out["reencrypt_us"] += ns / 1e3
-            out[f"{position[hop]}_reencrypt_us"] = ns / 1e3
-            out["crypto_us"] += ns / 1e3
+            out["reencrypt_s"] += ns / 1e9
+            out[f"{position[hop]}_reencrypt_s"] = ns / 1e9
+            out["crypto_s"] += ns / 1e9
         elif hop in ("client", "worker") and phase in ("encrypt", "decrypt"):
-            out["crypto_us"] += ns / 1e3
+            out["crypto_s"] += ns / 1e9
     return out
 
 
-def framework_ms(phases: Mapping[str, int]) -> float:
-    """ms the task spent inside the masters (route, proxy call with its re-encryption,
+def framework_s(phases: Mapping[str, int]) -> float:
+    """Seconds the task spent inside the masters (route, proxy call with its re-encryption,
     publish): TCFDL's own processing on the path, beside the paper's Fig. 6 overhead."""
     masters = set(masters_on_path(phases))
     return sum(ns for key, ns in phases.items()
                if key.rpartition(".")[0] in masters
-               and key.rpartition(".")[2] in _HOP_PHASES) / 1e6
+               and key.rpartition(".")[2] in _HOP_PHASES) / 1e9
 
 
 def bound_s(task_bytes: int, result_bytes: int, links_bps: Sequence[float]) -> float:

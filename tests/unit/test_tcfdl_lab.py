@@ -16,7 +16,7 @@ from agents.tcfdl_master.natsconf import ClusterNats, dn, render
 from agents.tcfdl_worker import mlp
 from edgeferry.lab.config import load_spec
 from edgeferry.lab.inventory import render_inventory
-from edgeferry.tcfdl import PHASES, PhaseError, bound_s, crypto_metrics, framework_ms, trial_phases
+from edgeferry.tcfdl import PHASES, PhaseError, bound_s, crypto_metrics, framework_s, trial_phases
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_case1_has_one_master() -> None:
     assert [p for p, _ in trial_phases(task)] == ["client-encrypt", "m1-route", "m1-publish",
                                                    "worker-process", "client-decrypt",
                                                    "deliver"]
-    assert framework_ms(task) == pytest.approx(0.01)
+    assert framework_s(task) == pytest.approx(10e-6)
 
 
 @pytest.mark.parametrize("bad", [{"master-a.teleport": 1}, {"client.route": 1},
@@ -75,12 +75,12 @@ def test_malformed_phases_are_refused(bad: dict[str, int]) -> None:
 
 def test_crypto_and_framework_metrics() -> None:
     m = crypto_metrics(CASE3_HSE)
-    # client 12 + 3, proxies 50 + 45, worker 11 + 4 (µs)
-    assert m["crypto_us"] == pytest.approx(125.0)
-    assert m["reencrypt_us"] == pytest.approx(95.0)
-    assert (m["m1_reencrypt_us"], m["m2_reencrypt_us"]) == (pytest.approx(50.0),
-                                                           pytest.approx(45.0))
-    assert framework_ms(CASE3_HSE) == pytest.approx((40 + 900 + 30 + 700) / 1000)
+    # client 12 + 3, proxies 50 + 45, worker 11 + 4 (µs), in seconds
+    assert m["crypto_s"] == pytest.approx(125e-6)
+    assert m["reencrypt_s"] == pytest.approx(95e-6)
+    assert (m["m1_reencrypt_s"], m["m2_reencrypt_s"]) == (pytest.approx(50e-6),
+                                                         pytest.approx(45e-6))
+    assert framework_s(CASE3_HSE) == pytest.approx((40 + 900 + 30 + 700) * 1e-6)
 
 
 def test_bound_is_bytes_over_each_link() -> None:

@@ -37,7 +37,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
-from edgeferry.tcfdl import CASES, bound_s, crypto_metrics, framework_ms, trial_phases
+from edgeferry.tcfdl import CASES, bound_s, crypto_metrics, framework_s, trial_phases
 
 
 def client_files(pki: Path, host: str) -> tuple[Path, Path]:
@@ -210,7 +210,7 @@ class TcfdlOffloadLab(Scenario):
         expected = mlp.infer(data)
         metrics = {**crypto_metrics(result.phases),
                    "bound_s": bound_s(size, len(result.output), path),
-                   "framework_ms": framework_ms(result.phases),
+                   "framework_s": framework_s(result.phases),
                    "result_ok": 1.0 if result.output == expected else 0.0,
                    "masters": float(sum(1 for k in result.phases if k.endswith(".route")))}
         phases = _phases(result, size, len(result.output))
@@ -245,7 +245,7 @@ class TcfdlPipelineLab(Scenario):
         size = int(params["size_kib"]) * 1024
         data = self.rng.randbytes(size)
         phases: list[PhaseResult] = []
-        metrics: dict[str, float] = {"crypto_us": 0.0, "reencrypt_us": 0.0, "bound_s": 0.0}
+        metrics: dict[str, float] = {"crypto_s": 0.0, "reencrypt_s": 0.0, "bound_s": 0.0}
         value = data
         for i in range(1, stages + 1):
             function = f"{self.workload.function_prefix}{i}"
@@ -253,7 +253,7 @@ class TcfdlPipelineLab(Scenario):
             result = self.dep.offload(function, value, params["scheme"], self.workload.timeout_s)
             phases.append(PhaseResult(f"stage{i}", result.total_ns / 1e9, bytes=len(value)))
             for k, v in crypto_metrics(result.phases).items():
-                if k in ("crypto_us", "reencrypt_us"):
+                if k in ("crypto_s", "reencrypt_s"):
                     metrics[k] += v
             metrics["bound_s"] += bound_s(len(value), len(result.output), path)
             value = result.output
