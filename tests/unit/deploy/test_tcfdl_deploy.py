@@ -67,15 +67,15 @@ PLAYBOOK = """\
 """
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    tmp = tmp_path_factory.mktemp("tcfdl-deploy")
+def _render(tmp: Path, enabled: bool) -> tuple[Path, Path, Path]:
     inventory = tmp / "inventory" / "example"
     shutil.copytree(EXAMPLE, inventory)
-    (inventory / "group_vars" / "all" / "tcfdl.yml").write_text(
-        "---\nedgeferry_tcfdl_enabled: true\n")
-    (inventory / "host_vars").mkdir(exist_ok=True)
-    (inventory / "host_vars" / "x86edge01.yml").write_text("---\nedgeferry_tcfdl_cluster: a\n")
+    if enabled:
+        (inventory / "group_vars" / "all" / "tcfdl.yml").write_text(
+            "---\nedgeferry_tcfdl_enabled: true\n")
+        (inventory / "host_vars").mkdir(exist_ok=True)
+        (inventory / "host_vars" / "x86edge01.yml").write_text(
+            "---\nedgeferry_tcfdl_cluster: a\n")
     out = tmp / "out"
     out.mkdir()
     playbook = tmp / "playbooks" / "render.yml"
@@ -90,6 +90,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     return tmp, inventory, out
 
 
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return _render(tmp_path_factory.mktemp("tcfdl-deploy"), enabled=True)
+
+
 def _agents(rendered: tuple[Path, Path, Path], host: str) -> dict[str, Any]:
     root, inventory, _ = rendered
     m = load_manifest(inventory, host, root=root)
@@ -100,8 +105,12 @@ def _derived(rendered: tuple[Path, Path, Path], host: str) -> dict[str, Any]:
     return dict(json.loads((rendered[2] / f"{host}.json").read_text()))
 
 
-def test_off_by_default() -> None:
+def test_off_by_default(tmp_path: Path) -> None:
     assert yaml.safe_load(DEFAULTS.read_text())["edgeferry_tcfdl_enabled"] is False
+    off = _render(tmp_path, enabled=False)
+    for host in ("ctl01", "xavier01", "xavier02", "x86edge01"):
+        assert _agents(off, host) == {}
+        assert _derived(off, host) == {"certificates": [], "nats": []}
 
 
 def test_placement_follows_the_clusters(rendered: tuple[Path, Path, Path]) -> None:
