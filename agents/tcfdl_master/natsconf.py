@@ -42,11 +42,17 @@ def check_cluster(name: str) -> str:
     return name
 
 
-def dn(cn: str) -> str:
-    """The RFC 2253 subject a lab-CA certificate of CN `cn` maps to (the NATS user name)."""
+def dn(cn: str, organization: str = ORGANIZATION, role_unit: bool = False) -> str:
+    """The RFC 2253 subject a lab-CA certificate of CN `cn` maps to (the NATS user name).
+
+    `role_unit`: the certificate also carries OU=<role> (the role part of `cn`, as the
+    deployment's pki role issues them: ``CN=tcfdl-master.edge1,OU=tcfdl-master,O=edgeferry``).
+    """
     if not _CN.match(cn):
         raise ValueError(f"certificate CN {cn!r} is not a lab identity")
-    return f"CN={cn},O={ORGANIZATION}"
+    if role_unit:
+        return f"CN={cn},OU={cn.split('.', 1)[0]},O={organization}"
+    return f"CN={cn},O={organization}"
 
 
 def token(cn: str) -> str:
@@ -115,6 +121,9 @@ class ClusterNats:
     #: other clusters' server certificates (CNs) allowed to join as leaf nodes (hub side)
     leaves: Sequence[str] = ()
     monitor_port: int = 0  # 0: no monitoring endpoint
+    #: the O of the certificates' subjects, and whether they carry OU=<role> (see `dn`)
+    organization: str = ORGANIZATION
+    role_unit: bool = False
 
 
 def _q(value: str) -> str:
@@ -125,9 +134,11 @@ def _list(values: Sequence[str]) -> str:
     return "[" + ", ".join(_q(v) for v in values) + "]"
 
 
-def _user(cn: str, publish: Sequence[str], subscribe: Sequence[str], responses: bool) -> str:
+def _user(c: ClusterNats, cn: str, publish: Sequence[str], subscribe: Sequence[str],
+          responses: bool) -> str:
     allow = "allow_responses: {max: 1, expires: \"60s\"}, " if responses else ""
-    return (f"      {{user: {_q(dn(cn))}, permissions: {{{allow}"
+    name = dn(cn, c.organization, c.role_unit)
+    return (f"      {{user: {_q(name)}, permissions: {{{allow}"
             f"publish: {{allow: {_list(publish)}}}, subscribe: {{allow: {_list(subscribe)}}}}}}}")
 
 
@@ -148,13 +159,13 @@ def users(c: ClusterNats) -> list[str]:
     """The account's user entries, one per certificate, with its role's permissions."""
     js = "$JS.API.>"
     jsd = f"$JS.{c.cluster}.API.>"
-    out = [_user(m, ["tcfdl.>", "_INBOX.>", js, jsd, "$JS.ACK.>"],
+    out = [_user(c, m, ["tcfdl.>", "_INBOX.>", js, jsd, "$JS.ACK.>"],
                  [f"tcfdl.in.{c.cluster}.>", f"tcfdl.x.{c.cluster}.>", "_INBOX.>"], False)
            for m in c.masters]
-    out += [_user(w, [], [Subjects.instance(w)], True) for w in c.workers]
-    out += [_user(cl, client_publish(c.cluster, cl), ["_INBOX.>"], False) for cl in c.clients]
+    out += [_user(c, w, [], [Subjects.instance(w)], True) for w in c.workers]
+    out += [_user(c, cl, client_publish(c.cluster, cl), ["_INBOX.>"], False) for cl in c.clients]
     # another cluster's server: task and reply subjects only, never this cluster's JetStream
-    out += [_user(leaf, ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"],
+    out += [_user(c, leaf, ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"],
                   ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"], False)
             for leaf in c.leaves]
     return out

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.tcfdl_master.natsconf import ClusterNats, Hub, render
+from agents.tcfdl_master.natsconf import ORGANIZATION, ClusterNats, Hub, render
 
 
 def _hub(value: str) -> Hub:
@@ -41,12 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--client", action="append", default=[])
     p.add_argument("--leaf", action="append", default=[], help="CN of a joining server")
     p.add_argument("--hub", action="append", default=[], type=_hub)
+    p.add_argument("--organization", default=ORGANIZATION, help="the certificates' O")
+    p.add_argument("--role-unit", action="store_true",
+                   help="certificates carry OU=<role> (the deployment's pki role)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     try:
         text = render(ClusterNats(a.cluster, a.listen, a.cert, a.key, a.ca, a.store_dir,
                                   masters=a.master, workers=a.worker, clients=a.client,
-                                  leaf_listen=a.leaf_listen, hubs=a.hub, leaves=a.leaf))
+                                  leaf_listen=a.leaf_listen, hubs=a.hub, leaves=a.leaf,
+                                  organization=a.organization, role_unit=a.role_unit))
     except ValueError as err:
         print(f"nats-config: error: {err}")
         return 2

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
@@ -178,6 +179,11 @@ class MasterService:
         tasks, results = stream_names(self.cluster)
         for name, subject in ((tasks, f"tcfdl.q.{self.cluster}.>"),
                               (results, f"tcfdl.r.{self.cluster}.>")):
+            try:  # kept from an earlier start: re-adding it would count its storage twice
+                await js.stream_info(name)  # (nats-server refuses at its max_file_store)
+                continue
+            except nats.js.errors.NotFoundError:
+                pass
             await js.add_stream(StreamConfig(
                 name=name, subjects=[subject], storage=StorageType.FILE,
                 max_bytes=QUEUE_MAX_BYTES, max_msg_size=tframe.MAX_FRAME_SIZE + 4096))

@@ -14,7 +14,8 @@ Configuration (``settings`` of /etc/edgeferry/tcfdl_worker.yaml; tls as every ag
 
 At start the worker enrolls for each EAE scheme and function with the manager (its proxy can
 then fetch RK_f->j), registers each function with its master, and serves
-``tcfdl.inst.<its CN>`` until SIGTERM.
+``tcfdl.inst.<its CN>`` until SIGTERM. The command (`main`) also listens on the configured
+gRPC port with the health service only (no RPC of its own).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from agents.common.config import AgentConfig
 from agents.common.errors import EXIT_ENVIRONMENT, EXIT_OK, AgentConfigError, AgentError
 from agents.common.logging import configure_logging, get_logger
 from agents.common.runner import config_from_argv
+from agents.common.server import AgentServer
 from agents.common.tls import certificate_cn
 from agents.security.tcfdl.pre import PartyKey
 from agents.tcfdl_manager.client import ManagerClient
@@ -44,6 +46,9 @@ _ADDRESS = r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$"
 FUNCTIONS: dict[str, Function] = {
     "mlp": mlp.infer,
     "sha256": lambda data: hashlib.sha256(data).digest(),
+    # the case study's pipeline (mlp.stage): the model split in two, one stage per instance
+    "mlp-stage1": lambda data: mlp.stage(1, data),
+    "mlp-stage2": lambda data: mlp.stage(2, data),
 }
 
 
@@ -123,7 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve_worker(config, stop)
+        # the deployed worker's gRPC endpoint: health (and reflection) only, over mTLS, so the
+        # deployment waits on it and `edgeferry verify` checks it like every agent's
+        health = AgentServer(config)
+        health.start()
+        try:
+            await serve_worker(config, stop)
+        finally:
+            health.stop(0.5)
 
     try:
         asyncio.run(run())

@@ -57,3 +57,23 @@ def infer(data: bytes, seed: int = DEFAULT_SEED) -> bytes:
     hidden = np.maximum(rows(data) @ m.w1 + m.b1, np.float32(0))
     logits = hidden @ m.w2 + m.b2
     return bytes(np.argmax(logits, axis=1).astype(np.uint8).tobytes())
+
+
+#: the case study's pipeline: the same model split into stages, one per instance
+STAGES = 2
+
+
+def stage(index: int, data: bytes, seed: int = DEFAULT_SEED) -> bytes:
+    """Stage `index` (1-based, of `STAGES`) of the split model: stage 1 takes the task's bytes
+    and returns the hidden activations (float32, little-endian, rows x HIDDEN); stage 2 takes
+    those and returns the predicted classes, so stage 2 of stage 1 equals `infer`."""
+    m = model(seed)
+    if index == 1:
+        hidden = np.maximum(rows(data) @ m.w1 + m.b1, np.float32(0))
+        return bytes(hidden.astype("<f4").tobytes())
+    if index == 2:
+        if len(data) % (4 * HIDDEN):
+            raise ValueError(f"stage 2 expects rows of {HIDDEN} float32, got {len(data)} bytes")
+        hidden = np.frombuffer(data, dtype="<f4").reshape(-1, HIDDEN)
+        return bytes(np.argmax(hidden @ m.w2 + m.b2, axis=1).astype(np.uint8).tobytes())
+    raise ValueError(f"stage {index}: the model has stages 1..{STAGES}")

@@ -68,6 +68,20 @@ def agent_endpoints(inventory: Path, catalog: dict[str, Any],
     return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
 
+def manifest_endpoints(inventory: Path, root: Path | None = None) -> dict[str, dict[str, str]]:
+    """instance -> {host: "address:port"} from the deployment manifests the edgeferry_agent
+    role left on the controller (hosts without one are left out)."""
+    from edgeferry.deploy.manifest import load_manifest, manifest_path
+
+    out: dict[str, dict[str, str]] = {}
+    for host in sorted(hosts_from_inventory(inventory)):
+        if not manifest_path(inventory, host, root).is_file():
+            continue
+        for name, agent in load_manifest(inventory, host, root).agents.items():
+            out.setdefault(name, {})[host] = f"{agent.address}:{agent.port}"
+    return out
+
+
 def _addresses(inventory: Path) -> dict[str, str]:
     """Each host's edgeferry_address (where agents listen), else its ansible_host."""
     doc = yaml.safe_load((inventory / "hosts.yml").read_text()) or {}
@@ -132,6 +146,11 @@ def deployed_endpoints(inventory: Path, agents: Iterable[str]) -> Endpoints:
     catalog, placement = _catalog()
     wanted = sorted(set(agents))
     endpoints = agent_endpoints(inventory, catalog, placement)
+    if any(a not in endpoints for a in wanted):
+        # instances placed by a switch rather than the static placement (TCFDL's,
+        # edgeferry_tcfdl_enabled): where the deployment manifests say they run
+        for name, hosts in manifest_endpoints(inventory).items():
+            endpoints.setdefault(name, hosts)
     not_placed = [a for a in wanted if a not in endpoints]
     if not_placed:
         raise OperationFailed(f"agents {', '.join(not_placed)} are not placed on any host of "

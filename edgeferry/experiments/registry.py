@@ -492,6 +492,38 @@ def availability(name: str) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------------------ tcfdl (seed 003)
+class TcfdlParams(_Strict):
+    case: Literal["case1", "case2", "case3"] = Field(
+        description="Fig. 5: case1 one master, case2 master + worker, case3 two clusters")
+    scheme: Literal["none", "hse", "eae-umbral", "eae-p256"] = "none"
+    size_kib: int = Field(ge=1, le=4096, description="task bytes / 1024 (random data)")
+
+
+class TcfdlWorkload(_Strict):
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+    iperf_seconds: int = Field(default=2, ge=1, le=30, description="per link, before trials")
+
+
+class TcfdlPipelineParams(_Strict):
+    scheme: Literal["eae-umbral", "eae-p256"] = "eae-p256"
+    size_kib: int = Field(ge=1, le=4096)
+    stages: int = Field(default=2, ge=2, le=8, description="model stages = instances")
+
+
+class TcfdlPipelineWorkload(_Strict):
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+    iperf_seconds: int = Field(default=2, ge=1, le=30)
+    function_prefix: str = Field(default="pipe", pattern=r"^[a-z][a-z0-9-]{0,30}$",
+                                 description="stage i is the function <prefix><i>")
+
+
+_TCFDL_PHASES = ("client-encrypt", "m1-route", "m1-proxy", "m1-publish", "m2-route", "m2-proxy",
+                 "m2-publish", "worker-decrypt", "worker-process", "worker-encrypt",
+                 "client-decrypt", "deliver")
+_TCFDL_AGENTS = ("tcfdl-manager", "tcfdl-master", "tcfdl-proxy", "tcfdl-worker")
+
+
 def _builtin() -> list[ScenarioSpec]:
     return [
         ScenarioSpec(
@@ -638,6 +670,30 @@ def _builtin() -> list[ScenarioSpec]:
             metrics={"delay_s": "s", "mean_latency_s": "s", "completed": "count",
                      "refused": "count"},
             needs="simpy, pm4py and agents.sso",
+        ),
+        ScenarioSpec(
+            name="tcfdl-offload",
+            summary="seed 003 Figs. 6-7 on the lab: one task offloaded through TCFDL's clusters "
+                    "(case 1-3, scheme none/hse/eae-umbral/eae-p256), per-hop phases",
+            implementation=_impl("tcfdl_lab", "TcfdlOffloadLab"),
+            params=TcfdlParams, workload=TcfdlWorkload, phases=_TCFDL_PHASES,
+            metrics={"crypto_s": "s", "reencrypt_s": "s", "m1_reencrypt_s": "s",
+                     "m2_reencrypt_s": "s", "bound_s": "s", "result_ok": "ratio",
+                     "masters": "count", "framework_s": "s"},
+            uses_hosts=True, agents=_TCFDL_AGENTS,
+            needs="TCFDL deployed (a lab file with `tcfdl: true`, or edgeferry_tcfdl_enabled)",
+        ),
+        ScenarioSpec(
+            name="tcfdl-pipeline",
+            summary="seed 003 case study on the lab: the MLP split into stages on instances of "
+                    "both clusters, EAE on every link, checked against the unsplit inference",
+            implementation=_impl("tcfdl_lab", "TcfdlPipelineLab"),
+            params=TcfdlPipelineParams, workload=TcfdlPipelineWorkload,
+            phases=tuple(f"stage{i}" for i in range(1, 9)),
+            metrics={"crypto_s": "s", "reencrypt_s": "s", "bound_s": "s",
+                     "matches_unsplit": "ratio"},
+            uses_hosts=True, agents=_TCFDL_AGENTS,
+            needs="TCFDL deployed (a lab file with `tcfdl: true`, or edgeferry_tcfdl_enabled)",
         ),
     ]
 

@@ -129,6 +129,9 @@ class HostSpec(BaseModel):
     audit: dict[str, Any] | None = None
     # seed-002 region of an edge host (the audit registry's; region migrations try its edges)
     region: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    # seed 003: this host's TCFDL cluster (edgeferry_tcfdl_cluster; unset: a for the control
+    # host, b for edges), used when the lab enables TCFDL (`tcfdl: true`)
+    tcfdl_cluster: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
 
     @field_validator("name")
     @classmethod
@@ -167,6 +170,9 @@ class LabSpec(BaseModel):
     # downloading them; "minimal" carries only what a freshly installed machine has (systemd,
     # sshd, Python), so the first deploy installs everything as on new hardware.
     host_image: Literal["prebaked", "minimal"] = "prebaked"
+    # Seed 003: deploy TCFDL (edgeferry_tcfdl_enabled: nats-server per cluster, the manager,
+    # masters, TEE proxies, function instances); off by default.
+    tcfdl: bool = False
 
     @field_validator("name")
     @classmethod
@@ -295,7 +301,14 @@ class LabSpec(BaseModel):
 
     def fingerprint(self) -> str:
         """Stable hash of the spec (with resolved addresses) used to detect changes."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        doc = self.model_dump(mode="json")
+        # fields added later count only when set, so existing labs keep their fingerprint
+        if not doc.get("tcfdl"):
+            doc.pop("tcfdl", None)
+        for host in doc["hosts"]:
+            if host.get("tcfdl_cluster") is None:
+                host.pop("tcfdl_cluster", None)
+        blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

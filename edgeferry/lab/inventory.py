@@ -39,6 +39,8 @@ def render_inventory(spec: LabSpec, private_key: Path, known_hosts: Path) -> dic
             by_role["edge"][host.name][INVENTORY_VARIABLE] = spec.audit_attributes(host)
             if host.region:
                 by_role["edge"][host.name][REGION_VARIABLE] = host.region
+        if host.tcfdl_cluster is not None:
+            by_role[host.role][host.name]["edgeferry_tcfdl_cluster"] = host.tcfdl_cluster
     by_profile: dict[str, dict[str, None]] = {"x86": {}, "jetson": {}}
     for host in spec.hosts:
         by_profile[spec.host_class(host)][host.name] = None
@@ -77,6 +79,8 @@ def render_inventory(spec: LabSpec, private_key: Path, known_hosts: Path) -> dic
             for name, p in spec.profiles.items()
         },
     }
+    if spec.tcfdl:  # only then, so the inventories of other labs stay as they were
+        lab["edgeferry_tcfdl_enabled"] = True
     return {
         "hosts.yml": _dump(hosts_yml, spec.name),
         "group_vars/all/connection.yml": _dump(connection, spec.name),

@@ -68,3 +68,29 @@ def registry_endpoint(inventory: dict) -> str:
     address = hostvars(inventory, control)["edgeferry_address"]
     port = hostvars(inventory, control).get("edgeferry_registry_port", REGISTRY_PORT_DEFAULT)
     return f"{address}:{port}"
+
+
+# -- host selection by what the inventory enables ----------------------------------------------
+# A test marked ``@pytest.mark.inventory_hosts(select=fn)`` runs only on the hosts `select`
+# (inventory -> set of host names) returns; on the others it is deselected, not skipped, so a lab
+# without a feature (e.g. TCFDL) passes with those tests simply not collected for its hosts.
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "inventory_hosts(select): run only on the hosts that "
+                            "select(inventory) names")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    path = config.getoption("ansible_inventory", None)
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("inventory_hosts")
+        callspec = getattr(item, "callspec", None)
+        host = callspec.params.get("_testinfra_host") if callspec is not None else None
+        if marker is None or host is None or not path:
+            keep.append(item)
+            continue
+        selected = marker.kwargs["select"](inventory_data(str(path)))
+        (keep if host.backend.get_hostname() in selected else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -206,6 +206,16 @@ def test_registry_lists_instances(tlab: TcfdlLab) -> None:
         tlab.manager_as(CLIENT).lookup("never-registered")
 
 
+def test_master_restart_keeps_its_streams(tlab: TcfdlLab) -> None:
+    """A master started again on a server that already holds its JetStream streams (a restart
+    of the deployed unit) starts: re-adding them at the server's storage limit is refused by
+    nats-server, so the master keeps them; tasks still flow."""
+    tlab.run(tlab.masters["a"]._streams())
+    tlab.run(tlab.masters["a"]._streams())
+    data = os.urandom(2000)
+    assert offload(tlab, "c2", data, "hse").output == reference(data)
+
+
 def test_nats_killed_mid_run(tlab: TcfdlLab) -> None:
     """Tasks acknowledged by JetStream before the server is killed are all answered after it
     restarts; while it is down, offloading and queueing fail with a clear error."""
