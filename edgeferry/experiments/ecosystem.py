@@ -79,7 +79,10 @@ from edgeferry.images.index_push import PublishedIndex, RegistryApi, publish_ind
 from edgeferry.workspace import state_root
 
 #: What one service asks of its host (RAS allocation; moves with the service).
-SERVICE_NEEDS = Resources(cpu=500, memory=256, storage=1000, network=10)
+#: 100 m of CPU: node agents now measure their real MAX (a jetson-class lab edge has 500 m), and
+#: 500 m each (the value before) let one service fill a jetson edge, so the demo's second service
+#: moving there was refused by RASP.
+SERVICE_NEEDS = Resources(cpu=100, memory=256, storage=1000, network=10)
 EDGE_OWNER = "edge-owner"
 
 

@@ -187,7 +187,7 @@ class RequirementSpec(_Strict):
     Algorithm 2 compares with each cloud's advertised FREE). The defaults are the ecosystem's
     `SERVICE_NEEDS`."""
 
-    cpu: int = Field(default=500, ge=1, le=1_000_000, description="millicores")
+    cpu: int = Field(default=100, ge=1, le=1_000_000, description="millicores")
     memory_mib: int = Field(default=256, ge=1, le=1 << 20, description="memory, MiB")
     storage_mib: int = Field(default=1000, ge=0, le=1 << 30, description="storage, MiB")
     network_mbit: int = Field(default=10, ge=0, le=1_000_000, description="network, Mbit/s")

@@ -70,7 +70,7 @@ def test_default_requirement_is_service_needs() -> None:
     exp = parse_experiment(doc({}), "x.yaml")
     from edgeferry.experiments.registry import PlacementWorkload
     w = PlacementWorkload.model_validate(exp.parts[0].workload)
-    assert w.requirement.resources() == SERVICE_NEEDS == Resources(500, 256, 1000, 10)
+    assert w.requirement.resources() == SERVICE_NEEDS == Resources(100, 256, 1000, 10)
 
 
 def test_json_detail_parses_and_says_why() -> None:
