@@ -33,11 +33,10 @@ from agents.common.client import secure_channel_from_config
 from agents.common.errors import EXIT_ENVIRONMENT, EXIT_OK, AgentConfigError, AgentError
 from agents.common.runner import config_from_argv
 from agents.common.tls import certificate_cn
+from agents.security.tcfdl.names import ADDRESS_PATTERN, CLUSTER_PATTERN, NATS_URL_PATTERN
 from agents.tcfdl_client.offload import OffloadClient, OffloadRefused, OffloadUnavailable
 from agents.tcfdl_manager.client import ManagerClient
 from agents.tcfdl_master.client import connect, tls_context
-
-_ADDRESS = r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$"
 
 
 class ClientSettings(BaseModel):
@@ -45,10 +44,10 @@ class ClientSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cluster: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
-    nats: str = Field(pattern=r"^tls://[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$")
+    cluster: str = Field(pattern=CLUSTER_PATTERN)
+    nats: str = Field(pattern=NATS_URL_PATTERN)
     nats_server_name: str = ""
-    manager: str = Field(pattern=_ADDRESS)
+    manager: str = Field(pattern=ADDRESS_PATTERN)
     proxy: str = Field(pattern=r"^tcfdl-proxy\.[A-Za-z0-9._-]{1,128}$")
     function: str = "mlp"
     schemes: list[str] = Field(default_factory=lambda: ["none", "hse", "eae-umbral",

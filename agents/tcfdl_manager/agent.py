@@ -26,6 +26,7 @@ from agents.common.errors import AgentConfigError
 from agents.common.keys import load_or_create_secret
 from agents.common.server import AgentServer
 from agents.security.tcfdl import attestation
+from agents.security.tcfdl.names import CLUSTER_PATTERN
 from agents.tcfdl_manager.core import ManagerCore
 from agents.tcfdl_manager.policy import MANAGER_POLICY
 from agents.tcfdl_manager.servicer import SERVICE_NAME, ManagerServicer, add_to_server
@@ -37,7 +38,7 @@ class NodeEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cn: str = Field(pattern=r"^tcfdl-(master|proxy|worker|client)\.[A-Za-z0-9._-]{1,128}$")
-    cluster: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    cluster: str = Field(pattern=CLUSTER_PATTERN)
 
 
 class ManagerSettings(BaseModel):

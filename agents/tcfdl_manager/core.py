@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.tcfdl import attestation
+from agents.security.tcfdl.names import CLUSTER_PATTERN
 from agents.security.tcfdl.pre import (
     TO_FUNCTION,
     TO_PROCESSOR,
@@ -43,7 +44,7 @@ MAX_ENROLLMENTS = 65_536
 PROXY_ROLE = "tcfdl-proxy"
 MASTER_ROLE = "tcfdl-master"
 NODE_ROLES = frozenset({"tcfdl-master", "tcfdl-proxy", "tcfdl-worker", "tcfdl-client"})
-_CLUSTER = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_CLUSTER = re.compile(CLUSTER_PATTERN)
 
 
 def role_of(cn: str) -> str:

@@ -30,6 +30,7 @@ from agents.common.client import secure_channel_from_config
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.server import AgentServer
+from agents.security.tcfdl.names import ADDRESS_PATTERN, CLUSTER_PATTERN, NATS_URL_PATTERN
 from agents.tcfdl_manager.client import ManagerClient
 from agents.tcfdl_master import bus
 from agents.tcfdl_master.policy import MASTER_POLICY
@@ -38,7 +39,6 @@ from agents.tcfdl_master.service import MasterService, Witness
 from agents.tcfdl_master.servicer import SERVICE_NAME, MasterServicer, add_to_server
 from agents.tcfdl_proxy.client import ProxyClient
 
-_ADDRESS = r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$"
 #: gRPC message bound of the proxy channel (a frame is at most 8 MiB + 4 KiB)
 _GRPC_LIMIT = 16 * 1024 * 1024
 
@@ -48,11 +48,11 @@ class MasterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cluster: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
-    nats: str = Field(pattern=r"^tls://[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$")
+    cluster: str = Field(pattern=CLUSTER_PATTERN)
+    nats: str = Field(pattern=NATS_URL_PATTERN)
     nats_server_name: str = ""
-    proxy: str = Field(pattern=_ADDRESS)
-    manager: str = Field(pattern=_ADDRESS)
+    proxy: str = Field(pattern=ADDRESS_PATTERN)
+    manager: str = Field(pattern=ADDRESS_PATTERN)
     queue: bool = True
     witness_file: Path | None = None
     rpc_timeout_s: float = Field(default=30.0, gt=0, le=600)

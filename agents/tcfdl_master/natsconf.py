@@ -26,12 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.security.tcfdl.names import CLUSTER_PATTERN
+
 ACCOUNT = "TCFDL"
 #: largest NATS message (a MAX_FRAME_SIZE task frame plus headers); nats-server refuses more
 MAX_PAYLOAD = 9 * 1024 * 1024
 #: the O of every lab-CA certificate (edgeferry.pki.ORGANIZATION)
 ORGANIZATION = "edgeferry lab"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_NAME = re.compile(CLUSTER_PATTERN)
 _CN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -31,12 +31,11 @@ from agents.common.server import AgentServer
 from agents.common.status import RemoteProtocolError
 from agents.common.tls import certificate_cn
 from agents.security.tcfdl import attestation
+from agents.security.tcfdl.names import ADDRESS_PATTERN
 from agents.tcfdl_manager.client import ManagerClient
 from agents.tcfdl_proxy.core import ProxyCore
 from agents.tcfdl_proxy.policy import PROXY_POLICY
 from agents.tcfdl_proxy.servicer import SERVICE_NAME, ProxyServicer, add_to_server
-
-_ADDRESS = r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$"
 
 
 class ProxySettings(BaseModel):
@@ -44,7 +43,7 @@ class ProxySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    manager: str = Field(pattern=_ADDRESS)
+    manager: str = Field(pattern=ADDRESS_PATTERN)
     debug_dump: bool = False
     replay_window_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
     attest_timeout_s: float = Field(default=20.0, ge=0, le=600)

@@ -34,6 +34,7 @@ from agents.common.logging import configure_logging, get_logger
 from agents.common.runner import config_from_argv
 from agents.common.server import AgentServer
 from agents.common.tls import certificate_cn
+from agents.security.tcfdl.names import ADDRESS_PATTERN, CLUSTER_PATTERN, NATS_URL_PATTERN
 from agents.security.tcfdl.pre import PartyKey
 from agents.tcfdl_manager.client import ManagerClient
 from agents.tcfdl_master.client import MasterClient, connect, tls_context
@@ -41,7 +42,6 @@ from agents.tcfdl_worker import mlp
 from agents.tcfdl_worker.core import Function, InstanceCore
 from agents.tcfdl_worker.service import WorkerService
 
-_ADDRESS = r"^[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$"
 #: the functions a worker can serve, by name
 FUNCTIONS: dict[str, Function] = {
     "mlp": mlp.infer,
@@ -57,11 +57,11 @@ class WorkerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cluster: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
-    nats: str = Field(pattern=r"^tls://[A-Za-z0-9_.:\[\]-]{1,255}:[0-9]{1,5}$")
+    cluster: str = Field(pattern=CLUSTER_PATTERN)
+    nats: str = Field(pattern=NATS_URL_PATTERN)
     nats_server_name: str = ""
-    master: str = Field(pattern=_ADDRESS)
-    manager: str = Field(pattern=_ADDRESS)
+    master: str = Field(pattern=ADDRESS_PATTERN)
+    manager: str = Field(pattern=ADDRESS_PATTERN)
     proxy: str = Field(pattern=r"^tcfdl-proxy\.[A-Za-z0-9._-]{1,128}$")
     #: function name -> implementation (a FUNCTIONS key); several names may share one
     functions: dict[str, str] = Field(default_factory=lambda: {"mlp": "mlp"}, min_length=1,
