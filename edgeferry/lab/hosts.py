@@ -74,7 +74,9 @@ class HostContainers:
             if owner is not None and owner != str(workspace()):
                 raise ConfigError(
                     f"lab {self.spec.name!r} is already up from the workspace {owner}; "
-                    "pick another lab name with --name (and --subnet) or run from that workspace"
+                    "pick another lab name with --name (and --subnet) or run from that workspace "
+                    f"(if the run that brought it up is over, `edgeferry lab down --name "
+                    f"{self.spec.name}` removes it)"
                 )
             if existing.labels.get(LABEL_HOSTSPEC) == wanted:
                 if existing.status != "running":

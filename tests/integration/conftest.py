@@ -52,10 +52,13 @@ def deployed_lab(deployed_lab_file: Path) -> Iterator[Path]:
     if given:
         yield Path(given).resolve()
         return
-    subprocess.run([*EDGEFERRY, "lab", "up", "--lab-file", str(deployed_lab_file),
-                    "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
+    # a test run that was killed (a session ending, ^C) leaves its lab behind, owned by its
+    # workspace; the name is this suite's, so a new run removes it first (`lab down` by name)
+    subprocess.run([*EDGEFERRY, "lab", "down", "--name", SHARED_LAB], cwd=REPO_ROOT, check=True)
     inventory = REPO_ROOT / "inventory" / SHARED_LAB
     try:
+        subprocess.run([*EDGEFERRY, "lab", "up", "--lab-file", str(deployed_lab_file),
+                        "--no-bandwidth-check"], check=True, cwd=REPO_ROOT)
         # through the command, as a user deploys: a process of its own, so ansible-runner's
         # fork never happens in this test process (its gRPC threads from earlier tests made the
         # forked child die before exec: "epoll_wait error: Bad file descriptor")

@@ -87,6 +87,9 @@ def test_the_installed_wheel_deploys_and_runs_outside_the_checkout(tmp_path: Pat
 
     # 3. a lab, a deploy, a real run, from the installed package
     (work / "pkgtest-lab.yaml").write_text(yaml.safe_dump(LAB_FILE))
+    # a killed earlier run of this test leaves its lab behind, owned by that run's workspace;
+    # the name is this test's, so remove it by name first
+    step("lab down (leftover)", [edgeferry, "lab", "down", "--name", LAB], work, env)
     try:
         step("lab up", [edgeferry, "lab", "up", "--lab-file", "pkgtest-lab.yaml",
                         "--no-bandwidth-check"], work, env)

@@ -49,6 +49,9 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab(home):
+    # a killed earlier run leaves lab `itest` behind, owned by its workspace: remove it by name
+    leftover = edgeferry("lab", "down", "--name", LAB, home=home)
+    assert leftover.returncode == 0, leftover.stdout + leftover.stderr
     first = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "2", home=home)
     try:
         assert first.returncode == 0, first.stdout + first.stderr
@@ -131,6 +134,7 @@ def test_another_workspace_cannot_take_over_the_lab(lab, home, tmp_path):
     other = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "2", home=tmp_path)
     assert other.returncode == 2, other.stdout + other.stderr
     assert f"already up from the workspace {home}" in other.stderr
+    assert f"`edgeferry lab down --name {LAB}` removes it" in other.stderr
     key = (
         docker.from_env()
         .containers.get("ef-itest-edge1")
