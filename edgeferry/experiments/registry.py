@@ -274,6 +274,8 @@ class AuditMigrationsWorkload(ContainerPolicyWorkload):
     destination: str = Field(default="edge3", description="unused (the audit picks); an edge")
     image_size_mb: int = Field(default=16, ge=1, le=4096)
     runs: list[AuditMigrationRun] = Field(min_length=1, max_length=100)
+    requirement: RequirementSpec | None = Field(
+        default=None, description="the service's RAS requirement (default SERVICE_NEEDS)")
 
 
 class ContainerMigrationWorkload(ContainerPolicyWorkload):
