@@ -70,11 +70,14 @@ def test_each_phase_arrives_live_in_order_before_the_final_response(lab: Lab) ->
     kinds: list[str] = []
     streamed: list[Any] = []
     final = None
+    admission = lab.smf.admission  # type: ignore[union-attr]
+    admitted: list[int] = []
     for event in stub.MigrateServiceStream(_request(lab, who, "edge1"), timeout=30):
         kinds.append(str(event.WhichOneof("event")))
         if event.HasField("phase"):
             streamed.append(event.phase)
             if event.phase.phase == "rasp_transfer":
+                admitted.append(admission.admitted)  # the stream holds its slot meanwhile
                 seen.set()
         else:
             final = event.result
@@ -87,6 +90,11 @@ def test_each_phase_arrives_live_in_order_before_the_final_response(lab: Lab) ->
     assert [p.detail for p in streamed if p.phase == "hold"] == [
         "the client had the earlier phases"]
     assert lab.smf_client().service(lab.service_id).location == "edge1"
+    assert admitted == [1]
+    deadline = time.monotonic() + 5
+    while admission.admitted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert admission.admitted == 0  # released with the end of the stream
 
 
 def test_client_reports_phases_as_they_arrive_and_the_same_report(lab: Lab) -> None:
@@ -163,6 +171,10 @@ def test_a_cancelled_stream_leaves_the_migration_to_finish_and_no_worker(lab: La
     while _stream_workers() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _stream_workers() == []
+    admission = lab.smf.admission  # type: ignore[union-attr]
+    while admission.admitted and time.monotonic() < deadline:  # the handler notices the
+        time.sleep(0.01)                                       # cancel within POLL_S
+    assert admission.admitted == 0
     # the migration completed as a unary one would: location moved, history says ok
     info = lab.smf_client().service(lab.service_id)
     assert (info.location, info.epoch) == ("edge2", 2)
