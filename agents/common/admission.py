@@ -16,6 +16,9 @@ method handler:
   a watchdog cancels a call still running at that point (the client sees CANCELLED, the
   handler sees ``context.is_active()`` turn False), and a queued call waits no longer.
 
+A request-in / stream-out call (SmfService.MigrateServiceStream) holds its slot while its
+response stream is drained; a stream-in call is admitted like a unary one.
+
 Authorization is a separate interceptor (agents/common/authz.py); this one only bounds cost.
 """
 
@@ -26,6 +29,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,9 @@ import grpc
 if TYPE_CHECKING:
     _Handler = grpc.RpcMethodHandler[Any, Any]
     _Continuation = Callable[[grpc.HandlerCallDetails], _Handler | None]
+
+#: guard(context): a context manager holding one admitted call's slot (and its deadline)
+_Guard = Callable[[grpc.ServicerContext], AbstractContextManager[None]]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -57,6 +64,7 @@ LONG_CALLS: frozenset[str] = frozenset({
     "/edgeferry.node.v1.NodeService/PrePullImage",
     "/edgeferry.node.v1.NodeService/RunWorkload",
     "/edgeferry.smf.v1.SmfService/MigrateService",
+    "/edgeferry.smf.v1.SmfService/MigrateServiceStream",
 })
 
 
@@ -164,10 +172,11 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         return _rewrap(handler, self.limits.request_limit(method),
                        None if exempt else self._guard(method))
 
-    def _guard(self, method: str) -> Callable[[Callable[[], Any], grpc.ServicerContext], Any]:
+    def _guard(self, method: str) -> _Guard:
         bound = self.limits.deadline(method)
 
-        def guarded(run: Callable[[], Any], context: grpc.ServicerContext) -> Any:
+        @contextmanager
+        def admitted(context: grpc.ServicerContext) -> Iterator[None]:
             with self._lock:
                 room = self._admitted < self.limits.max_concurrent + self.limits.max_queued
                 if room:
@@ -185,18 +194,18 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                                   "deadline passed while queued for a free worker")
                 try:
                     self._watchdog.watch(context, deadline)
-                    return run()
+                    yield
                 finally:
                     self._slots.release()
             finally:
                 with self._lock:
                     self._admitted -= 1
 
-        return guarded
+        return admitted
 
 
-def _rewrap(handler: _Handler, limit: int,
-            guard: Callable[[Callable[[], Any], grpc.ServicerContext], Any] | None) -> _Handler:
+
+def _rewrap(handler: _Handler, limit: int, guard: _Guard | None) -> _Handler:
     """``handler`` with a size-checking deserializer and its behaviour run under ``guard``."""
     decode = handler.request_deserializer
 
@@ -221,14 +230,27 @@ def _rewrap(handler: _Handler, limit: int,
                 refuse(request.size, context)
             if guard is None:
                 return behaviour(request, context)
-            return guard(lambda: behaviour(request, context), context)
+            with guard(context):
+                return behaviour(request, context)
+        return run
+
+    def unary_in_stream_out(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            if isinstance(request, _Oversized):
+                refuse(request.size, context)
+            if guard is None:
+                yield from behaviour(request, context)
+                return
+            with guard(context):  # held until the response stream ends
+                yield from behaviour(request, context)
         return run
 
     def stream_in(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def run(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             if guard is None:
                 return behaviour(checked(requests, context), context)
-            return guard(lambda: behaviour(checked(requests, context), context), context)
+            with guard(context):
+                return behaviour(checked(requests, context), context)
         return run
 
     encode = handler.response_serializer
@@ -238,12 +260,11 @@ def _rewrap(handler: _Handler, limit: int,
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
             stream_in(handler.stream_unary), deserialize, encode)
-    # Response streams (only reflection and health's Watch; no agent RPC streams): the size
-    # check applies, admission does not (a guard would end before the stream is drained).
-    guard = None
-    if handler.unary_stream is not None:
+    if handler.unary_stream is not None:  # health's Watch (exempt), MigrateServiceStream
         return grpc.unary_stream_rpc_method_handler(
-            unary_in(handler.unary_stream), deserialize, encode)
+            unary_in_stream_out(handler.unary_stream), deserialize, encode)
+    # Bidirectional streams (only reflection): the size check applies, admission does not.
+    guard = None
     assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(
         stream_in(handler.stream_stream), deserialize, encode)

@@ -159,14 +159,19 @@ class SmfClient:
                 user_cap: SealedCapability | bytes, device_cap: SealedCapability | bytes,
                 destination: str, *, request_id: str = "", order: str = "",
                 region: str = "", any_edge: bool = False,
-                audit_seed: int | None = None) -> MigrationReport:
+                audit_seed: int | None = None,
+                on_phase: Callable[[PhaseTiming], None] | None = None) -> MigrationReport:
         """Migrate Service in phase `order` ("" or "diff": diff-first, the default; "paper":
         the paper's order). Refusals before anything ran (an unknown order included) raise
         RemoteProtocolError (or grpc.RpcError); a migration that started and failed returns
         migrated=False. ``region`` / ``any_edge`` (with ``destination`` ""): the audit agent
         orders the tries (seeded by ``audit_seed``) and the first edge it permits is the
         destination; the report lists the tries (none permits: migrated=False,
-        error_code POLICY_DENIED)."""
+        error_code POLICY_DENIED).
+
+        ``on_phase``: called with each phase as soon as the SMF reports it ended
+        (MigrateServiceStream, in the caller's thread), before this returns the same report;
+        without it the unary MigrateService answers once at the end."""
         request = pb.MigrateServiceRequest(
             service_id=service_id, user_id=user_id, device_id=device_id,
             user_capability=_cap_bytes(user_cap), device_capability=_cap_bytes(device_cap),
@@ -175,10 +180,15 @@ class SmfClient:
         if audit_seed is not None:
             request.audit_seed = audit_seed
         t0 = time.perf_counter()
+        rpc = "smf.MigrateService" if on_phase is None else "smf.MigrateServiceStream"
         try:
-            resp, rpc_call = self.stub.MigrateService.with_call(request, timeout=self.timeout)
+            if on_phase is None:
+                resp, rpc_call = self.stub.MigrateService.with_call(request,
+                                                                    timeout=self.timeout)
+            else:
+                resp, rpc_call = self._stream(request, on_phase)
         except grpc.RpcError as err:
-            remote = remote_error(err, "smf.MigrateService")
+            remote = remote_error(err, rpc)
             if remote is None:
                 raise
             raise remote from None
@@ -192,6 +202,28 @@ class SmfClient:
             round_trip_seconds=time.perf_counter() - t0, order=resp.order,
             tries=tuple((t.edge, t.permit, tuple(t.reasons)) for t in resp.tries),
             audit_seed=resp.audit_seed, audit_seconds=resp.audit_seconds)
+
+    def _stream(self, request: pb.MigrateServiceRequest,
+                on_phase: Callable[[PhaseTiming], None]) -> tuple[Any, Any]:
+        """MigrateServiceStream: report each phase event, return (final response, the call)."""
+        stream = self.stub.MigrateServiceStream(request, timeout=self.timeout)
+        final: pb.MigrateServiceResponse | None = None
+        try:
+            for event in stream:
+                if final is not None:
+                    raise ProtocolError(ErrorCode.WRONG_STEP, "smf.MigrateServiceStream: an "
+                                        "event after the final response")
+                if event.HasField("phase"):
+                    on_phase(phases_from_pb([event.phase])[0])
+                elif event.HasField("result"):
+                    final = event.result
+        except BaseException:
+            stream.cancel()  # our callback raised (or we were interrupted): stop listening
+            raise
+        if final is None:
+            raise ProtocolError(ErrorCode.WRONG_STEP,
+                                "smf.MigrateServiceStream ended without a response")
+        return final, stream
 
     def service(self, service_id: str) -> pb.ServiceInfo:
         resp: pb.ServiceInfo = self._call("GetService", pb.GetServiceRequest(service_id=service_id))

@@ -268,6 +268,8 @@ class MigrationState:
 
 
 PhaseFn = Callable[[MigrationState], PhaseResult | None]
+#: on_record(record): a phase's record as soon as its outcome is known (`MigrationPlan.run`)
+PhaseObserver = Callable[["PhaseRecord"], None]
 #: on_failure(state, failed phase name, exception) -> extra records (compensation steps)
 FailureHook = Callable[[MigrationState, str, BaseException], list["PhaseRecord"]]
 
@@ -319,10 +321,27 @@ class MigrationPlan:
         self.phases[i:i] = phases
         return self
 
-    def run(self, state: MigrationState) -> list[PhaseRecord]:
-        """Run every phase in order; on the first failure raise MigrationFailed."""
+    def run(self, state: MigrationState,
+            on_record: PhaseObserver | None = None) -> list[PhaseRecord]:
+        """Run every phase in order; on the first failure raise MigrationFailed.
+
+        ``on_record`` (optional) is called with each record as soon as its outcome is known,
+        in the order of the returned (or MigrationFailed's) records: a phase when it ends; after
+        a failure the phases that will not run (SKIPPED) right after the failed one, then each
+        compensation record as its hook returns. It must not raise; an exception from it is
+        logged and ignored (progress reporting never changes the migration)."""
         records = [PhaseRecord(p.name) for p in self.phases]
         migration = getattr(state, "migration_id", "")
+
+        def report(*done: PhaseRecord) -> None:
+            if on_record is None:
+                return
+            for rec in done:
+                try:
+                    on_record(rec)
+                except Exception as exc:  # an observer never changes the migration
+                    _log.warning("phase_observer_failed", migration=migration,
+                                 phase=rec.phase, error=str(exc)[:200])
         for i, phase in enumerate(self.phases):
             rec = records[i]
             rec.started_at = self._wall()
@@ -339,12 +358,15 @@ class MigrationPlan:
                 refused = isinstance(exc, ProtocolError | PolicyDenied | StaleEpoch)
                 rec.outcome = PhaseOutcome.REJECTED if refused else PhaseOutcome.FAILED
                 rec.detail = str(exc)[:500]
+                report(*records[i:])  # the failed phase and those that will not run
                 for hook in self.on_failure:
                     try:
-                        records.extend(hook(state, phase.name, exc))
+                        extra = list(hook(state, phase.name, exc))
                     except Exception as hook_exc:  # a compensation step must not hide the cause
-                        records.append(PhaseRecord("abort", outcome=PhaseOutcome.FAILED,
-                                                   detail=f"abort failed: {hook_exc}"[:500]))
+                        extra = [PhaseRecord("abort", outcome=PhaseOutcome.FAILED,
+                                             detail=f"abort failed: {hook_exc}"[:500])]
+                    records.extend(extra)
+                    report(*extra)
                 raise MigrationFailed(phase.name, exc, records) from exc
             rec.wall_seconds = self._clock() - t0
             rec.ended_at = self._wall()
@@ -353,4 +375,5 @@ class MigrationPlan:
             rec.bytes_moved = result.bytes_moved
             rec.outcome = PhaseOutcome.OK
             rec.detail = result.detail
+            report(rec)
         return records

@@ -65,6 +65,7 @@ from agents.smf.domain import (
     NotConfigured,
     NotFound,
     Phase,
+    PhaseObserver,
     PhaseRecord,
     PhaseResult,
     PolicyDenied,
@@ -403,13 +404,15 @@ def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, us
                     device_id: str, user_capability: bytes, device_capability: bytes,
                     destination: str, request_id: str = "", order: str = "",
                     audited: AuditVerdict | None = None,
-                    audited_target: AuditedTarget | None = None) -> MigrationOutcome:
+                    audited_target: AuditedTarget | None = None,
+                    on_phase: PhaseObserver | None = None) -> MigrationOutcome:
     """Migrate Service: check the order (`parse_order`), the caller's capabilities and the
     request (refusals raise), then run the migration while holding the service's slot. An
     empty ``destination`` is chosen by Algorithm 2 (`SmfCore.place`); a "placement" record
     first in the phases says which cloud and why the others were ignored. ``audited``: the
     region / any-edge audit that chose ``destination`` (`migrate_to_target`) stands as the
-    policy_audit phase."""
+    policy_audit phase. ``on_phase``: each phase's record as soon as its outcome is known
+    (`MigrationPlan.run`); the outcome's records are the same, in the same order."""
     phase_order = parse_order(order)
     service, user, device, source, dest, loc = core.authorise_migration(
         service_id, user_id, device_id, user_capability, device_capability, destination)
@@ -427,7 +430,7 @@ def migrate_service(core: SmfCore, ports: MigrationPorts, *, service_id: str, us
                 placed = core.placements.pop(service.global_id, None)
             if placed is not None:
                 state.extras["placement"] = placed.detail()
-        return run_migration(core, ports, state)
+        return run_migration(core, ports, state, on_phase)
 
 
 @dataclass(frozen=True)
@@ -449,11 +452,12 @@ class TargetedOutcome:
 def migrate_to_target(core: SmfCore, ports: MigrationPorts, *, target: AuditedTarget,
                       service_id: str, user_id: str, device_id: str, user_capability: bytes,
                       device_capability: bytes, request_id: str = "",
-                      order: str = "") -> TargetedOutcome:
+                      order: str = "", on_phase: PhaseObserver | None = None) -> TargetedOutcome:
     """Migrate Service to a region or any edge (seed 002 cases 2-3): check the caller, ask the
     audit agent for the order of tries (`AuditHook.choose`), and migrate to the first edge it
     permits (`migrate_service`, whose policy_audit phase is that decision). No edge permits:
-    nothing moves and the answer carries the tries with the reason of each deny."""
+    nothing moves and the answer carries the tries with the reason of each deny. ``on_phase``
+    as in `migrate_service` (no call when nothing moves)."""
     parse_order(order)
     if ports.audit is None:
         raise NotConfigured("a region / any-edge migration needs the SMF's audit configured")
@@ -470,17 +474,18 @@ def migrate_to_target(core: SmfCore, ports: MigrationPorts, *, target: AuditedTa
                           device_id=device_id, user_capability=user_capability,
                           device_capability=device_capability,
                           destination=verdict.chosen_edge, request_id=request_id, order=order,
-                          audited=verdict, audited_target=target)
+                          audited=verdict, audited_target=target, on_phase=on_phase)
     return TargetedOutcome(target, verdict, out, out.location)
 
 
-def run_migration(core: SmfCore, ports: MigrationPorts,
-                  state: MigrationState) -> MigrationOutcome:
-    """Build and run the plan for `state`; record the outcome in the migration history."""
+def run_migration(core: SmfCore, ports: MigrationPorts, state: MigrationState,
+                  on_phase: PhaseObserver | None = None) -> MigrationOutcome:
+    """Build and run the plan for `state` (reporting each record to ``on_phase`` as its outcome
+    is known); record the outcome in the migration history."""
     started = time.time()
     plan = build_plan(core, ports, state)
     try:
-        records = plan.run(state)
+        records = plan.run(state, on_phase)
     except MigrationFailed as failed:
         code = failure_code(failed.cause)
         core.db.record_migration(state.migration_id, state.service.global_id,

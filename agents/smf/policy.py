@@ -13,6 +13,8 @@ from agents.common.authz import CONTROLLER, UI, Policy, allow
 SMF_SERVICE = "edgeferry.smf.v1.SmfService"
 
 _ADMIN = allow(CONTROLLER)
+#: MigrateService and its streaming twin (live phases for the UI and the CLI): the same roles
+_MIGRATE = allow(CONTROLLER, UI)
 
 SMF_POLICY = Policy(SMF_SERVICE, {
     "RegisterCms": _ADMIN,
@@ -23,7 +25,8 @@ SMF_POLICY = Policy(SMF_SERVICE, {
     "RevokeCapability": _ADMIN,
     "AddServer": _ADMIN,
     "RequestService": _ADMIN,
-    "MigrateService": allow(CONTROLLER, UI),
+    "MigrateService": _MIGRATE,
+    "MigrateServiceStream": _MIGRATE,
     "GetService": allow(CONTROLLER, UI),
     "ListServices": _ADMIN,
     "ListUsers": _ADMIN,

@@ -4,8 +4,9 @@ errors -> status codes + error codes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -38,6 +39,7 @@ from agents.smf.domain import (
     MigrationInProgress,
     NotConfigured,
     NotFound,
+    PhaseObserver,
     PhaseOutcome,
     PhaseRecord,
     PolicyDenied,
@@ -59,6 +61,7 @@ from agents.smf.migration import (
     migrate_to_target,
     tries_text,
 )
+from agents.smf.progress import PhaseStream
 
 SERVICE_NAME = "edgeferry.smf.v1.SmfService"
 
@@ -263,35 +266,79 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
     def MigrateService(self, request: pb.MigrateServiceRequest,
                        context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
         caller = peer_identity(context)
-        if request.target_region or request.any_edge:
-            return self._migrate_to_target(request, caller, context)
         with _errors(context):
-            out = migrate_service(
+            ran = self._migrate(request)
+        return self._respond(ran, caller, context)
+
+    def MigrateServiceStream(self, request: pb.MigrateServiceRequest,
+                             context: grpc.ServicerContext
+                             ) -> Iterator[pb.MigrateServiceEvent]:
+        """MigrateService with live progress: the same checks and migration (`_migrate`) in a
+        worker thread (agents/smf/progress.py), each phase sent as soon as its outcome is
+        known, the response MigrateService would give last (its phases equal the phase events,
+        in order; refusals end the stream with MigrateService's status instead).
+
+        A client that cancels (or a deadline) does not stop the migration: like a unary
+        MigrateService whose caller went away, it runs to its end in the worker -- completes
+        or fails, recorded in the SMF's location record and migration history -- and only the
+        remaining events are dropped. The worker thread ends with the migration; the bounded
+        queue (`progress.MAX_QUEUED`) is dropped with the call."""
+        caller = peer_identity(context)
+        run: PhaseStream[_Ran] = PhaseStream(
+            lambda on_phase: self._migrate(request, on_phase),
+            name=f"migrate-{request.request_id or request.service_id}"[:48])
+        context.add_callback(run.close)
+        run.start()
+        sent: list[common_pb2.PhaseTiming] = []
+        try:
+            for record in run.records(alive=context.is_active):
+                sent.extend(phases_to_pb([record]))
+                yield pb.MigrateServiceEvent(phase=sent[-1])
+            if not run.finished:  # the caller went away; the migration goes on
+                return
+            with _errors(context):
+                ran = run.result()
+            resp = self._respond(ran, caller, context)
+            # a phase the response adds (a region / any-edge denial's policy_audit) goes first
+            for extra in resp.phases[len(sent):]:
+                yield pb.MigrateServiceEvent(phase=extra)
+            yield pb.MigrateServiceEvent(result=resp)
+        finally:
+            run.close()
+
+    def _migrate(self, request: pb.MigrateServiceRequest,
+                 on_phase: PhaseObserver | None = None) -> _Ran:
+        """Check the request and run the migration (domain calls only: refusals raise
+        SmfError; a failed phase is an outcome). ``on_phase``: each phase as it ends."""
+        if not (request.target_region or request.any_edge):
+            return migrate_service(
                 self.core, self.ports, service_id=request.service_id, user_id=request.user_id,
                 device_id=request.device_id, user_capability=request.user_capability,
                 device_capability=request.device_capability, destination=request.destination,
-                request_id=request.request_id, order=request.order)
-        return self._migrate_response(out, caller, context)
+                request_id=request.request_id, order=request.order, on_phase=on_phase)
+        # Seed 002 cases 2-3: the audit orders the region's (or every) edge; the first it
+        # permits is the destination. The answer lists the tries with the decision on each.
+        if request.destination or (request.target_region and request.any_edge):
+            raise InvalidRequest("give one of destination, target_region, any_edge")
+        if len(request.target_region) > 128:
+            raise InvalidRequest("target_region is longer than 128 characters")
+        seed = request.audit_seed if request.HasField("audit_seed") else None
+        target = AuditedTarget(request.target_region, seed)
+        t0 = time.perf_counter()
+        out = migrate_to_target(
+            self.core, self.ports, target=target, service_id=request.service_id,
+            user_id=request.user_id, device_id=request.device_id,
+            user_capability=request.user_capability,
+            device_capability=request.device_capability, request_id=request.request_id,
+            order=request.order, on_phase=on_phase)
+        return _Targeted(out, time.perf_counter() - t0)
 
-    def _migrate_to_target(self, request: pb.MigrateServiceRequest, caller: str,
-                           context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
-        """Seed 002 cases 2-3: the audit orders the region's (or every) edge; the first it
-        permits is the destination. The answer lists the tries with the decision on each."""
-        with _errors(context):
-            if request.destination or (request.target_region and request.any_edge):
-                raise InvalidRequest("give one of destination, target_region, any_edge")
-            if len(request.target_region) > 128:
-                raise InvalidRequest("target_region is longer than 128 characters")
-            seed = request.audit_seed if request.HasField("audit_seed") else None
-            target = AuditedTarget(request.target_region, seed)
-            t0 = time.perf_counter()
-            out = migrate_to_target(
-                self.core, self.ports, target=target, service_id=request.service_id,
-                user_id=request.user_id, device_id=request.device_id,
-                user_capability=request.user_capability,
-                device_capability=request.device_capability, request_id=request.request_id,
-                order=request.order)
-        return self._targeted_response(out, caller, context, time.perf_counter() - t0)
+    def _respond(self, ran: _Ran, caller: str,
+                 context: grpc.ServicerContext) -> pb.MigrateServiceResponse:
+        """The MigrateServiceResponse of a migration that ran (and its trailing metadata)."""
+        if isinstance(ran, _Targeted):
+            return self._targeted_response(ran.out, caller, context, ran.elapsed)
+        return self._migrate_response(ran, caller, context)
 
     def _targeted_response(self, out: TargetedOutcome, caller: str,
                            context: grpc.ServicerContext,
@@ -373,6 +420,18 @@ class SmfServicer(pb_grpc.SmfServiceServicer):
                           owner_first_name=d.owner_first_name, owner_surname=d.owner_surname,
                           capability_text=d.capability.cap.text())
             for d in self.core.db.devices()])
+
+
+@dataclass(frozen=True)
+class _Targeted:
+    """A region / any-edge migration and how long the SMF took over it (seconds)."""
+
+    out: TargetedOutcome
+    elapsed: float
+
+
+#: what `SmfServicer._migrate` ran: a named-destination migration or a targeted one
+_Ran = MigrationOutcome | _Targeted
 
 
 def _holder(request: pb.RegisterUserRequest | pb.RegisterDeviceRequest) -> PublicIdentity:

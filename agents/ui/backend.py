@@ -5,7 +5,8 @@ Owners are the UI's accounts: for every call the UI seals a short-lived owner to
 ``ui:<account>`` with the owner-token key it shares with the audit agent (as the SMF and
 ``edgeferry audit token`` do), so the audit agent decides ownership itself.
 
-Migrations go to the SMF's MigrateService with a named destination. The SMF identifies a
+Migrations go to the SMF's MigrateServiceStream with a named destination (each phase is
+reported as it ends, so the live status page shows it at once). The SMF identifies a
 service by its id and the caller's USER/DEV capabilities, which the UI cannot make up: the
 operator binds a container name to them in ``settings.smf.services`` (see `agent.UiSettings`).
 A container without a binding is audited but not moved, and the UI says so.
@@ -17,6 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -32,7 +34,11 @@ from agents.ui.portal import (
     LogView,
     MigrationResult,
     Phase,
+    PhaseCallback,
 )
+
+if TYPE_CHECKING:
+    from agents.smf.client import PhaseTiming
 
 TOKEN_TTL_S = 120.0
 
@@ -137,7 +143,9 @@ class GrpcBackend:
             {"seq": e.seq, "ts": e.ts_ms / 1000, "kind": e.kind, "mac": e.mac,
              "entry": json.loads(e.entry_json)} for e in page.entries), page.next_seq)
 
-    def migrate(self, owner: str, container: str, edge: str) -> MigrationResult:
+    def migrate(self, owner: str, container: str, edge: str,
+                on_phase: PhaseCallback | None = None) -> MigrationResult:
+        """MigrateService over the SMF's stream: each phase goes to ``on_phase`` as it ends."""
         binding = self.bindings.get(container)
         if self.smf is None or binding is None:
             raise BackendError("FAILED_PRECONDITION",
@@ -149,16 +157,22 @@ class GrpcBackend:
         try:
             report = self.smf.migrate(binding.service_id, binding.user_id, binding.device_id,
                                       binding.user_cap, binding.device_cap, edge,
-                                      request_id=f"ui-{owner}")
+                                      request_id=f"ui-{owner}",
+                                      on_phase=lambda p: on_phase(_phase(p)) if on_phase
+                                      else None)
         except ProtocolError as err:
             raise BackendError("FAILED_PRECONDITION", str(err)) from None
         except grpc.RpcError as err:
             code = err.code().name if hasattr(err, "code") else "UNAVAILABLE"
             details = err.details() if hasattr(err, "details") else None
             raise BackendError(code, details or str(err)) from None
-        return MigrationResult(report.migrated, report.location, tuple(
-            Phase(p.phase, p.wall_seconds, p.outcome, p.detail) for p in report.phases),
-            report.error_message)
+        return MigrationResult(report.migrated, report.location,
+                               tuple(_phase(p) for p in report.phases), report.error_message)
+
+
+def _phase(p: PhaseTiming) -> Phase:
+    """The UI's view of one SMF phase."""
+    return Phase(p.phase, p.wall_seconds, p.outcome, p.detail)
 
 
 def read_binding(service_id: str, user_id: str, device_id: str, user_cap_file: Path,

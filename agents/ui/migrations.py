@@ -2,8 +2,10 @@
 
 A migration runs in a worker thread: first the ``policy_audit`` phase (the audit agent's
 decision for the named edge; a DENY stops it with the failing elements), then the SMF's
-MigrateService, whose phases are recorded as it reports them. Every change bumps the owner's
-version in `Changes`, which the server-sent-events stream waits on.
+MigrateServiceStream, whose phases are recorded one by one as each ends (at most
+`MAX_LIVE_PHASES`; the final answer's phases replace them). Every change bumps the owner's
+version in `Changes`, which the server-sent-events stream waits on, so the status page shows
+each phase live.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from agents.ui.portal import Phase, Portal, PortalError
 
 MAX_KEPT = 200  # migrations kept in memory per server (oldest dropped first)
 MAX_RUNNING_PER_OWNER = 4
+MAX_LIVE_PHASES = 64  # phases recorded while a migration runs (a plan has about 15)
 
 
 class Changes:
@@ -108,6 +111,12 @@ class Migrations:
         return new
 
     def _run(self, item: Migration) -> None:
+        live = [item]  # the latest version of this migration (updated as phases arrive)
+
+        def on_phase(phase: Phase) -> None:  # in this thread, as each SMF phase ends
+            if len(live[0].phases) <= MAX_LIVE_PHASES:
+                live[0] = self._update(live[0], phases=(*live[0].phases, phase))
+
         try:
             t0 = time.perf_counter()
             decision = self.portal.decide(item.owner, item.container, item.edge)
@@ -118,13 +127,13 @@ class Migrations:
                 self._update(item, state="denied", phases=(audit,), finished=self.clock(),
                              message="DENY: " + ", ".join(decision.failing))
                 return
-            item = self._update(item, state="migrating", phases=(audit,))
-            result = self.portal.migrate(item.owner, item.container, item.edge)
-            self._update(item, state="done" if result.migrated else "failed",
+            live[0] = self._update(item, state="migrating", phases=(audit,))
+            result = self.portal.migrate(item.owner, item.container, item.edge, on_phase)
+            self._update(live[0], state="done" if result.migrated else "failed",
                          phases=(audit, *result.phases), message=result.error,
                          finished=self.clock())
-        except PortalError as err:
-            self._update(item, state="failed", message=str(err), finished=self.clock())
+        except PortalError as err:  # the phases that had arrived stay
+            self._update(live[0], state="failed", message=str(err), finished=self.clock())
 
     def of(self, owner: str) -> list[Migration]:
         """The owner's migrations, newest first."""

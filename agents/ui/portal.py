@@ -10,7 +10,7 @@ edge owner can see them again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,6 +119,10 @@ class Phase:
     detail: str = ""
 
 
+#: on_phase(phase): one phase of a running migration, as soon as it ended
+PhaseCallback = Callable[[Phase], None]
+
+
 @dataclass(frozen=True)
 class MigrationResult:
     """What the SMF answered to a migration."""
@@ -158,7 +162,11 @@ class Backend(Protocol):
 
     def read_log(self, owner: str, start: int, limit: int) -> LogView: ...
 
-    def migrate(self, owner: str, container: str, edge: str) -> MigrationResult: ...
+    def migrate(self, owner: str, container: str, edge: str,
+                on_phase: PhaseCallback | None = None) -> MigrationResult:
+        """Ask the SMF to migrate; ``on_phase`` gets each SMF phase as soon as it ended (in
+        the caller's thread, before this returns the result with the same phases)."""
+        ...
 
 
 #: gRPC status name -> HTTP status for refusals the owner can act on.
@@ -303,7 +311,10 @@ class Portal:
         result: LogView = self._call(self.backend.read_log, owner, start, limit)
         return result
 
-    def migrate(self, owner: str, container: str, edge: str) -> MigrationResult:
-        """Ask the SMF to migrate the owner's container to ``edge`` (after the audit)."""
-        result: MigrationResult = self._call(self.backend.migrate, owner, container, edge)
+    def migrate(self, owner: str, container: str, edge: str,
+                on_phase: PhaseCallback | None = None) -> MigrationResult:
+        """Ask the SMF to migrate the owner's container to ``edge`` (after the audit);
+        ``on_phase`` gets each of the SMF's phases as it ends."""
+        result: MigrationResult = self._call(self.backend.migrate, owner, container, edge,
+                                             on_phase)
         return result

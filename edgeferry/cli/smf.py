@@ -44,7 +44,13 @@ from agents.security.capability import SealedCapability
 from agents.security.crypto import Identity, PublicIdentity, write_private_file
 from agents.security.errors import ProtocolError
 from agents.security.rasp import Resources
-from agents.smf.client import ApplicationSession, ServerSpec, SmfClient, register_service_as_cms
+from agents.smf.client import (
+    ApplicationSession,
+    PhaseTiming,
+    ServerSpec,
+    SmfClient,
+    register_service_as_cms,
+)
 from edgeferry.cli.connection import channel, rpc_errors, tls_options
 from edgeferry.cli.output import echo_json, json_option
 from edgeferry.errors import ConfigError, OperationFailed
@@ -362,18 +368,23 @@ def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
 def migrate(service_id: str, destination: str, region: str, any_edge: bool,
             audit_seed: int | None, user_id: str, device_id: str, user_cap: Path,
             device_cap: Path, request_id: str, order: str, as_json: bool, **conn: Any) -> None:
-    """Migrate Service to another server (RASP + location commit); prints each phase. With
-    --region / --any the audit agent orders the tries and the first permitted edge is the
-    destination; the tries are printed with the decision on each."""
+    """Migrate Service to another server (RASP + location commit); prints each phase as it
+    ends (on stderr with --json, whose stdout stays the report), then the table of phases.
+    With --region / --any the audit agent orders the tries and the first permitted edge is
+    the destination; the tries are printed with the decision on each."""
     if sum((bool(destination), bool(region), any_edge)) != 1:
         raise click.UsageError("give exactly one of --to, --region, --any")
     if audit_seed is not None and destination:
         raise click.UsageError("--audit-seed goes with --region / --any")
+    def progress(p: PhaseTiming) -> None:
+        click.echo(f"  {p.phase:<22} {p.outcome:<8} {p.wall_seconds * 1000:10.2f} ms",
+                   err=as_json)
+
     with rpc_errors("migrate"):
         report = _smf(conn).migrate(service_id, user_id, device_id, _read_cap(user_cap),
                                     _read_cap(device_cap), destination, request_id=request_id,
                                     order=order, region=region, any_edge=any_edge,
-                                    audit_seed=audit_seed)
+                                    audit_seed=audit_seed, on_phase=progress)
     if as_json:
         echo_json(report)
         if not report.migrated:

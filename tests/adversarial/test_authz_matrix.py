@@ -84,20 +84,30 @@ class MatrixLog:
 
 
 MATRIX = MatrixLog()
+#: every server-streaming call the matrix made (full method name, once per caller)
+STREAMED_CALLS: list[str] = []
 
 
 def outcome(channel: grpc.Channel, service: str, method: Any) -> tuple[str, str]:
     """(outcome, detail) of calling `method` with an empty request of its input type."""
     request = message_factory.GetMessageClass(method.input_type)()
-    return outcome_of(channel, service, method.name, request)
+    return outcome_of(channel, service, method.name, request,
+                      streamed=bool(method.server_streaming))
 
 
-def outcome_of(channel: grpc.Channel, service: str, name: str, request: Any) -> tuple[str, str]:
-    rpc = channel.unary_unary(f"/{service}/{name}",
-                              request_serializer=lambda m: m.SerializeToString(),
-                              response_deserializer=lambda b: b)
+def outcome_of(channel: grpc.Channel, service: str, name: str, request: Any, *,
+               streamed: bool = False) -> tuple[str, str]:
+    """(outcome, detail) of one call; ``streamed``: a server-streaming RPC, drained to its end
+    (its status comes with the end of the stream)."""
+    path = f"/{service}/{name}"
     try:
-        rpc(request, timeout=10)
+        if streamed:
+            STREAMED_CALLS.append(path)
+            list(channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                      response_deserializer=lambda b: b)(request, timeout=10))
+        else:
+            channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=lambda b: b)(request, timeout=10)
         return "allowed", "OK"
     except grpc.RpcError as err:
         code, details = err.code(), err.details() or ""
@@ -183,6 +193,11 @@ def test_authorization_matrix(alab: AuthzLab) -> None:
     print(f"\nauthz matrix: {MATRIX.calls} calls in {elapsed:.1f} s")
     assert MATRIX.calls == sum(len(d.methods) for d in service_descriptors().values()) * len(
         CALLERS)
+    # server-streaming RPCs were called as streams, with every caller
+    streaming = sorted(f"/{s}/{m.name}" for s, d in service_descriptors().items()
+                       for m in d.methods if m.server_streaming)
+    assert "/edgeferry.smf.v1.SmfService/MigrateServiceStream" in streaming
+    assert sorted(STREAMED_CALLS) == sorted(streaming * len(CALLERS))
     assert MATRIX.allowed > 0 and MATRIX.denied > 0 and MATRIX.handshake > 0
     assert MATRIX.unexpected_allows == []
     assert MATRIX.unexpected_denials == []

@@ -242,14 +242,18 @@ class _RecordingSmf(SmfClient):
 
     def __init__(self) -> None:  # no channel
         self.calls: list[tuple] = []
+        self.streamed = False
 
     def migrate(self, service_id, user_id, device_id, user_cap, device_cap, destination, *,
-                request_id="", order=""):
+                request_id="", order="", on_phase=None):
         self.calls.append((service_id, user_id, device_id, user_cap, device_cap, destination))
+        self.streamed = on_phase is not None  # the UI asks for the phases as they end
         time.sleep(0.3)  # long enough for the status to show "migrating"
         phases = tuple(PhaseTiming(name, 0.01, 0, "ok", "") for name in
                        ("policy_audit", "rasp_exchange", "ledger_write", "stop", "commit",
                         "push", "pull", "run", "location_commit"))
+        for phase in phases if on_phase else ():
+            on_phase(phase)
         return MigrationReport(True, destination, 2, b"s", phases, None, "", 0.1, "diff")
 
 
@@ -278,6 +282,7 @@ def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
         time.sleep(0.02)
     assert states[-2:] == ["migrating", "done"], states
     assert smf.calls == [("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP", "Edge-jp")]
+    assert smf.streamed
     # the UI's own audit first, then the SMF's phases in its order
     assert [p["name"] for p in m["phases"]] == [
         "policy_audit", "policy_audit", "rasp_exchange", "ledger_write", "stop", "commit",

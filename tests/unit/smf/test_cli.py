@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,8 +76,25 @@ def test_every_command_for_people(lab: Lab, tmp_path: Path) -> None:
                  str(tmp_path / "phone.cap")))
     assert "rasp_handshake" in out and "now runs on edge2 (epoch 2)" in out
     assert "phase order diff" in out and "rasp_transfer" in out
-    assert re.search(rf"{sid}\s+nms\s+1\s+edge2\s+2", ok(run(lab, "services")))
-    assert "location edge2 at epoch 2" in ok(run(lab, "show", sid))
+    # each phase was printed as it ended, before the summary table
+    live = re.findall(r"^  (\w+)\s+(ok|failed|rejected|skipped)\s+[\d.]+ ms$",
+                      out.split("phase order")[0], re.M)
+    assert live == [("rasp_handshake", "ok"), ("rasp_transfer", "ok"),
+                    ("rasp_location_update", "ok"), ("location_commit", "ok")]
+    # --json: stdout is the report alone, the live phases go to stderr in the same order
+    back = run(lab, "migrate", sid, "--to", "edge1", "--user", uid, "--device", did,
+               "--user-cap", str(tmp_path / "ada.cap"), "--device-cap",
+               str(tmp_path / "phone.cap"), "--json")
+    assert back.exit_code == 0, (back.output, back.exception)
+    report = json.loads(back.stdout)
+    assert report["migrated"] and report["location"] == "edge1" and report["epoch"] == 3
+    assert set(report) >= {"phases", "error_code", "round_trip_seconds", "order", "tries"}
+    assert re.findall(r"^  (\w+)\s+ok\s", back.stderr, re.M) == [
+        p["phase"] for p in report["phases"]]
+    ok(run(lab, "migrate", sid, "--to", "edge2", "--user", uid, "--device", did,
+           "--user-cap", str(tmp_path / "ada.cap"), "--device-cap", str(tmp_path / "phone.cap")))
+    assert re.search(rf"{sid}\s+nms\s+1\s+edge2\s+4", ok(run(lab, "services")))
+    assert "location edge2 at epoch 4" in ok(run(lab, "show", sid))
     assert "Ada Lovelace" in ok(run(lab, "users"))
     assert "phone" in ok(run(lab, "devices"))
     table = ok(run(lab, "ras-table"))

@@ -694,6 +694,44 @@ class MigrateServiceResponse(_message.Message):
 Global___MigrateServiceResponse: _TypeAlias = MigrateServiceResponse  # noqa: Y015
 
 @_typing.final
+class MigrateServiceEvent(_message.Message):
+    """MigrateServiceEvent is one message of MigrateServiceStream: a phase as soon as it ended, in
+    the order of the final response's phases, then, last, the final response.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def phase(self) -> _common_pb2.PhaseTiming:
+        """One phase of the migration, sent when its outcome is known (a phase skipped after a
+        failure is sent right after the failed one; compensation ("abort") records as they end).
+        """
+
+    @_builtins.property
+    def result(self) -> Global___MigrateServiceResponse:
+        """The last event: what MigrateService would have answered; its phases equal the phase
+        events sent before it, in the same order.
+        """
+
+    def __init__(
+        self,
+        *,
+        phase: _common_pb2.PhaseTiming | None = ...,
+        result: Global___MigrateServiceResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "phase", b"phase", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "phase", b"phase", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["phase", "result"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___MigrateServiceEvent: _TypeAlias = MigrateServiceEvent  # noqa: Y015
+
+@_typing.final
 class ServerInfo(_message.Message):
     """ServerInfo describes one server of a service."""
 

@@ -85,6 +85,11 @@ class SmfServiceStub:
                 request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceResponse.FromString,
                 _registered_method=True)
+        self.MigrateServiceStream = channel.unary_stream(
+                '/edgeferry.smf.v1.SmfService/MigrateServiceStream',
+                request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceEvent.FromString,
+                _registered_method=True)
         self.GetService = channel.unary_unary(
                 '/edgeferry.smf.v1.SmfService/GetService',
                 request_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.GetServiceRequest.SerializeToString,
@@ -191,6 +196,14 @@ class SmfServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateServiceStream(self, request, context):
+        """Migrate Service with live progress: the same checks, authorization and migration as
+        MigrateService, each phase streamed as it ends and the response last (UI, CLI progress).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetService(self, request, context):
         """One service with its servers and location.
         """
@@ -287,6 +300,11 @@ def add_SmfServiceServicer_to_server(servicer, server):
                     servicer.MigrateService,
                     request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceRequest.FromString,
                     response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceResponse.SerializeToString,
+            ),
+            'MigrateServiceStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.MigrateServiceStream,
+                    request_deserializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceRequest.FromString,
+                    response_serializer=edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceEvent.SerializeToString,
             ),
             'GetService': grpc.unary_unary_rpc_method_handler(
                     servicer.GetService,
@@ -590,6 +608,33 @@ class SmfService:
             '/edgeferry.smf.v1.SmfService/MigrateService',
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceRequest.SerializeToString,
             edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateServiceStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgeferry.smf.v1.SmfService/MigrateServiceStream',
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceRequest.SerializeToString,
+            edgeferry_dot_smf_dot_v1_dot_smf__service__pb2.MigrateServiceEvent.FromString,
             options,
             channel_credentials,
             insecure,

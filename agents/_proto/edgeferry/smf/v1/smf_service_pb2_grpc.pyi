@@ -56,6 +56,10 @@ class SmfServiceStub:
     """Request Service (SSP steps 3-6)."""
     MigrateService: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.MigrateServiceRequest, _smf_service_pb2.MigrateServiceResponse]
     """Migrate Service (capability check, RASP, location commit)."""
+    MigrateServiceStream: _grpc.UnaryStreamMultiCallable[_smf_service_pb2.MigrateServiceRequest, _smf_service_pb2.MigrateServiceEvent]
+    """Migrate Service with live progress: the same checks, authorization and migration as
+    MigrateService, each phase streamed as it ends and the response last (UI, CLI progress).
+    """
     GetService: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.GetServiceRequest, _smf_service_pb2.ServiceInfo]
     """One service with its servers and location."""
     ListServices: _grpc.UnaryUnaryMultiCallable[_smf_service_pb2.ListRequest, _smf_service_pb2.ListServicesResponse]
@@ -155,6 +159,16 @@ class SmfServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _grpc.ServicerContext,
     ) -> _smf_service_pb2.MigrateServiceResponse:
         """Migrate Service (capability check, RASP, location commit)."""
+
+    @_abc_1.abstractmethod
+    def MigrateServiceStream(
+        self,
+        request: _smf_service_pb2.MigrateServiceRequest,
+        context: _grpc.ServicerContext,
+    ) -> _abc.Iterator[_smf_service_pb2.MigrateServiceEvent]:
+        """Migrate Service with live progress: the same checks, authorization and migration as
+        MigrateService, each phase streamed as it ends and the response last (UI, CLI progress).
+        """
 
     @_abc_1.abstractmethod
     def GetService(
