@@ -5,10 +5,12 @@ Owners are the UI's accounts: for every call the UI seals a short-lived owner to
 ``ui:<account>`` with the owner-token key it shares with the audit agent (as the SMF and
 ``edgeferry audit token`` do), so the audit agent decides ownership itself.
 
-Migrations go to the SMF's MigrateService with a named destination. The SMF identifies a
+Migrations go to the SMF's MigrateService with a named destination, a region or any edge
+(the SMF asks the audit agent for the order of tries and reports each). The SMF identifies a
 service by its id and the caller's USER/DEV capabilities, which the UI cannot make up: the
 operator binds a container name to them in ``settings.smf.services`` (see `agent.UiSettings`).
-A container without a binding is audited but not moved, and the UI says so.
+A container without a binding is audited but not moved, and the UI says so (for a region or
+any edge with the audit agent's tries, as the SMF would have asked for them).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from agents.ui.portal import (
     LogView,
     MigrationResult,
     Phase,
+    Try,
 )
 
 TOKEN_TTL_S = 120.0
@@ -137,9 +140,12 @@ class GrpcBackend:
             {"seq": e.seq, "ts": e.ts_ms / 1000, "kind": e.kind, "mac": e.mac,
              "entry": json.loads(e.entry_json)} for e in page.entries), page.next_seq)
 
-    def migrate(self, owner: str, container: str, edge: str) -> MigrationResult:
+    def migrate(self, owner: str, container: str, edge: str, *, region: str = "",
+                any_edge: bool = False) -> MigrationResult:
         binding = self.bindings.get(container)
         if self.smf is None or binding is None:
+            if region or any_edge:
+                return self._audit_target(owner, container, region)
             raise BackendError("FAILED_PRECONDITION",
                                f"audit permits {edge}, but container {container!r} has no SMF "
                                "binding (settings.smf.services of the UI server): not moved")
@@ -149,7 +155,8 @@ class GrpcBackend:
         try:
             report = self.smf.migrate(binding.service_id, binding.user_id, binding.device_id,
                                       binding.user_cap, binding.device_cap, edge,
-                                      request_id=f"ui-{owner}")
+                                      request_id=f"ui-{owner}", region=region,
+                                      any_edge=any_edge)
         except ProtocolError as err:
             raise BackendError("FAILED_PRECONDITION", str(err)) from None
         except grpc.RpcError as err:
@@ -158,7 +165,25 @@ class GrpcBackend:
             raise BackendError(code, details or str(err)) from None
         return MigrationResult(report.migrated, report.location, tuple(
             Phase(p.phase, p.wall_seconds, p.outcome, p.detail) for p in report.phases),
-            report.error_message)
+            report.error_message, tuple(Try(e, permit, reasons)
+                                        for e, permit, reasons in report.tries))
+
+    def _audit_target(self, owner: str, container: str, region: str) -> MigrationResult:
+        """A region / any-edge migration of a container without an SMF binding: the audit
+        agent's tries (as the SMF would ask for them), nothing moved."""
+        try:
+            v = self.audit.evaluate(self._token(owner), container, region=region or None)
+        except AuditRpcError as err:
+            raise self._raise(err) from None
+        tries = tuple(Try(t.edge, t.permit, tuple(f"{c.element}: {c.note}"[:300]
+                                                  for c in t.failures)) for t in v.tries)
+        audit = Phase("policy_audit", v.audit_seconds, "ok" if v.permit else "rejected",
+                      "; ".join(v.reasons)[:500])
+        where = f"in region {region}" if region else "anywhere"
+        error = (f"audit permits {v.chosen_edge} (first permitted edge {where}), but container "
+                 f"{container!r} has no SMF binding (settings.smf.services of the UI server): "
+                 "not moved" if v.permit else f"DENY: no edge {where} permits")
+        return MigrationResult(False, "", (audit,), error, tries)
 
 
 def read_binding(service_id: str, user_id: str, device_id: str, user_cap_file: Path,

@@ -120,13 +120,23 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class Try:
+    """One edge the audit tried for a region / any-edge migration, in the audit's order."""
+
+    edge: str
+    permit: bool
+    reasons: tuple[str, ...] = ()  # of a deny: ``element: note`` per failing element
+
+
+@dataclass(frozen=True)
 class MigrationResult:
-    """What the SMF answered to a migration."""
+    """What the SMF answered to a migration (``tries``: a region / any-edge migration's)."""
 
     migrated: bool
     location: str
     phases: tuple[Phase, ...]
     error: str = ""
+    tries: tuple[Try, ...] = ()
 
 
 class BackendError(Exception):
@@ -158,7 +168,8 @@ class Backend(Protocol):
 
     def read_log(self, owner: str, start: int, limit: int) -> LogView: ...
 
-    def migrate(self, owner: str, container: str, edge: str) -> MigrationResult: ...
+    def migrate(self, owner: str, container: str, edge: str, *, region: str = "",
+                any_edge: bool = False) -> MigrationResult: ...
 
 
 #: gRPC status name -> HTTP status for refusals the owner can act on.
@@ -303,7 +314,10 @@ class Portal:
         result: LogView = self._call(self.backend.read_log, owner, start, limit)
         return result
 
-    def migrate(self, owner: str, container: str, edge: str) -> MigrationResult:
-        """Ask the SMF to migrate the owner's container to ``edge`` (after the audit)."""
-        result: MigrationResult = self._call(self.backend.migrate, owner, container, edge)
+    def migrate(self, owner: str, container: str, edge: str, *, region: str = "",
+                any_edge: bool = False) -> MigrationResult:
+        """Ask the SMF to migrate the owner's container to ``edge`` (after the audit), or with
+        ``edge`` "" to the first edge the audit permits in ``region`` / anywhere."""
+        result: MigrationResult = self._call(self.backend.migrate, owner, container, edge,
+                                             region=region, any_edge=any_edge)
         return result
