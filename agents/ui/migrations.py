@@ -68,7 +68,7 @@ class Migration:
     kind: str = "edge"  # one of TARGET_KINDS; ``edge`` is "" unless "edge"
     region: str = ""  # kind "region"
     tries: tuple[Try, ...] = ()  # region / any: the audit's tries, in order
-    chosen: str = ""  # the edge it went to (or the audit chose)
+    chosen: str = ""  # region / any: the edge the audit chose (where it went when done)
 
     @property
     def target(self) -> str:
