@@ -82,10 +82,13 @@ class DecisionIn(_Strict):
 
 
 class MigrationIn(_Strict):
-    """A migration to a named edge."""
+    """A migration to a named edge (``kind`` edge, the default), to the first edge the audit
+    permits in a region (``kind`` region, with ``region``), or to any edge (``kind`` any)."""
 
     container: str = _Name
-    edge: str = _Name
+    kind: str = Field(default="edge", max_length=16, description="edge, region or any")
+    edge: str = Field(default="", max_length=64, description="kind edge: the edge")
+    region: str = Field(default="", max_length=64, description="kind region: the region")
 
 
 @router.get("/csrf")
@@ -208,10 +211,12 @@ def decide(name: str, body: DecisionIn, request: Request) -> dict[str, Any]:
 
 @router.post("/migrations", status_code=202)
 def start_migration(body: MigrationIn, request: Request) -> dict[str, object]:
-    """Start migrating a container to a named edge (audit first; progress in /events)."""
+    """Start migrating a container to a named edge (audited first), or to a region or any
+    edge (the SMF asks the audit for the order of tries; each is in the answer's ``tries``);
+    progress in /events."""
     st = state_of(request)
-    return st.migrations.start(require_session(request).username, body.container,
-                               body.edge).as_dict()
+    return st.migrations.start(require_session(request).username, body.container, body.edge,
+                               kind=body.kind, region=body.region).as_dict()
 
 
 @router.get("/migrations")

@@ -5,11 +5,13 @@ Owners are the UI's accounts: for every call the UI seals a short-lived owner to
 ``ui:<account>`` with the owner-token key it shares with the audit agent (as the SMF and
 ``edgeferry audit token`` do), so the audit agent decides ownership itself.
 
-Migrations go to the SMF's MigrateServiceStream with a named destination (each phase is
+Migrations go to the SMF's MigrateServiceStream with a named destination, a region or any
+edge (the SMF asks the audit agent for the order of tries and reports each; each phase is
 reported as it ends, so the live status page shows it at once). The SMF identifies a
 service by its id and the caller's USER/DEV capabilities, which the UI cannot make up: the
 operator binds a container name to them in ``settings.smf.services`` (see `agent.UiSettings`).
-A container without a binding is audited but not moved, and the UI says so.
+A container without a binding is audited but not moved, and the UI says so (for a region or
+any edge with the audit agent's tries, as the SMF would have asked for them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from agents.ui.portal import (
     MigrationResult,
     Phase,
     PhaseCallback,
+    Try,
 )
 
 if TYPE_CHECKING:
@@ -144,10 +147,14 @@ class GrpcBackend:
              "entry": json.loads(e.entry_json)} for e in page.entries), page.next_seq)
 
     def migrate(self, owner: str, container: str, edge: str,
-                on_phase: PhaseCallback | None = None) -> MigrationResult:
-        """MigrateService over the SMF's stream: each phase goes to ``on_phase`` as it ends."""
+                on_phase: PhaseCallback | None = None, *, region: str = "",
+                any_edge: bool = False) -> MigrationResult:
+        """MigrateService over the SMF's stream to ``edge``, or with ``edge`` "" to the first
+        permitted edge of ``region`` / anywhere: each phase goes to ``on_phase`` as it ends."""
         binding = self.bindings.get(container)
         if self.smf is None or binding is None:
+            if region or any_edge:
+                return self._audit_target(owner, container, region)
             raise BackendError("FAILED_PRECONDITION",
                                f"audit permits {edge}, but container {container!r} has no SMF "
                                "binding (settings.smf.services of the UI server): not moved")
@@ -157,7 +164,8 @@ class GrpcBackend:
         try:
             report = self.smf.migrate(binding.service_id, binding.user_id, binding.device_id,
                                       binding.user_cap, binding.device_cap, edge,
-                                      request_id=f"ui-{owner}",
+                                      request_id=f"ui-{owner}", region=region,
+                                      any_edge=any_edge,
                                       on_phase=lambda p: on_phase(_phase(p)) if on_phase
                                       else None)
         except ProtocolError as err:
@@ -167,7 +175,26 @@ class GrpcBackend:
             details = err.details() if hasattr(err, "details") else None
             raise BackendError(code, details or str(err)) from None
         return MigrationResult(report.migrated, report.location,
-                               tuple(_phase(p) for p in report.phases), report.error_message)
+                               tuple(_phase(p) for p in report.phases), report.error_message,
+                               tuple(Try(e, permit, reasons)
+                                     for e, permit, reasons in report.tries))
+
+    def _audit_target(self, owner: str, container: str, region: str) -> MigrationResult:
+        """A region / any-edge migration of a container without an SMF binding: the audit
+        agent's tries (as the SMF would ask for them), nothing moved."""
+        try:
+            v = self.audit.evaluate(self._token(owner), container, region=region or None)
+        except AuditRpcError as err:
+            raise self._raise(err) from None
+        tries = tuple(Try(t.edge, t.permit, tuple(f"{c.element}: {c.note}"[:300]
+                                                  for c in t.failures)) for t in v.tries)
+        audit = Phase("policy_audit", v.audit_seconds, "ok" if v.permit else "rejected",
+                      "; ".join(v.reasons)[:500])
+        where = f"in region {region}" if region else "anywhere"
+        error = (f"audit permits {v.chosen_edge} (first permitted edge {where}), but container "
+                 f"{container!r} has no SMF binding (settings.smf.services of the UI server): "
+                 "not moved" if v.permit else f"DENY: no edge {where} permits")
+        return MigrationResult(False, "", (audit,), error, tries)
 
 
 def _phase(p: PhaseTiming) -> Phase:

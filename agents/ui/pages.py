@@ -218,12 +218,15 @@ async def decide(request: Request) -> Response:
 
 @router.post("/migrations")
 async def start_migration(request: Request) -> Response:
-    """Start a migration to a named edge, then watch it on the status page."""
+    """Start a migration to a named edge, a region or any edge (the form's ``kind``; the
+    field of another kind is ignored), then watch it on the status page."""
     form = await _form(request)
     st = state_of(request)
+    kind = form.get("kind", "edge")[:16]
     try:
         st.migrations.start(require_session(request).username, form.get("container", ""),
-                            form.get("edge", ""))
+                            form.get("edge", "")[:256] if kind == "edge" else "", kind=kind,
+                            region=form.get("region", "")[:256] if kind == "region" else "")
     except PortalError as err:
         return _containers_page(request, err.status, str(err))
     return _see_other("/status?done=migration")

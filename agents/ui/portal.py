@@ -124,13 +124,23 @@ PhaseCallback = Callable[[Phase], None]
 
 
 @dataclass(frozen=True)
+class Try:
+    """One edge the audit tried for a region / any-edge migration, in the audit's order."""
+
+    edge: str
+    permit: bool
+    reasons: tuple[str, ...] = ()  # of a deny: ``element: note`` per failing element
+
+
+@dataclass(frozen=True)
 class MigrationResult:
-    """What the SMF answered to a migration."""
+    """What the SMF answered to a migration (``tries``: a region / any-edge migration's)."""
 
     migrated: bool
     location: str
     phases: tuple[Phase, ...]
     error: str = ""
+    tries: tuple[Try, ...] = ()
 
 
 class BackendError(Exception):
@@ -163,9 +173,11 @@ class Backend(Protocol):
     def read_log(self, owner: str, start: int, limit: int) -> LogView: ...
 
     def migrate(self, owner: str, container: str, edge: str,
-                on_phase: PhaseCallback | None = None) -> MigrationResult:
-        """Ask the SMF to migrate; ``on_phase`` gets each SMF phase as soon as it ended (in
-        the caller's thread, before this returns the result with the same phases)."""
+                on_phase: PhaseCallback | None = None, *, region: str = "",
+                any_edge: bool = False) -> MigrationResult:
+        """Ask the SMF to migrate to ``edge`` (or with ``edge`` "" to the first permitted
+        edge of ``region`` / anywhere); ``on_phase`` gets each SMF phase as soon as it ended
+        (in the caller's thread, before this returns the result with the same phases)."""
         ...
 
 
@@ -312,9 +324,11 @@ class Portal:
         return result
 
     def migrate(self, owner: str, container: str, edge: str,
-                on_phase: PhaseCallback | None = None) -> MigrationResult:
-        """Ask the SMF to migrate the owner's container to ``edge`` (after the audit);
+                on_phase: PhaseCallback | None = None, *, region: str = "",
+                any_edge: bool = False) -> MigrationResult:
+        """Ask the SMF to migrate the owner's container to ``edge`` (after the audit), or with
+        ``edge`` "" to the first edge the audit permits in ``region`` / anywhere;
         ``on_phase`` gets each of the SMF's phases as it ends."""
         result: MigrationResult = self._call(self.backend.migrate, owner, container, edge,
-                                             on_phase)
+                                             on_phase, region=region, any_edge=any_edge)
         return result

@@ -192,6 +192,11 @@ class MigrationLab:
     cms: Identity = field(default_factory=lambda: Identity.generate("cms"))
     smf_process: bool = False
     smf_proc: NodeProcess | None = None  # the SMF when it runs as a process
+    #: the audit agent's owner of the container "nms" (the SMF's owner token is sealed for it;
+    #: the UI test makes it the UI account's owner id, ``ui:<account>``)
+    app_owner: str = "nms-owner"
+    #: False: `register` leaves the container policy to the test (the UI's owner registers it)
+    register_container: bool = True
 
     # -- plumbing ---------------------------------------------------------------------------------
     @property
@@ -256,7 +261,7 @@ class MigrationLab:
         peers = self._serve(pcfg, lambda s: holder.update(host=setup_peers(s, pcfg)))
         bootstrap(holder["host"], peers, pcfg)
         token = self.root / "smf-owner.token"
-        token.write_bytes(seal_owner_token(self.owner_key, "nms-owner", 24 * 3600))
+        token.write_bytes(seal_owner_token(self.owner_key, self.app_owner, 24 * 3600))
         token.chmod(0o600)
         nms_key = self.root / "nms.key"
         nms_key.write_bytes(self.nms_key)
@@ -398,13 +403,15 @@ class MigrationLab:
             ras.register_cloud(public, Resources(**EDGE_MAX))
             ras.register_server(public)
         owner = seal_owner_token(self.owner_key, "edge-owner", 3600)
-        app_owner = seal_owner_token(self.owner_key, "nms-owner", 3600)
+        app_owner = seal_owner_token(self.owner_key, self.app_owner, 3600)
         with AuditClient(self.channel(f"127.0.0.1:{self.audit_port}")) as audit:
             for name, attrs in EDGE_ATTRS.items():
                 share = audit.register_edge(owner, name, attrs, region="r1")
                 audit.redeem_share_key(app_owner, share)
                 audit.report_edge_state(name, 20, 20)
-            audit.register_container(app_owner, "nms", NMS_REQUIREMENTS, location=servers[0])
+            if self.register_container:
+                audit.register_container(app_owner, "nms", NMS_REQUIREMENTS,
+                                         location=servers[0])
         smf = self.smf()
         smf.register_cms(self.cms.public)
         first = self.nodes[servers[0]]
@@ -526,9 +533,12 @@ class MigrationLab:
 
 
 @contextlib.contextmanager
-def migration_lab(pki: Any, root: Path, *, smf_process: bool = False) -> Iterator[MigrationLab]:
+def migration_lab(pki: Any, root: Path, *, smf_process: bool = False,
+                  app_owner: str = "nms-owner",
+                  register_container: bool = True) -> Iterator[MigrationLab]:
     with LocalRegistry.start(root / "registry", pki.ca) as registry:
-        lab = MigrationLab(pki, root, registry, smf_process=smf_process)
+        lab = MigrationLab(pki, root, registry, smf_process=smf_process, app_owner=app_owner,
+                           register_container=register_container)
         try:
             lab.start_control_plane()
             lab.add_node("edge-a")

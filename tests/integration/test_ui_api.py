@@ -238,23 +238,37 @@ def test_the_agent_process_serves_https_with_the_lab_ca(env, tmp_path):
 
 class _RecordingSmf(SmfClient):
     """An SMF client whose MigrateService answer is scripted (no SMF, RAS and edges here);
-    it records the calls the UI makes."""
+    it records the calls the UI makes. ``tries``: the answer to a region / any-edge call (the
+    first permitted edge is where it goes; none: POLICY_DENIED, as the SMF answers)."""
 
-    def __init__(self) -> None:  # no channel
+    def __init__(self, tries: tuple = ()) -> None:  # no channel
         self.calls: list[tuple] = []
         self.streamed = False
+        self.tries = tries
 
     def migrate(self, service_id, user_id, device_id, user_cap, device_cap, destination, *,
-                request_id="", order="", on_phase=None):
-        self.calls.append((service_id, user_id, device_id, user_cap, device_cap, destination))
+                request_id="", order="", region="", any_edge=False, audit_seed=None,
+                on_phase=None):
+        self.calls.append((service_id, user_id, device_id, user_cap, device_cap, destination,
+                           region, any_edge))
         self.streamed = on_phase is not None  # the UI asks for the phases as they end
         time.sleep(0.3)  # long enough for the status to show "migrating"
+        if region or any_edge:
+            chosen = next((t[0] for t in self.tries if t[1]), "")
+            if not chosen:
+                return MigrationReport(
+                    False, "Edge-home", 1, b"", (PhaseTiming("policy_audit", 0.01, 0,
+                                                             "rejected", "no permit"),),
+                    "POLICY_DENIED", "POLICY_DENIED: no edge permits", 0.1, "",
+                    tries=self.tries)
+            destination = chosen
         phases = tuple(PhaseTiming(name, 0.01, 0, "ok", "") for name in
                        ("policy_audit", "rasp_exchange", "ledger_write", "stop", "commit",
                         "push", "pull", "run", "location_commit"))
         for phase in phases if on_phase else ():
             on_phase(phase)
-        return MigrationReport(True, destination, 2, b"s", phases, None, "", 0.1, "diff")
+        return MigrationReport(True, destination, 2, b"s", phases, None, "", 0.1, "diff",
+                               tries=self.tries)
 
 
 def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
@@ -281,7 +295,7 @@ def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
             break
         time.sleep(0.02)
     assert states[-2:] == ["migrating", "done"], states
-    assert smf.calls == [("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP", "Edge-jp")]
+    assert smf.calls == [("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP", "Edge-jp", "", False)]
     assert smf.streamed
     # the UI's own audit first, then the SMF's phases in its order
     assert [p["name"] for p in m["phases"]] == [
@@ -294,3 +308,160 @@ def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert len(smf.calls) == 1
+
+
+def _finished(co, mid: int) -> dict:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = co.get(f"/api/v1/migrations/{mid}").json()
+        if m["state"] not in ("auditing", "migrating"):
+            return m
+        time.sleep(0.05)
+    raise AssertionError("migration did not finish")
+
+
+def _owner_with_app1(env: UiEnv):
+    eo, e_csrf, co, c_csrf, keys = _setup_owners(env)
+    for key in keys.values():
+        co.post("/api/v1/share-keys/redeem", json={"share_key": key},
+                headers={"X-CSRF-Token": c_csrf})
+    r = co.post("/api/v1/containers", json={"name": "App1", "location": "Edge-home",
+                                            "requirements": POLICY},
+                headers={"X-CSRF-Token": c_csrf})
+    assert r.status_code == 201, r.text
+    return eo, e_csrf, co, c_csrf, keys
+
+
+def test_migration_target_kinds_are_validated(env):
+    _eo, _, co, c_csrf, _keys = _owner_with_app1(env)
+    h = {"X-CSRF-Token": c_csrf}
+    refused = {
+        "target kind: one of edge, region, any (not 'nearest')":
+            {"container": "App1", "kind": "nearest"},
+        "region: required for a migration to a region": {"container": "App1", "kind": "region"},
+        "edge: required for a migration to a named edge": {"container": "App1"},
+        "edge: only with target kind edge (kind is any)":
+            {"container": "App1", "kind": "any", "edge": "Edge-jp"},
+        "region: only with target kind region (kind is edge)":
+            {"container": "App1", "edge": "Edge-jp", "region": "r1"},
+    }
+    for message, body in refused.items():
+        r = co.post("/api/v1/migrations", json=body, headers=h)
+        assert (r.status_code, r.json()["detail"]) == (400, message), body
+    # a blank region is no region
+    r = co.post("/api/v1/migrations", json={"container": "App1", "kind": "region",
+                                            "region": "   "}, headers=h)
+    assert r.json()["detail"] == "region: required for a migration to a region"
+    # bounded by the API model: over-long kind / region, unknown fields
+    for body in ({"container": "App1", "kind": "region", "region": "r" * 65},
+                 {"container": "App1", "kind": "k" * 17},
+                 {"container": "App1", "kind": "any", "seed": 3}):
+        assert co.post("/api/v1/migrations", json=body, headers=h).status_code == 422, body
+    # another owner's container: refused by the audit agent's ownership rule, any target
+    other = env.client()
+    o_csrf = sign_up_and_in(other, "olga", "container")
+    for body in ({"container": "App1", "kind": "any"},
+                 {"container": "App1", "kind": "region", "region": "r1"}):
+        r = other.post("/api/v1/migrations", json=body, headers={"X-CSRF-Token": o_csrf})
+        assert r.status_code == 403 and "App1" in r.json()["detail"], r.text
+    assert other.get("/api/v1/migrations").json() == []
+    assert co.get("/api/v1/migrations").json() == []  # nothing started
+    # the page's form says the same in the page
+    page = co.post("/migrations", data={"csrf_token": c_csrf, "container": "App1",
+                                        "kind": "nearest", "edge": "Edge-jp"})
+    assert page.status_code == 400
+    assert "target kind: one of edge, region, any (not &#39;nearest&#39;)" in page.text
+    # the form sends every field: those of another kind are ignored
+    page = co.post("/migrations", data={"csrf_token": c_csrf, "container": "App1",
+                                        "kind": "any", "edge": "Edge-kr", "region": "r9"},
+                   follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/status?done=migration"
+    started = co.get("/api/v1/migrations").json()
+    assert [(m["kind"], m["edge"], m["region"], m["target"]) for m in started] == [
+        ("any", "", "", "any edge")]
+    _finished(co, started[0]["id"])
+
+
+def test_region_and_any_edge_without_binding_show_the_audits_tries(env):
+    _eo, _, co, c_csrf, _keys = _owner_with_app1(env)
+    h = {"X-CSRF-Token": c_csrf}
+    # region r1 holds Edge-jp (permits), Edge-kr (kr is not in cDAl) and Edge-home (where App1
+    # runs: never a candidate). In the audit's order Edge-kr may come first.
+    m = _finished(co, co.post("/api/v1/migrations", json={
+        "container": "App1", "kind": "region", "region": "r1"}, headers=h).json()["id"])
+    assert m["state"] == "failed" and m["target"] == "region r1" and m["chosen"] == "Edge-jp"
+    assert "audit permits Edge-jp (first permitted edge in region r1)" in m["message"]
+    assert "no SMF binding" in m["message"]
+    assert m["tries"][-1] == {"edge": "Edge-jp", "permit": True, "reasons": []}
+    for t in m["tries"][:-1]:
+        assert t["edge"] == "Edge-kr" and not t["permit"]
+        assert [r.split(":")[0] for r in t["reasons"]] == ["cDAl"], t
+    assert [(p["name"], p["outcome"]) for p in m["phases"]] == [("policy_audit", "ok")]
+    assert co.get("/api/v1/containers/App1").json()["location"] == "Edge-home"  # not moved
+
+    # a policy no edge but its own location satisfies: every candidate is tried and denied
+    r = co.post("/api/v1/containers", json={"name": "App2", "location": "Edge-home",
+                                            "requirements": {**POLICY, "cDAl": "us,fr"}},
+                headers=h)
+    assert r.status_code == 201, r.text
+    m = _finished(co, co.post("/api/v1/migrations", json={"container": "App2", "kind": "any"},
+                              headers=h).json()["id"])
+    assert m["state"] == "denied" and m["chosen"] == "" and m["target"] == "any edge"
+    assert sorted(t["edge"] for t in m["tries"]) == ["Edge-jp", "Edge-kr"]
+    assert all(not t["permit"] and t["reasons"][0].startswith("cDAl: ") for t in m["tries"])
+    assert m["message"] == "DENY: no edge anywhere permits"
+    assert m["phases"][0]["outcome"] == "rejected"
+    # the status page lists the tries
+    html = co.get("/status/live").text
+    assert html.count('class="try-deny"') >= 2 and "Edge-jp: deny (cDAl: " in html
+    # an unknown region: the audit agent's refusal
+    m = _finished(co, co.post("/api/v1/migrations", json={
+        "container": "App1", "kind": "region", "region": "nowhere"}, headers=h).json()["id"])
+    assert m["state"] == "failed" and "no registered edge is in region 'nowhere'" in m["message"]
+    # every decision is in the owner's audit log with its mode
+    log = co.get("/api/v1/audit-log").json()["entries"]
+    modes = [e["entry"]["decision"]["mode"] for e in log if e["kind"] == "decision"]
+    assert modes == ["region", "any"], modes
+
+
+def test_region_and_any_edge_go_to_the_smf_which_reports_the_tries(env):
+    _eo, _, co, c_csrf, _keys = _owner_with_app1(env)
+    h = {"X-CSRF-Token": c_csrf}
+    backend = env.state.portal.backend
+    smf = _RecordingSmf(tries=(("Edge-kr", False, ("cDAl: 'kr' is not allowed",)),
+                               ("Edge-jp", True, ())))
+    backend.smf = smf
+    backend.bindings = {"App1": SmfBinding("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP")}
+    mid = co.post("/api/v1/migrations", json={"container": "App1", "kind": "region",
+                                              "region": "r1"}, headers=h).json()["id"]
+    states = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = co.get(f"/api/v1/migrations/{mid}").json()
+        if not states or states[-1] != m["state"]:
+            states.append(m["state"])
+        if m["state"] in ("done", "failed", "denied"):
+            break
+        time.sleep(0.02)
+    # no audit of the UI's own before the SMF: straight to migrating, the SMF's phases only
+    assert states == ["migrating", "done"], states
+    assert smf.calls == [("svc-1", "user-1", "dev-1", b"UCAP", b"DCAP", "", "r1", False)]
+    assert [p["name"] for p in m["phases"]] == [
+        "policy_audit", "rasp_exchange", "ledger_write", "stop", "commit", "push", "pull",
+        "run", "location_commit"]
+    assert m["chosen"] == "Edge-jp" and m["message"] == ""
+    assert m["tries"] == [{"edge": "Edge-kr", "permit": False,
+                           "reasons": ["cDAl: 'kr' is not allowed"]},
+                          {"edge": "Edge-jp", "permit": True, "reasons": []}]
+    html = co.get("/status/live").text
+    assert "region r1 &rarr; <span class=\"chosen\">Edge-jp</span>" in html
+    assert "Edge-kr: deny (cDAl: &#39;kr&#39; is not allowed)" in html
+    assert "Edge-jp: permit" in html
+    # none permits: denied, nothing chosen
+    smf.tries = (("Edge-kr", False, ("cDAl: no",)), ("Edge-jp", False, ("cHRm: no",)))
+    m = _finished(co, co.post("/api/v1/migrations", json={"container": "App1", "kind": "any"},
+                              headers=h).json()["id"])
+    assert smf.calls[-1][5:] == ("", "", True)
+    assert m["state"] == "denied" and m["chosen"] == ""
+    assert m["message"].startswith("POLICY_DENIED")
+    assert [t["edge"] for t in m["tries"]] == ["Edge-kr", "Edge-jp"]

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,28 +67,34 @@ class UiEnv:
         """A TestClient on https://testserver (Secure cookies are sent back)."""
         return TestClient(self.app, base_url="https://testserver")
 
-    @contextmanager
-    def serve(self) -> Iterator[str]:
+    def serve(self) -> AbstractContextManager[str]:
         """Run the app in uvicorn over HTTPS on 127.0.0.1; yields its base URL."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(
-            self.app, ssl_certfile=str(self.cert.cert_path), ssl_keyfile=str(self.cert.key_path),
-            log_level="warning", access_log=False, timeout_graceful_shutdown=1))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        try:
-            yield f"https://localhost:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(5)
-            sock.close()
+        return serve_https(self.app, self.cert)
+
+
+@contextmanager
+def serve_https(app: Any, cert: Any) -> Iterator[str]:
+    """Run ``app`` in uvicorn over HTTPS (``cert``: an issued lab-CA certificate) on
+    127.0.0.1; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(
+        app, ssl_certfile=str(cert.cert_path), ssl_keyfile=str(cert.key_path),
+        log_level="warning", access_log=False, timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"https://localhost:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
 
 
 def sign_up_and_in(client: TestClient, username: str, kind: str,
