@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,17 +72,27 @@ def _shot(page: Page, name: str) -> None:
             img.convert("RGB").quantize(64).save(path, optimize=True)
 
 
-def _sign_up_and_in(page: Page, base: str, username: str, kind: str) -> None:
+def _sign_up(page: Page, base: str, username: str, kind: str) -> None:
     page.goto(f"{base}/signup")
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.check(f"#kind-{kind}")
     page.click("#create")
     page.wait_for_url(f"{base}/login?done=signup")
+
+
+def _sign_in(page: Page, base: str, username: str, kind: str,
+             click: Callable[[str], None] | None = None) -> None:
+    """Sign in from the sign-in page (``click``: how the button is clicked, e.g. counted)."""
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
-    page.click("#signin")
+    (click or page.click)("#signin")
     page.wait_for_url(f"{base}/{'edges' if kind == 'edge' else 'containers'}")
+
+
+def _sign_up_and_in(page: Page, base: str, username: str, kind: str) -> None:
+    _sign_up(page, base, username, kind)
+    _sign_in(page, base, username, kind)
 
 
 def _page_times(page: Page) -> float:
@@ -251,19 +261,10 @@ def test_permitted_migration_completes_in_a_real_browser(ui_lab: MigrationLab, l
             ctx = browser.new_context(ignore_https_errors=True,
                                       viewport={"width": 1100, "height": 800})
             page = ctx.new_page()
-            page.goto(f"{base}/signup")
-            page.fill("#username", LAB_OWNER)
-            page.fill("#password", PASSWORD)
-            page.check("#kind-container")
-            page.click("#create")
-            page.wait_for_url(f"{base}/login?done=signup")
-
+            _sign_up(page, base, LAB_OWNER, "container")
             # from sign-in to a completed, audited migration: every click/select/press counted
             acts = Actions(page)
-            page.fill("#username", LAB_OWNER)
-            page.fill("#password", PASSWORD)
-            acts.click("#signin")
-            page.wait_for_url(f"{base}/containers")
+            _sign_in(page, base, LAB_OWNER, "container", click=acts.click)
             # the lab's edges were shared with the owner (edge-c's country is excluded)
             assert page.inner_text("#usable-edges").count("(r1)") == 3
             page.fill("#container-name", "nms")
