@@ -93,7 +93,7 @@ def _spki(public_key: PublicKeyTypes) -> bytes:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _check_name(name: str) -> None:

@@ -43,7 +43,7 @@ class JsonLineFormatter(logging.Formatter):
         self.agent = agent
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = _dt.datetime.fromtimestamp(record.created, tz=_dt.UTC)
+        ts = _dt.datetime.fromtimestamp(record.created, tz=_dt.timezone.utc)
         doc: dict[str, Any] = {
             "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname,

@@ -23,7 +23,7 @@ import urllib.request
 from base64 import b64encode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +300,7 @@ class DockerEngine:
                 raise PhaseFailed(f"export {container.name}: {err.explanation or err}") from None
             layer.seek(0)
             diff_id = f"sha256:{digest.hexdigest()}"
-            created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             config = flat_image_config(
                 container.attrs["Config"], labels, architecture=str(source["Architecture"]),
                 os_name=str(source["Os"]), variant=str(source.get("Variant") or ""),

@@ -6,7 +6,7 @@ status details, so a caller (or a test) can tell a replay from a forged tag with
 
 from __future__ import annotations
 
-from enum import StrEnum
+from agents.common.compat import StrEnum
 
 
 class ErrorCode(StrEnum):

@@ -25,9 +25,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from agents.common.compat import StrEnum
 from agents.common.logging import get_logger
 from agents.security.capability import SealedCapability
 from agents.security.crypto import PublicIdentity

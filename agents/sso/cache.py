@@ -23,9 +23,9 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal
 
+from agents.common.compat import StrEnum
 from agents.sso.blocks import BLOCK_SIZE_DEFAULT, FileManifest, verify_block
 
 

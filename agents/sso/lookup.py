@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from agents.common.compat import StrEnum
 from agents.sso.blocks import BlockIntegrityError, FileManifest, verify_block
 from agents.sso.cache import BlockCache
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 
+from agents.common.compat import StrEnum
 from agents.sso.secure import ServiceOffer
 from agents.sso.wfnet import Composition, firing_order
 

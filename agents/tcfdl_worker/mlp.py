@@ -48,7 +48,8 @@ def rows(data: bytes) -> F32:
     n = max(1, -(-len(data) // IN_DIM))
     x = np.zeros(n * IN_DIM, dtype=np.float32)
     x[:len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return (x / np.float32(255.0)).reshape(n, IN_DIM)
+    scaled: F32 = (x / np.float32(255.0)).reshape(n, IN_DIM)
+    return scaled
 
 
 def infer(data: bytes, seed: int = DEFAULT_SEED) -> bytes:

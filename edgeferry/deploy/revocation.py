@@ -94,7 +94,7 @@ def revoke(pki: Path, name: str, reason: str = "unspecified",
                           "list` shows the revoked ones, deploy issues missing ones") from None
     except ValueError:
         raise ConfigError(f"{crt} is not a PEM certificate") from None
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.timezone.utc)
     entry = Revocation(name=name, serial_number=cert.serial_number,
                        revocation_date=now.strftime(_ASN1_TIME), reason=reason,
                        not_after=cert.not_valid_after_utc.strftime(_ASN1_TIME))
@@ -108,7 +108,7 @@ def revoke(pki: Path, name: str, reason: str = "unspecified",
 
 
 def _parse(asn1_time: str) -> dt.datetime:
-    return dt.datetime.strptime(asn1_time, _ASN1_TIME).replace(tzinfo=dt.UTC)
+    return dt.datetime.strptime(asn1_time, _ASN1_TIME).replace(tzinfo=dt.timezone.utc)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -208,7 +208,7 @@ def new_run_dir(inventory: Path, playbook: str, base: Path | None = None) -> Pat
     """A fresh run folder under `<workspace>/.edgeferry/runs/<inventory>/` (kept after the
     run)."""
     name = inventory_name(inventory)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     root = (base or state_root() / "runs") / name
     run_dir = root / f"{stamp}-{Path(playbook).stem}"
     run_dir.mkdir(parents=True, mode=0o700)

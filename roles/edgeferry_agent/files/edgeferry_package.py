@@ -314,21 +314,32 @@ def platform_tags(arch: str, glibc: str) -> list[str]:
     return tags
 
 
-def pin_to_controller(requirements: list[str]) -> list[str]:
+def pin_to_controller(requirements: list[str], python_version: str | None = None) -> list[str]:
     """Pin each requirement to the version installed on the controller, when it is installed.
 
     Hosts then run exactly the versions the controller's tests ran with (generated protobuf code
-    needs a protobuf runtime at least as new as the one it was generated for).
+    needs a protobuf runtime at least as new as the one it was generated for). For a host whose
+    Python (``python_version``, e.g. "3.10" on JetPack 6) is not the controller's, a version the
+    controller runs may not exist for it (packages drop a Python when it reaches its end of
+    life): there each requirement keeps its own lower bound and is capped at the controller's
+    version, so pip takes the newest release up to it that has a wheel for the host.
     """
+    same_python = (python_version is None or
+                   tuple(int(x) for x in python_version.split(".")[:2]) == sys.version_info[:2])
     pinned = []
     for req in requirements:
         name = req
         for sep in ("<", ">", "=", "!", "~", ";", "[", " "):
             name = name.split(sep, 1)[0]
         try:
-            pinned.append(f"{name}=={metadata.version(name)}")
+            version = metadata.version(name)
         except metadata.PackageNotFoundError:
             pinned.append(req)
+            continue
+        if same_python:
+            pinned.append(f"{name}=={version}")
+        else:
+            pinned.append(f"{req},<={version}" if req != name else f"{name}<={version}")
     return pinned
 
 
@@ -396,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("wheel needs --source CHECKOUT or --installed")
         result = build_wheel(args.source.resolve(), args.out, sys.executable, args.ref)
     else:
-        reqs = pin_to_controller(args.requirements) if args.pin else args.requirements
+        reqs = (pin_to_controller(args.requirements, args.python_version) if args.pin
+                else args.requirements)
         result = build_wheelhouse(args.out, args.arch, args.python_version, args.glibc,
                                   reqs, sys.executable)
     print(json.dumps(result))

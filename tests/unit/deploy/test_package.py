@@ -34,6 +34,20 @@ def test_pin_to_controller_uses_installed_versions(pkg):
 
     pinned = pkg.pin_to_controller(["PyYAML>=6.0", "surely-not-installed-pkg>=1"])
     assert pinned == [f"PyYAML=={yaml.__version__}", "surely-not-installed-pkg>=1"]
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert pkg.pin_to_controller(["PyYAML>=6.0"], here) == [f"PyYAML=={yaml.__version__}"]
+
+
+def test_a_host_on_another_python_is_capped_at_the_controllers_versions_not_pinned(pkg):
+    # JetPack 6's Python 3.10: a release the controller runs may have dropped 3.10, so each
+    # requirement keeps its floor and is capped at the controller's version
+    import yaml
+
+    other = "3.10" if sys.version_info[:2] != (3, 10) else "3.12"
+    assert pkg.pin_to_controller(["PyYAML>=6.0", "PyYAML", "surely-not-installed-pkg>=1"],
+                                 other) == [f"PyYAML>=6.0,<={yaml.__version__}",
+                                            f"PyYAML<={yaml.__version__}",
+                                            "surely-not-installed-pkg>=1"]
 
 
 def test_agent_modules_lists_runnable_agent_packages(pkg, tmp_path: Path):
