@@ -110,12 +110,10 @@ class LedgerWorkload(_Strict):
 PhaseOrder = Literal["diff", "paper"]
 
 
-class ContainerMigrationParams(_Strict):
-    image_size_mb: int = Field(ge=1, le=65536)
+class _MigrationParams(_Strict):
+    """The SMF phase order and the trial's link rate, shared by the migration scenarios."""
+
     order: PhaseOrder = Field(default="diff", description="SMF phase order: diff or paper")
-    condition: Literal["cold", "warm"] = Field(
-        default="cold", description="cold: the destination holds none of the image's layers; "
-        "warm: they are pre-pulled there (untimed) before the trial")
     bandwidth: str | int | None = Field(
         default=None, description="emulated lab: the source's and destination's links are "
         "shaped to this rate for the trial (e.g. 40mbit) and put back after the part")
@@ -124,6 +122,13 @@ class ContainerMigrationParams(_Strict):
     @classmethod
     def _bw_ok(cls, value: str | int | None) -> str | int | None:
         return value if value is None else _rate(value)
+
+
+class ContainerMigrationParams(_MigrationParams):
+    image_size_mb: int = Field(ge=1, le=65536)
+    condition: Literal["cold", "warm"] = Field(
+        default="cold", description="cold: the destination holds none of the image's layers; "
+        "warm: they are pre-pulled there (untimed) before the trial")
 
 
 class ContainerPolicyWorkload(_Strict):
@@ -288,17 +293,8 @@ class ContainerMigrationWorkload(ContainerPolicyWorkload):
         default=None, description="the service's RAS requirement (default SERVICE_NEEDS)")
 
 
-class NmsParams(_Strict):
+class NmsParams(_MigrationParams):
     volume_mb: int = Field(default=64, ge=1, le=65536)
-    order: PhaseOrder = Field(default="diff", description="SMF phase order: diff or paper")
-    bandwidth: str | int | None = Field(
-        default=None, description="emulated lab: the source's and destination's links are "
-        "shaped to this rate for the trial (e.g. 40mbit) and put back after the part")
-
-    @field_validator("bandwidth")
-    @classmethod
-    def _bw_ok(cls, value: str | int | None) -> str | int | None:
-        return value if value is None else _rate(value)
 
 
 class NmsWorkload(ContainerPolicyWorkload):
