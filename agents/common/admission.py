@@ -204,7 +204,6 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         return admitted
 
 
-
 def _rewrap(handler: _Handler, limit: int, guard: _Guard | None) -> _Handler:
     """``handler`` with a size-checking deserializer and its behaviour run under ``guard``."""
     decode = handler.request_deserializer
