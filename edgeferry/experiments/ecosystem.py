@@ -52,6 +52,7 @@ from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
 from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as npb_grpc
 from agents.audit.client import AuditClient
 from agents.audit.domain import PolicyError
+from agents.audit.nodeprobe import utilisation
 from agents.audit.owners import seal_owner_token
 from agents.common.client import secure_channel
 from agents.common.convert import resources_from_pb
@@ -389,9 +390,10 @@ class Ecosystem:
         out = {}
         with contextlib.nullcontext(self.audit()) as audit:
             for host in self.edges:
-                r = self.node(host).GetResources(npb.GetResourcesRequest(), timeout=20)
-                cpu = 100.0 * r.measured_used.cpu_millicores / max(r.max.cpu_millicores, 1)
-                mem = 100.0 * r.measured_used.memory_bytes / max(r.max.memory_bytes, 1)
+                # the audit agent's own monitor's reading (use over MAX, at most 100 %: a
+                # sampling window can see a little more than the cgroup quota)
+                cpu, mem = utilisation(self.node(host).GetResources(npb.GetResourcesRequest(),
+                                                                   timeout=20))
                 audit.report_edge_state(host, round(cpu, 1), round(mem, 1))
                 out[host] = (cpu, mem)
         return out

@@ -46,7 +46,8 @@ class AuditMigrations(MigrationScenario):
         w = self.workload
         run = w.runs[int(params["run"])]
         try:
-            reset_to(ctx, self.eco, self.handle, w.source)
+            reset_to(ctx, self.eco, self.handle, w.source, settle_cpu_below=_percent(
+                w.requirements.get("cHRcu", "*")))
             self.eco.run_workload(self.handle, w.source, replace=True)
             self.eco.report_edge_state()
         except Exception as err:
@@ -75,3 +76,11 @@ class AuditMigrations(MigrationScenario):
                     "method": "SMF.MigrateService(target_region / any_edge, audit_seed): "
                               "the audit's decision time inside the agent; migration = the "
                               "sum of the other phases (SMF and node agents, monotonic)"})
+
+
+def _percent(value: str) -> float | None:
+    """A policy's percentage element as a number ("*": unconstrained, None)."""
+    try:
+        return float(value)
+    except ValueError:
+        return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,13 +79,27 @@ def downtime_phases_s(phases: list[PhaseResult]) -> float:
     return sum(p.wall_s for p in phases[i:j + 1])
 
 
-def reset_to(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, source: str) -> None:
-    """Untimed: bring the service back to ``source`` (a migration) when it is elsewhere."""
+def reset_to(ctx: ScenarioContext, eco: Ecosystem, handle: ServiceHandle, source: str, *,
+             settle_cpu_below: float | None = None, settle_s: float = 30.0) -> None:
+    """Untimed: bring the service back to ``source`` (a migration) when it is elsewhere.
+
+    The move is audited against the edges' utilisation as reported just before it. Trials run
+    back to back, so the source has just committed and pushed (compressing layers) and cleaned
+    up: with ``settle_cpu_below`` (a percentage, e.g. the container policy's cHRcu) the reset
+    first waits, at most ``settle_s`` seconds, until the source's CPU use reads below it (a
+    cool-down between trials; the wait and the last reading go to the log)."""
     where = eco.location(handle)
     if where == source:
         return
     ctx.log(f"{handle.name} is on {where}: migrating it back to {source} (untimed reset)")
-    eco.report_edge_state()
+    cpu = eco.report_edge_state()[source][0]
+    if settle_cpu_below is not None and cpu >= settle_cpu_below:
+        began = time.monotonic()
+        while cpu >= settle_cpu_below and time.monotonic() - began < settle_s:
+            time.sleep(1.0)
+            cpu = eco.report_edge_state()[source][0]
+        ctx.log(f"{source}: waited {time.monotonic() - began:.1f} s for its CPU use to settle "
+                f"below {settle_cpu_below:g} % (now {cpu:.1f} %)")
     report = eco.migrate(handle, source)
     if not report.migrated:
         raise TrialFailed(f"could not move {handle.name} back to {source}: "
