@@ -128,24 +128,15 @@ def test_migration_denied_and_unbound_and_audit_log(env):
                                         "requirements": POLICY},
             headers={"X-CSRF-Token": c_csrf})
 
-    def finished(mid: int) -> dict:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            m = co.get(f"/api/v1/migrations/{mid}").json()
-            if m["state"] not in ("auditing", "migrating"):
-                return m
-            time.sleep(0.05)
-        raise AssertionError("migration did not finish")
-
     denied = co.post("/api/v1/migrations", json={"container": "App1", "edge": "Edge-kr"},
                      headers={"X-CSRF-Token": c_csrf})
     assert denied.status_code == 202
-    m = finished(denied.json()["id"])
+    m = _finished(co, denied.json()["id"])
     assert m["state"] == "denied" and m["message"] == "DENY: cDAl"
     assert [p["name"] for p in m["phases"]] == ["policy_audit"]
     assert m["phases"][0]["outcome"] == "rejected"
     # a permitted one without an SMF binding is audited, not moved, and says so
-    unbound = finished(co.post("/api/v1/migrations", json={"container": "App1",
+    unbound = _finished(co, co.post("/api/v1/migrations", json={"container": "App1",
                                                            "edge": "Edge-jp"},
                                headers={"X-CSRF-Token": c_csrf}).json()["id"])
     assert unbound["state"] == "failed" and "no SMF binding" in unbound["message"]
@@ -316,13 +307,10 @@ def test_permitted_migration_goes_to_the_smf_with_the_binding(env):
 
 
 def _finished(co, mid: int) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        m = co.get(f"/api/v1/migrations/{mid}").json()
-        if m["state"] not in ("auditing", "migrating"):
-            return m
-        time.sleep(0.05)
-    raise AssertionError("migration did not finish")
+    """Migration ``mid`` once it ended (it must end within 10 s)."""
+    states, m = _follow(co, mid)
+    assert m["state"] in ("done", "failed", "denied"), f"did not finish: {states}"
+    return m
 
 
 def _owner_with_app1(env: UiEnv):
