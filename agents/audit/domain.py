@@ -579,6 +579,16 @@ def parse_requirement(element: str, value: object) -> Requirement:
     return _Unconstrained(spec, _UNCONSTRAINED, False)  # "no": AI support not required
 
 
+
+def percent_limit(element: str, value: object) -> float | None:
+    """The limit a utilisation requirement (cHRcu, cHRmu; "60" or "60%") puts on an edge, in
+    percent; None when unconstrained ("*", absent). PolicyError when invalid or not such an
+    element."""
+    req = parse_requirement(element, value)
+    if req.spec.kind is not Kind.MAX_PERCENT:
+        raise PolicyError("not a utilisation requirement (cHRcu, cHRmu)", element)
+    return req.limit if isinstance(req, _MaxPercent) else None
+
 def _parse_set(spec: ElementSpec, value: object) -> Requirement:
     element = spec.element
     items = _items(value, element)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.audit.domain import percent_limit
 from edgeferry.experiments.registry import AuditMigrationsWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
@@ -46,8 +47,8 @@ class AuditMigrations(MigrationScenario):
         w = self.workload
         run = w.runs[int(params["run"])]
         try:
-            reset_to(ctx, self.eco, self.handle, w.source, settle_cpu_below=_percent(
-                w.requirements.get("cHRcu", "*")))
+            reset_to(ctx, self.eco, self.handle, w.source,
+                     settle_cpu_below=percent_limit("cHRcu", w.requirements.get("cHRcu")))
             self.eco.run_workload(self.handle, w.source, replace=True)
             self.eco.report_edge_state()
         except Exception as err:
@@ -77,10 +78,3 @@ class AuditMigrations(MigrationScenario):
                               "the audit's decision time inside the agent; migration = the "
                               "sum of the other phases (SMF and node agents, monotonic)"})
 
-
-def _percent(value: str) -> float | None:
-    """A policy's percentage element as a number ("*": unconstrained, None)."""
-    try:
-        return float(value)
-    except ValueError:
-        return None

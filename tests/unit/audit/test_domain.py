@@ -14,6 +14,7 @@ from agents.audit.domain import (
     parse_container_policy,
     parse_edge,
     parse_requirement,
+    percent_limit,
 )
 from agents.audit.tables import seed002_tables
 
@@ -202,3 +203,14 @@ def test_uk_hint():
 def test_invalid_edge_attributes_are_rejected(attrs, message):
     with pytest.raises(PolicyError, match=message):
         parse_edge("e", attrs)
+
+
+def test_percent_limit_reads_a_utilisation_requirement_in_either_form():
+    assert percent_limit("cHRcu", 60) == 60.0
+    assert percent_limit("cHRcu", "60") == 60.0
+    assert percent_limit("cHRmu", "50%") == 50.0
+    assert percent_limit("cHRcu", "*") is None and percent_limit("cHRcu", None) is None
+    with pytest.raises(PolicyError, match="between 0 and 100"):
+        percent_limit("cHRcu", "120")
+    with pytest.raises(PolicyError, match="not a utilisation requirement"):
+        percent_limit("cHRc", "1.6")
