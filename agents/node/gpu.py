@@ -1,6 +1,8 @@
 """GPU count and use: NVML (nvidia-ml-py's ``pynvml``) on NVIDIA GPUs, jetson-stats on Jetsons.
 
-`read_gpu` tries, in order: NVML (count, per-device memory total/used and utilisation), then
+`read_gpu` tries, in order: NVML (count, per-device memory total/used and utilisation; "used"
+from NVML's v2 memory info where the driver has it, which leaves out the driver's own reservation
+as nvidia-smi does, else v1, which counts it: ~615 MiB on an idle H200), then
 jetson-stats' ``jtop`` (its service must run; the integrated GPU counts as one, its load and the
 shared memory), then ``/etc/nv_tegra_release`` (a Jetson without jtop: count 1, use unknown).
 Nothing found -> `NO_GPU` (count 0, ``source = "none"``, description ``"no gpu"``). The
@@ -40,6 +42,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _memory_info(nvml: Any, handle: Any) -> Any:
+    """NVML's v2 memory info (used without the driver's reservation) where the driver has it."""
+    version = getattr(nvml, "nvmlMemory_v2", None)
+    if version is not None:
+        with contextlib.suppress(Exception):
+            return nvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+    return nvml.nvmlDeviceGetMemoryInfo(handle)
+
+
 def read_nvml(nvml: Any) -> GpuReading | None:
     """Read every NVIDIA GPU through ``nvml`` (the ``pynvml`` module); None when NVML cannot
     start (no driver, no device). Utilisation is the mean of the devices' GPU utilisation."""
@@ -55,7 +66,7 @@ def read_nvml(nvml: Any) -> GpuReading | None:
         for i in range(count):
             handle = nvml.nvmlDeviceGetHandleByIndex(i)
             names.append(_text(nvml.nvmlDeviceGetName(handle)))
-            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+            mem = _memory_info(nvml, handle)
             total += int(mem.total)
             used += int(mem.used)
             util += float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)

@@ -50,6 +50,36 @@ def test_nvml_reading(tmp_path: Path) -> None:
     assert nvml.shutdowns == 1
 
 
+class FakeNvmlV2(FakeNvml):
+    """A driver with v2 memory info: device A's 10 GiB "used" (v1) holds 512 MiB reserved by
+    the driver, which v2 leaves out; ``v2_works`` False: the driver refuses v2 (old driver)."""
+
+    nvmlMemory_v2 = 0x2000028
+
+    def __init__(self, v2_works: bool = True) -> None:
+        super().__init__()
+        self.v2_works = v2_works
+
+    def nvmlDeviceGetMemoryInfo(self, h: int, version: int | None = None) -> Any:
+        if version is None:
+            return super().nvmlDeviceGetMemoryInfo(h)
+        if not self.v2_works:
+            raise RuntimeError("Function Not Found")
+        assert version == self.nvmlMemory_v2
+        reserved = 512 * 2**20
+        v1_used = 10 * 2**30 if h == 0 else reserved
+        return SimpleNamespace(total=40 * 2**30, reserved=reserved, used=v1_used - reserved)
+
+
+def test_nvml_used_memory_leaves_out_the_driver_reservation_where_v2_exists(
+        tmp_path: Path) -> None:
+    r = read_gpu(nvml=FakeNvmlV2(), tegra_release=tmp_path / "absent", use_installed=False)
+    assert r.memory_used_bytes == 10 * 2**30 - 512 * 2**20
+    old = read_gpu(nvml=FakeNvmlV2(v2_works=False), tegra_release=tmp_path / "absent",
+                   use_installed=False)
+    assert old.memory_used_bytes == 10 * 2**30 and old.memory_total_bytes == 80 * 2**30
+
+
 def test_no_gpu_is_zero_with_a_marker(tmp_path: Path) -> None:
     r = read_gpu(nvml=FakeNvml(fail_init=True), tegra_release=tmp_path / "absent",
                  use_installed=False)
