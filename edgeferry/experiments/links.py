@@ -54,6 +54,13 @@ class TrialLinks:
         with _trial_errors():
             return self.shaper.ensure(hosts, bandwidth)
 
+    @contextmanager
+    def unshaped(self, hosts: list[str]) -> Iterator[None]:
+        """The block runs with the hosts' links unshaped, then at their rates again
+        (`LinkShaper.unshaped`)."""
+        with _trial_errors(), self.shaper.unshaped(hosts):
+            yield
+
     def restore(self) -> list[str]:
         """Every touched link back to what it had; the problems (never raises)."""
         return self.shaper.restore()

@@ -12,7 +12,8 @@ which turns the lab's refusals into the runner's errors.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from edgeferry.errors import OperationFailed
@@ -78,6 +79,23 @@ class LinkShaper:
         changed = [self.set(h, d, rate) for h in hosts for d in DIRECTIONS
                    if self.rate(h, d) != rate]
         return {"rate_bps": rate, "changed": changed}
+
+    @contextmanager
+    def unshaped(self, hosts: list[str]) -> Iterator[None]:
+        """The block runs with both directions of each host's link unshaped (a trial's untimed
+        set-up, e.g. pulling a 4.4 GB image to the source, moves at the bridge's speed instead of
+        the trial's rate); afterwards each link has the rate it had before, also on an error."""
+        before = {(h, d): self.rate(h, d) for h in hosts for d in DIRECTIONS}
+        lifted = []
+        try:
+            for (host, direction), rate in before.items():
+                if rate is not None:
+                    self.set(host, direction, None)
+                    lifted.append((host, direction))
+            yield
+        finally:
+            for host, direction in lifted:
+                self.set(host, direction, before[(host, direction)])
 
     def restore(self) -> list[str]:
         """Every touched link back to what it had; returns the problems (never raises)."""

@@ -80,3 +80,24 @@ def test_only_edges_are_shaped(setup):
     with pytest.raises(NotAnEdge, match="'control' is not an edge host of lab 'lab'"):
         shaping.LinkShaper(lab, connect).ensure(["control"], "10mbit")
     assert log == []
+
+
+def test_untimed_set_up_runs_unshaped_and_the_rates_come_back_also_after_an_error(setup):
+    lab, connect, log = setup
+    lab.hosts["edge2"]["configured_bps"] = None  # an unshaped link is left alone
+    links = shaping.LinkShaper(lab, connect)
+    links.ensure(["edge1"], "10mbit")
+    log.clear()
+    with links.unshaped(["edge1", "edge2"]):
+        assert [cmd for _, cmd in log] == ["tc qdisc del dev eth0 root",
+                                           "tc qdisc del dev veth11 root"]
+        log.clear()
+    assert [h for h, _ in log] == ["edge1", "controller"]
+    assert all("tbf rate 10000000bit" in cmd for _, cmd in log)
+    log.clear()
+    with pytest.raises(RuntimeError, match="pull failed"), links.unshaped(["edge1"]):
+        raise RuntimeError("pull failed")
+    assert len(log) == 4 and all("tbf rate 10000000bit" in cmd for _, cmd in log[2:])
+    log.clear()
+    assert links.restore() == []
+    assert all("tbf rate 40000000bit" in cmd for _, cmd in log) and len(log) == 2
