@@ -305,6 +305,40 @@ class NmsWorkload(ContainerPolicyWorkload):
     block_size: int = Field(default=4096, ge=512)
 
 
+class NmsClientParams(_MigrationParams):
+    volume_mb: int = Field(default=4, ge=1, le=4096, description="MB of files the client "
+                           "writes into its fuxfs mount before it moves")
+    files: int = Field(default=4, ge=1, le=1000, description="the volume split into this many "
+                       "files")
+
+
+class EdgeSiteSpec(_Strict):
+    at: tuple[float, float] = Field(description="the edge's position (x, y), metres")
+    threshold_m: float = Field(gt=0, description="how far from it the edge serves a client "
+                               "(BloSM Algorithm 3's Threshold)")
+
+
+class MobilitySpec(_Strict):
+    """A client's path and the edges' coverage (`edgeferry.experiments.mobility`)."""
+
+    edges: dict[str, EdgeSiteSpec] = Field(min_length=2)
+    path: list[tuple[float, float]] = Field(min_length=2, description="waypoints, metres")
+    speed_mps: float = Field(default=50.0, gt=0, le=1000)
+    step_s: float = Field(default=0.5, gt=0, le=60, description="how often the client "
+                          "checks its position against the thresholds")
+
+
+class NmsMobilityWorkload(NmsWorkload):
+    mobility: MobilitySpec
+
+    @model_validator(mode="after")
+    def _edges_placed(self) -> NmsMobilityWorkload:
+        missing = [h for h in (self.source, self.destination) if h not in self.mobility.edges]
+        if missing:
+            raise ValueError(f"mobility.edges gives no position for {', '.join(missing)}")
+        return self
+
+
 # ------------------------------------------------------------------------------ seed 004 (SSO)
 class SsoCachingSimParams(_Strict):
     granularity: Literal["bc", "ffc"] = Field(description="block caching or full-file caching")
@@ -607,6 +641,22 @@ def _builtin() -> list[ScenarioSpec]:
             uses_hosts=True, agents=("smf", "ras", "node"),
             needs="the SMF and RAS agents (SSP, RASP), the NMS workload image and its client, "
                   "and the node agent deployed on the target",
+        ),
+        ScenarioSpec(
+            name="nms-client-moves",
+            summary="seed 000 / BloSM Algorithm 3: a fuxfs client moves past its edge's "
+                    "distance threshold, asks the SMF to migrate its NMS and keeps its mount",
+            implementation=_impl("nms_client_moves", "NmsClientMoves"),
+            params=NmsClientParams, workload=NmsMobilityWorkload,
+            phases=("ssp", "mount", "write-files", "move", *MIGRATION_PHASES, "reconnect",
+                    "verify-files"),
+            metrics={"files_changed": "count", "files_checked": "count",
+                     "acked_writes_lost": "count", "acked_writes": "count",
+                     "mount_kept": "count", "longest_write_stall_s": "s",
+                     "trigger_distance_m": "m", "trigger_t_s": "s", **MIGRATION_METRICS},
+            uses_hosts=True, agents=("smf", "ras", "node"),
+            needs="the SMF and RAS agents, the NMS workload image, FUSE on the controller "
+                  "(the fuse3 package and /dev/fuse) for the fuxfs client",
         ),
         ScenarioSpec(
             name="request-migration",

@@ -264,6 +264,42 @@ def test_a_live_mount_follows_the_nms_through_a_migration(harness: Harness) -> N
     again.unmount()
 
 
+def test_acknowledged_writes_survive_a_migration_under_a_live_mount(harness: Harness) -> None:
+    """The nms-client-moves scenario's client side (its `Fuxfs` and `LogWriter`): lines whose
+    fsync returned before, during and after the move are all on the NMS afterwards, read by a
+    fresh mount; an fsync issued while the NMS is away blocks and then returns."""
+    from edgeferry.experiments.scenarios.nms_client_moves import Fuxfs, LogWriter
+
+    server = harness.start_server(harness.tmp / "nms-a")
+    where = harness.tmp / "nms.endpoint"
+    where.write_text(f"127.0.0.1:{server.port}\n")
+    args = ["--server-file", str(where), "--key-file", str(harness.key_file),
+            "--ca-file", str(harness.tls.ca_cert), "--retry-deadline", "60"]
+    work = harness.tmp / "client"
+    work.mkdir()
+    mount = Fuxfs.mount(work, "mnt", args)
+    writer = LogWriter(mount.mountpoint / "trip.log")
+    try:
+        writer.start()
+        assert writer.wait_for_ack_after(3, 30), writer.errors
+        server.stop()  # the NMS is gone: the next fsync waits for it
+        time.sleep(1.0)
+        during = len(writer.acked)
+        shutil.copytree(server.data, harness.tmp / "nms-b")
+        moved = harness.start_server(harness.tmp / "nms-b")
+        where.write_text(f"127.0.0.1:{moved.port}\n")
+        assert writer.wait_for_ack_after(during + 3, 60), writer.errors
+        assert writer.longest_s >= 0.5  # one fsync waited for the NMS to come back
+    finally:
+        writer.stop()
+    assert mount.unmount() == 0, mount.log.read_text()
+    fresh = Fuxfs.mount(work, "fresh", args)
+    lines = [int(x) for x in (fresh.mountpoint / "trip.log").read_text().split()]
+    assert fresh.unmount() == 0
+    assert writer.errors == [] and writer.acked == list(range(1, len(writer.acked) + 1))
+    assert set(writer.acked) <= set(lines), sorted(set(writer.acked) - set(lines))[:10]
+
+
 def test_a_wrong_key_is_refused_before_mounting(harness: Harness) -> None:
     server = harness.start_server(harness.tmp / "nms-a")
     wrong = write_key(harness.tmp / "wrong.key", os.urandom(32))
