@@ -398,6 +398,10 @@ class SsoCachingLabWorkload(_Strict):
     block_kib: int = Field(default=64, ge=1, le=4096)
     alpha: float = Field(default=0.8, gt=0, description="Zipf exponent of file popularity")
     block_alpha: float = Field(default=1.5, gt=0, description="Zipf exponent within a file")
+    warm: Literal["popularity", "none"] = Field(
+        default="none", description="popularity: before counting, every edge fetches the most "
+        "popular units its cache holds, least popular first (the paper's placement, as "
+        "edgeferry.sso.sim does); none: the caches start empty")
 
 
 class SsoCompositionLabParams(_Strict):
@@ -675,7 +679,7 @@ def _builtin() -> list[ScenarioSpec]:
                     "through the edges' blockcache agents (real blocks, hashes verified)",
             implementation=_impl("sso_lab", "SsoCachingLab"),
             params=SsoCachingLabParams, workload=SsoCachingLabWorkload,
-            phases=("configure", "warm-up", "requests", "stats"),
+            phases=("configure", "placement", "warm-up", "requests", "stats"),
             metrics={"hit_ratio": "ratio", "miss_ratio": "ratio", "fog_ratio": "ratio",
                      "origin_ratio": "ratio", "evictions": "count", "mb_in": "MB",
                      "mean_request_ms": "ms", "counters_agree": "ratio",

@@ -83,11 +83,16 @@ def test_cooperative_secure_request_across_three_edges_on_the_lab(sso: dict[str,
     assert (reply.hits_local, reply.hits_neighbour, reply.from_origin) == (16, 0, 0)
 
 
+@pytest.mark.parametrize("warm", ["none", "popularity"])
 @pytest.mark.parametrize("granularity", ["bc", "ffc"])
 def test_lab_and_simulation_agree_on_the_hit_ratio(sso: dict[str, Any],
-                                                   granularity: str) -> None:
+                                                   granularity: str, warm: str) -> None:
+    """Same plan through the agents and the simulator, from empty caches or after the paper's
+    placement (the lab scenario's `place_popular` on the agents; the simulator admits its own
+    list directly into its caches)."""
     from agents._proto.edgeferry.blockcache.v1 import blockcache_service_pb2 as pb
     from agents.sso.workload import Catalog
+    from edgeferry.experiments.scenarios.sso_lab import place_popular
     from edgeferry.sso.sim import job_plan, simulate_caching
 
     catalog = Catalog(50, 16, BS)
@@ -96,6 +101,12 @@ def test_lab_and_simulation_agree_on_the_hit_ratio(sso: dict[str, Any],
     gran = {"bc": pb.GRANULARITY_BLOCK, "ffc": pb.GRANULARITY_FILE}[granularity]
     for name in names:
         sso["edges"][name].configure(capacity, pb.CACHE_POLICY_LRU, gran)
+    if warm == "popularity":
+        _, units = place_popular([sso["edges"][n] for n in names], catalog, granularity, 0.8,
+                                 1.5, capacity)
+        # 3 MB holds 45 blocks of 64 KiB, or 2 files of 16 blocks
+        assert units == {"bc": 45, "ffc": 2}[granularity]
+        assert all(sso["edges"][n].stats().requests == 0 for n in names)
     plan = job_plan(catalog, 120, len(names), 0.8, 21, 1.5)
     for edge, reqs in plan:
         for r in reqs:
@@ -103,7 +114,7 @@ def test_lab_and_simulation_agree_on_the_hit_ratio(sso: dict[str, Any],
     stats = [sso["edges"][n].stats() for n in names]
     sim = simulate_caching(len(names), capacity, granularity, "lru", catalog, 120, 0.8, 21,
                            block_alpha=1.5, n_neighbours=len(names) - 1, cloud_sites=1,
-                           warm="none")
+                           warm=warm)
     hits, requests = sum(s.hits for s in stats), sum(s.requests for s in stats)
     assert requests == sim["requests"] == 120
     assert 0 < hits < requests
