@@ -278,6 +278,7 @@ def test_acknowledged_writes_survive_a_migration_under_a_live_mount(harness: Har
     work = harness.tmp / "client"
     work.mkdir()
     mount = Fuxfs.mount(work, "mnt", args)
+    mounts = [mount]
     writer = LogWriter(mount.mountpoint / "trip.log")
     try:
         writer.start()
@@ -290,12 +291,16 @@ def test_acknowledged_writes_survive_a_migration_under_a_live_mount(harness: Har
         where.write_text(f"127.0.0.1:{moved.port}\n")
         assert writer.wait_for_ack_after(during + 3, 60), writer.errors
         assert writer.longest_s >= 0.5  # one fsync waited for the NMS to come back
+        writer.stop()
+        assert mount.unmount() == 0, mount.log.read_text()
+        fresh = Fuxfs.mount(work, "fresh", args)
+        mounts.append(fresh)
+        lines = [int(x) for x in (fresh.mountpoint / "trip.log").read_text().split()]
+        assert fresh.unmount() == 0
     finally:
         writer.stop()
-    assert mount.unmount() == 0, mount.log.read_text()
-    fresh = Fuxfs.mount(work, "fresh", args)
-    lines = [int(x) for x in (fresh.mountpoint / "trip.log").read_text().split()]
-    assert fresh.unmount() == 0
+        for m in mounts:  # whatever a failed assertion left mounted
+            m.unmount()
     assert writer.errors == [] and writer.acked == list(range(1, len(writer.acked) + 1))
     assert set(writer.acked) <= set(lines), sorted(set(writer.acked) - set(lines))[:10]
 

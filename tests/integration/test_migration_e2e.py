@@ -289,3 +289,46 @@ def test_many_migrations_within_max_release_the_source(lab: MigrationLab) -> Non
         rows = _ras(lab).table().service_allocations
         assert [(r.service, r.cloud) for r in rows] == [("nms", there)]
         here, there = there, here
+
+
+def test_the_installed_command_prints_each_phase_as_it_ends(lab: MigrationLab,
+                                                            tmp_path: Path) -> None:
+    """`edgeferry smf migrate` as a user runs it (the console script, a subprocess): one line
+    per phase while the migration runs (read here as they arrive), the table, exit 0; a
+    migration the audit denies exits 1 with the location kept."""
+    import subprocess
+    import time
+
+    from tests.entry import REPO, SCRIPT
+
+    w = lab.who
+    ucap, dcap = tmp_path / "user.cap", tmp_path / "device.cap"
+    ucap.write_text(w.user_cap.to_text())
+    dcap.write_text(w.device_cap.to_text())
+    conn = ["--user", w.user_id, "--device", w.device_id, "--user-cap", str(ucap),
+            "--device-cap", str(dcap), "--smf", f"127.0.0.1:{lab.smf_port}",
+            "--ca-cert", str(lab.pki.ca.cert_path), "--cert", str(lab.pki.client.cert_path),
+            "--key", str(lab.pki.client.key_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([str(SCRIPT), "smf", "migrate", lab.service_id, "--to", "edge-b",
+                             *conn], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    assert proc.stdout is not None
+    arrivals = [(time.monotonic(), line) for line in proc.stdout]
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    live = [(t, m.group(1), float(m.group(2))) for t, line in arrivals
+            if (m := re.match(r"^  (\w+)\s+ok\s+([\d.]+) ms$", line.rstrip()))]
+    assert [name for _, name, _ in live] == PHASES, arrivals
+    # streamed, not printed at the end: the last phase line came after the first by at least
+    # half of what the phases in between took by the SMF's own clock
+    spread = live[-1][0] - live[0][0]
+    assert spread >= 0.5 * sum(ms for _, _, ms in live[1:]) / 1000, (spread, live)
+    assert arrivals[-1][1].strip() == f"{lab.service_id} now runs on edge-b (epoch 2)"
+    assert lab.location() == ("edge-b", 2)
+
+    denied = subprocess.run([str(SCRIPT), "smf", "migrate", lab.service_id, "--to", "edge-c",
+                             *conn], capture_output=True, text=True, env=env, cwd=REPO,
+                            timeout=300)
+    assert denied.returncode == 1, denied.stdout + denied.stderr
+    assert "the service stays on edge-b (epoch 2)" in denied.stderr, denied.stderr
+    assert lab.location() == ("edge-b", 2) and lab.running_on() == "edge-b"
