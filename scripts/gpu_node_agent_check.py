@@ -18,12 +18,14 @@ through it.
 The independent expectation is ``nvidia-smi --query-gpu`` read right after each report. A load
 (PyTorch: a held allocation of ``--hold-gib`` GiB and bf16 matrix products, in a child process)
 runs between the idle reading and the last one, so the readings must move with it.
-Exit status: 0 when every check holds, 1 when one fails, 2 when there is no NVIDIA GPU here.
+Exit status: 0 when every check holds, 1 when one fails, 2 when there is no NVIDIA GPU or no
+PyTorch here.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform as host_platform
 import shutil
@@ -111,6 +113,9 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("nvidia-smi") is None:
         print("no nvidia-smi here: this check needs a host with an NVIDIA GPU", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("torch") is None:
+        print("the GPU load needs PyTorch with CUDA (pip install torch)", file=sys.stderr)
         return 2
 
     work = Path(tempfile.mkdtemp(prefix="ef-gpu-"))
