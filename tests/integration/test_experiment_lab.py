@@ -18,7 +18,6 @@ Needs root and a Docker engine (CI is root with Docker).
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.integration.shared_lab_run import run_experiment
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 
@@ -89,21 +90,13 @@ def lab_state(name: str) -> dict:
 
 def test_container_migration_experiment_report_matches_raw(
         tmp_path: Path, deployed_lab: Path, deployed_lab_file: Path) -> None:
-    reports = tmp_path / "reports"
     name = str(yaml.safe_load(deployed_lab_file.read_text())["name"])
-    proc = subprocess.run(
-        [str(BIN / "edgeferry"), "run",
-         str(experiment(tmp_path / "itest-migration.yaml", deployed_lab_file)),
-         "--new", "--skip-deploy", "--skip-verify", "--reports-dir", str(reports)],
-        cwd=REPO, capture_output=True, text=True, timeout=3300,
-        env={**os.environ, "COLUMNS": "200",
-             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run_dir = run_experiment(experiment(tmp_path / "itest-migration.yaml", deployed_lab_file),
+                             tmp_path / "reports", timeout=3300)
     # the lab is still up: what the part left on the links
     restored = {h: live_rate(f"ef-{name}-{h}") for h in ("edge1", "edge2")}
     lab = lab_state(name)
     configured = {h: lab["bandwidth"][h]["configured_bps"] for h in ("edge1", "edge2")}
-    run_dir = next((reports / "itest-migration").iterdir())
     trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
     measured = [t for t in trials if not t.get("warmup")]
     assert len(measured) == 2

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.integration.shared_lab_run import run_experiment
+
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 EDGES = {"edge1": (0.0, 0.0, 600.0), "edge2": (1000.0, 0.0, 600.0), "edge3": (500.0, 900.0, 300.0)}
 SPEED, STEP = 100.0, 0.5
 
@@ -57,17 +55,9 @@ def containers(lab: str, host: str) -> list[str]:
 
 def test_a_moving_fuxfs_client_takes_its_nms_along(
         tmp_path: Path, deployed_lab: Path, deployed_lab_file: Path) -> None:
-    reports = tmp_path / "reports"
     lab = str(yaml.safe_load(deployed_lab_file.read_text())["name"])
-    proc = subprocess.run(
-        [str(BIN / "edgeferry"), "run",
-         str(experiment(tmp_path / "itest-client-moves.yaml", deployed_lab_file)),
-         "--new", "--skip-deploy", "--skip-verify", "--reports-dir", str(reports)],
-        cwd=REPO, capture_output=True, text=True, timeout=1700,
-        env={**os.environ, "COLUMNS": "200",
-             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    run_dir = next((reports / "itest-client-moves").iterdir())
+    run_dir = run_experiment(experiment(tmp_path / "itest-client-moves.yaml", deployed_lab_file),
+                             tmp_path / "reports", timeout=1700)
     trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
     assert len(trials) == 1
     t = trials[0]

@@ -281,12 +281,12 @@ class NmsClientMoves(NmsSecureMigration):
                 with contextlib.suppress(OSError):
                     lines = {int(x) for x in (fresh.mountpoint / "trip.log").read_text().split()}
                 lost = [n for n in writer.acked if n not in lines]
-                ph.bytes = 2 * sum(per_file for _ in digests)
+                ph.bytes = 2 * per_file * len(digests)
                 ph.detail = {"files_checked": len(digests), "files_changed": sorted(changed),
                              "first_mount_exit": status, "acked_writes": len(writer.acked),
                              "acked_writes_lost": lost[:20], "write_errors": writer.errors[:5]}
-        except TrialFailed as err:
-            raise TrialFailed(str(err), before + mig + timer.phases) from err
+        except TrialFailed as err:  # the migration's own failure carries its phases
+            raise TrialFailed(str(err), err.phases or before + mig + timer.phases) from err
         except Exception as err:
             raise TrialFailed(f"{type(err).__name__}: {err}",
                               before + mig + timer.phases) from err

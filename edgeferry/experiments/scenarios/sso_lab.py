@@ -150,7 +150,10 @@ class SsoCachingLab(Scenario):
                     client.configure(int(params["cache_mb"] * 1e6), policy, gran)
             if w.warm == "popularity":
                 with timer.phase("placement") as ph:
-                    ph.bytes, ph.detail = self._place(params)
+                    ph.bytes, units = place_popular(
+                        self.edges.values(), self.catalog, params["granularity"], w.alpha,
+                        w.block_alpha, int(params["cache_mb"] * 1e6))
+                    ph.detail = {"units_per_edge": units, "unit": params["granularity"]}
             if params.get("warmup_jobs"):
                 with timer.phase("warm-up") as ph:
                     history = job_plan(self.catalog, params["warmup_jobs"], len(names), w.alpha,
@@ -197,12 +200,6 @@ class SsoCachingLab(Scenario):
         return TrialResult(phases=timer.phases, metrics=metrics,
                            detail={"seed": seed, "edges": names, "requests": requests,
                                    "recount": recount})
-
-    def _place(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        w = self.workload
-        moved, units = place_popular(self.edges.values(), self.catalog, params["granularity"],
-                                     w.alpha, w.block_alpha, int(params["cache_mb"] * 1e6))
-        return moved, {"units_per_edge": units, "unit": params["granularity"]}
 
     def teardown(self, ctx: ScenarioContext) -> None:
         if hasattr(self, "agents"):
