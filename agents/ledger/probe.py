@@ -12,8 +12,21 @@ between commands without counting channel set-up::
     {"op": "ledger_write", "meta": {...}, "quorum": 0.9, "timeout": 10}   (source, Algorithm 1)
     {"op": "read", "service": "direct"|"central"|"replica", "container_id": "...",
      "resources": [mem, millicores, milligpu, [types]], "timeout": 10}     (destination, Alg. 2)
+     ("resources": "node" with "types": [...]: the host's node agent's reading, see below)
     {"op": "throughput", "service": "direct"|"central"|"ledger", "ops": 200, "concurrency": 8,
      "meta": {...}, "quorum": 0.9}                                        (source)
+
+Figure 11 with a real container (`edgeferry.experiments.scenarios.ledger_migration`; image
+streams over mutual TLS, `agents.ledger.transfer`):
+
+    {"op": "receive", "port": p, "token": t, "senders": ["smf.edge1"], "max_bytes": n,
+     "file": "<path>"}          (listen once; without "file" the stream goes to docker load)
+    {"op": "received", "token": t, "timeout": 600}      (that transfer's outcome)
+    {"op": "send", "address": a, "port": p, "token": t, "image": "<ref>" | "file": "<path>"}
+    {"op": "run", "image": "<ref>", "name": "<container>"}    (docker run -d, until running)
+    {"op": "remove", "name": "<container>", "image": "<ref>", "file": "<path>"}  (each optional)
+    {"op": "resources"}         (the host's node agent: FREE, and MAX minus measured use)
+    {"op": "ballast", "bytes": n}   (hold n bytes of touched memory in this process; 0 frees)
 
 Times are ``time.monotonic()`` differences taken here, on the host that acts.  End of input
 (or ``{"op": "quit"}``) ends the probe.
@@ -24,10 +37,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,6 +56,7 @@ from agents.ledger.client import (
     ReplicaReader,
 )
 from agents.ledger.decisions import self_evaluate
+from agents.ledger.transfer import Receiver, Tls, send
 
 
 def _metadata(doc: dict[str, Any], suffix: str = "") -> ContainerMetadata:
@@ -61,6 +77,15 @@ class Probe:
                                                  tls["key"])
             return self.channels[name]
 
+        self.tls = Tls(tls["ca_cert"], tls["cert"], tls["key"])
+        self.address = str(cfg.get("address", "127.0.0.1"))
+        self.receivers: dict[str, Receiver] = {}
+        self.ballast_block = bytearray()
+        self.node: Any = None
+        if cfg.get("node"):
+            from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as npb_grpc
+
+            self.node = npb_grpc.NodeServiceStub(chan("node"))
         key = Ed25519PrivateKey.generate()
         node = cfg.get("node_id", "probe")
         self.ledger = LedgerClient(chan("validator"), node, key) if cfg.get("validator") else None
@@ -149,11 +174,17 @@ class Probe:
     # -- destination ------------------------------------------------------------------------
     def read(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Destination: poll until the metadata is readable, then Algorithm 2 on it."""
-        mem, cpu, gpu, types = cmd["resources"]
-        resources = NodeResources(int(mem), int(cpu), int(gpu), tuple(types))
         cid, service = cmd["container_id"], cmd["service"]
         deadline = time.monotonic() + float(cmd.get("timeout", 10))
         start = time.monotonic()
+        free: dict[str, Any] | None = None
+        if cmd["resources"] == "node":  # the host's own reading, inside the timed window
+            free = self.resources({})
+            resources = NodeResources(int(free["free_memory"]), int(free["free_cpu"]),
+                                      int(free["free_gpu"]), tuple(cmd.get("types", ())))
+        else:
+            mem, cpu, gpu, types = cmd["resources"]
+            resources = NodeResources(int(mem), int(cpu), int(gpu), tuple(types))
         polls = 0
         while True:
             polls += 1
@@ -172,14 +203,90 @@ class Probe:
             return {"found": False, "wall_s": time.monotonic() - start, "polls": polls}
         ev = self_evaluate(meta, resources)
         return {"found": True, "wall_s": time.monotonic() - start, "accept": ev.accept,
-                "reason": ev.reason, "polls": polls}
+                "reason": ev.reason, "polls": polls, "free": free}
+
+    # -- Figure 11 with a real container ---------------------------------------------------
+    def receive(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Listen once for an image stream (to ``docker load`` or a file)."""
+        token = str(cmd["token"])
+        if token in self.receivers:
+            raise ValueError("that token was used already")
+        self.receivers[token] = Receiver(
+            self.address, int(cmd["port"]), self.tls, token, tuple(cmd["senders"]),
+            int(cmd["max_bytes"]), sink_file=cmd.get("file")).start()
+        return {"listening": True}
+
+    def received(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        return self.receivers[str(cmd["token"])].wait(float(cmd.get("timeout", 600)))
+
+    def send(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Stream an image (docker save) or a file to a listening probe; timed here."""
+        start = time.monotonic()
+        out = send(str(cmd["address"]), int(cmd["port"]), self.tls, str(cmd["token"]),
+                   image=cmd.get("image"), path=cmd.get("file"))
+        return {**out, "wall_s": time.monotonic() - start}
+
+    def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """``docker run -d`` the image, then wait until the container is running."""
+        start = time.monotonic()
+        name = str(cmd["name"])
+        subprocess.run(["docker", "run", "-d", "--name", name, str(cmd["image"])],
+                       check=True, capture_output=True, timeout=300)
+        while True:
+            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", name],
+                                   check=True, capture_output=True, text=True, timeout=60)
+            if state.stdout.strip() == "running":
+                break
+            if state.stdout.strip() in ("exited", "dead") or time.monotonic() - start > 120:
+                raise RuntimeError(f"container {name} is {state.stdout.strip()}")
+            time.sleep(0.02)
+        return {"wall_s": time.monotonic() - start}
+
+    def remove(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Remove what a trial left (container, image, stored file); each optional."""
+        if cmd.get("name"):
+            subprocess.run(["docker", "rm", "-f", str(cmd["name"])], capture_output=True,
+                           timeout=120, check=False)
+        if cmd.get("image"):
+            subprocess.run(["docker", "rmi", str(cmd["image"])], capture_output=True,
+                           timeout=120, check=False)
+        if cmd.get("file"):
+            Path(str(cmd["file"])).unlink(missing_ok=True)
+        return {}
+
+    def resources(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """The host's node agent (GetResources over mTLS): Algorithm 2's free memory is the
+        smaller of FREE (MAX - reserved) and MAX minus the measured use."""
+        from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
+
+        if self.node is None:
+            raise ValueError("no node agent address in the probe's config")
+        r = self.node.GetResources(npb.GetResourcesRequest(), timeout=10)
+        free_mem = min(r.free.memory_bytes, r.max.memory_bytes - r.measured_used.memory_bytes)
+        free_cpu = min(r.free.cpu_millicores,
+                       r.max.cpu_millicores - r.measured_used.cpu_millicores)
+        return {"free_memory": max(0, free_mem), "free_cpu": max(0, free_cpu),
+                "free_gpu": int(r.free.gpu) * 1000, "max_memory": r.max.memory_bytes,
+                "used_memory": r.measured_used.memory_bytes, "limits": r.limits}
+
+    def ballast(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Hold `bytes` of memory, every page written (a resident load on this host)."""
+        n = int(cmd["bytes"])
+        self.ballast_block = bytearray()
+        if n > 0:
+            block = bytearray(n)
+            for i in range(0, n, 4096):
+                block[i] = 1
+            self.ballast_block = block
+        return {"held": len(self.ballast_block)}
 
     def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Run one command; its answer (without the ok_ flag)."""
         op = cmd.get("op")
         if op == "noop":
             return {}
-        if op in ("put", "ledger_write", "throughput", "read"):
+        if op in ("put", "ledger_write", "throughput", "read", "receive", "received", "send",
+                  "run", "remove", "resources", "ballast"):
             return getattr(self, op)(cmd)  # type: ignore[no-any-return]
         raise ValueError(f"unknown op {op!r}")
 

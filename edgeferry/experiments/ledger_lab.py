@@ -72,6 +72,8 @@ def peer_prefix(host: str, index: int) -> str:
 #: direct service and the probes (which write and read metadata as the SMF does).
 CONTROL_CERTS = ("ledger-validator",)
 EDGE_CERTS = ("ledger-peer", "smf")
+#: The cloud of Figure 11 runs the central service (as the control host does) and a probe.
+CLOUD_CERTS = ("ledger-validator", "smf")
 #: The ledger node id of the source probe: the one id an ``smf.<host>`` certificate may
 #: register (agents.ledger.policy.SMF_NODE_ID).
 SOURCE_NODE_ID = "smf"
@@ -191,6 +193,11 @@ class LabLedger:
     manifest_root: Path | None = None  # where the manifests are (load_manifest's root; None:
     # the workspace)
     pythons: dict[str, str] = field(default_factory=dict)  # host -> its agents' python (setup)
+    nodes: dict[str, str] = field(default_factory=dict)  # host -> its node agent (setup)
+    #: the central cloud of Figure 11 (an edge-role host of the lab file, behind its own shaped
+    #: link): it runs the central service and stores uploaded containers, and hosts no peers.
+    #: None: the central service runs on the control host.
+    cloud: str | None = None
 
     # -- hosts --------------------------------------------------------------------------
     @property
@@ -199,7 +206,16 @@ class LabLedger:
 
     @property
     def edges(self) -> list[str]:
-        return list(self.lab.hosts_by_role("edge"))
+        """The edge hosts of the ledger (the cloud is none of them)."""
+        return [h for h in self.lab.hosts_by_role("edge") if h != self.cloud]
+
+    @property
+    def central_host(self) -> str:
+        return self.cloud or self.control
+
+    @property
+    def hosts(self) -> list[str]:
+        return [self.control, *self.edges, *([self.cloud] if self.cloud else [])]
 
     def address(self, host: str) -> str:
         return str(self.lab.hosts[host]["address"])
@@ -209,13 +225,16 @@ class LabLedger:
         present on the host, and the probe module where a probe runs."""
         manifest = load_manifest(Path(self.lab.inventory), host, self.manifest_root)
         python = self.pythons[host] = str(manifest.python())
+        if "node" in manifest.agents:
+            node = manifest.agent("node")
+            self.nodes[host] = f"{node.address}:{node.port}"
         conn = self.connect(host)
         redeploy = (f"run without --skip-deploy (or `edgeferry deploy -i "
                     f"inventory/{self.lab.name}`)")
         if conn.run(shlex.join(["test", "-x", python]), hide=True, warn=True).exited != 0:
             raise OperationFailed(
                 f"{host} has no {python}: the agents are not deployed there; {redeploy}")
-        if host in (self.source, self.destination) and conn.run(
+        if host in (self.source, self.destination, self.cloud) and conn.run(
                 shlex.join([python, "-m", PROBE_MODULE, "--help"]), hide=True,
                 warn=True).exited != 0:
             raise OperationFailed(
@@ -227,23 +246,27 @@ class LabLedger:
         from edgeferry.lab.links.veth import local_veth
         from edgeferry.pki import LabCA
 
+        if self.cloud is not None and self.cloud not in self.lab.hosts_by_role("edge"):
+            raise OperationFailed(f"cloud {self.cloud!r} is not an edge-role host of lab "
+                                  f"{self.lab.name!r} (a host behind its own shaped link)")
         for host in (self.source, self.destination):
             if host not in self.edges:
                 raise OperationFailed(f"{host!r} is not an edge host of lab {self.lab.name!r} "
                                       f"(edges: {', '.join(self.edges)})")
-        for host in [self.control, *self.edges]:
+        for host in self.hosts:
             self._check_deployed(host)
         ca = LabCA.load(self.ca_dir)
         issued_dir = self.work_dir / "pki"
         self.controller_cert = ca.issue_client("controller", issued_dir)
         self.ca_cert = ca.cert_path
-        for host in [self.control, *self.edges]:
+        for host in self.hosts:
             conn = self.connect(host)
             remote = run(conn, ["mktemp", "-d", "/tmp/edgeferry-ledger.XXXXXX"]).strip()
             self.dirs[host] = remote
             run(conn, ["install", "-d", "-m", "0700", f"{remote}/tls"])
             files = [(ca.cert_path, "ca.crt", "0644")]
-            for role in CONTROL_CERTS if host == self.control else EDGE_CERTS:
+            for role in (CONTROL_CERTS if host == self.control else
+                         CLOUD_CERTS if host == self.cloud else EDGE_CERTS):
                 cert = ca.issue(f"{role}.{host}", issued_dir, dns_names=(host,),
                                 ip_addresses=(self.address(host),))
                 files += [(cert.cert_path, f"{role}.crt", "0644"),
@@ -338,9 +361,10 @@ class LabLedger:
         self._wait(answers, "the validator to answer", ctl, vpid, vname)
         cport = port_of(self.port_base, index, "central")
         cname = f"net{index}-central"
-        self._spawn(ctl, cname, agent_config("ledger", caddr, cport, self.dirs[ctl],
-                                             f"{cname}-data", {"role": "central"},
-                                             "ledger-validator"))
+        chost = self.central_host
+        self._spawn(chost, cname, agent_config("ledger", self.address(chost), cport,
+                                               self.dirs[chost], f"{cname}-data",
+                                               {"role": "central"}, "ledger-validator"))
         dest = self.destination
         dport = port_of(self.port_base, index, "direct")
         dname = f"net{index}-direct"
@@ -357,7 +381,7 @@ class LabLedger:
                 "ledger", self.address(host), pport, self.dirs[host], f"{pname}-data",
                 settings, "ledger-peer"))
             started.append((host, pid, pname))
-        self.log(f"ledger network {index}: validator + central on {ctl}, "
+        self.log(f"ledger network {index}: validator on {ctl}, central on {chost}, "
                  + ", ".join(f"{n} peers on {h}" for h, n in counts.items())
                  + f", direct service on {dest}; waiting for {peers} registrations")
         deadline = time.monotonic() + 300
@@ -371,7 +395,8 @@ class LabLedger:
                                       f"of {peers} peers registered within 300 s")
             time.sleep(0.5)
         net = LabNetwork(
-            index=index, peers=peers, validator=validator, central=f"{caddr}:{cport}",
+            index=index, peers=peers, validator=validator,
+            central=f"{self.address(chost)}:{cport}",
             direct=f"{self.address(dest)}:{dport}",
             peer_hosts={h: (f"{self.address(h)}:{pport}", n) for h, n in counts.items()},
             destination_peer=destination_peer(peer_prefix(dest, index), counts[dest])
@@ -389,13 +414,16 @@ class LabLedger:
             "tls": {"ca_cert": f"{remote}/tls/ca.crt", "cert": f"{remote}/tls/smf.crt",
                     "key": f"{remote}/tls/smf.key"},
             "node_id": SOURCE_NODE_ID if role == "source" else f"{role}@{host}",
-            "direct": net.direct, "central": net.central,
+            "direct": net.direct, "central": net.central, "address": self.address(host),
         }
+        if host in self.nodes:
+            cfg["node"] = self.nodes[host]
         if role == "source":
             cfg["validator"] = net.validator
-        else:
+        elif role != "cloud":  # a destination reads the replica of a peer on its host
             cfg["replica"] = net.peer_hosts[host][0]
-            cfg["replica_peer"] = net.destination_peer
+            cfg["replica_peer"] = destination_peer(peer_prefix(host, net.index),
+                                                   net.peer_hosts[host][1])
         path = f"{remote}/probe-net{net.index}-{role}.json"
         self._put_text(host, path, json.dumps(cfg))
         session = ProbeSession(self.connect(host), probe_command(remote, path, self.pythons[host]))
@@ -408,6 +436,16 @@ class LabLedger:
         """Ethernet bytes all lab hosts have sent so far (bridge-side veth rx counters)."""
         return sum(int(Path(f"/sys/class/net/{veth}/statistics/rx_bytes").read_text())
                    for veth in self.veths.values())
+
+    def link_counters(self) -> dict[str, tuple[int, int]]:
+        """Per host: (bytes it sent, bytes it received) so far -- its bridge-side veth's rx and
+        tx counters."""
+        out = {}
+        for host, veth in self.veths.items():
+            stats = Path(f"/sys/class/net/{veth}/statistics")
+            out[host] = (int((stats / "rx_bytes").read_text()),
+                         int((stats / "tx_bytes").read_text()))
+        return out
 
     def measured(self, fn: Callable[[], Any]) -> tuple[Any, int]:
         before = self.wire_bytes()
@@ -438,7 +476,7 @@ class LabLedger:
         out = {"ledger_validator": int(vstat.stored_bytes), "ledger_replicas": replicas}
         query = ("import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); print(*d.execute("
                  "'SELECT COUNT(*), COALESCE(SUM(LENGTH(body)),0) FROM metadata').fetchone())")
-        for role, host in (("central", self.control), ("direct", self.destination)):
+        for role, host in (("central", self.central_host), ("direct", self.destination)):
             db = f"{self.dirs[host]}/net{net.index}-{role}-data/central.sqlite3"
             rows, size = run(self.connect(host), [self.pythons[host], "-c", query, db]).split()
             out[f"{role}_rows"], out[role] = int(rows), int(size)

@@ -102,6 +102,40 @@ class LedgerWorkload(_Strict):
     destination: str = Field(default="edge2", description="lab placement: the deciding edge")
     port_base: int = Field(default=50400, ge=1024, le=65000,
                            description="lab placement: first port of the ledger processes")
+    cloud: str | None = Field(default=None, description="lab placement: the host that runs "
+                              "the central service, behind its own link (none: the control "
+                              "host); it hosts no peers")
+
+
+class LedgerMigrationWorkload(_Strict):
+    """Figure 11 like the paper (scenarios/ledger_migration.py): hosts of the ledger lab."""
+
+    quorum: float = Field(default=0.9, gt=0, le=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    app_type: str = "image-recog"
+    image_size_mb: int = Field(default=64, ge=1, le=4096,
+                               description="the synthetic container image that migrates")
+    user_data_kb: int = Field(default=64, ge=1, le=1_000_000,
+                              description="the client's data sent back to the source on a "
+                              "ledger refusal")
+    low_free_mb: int = Field(default=16, ge=0, le=65536,
+                             description="free memory a resident load leaves the low host")
+    source: str = "edge1"
+    high: str = Field(default="edge2", description="the high-resource destination")
+    low: str = Field(default="edge3", description="the low-resource destination")
+    cloud: str = Field(default="cloud", description="the central cloud host")
+    port_base: int = Field(default=50500, ge=1024, le=65000,
+                           description="first port of the ledger processes")
+    transfer_port: int = Field(default=50580, ge=1024, le=65000,
+                               description="first of 16 ports where a receiving host listens "
+                               "for a container")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LedgerMigrationWorkload:
+        hosts = [self.source, self.high, self.low, self.cloud]
+        if len(set(hosts)) != 4:
+            raise ValueError(f"source, high, low and cloud must be four hosts, not {hosts}")
+        return self
 
 
 # ------------------------------------------------------------------------------ migrations
@@ -608,6 +642,27 @@ def _builtin() -> list[ScenarioSpec]:
             needs="agents.ledger (validator, peers, central) and a lab CA; the lab placement "
                   "needs an emulated lab deployed with `edgeferry deploy`",
             hosts_when=("placement", "lab"), hosts_when_agents=("ledger",),
+        ),
+        ScenarioSpec(
+            name="ledger-migration",
+            summary="BloSM Figure 11 like the paper: a real container migrates for a moving "
+                    "client via direct, ledger and central-cloud paths; four costs vs direct",
+            implementation=_impl("ledger_migration", "LedgerMigration"),
+            params=LedgerParams, workload=LedgerMigrationWorkload,
+            phases=("direct-metadata", "direct-evaluate", "direct-transfer", "direct-start",
+                    "ledger-broadcast", "ledger-evaluate", "ledger-transfer", "ledger-start",
+                    "ledger-return", "central-upload", "central-metadata", "central-evaluate",
+                    "central-pull", "central-start", "central-rerun-pull",
+                    "central-rerun-start"),
+            metrics={**{f"{c}_cost_{p}": "cost" for c in ("latency", "throughput", "storage",
+                                                         "bandwidth")
+                        for p in ("ledger", "central")},
+                     **{f"latency_s_{p}": "s" for p in ("direct", "ledger", "central")},
+                     **{f"wire_mb_{p}": "MB" for p in ("direct", "ledger", "central")},
+                     "broadcast_s": "s", "upload_s": "s", "accept": "ratio"},
+            uses_hosts=True, agents=("ledger", "node"),
+            needs="the ledger lab (experiments/labs/ledgerlab.yaml: edges and a cloud host) "
+                  "deployed with `edgeferry deploy`, Docker on its hosts",
         ),
         ScenarioSpec(
             name="container-migration",

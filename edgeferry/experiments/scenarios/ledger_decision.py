@@ -206,7 +206,8 @@ class LedgerDecision(Scenario):
                                       f"inventory/{ctx.lab.name}` first")
         w = self.workload
         self._lab = LabLedger(ctx.lab, ctx.connection, ca_dir, ctx.work_dir, source=w.source,
-                              destination=w.destination, port_base=w.port_base, log=ctx.log)
+                              destination=w.destination, port_base=w.port_base, log=ctx.log,
+                              cloud=w.cloud)
         self._lab_sessions: dict[int, tuple[Any, Any, float]] = {}
         self._rng = random.Random(ctx.seed)
         self._counter = 0
