@@ -106,3 +106,40 @@ def test_probe_help_names_its_config_argument() -> None:
                           capture_output=True, text=True, timeout=60, check=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "python -m agents.ledger.probe" in done.stdout and "config" in done.stdout
+
+
+def test_probe_streams_a_container_file_to_itself_over_mtls(tmp_path: Path, lab_pki: Any) -> None:
+    """Figure 11's transfer commands through the probe process: listen, send, collect the
+    outcome, remove; a resident load is held; resources without a node agent is an error."""
+    import hashlib
+    import socket
+
+    tls = lab_pki.tls_config(lab_pki.issue("smf.edge1"))
+    payload = tmp_path / "image.tar"
+    payload.write_bytes(os.urandom(2_500_000))
+    stored = tmp_path / "stored.tar"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "a1" * 16
+    cfg = {"tls": {"ca_cert": str(tls.ca_cert), "cert": str(tls.cert), "key": str(tls.key)},
+           "address": "127.0.0.1", "node_id": "cloud@test"}
+    ready, listening, sent, got, removed, held, freed, no_node = _run_probe(
+        tmp_path, "transfer", cfg,
+        [{"op": "receive", "port": port, "token": token, "senders": ["smf.edge1"],
+          "max_bytes": 10_000_000, "file": str(stored)},
+         {"op": "send", "address": "127.0.0.1", "port": port, "token": token,
+          "file": str(payload)},
+         {"op": "received", "token": token, "timeout": 30},
+         {"op": "remove", "file": str(stored)},
+         {"op": "ballast", "bytes": 8_000_000},
+         {"op": "ballast", "bytes": 0},
+         {"op": "resources"}])
+    want = hashlib.sha256(payload.read_bytes()).hexdigest()
+    assert ready["ready"] and listening["listening"]
+    assert sent["ok_"] and sent["bytes"] == sent["sent_bytes"] == 2_500_000, sent
+    assert sent["sha256"] == want and sent["wall_s"] > 0
+    assert got["ok_"] and got["sha256"] == want and got["sender"] == "smf.edge1"
+    assert removed["ok_"] and not stored.exists()
+    assert held["held"] == 8_000_000 and freed["held"] == 0
+    assert not no_node["ok_"] and "no node agent" in no_node["error"]
