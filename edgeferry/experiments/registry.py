@@ -650,16 +650,19 @@ def _builtin() -> list[ScenarioSpec]:
             implementation=_impl("ledger_migration", "LedgerMigration"),
             params=LedgerParams, workload=LedgerMigrationWorkload,
             phases=("direct-metadata", "direct-evaluate", "direct-transfer", "direct-start",
-                    "ledger-broadcast", "ledger-evaluate", "ledger-transfer", "ledger-start",
-                    "ledger-return", "central-upload", "central-metadata", "central-evaluate",
-                    "central-pull", "central-start", "central-rerun-pull",
-                    "central-rerun-start"),
+                    "ledger-broadcast",
+                    *(f"ledger-{s}-{k}" for k in ("high", "low")
+                      for s in ("evaluate", "transfer", "start", "return")),
+                    *(f"central-{s}-{k}" for k in ("high", "low")
+                      for s in ("upload", "metadata", "evaluate", "pull", "start",
+                                "rerun-pull", "rerun-start"))),
             metrics={**{f"{c}_cost_{p}": "cost" for c in ("latency", "throughput", "storage",
                                                          "bandwidth")
                         for p in ("ledger", "central")},
-                     **{f"latency_s_{p}": "s" for p in ("direct", "ledger", "central")},
-                     **{f"wire_mb_{p}": "MB" for p in ("direct", "ledger", "central")},
-                     "broadcast_s": "s", "upload_s": "s", "accept": "ratio"},
+                     **{f"{m}_{p}": u for m, u in (("latency_s", "s"), ("wire_mb", "MB"))
+                        for p in ("direct", "ledger_high", "ledger_low", "central_high",
+                                  "central_low")},
+                     "broadcast_s": "s"},
             uses_hosts=True, agents=("ledger", "node"),
             needs="the ledger lab (experiments/labs/ledgerlab.yaml: edges and a cloud host) "
                   "deployed with `edgeferry deploy`, Docker on its hosts",

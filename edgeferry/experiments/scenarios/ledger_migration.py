@@ -5,12 +5,14 @@ ledger and the central-cloud path each divided by the direct path's.
 The lab (``experiments/labs/ledgerlab.yaml``): the PoA validator on the control host, ``nodes -
 1`` peer identities over the three edges (`edgeferry.experiments.ledger_lab.LabLedger`), and a
 ``cloud`` host behind its own shaped link that runs the central metadata service and stores
-uploaded containers. The source is ``source`` (edge1); each trial's destination is the
-high-resource edge (``high``, x86 class) or, with probability ``1 - high_resource_share``, the
-low-resource one (``low``, jetson class: 0.5 CPU, and a resident load that leaves it less free
-memory than the container's size). Every destination self-evaluates (Algorithm 2) from its own
-node agent's reading (GetResources over mTLS: FREE, and MAX minus the measured use), so the low
-host refuses because it really lacks memory and CPU.
+uploaded containers. The source is ``source`` (edge1). The destinations are the high-resource
+edge (``high``, x86 class) and the low-resource one (``low``, jetson class: 0.5 CPU, and a
+resident load that leaves it less free memory than the container's size). Every destination
+self-evaluates (Algorithm 2) from its own node agent's reading (GetResources over mTLS: FREE,
+and MAX minus the measured use), so the low host refuses because it really lacks memory and
+CPU. Each trial runs the ledger and the central path to both destinations; a path's value is
+``high_resource_share`` x (to the high one) + the rest x (to the low one) -- the paper's "50 %
+have high, and 50 % have low resources" measured in every trial instead of drawn.
 
 The container is a synthetic workload image of ``image_size_mb`` on the source. It moves as
 ``docker save`` -> mutual-TLS stream -> ``docker load`` (`agents.ledger.transfer`), the same
@@ -20,7 +22,8 @@ code on every path, and starts with ``docker run``. Per trial:
   metadata to it (its metadata service), it self-evaluates, the container moves source ->
   destination and starts.
 - **ledger**: when the client leaves, the source writes the metadata (Algorithm 1, 90 % of the
-  nodes) -- ``ledger-broadcast``, timed on its own as background cost, not in the latency. At
+  nodes) -- ``ledger-broadcast``, timed on its own as background cost, not in the latency, its
+  bytes and stored records counted in each destination's operation. At
   arrival the destination reads its own replica and self-evaluates; accept: the container moves
   source -> destination and starts; reject: the client's user data (``user_data_kb``) goes back
   to the source, which keeps serving.
@@ -47,7 +50,6 @@ The earlier metadata-only comparison (``ledger-decision``) stays as the labelled
 
 from __future__ import annotations
 
-import random
 import secrets
 import shlex
 import time
@@ -106,6 +108,11 @@ def costs(paths: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def mixture(high: dict[str, float], low: dict[str, float], share: float) -> dict[str, float]:
+    """A path's value when `share` of the destinations have high resources (the paper: half)."""
+    return {k: share * high[k] + (1 - share) * low[k] for k in high}
+
+
 class LedgerMigration(Scenario):
     workload: LedgerMigrationWorkload
 
@@ -129,7 +136,6 @@ class LedgerMigration(Scenario):
             raise ScenarioUnavailable(f"no lab CA in {ca_dir}: run `edgeferry deploy -i "
                                       f"inventory/{ctx.lab.name}` first")
         self._ctx = ctx
-        self._rng = random.Random(ctx.seed)
         self._counter = 0
         self._transfers = 0
         self._sessions: dict[int, dict[str, Any]] = {}
@@ -216,180 +222,52 @@ class LedgerMigration(Scenario):
         except Exception as err:
             raise TrialFailed(f"the lab ledger did not start: {type(err).__name__}: {err}"
                               ) from err
-        probes, noop = s["probes"], s["noop"]
         self._counter += 1
-        high = self._rng.random() < float(params["high_resource_share"])
-        dest = w.high if high else w.low
         cid = f"c{ctx.seed}-{self._counter:06d}-{time.time_ns() % 10**9}"
         size = self._image_size(w.source)
         meta = {"source_ip": lab.address(w.source), "container_id": cid, "total_size": size,
                 "gpu_usage": 0, "cpu_usage": CPU_NEED, "type": w.app_type}
-        phases: list[PhaseResult] = []
-        traffic = {p: Traffic() for p in PATHS}
-        stored = {p: 0 for p in PATHS}
-
-        def step(path: str, name: str, calls: list[tuple[str, dict[str, Any]]],
-                 timed: str | None = None) -> list[dict[str, Any]]:
-            """Run probe commands in order, bytes to `path`; the phase time is the `timed`
-            host's own ``wall_s`` (the last call's when None)."""
-            ctx.progress(name)
-            before = lab.link_counters()
-            outs = []
-            try:
-                for host, cmd in calls:
-                    outs.append(probes[host].call(cmd))
-            except Exception as err:
-                phases.append(PhaseResult(name, 0.0, outcome="failed",
-                                          detail={"error": f"{type(err).__name__}: {err}"}))
-                raise TrialFailed(f"{name}: {err}", phases) from err
-            after = lab.link_counters()
-            delta = {h: (after[h][0] - before[h][0], after[h][1] - before[h][1]) for h in after}
-            for host, _cmd in calls:
-                if host in noop:
-                    tx, rx = delta[host]
-                    delta[host] = (tx - noop[host][0], rx - noop[host][1])
-            traffic[path].add(delta)
-            timed_host = timed or calls[-1][0]
-            wall = next((o["wall_s"] for (h, _c), o in zip(calls, outs, strict=True)
-                         if h == timed_host and "wall_s" in o), 0.0)
-            phases.append(PhaseResult(name, float(wall),
-                                      bytes=sum(max(0, v[0]) for v in delta.values()),
-                                      detail={"path": path, "hosts": [h for h, _ in calls]}))
-            return outs
-
-        def move(path: str, name: str, frm: str, to: str, *, image: bool = True,
-                 file: str | None = None, to_file: str | None = None) -> dict[str, Any]:
-            """One mTLS stream frm -> to (image or file; into docker load or a file)."""
-            token = secrets.token_hex(16)
-            # a port per transfer from a small range: a receiver a failed trial left listening
-            # (until its accept timeout) never blocks the next one
-            self._transfers += 1
-            port = w.transfer_port + self._transfers % TRANSFER_PORTS
-            recv: dict[str, Any] = {"op": "receive", "port": port, "token": token,
-                                    "senders": [f"smf.{frm}"], "max_bytes": 2 * size + 10 * MB}
-            if to_file:
-                recv["file"] = to_file
-            send: dict[str, Any] = {"op": "send", "address": lab.address(to), "port": port,
-                                    "token": token}
-            send.update({"image": self.image} if image and not file else {"file": file})
-            outs = step(path, name, [(to, recv), (frm, send),
-                                     (to, {"op": "received", "token": token})], timed=frm)
-            return outs[1]
-
-        def evaluate(path: str, name: str, host: str, service: str) -> bool:
-            out = step(path, name, [(host, {"op": "read", "service": service,
-                                            "container_id": cid, "resources": "node",
-                                            "types": [w.app_type], "timeout": w.timeout_s})])[0]
-            if not out.get("found"):
-                raise TrialFailed(f"{name}: {host} found no metadata for {cid}", phases)
-            phases[-1].detail.update({"accept": out["accept"], "reason": out["reason"],
-                                      "free": out.get("free")})
-            return bool(out["accept"])
-
-        def start(path: str, name: str, host: str) -> None:
-            step(path, name, [(host, {"op": "run", "image": self.image,
-                                      "name": f"fig11-{cid}-{path}"})])
-
-        def fresh(host: str) -> bool:
-            """Remove the image where it is not the source's own (untimed); True: host lacks it."""
-            if host != w.source:
-                probes[host].call({"op": "remove", "image": self.image})
-            return not self._has_image(host)
-
-        store_before = lab.storage(s["net"])
-        cloud_file = f"{lab.dirs[w.cloud]}/{cid}.tar"
+        t = _Trial(self, ctx, s, cid, size)
+        share = float(params["high_resource_share"])
         try:
-            # ---- direct: known destination (the high edge)
-            lacks = fresh(w.high)
-            step("direct", "direct-metadata", [(w.source, {"op": "put", "service": "direct",
-                                                          "meta": meta})])
-            if not evaluate("direct", "direct-evaluate", w.high, "direct"):
-                raise TrialFailed(f"the known destination {w.high} refused: "
-                                  f"{phases[-1].detail}", phases)
-            moved = move("direct", "direct-transfer", w.source, w.high)
-            stored["direct"] += size if lacks else 0
-            start("direct", "direct-start", w.high)
-            self._cleanup(probes[w.high], w.high, f"fig11-{cid}-direct")
-            store_mid = lab.storage(s["net"])
-            stored["direct"] += store_mid["direct"] - store_before["direct"]
-
-            # ---- ledger: broadcast when the client leaves (background), decide at arrival
-            lacks = fresh(dest)
-            lw = step("ledger", "ledger-broadcast", [(w.source, {
-                "op": "ledger_write", "meta": meta, "quorum": w.quorum,
-                "timeout": w.timeout_s})])[0]
-            broadcast_s = float(lw["t90_s"])
-            phases[-1].wall_s = broadcast_s
-            phases[-1].detail.update({"background": True, "t100_s": lw.get("t100_s"),
-                                      "confirmations": lw["confirmations"],
-                                      "total_nodes": lw["total_nodes"]})
-            if not lw["ok"]:
-                raise TrialFailed(f"Algorithm 1 did not reach the quorum: {lw['reason']}",
-                                  phases)
-            ledger_accept = evaluate("ledger", "ledger-evaluate", dest, "replica")
-            if ledger_accept:
-                move("ledger", "ledger-transfer", w.source, dest)
-                stored["ledger"] += size if lacks else 0
-                start("ledger", "ledger-start", dest)
-                self._cleanup(probes[dest], dest, f"fig11-{cid}-ledger")
-            else:
-                move("ledger", "ledger-return", dest, w.source, image=False,
-                     file=self._user_data(dest), to_file=f"{lab.dirs[w.source]}/user-{cid}")
-                probes[w.source].call({"op": "remove", "file": f"{lab.dirs[w.source]}/user-{cid}"})
-            store_led = lab.storage(s["net"])
-            stored["ledger"] += (store_led["ledger_validator"] + store_led["ledger_replicas"]
-                                 - store_mid["ledger_validator"] - store_mid["ledger_replicas"])
-
-            # ---- central: upload to the cloud, query, pull (accept) or re-run at the source
-            lacks = fresh(dest)
-            up = move("central", "central-upload", w.source, w.cloud, to_file=cloud_file)
-            upload_s = float(up["wall_s"])
-            step("central", "central-metadata", [(w.source, {"op": "put", "service": "central",
-                                                            "meta": meta})])
-            phases[-1].detail["part_of"] = "central-upload"
-            stored["central"] += int(up["bytes"])
-            central_accept = evaluate("central", "central-evaluate", dest, "central")
-            if central_accept:
-                move("central", "central-pull", w.cloud, dest, image=False, file=cloud_file)
-                stored["central"] += size if lacks else 0
-                start("central", "central-start", dest)
-                self._cleanup(probes[dest], dest, f"fig11-{cid}-central")
-            else:
-                move("central", "central-rerun-pull", w.cloud, w.source, image=False,
-                     file=cloud_file)
-                start("central", "central-rerun-start", w.source)
-                self._cleanup(probes[w.source], w.source, f"fig11-{cid}-central")
-            probes[w.cloud].call({"op": "remove", "file": cloud_file})
-            store_end = lab.storage(s["net"])
-            stored["central"] += store_end["central"] - store_led["central"]
+            t.direct(meta)
+            accept = {}
+            for dest in (w.high, w.low):
+                accept[("ledger", dest)] = t.ledger(meta, dest)
+            for dest in (w.high, w.low):
+                accept[("central", dest)] = t.central(meta, dest)
         except TrialFailed:
             raise
         except Exception as err:
-            raise TrialFailed(f"{type(err).__name__}: {err}", phases) from err
-
-        if ledger_accept != central_accept:
-            raise TrialFailed(f"the ledger and the central path decided differently on {dest}",
-                              phases)
+            raise TrialFailed(f"{type(err).__name__}: {err}", t.phases) from err
+        for dest in (w.high, w.low):
+            if accept[("ledger", dest)] != accept[("central", dest)]:
+                raise TrialFailed(f"the ledger and the central path decided differently on "
+                                  f"{dest}", t.phases)
+        if not accept[("ledger", w.high)] or accept[("ledger", w.low)]:
+            raise TrialFailed(f"expected {w.high} to accept and {w.low} to refuse, got "
+                              f"{accept}", t.phases)
         s["net"].items += 1
-        latency = {p: sum(ph.wall_s for ph in phases if ph.detail.get("path") == p
-                          and not ph.detail.get("background")) for p in PATHS}
-        values = {p: {"latency": latency[p], "throughput": float(traffic[p].busiest),
-                      "bandwidth": float(traffic[p].total), "storage": float(stored[p])}
-                  for p in PATHS}
+        values = {"direct": t.values("direct")}
+        for path in ("ledger", "central"):
+            hi, lo = t.values(f"{path}@{w.high}"), t.values(f"{path}@{w.low}")
+            values[path] = mixture(hi, lo, share)
         metrics = costs(values)
-        for p in PATHS:
-            metrics[f"latency_s_{p}"] = latency[p]
-            metrics[f"wire_mb_{p}"] = traffic[p].total / MB
-        metrics["broadcast_s"] = broadcast_s
-        metrics["upload_s"] = upload_s
-        metrics["accept"] = 1.0 if ledger_accept else 0.0
-        return TrialResult(phases=phases, metrics=metrics, detail={
-            "destination": dest, "destination_high_resources": high, "accept": ledger_accept,
-            "image": self.image, "image_bytes": size, "moved_bytes": moved["bytes"],
-            "values": values, "links": {p: traffic[p].links for p in PATHS},
+        for op in t.latency:
+            key = op.replace(f"@{w.high}", "_high").replace(f"@{w.low}", "_low")
+            metrics[f"latency_s_{key}"] = t.latency[op]
+            metrics[f"wire_mb_{key}"] = t.traffic[op].total / MB
+        metrics["broadcast_s"] = t.broadcast_s
+        return TrialResult(phases=t.phases, metrics=metrics, detail={
+            "image": self.image, "image_bytes": size, "high_resource_share": share,
+            "accept": {f"{p}@{d}": a for (p, d), a in accept.items()},
+            "values": values, "per_destination": {op: t.values(op) for op in t.latency},
+            "links": {op: tr.links for op, tr in t.traffic.items()},
             "bytes_method": "bridge-side veth counters of every lab host (rx = sent, tx = "
                             "received), minus each probe command's SSH round trip",
-            "timed": "on the acting host (monotonic), SSH excluded"})
+            "timed": "on the acting host (monotonic), SSH excluded",
+            "mixture": f"ledger and central = {share} x (to {w.high}) + {1 - share:g} x "
+                       f"(to {w.low}), both measured in this trial"})
 
     # -- helpers --------------------------------------------------------------------------------
     def _image_size(self, host: str) -> int:
@@ -435,3 +313,197 @@ class LedgerMigration(Scenario):
         problems = self.lab.close()
         for p in problems:
             ctx.log(f"ledger-migration clean-up: {p}")
+
+
+class _Trial:
+    """The operations of one trial: each path's phases, link traffic, stored bytes and latency
+    (keyed ``direct``, ``ledger@<dest>``, ``central@<dest>``)."""
+
+    def __init__(self, sc: LedgerMigration, ctx: ScenarioContext, session: dict[str, Any],
+                 cid: str, size: int) -> None:
+        self.sc, self.ctx, self.cid, self.size = sc, ctx, cid, size
+        self.w, self.lab = sc.workload, sc.lab
+        self.net = session["net"]
+        self.probes: dict[str, Any] = session["probes"]
+        self.noop: dict[str, tuple[int, int]] = session["noop"]
+        self.phases: list[PhaseResult] = []
+        self.traffic: dict[str, Traffic] = {}
+        self.stored: dict[str, int] = {}
+        self.latency: dict[str, float] = {}
+        self.broadcast: tuple[Traffic, int] | None = None  # the ledger write's, shared
+        self.broadcast_s = 0.0
+
+    def kind(self, dest: str) -> str:
+        """``high`` or ``low``: the destination's class in phase and metric names."""
+        return "high" if dest == self.w.high else "low"
+
+    def values(self, op: str) -> dict[str, float]:
+        tr = self.traffic[op]
+        return {"latency": self.latency[op], "throughput": float(tr.busiest),
+                "bandwidth": float(tr.total), "storage": float(self.stored[op])}
+
+    # -- measured steps ------------------------------------------------------------------------
+    def step(self, op: str, name: str, calls: list[tuple[str, dict[str, Any]]],
+             timed: str | None = None, background: bool = False) -> list[dict[str, Any]]:
+        """Run probe commands in order; bytes go to `op`; the phase time is the `timed` host's
+        own ``wall_s`` (the last call's host when None) and counts in the latency unless
+        `background`."""
+        self.ctx.progress(name)
+        before = self.lab.link_counters()
+        outs = []
+        try:
+            for host, cmd in calls:
+                outs.append(self.probes[host].call(cmd))
+        except Exception as err:
+            self.phases.append(PhaseResult(name, 0.0, outcome="failed",
+                                           detail={"op": op, "error": f"{type(err).__name__}: "
+                                                                      f"{err}"}))
+            raise TrialFailed(f"{name}: {err}", self.phases) from err
+        after = self.lab.link_counters()
+        delta = {h: (after[h][0] - before[h][0], after[h][1] - before[h][1]) for h in after}
+        for host, _cmd in calls:  # each command's own SSH round trip crossed its host's link
+            tx, rx = delta[host]
+            delta[host] = (tx - self.noop[host][0], rx - self.noop[host][1])
+        self.traffic.setdefault(op, Traffic()).add(delta)
+        timed_host = timed or calls[-1][0]
+        wall = float(next((o["wall_s"] for (h, _c), o in zip(calls, outs, strict=True)
+                           if h == timed_host and "wall_s" in o), 0.0))
+        if not background:
+            self.latency[op] = self.latency.get(op, 0.0) + wall
+        self.phases.append(PhaseResult(name, wall,
+                                       bytes=sum(max(0, v[0]) for v in delta.values()),
+                                       detail={"op": op, "hosts": [h for h, _ in calls],
+                                               "background": background}))
+        return outs
+
+    def move(self, op: str, name: str, frm: str, to: str, *, file: str | None = None,
+             to_file: str | None = None) -> dict[str, Any]:
+        """One mTLS stream frm -> to: the image (``docker save``) or `file`, into ``docker
+        load`` or `to_file`; timed on the sender (until the receiver's answer)."""
+        sc = self.sc
+        token = secrets.token_hex(16)
+        # a port per transfer from a small range: a receiver a failed trial left listening
+        # (until its accept timeout) never blocks the next one
+        sc._transfers += 1
+        port = self.w.transfer_port + sc._transfers % TRANSFER_PORTS
+        recv: dict[str, Any] = {"op": "receive", "port": port, "token": token,
+                                "senders": [f"smf.{frm}"], "max_bytes": 2 * self.size + 10 * MB}
+        if to_file:
+            recv["file"] = to_file
+        send: dict[str, Any] = {"op": "send", "address": self.lab.address(to), "port": port,
+                                "token": token}
+        send.update({"file": file} if file else {"image": sc.image})
+        outs = self.step(op, name, [(to, recv), (frm, send),
+                                    (to, {"op": "received", "token": token})], timed=frm)
+        return outs[1]
+
+    def evaluate(self, op: str, name: str, host: str, service: str) -> bool:
+        """Algorithm 2 on `host` from its node agent's reading, on metadata from `service`."""
+        out = self.step(op, name, [(host, {"op": "read", "service": service,
+                                           "container_id": self.cid, "resources": "node",
+                                           "types": [self.w.app_type],
+                                           "timeout": self.w.timeout_s})])[0]
+        if not out.get("found"):
+            raise TrialFailed(f"{name}: {host} found no metadata for {self.cid}", self.phases)
+        self.phases[-1].detail.update({"accept": out["accept"], "reason": out["reason"],
+                                       "free": out.get("free")})
+        return bool(out["accept"])
+
+    def start(self, op: str, name: str, host: str) -> None:
+        self.step(op, name, [(host, {"op": "run", "image": self.sc.image,
+                                     "name": self._container(op)})])
+        self.sc._cleanup(self.probes[host], host, self._container(op))
+
+    def _container(self, op: str) -> str:
+        return f"fig11-{self.cid}-{op.replace('@', '-')}"
+
+    def fresh(self, host: str) -> bool:
+        """Untimed: remove the image where it is not the source's own; True: the host lacks it
+        now (so loading it stores it)."""
+        if host != self.w.source:
+            self.probes[host].call({"op": "remove", "image": self.sc.image})
+        return not self.sc._has_image(host)
+
+    def _metadata_bytes(self, keys: tuple[str, ...], fn: Any) -> int:
+        before = self.lab.storage(self.net)
+        fn()
+        after = self.lab.storage(self.net)
+        return sum(after[k] - before[k] for k in keys)
+
+    # -- the three paths -----------------------------------------------------------------------
+    def direct(self, meta: dict[str, Any]) -> None:
+        """The known destination (the high edge): metadata, self-evaluation, container, start."""
+        w, op = self.w, "direct"
+        lacks = self.fresh(w.high)
+
+        def body() -> None:
+            self.step(op, "direct-metadata", [(w.source, {"op": "put", "service": "direct",
+                                                          "meta": meta})])
+            if not self.evaluate(op, "direct-evaluate", w.high, "direct"):
+                raise TrialFailed(f"the known destination {w.high} refused: "
+                                  f"{self.phases[-1].detail}", self.phases)
+            self.move(op, "direct-transfer", w.source, w.high)
+            self.start(op, "direct-start", w.high)
+
+        self.stored[op] = self._metadata_bytes(("direct",), body) + (self.size if lacks else 0)
+
+    def ledger(self, meta: dict[str, Any], dest: str) -> bool:
+        """Algorithm 1 when the client leaves (once per trial, background), then at arrival the
+        destination's replica, Algorithm 2, and the container or the user data back."""
+        w, op, kind = self.w, f"ledger@{dest}", self.kind(dest)
+        if self.broadcast is None:
+            keys = ("ledger_validator", "ledger_replicas")
+            out: dict[str, Any] = {}
+
+            def write() -> None:
+                out.update(self.step("ledger-broadcast", "ledger-broadcast", [(w.source, {
+                    "op": "ledger_write", "meta": meta, "quorum": w.quorum,
+                    "timeout": w.timeout_s})], background=True)[0])
+
+            stored = self._metadata_bytes(keys, write)
+            self.broadcast_s = float(out["t90_s"])
+            self.phases[-1].wall_s = self.broadcast_s
+            self.phases[-1].detail.update({"t100_s": out.get("t100_s"),
+                                           "confirmations": out["confirmations"],
+                                           "total_nodes": out["total_nodes"]})
+            if not out["ok"]:
+                raise TrialFailed(f"Algorithm 1 did not reach the quorum: {out['reason']}",
+                                  self.phases)
+            self.broadcast = (self.traffic.pop("ledger-broadcast"), stored)
+        shared, stored = self.broadcast
+        self.traffic[op] = Traffic({h: list(v) for h, v in shared.links.items()})
+        self.stored[op] = stored  # every operation pays its own broadcast
+        lacks = self.fresh(dest)
+        accept = self.evaluate(op, f"ledger-evaluate-{kind}", dest, "replica")
+        if accept:
+            self.move(op, f"ledger-transfer-{kind}", w.source, dest)
+            self.stored[op] += self.size if lacks else 0
+            self.start(op, f"ledger-start-{kind}", dest)
+        else:
+            back = f"{self.lab.dirs[w.source]}/user-{self.cid}"
+            self.move(op, f"ledger-return-{kind}", dest, w.source, file=self.sc._user_data(dest),
+                      to_file=back)
+            self.probes[w.source].call({"op": "remove", "file": back})
+        self.latency.setdefault(op, 0.0)
+        return accept
+
+    def central(self, meta: dict[str, Any], dest: str) -> bool:
+        """Upload container + metadata to the cloud; the destination queries and evaluates;
+        it pulls from the cloud, or the source re-runs the container from the cloud."""
+        w, op, kind = self.w, f"central@{dest}", self.kind(dest)
+        lacks = self.fresh(dest)
+        cloud_file = f"{self.lab.dirs[w.cloud]}/{self.cid}-{dest}.tar"
+        up = self.move(op, f"central-upload-{kind}", w.source, w.cloud, to_file=cloud_file)
+        self.stored[op] = int(up["bytes"]) + self._metadata_bytes(("central",), lambda: self.step(
+            op, f"central-metadata-{kind}", [(w.source, {"op": "put", "service": "central",
+                                                         "meta": meta})]))
+        accept = self.evaluate(op, f"central-evaluate-{kind}", dest, "central")
+        if accept:
+            self.move(op, f"central-pull-{kind}", w.cloud, dest, file=cloud_file)
+            self.stored[op] += self.size if lacks else 0
+            self.start(op, f"central-start-{kind}", dest)
+        else:  # the source still holds the image's layers: loading stores nothing new
+            self.move(op, f"central-rerun-pull-{kind}", w.cloud, w.source, file=cloud_file)
+            self.start(op, f"central-rerun-start-{kind}", w.source)
+        self.probes[w.cloud].call({"op": "remove", "file": cloud_file})
+        return accept

@@ -19,6 +19,7 @@ from edgeferry.experiments.scenarios.ledger_migration import (
     LedgerMigration,
     Traffic,
     costs,
+    mixture,
 )
 from edgeferry.lab.config import load_spec
 
@@ -35,6 +36,13 @@ def test_each_cost_is_the_path_value_over_direct():
         "storage_cost_ledger": 0.5, "bandwidth_cost_ledger": 30 / 41,
         "latency_cost_central": 3.0, "throughput_cost_central": 2.0,
         "storage_cost_central": 3.0, "bandwidth_cost_central": 2.0})
+
+
+def test_a_path_mixes_its_high_and_low_destination_by_the_share():
+    high = {"latency": 16.0, "storage": 64e6}
+    low = {"latency": 0.2, "storage": 0.1e6}
+    assert mixture(high, low, 0.5) == pytest.approx({"latency": 8.1, "storage": 32.05e6})
+    assert mixture(high, low, 1.0) == high and mixture(high, low, 0.0) == low
 
 
 def test_traffic_sums_links_counts_each_frame_once_and_finds_the_busiest():
