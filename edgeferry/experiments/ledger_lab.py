@@ -49,6 +49,20 @@ ROLE_OFFSETS = {"validator": 0, "central": 1, "direct": 2, "peers": 3}
 PORT_STRIDE = 10  # ports of network k: base + k * stride + offset
 
 
+def lab_ca_dir(ctx: Any) -> Path:
+    """The lab CA's folder of a scenario's lab (the deployed agents' CA); ScenarioUnavailable
+    when the lab was never deployed."""
+    from edgeferry.experiments.scenario import ScenarioUnavailable
+    from edgeferry.workspace import state_root
+
+    ca_dir = (Path(ctx.endpoints.tls.ca_cert).parent if ctx.endpoints.tls is not None
+              else state_root() / "pki" / ctx.lab.name / "ca")
+    if not (ca_dir / "ca.key").is_file():
+        raise ScenarioUnavailable(f"no lab CA in {ca_dir}: run `edgeferry deploy -i "
+                                  f"inventory/{ctx.lab.name}` first")
+    return ca_dir
+
+
 def distribute(peers: int, hosts: list[str]) -> dict[str, int]:
     """Peer identities per host: as even as possible, the first hosts get the remainder;
     hosts that would get none are left out."""

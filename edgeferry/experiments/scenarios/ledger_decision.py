@@ -32,7 +32,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edgeferry.experiments.registry import LedgerWorkload
@@ -192,18 +191,13 @@ class LedgerDecision(Scenario):
 
     # -- the lab placement -------------------------------------------------------------------
     def _prepare_lab(self, ctx: ScenarioContext) -> None:
-        from edgeferry.experiments.ledger_lab import LabLedger
-        from edgeferry.workspace import state_root
+        from edgeferry.experiments.ledger_lab import LabLedger, lab_ca_dir
 
         if ctx.lab is None or ctx.connect is None:
             raise ScenarioUnavailable(
                 "ledger-decision with placement: lab needs the emulated lab (target: {lab: "
                 "...}) and SSH to its hosts")
-        ca_dir = (Path(ctx.endpoints.tls.ca_cert).parent if ctx.endpoints.tls is not None
-                  else state_root() / "pki" / ctx.lab.name / "ca")
-        if not (ca_dir / "ca.key").is_file():
-            raise ScenarioUnavailable(f"no lab CA in {ca_dir}: run `edgeferry deploy -i "
-                                      f"inventory/{ctx.lab.name}` first")
+        ca_dir = lab_ca_dir(ctx)
         w = self.workload
         self._lab = LabLedger(ctx.lab, ctx.connection, ca_dir, ctx.work_dir, source=w.source,
                               destination=w.destination, port_base=w.port_base, log=ctx.log,

@@ -54,7 +54,6 @@ import secrets
 import shlex
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edgeferry.experiments.registry import LedgerMigrationWorkload
@@ -117,8 +116,7 @@ class LedgerMigration(Scenario):
     workload: LedgerMigrationWorkload
 
     def prepare(self, ctx: ScenarioContext) -> None:
-        from edgeferry.experiments.ledger_lab import LabLedger
-        from edgeferry.workspace import state_root
+        from edgeferry.experiments.ledger_lab import LabLedger, lab_ca_dir
 
         if ctx.lab is None or ctx.connect is None:
             raise ScenarioUnavailable(
@@ -130,11 +128,7 @@ class LedgerMigration(Scenario):
         if missing:
             raise ScenarioUnavailable(f"lab {ctx.lab.name!r} has no host {', '.join(missing)} "
                                       "(experiments/labs/ledgerlab.yaml has them)")
-        ca_dir = (Path(ctx.endpoints.tls.ca_cert).parent if ctx.endpoints.tls is not None
-                  else state_root() / "pki" / ctx.lab.name / "ca")
-        if not (ca_dir / "ca.key").is_file():
-            raise ScenarioUnavailable(f"no lab CA in {ca_dir}: run `edgeferry deploy -i "
-                                      f"inventory/{ctx.lab.name}` first")
+        ca_dir = lab_ca_dir(ctx)
         self._ctx = ctx
         self._counter = 0
         self._transfers = 0
