@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.security.advertisement import parse_shortfall
-from edgeferry.experiments.registry import SHORTFALL_KEYS, PlacementExpectation
+from edgeferry.experiments.workloads import SHORTFALL_KEYS, PlacementExpectation
 
 MIB = 1024 * 1024
 _LINE = re.compile(r"(?:chose (?P<chosen>\S+)|no cloud fits) \((?P<why>.*)\)\s*$", re.S)

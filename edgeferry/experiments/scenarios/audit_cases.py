@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeferry.experiments.registry import AuditWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -28,6 +27,7 @@ from edgeferry.experiments.scenario import (
     ScenarioUnavailable,
     TrialResult,
 )
+from edgeferry.experiments.workloads import AuditWorkload
 
 
 def _target(text: str) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from agents.audit.domain import percent_limit
-from edgeferry.experiments.registry import AuditMigrationsWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     ScenarioContext,
@@ -27,6 +26,7 @@ from edgeferry.experiments.scenarios.migration_common import (
     phases_of,
     reset_to,
 )
+from edgeferry.experiments.workloads import AuditMigrationsWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 SERVICE = "synthetic"

@@ -30,9 +30,9 @@ import math
 from typing import Any
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
-from edgeferry.experiments.registry import ContainerMigrationWorkload
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialResult
 from edgeferry.experiments.scenarios.migration_common import MigrationScenario
+from edgeferry.experiments.workloads import ContainerMigrationWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 SERVICE = "synthetic"

@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeferry.experiments.registry import LedgerWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     PhaseTimer,
@@ -44,6 +43,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.workloads import LedgerWorkload
 
 HIGH = (16 * 2**30, 8000, 1000)  # free memory bytes, millicores, milli-GPU
 LOW = (1 * 2**30, 1000, 0)

@@ -56,7 +56,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeferry.experiments.registry import LedgerMigrationWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -65,6 +64,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.workloads import LedgerMigrationWorkload
 from edgeferry.hosts import run
 
 MB = 1_000_000

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from edgeferry.experiments.links import TrialLinks
-from edgeferry.experiments.registry import LinkBandwidthWorkload
 from edgeferry.experiments.scenario import (
     PhaseTimer,
     Scenario,
@@ -22,6 +21,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.workloads import LinkBandwidthWorkload
 from edgeferry.hosts import run
 from edgeferry.lab.config import parse_rate
 from edgeferry.lab.links.iperf import parse_iperf3_json

@@ -57,7 +57,6 @@ from edgeferry.experiments.mobility import (
     decide,
     first_trigger,
 )
-from edgeferry.experiments.registry import NmsMobilityWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     PhaseTimer,
@@ -67,6 +66,7 @@ from edgeferry.experiments.scenario import (
     TrialResult,
 )
 from edgeferry.experiments.scenarios.nms_secure_migration import SERVICE, NmsSecureMigration
+from edgeferry.experiments.workloads import NmsMobilityWorkload
 
 REPO = Path(__file__).resolve().parents[3]
 CLIENT_ID = "alice"

@@ -34,7 +34,6 @@ from agents.node.locate import ssp_resolver
 from agents.smf.client import ApplicationSession
 from agents.workloads.nms.auth import SharedKeyAuth
 from agents.workloads.nms.client import NmsClient
-from edgeferry.experiments.registry import NmsWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     PhaseTimer,
@@ -44,6 +43,7 @@ from edgeferry.experiments.scenario import (
     TrialResult,
 )
 from edgeferry.experiments.scenarios.migration_common import MigrationScenario
+from edgeferry.experiments.workloads import NmsWorkload
 from edgeferry.images.nms import nms_image
 
 SERVICE = "nms"

@@ -27,7 +27,6 @@ from typing import Any
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.ecosystem import Ecosystem
 from edgeferry.experiments.placement import PlacementOutcome, check, parse_placement
-from edgeferry.experiments.registry import PlacementWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -37,6 +36,7 @@ from edgeferry.experiments.scenario import (
     TrialResult,
 )
 from edgeferry.experiments.scenarios.migration_common import phases_of, reset_to
+from edgeferry.experiments.workloads import PlacementWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 IMAGE_MB = 16  # the service's image: small, the placement is the point

@@ -22,7 +22,6 @@ from typing import Any
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
 from edgeferry.experiments.ecosystem import Ecosystem
-from edgeferry.experiments.registry import RequestMigrationWorkload
 from edgeferry.experiments.scenario import (
     PhaseTimer,
     Scenario,
@@ -31,6 +30,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.workloads import RequestMigrationWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
 WORKLOAD = "reqsvc"

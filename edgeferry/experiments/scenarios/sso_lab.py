@@ -31,7 +31,6 @@ from typing import Any
 
 import grpc
 
-from edgeferry.experiments.registry import SsoCachingLabWorkload, SsoCompositionLabWorkload
 from edgeferry.experiments.scenario import (
     PhaseTimer,
     Scenario,
@@ -40,6 +39,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.workloads import SsoCachingLabWorkload, SsoCompositionLabWorkload
 
 
 class _Agents:

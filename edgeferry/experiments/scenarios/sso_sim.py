@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from edgeferry.experiments.registry import SsoCachingSimWorkload, SsoCompositionSimWorkload
 from edgeferry.experiments.scenario import PhaseTimer, Scenario, ScenarioContext, TrialResult
+from edgeferry.experiments.workloads import SsoCachingSimWorkload, SsoCompositionSimWorkload
 
 
 def _catalog(w: SsoCachingSimWorkload) -> Any:

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeferry.experiments.registry import TcfdlPipelineWorkload, TcfdlWorkload
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -37,6 +36,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.workloads import TcfdlPipelineWorkload, TcfdlWorkload
 from edgeferry.tcfdl import CASES, bound_s, crypto_metrics, framework_s, trial_phases
 
 

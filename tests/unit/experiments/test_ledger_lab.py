@@ -23,11 +23,11 @@ from edgeferry.experiments.ledger_lab import (
     peer_settings,
     port_of,
 )
-from edgeferry.experiments.registry import LedgerWorkload
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable
 from edgeferry.experiments.scenarios.ledger_decision import LedgerDecision
 from edgeferry.experiments.schema import Experiment, parse_experiment
 from edgeferry.experiments.steps import _agents, _uses_hosts
+from edgeferry.experiments.workloads import LedgerWorkload
 
 EDGES = ["edge1", "edge2", "edge3"]
 

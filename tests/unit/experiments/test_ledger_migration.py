@@ -12,7 +12,6 @@ import pytest
 
 from agents.ledger.decisions import NodeResources, self_evaluate
 from agents.ledger.transactions import ContainerMetadata
-from edgeferry.experiments.registry import LedgerMigrationWorkload
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable
 from edgeferry.experiments.scenarios.ledger_migration import (
     CPU_NEED,
@@ -21,6 +20,7 @@ from edgeferry.experiments.scenarios.ledger_migration import (
     costs,
     mixture,
 )
+from edgeferry.experiments.workloads import LedgerMigrationWorkload
 from edgeferry.lab.config import load_spec
 
 REPO = Path(__file__).resolve().parents[3]

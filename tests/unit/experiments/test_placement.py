@@ -13,8 +13,8 @@ from agents.security.rasp import Resources
 from edgeferry.errors import ConfigError
 from edgeferry.experiments.ecosystem import SERVICE_NEEDS, check_requirement
 from edgeferry.experiments.placement import check, outcome_of, parse_placement, table_row
-from edgeferry.experiments.registry import PlacementExpectation
 from edgeferry.experiments.schema import load_experiment, parse_experiment
+from edgeferry.experiments.workloads import PlacementExpectation
 
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,7 +68,7 @@ def test_container_migration_takes_a_requirement_too() -> None:
 
 def test_default_requirement_is_service_needs() -> None:
     exp = parse_experiment(doc({}), "x.yaml")
-    from edgeferry.experiments.registry import PlacementWorkload
+    from edgeferry.experiments.workloads import PlacementWorkload
     w = PlacementWorkload.model_validate(exp.parts[0].workload)
     assert w.requirement.resources() == SERVICE_NEEDS == Resources(100, 256, 1000, 10)
 

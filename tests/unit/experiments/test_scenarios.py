@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgeferry.experiments.registry import AuditWorkload, LedgerWorkload
 from edgeferry.experiments.scenario import ScenarioContext
 from edgeferry.experiments.scenarios.audit_cases import AuditCases
 from edgeferry.experiments.scenarios.ledger_decision import LedgerDecision
+from edgeferry.experiments.workloads import AuditWorkload, LedgerWorkload
 
 
 def ctx(tmp_path):
