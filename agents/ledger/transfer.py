@@ -183,10 +183,15 @@ class Receiver:
                 digest.update(chunk)
                 sink.write(chunk)
                 total += n
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+            raise
         finally:
-            sink.close()
+            if proc is None:
+                sink.close()
         loaded = ""
-        if proc is not None:
+        if proc is not None:  # communicate() closes its stdin: the end of the stream
             out, err = proc.communicate(timeout=600)
             if proc.returncode != 0:
                 raise TransferError(f"docker load failed: {err.decode(errors='replace')[-300:]}")

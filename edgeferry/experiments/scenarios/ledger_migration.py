@@ -387,8 +387,15 @@ class _Trial:
         send: dict[str, Any] = {"op": "send", "address": self.lab.address(to), "port": port,
                                 "token": token}
         send.update({"file": file} if file else {"image": sc.image})
-        outs = self.step(op, name, [(to, recv), (frm, send),
-                                    (to, {"op": "received", "token": token})], timed=frm)
+        try:
+            outs = self.step(op, name, [(to, recv), (frm, send),
+                                        (to, {"op": "received", "token": token})], timed=frm)
+        except TrialFailed as err:  # the receiver's side says why it closed
+            try:
+                self.probes[to].call({"op": "received", "token": token, "timeout": 5})
+            except Exception as why:
+                raise TrialFailed(f"{err}; the receiver on {to}: {why}", self.phases) from err
+            raise
         return outs[1]
 
     def evaluate(self, op: str, name: str, host: str, service: str) -> bool:
