@@ -10,6 +10,7 @@ from rich.console import Console
 
 from edgeferry import resources
 from edgeferry.cli.output import echo_json, json_option
+from edgeferry.errors import OperationFailed
 from edgeferry.experiments.progress import RichProgress
 from edgeferry.experiments.runner import RunOptions, run_experiment
 from edgeferry.experiments.schema import load_experiment
@@ -82,10 +83,14 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, for
     with outcome.run_dir.timed("report"):
         md, html = write_report(outcome.run_dir.path)
     if as_json:
-        return echo_json({"run_dir": outcome.run_dir.path, "trials_run": outcome.trials_run,
-                          "trials_failed": outcome.trials_failed, "total": outcome.total,
-                          "resumed": outcome.resumed, "report_md": md, "report_html": html})
-    console.print(f"{outcome.trials_run} trials run ({outcome.trials_failed} failed) of "
-                  f"{outcome.total}" + (" (resumed)" if outcome.resumed else ""))
-    console.print(f"report: {md}")
-    console.print(f"report: {html}")
+        echo_json({"run_dir": outcome.run_dir.path, "trials_run": outcome.trials_run,
+                   "trials_failed": outcome.trials_failed, "total": outcome.total,
+                   "resumed": outcome.resumed, "report_md": md, "report_html": html})
+    else:
+        console.print(f"{outcome.trials_run} trials run ({outcome.trials_failed} failed) of "
+                      f"{outcome.total}" + (" (resumed)" if outcome.resumed else ""))
+        console.print(f"report: {md}")
+        console.print(f"report: {html}")
+    if outcome.trials_failed:  # the report is written; scripts still see the failure (exit 1)
+        raise OperationFailed(f"{outcome.trials_failed} of {outcome.trials_run} trials failed "
+                              f"(see {md})")
