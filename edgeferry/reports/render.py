@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from edgeferry.experiments.results import RunDir, step_durations
-from edgeferry.reports.stats import TOTAL, RunStats, compute, params_label
+from edgeferry.reports.stats import TOTAL, Comparison, RunStats, compute, params_label
 from edgeferry.reports.units import best_time_unit, from_base
 from edgeferry.stats import Interval
 
@@ -160,7 +160,33 @@ def comparison_table(stats: RunStats) -> Table:
                      fmt(c.ours), str(c.n), fmt(c.ratio)])
     return Table("Comparison with the published figures",
                  ["figure", "part", "quantity", "trials", "published", "unit", "source",
-                  "ours (median)", "n", "ratio ours/published"], rows)
+                  "ours (median)", "n", "ratio ours/published"], rows,
+                 cost_agreement(stats.comparisons))
+
+
+def _side_of_direct(cost: float) -> str:
+    return "cheaper than" if cost < 1 else "as dear as" if cost == 1 else "dearer than"
+
+
+def cost_agreement(comparisons: list[Comparison]) -> str:
+    """For figures in cost units (cost 1 = the direct two-node operation, BloSM Fig. 11):
+    where ours and the paper's are on the same side of direct, and where not."""
+    agree, differ = [], []
+    for c in comparisons:
+        if c.unit != "cost" or c.ours is None:
+            continue
+        ours, paper = _side_of_direct(c.ours), _side_of_direct(c.reference)
+        if ours == paper:
+            agree.append(f"{c.label} (both {ours} direct)")
+        else:
+            differ.append(f"{c.label} (ours {fmt(c.ours)}, {ours} direct; published "
+                          f"{fmt(c.reference)}, {paper} direct)")
+    if not agree and not differ:
+        return ""
+    return ("Costs against direct (cost 1): "
+            + (f"agree in direction on {'; '.join(agree)}. " if agree else "")
+            + (f"Differ on {'; '.join(differ)}. " if differ else "No direction differs. ")
+            + "The part's note says how our operation and the paper's compare.")
 
 
 def failed_table(stats: RunStats) -> Table:
