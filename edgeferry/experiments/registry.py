@@ -221,7 +221,7 @@ def _builtin() -> list[ScenarioSpec]:
                       for s in ("upload", "metadata", "evaluate", "pull", "start",
                                 "rerun-pull", "rerun-start"))),
             metrics={**{f"{c}_cost_{p}": "cost" for c in ("latency", "throughput", "storage",
-                                                         "bandwidth")
+                                                         "bandwidth", "throughput_duplex")
                         for p in ("ledger", "central")},
                      **{f"{m}_{p}": u for m, u in (("latency_s", "s"), ("wire_mb", "MB"))
                         for p in ("direct", "ledger_high", "ledger_low", "central_high",

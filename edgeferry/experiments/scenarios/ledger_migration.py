@@ -38,9 +38,11 @@ trip):
 - latency: the operation's wall time, summed from the phases timed on the acting hosts;
 - bandwidth: Ethernet bytes all hosts sent (the ledger's broadcast included: "even when the
   total network bandwidth is evaluated");
-- throughput: the busiest link's bytes (one direction of one host's link), which bounds how many
+- throughput: the busiest host's link load (bytes it sent + received), which bounds how many
   such operations per second the network carries (every shaped link of this lab has the same
-  rate); its inverse is the operations/s;
+  rate): the paper does not define its throughput cost, and this reading counts the cloud's
+  upload and download against one link. ``throughput_duplex_cost_*`` is the other reading, the
+  busiest single direction (a full-duplex link, as tbf shapes each direction apart);
 - storage: bytes the operation left stored: image layers newly stored on a host (``docker image
   inspect`` size where the host lacked the image), containers stored at the cloud, and metadata
   records (the destination's store, the cloud's, the validator and every replica).
@@ -93,7 +95,13 @@ class Traffic:
 
     @property
     def busiest(self) -> int:
-        """The most bytes one direction of one host's link carried."""
+        """The most bytes one host's link carried, both directions (the host's network load)."""
+        return max((sum(v) for v in self.links.values()), default=0)
+
+    @property
+    def busiest_direction(self) -> int:
+        """The most bytes one direction of one host's link carried (a full-duplex link's
+        bottleneck)."""
         return max((max(v) for v in self.links.values()), default=0)
 
 
@@ -102,8 +110,9 @@ def costs(paths: dict[str, dict[str, float]]) -> dict[str, float]:
     out = {}
     direct = paths["direct"]
     for name in ("ledger", "central"):
-        for cost in ("latency", "throughput", "storage", "bandwidth"):
-            out[f"{cost}_cost_{name}"] = paths[name][cost] / max(direct[cost], 1e-9)
+        for cost in ("latency", "throughput", "storage", "bandwidth", "throughput_duplex"):
+            if cost in direct:
+                out[f"{cost}_cost_{name}"] = paths[name][cost] / max(direct[cost], 1e-9)
     return out
 
 
@@ -334,6 +343,7 @@ class _Trial:
     def values(self, op: str) -> dict[str, float]:
         tr = self.traffic[op]
         return {"latency": self.latency[op], "throughput": float(tr.busiest),
+                "throughput_duplex": float(tr.busiest_direction),
                 "bandwidth": float(tr.total), "storage": float(self.stored[op])}
 
     # -- measured steps ------------------------------------------------------------------------

@@ -36,6 +36,12 @@ def test_each_cost_is_the_path_value_over_direct():
         "storage_cost_ledger": 0.5, "bandwidth_cost_ledger": 30 / 41,
         "latency_cost_central": 3.0, "throughput_cost_central": 2.0,
         "storage_cost_central": 3.0, "bandwidth_cost_central": 2.0})
+    # the duplex reading only where the values carry it
+    direct["throughput_duplex"] = 40e6
+    ledger["throughput_duplex"], central["throughput_duplex"] = 20e6, 40e6
+    got = costs({"direct": direct, "ledger": ledger, "central": central})
+    assert got["throughput_duplex_cost_ledger"] == pytest.approx(0.5)
+    assert got["throughput_duplex_cost_central"] == pytest.approx(1.0)
 
 
 def test_a_path_mixes_its_high_and_low_destination_by_the_share():
@@ -53,7 +59,8 @@ def test_traffic_sums_links_counts_each_frame_once_and_finds_the_busiest():
     assert t.links == {"edge1": [100, 5], "cloud": [103, 104], "control": [0, 0],
                        "edge3": [2, 100]}
     assert t.total == 100 + 103 + 0 + 2  # what every host sent
-    assert t.busiest == 104  # the cloud's link carried the container in and out
+    assert t.busiest == 207  # the cloud's link carried the container in and out
+    assert t.busiest_direction == 104  # one direction of it
 
 
 def test_the_ledger_lab_has_a_cloud_behind_its_own_shaped_link():
