@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, for
     progress = RichProgress(out)
     options = RunOptions(resume=resume, new=new, skip_deploy=skip_deploy,
                          skip_verify=skip_verify, reports_root=reports_dir)
+    # SIGTERM (a service manager, `kill`) stops a run as Ctrl-C does: the part's teardown runs
+    # (a lab scenario's remote processes are stopped) and the run can be resumed
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run_experiment(exp, steps=DefaultSteps(force_deploy=force_deploy),
                                  progress=progress, options=options)
@@ -80,6 +84,8 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, for
         out.print("[yellow]interrupted[/yellow]: run `edgeferry run "
                       f"{experiment}` again to resume")
         raise click.exceptions.Abort() from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     with outcome.run_dir.timed("report"):
         md, html = write_report(outcome.run_dir.path)
     if as_json:
@@ -94,3 +100,7 @@ def run(experiment: Path, resume: Path | None, new: bool, skip_deploy: bool, for
     if outcome.trials_failed:  # the report is written; scripts still see the failure (exit 1)
         raise OperationFailed(f"{outcome.trials_failed} of {outcome.trials_run} trials failed "
                               f"(see {md})")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
