@@ -193,8 +193,8 @@ def _builtin() -> list[ScenarioSpec]:
         ),
         ScenarioSpec(
             name="ledger-decision",
-            summary="BloSM Figure 11: destination decision via the PoA ledger vs a central cloud "
-                    "vs direct two-node communication (loopback or lab placement, mTLS)",
+            summary="BloSM Figure 11's ablation: only the metadata exchange of the ledger, "
+                    "central-cloud and direct paths (loopback or lab placement, mTLS)",
             implementation=_impl("ledger_decision", "LedgerDecision"),
             params=LedgerParams, workload=LedgerWorkload,
             phases=("direct", "ledger-write", "ledger-evaluate", "central-upload",
