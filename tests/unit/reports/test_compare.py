@@ -72,3 +72,26 @@ def test_report_needs_a_run_dir_or_compare(runs: tuple[Path, Path]) -> None:
         result = CliRunner().invoke(cli, ["report", *args])
         assert isinstance(result.exception, ConfigError), (args, result.output)
         assert result.exception.exit_code == 2
+
+
+def test_json_through_the_installed_command(runs: tuple[Path, Path]) -> None:
+    """`report --json` and `report --compare A B --json`: one JSON document on stdout; the
+    rows are the written table's, each a header-keyed object; every wall-time ratio is 2."""
+    import json
+
+    from tests.entry import edgeferry
+
+    a, b = runs
+    done = edgeferry("report", str(a), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert Path(out["report_md"]).is_file() and Path(out["report_html"]).is_file()
+    assert Path(out["report_md"]).parent == a
+    done = edgeferry("report", "--compare", str(a), str(b), "--json")
+    assert done.returncode == 0, done.stderr
+    cmp = json.loads(done.stdout)
+    text = Path(cmp["comparison"]).read_text()
+    written = table_rows(text, text.splitlines()[0].removeprefix("## "))
+    assert cmp["rows"] == written
+    assert {r["ratio B/A"] for r in cmp["rows"] if not r["quantity"].startswith("metric")} \
+        == {"2"}
