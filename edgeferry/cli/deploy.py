@@ -77,11 +77,20 @@ def deploy(inventory: str | None, tags: str | None, limit: str | None, check: bo
 
 @click.command("verify")
 @click.option("-i", "--inventory", "inventory", default=None, help=_INVENTORY_HELP)
+@json_option
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def verify(inventory: str | None, pytest_args: tuple[str, ...]) -> None:
-    """Check the deployed hosts with the testinfra suite (tests/infra)."""
+def verify(inventory: str | None, as_json: bool, pytest_args: tuple[str, ...]) -> None:
+    """Check the deployed hosts with the testinfra suite (tests/infra). With --json the suite's
+    output goes to stderr and stdout gets the counts from its junit report."""
+    from edgeferry.deploy.verify import junit_summary
+
     inv = resolve_inventory(inventory)
-    rc, run_dir = run_infra_tests(inv, list(pytest_args))
-    click.echo(f"junit report: {run_dir / 'junit.xml'}")
+    rc, run_dir = run_infra_tests(inv, list(pytest_args), output_to_stderr=as_json)
+    junit = run_dir / "junit.xml"
+    if as_json:
+        echo_json({"inventory": inv, "rc": rc, "junit": junit,
+                   **(junit_summary(junit) if junit.is_file() else {})})
+    else:
+        click.echo(f"junit report: {junit}")
     if rc != 0:
         raise OperationFailed(f"verify failed: the testinfra suite exited with {rc}")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from edgeferry import resources
 from edgeferry.deploy.runner import new_run_dir
@@ -29,8 +30,24 @@ def pytest_command(inventory: Path, junit: Path, extra: list[str] | None = None)
         *(extra or []),
     ]
 
-def run_infra_tests(inventory: Path, extra: list[str] | None = None) -> tuple[int, Path]:
-    """Run the suite; return pytest's exit code and the run folder holding junit.xml."""
+def junit_summary(junit: Path) -> dict[str, Any]:
+    """Counts of a pytest junit.xml (every <testsuite> summed) and the failed tests' names."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(junit).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    out: dict[str, Any] = {k: sum(int(s.get(k, 0)) for s in suites)
+                           for k in ("tests", "failures", "errors", "skipped")}
+    out["failed"] = [f"{case.get('classname')}::{case.get('name')}"
+                     for s in suites for case in s.iter("testcase")
+                     if case.find("failure") is not None or case.find("error") is not None]
+    return out
+
+
+def run_infra_tests(inventory: Path, extra: list[str] | None = None, *,
+                    output_to_stderr: bool = False) -> tuple[int, Path]:
+    """Run the suite; return pytest's exit code and the run folder holding junit.xml.
+    `output_to_stderr`: pytest's own output goes to stderr (stdout stays for JSON)."""
     run_dir = new_run_dir(inventory, "verify-testinfra")
     cmd = pytest_command(inventory, run_dir / "junit.xml", extra)
     env_cfg = {
@@ -40,5 +57,5 @@ def run_infra_tests(inventory: Path, extra: list[str] | None = None) -> tuple[in
     }
 
     proc = subprocess.run(cmd, cwd=resources.shipped_root(), env={**os.environ, **env_cfg},
-                          check=False)
+                          check=False, stdout=sys.stderr if output_to_stderr else None)
     return proc.returncode, run_dir

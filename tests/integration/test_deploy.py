@@ -122,9 +122,15 @@ def test_deploy_twice_on_the_emulated_lab_changes_nothing_the_second_time(deploy
     assert {play for play, _, _ in changed} <= {
         "Forget the deployed-state stamp (any deploy, full or partial, invalidates it)"}, changed
     assert all(r["changed"] <= 1 for r in second["hosts"].values()), second["hosts"]
-    verify = subprocess.run([sys.executable, "-m", "edgeferry.cli.main", "verify", "-i",
-                             str(deployed_lab)], cwd=REPO_ROOT)
-    assert verify.returncode == 0
+    from tests.entry import edgeferry
+
+    verify = edgeferry("verify", "-i", str(deployed_lab), "--json", timeout=900)
+    assert verify.returncode == 0, verify.stderr[-4000:]
+    counts = json.loads(verify.stdout)  # stdout is the JSON alone; the suite's output: stderr
+    junit = Path(counts["junit"]).read_text()
+    assert counts["tests"] == junit.count("<testcase ") > 0
+    assert counts["failures"] == counts["errors"] == 0 and counts["failed"] == []
+    assert "<failure" not in junit and "passed" in verify.stderr
 
 
 @pytest.mark.lab
