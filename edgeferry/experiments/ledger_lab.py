@@ -448,8 +448,7 @@ class LabLedger:
     # -- measurements -------------------------------------------------------------------
     def wire_bytes(self) -> int:
         """Ethernet bytes all lab hosts have sent so far (bridge-side veth rx counters)."""
-        return sum(int(Path(f"/sys/class/net/{veth}/statistics/rx_bytes").read_text())
-                   for veth in self.veths.values())
+        return sum(sent for sent, _received in self.link_counters().values())
 
     def link_counters(self) -> dict[str, tuple[int, int]]:
         """Per host: (bytes it sent, bytes it received) so far -- its bridge-side veth's rx and
@@ -471,6 +470,19 @@ class LabLedger:
         own traffic, to subtract from a command's window)."""
         return float(median(self.measured(lambda: session.call({"op": "noop"}))[1]
                                        for _ in range(samples)))
+
+    def noop_link_bytes(self, host: str, session: ProbeSession,
+                        samples: int = 5) -> tuple[int, int]:
+        """Median (sent, received) bytes on `host`'s link of one probe round trip that sends no
+        gRPC: `noop_bytes` per host and direction."""
+        sent, received = [], []
+        for _ in range(samples):
+            before = self.link_counters()
+            session.call({"op": "noop"})
+            after = self.link_counters()
+            sent.append(after[host][0] - before[host][0])
+            received.append(after[host][1] - before[host][1])
+        return round(median(sent)), round(median(received))
 
     def storage(self, net: LabNetwork) -> dict[str, Any]:
         """Stored metadata bytes: ledger (validator + every replica: block bodies), central

@@ -68,8 +68,8 @@ from edgeferry.experiments.scenario import (
 )
 from edgeferry.experiments.workloads import LedgerMigrationWorkload
 from edgeferry.hosts import run
+from edgeferry.images.synthetic import MB
 
-MB = 1_000_000
 PATHS = ("direct", "ledger", "central")
 #: The container's declared CPU need (millicores): more than a jetson-class host (0.5 CPU) has.
 CPU_NEED = 750
@@ -186,24 +186,12 @@ class LedgerMigration(Scenario):
             w.high: lab.probe(w.high, net, "destination"),
             w.low: lab.probe(w.low, net, "destination"),
             w.cloud: lab.probe(w.cloud, net, "cloud")}}
-        s["noop"] = {h: self._noop(h, p) for h, p in s["probes"].items()}
+        s["noop"] = {h: lab.noop_link_bytes(h, p) for h, p in s["probes"].items()}
         ctx.log("ledger-migration: probe round trip without payload (subtracted): " + ", ".join(
             f"{h} {tx}/{rx} B" for h, (tx, rx) in s["noop"].items()))
         self._resident_load(s["probes"][w.low])
         self._sessions[index] = s
         return s
-
-    def _noop(self, host: str, probe: Any) -> tuple[int, int]:
-        from edgeferry.stats import median
-
-        tx, rx = [], []
-        for _ in range(5):
-            before = self.lab.link_counters()
-            probe.call({"op": "noop"})
-            after = self.lab.link_counters()
-            tx.append(after[host][0] - before[host][0])
-            rx.append(after[host][1] - before[host][1])
-        return round(median(tx)), round(median(rx))
 
     def _resident_load(self, probe: Any) -> None:
         """Leave the low host `low_free_mb` of free memory (a resident load in its probe)."""

@@ -143,3 +143,28 @@ def test_the_shipped_experiment_compares_with_the_papers_values():
     assert json.dumps(part).count("ablation") == 0  # the ablation is the other parts
     ablations = [p for p in doc["parts"] if p["scenario"] == "ledger-decision"]
     assert ablations and all("ablation" in p["note"] for p in ablations)
+
+
+def test_the_noop_round_trip_is_the_median_per_direction_and_wire_bytes_sums_what_hosts_sent(
+        tmp_path: Path):
+    from edgeferry.experiments.ledger_lab import LabLedger
+
+    roles = {"control": "control", "edge1": "edge"}
+    lab = SimpleNamespace(name="l", inventory=str(tmp_path), hosts={},
+                          hosts_by_role=lambda role: [h for h, r in roles.items() if r == role])
+    ledger = LabLedger(lab, lambda h: None, tmp_path, tmp_path)
+    # (sent, received) per host before and after each of three no-ops on edge1
+    idle = (9, 9)
+    readings = iter([{"edge1": (0, 0), "control": idle}, {"edge1": (250, 200), "control": idle},
+                     {"edge1": (250, 200), "control": idle},
+                     {"edge1": (520, 410), "control": idle},
+                     {"edge1": (520, 410), "control": idle},
+                     {"edge1": (780, 640), "control": idle}])
+    ledger.link_counters = lambda: next(readings)  # type: ignore[method-assign]
+    calls = []
+    session = SimpleNamespace(call=lambda cmd: calls.append(cmd) or {})
+    assert ledger.noop_link_bytes("edge1", session, samples=3) == (260, 210)
+    assert calls == [{"op": "noop"}] * 3
+    final = {"edge1": (780, 640), "control": (9, 1)}
+    ledger.link_counters = lambda: final  # type: ignore[method-assign]
+    assert ledger.wire_bytes() == 789
