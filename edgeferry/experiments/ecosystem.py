@@ -351,6 +351,35 @@ class Ecosystem:
                  + ", ".join(f"{p} {d[:19]}" for p, d in sorted(published.platforms.items())))
         return published
 
+    def workload_platform(self, host: str) -> tuple[Platform, str]:
+        """The platform ``host``'s workloads run as and how, as its node agent reports them:
+        "native", or "qemu-user" where the platform is not the host's architecture (a
+        jetson-class lab host whose profile says ``workloads: class``: linux/arm64 on x86_64)."""
+        from edgeferry.images.multiarch import platform_of
+        from edgeferry.lab.binfmt import emulation
+
+        reply = self.node(host).GetResources(npb.GetResourcesRequest(), timeout=20)
+        return (platform_of(reply.platform or None),
+                emulation(reply.platform, reply.architecture or None))
+
+    def publish_for(self, hosts: list[str], build: Callable[[Platform], str]
+                    ) -> tuple[str, PublishedIndex | None]:
+        """A workload image for ``hosts``: ``build(platform)`` (a controller-built local tag)
+        for every platform their workloads run as. All on the controller's platform: that one
+        image (`publish`), as before, and no index. Otherwise one OCI index over the
+        controller's platform and theirs (`publish_multiarch`): each node agent pulls its own
+        entry, and a migration between platforms re-bases the committed diff onto the
+        destination's entry. Returns the reference to run and the index published, if any."""
+        from edgeferry.images.multiarch import controller_platform
+
+        native = controller_platform()
+        wanted = {str(p): p for p, _ in map(self.workload_platform, hosts)}
+        if all(p.matches(native) for p in wanted.values()):
+            return self.publish(build(native)), None
+        wanted.setdefault(str(native), native)
+        published = self.publish_multiarch({p: build(p) for _, p in sorted(wanted.items())})
+        return published.reference, published
+
     def _registry_host(self) -> str:
         return next(iter(self.endpoints.of("ras")))
 

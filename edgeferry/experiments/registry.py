@@ -260,8 +260,12 @@ def _builtin() -> list[ScenarioSpec]:
                     "no block lost",
             implementation=_impl("nms_secure_migration", "NmsSecureMigration"),
             params=NmsParams, workload=NmsWorkload,
-            phases=("ssp", "write-blocks", *MIGRATION_PHASES, "reconnect", "verify-blocks"),
+            phases=("ssp", "write-blocks", *MIGRATION_PHASES, "reconnect", "verify-blocks",
+                    # round_trip: the migration back to the source, then the blocks again
+                    *(f"return-{p}" for p in (*MIGRATION_PHASES, "reconnect",
+                                              "verify-blocks"))),
             metrics={"blocks_lost": "count", "blocks_written": "count",
+                     "return_blocks_lost": "count", "return_downtime_s": "s",
                      "rasp_stage1_s": "s", "rasp_stage2_s": "s", "rasp_stage3_s": "s",
                      "rasp_stage4_s": "s", **MIGRATION_METRICS},
             uses_hosts=True, agents=("smf", "ras", "node"),

@@ -325,6 +325,9 @@ class NmsWorkload(ContainerPolicyWorkload):
     client: str = "control"
     capability_scheme: Literal["keyed", "paper"] = "keyed"
     block_size: int = Field(default=4096, ge=512)
+    round_trip: bool = Field(default=False, description="after the blocks are verified at the "
+                             "destination, migrate the NMS back to the source and verify them "
+                             "again (x86 -> jetson -> x86: two platform changes)")
 
 
 class NmsClientParams(_MigrationParams):
@@ -358,6 +361,9 @@ class NmsMobilityWorkload(NmsWorkload):
         missing = [h for h in (self.source, self.destination) if h not in self.mobility.edges]
         if missing:
             raise ValueError(f"mobility.edges gives no position for {', '.join(missing)}")
+        if self.round_trip:
+            raise ValueError("round_trip: the moving client takes its NMS one way (its path "
+                             "decides); use the nms-secure-migration scenario for a round trip")
         return self
 
 

@@ -254,6 +254,15 @@ def placement_table(stats: RunStats) -> Table:
                  "refused when the requirement exceeds its advertised FREE on some resource.")
 
 
+def platforms_table(stats: RunStats) -> Table:
+    """Where the migrated workloads ran (platform, emulated or native) and the cost of
+    emulation on the destination's start (`edgeferry.reports.platforms`)."""
+    from edgeferry.reports import platforms
+
+    return Table("Workload platforms and emulation", platforms.HEADER,
+                 platforms.platform_rows(stats.records), platforms.NOTE)
+
+
 def md_table(t: Table) -> str:
     """One table as a Markdown section (a `## title` heading, the note, the rows)."""
     if not t.rows:
@@ -386,6 +395,9 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     placements = placement_table(stats)
     if placements.rows:
         tables.append(placements)
+    where = platforms_table(stats)
+    if where.rows:
+        tables.append(where)
     tables += policies_tables(stats.info)
     figures = make_plots(stats, rd.path / "plots")
     title = f"edgeferry report: {stats.info.get('experiment')} / {rd.path.name}"

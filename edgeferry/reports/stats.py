@@ -103,7 +103,7 @@ def _phase_order(records: list[dict[str, Any]], requested: list[str]) -> list[st
     return seen
 
 
-def _phase_value(record: dict[str, Any], phase: str) -> float | None:
+def phase_value(record: dict[str, Any], phase: str) -> float | None:
     if phase == TOTAL:
         return float(record["total_s"])
     vals = [p["wall_s"] for p in record["phases"] if p["phase"] == phase]
@@ -159,7 +159,7 @@ def _group(group: list[dict[str, Any]], requested: list[str],
     good = measured(group)
     phases: dict[str, Summary] = {}
     for phase in [*_phase_order(good, requested), TOTAL]:
-        values = [v for r in good if (v := _phase_value(r, phase)) is not None]
+        values = [v for r in good if (v := phase_value(r, phase)) is not None]
         if values:
             phases[phase] = Summary.of(values)
     metric_names = sorted({m for r in good for m in r.get("metrics", {})})
@@ -209,7 +209,7 @@ def _compare(part: str, ref: dict[str, Any], records: list[dict[str, Any]]) -> C
     unit = ref["unit"]
     if ref.get("phase"):
         quantity = f"phase {ref['phase']}"
-        values = [v for r in chosen if (v := _phase_value(r, ref["phase"])) is not None]
+        values = [v for r in chosen if (v := phase_value(r, ref["phase"])) is not None]
         base = values  # seconds
     else:
         quantity = f"metric {ref['metric']}"

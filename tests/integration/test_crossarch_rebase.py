@@ -18,7 +18,9 @@ from edgeferry.images.multiarch import AMD64, ARM64
 from edgeferry.images.synthetic import SyntheticRecipe, synthetic_image
 from edgeferry.lab.binfmt import ensure_qemu_aarch64
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+# the first test of a fresh engine builds the arm64 root filesystem (debootstrap, its second
+# stage under qemu-user: 4-5 minutes on 2 cores; cached after) before its own work
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 PREFIX = f"efrebase{os.getpid()}"
 STATE_SHA = ["sh", "-c", "uname -m; sha256sum /state/diff | cut -d' ' -f1"]
 

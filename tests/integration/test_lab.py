@@ -52,7 +52,7 @@ def lab(home):
     # a killed earlier run leaves lab `itest` behind, owned by its workspace: remove it by name
     leftover = edgeferry("lab", "down", "--name", LAB, home=home)
     assert leftover.returncode == 0, leftover.stdout + leftover.stderr
-    first = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "2", home=home)
+    first = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "3", home=home)
     try:
         assert first.returncode == 0, first.stdout + first.stderr
         yield first
@@ -63,9 +63,10 @@ def lab(home):
 def test_first_up_builds_hosts_and_records_measured_bandwidth(lab, home):
     assert "changed" in lab.stdout
     state = json.loads((home / ".edgeferry/labs/itest/state.json").read_text())
-    assert set(state["hosts"]) == {"control", "edge1", "edge2"}
-    assert state["hosts"]["edge2"]["profile"] == "jetson"
-    assert set(state["bandwidth"]) == {"edge1", "edge2"}
+    assert set(state["hosts"]) == {"control", "edge1", "edge2", "edge3"}
+    assert [state["hosts"][h]["profile"] for h in ("edge1", "edge2", "edge3")] == [
+        "x86", "x86", "jetson"]
+    assert set(state["bandwidth"]) == {"edge1", "edge2", "edge3"}
     for host, entry in state["bandwidth"].items():
         for direction in ("up", "down"):
             measured = entry[direction]
@@ -86,15 +87,15 @@ def test_every_host_answers_ansible_ping(lab, home):
         cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for host in ("control", "edge1", "edge2"):
+    for host in ("control", "edge1", "edge2", "edge3"):
         assert f"{host} | SUCCESS" in result.stdout
 
 
 def test_hosts_have_their_limits_and_own_identity(lab, home):
     client = docker.from_env()
-    edge = client.containers.get("ef-itest-edge2")
+    edge = client.containers.get("ef-itest-edge3")  # the jetson-class edge
     control = client.containers.get("ef-itest-control")
-    spec = load_spec(edges=2)
+    spec = load_spec(edges=3)
     assert edge.attrs["HostConfig"]["NanoCpus"] == int(spec.profiles["jetson"].cpus * 1e9)
     assert edge.attrs["HostConfig"]["Memory"] == spec.profiles["jetson"].memory_bytes
     assert edge.attrs["HostConfig"]["Memory"] < control.attrs["HostConfig"]["Memory"]
@@ -109,7 +110,7 @@ def test_hosts_have_their_limits_and_own_identity(lab, home):
 
 
 def test_second_up_changes_nothing(lab, home):
-    again = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "2", home=home)
+    again = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "3", home=home)
     assert again.returncode == 0, again.stderr
     assert "nothing changed" in again.stdout
     assert "changed " not in again.stdout.replace("nothing changed", "")
@@ -118,8 +119,11 @@ def test_second_up_changes_nothing(lab, home):
 def test_status_shows_hosts_and_measured_rates(lab, home):
     status = edgeferry("lab", "status", "--name", LAB, home=home)
     assert status.returncode == 0, status.stderr
-    for fragment in ("control", "edge1", "edge2", "10.252.0.11", "jetson", "40.0 Mbit/s", "±"):
+    for fragment in ("control", "edge1", "edge3", "10.252.0.11", "jetson", "40.0 Mbit/s", "±"):
         assert fragment in status.stdout
+    # the jetson-class edge3's workloads run as arm64, emulated; the x86 edges' natively
+    edge3 = next(line for line in status.stdout.splitlines() if "edge3" in line)
+    assert "linux/arm64 (qemu-user)" in edge3, status.stdout
 
 
 def test_address_clash_is_refused_before_anything_starts(lab, home):
@@ -131,7 +135,7 @@ def test_address_clash_is_refused_before_anything_starts(lab, home):
 
 
 def test_another_workspace_cannot_take_over_the_lab(lab, home, tmp_path):
-    other = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "2", home=tmp_path)
+    other = edgeferry("lab", "up", "--name", LAB, "--subnet", SUBNET, "--edges", "3", home=tmp_path)
     assert other.returncode == 2, other.stdout + other.stderr
     assert f"already up from the workspace {home}" in other.stderr
     assert f"`edgeferry lab down --name {LAB}` removes it" in other.stderr
@@ -157,7 +161,7 @@ def test_down_leaves_nothing_behind(lab, home):
     assert down.returncode == 0, down.stderr
     os.environ["EDGEFERRY_HOME"] = str(home)
     try:
-        assert EmulatedLab(load_spec(name=LAB, subnet=SUBNET, edges=2)).leftovers() == []
+        assert EmulatedLab(load_spec(name=LAB, subnet=SUBNET, edges=3)).leftovers() == []
     finally:
         del os.environ["EDGEFERRY_HOME"]
     assert LabState.path_for(LAB).exists() is False

@@ -22,7 +22,9 @@ from edgeferry.images.registry import LocalRegistry
 from edgeferry.lab.binfmt import ensure_qemu_aarch64
 from tests.conftest import LabPKI
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+# the first test of a fresh engine builds the arm64 root filesystem (debootstrap, its second
+# stage under qemu-user: 4-5 minutes on 2 cores; cached after) before its own work
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 PREFIX = f"efmulti{os.getpid()}"
 
 

@@ -24,6 +24,7 @@ from edgeferry.experiments.scenario import (
 from edgeferry.experiments.scenarios.migration_common import (
     MigrationScenario,
     phases_of,
+    publish_workload,
     reset_to,
 )
 from edgeferry.experiments.workloads import AuditMigrationsWorkload
@@ -39,9 +40,12 @@ class AuditMigrations(MigrationScenario):
 
     def prepare(self, ctx: ScenarioContext) -> None:
         self.open_ecosystem(ctx)
-        built = synthetic_image(SyntheticRecipe(total_bytes=self.workload.image_size_mb * MB,
-                                                layers=1), log=ctx.log)
-        self.handle = self.ensure_service(ctx, SERVICE, self.eco.publish(built.tag))
+        recipe = SyntheticRecipe(total_bytes=self.workload.image_size_mb * MB, layers=1)
+        # the audit chooses the destination among all edges: an image for each one's platform
+        image = publish_workload(ctx, self.eco, list(self.eco.edges),
+                                 lambda plat: synthetic_image(recipe, log=ctx.log,
+                                                              platform=plat).tag)
+        self.handle = self.ensure_service(ctx, SERVICE, image)
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         w = self.workload

@@ -31,7 +31,7 @@ from typing import Any
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as npb
 from edgeferry.experiments.scenario import ScenarioContext, ScenarioUnavailable, TrialResult
-from edgeferry.experiments.scenarios.migration_common import MigrationScenario
+from edgeferry.experiments.scenarios.migration_common import MigrationScenario, publish_workload
 from edgeferry.experiments.workloads import ContainerMigrationWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
@@ -57,8 +57,10 @@ class ContainerMigration(MigrationScenario):
         if size_mb not in self.images:
             recipe = SyntheticRecipe(total_bytes=size_mb * MB,
                                      layers=max(1, math.ceil(size_mb / LAYER_MB)))
-            built = synthetic_image(recipe, log=ctx.log)
-            self.images[size_mb] = self.eco.publish(built.tag)
+            w = self.workload
+            self.images[size_mb] = publish_workload(
+                ctx, self.eco, [w.source, w.destination],
+                lambda plat: synthetic_image(recipe, log=ctx.log, platform=plat).tag)
         return self.images[size_mb]
 
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from agents.common.platforms import Platform
 from edgeferry.bounds import ControlCosts, TrialMeasurements, trial_metrics
 from edgeferry.errors import OperationFailed
 from edgeferry.experiments.ecosystem import Ecosystem, ServiceHandle
@@ -26,7 +27,7 @@ from edgeferry.experiments.measure import (
     control_trial,
     measure_links,
 )
-from edgeferry.experiments.provenance import record_audit_policies
+from edgeferry.experiments.provenance import record_audit_policies, record_images
 from edgeferry.experiments.scenario import (
     PhaseResult,
     Scenario,
@@ -68,6 +69,26 @@ def phases_of(report: Any) -> list[PhaseResult]:
                                wall_s=p.wall_seconds, bytes=p.bytes_moved,
                                outcome="ok" if p.outcome == "ok" else "failed", detail=detail))
     return out
+
+
+def platform_detail(eco: Ecosystem, host: str) -> dict[str, str]:
+    """A trial's record of where a host's workloads run: its platform and whether emulated
+    (the report's "Workload platforms" table reads it)."""
+    plat, how = eco.workload_platform(host)
+    return {"host": host, "platform": str(plat), "emulation": how}
+
+
+def publish_workload(ctx: ScenarioContext, eco: Ecosystem, hosts: list[str],
+                     build: Callable[[Platform], str]) -> str:
+    """The workload image for ``hosts`` in the lab registry (`Ecosystem.publish_for`): one
+    image when their workloads all run as the controller's platform, else one index over the
+    platforms, recorded in run.json's provenance (digest per platform) and the log."""
+    ref, index = eco.publish_for(hosts, build)
+    if index is not None:
+        record_images(ctx.run_dir, ctx.part, index.provenance())
+        ctx.log(f"{ref}: one image index for " + ", ".join(sorted(index.platforms))
+                + f" (workloads on {', '.join(hosts)})")
+    return ref
 
 
 def downtime_phases_s(phases: list[PhaseResult]) -> float:
@@ -175,6 +196,8 @@ class MigrationScenario(Scenario):
             if host not in self.eco.edges:
                 raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent "
                                           f"(edges: {', '.join(self.eco.edges)})")
+        self.platforms = {role: platform_detail(self.eco, host) for role, host in
+                          (("source", w.source), ("destination", w.destination))}
         self.links = trial_links(ctx)
         self.wire: Wire | None = None
         if ctx.lab is not None:
@@ -236,18 +259,19 @@ class MigrationScenario(Scenario):
         return TrialSetup(bandwidth, control, shaping, control_detail)
 
     def migrate(self, ctx: ScenarioContext, params: dict[str, Any],
-                before: list[PhaseResult] | None = None,
+                before: list[PhaseResult] | None = None, *, back: bool = False,
                 ) -> tuple[Any, list[PhaseResult], TrialMeter]:
-        """Timed: MigrateService(source -> destination) in the trial's ``order``, with the
-        downtime prober at both ends and the link counters sampled; a failure keeps ``before``
-        + its phases."""
+        """Timed: MigrateService(source -> destination) in the trial's ``order`` (``back``:
+        destination -> source), with the downtime prober at both ends and the link counters
+        sampled; a failure keeps ``before`` + its phases."""
         w = self.workload
-        ctx.progress("migrate")
-        meter = TrialMeter(self.eco, self.handle.name, w.source, w.destination,
+        source, destination = (w.destination, w.source) if back else (w.source, w.destination)
+        ctx.progress("migrate back" if back else "migrate")
+        meter = TrialMeter(self.eco, self.handle.name, source, destination,
                            wire=getattr(self, "wire", None))
         order = str(params.get("order", "diff"))
         try:
-            report = meter.run(lambda: self.eco.migrate(self.handle, w.destination,
+            report = meter.run(lambda: self.eco.migrate(self.handle, destination,
                                                         order=order))
         except TrialFailed:
             raise
@@ -271,7 +295,7 @@ class MigrationScenario(Scenario):
                               phases)
         return transfer_metrics(phases, m), {
             "measurements": m.to_dict(), **meter.detail(), "control": setup.control_detail,
-            "bandwidth": setup.bandwidth.detail}
+            "bandwidth": setup.bandwidth.detail, "platforms": self.platforms}
 
     def teardown(self, ctx: ScenarioContext) -> None:
         restore_links(ctx, getattr(self, "links", None))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 from agents.node.locate import ssp_resolver
@@ -42,7 +43,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
-from edgeferry.experiments.scenarios.migration_common import MigrationScenario
+from edgeferry.experiments.scenarios.migration_common import MigrationScenario, publish_workload
 from edgeferry.experiments.workloads import NmsWorkload
 from edgeferry.images.nms import nms_image
 
@@ -60,7 +61,8 @@ class NmsSecureMigration(MigrationScenario):
             raise ScenarioUnavailable("the deployed SMF issues keyed capabilities only; the "
                                       "paper's plain scheme is shown failing in the unit tests")
         eco = self.open_ecosystem(ctx)
-        image = eco.publish(nms_image(log=ctx.log).tag)
+        image = publish_workload(ctx, eco, [w.source, w.destination],
+                                 lambda plat: nms_image(log=ctx.log, platform=plat).tag)
         self.handle = self.ensure_service(ctx, SERVICE, image)
 
     def _session(self, timings: dict[str, float] | None = None) -> ApplicationSession:
@@ -74,6 +76,28 @@ class NmsSecureMigration(MigrationScenario):
             timings.update(session.timings)
         return session
 
+    @staticmethod
+    def _reconnect_and_verify(timer: PhaseTimer, client: NmsClient, blocks: dict[int, str],
+                              prefix: str = "") -> int:
+        """``reconnect`` (the client re-resolves the NMS through the SMF) and ``verify-blocks``
+        (every block read back against its SHA-256); the number of blocks lost."""
+        with timer.phase(f"{prefix}reconnect") as ph:
+            client.close()
+            client.ping()
+            ph.detail = {"note": "the client re-resolved the NMS through the SMF (SSP "
+                                 "session + locate) and pinged it"}
+        with timer.phase(f"{prefix}verify-blocks") as ph:
+            lost = 0
+            for bid, digest in blocks.items():
+                try:
+                    if hashlib.sha256(client.read(bid)).hexdigest() != digest:
+                        lost += 1
+                except Exception:
+                    lost += 1
+            ph.bytes = len(blocks) * client.block_size
+            ph.detail = {"blocks_checked": len(blocks), "blocks_lost": lost}
+        return lost
+
     def run_trial(self, ctx: ScenarioContext, params: dict[str, Any]) -> TrialResult:
         w, eco = self.workload, self.eco
         # a fresh NMS from the registry image: each migration commits a layer on top of the
@@ -83,6 +107,7 @@ class NmsSecureMigration(MigrationScenario):
         phases: list[PhaseResult] = []
         client: NmsClient | None = None
         blocks: dict[int, str] = {}
+        returned: dict[str, Any] = {}
         try:
             with timer.phase("ssp") as ph:
                 stages: dict[str, float] = {}
@@ -115,22 +140,18 @@ class NmsSecureMigration(MigrationScenario):
             report, mig, meter = self.migrate(ctx, params, phases)
             phases += mig
             timer.phases = []
-            with timer.phase("reconnect") as ph:
-                client.close()
-                client.ping()
-                ph.detail = {"note": "the client re-resolved the NMS through the SMF (SSP "
-                                     "session + locate) and pinged it"}
-            with timer.phase("verify-blocks") as ph:
-                lost = 0
-                for bid, digest in blocks.items():
-                    try:
-                        if hashlib.sha256(client.read(bid)).hexdigest() != digest:
-                            lost += 1
-                    except Exception:
-                        lost += 1
-                ph.bytes = len(blocks) * client.block_size
-                ph.detail = {"blocks_checked": len(blocks), "blocks_lost": lost}
+            lost = self._reconnect_and_verify(timer, client, blocks)
             phases += timer.phases
+            if w.round_trip:
+                back_report, back, back_meter = self.migrate(ctx, params, phases, back=True)
+                phases += [replace(p, phase=f"return-{p.phase}") for p in back]
+                timer.phases = []
+                lost_back = self._reconnect_and_verify(timer, client, blocks, "return-")
+                phases += timer.phases
+                returned = {"location": back_report.location, "epoch": back_report.epoch,
+                            "blocks_lost": lost_back, "total_s": back_meter.total_s,
+                            "downtime_s": back_meter.record.downtime_s
+                            if back_meter.record else None, **back_meter.detail()}
         except TrialFailed:
             raise
         except Exception as err:
@@ -151,16 +172,23 @@ class NmsSecureMigration(MigrationScenario):
         bound_metrics, measured = self.measured_metrics(mig, meter, setup)
         metrics = {"blocks_lost": float(lost), "blocks_written": float(len(blocks)),
                    **bound_metrics}
+        if returned:
+            lost += returned["blocks_lost"]
+            metrics["blocks_lost"] = float(lost)
+            metrics["return_blocks_lost"] = float(returned["blocks_lost"])
+            if returned["downtime_s"] is not None:
+                metrics["return_downtime_s"] = returned["downtime_s"]
         for k, v in stages_s.items():
             metrics[f"rasp_stage{k}_s"] = v
         if lost:
             for p in phases:
-                if p.phase == "verify-blocks":
+                if p.phase.endswith("verify-blocks") and p.detail.get("blocks_lost"):
                     p.outcome = "failed"
         return TrialResult(phases=phases, metrics=metrics,
                            bandwidth_bps=setup.bandwidth.pull_bps, detail={
             "source": w.source, "destination": w.destination, "location": report.location,
             "epoch": report.epoch, "shaping": setup.shaping, **measured,
+            **({"returned": returned} if returned else {}),
             "image": self.handle.image,
             "method": "ssp/write/reconnect/verify timed on the controller (monotonic); "
                       "migration phases from SMF.MigrateService; downtime: TLS handshakes "

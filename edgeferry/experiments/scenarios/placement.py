@@ -35,7 +35,11 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
-from edgeferry.experiments.scenarios.migration_common import phases_of, reset_to
+from edgeferry.experiments.scenarios.migration_common import (
+    phases_of,
+    publish_workload,
+    reset_to,
+)
 from edgeferry.experiments.workloads import PlacementWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
@@ -58,8 +62,11 @@ class PlacementScenario(Scenario):
             raise ScenarioUnavailable(
                 f"service {w.service!r} is not a workload of the deployed SMF (settings."
                 f"container.workloads: {', '.join(sorted(eco.deployed.workloads))})")
-        built = synthetic_image(SyntheticRecipe(total_bytes=IMAGE_MB * MB, layers=1), log=ctx.log)
-        image = eco.publish(built.tag)
+        recipe = SyntheticRecipe(total_bytes=IMAGE_MB * MB, layers=1)
+        # Algorithm 2 may choose any edge: an image for each one's platform
+        image = publish_workload(ctx, eco, list(eco.edges),
+                                 lambda plat: synthetic_image(recipe, log=ctx.log,
+                                                              platform=plat).tag)
         self.handle = eco.ensure_service(w.service, image, w.source, w.requirements,
                                          w.requirement.resources())
         # cloud (the node agent's identity name, as the SMF knows its servers) -> host

@@ -30,6 +30,7 @@ from edgeferry.experiments.scenario import (
     TrialFailed,
     TrialResult,
 )
+from edgeferry.experiments.scenarios.migration_common import publish_workload
 from edgeferry.experiments.workloads import RequestMigrationWorkload
 from edgeferry.images.synthetic import MB, SyntheticRecipe, synthetic_image
 
@@ -54,9 +55,10 @@ class RequestMigration(Scenario):
         for host in (w.source, w.neighbour):
             if host not in eco.edges:
                 raise ScenarioUnavailable(f"{host!r} is not an edge host with a node agent")
-        image = eco.publish(synthetic_image(SyntheticRecipe(total_bytes=1 * MB,
-                                                            state_diff_bytes=0),
-                                            log=ctx.log).tag)
+        recipe = SyntheticRecipe(total_bytes=1 * MB, state_diff_bytes=0)
+        image = publish_workload(ctx, eco, [w.source, w.neighbour],
+                                 lambda plat: synthetic_image(recipe, log=ctx.log,
+                                                              platform=plat).tag)
         for host in (w.neighbour, w.source):
             stub = eco.node(host)
             stub.RemoveWorkload(npb.RemoveWorkloadRequest(name=WORKLOAD), timeout=60)

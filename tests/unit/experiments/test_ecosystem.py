@@ -62,3 +62,53 @@ def test_open_without_manifests_says_deploy_first(tmp_path: Path) -> None:
     with pytest.raises(ScenarioUnavailable, match=r"no deployment manifest of host 'ctl01' .*"
                                                   r"deploy first"):
         Ecosystem.open(ctx)
+
+
+class _Publishing(Ecosystem):
+    """publish_for's choices with the node agents' answers and the registry calls faked (unit
+    test only): ``hosts`` maps a host to the platform its node agent reports."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:  # no lab: nothing else is used
+        self.hosts, self.published, self.indexes = hosts, [], []
+
+    def workload_platform(self, host):  # type: ignore[no-untyped-def,override]
+        from edgeferry.images.multiarch import platform_of
+
+        plat = platform_of(self.hosts[host])
+        return plat, "native" if plat.architecture == "amd64" else "qemu-user"
+
+    def publish(self, local_tag):  # type: ignore[no-untyped-def,override]
+        self.published.append(local_tag)
+        return f"reg:5000/{local_tag}"
+
+    def publish_multiarch(self, builds):  # type: ignore[no-untyped-def,override]
+        from edgeferry.images.index_push import PublishedIndex
+
+        self.indexes.append({str(p): tag for p, tag in builds.items()})
+        return PublishedIndex("reg:5000/img:multi-x", "sha256:" + "1" * 64,
+                              {str(p): "sha256:" + "2" * 64 for p in builds})
+
+
+def test_publish_for_native_hosts_is_one_image_and_mixed_hosts_one_index(monkeypatch) -> None:
+    from edgeferry.images import multiarch
+    from edgeferry.images.multiarch import AMD64
+
+    monkeypatch.setattr(multiarch, "controller_platform", lambda: AMD64)
+    built: list[str] = []
+
+    def build(plat):  # type: ignore[no-untyped-def]
+        built.append(str(plat))
+        return f"img:{plat.architecture}"
+
+    eco = _Publishing({"edge1": "linux/amd64", "edge2": "linux/amd64", "edge3": "linux/arm64"})
+    assert eco.publish_for(["edge1", "edge2"], build) == ("reg:5000/img:amd64", None)
+    assert built == ["linux/amd64"] and eco.indexes == []
+
+    ref, index = eco.publish_for(["edge1", "edge3"], build)
+    assert ref == "reg:5000/img:multi-x" and index is not None
+    assert eco.indexes == [{"linux/amd64": "img:amd64", "linux/arm64": "img:arm64"}]
+    # an arm64-only pair still gets the controller's platform in its index: the image must
+    # run where the service is first deployed and on the way back
+    eco.indexes.clear()
+    eco.publish_for(["edge3"], build)
+    assert eco.indexes == [{"linux/amd64": "img:amd64", "linux/arm64": "img:arm64"}]

@@ -54,8 +54,8 @@ def test_edges_added_by_flag_take_the_defaults_of_their_class() -> None:
     attrs = {h.name: spec.audit_attributes(h) for h in spec.edges}
     assert attrs["edge1"] == X86_DEFAULT
     assert attrs["edge3"] == JETSON_DEFAULT
-    # new edges cycle the profiles x86, jetson, jetson
-    assert [attrs[f"edge{i}"] for i in (4, 5, 6)] == [X86_DEFAULT, JETSON_DEFAULT,
+    # new edges cycle the default lab's edge profiles: x86, x86, jetson
+    assert [attrs[f"edge{i}"] for i in (4, 5, 6)] == [X86_DEFAULT, X86_DEFAULT,
                                                       JETSON_DEFAULT]
 
 

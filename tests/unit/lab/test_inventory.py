@@ -22,21 +22,24 @@ def test_groups_and_host_vars():
     assert set(children) == {"control", "edge", "x86", "jetson"}
     assert list(children["control"]["hosts"]) == ["control"]
     assert list(children["edge"]["hosts"]) == ["edge1", "edge2", "edge3"]
-    assert set(children["x86"]["hosts"]) == {"control", "edge1"}
-    assert set(children["jetson"]["hosts"]) == {"edge2", "edge3"}
+    assert set(children["x86"]["hosts"]) == {"control", "edge1", "edge2"}
+    assert set(children["jetson"]["hosts"]) == {"edge3"}
     edge2 = children["edge"]["hosts"]["edge2"]
     assert edge2 == {
         "ansible_host": "10.250.0.12",
         "edgeferry_address": "10.250.0.12",
-        "edgeferry_profile": "jetson",
-        "edgeferry_lab_profile": "jetson",
-        # the default lab's profiles keep workloads native (single-platform images)
-        "edgeferry_workload_platform": "",
-        # the default lab's edge2: France, manufacturer deC, a 1.5 GB jetson-class board
+        "edgeferry_profile": "x86",
+        "edgeferry_lab_profile": "x86",
+        "edgeferry_workload_platform": "",  # x86 class: the engine's own platform
+        # the default lab's edge2: France, manufacturer deC, a 3 GB x86-class server
         "edgeferry_audit_edge_attributes": {
             "eDAl": "fr", "eDAo": "caA", "eHRh": "deC", "eHRt": "docker", "eHRac": "-",
-            "eHRaf": "-", "eHRc": "2.6", "eHRm": "1.5", "eHRgpu": "no"},
+            "eHRaf": "-", "eHRc": "2.6", "eHRm": "3", "eHRgpu": "no"},
     }
+    # the default lab's jetson-class edge3 runs its workloads as linux/arm64 (workloads: class)
+    edge3 = children["edge"]["hosts"]["edge3"]
+    assert (edge3["edgeferry_profile"], edge3["edgeferry_workload_platform"]) == (
+        "jetson", "linux/arm64")
     assert "edgeferry_audit_edge_attributes" not in children["control"]["hosts"]["control"]
 
 
