@@ -378,6 +378,9 @@ class NodeCore:
                 detail += (f"; re-based onto {out.values['platform']} in "
                            f"{out.values['rebase_s']:.1f} s, diff content "
                            f"{out.values['diff_content_digest']} unchanged")
+            if out.values.get("diff_only"):
+                detail += (f"; diff only: {out.values['diff_only']} diff layer(s) fetched from "
+                           "the registry, the other platform's base layers not")
             return pb.PullImageResponse(
                 timing=timing("pull", out.seconds, got, detail), digest=out.values["digest"],
                 verified=out.values["verified"], layers=layers_to_pb(layers),

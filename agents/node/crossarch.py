@@ -99,17 +99,33 @@ def rebase_image(client: Any, committed: str, *, source_base: str, dest_base: st
     ``platform``, the destination's)."""
     base_ids = list(client.images.get(source_base).attrs["RootFS"]["Layers"])
     with tempfile.TemporaryDirectory(prefix="ef-rebase-") as tmp:
-        src_dir, dst_dir = Path(tmp) / "src", Path(tmp) / "dst"
+        src_dir = Path(tmp) / "src"
         src_dir.mkdir()
-        dst_dir.mkdir()
         committed_config, committed_layers = _save(client, committed, src_dir)
         diffs = diff_layers(committed_config["rootfs"]["diff_ids"], base_ids)
         diff_paths = committed_layers[len(committed_layers) - len(diffs):]
-        before, elves = _scan(diff_paths)
-        DiffScan(executables=elves).refuse_executables(platform or f"{dest_base}'s platform")
+        return rebase_layers(client, committed_config, diff_paths, dest_base=dest_base,
+                             target=target, platform=platform, source=committed)
+
+
+def rebase_layers(client: Any, committed_config: dict[str, Any], diff_paths: list[Path], *,
+                  dest_base: str, target: str, platform: str = "",
+                  source: str = "") -> dict[str, Any]:
+    """Load ``target`` = ``dest_base`` + the diff layer tars ``diff_paths`` (uncompressed, in
+    order: the last entries of ``committed_config``'s diff_ids), refusing ELF files in them;
+    the loaded image's diff content must be the one scanned before (`RebaseFailed`). The
+    layers come from ``docker save`` of the committed image (`rebase_image`) or straight from
+    the registry's blobs (`agents.node.engine`: a destination that needs only the diff)."""
+    diffs = list(committed_config["rootfs"]["diff_ids"])[len(committed_config["rootfs"]
+                                                             ["diff_ids"]) - len(diff_paths):]
+    before, elves = _scan(diff_paths)
+    DiffScan(executables=elves).refuse_executables(platform or f"{dest_base}'s platform")
+    with tempfile.TemporaryDirectory(prefix="ef-rebase-") as tmp:
+        dst_dir = Path(tmp) / "dst"
+        dst_dir.mkdir()
         base_config, base_layers = _save(client, dest_base, dst_dir)
         config = rebased_config(committed_config, base_config, diffs,
-                                created_by=f"edgeferry: re-based from {committed}")
+                                created_by=f"edgeferry: re-based from {source or 'a commit'}")
         archive = Path(tmp) / "load.tar"
         names = [f"layer{i}.tar" for i in range(len(base_layers) + len(diff_paths))]
         with tarfile.open(archive, "w") as tar:

@@ -10,6 +10,7 @@ installs it); the agent uses the same CA file for its own manifest queries.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ from agents.common.platforms import (
     native_platform,
     select,
 )
-from agents.node.crossarch import RebaseFailed, rebase_image
+from agents.node.crossarch import RebaseFailed, rebase_image, rebase_layers
 from agents.node.domain import (
     DigestMismatch,
     ImageRef,
@@ -58,7 +59,7 @@ from agents.node.flatten import (
     image_archive,
     must_flatten,
 )
-from agents.node.rebase import ArchitectureSpecific, NotRebasable
+from agents.node.rebase import ArchitectureSpecific, DiffBlob, NotRebasable, registry_diff
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -68,6 +69,10 @@ LABEL_WORKLOAD = "org.edgeferry.workload"
 #: The reference a workload was first started from (a multi-architecture image index): a
 #: destination of another platform re-bases the committed diff onto that index's entry for it.
 LABEL_BASE = "org.edgeferry.base-image"
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest or image config read from the registry
+#: a diff layer's tar may be this many times its compressed blob (+ LAYER_SLACK_BYTES); more is
+#: refused as a decompression bomb
+LAYER_EXPANSION, LAYER_SLACK_BYTES = 20, 64 << 20
 
 
 @dataclass(frozen=True)
@@ -97,22 +102,52 @@ class RegistryAccess:
     def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
         """(digest, manifest) of ``repository:reference`` from the registry API (an image
         index or manifest list comes back as such: `resolve` picks a platform's entry)."""
+        with self._get(f"{repository}/manifests/{reference}",
+                       ", ".join((MANIFEST_V2, OCI_MANIFEST, *INDEX_TYPES))) as resp:
+            return resp.headers.get("Docker-Content-Digest", ""), json.loads(resp.read())
+
+    def _get(self, path: str, accept: str = "") -> Any:
+        """An authenticated GET of ``/v2/<path>`` (a PhaseFailed naming the HTTP status or the
+        network error otherwise)."""
         token = b64encode(f"{self.username}:{self.password}".encode()).decode()
-        req = urllib.request.Request(
-            f"https://{self.address}/v2/{repository}/manifests/{reference}",
-            headers={"Authorization": f"Basic {token}",
-                     "Accept": ", ".join((MANIFEST_V2, OCI_MANIFEST, *INDEX_TYPES))},
-        )
+        headers = {"Authorization": f"Basic {token}", **({"Accept": accept} if accept else {})}
+        req = urllib.request.Request(f"https://{self.address}/v2/{path}", headers=headers)
         try:
-            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=30) as resp:
-                digest = resp.headers.get("Docker-Content-Digest", "")
-                return digest, json.loads(resp.read())
+            return urllib.request.urlopen(req, context=self.ssl_context(), timeout=30)
         except urllib.error.HTTPError as err:
-            raise PhaseFailed(
-                f"registry {self.address}: manifest {repository}:{reference}: HTTP {err.code}"
-            ) from None
+            raise PhaseFailed(f"registry {self.address}: {path}: HTTP {err.code}") from None
         except (urllib.error.URLError, OSError) as err:
             raise PhaseFailed(f"registry {self.address} unreachable: {err}") from None
+
+    def verified_manifest(self, repository: str, digest: str) -> dict[str, Any]:
+        """The manifest ``repository@digest``, its bytes hashed here against ``digest``."""
+        with self._get(f"{repository}/manifests/{digest}",
+                       ", ".join((MANIFEST_V2, OCI_MANIFEST))) as resp:
+            body = resp.read(MAX_MANIFEST_BYTES + 1)
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise DigestMismatch(f"manifest {repository}@{digest} exceeds {MAX_MANIFEST_BYTES}")
+        if f"sha256:{hashlib.sha256(body).hexdigest()}" != digest:
+            raise DigestMismatch(f"registry served another manifest for {repository}@{digest}")
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+    def blob(self, repository: str, digest: str, into: Path, limit: int) -> int:
+        """Download blob ``digest`` of ``repository`` into the file ``into``, checking its
+        sha256 and that it has at most ``limit`` bytes (`DigestMismatch`); its size."""
+        algo, _, want = digest.partition(":")
+        if algo != "sha256" or len(want) != 64:
+            raise PhaseFailed(f"blob digest {digest!r} is not sha256")
+        h, size = hashlib.sha256(), 0
+        with self._get(f"{repository}/blobs/{digest}") as resp, into.open("wb") as out:
+            while chunk := resp.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise DigestMismatch(f"blob {digest} of {repository} exceeds {limit} bytes")
+                h.update(chunk)
+                out.write(chunk)
+        if h.hexdigest() != want:
+            raise DigestMismatch(f"registry served sha256:{h.hexdigest()} for blob {digest}")
+        return size
 
     def resolve(self, repository: str, reference: str,
                 platform: Platform) -> tuple[str, dict[str, Any], str]:
@@ -368,6 +403,10 @@ class DockerEngine:
             raise DigestMismatch(
                 f"registry serves {served} for {image_ref}, expected {expected_digest}"
             )
+        if self._platform is not None and not index_digest and expected_digest:
+            diff_only = self._pull_diff_only(image_ref, expected_digest)
+            if diff_only is not None:
+                return diff_only
         # Pull by digest (of this platform's manifest when the reference is an index): the
         # engine verifies manifest and layer hashes against it.
         pinned = image_ref.pinned(manifest_digest if index_digest else
@@ -400,31 +439,97 @@ class DockerEngine:
             values |= self._rebase(image_ref, pinned, attrs, built_for)
         return Timed(elapsed, values)
 
-    def _rebase(self, image_ref: ImageRef, pinned: str, attrs: Mapping[str, Any],
-                built_for: Platform) -> dict[str, Any]:
-        """A committed image of another platform: its diff layers re-based onto this
-        platform's variant of the index it was first started from (`crossarch`)."""
+    def _pull_diff_only(self, image_ref: ImageRef, digest: str) -> Timed | None:
+        """A committed image of another platform: only its diff layers cross the network. The
+        manifest (hashed against ``digest``), its config and each diff blob come from the
+        registry API, each checked against its digest and the blob's tar against its diff_id;
+        this platform's variant of the base index the workload started from is pulled (a
+        pre-pulled base moves nothing) and the diff is loaded onto it
+        (`crossarch.rebase_layers`). None when the image is this platform's, or its layers do
+        not start with its base's (the whole image is pulled and re-based then)."""
         reg = self._need_registry()
-        base_text = ((attrs.get("Config") or {}).get("Labels") or {}).get(LABEL_BASE, "")
+        started, nic = time.monotonic(), self.interface
+        rx0 = interface_counters(nic)[1]
+        manifest = reg.verified_manifest(image_ref.repository, digest)
+        with tempfile.TemporaryDirectory(prefix="ef-diffpull-") as tmp:
+            work = Path(tmp)
+            reg.blob(image_ref.repository, str((manifest.get("config") or {}).get("digest")),
+                     work / "config.json", MAX_MANIFEST_BYTES)
+            config: dict[str, Any] = json.loads((work / "config.json").read_bytes())
+            built_for = Platform(str(config.get("os") or "linux"),
+                                 str(config.get("architecture") or ""),
+                                 str(config.get("variant") or ""))
+            if not built_for.architecture or built_for.matches(self.platform):
+                return None
+            labels = (config.get("config") or {}).get("Labels") or {}
+            source_base, dest_base = self._base_variants(image_ref, labels.get(LABEL_BASE, ""),
+                                                         built_for)
+            try:
+                blobs = registry_diff(manifest.get("layers", []),
+                                      (config.get("rootfs") or {}).get("diff_ids", []),
+                                      source_base[1].get("layers", []))
+            except NotRebasable:
+                return None
+            events = self._pull_stream(dest_base[0])
+            _raise_stream_error(events, f"pull base {dest_base[0]}")
+            layers = pull_transfers(dest_base[1].get("layers", []), layer_statuses(events))
+            paths = [_layer_tar(reg, image_ref.repository, b, work / f"layer{i}")
+                     for i, b in enumerate(blobs)]
+            fetched = time.monotonic()
+            target = f"{image_ref.name}:{image_ref.tag or 'migrated'}-{self.platform.architecture}"
+            try:
+                out = rebase_layers(self.client, config, paths, dest_base=dest_base[0],
+                                    target=target, platform=str(self.platform),
+                                    source=image_ref.pinned(digest))
+            except (ArchitectureSpecific, NotRebasable, RebaseFailed, OSError,
+                    tarfile.TarError, KeyError, ValueError) as err:
+                raise PhaseFailed(f"{image_ref} cannot move from {built_for} to "
+                                  f"{self.platform}: {err}") from None
+        done = time.monotonic()
+        return Timed(done - started, {
+            "digest": digest, "verified": True, "pinned_ref": target, "image_id": out["image_id"],
+            "layers": [*layers, *(Layer(b.digest, b.size, True) for b in blobs)],
+            "interface": nic, "interface_rx_bytes": interface_counters(nic)[1] - rx0,
+            "platform": str(self.platform), "index_digest": "", "platform_digest": digest,
+            "rebased_from": image_ref.pinned(digest),
+            "diff_content_digest": out["diff_content_digest"], "rebase_s": done - fetched,
+            "diff_only": len(blobs)})
+
+    def _base_variants(self, image_ref: ImageRef, base_text: str, built_for: Platform
+                       ) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+        """((pinned ref, manifest) of ``built_for``'s, then this platform's) entries of the base
+        index a committed image names; PhaseFailed when it names none or a single image."""
+        reg = self._need_registry()
         if not base_text:
             raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
                               f"{self.platform}; it names no base image ({LABEL_BASE}) whose "
                               f"{self.platform} variant could carry its diff")
         base = ImageRef.parse(base_text)
-        started = time.monotonic()
-        refs = []
+        out = []
         for plat in (built_for, self.platform):
-            digest, _, index = reg.resolve(base.repository, base.digest or base.tag, plat)
+            digest, manifest, index = reg.resolve(base.repository, base.digest or base.tag, plat)
             if not index:
                 raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
                                   f"{self.platform}; its base {base_text} is a single-platform "
                                   "image, not a multi-architecture index")
-            refs.append(base.pinned(digest))
-            _raise_stream_error(self._pull_stream(refs[-1]), f"pull base {refs[-1]}")
+            out.append((base.pinned(digest), manifest))
+        return out[0], out[1]
+
+    def _rebase(self, image_ref: ImageRef, pinned: str, attrs: Mapping[str, Any],
+                built_for: Platform) -> dict[str, Any]:
+        """A committed image of another platform pulled whole (its layers did not start with
+        its base's): its diff layers re-based onto this platform's variant of the index it was
+        first started from (`crossarch`)."""
+        started = time.monotonic()
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        source_base, dest_base = self._base_variants(image_ref, labels.get(LABEL_BASE, ""),
+                                                     built_for)
+        for ref in (source_base[0], dest_base[0]):
+            _raise_stream_error(self._pull_stream(ref), f"pull base {ref}")
         target = f"{image_ref.name}:{image_ref.tag or 'migrated'}-{self.platform.architecture}"
         try:
-            out = rebase_image(self.client, pinned, source_base=refs[0], dest_base=refs[1],
-                               target=target, platform=str(self.platform))
+            out = rebase_image(self.client, pinned, source_base=source_base[0],
+                               dest_base=dest_base[0], target=target, platform=str(self.platform))
         except (ArchitectureSpecific, NotRebasable, RebaseFailed, OSError,
                 tarfile.TarError, KeyError, ValueError) as err:
             raise PhaseFailed(f"{image_ref} cannot move from {built_for} to {self.platform}: "
@@ -527,6 +632,32 @@ class DockerEngine:
             raise NotFound(f"no local image {image}") from None
         head = user.split(":", 1)[0]
         return int(head) if head.isdigit() else 0
+
+
+def _layer_tar(reg: RegistryAccess, repository: str, blob: DiffBlob, into: Path) -> Path:
+    """One diff layer from the registry as an uncompressed tar at ``into``: the blob checked
+    against its digest, the tar against its diff_id, its size bounded (`LAYER_EXPANSION`)."""
+    raw = into.with_suffix(".blob")
+    reg.blob(repository, blob.digest, raw, limit=blob.size)
+    if not blob.gzipped:
+        raw.rename(into)
+    else:
+        limit, size = blob.size * LAYER_EXPANSION + LAYER_SLACK_BYTES, 0
+        with gzip.open(raw, "rb") as src, into.open("wb") as out:
+            while chunk := src.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise DigestMismatch(f"layer {blob.digest} expands beyond {limit} bytes")
+                out.write(chunk)
+        raw.unlink()
+    h = hashlib.sha256()
+    with into.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    if f"sha256:{h.hexdigest()}" != blob.diff_id:
+        raise DigestMismatch(f"layer {blob.digest} unpacks to sha256:{h.hexdigest()}, its "
+                             f"config says {blob.diff_id}")
+    return into
 
 
 def published_ports(attrs: Mapping[str, Any]) -> list[tuple[int, int, str]]:

@@ -159,3 +159,43 @@ def rebased_config(committed: Mapping[str, Any], dest_base: Mapping[str, Any],
     history += [{"created": created, "created_by": created_by} for _ in diff_ids]
     out["history"] = history
     return out
+
+
+@dataclass(frozen=True)
+class DiffBlob:
+    """One diff layer of a committed image as the registry holds it: the blob (compressed as
+    ``media_type`` says) and the diff_id its uncompressed tar must hash to."""
+
+    digest: str
+    size: int
+    media_type: str
+    diff_id: str
+
+    @property
+    def gzipped(self) -> bool:
+        """gzip (Docker's and OCI's usual layers) or a plain tar; another compression (zstd)
+        is `NotRebasable` here."""
+        if "gzip" in self.media_type:
+            return True
+        if self.media_type.endswith(("zstd", "+zstd")):
+            raise NotRebasable(f"layer {self.digest} is {self.media_type}: not re-based here")
+        return False
+
+
+def registry_diff(committed_layers: Sequence[Mapping[str, Any]], diff_ids: Sequence[str],
+                  source_base_layers: Sequence[Mapping[str, Any]]) -> list[DiffBlob]:
+    """The blobs a destination of another platform needs of a committed image: its manifest's
+    layers after the source platform's base image's (compared blob by blob), each with its
+    diff_id from the committed config. `NotRebasable` when the committed manifest does not
+    start with the base's layers or its config lists another number of layers."""
+    if len(committed_layers) != len(diff_ids):
+        raise NotRebasable(f"the committed manifest lists {len(committed_layers)} layers, its "
+                           f"config {len(diff_ids)} diff_ids")
+    base = [str(x["digest"]) for x in source_base_layers]
+    ours = [str(x["digest"]) for x in committed_layers]
+    if ours[:len(base)] != base or len(ours) <= len(base):
+        raise NotRebasable(
+            f"the committed image ({len(ours)} layers) is not the source base ({len(base)} "
+            "layers) plus diff layers in the registry: it cannot be re-based layer by layer")
+    return [DiffBlob(str(m["digest"]), int(m["size"]), str(m.get("mediaType", "")), d)
+            for m, d in zip(committed_layers[len(base):], diff_ids[len(base):], strict=True)]

@@ -75,6 +75,12 @@ def test_the_nms_goes_to_the_arm64_jetson_and_back_with_every_block(
                                                                             "return-pull")}
     assert "re-based onto linux/arm64" in json.dumps(pulls["pull"]), pulls["pull"]
     assert "re-based onto linux/amd64" in json.dumps(pulls["return-pull"]), pulls["return-pull"]
+    # each hop fetched the diff alone: the blocks (2 MB, a little more with the NMS's own
+    # files), not the other platform's ~50 MB Python base
+    for name in ("pull", "return-pull"):
+        assert "diff only" in json.dumps(pulls[name]), pulls[name]
+        moved = next(p["bytes"] for p in t["phases"] if p["phase"] == name)
+        assert 0 < moved < 8_000_000, (name, moved)
 
     # the lab hosts' engines: edge3 holds the NMS re-based onto arm64, which runs as aarch64
     images = engine(lab, "edge3", "images", "--format", "{{.Repository}}:{{.Tag}}").split()

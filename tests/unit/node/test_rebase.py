@@ -19,6 +19,7 @@ from agents.node.rebase import (
     diff_layers,
     elf_machine,
     rebased_config,
+    registry_diff,
     scan_layer,
 )
 
@@ -113,3 +114,43 @@ def test_rebased_config_keeps_the_run_config_and_takes_the_destination_platform(
     back = rebased_config(out, {"architecture": "amd64", "os": "linux",
                                 "rootfs": {"diff_ids": ["sha256:x1"]}}, ["sha256:d1"], "b")
     assert back["architecture"] == "amd64" and "variant" not in back
+
+
+GZ = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+def _layers(*names: str, media: str = GZ) -> list[dict[str, object]]:
+    return [{"digest": f"sha256:{n * 64}"[:71], "size": 10 * (i + 1), "mediaType": media}
+            for i, n in enumerate(names)]
+
+
+def test_registry_diff_is_the_blobs_after_the_source_base() -> None:
+    committed = _layers("a", "b", "c", "d")
+    blobs = registry_diff(committed, ["sha256:1", "sha256:2", "sha256:3", "sha256:4"],
+                          _layers("a", "b"))
+    # the third and fourth blobs, each paired with its diff_id from the config
+    assert [(b.digest, b.size, b.diff_id) for b in blobs] == [
+        ("sha256:" + "c" * 64, 30, "sha256:3"), ("sha256:" + "d" * 64, 40, "sha256:4")]
+    assert all(b.gzipped for b in blobs)
+
+
+def test_registry_diff_refuses_what_is_not_base_plus_diff() -> None:
+    ids = ["sha256:1", "sha256:2", "sha256:3"]
+    with pytest.raises(NotRebasable, match="not the source base"):  # another base
+        registry_diff(_layers("a", "x", "c"), ids, _layers("a", "b"))
+    with pytest.raises(NotRebasable, match="not the source base"):  # nothing on top
+        registry_diff(_layers("a", "b"), ids[:2], _layers("a", "b"))
+    with pytest.raises(NotRebasable, match="3 layers, its config 2"):
+        registry_diff(_layers("a", "b", "c"), ids[:2], _layers("a", "b"))
+
+
+def test_layer_compression_is_read_from_the_media_type() -> None:
+    oci_gz = registry_diff(_layers("a", "c", media="application/vnd.oci.image.layer.v1.tar+gzip"),
+                           ["sha256:1", "sha256:2"], _layers("a"))
+    plain = registry_diff(_layers("a", "c", media="application/vnd.oci.image.layer.v1.tar"),
+                          ["sha256:1", "sha256:2"], _layers("a"))
+    zstd = registry_diff(_layers("a", "c", media="application/vnd.oci.image.layer.v1.tar+zstd"),
+                         ["sha256:1", "sha256:2"], _layers("a"))
+    assert oci_gz[0].gzipped and not plain[0].gzipped
+    with pytest.raises(NotRebasable, match="zstd"):
+        _ = zstd[0].gzipped
