@@ -403,7 +403,9 @@ class DockerEngine:
             raise DigestMismatch(
                 f"registry serves {served} for {image_ref}, expected {expected_digest}"
             )
-        if self._platform is not None and not index_digest and expected_digest:
+        # a single-platform image (a commit) is this host's platform, or its diff moves alone
+        # onto this platform's base: an x86 host runs amd64 even where binfmt could run arm64
+        if not index_digest and expected_digest:
             diff_only = self._pull_diff_only(image_ref, expected_digest)
             if diff_only is not None:
                 return diff_only
@@ -434,8 +436,7 @@ class DockerEngine:
         attrs = image.attrs
         built_for = Platform(str(attrs.get("Os") or "linux"), str(attrs.get("Architecture") or ""),
                              str(attrs.get("Variant") or ""))
-        if self._platform is not None and built_for.architecture and not built_for.matches(
-                self._platform):
+        if built_for.architecture and not built_for.matches(self.platform):
             values |= self._rebase(image_ref, pinned, attrs, built_for)
         return Timed(elapsed, values)
 

@@ -284,3 +284,19 @@ def test_a_foreign_commit_without_a_multiarch_base_is_refused() -> None:
                              [BASE_AMD_TAR, DIFF_TAR])
         with pytest.raises(PhaseFailed, match=message):
             arm64_engine(MemoryRegistry(store)).pull(MIG, commit)
+
+
+def test_an_x86_host_without_a_configured_platform_rebases_an_arm64_commit_onto_amd64(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The way back from a jetson: the x86 host's engine (no platform configured, its own
+    x86_64) must not run the arm64 commit under binfmt; the diff moves onto the amd64 base."""
+    calls = _capture_rebase(monkeypatch, "rebase_layers")
+    back = STORE.image(config("arm64", [sha(BASE_ARM_TAR), sha(DIFF_TAR)], f"{BASE_REF}:v1"),
+                       [BASE_ARM_TAR, DIFF_TAR])
+    client = FakeClient()
+    engine = DockerEngine(MemoryRegistry(STORE), interface="lo", client=client)
+    out = engine.pull(MIG, back)
+    assert [r for r, _ in client.pulls] == [f"{BASE_REF}@{AMD}"]
+    [call] = calls
+    assert call["tars"] == [DIFF_TAR] and call["dest_base"] == f"{BASE_REF}@{AMD}"
+    assert call["target"].endswith("-amd64") and out.values["platform"] == "linux/amd64"
