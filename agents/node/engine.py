@@ -454,12 +454,7 @@ class DockerEngine:
         manifest = reg.verified_manifest(image_ref.repository, digest)
         with tempfile.TemporaryDirectory(prefix="ef-diffpull-") as tmp:
             work = Path(tmp)
-            reg.blob(image_ref.repository, str((manifest.get("config") or {}).get("digest")),
-                     work / "config.json", MAX_MANIFEST_BYTES)
-            config: dict[str, Any] = json.loads((work / "config.json").read_bytes())
-            built_for = Platform(str(config.get("os") or "linux"),
-                                 str(config.get("architecture") or ""),
-                                 str(config.get("variant") or ""))
+            built_for, config = self._config(image_ref, manifest, work)
             if not built_for.architecture or built_for.matches(self.platform):
                 return None
             labels = (config.get("config") or {}).get("Labels") or {}
@@ -495,6 +490,17 @@ class DockerEngine:
             "rebased_from": image_ref.pinned(digest),
             "diff_content_digest": out["diff_content_digest"], "rebase_s": done - fetched,
             "diff_only": len(blobs)})
+
+    def _config(self, image_ref: ImageRef, manifest: Mapping[str, Any], work: Path
+                ) -> tuple[Platform, dict[str, Any]]:
+        """(the platform it was built for, the config) of a single-platform image, its config
+        blob read from the registry into ``work`` and hashed against the manifest."""
+        self._need_registry().blob(image_ref.repository,
+                                   str((manifest.get("config") or {}).get("digest")),
+                                   work / "config.json", MAX_MANIFEST_BYTES)
+        config: dict[str, Any] = json.loads((work / "config.json").read_bytes())
+        return Platform(str(config.get("os") or "linux"), str(config.get("architecture") or ""),
+                        str(config.get("variant") or "")), config
 
     def _base_variants(self, image_ref: ImageRef, base_text: str, built_for: Platform
                        ) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
@@ -543,8 +549,14 @@ class DockerEngine:
         reg = self._need_registry()
         if image_ref.registry != reg.address:  # a local-only image, or another registry
             raise PhaseFailed(f"{image_ref} is not in the configured registry {reg.address}")
-        _, manifest, _ = reg.resolve(image_ref.repository, image_ref.digest or image_ref.tag,
-                                     self.platform)
+        _, manifest, index = reg.resolve(image_ref.repository,
+                                         image_ref.digest or image_ref.tag, self.platform)
+        if not index:  # one platform's image: worth pre-pulling only if it is this host's
+            with tempfile.TemporaryDirectory(prefix="ef-prepull-") as tmp:
+                built_for = self._config(image_ref, manifest, Path(tmp))[0]
+            if built_for.architecture and not built_for.matches(self.platform):
+                raise PhaseFailed(f"{image_ref} is built for {built_for}, this host runs "
+                                  f"{self.platform}: not pre-pulled (its base index is)")
         started = time.monotonic()
         events = self._pull_stream(str(image_ref))
         elapsed = time.monotonic() - started

@@ -300,3 +300,18 @@ def test_an_x86_host_without_a_configured_platform_rebases_an_arm64_commit_onto_
     [call] = calls
     assert call["tars"] == [DIFF_TAR] and call["dest_base"] == f"{BASE_REF}@{AMD}"
     assert call["target"].endswith("-amd64") and out.values["platform"] == "linux/amd64"
+
+
+def test_a_prepull_takes_this_platforms_image_and_refuses_another_platforms() -> None:
+    """Before the stop the SMF offers what the source runs from, first its digests: on an arm64
+    destination the amd64 entry would move the wrong base (its ~50 MB again after the stop),
+    so it is refused and the SMF goes on to the index, whose arm64 entry is pulled."""
+    client = FakeClient()
+    engine = arm64_engine(MemoryRegistry(STORE), client)
+    with pytest.raises(PhaseFailed, match="built for linux/amd64, this host runs linux/arm64"):
+        engine.prepull(ImageRef.parse(f"{BASE_REF}@{AMD}"))
+    assert client.pulls == []
+    engine.prepull(ImageRef.parse(f"{BASE_REF}:v1"))  # the index: its arm64 entry
+    engine.prepull(ImageRef.parse(f"{BASE_REF}@{ARM}"))
+    assert [(r, kw.get("platform")) for r, kw in client.pulls] == [
+        (f"{BASE_REF}:v1", "linux/arm64"), (f"{BASE_REF}@{ARM}", "linux/arm64")]
