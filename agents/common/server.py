@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from types import FrameType, TracebackType
@@ -53,6 +54,9 @@ from agents.common.logging import get_logger
 from agents.common.tls import TLSMaterial, server_credentials
 
 AddServicerFn = Callable[[Any, grpc.Server], None]
+
+#: How often a waiting main thread wakes to run signal handlers (see `AgentServer.wait`).
+_WAKE_S = 0.25
 
 if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
     _Handler = grpc.RpcMethodHandler[Any, Any]
@@ -267,8 +271,19 @@ class AgentServer:
         return port
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the server has stopped; return False if ``timeout`` expired first."""
-        return self._stopped.wait(timeout)
+        """Block until the server has stopped; return False if ``timeout`` expired first.
+
+        Waits in short steps: the kernel may deliver SIGTERM to one of gRPC's threads, and
+        Python runs the handler only when the main thread next wakes, so a main thread blocked
+        for good would never stop (systemd would wait out its stop timeout, then kill).
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _WAKE_S if end is None else min(_WAKE_S, end - time.monotonic())
+            if step <= 0:
+                return self._stopped.is_set()
+            if self._stopped.wait(step):
+                return True
 
     def stop(self, grace: float | None = None) -> None:
         """Mark NOT_SERVING, let in-flight RPCs finish for ``grace`` seconds, then stop."""

@@ -305,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving %d-byte blocks on %s:%d over TLS (%d in use; handshake %.1f s, "
              "%d connections, %d handshaking)", store.block_size, host, server.port,
              store.count(), limits.handshake_timeout, limits.max_connections, limits.max_pending)
-    done.wait()
+    # Short waits: SIGTERM may reach one of the serving threads, and Python runs the handler
+    # only when the main thread wakes.
+    while not done.wait(0.25):
+        pass
     server.stop()
     store.close()
     log.info("stopped")
