@@ -87,6 +87,29 @@ def test_missing_registry_password_names_host_and_variable(tmp_path):
                for f in result.failures), result.failures
 
 
+def test_a_catalog_entry_without_its_module_or_a_derived_value_of_another_type_stops_validation(
+        tmp_path):
+    """The catalog and the values derived from the inventory are left out of the shared role's
+    argument spec (rendering them in every play was most of a deploy's argument checks); the
+    first play checks them instead, once."""
+    def no_module(hosts, gv):
+        (gv / "all" / "catalog.yml").write_text(yaml.safe_dump(
+            {"edgeferry_agent_catalog": {"bare": {"port": 50050}}}))
+
+    result = run_validation(bad_inventory(tmp_path / "a", no_module), tmp_path / "a")
+    assert not result.ok
+    assert any("host ctl01: edgeferry_agent_catalog must map each instance to its module" in f
+               for f in result.failures), result.failures
+
+    def peers_as_list(hosts, gv):
+        hosts["all"]["children"]["edge"]["hosts"]["xavier01"]["edgeferry_agent_peers"] = ["x"]
+
+    result = run_validation(bad_inventory(tmp_path / "b", peers_as_list), tmp_path / "b")
+    assert not result.ok
+    failed = {f.split(":")[0] for f in result.failures if "must keep their types" in f}
+    assert failed == {"xavier01"}, result.failures
+
+
 def test_check_mode_on_hardware_fails_only_on_reachability(tmp_path):
     inv = bad_inventory(tmp_path, lambda hosts, gv: None)
     result = run_playbook("site.yml", inv, check=True, run_dir=tmp_path / "run")
