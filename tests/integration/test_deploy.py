@@ -20,7 +20,8 @@ EXAMPLE = REPO_ROOT / "inventory" / "example-hardware"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "verify.yml", "teardown.yml"])
+@pytest.mark.parametrize("playbook", ["site.yml", "verify.yml", "verify_deployment.yml",
+                                      "teardown.yml"])
 def test_playbooks_pass_syntax_check(playbook):
     proc = subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "-i", str(EXAMPLE), f"playbooks/{playbook}", "--syntax-check"],
