@@ -101,10 +101,27 @@ class RegistryAccess:
 
     def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]]:
         """(digest, manifest) of ``repository:reference`` from the registry API (an image
-        index or manifest list comes back as such: `resolve` picks a platform's entry)."""
+        index or manifest list comes back as such: `resolve` picks a platform's entry). The
+        digest is the sha256 of the bytes served, read up to `MAX_MANIFEST_BYTES`: a
+        ``Docker-Content-Digest`` that differs, or a digest ``reference`` they do not hash to,
+        is a `DigestMismatch`."""
         with self._get(f"{repository}/manifests/{reference}",
                        ", ".join((MANIFEST_V2, OCI_MANIFEST, *INDEX_TYPES))) as resp:
-            return resp.headers.get("Docker-Content-Digest", ""), json.loads(resp.read())
+            claimed = resp.headers.get("Docker-Content-Digest", "")
+            body = resp.read(MAX_MANIFEST_BYTES + 1)
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise DigestMismatch(f"manifest {repository} {reference} exceeds "
+                                 f"{MAX_MANIFEST_BYTES} bytes")
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        by_digest = reference.startswith("sha256:")
+        asked = f"{repository}{'@' if by_digest else ':'}{reference}"
+        if claimed and claimed != digest:
+            raise DigestMismatch(f"registry claims {claimed} for {asked}, whose bytes hash to "
+                                 f"{digest}")
+        if by_digest and reference != digest:
+            raise DigestMismatch(f"registry served another manifest for {asked}")
+        document: dict[str, Any] = json.loads(body)
+        return digest, document
 
     def _get(self, path: str, accept: str = "") -> Any:
         """An authenticated GET of ``/v2/<path>`` (a PhaseFailed naming the HTTP status or the
@@ -118,18 +135,6 @@ class RegistryAccess:
             raise PhaseFailed(f"registry {self.address}: {path}: HTTP {err.code}") from None
         except (urllib.error.URLError, OSError) as err:
             raise PhaseFailed(f"registry {self.address} unreachable: {err}") from None
-
-    def verified_manifest(self, repository: str, digest: str) -> dict[str, Any]:
-        """The manifest ``repository@digest``, its bytes hashed here against ``digest``."""
-        with self._get(f"{repository}/manifests/{digest}",
-                       ", ".join((MANIFEST_V2, OCI_MANIFEST))) as resp:
-            body = resp.read(MAX_MANIFEST_BYTES + 1)
-        if len(body) > MAX_MANIFEST_BYTES:
-            raise DigestMismatch(f"manifest {repository}@{digest} exceeds {MAX_MANIFEST_BYTES}")
-        if f"sha256:{hashlib.sha256(body).hexdigest()}" != digest:
-            raise DigestMismatch(f"registry served another manifest for {repository}@{digest}")
-        document: dict[str, Any] = json.loads(body)
-        return document
 
     def blob(self, repository: str, digest: str, into: Path, limit: int) -> int:
         """Download blob ``digest`` of ``repository`` into the file ``into``, checking its
@@ -406,7 +411,7 @@ class DockerEngine:
         # a single-platform image (a commit) is this host's platform, or its diff moves alone
         # onto this platform's base: an x86 host runs amd64 even where binfmt could run arm64
         if not index_digest and expected_digest:
-            diff_only = self._pull_diff_only(image_ref, expected_digest)
+            diff_only = self._pull_diff_only(image_ref, expected_digest, manifest)
             if diff_only is not None:
                 return diff_only
         # Pull by digest (of this platform's manifest when the reference is an index): the
@@ -440,10 +445,12 @@ class DockerEngine:
             values |= self._rebase(image_ref, pinned, attrs, built_for)
         return Timed(elapsed, values)
 
-    def _pull_diff_only(self, image_ref: ImageRef, digest: str) -> Timed | None:
-        """A committed image of another platform: only its diff layers cross the network. The
-        manifest (hashed against ``digest``), its config and each diff blob come from the
-        registry API, each checked against its digest and the blob's tar against its diff_id;
+    def _pull_diff_only(self, image_ref: ImageRef, digest: str, manifest: Mapping[str, Any]
+                        ) -> Timed | None:
+        """A committed image of another platform: only its diff layers cross the network.
+        ``manifest`` is the one `resolve` read for ``digest`` (hashed against it); its config and
+        each diff blob come from the registry API, each checked against its digest and the
+        blob's tar against its diff_id;
         this platform's variant of the base index the workload started from is pulled (a
         pre-pulled base moves nothing) and the diff is loaded onto it
         (`crossarch.rebase_layers`). None when the image is this platform's, or its layers do
@@ -451,7 +458,6 @@ class DockerEngine:
         reg = self._need_registry()
         started, nic = time.monotonic(), self.interface
         rx0 = interface_counters(nic)[1]
-        manifest = reg.verified_manifest(image_ref.repository, digest)
         with tempfile.TemporaryDirectory(prefix="ef-diffpull-") as tmp:
             work = Path(tmp)
             built_for, config = self._config(image_ref, manifest, work)

@@ -190,6 +190,29 @@ def test_a_single_platform_image_of_its_own_platform_is_pulled_as_before() -> No
     assert "rebased_from" not in out.values
 
 
+class CountingRegistry(MemoryRegistry):
+    """A `MemoryRegistry` that records the path of each GET."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        object.__setattr__(self, "paths", [])
+
+    def _get(self, path: str, accept: str = "") -> Any:
+        self.paths.append(path)  # type: ignore[attr-defined]
+        return super()._get(path, accept)
+
+
+def test_a_pull_after_the_stop_reads_the_manifest_once_before_the_engine_pulls() -> None:
+    """The pull during a migration's downtime: one GET of the manifest (hashed against the
+    digest asked for, and reused for the platform check) and one of its config blob."""
+    reg, client = CountingRegistry(STORE), FakeClient()
+    arm64_engine(reg, client).pull(REF, ARM)
+    config_digest = STORE.manifests[ARM][1]["config"]["digest"]
+    assert reg.paths == [f"edge1/nms/manifests/{ARM}",  # type: ignore[attr-defined]
+                         f"edge1/nms/blobs/{config_digest}"]
+    assert len(client.pulls) == 1
+
+
 def test_an_index_without_the_platform_and_a_lying_registry_are_refused() -> None:
     engine = DockerEngine(MemoryRegistry(STORE), interface="lo", client=FakeClient(),
                           platform=parse_platform("linux/riscv64"))
@@ -250,10 +273,14 @@ def test_a_tampered_diff_blob_or_a_wrong_diff_id_is_refused(
                               f"{BASE_REF}:v1"), [BASE_AMD_TAR, DIFF_TAR])
     with pytest.raises(DigestMismatch, match="unpacks to"):
         arm64_engine(MemoryRegistry(store)).pull(MIG, liar)
-    # and a manifest whose bytes are not the digest asked for (its header claims it is)
+    # and a manifest whose bytes are not the digest asked for, whether its header claims they
+    # are or tells the truth
     other = (COMMITTED, STORE.manifests[AMD][1])
-    with pytest.raises(DigestMismatch, match="another manifest"):
+    with pytest.raises(DigestMismatch, match=f"claims {COMMITTED} .* hash to {AMD}"):
         arm64_engine(MemoryRegistry(STORE, served={COMMITTED: other})).pull(MIG, COMMITTED)
+    with pytest.raises(DigestMismatch, match=f"another manifest for edge1/svc@{COMMITTED}"):
+        arm64_engine(MemoryRegistry(STORE, served={COMMITTED: STORE.manifests[AMD]})).pull(
+            MIG, COMMITTED)
     assert calls == []
 
 
