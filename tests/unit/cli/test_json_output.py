@@ -86,12 +86,14 @@ def test_to_jsonable_keeps_protobuf_field_names_and_bytes_readable() -> None:
 
 def test_run_with_a_failed_trial_writes_its_report_and_exits_1(tmp_path: Path) -> None:
     """A run whose trials fail still writes the report, and exits 1 (README: 'the operation
-    ran and failed (a check, a trial ...)'). Algorithm 1 given a microsecond cannot succeed."""
+    ran and failed (a check, a trial ...)'). Algorithm 1 given a microsecond fails unless the
+    confirmations are already in at its first read (it waits only while they are short): CI saw
+    one of two trials succeed that way, so the run has four and counts the failures it finds."""
     definition = tmp_path / "fail.yaml"
     definition.write_text(yaml.safe_dump({
         "name": "exit-code", "description": "trials that cannot succeed", "seed": 1,
         "target": {"lab": {}},
-        "parts": [{"scenario": "ledger-decision", "repetitions": 2,
+        "parts": [{"scenario": "ledger-decision", "repetitions": 4,
                    "workload": {"timeout_s": 0.000001, "peer_hosts": 1},
                    "parameters": {"nodes": 3}}]}))
     done = edgeferry("run", str(definition), "--json", "--reports-dir", str(tmp_path / "r"))
@@ -100,7 +102,8 @@ def test_run_with_a_failed_trial_writes_its_report_and_exits_1(tmp_path: Path) -
     rows = [json.loads(line) for line in
             (Path(out["run_dir"]) / "trials.jsonl").read_text().splitlines() if line.strip()]
     failed = [r for r in rows if r.get("outcome") == "failed"]
-    assert len(rows) == 2 and len(failed) == 2, rows
+    assert len(rows) == 4 and len(failed) >= 1, rows
+    assert all("did not reach the quorum" in str(r.get("error")) for r in failed), failed
     assert out["trials_failed"] == len(failed)
     assert Path(out["report_md"]).is_file() and Path(out["report_html"]).is_file()
-    assert "2 of 2 trials failed" in done.stderr
+    assert f"{len(failed)} of 4 trials failed" in done.stderr
