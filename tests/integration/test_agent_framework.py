@@ -32,6 +32,7 @@ from agents.common.errors import AgentStartError
 from agents.common.server import AgentServer
 from agents.common.store import ReplayCache, Store
 from tests.conftest import LabPKI
+from tests.signal_elsewhere import run_signalled_from_another_thread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -403,25 +404,6 @@ def test_agent_process_stops_gracefully_on_sigterm(lab_pki: LabPKI, tmp_path: Pa
             proc.wait()
 
 
-#: Runs an agent whose own thread sends itself SIGTERM once the main thread waits: the kernel
-#: may hand a process-directed signal to any thread, gRPC's included (seen in CI: an agent that
-#: never stopped after `terminate()`).
-_SIGNAL_FROM_ANOTHER_THREAD = """
-import signal, sys, threading, time
-from agents.common.runner import run_agent
-
-def setup(server, config):
-    def kill_from_here():
-        while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            time.sleep(0.05)
-        time.sleep(0.5)
-        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-    threading.Thread(target=kill_from_here, daemon=True).start()
-
-sys.exit(run_agent("bare", setup, ["--config", sys.argv[1], "--grace", "1"]))
-"""
-
-
 def test_agent_stops_when_sigterm_reaches_a_thread_other_than_main(
     lab_pki: LabPKI, tmp_path: Path
 ) -> None:
@@ -430,18 +412,11 @@ def test_agent_stops_when_sigterm_reaches_a_thread_other_than_main(
         "listen_host": "127.0.0.1", "listen_port": 0, "data_dir": str(tmp_path / "data"),
         "tls": {"ca_cert": str(lab_pki.ca.cert_path), "cert": str(lab_pki.server.cert_path),
                 "key": str(lab_pki.server.key_path)}}))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGNAL_FROM_ANOTHER_THREAD, str(config_file)],
-        stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        _, stderr = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the agent was still running 20 s after SIGTERM") from None
-    assert proc.returncode == 0, stderr
+    code, stderr = run_signalled_from_another_thread(
+        "from agents.common.runner import run_agent\n"
+        "sys.exit(run_agent('bare', None, ['--config', sys.argv[1], '--grace', '1']))",
+        [str(config_file)], "the agent")
+    assert code == 0, stderr
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line]
     assert events[-3:] == ["signal_received", "agent_stopping", "agent_stopped"]
 

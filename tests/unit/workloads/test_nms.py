@@ -19,6 +19,7 @@ from agents.workloads.nms.client import NmsClient, NmsError, NmsUnavailable, sta
 from agents.workloads.nms.protocol import Op, Request, Status, encode_request, send_frame
 from agents.workloads.nms.server import BlockStore, NmsServer
 from tests.nms_tls import NmsTls, issue_nms_cert
+from tests.signal_elsewhere import run_signalled_from_another_thread
 
 KEY = bytes(range(32))
 REPO = Path(__file__).resolve().parents[3]
@@ -209,39 +210,15 @@ def test_server_process_exits_promptly_on_sigterm_and_cli_works(tmp_path: Path, 
             proc.wait()
 
 
-#: The server with a thread of its own that sends itself SIGTERM once the handlers are in place:
-#: the kernel may hand a process-directed signal to any thread, and Python runs the handler only
-#: when the main thread wakes.
-_SIGNAL_FROM_ANOTHER_THREAD = """
-import signal, sys, threading, time
-from agents.workloads.nms import server
-
-def kill_from_here():
-    while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-
-threading.Thread(target=kill_from_here, daemon=True).start()
-sys.exit(server.main(sys.argv[1:]))
-"""
-
-
 def test_server_stops_when_sigterm_reaches_a_thread_other_than_main(tmp_path: Path,
                                                                      tls: NmsTls) -> None:
     key = tmp_path / "nms.key"
     key.write_text(KEY.hex())
     key.chmod(0o600)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SIGNAL_FROM_ANOTHER_THREAD, "--listen", "127.0.0.1:0",
-         "--data", str(tmp_path / "d"), "--key-file", str(key),
+    code, stderr = run_signalled_from_another_thread(
+        "from agents.workloads.nms import server\nsys.exit(server.main(sys.argv[1:]))",
+        ["--listen", "127.0.0.1:0", "--data", str(tmp_path / "d"), "--key-file", str(key),
          "--cert-file", str(tls.issued.cert_path), "--tls-key-file", str(tls.issued.key_path)],
-        cwd=REPO, stderr=subprocess.PIPE, text=True)
-    try:
-        _, stderr = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the NMS server was still running 20 s after SIGTERM") from None
-    assert proc.returncode == 0, stderr
+        "the NMS server")
+    assert code == 0, stderr
     assert stderr.rstrip().endswith("stopped"), stderr
