@@ -97,6 +97,14 @@ def framework_s(phases: Mapping[str, int]) -> float:
                and key.rpartition(".")[2] in _HOP_PHASES) / 1e9
 
 
+def overhead_s(total_ns: int, bare_ns: int, phases: Mapping[str, int]) -> float:
+    """TCFDL's own cost on a task's path: its round trip (`total_ns`, on the client) minus a
+    bare NATS request/reply of the same bytes to the same instance (`bare_ns`) minus the
+    function's own time (``worker.process``). Negative when the bare round trip happened to be
+    slower (noise): kept, so medians are not biased upwards."""
+    return (total_ns - bare_ns - phases.get("worker.process", 0)) / 1e9
+
+
 def bound_s(task_bytes: int, result_bytes: int, links_bps: Sequence[float]) -> float:
     """The physical bound of one task: the task's bytes out and the result's back over each
     link of the path, at that link's measured bandwidth (bit/s)."""

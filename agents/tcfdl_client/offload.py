@@ -164,19 +164,9 @@ class OffloadClient:
                    enc_ns: int = 0, timeout: float = 30.0) -> OffloadResult:
         """Send a prepared frame (tests send tampered or replayed ones this way)."""
         t0 = time.perf_counter_ns()
-        try:
-            msg = await self.nc.request(Subjects.ingress(self.cluster, function), sealed,
-                                        timeout=timeout, headers={wire.SCHEME: scheme})
-        except (nats.errors.ConnectionClosedError, nats.errors.NoServersError,
-                nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError) as err:
-            raise OffloadUnavailable(f"NATS server of cluster {self.cluster} unreachable: "
-                                     f"{type(err).__name__}") from None
-        except nats.errors.NoRespondersError:
-            raise OffloadUnavailable(f"no master of cluster {self.cluster} is subscribed"
-                                     ) from None
-        except nats.errors.TimeoutError:
-            raise OffloadUnavailable(f"no answer within {timeout} s (cluster {self.cluster})"
-                                     ) from None
+        msg = await self._request(Subjects.ingress(self.cluster, function), sealed,
+                                  {wire.SCHEME: scheme}, timeout,
+                                  f"no master of cluster {self.cluster} is subscribed")
         total = time.perf_counter_ns() - t0
         headers = dict(msg.headers or {})
         t1 = time.perf_counter_ns()
@@ -190,6 +180,39 @@ class OffloadClient:
                 counted += ns
         phases["deliver"] = max(0, total - counted)
         return OffloadResult(output, total + enc_ns + dec_ns, phases)
+
+    async def probe(self, instance: str, data: bytes, reply_size: int, *,
+                    timeout: float = 30.0) -> int:
+        """ns of a bare request/reply to `instance` (its certificate CN): `data` out,
+        `reply_size` zero bytes back (at most len(data)), through the same NATS servers as a
+        task but no master, no cryptography and no function: the baseline a task is compared
+        to. OffloadUnavailable as `send`; ValueError for a short answer."""
+        if len(data) > MAX_DATA:
+            raise ProtocolError(ErrorCode.LIMIT_REACHED,
+                                f"probe of {len(data)} bytes exceeds the {MAX_DATA}-byte bound")
+        t0 = time.perf_counter_ns()
+        msg = await self._request(Subjects.probe(instance), data,
+                                  {wire.PROBE_REPLY: str(reply_size)}, timeout,
+                                  f"instance {instance} does not answer probes")
+        elapsed = time.perf_counter_ns() - t0
+        if len(msg.data) != min(reply_size, len(data)):
+            raise ValueError(f"probe of {instance}: {len(msg.data)} bytes back, expected "
+                             f"{min(reply_size, len(data))}")
+        return elapsed
+
+    async def _request(self, subject: str, data: bytes, headers: dict[str, str],
+                       timeout: float, no_responders: str) -> Any:
+        try:
+            return await self.nc.request(subject, data, timeout=timeout, headers=headers)
+        except (nats.errors.ConnectionClosedError, nats.errors.NoServersError,
+                nats.errors.OutboundBufferLimitError, nats.errors.StaleConnectionError) as err:
+            raise OffloadUnavailable(f"NATS server of cluster {self.cluster} unreachable: "
+                                     f"{type(err).__name__}") from None
+        except nats.errors.NoRespondersError:
+            raise OffloadUnavailable(no_responders) from None
+        except nats.errors.TimeoutError:
+            raise OffloadUnavailable(f"no answer within {timeout} s (cluster {self.cluster})"
+                                     ) from None
 
     # -- the acknowledged queue ----------------------------------------------------------------
     def results_subject(self) -> str:

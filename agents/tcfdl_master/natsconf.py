@@ -15,7 +15,8 @@ Each cluster runs its own nats-server (Debian's nats-server 2.9):
 Subjects (`subjects`): ``tcfdl.in.<cluster>.<fn>`` (a client's task to its master),
 ``tcfdl.x.<cluster>.<fn>`` (a task forwarded to that cluster's master), ``tcfdl.inst.<cn>``
 (one instance), ``tcfdl.q.<cluster>.<fn>`` (the JetStream queue), ``tcfdl.r.<cluster>.<client>``
-(queued results).
+(queued results), ``tcfdl.probe.<cn>`` (one instance's bare request/reply: the baseline a
+task's latency is compared to; it answers zero bytes, never more than the request carried).
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ class Subjects:
     def instance(cn: str) -> str:
         """One function instance (worker process `cn`)."""
         return f"tcfdl.inst.{token(cn)}"
+
+    @staticmethod
+    def probe(cn: str) -> str:
+        """One instance's bare request/reply (no master, no cryptography, no function)."""
+        return f"tcfdl.probe.{token(cn)}"
 
     @staticmethod
     def queue(cluster: str, function: str) -> str:
@@ -145,11 +151,13 @@ def _user(c: ClusterNats, cn: str, publish: Sequence[str], subscribe: Sequence[s
 
 
 def client_publish(cluster: str, cn: str) -> list[str]:
-    """What a client may publish: tasks to its cluster (request/reply and the queue), and the
-    JetStream API of its own result consumer only (``client-<cn>`` on the result stream)."""
+    """What a client may publish: tasks to its cluster (request/reply and the queue), bare
+    requests to any instance's probe, and the JetStream API of its own result consumer only
+    (``client-<cn>`` on the result stream)."""
     _, results = stream_names(cluster)
     durable = f"client-{token(cn)}"
-    out = [f"tcfdl.in.{cluster}.>", f"tcfdl.q.{cluster}.>", f"$JS.ACK.{results}.{durable}.>"]
+    out = [f"tcfdl.in.{cluster}.>", f"tcfdl.q.{cluster}.>", "tcfdl.probe.>",
+           f"$JS.ACK.{results}.{durable}.>"]
     for api in ("$JS.API", f"$JS.{cluster}.API"):  # nats-py uses both (domain or not)
         out += [f"{api}.CONSUMER.*.{results}.{durable}",
                 f"{api}.CONSUMER.*.{results}.{durable}.>",
@@ -164,11 +172,11 @@ def users(c: ClusterNats) -> list[str]:
     out = [_user(c, m, ["tcfdl.>", "_INBOX.>", js, jsd, "$JS.ACK.>"],
                  [f"tcfdl.in.{c.cluster}.>", f"tcfdl.x.{c.cluster}.>", "_INBOX.>"], False)
            for m in c.masters]
-    out += [_user(c, w, [], [Subjects.instance(w)], True) for w in c.workers]
+    out += [_user(c, w, [], [Subjects.instance(w), Subjects.probe(w)], True) for w in c.workers]
     out += [_user(c, cl, client_publish(c.cluster, cl), ["_INBOX.>"], False) for cl in c.clients]
     # another cluster's server: task and reply subjects only, never this cluster's JetStream
-    out += [_user(c, leaf, ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"],
-                  ["tcfdl.x.>", "tcfdl.inst.>", "_INBOX.>", "_R_.>"], False)
+    leaf_subjects = ["tcfdl.x.>", "tcfdl.inst.>", "tcfdl.probe.>", "_INBOX.>", "_R_.>"]
+    out += [_user(c, leaf, leaf_subjects, leaf_subjects, False)
             for leaf in c.leaves]
     return out
 

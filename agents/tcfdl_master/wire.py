@@ -8,7 +8,9 @@ for security (every security decision rests on the authenticated frame):
 * ``Tcfdl-Function``: the function (also in the subject and, authenticated, in the frame);
 * ``Tcfdl-Results``: where the master stores a queued task's result (JetStream path);
 * ``Tcfdl-Error``: set (with an empty body) on a refusal: who refused and why;
-* ``Tcfdl-Trace``: ``hop.phase=ns`` entries separated by ';', appended at every hop.
+* ``Tcfdl-Trace``: ``hop.phase=ns`` entries separated by ';', appended at every hop;
+* ``Tcfdl-Probe-Reply``: on a bare request to an instance's probe subject, how many bytes to
+  answer with (zeros; never more than the request carried, so a probe cannot amplify).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ TASK_ID = "Tcfdl-Task"
 #: reconnect) is answered from the instance's kept answers instead of being refused as a replay;
 #: the function never runs twice and the answer is ciphertext under the client's reply key
 QUEUED = "Tcfdl-Queued"
+PROBE_REPLY = "Tcfdl-Probe-Reply"
 MAX_TRACE = 2048
 MAX_ERROR = 512
 
@@ -50,6 +53,15 @@ def parse_trace(trace: str) -> list[tuple[str, str, int]]:
         if hop and phase and value.isdigit():
             out.append((hop, phase, int(value)))
     return out
+
+
+def probe_reply_size(headers: Mapping[str, str] | None, request_size: int) -> int:
+    """Bytes a probe answers a request of `request_size` bytes with: the header's count,
+    bounded by the request's size (0 for a missing or malformed header)."""
+    value = header(headers, PROBE_REPLY)
+    if not value.isdigit() or len(value) > 12:
+        return 0
+    return min(int(value), request_size)
 
 
 def error_headers(who: str, message: str, trace: str = "") -> dict[str, str]:

@@ -14,7 +14,9 @@ from agents.tcfdl_worker.core import InstanceCore
 
 
 class WorkerService:
-    """Serves `core` on ``tcfdl.inst.<cn>`` (tasks run on the loop's executor)."""
+    """Serves `core` on ``tcfdl.inst.<cn>`` (tasks run on the loop's executor), and answers
+    bare requests on ``tcfdl.probe.<cn>`` (zeros, at most the request's size: the baseline
+    that tells TCFDL's own cost from NATS and the wire)."""
 
     def __init__(self, nc: Client, core: InstanceCore) -> None:
         self.nc = nc
@@ -26,7 +28,13 @@ class WorkerService:
     async def start(self) -> None:
         """Subscribe and flush (the subscription is live when this returns)."""
         await self.nc.subscribe(Subjects.instance(self.core.me), cb=self._task)
+        await self.nc.subscribe(Subjects.probe(self.core.me), cb=self._probe)
         await self.nc.flush()
+
+    async def _probe(self, msg: Msg) -> None:
+        if msg.reply:
+            await self.nc.publish(msg.reply, bytes(wire.probe_reply_size(msg.headers,
+                                                                         len(msg.data))))
 
     async def _task(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})

@@ -467,6 +467,10 @@ class TcfdlParams(_Strict):
         description="Fig. 5: case1 one master, case2 master + worker, case3 two clusters")
     scheme: Literal["none", "hse", "eae-umbral", "eae-p256"] = "none"
     size_kib: int = Field(ge=1, le=4096, description="task bytes / 1024 (random data)")
+    bare: bool = Field(default=False, description=(
+        "before each task, a bare NATS request/reply of the same bytes to the same instance "
+        "(its probe: no master, no cryptography, no function); adds the metrics bare_s and "
+        "overhead_s = task total - bare - the instance's MLP time"))
 
 
 class TcfdlWorkload(_Strict):

@@ -46,8 +46,6 @@ PROXIES = {"a": "tcfdl-proxy.ma", "b": "tcfdl-proxy.mb"}
 WORKERS = {"tcfdl-worker.ma": ("a", "c1"), "tcfdl-worker.wa": ("a", "c2"),
            "tcfdl-worker.mb": ("b", "c3")}
 CLIENT = "tcfdl-client.ma"
-#: a bare NATS responder on cluster b (no TCFDL), for the framework-overhead baseline
-ECHO = "tcfdl-worker.echo"
 NATS_CERT = {"a": "tcfdl-nats.a", "b": "tcfdl-nats.b"}
 
 
@@ -154,7 +152,6 @@ class TcfdlLab:
                                        dns_names=("localhost",), ip_addresses=("127.0.0.1",))
             port = free_port()
             workers = [w for w, (c, _) in WORKERS.items() if c == cluster]
-            workers += [ECHO] if cluster == "b" else []
             conf = ClusterNats(
                 cluster, f"127.0.0.1:{port}", issued.cert_path, issued.key_path,
                 self.pki.ca.cert_path, self.root / f"js-{cluster}",

@@ -21,6 +21,7 @@ from agents.common.status import RemoteProtocolError
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.tcfdl import attestation, frame
 from agents.tcfdl_client.offload import MAX_DATA, OffloadRefused, OffloadUnavailable
+from agents.tcfdl_master.client import Subjects, wire
 from agents.tcfdl_worker import mlp
 from tests.integration.tcfdl_lab import CLIENT, PROXIES, TcfdlLab, wait_port
 
@@ -189,6 +190,43 @@ def test_eae_masters_never_see_plaintext(tlab: TcfdlLab) -> None:
     sizes = {c: p.stat().st_size for c, p in witness.items()}
     offload(tlab, "c3", data, "none")
     assert all(data[:32] in p.read_bytes()[sizes[c]:] for c, p in witness.items())
+
+
+def test_a_probe_crosses_to_the_instance_without_a_master_and_never_amplifies(
+        tlab: TcfdlLab) -> None:
+    """The bare request/reply that a task's latency is compared to: from the client of
+    cluster a to Case 3's instance in cluster b. It answers the zero bytes asked for, never
+    more than the request carried; no master handles it and no function runs."""
+    assert tlab.client is not None
+    instance = CASES["c3"][0]
+    masters = {c: m.handled for c, m in tlab.masters.items()}
+    processed = tlab.workers[instance].core.processed
+    data = os.urandom(64 * 1024)
+    for asked, expected in ((100, 100), (0, 0), (len(data), len(data)),
+                            (10 * len(data), len(data))):  # bounded by the request's size
+        tlab.run(tlab.client.probe(instance, data, asked, timeout=20))
+        got = tlab.run(tlab.client.nc.request(
+            Subjects.probe(instance), data, timeout=20, headers={wire.PROBE_REPLY: str(asked)}))
+        assert got.data == bytes(expected)
+    got = tlab.run(tlab.client.nc.request(Subjects.probe(instance), data, timeout=20,
+                                          headers={wire.PROBE_REPLY: "-5"}))
+    assert got.data == b""
+    assert {c: m.handled for c, m in tlab.masters.items()} == masters
+    assert tlab.workers[instance].core.processed == processed
+    with pytest.raises(OffloadUnavailable, match="does not answer probes"):
+        tlab.run(tlab.client.probe("tcfdl-worker.nobody", data, 10, timeout=5))
+
+
+def test_a_client_cannot_reach_an_instance_subject_directly(tlab: TcfdlLab) -> None:
+    """The probe permission is the probe subject only: a client's publish to an instance's
+    task subject (past the masters) is dropped by the server: no answer, not even the
+    instance's refusal of a frame without a scheme."""
+    assert tlab.client is not None
+    worker = tlab.workers[CASES["c3"][0]]
+    refused = worker.refused
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+        tlab.run(tlab.client.nc.request(Subjects.instance(CASES["c3"][0]), b"x", timeout=1.5))
+    assert worker.refused == refused
 
 
 def test_registry_lists_instances(tlab: TcfdlLab) -> None:

@@ -16,7 +16,15 @@ from agents.tcfdl_master.natsconf import ClusterNats, dn, render
 from agents.tcfdl_worker import mlp
 from edgeferry.lab.config import load_spec
 from edgeferry.lab.inventory import render_inventory
-from edgeferry.tcfdl import PHASES, PhaseError, bound_s, crypto_metrics, framework_s, trial_phases
+from edgeferry.tcfdl import (
+    PHASES,
+    PhaseError,
+    bound_s,
+    crypto_metrics,
+    framework_s,
+    overhead_s,
+    trial_phases,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,6 +89,13 @@ def test_crypto_and_framework_metrics() -> None:
     assert (m["m1_reencrypt_s"], m["m2_reencrypt_s"]) == (pytest.approx(50e-6),
                                                          pytest.approx(45e-6))
     assert framework_s(CASE3_HSE) == pytest.approx((40 + 900 + 30 + 700) * 1e-6)
+
+
+def test_overhead_is_the_total_less_the_bare_round_trip_and_the_function() -> None:
+    # a 48.0 ms task whose bare round trip took 30.5 ms and whose MLP ran 2 ms (CASE3_HSE)
+    assert overhead_s(48_000_000, 30_500_000, CASE3_HSE) == pytest.approx(15.5e-3)
+    # a bare round trip slower than the task (noise) gives a negative overhead, kept as is
+    assert overhead_s(10_000_000, 12_000_000, {}) == pytest.approx(-2e-3)
 
 
 def test_bound_is_bytes_over_each_link() -> None:

@@ -8,7 +8,12 @@ random bytes goes to the function of the case (Fig. 5: ``c1`` on master a's host
 ``c2`` on a worker of cluster a, Case 2; ``c3`` on master b's host, Case 3) under one scheme
 (none, hse, eae-umbral, eae-p256); its result is checked against the MLP computed here. The
 hops' own timings become the trial's phases (`edgeferry.tcfdl.trial_phases`); their sum is the
-task's round trip on the client. Before the first trial the links a task crosses are measured
+task's round trip on the client. With ``bare: true`` each task is preceded by a bare NATS
+request/reply of the same bytes to the same instance (`OffloadClient.probe`: the task's size
+out, the result's size back, no master, no cryptography, no function), and the trial's
+``overhead_s`` is the task's total minus that bare round trip minus the instance's MLP time:
+TCFDL's own cost on the path (the issue's definition; the paper's Fig. 6 takes Case 3 minus
+Case 2). Before the first trial the links a task crosses are measured
 with iperf3 (receiver side): the controller -> the client's master host, and that host -> each
 instance host; the bound is the task's and result's bytes over those links
 (`edgeferry.tcfdl.bound_s`).
@@ -37,7 +42,14 @@ from edgeferry.experiments.scenario import (
     TrialResult,
 )
 from edgeferry.experiments.workloads import TcfdlPipelineWorkload, TcfdlWorkload
-from edgeferry.tcfdl import CASES, bound_s, crypto_metrics, framework_s, trial_phases
+from edgeferry.tcfdl import (
+    CASES,
+    bound_s,
+    crypto_metrics,
+    framework_s,
+    overhead_s,
+    trial_phases,
+)
 
 
 def client_files(pki: Path, host: str) -> tuple[Path, Path]:
@@ -128,6 +140,18 @@ class _Deployment:
         except (OffloadRefused, OffloadUnavailable) as err:
             raise TrialFailed(f"{function} ({scheme}): {err}") from None
 
+    def probe(self, function: str, data: bytes, reply_size: int, timeout: float) -> int:
+        """ns of a bare request/reply to the instance serving `function` (its worker's
+        probe); TrialFailed when it does not answer."""
+        from agents.tcfdl_client.offload import OffloadUnavailable
+
+        instance = f"tcfdl-worker.{self.functions[function]}"
+        try:
+            return int(self.loop.run(self.client.probe(instance, data, reply_size,
+                                                       timeout=timeout), timeout + 10))
+        except (OffloadUnavailable, ValueError) as err:
+            raise TrialFailed(f"bare request/reply to {instance}: {err}") from None
+
     # -- links ---------------------------------------------------------------------------------
     def _iperf(self, server_host: str, client: Any, seconds: int) -> float:
         from edgeferry.hosts import run
@@ -206,13 +230,18 @@ class TcfdlOffloadLab(Scenario):
         path = self.dep.path(function, self.links)
         size = int(params["size_kib"]) * 1024
         data = self.rng.randbytes(size)
-        result = self.dep.offload(function, data, params["scheme"], self.workload.timeout_s)
         expected = mlp.infer(data)
+        bare_ns = (self.dep.probe(function, data, len(expected), self.workload.timeout_s)
+                   if params.get("bare") else None)
+        result = self.dep.offload(function, data, params["scheme"], self.workload.timeout_s)
         metrics = {**crypto_metrics(result.phases),
                    "bound_s": bound_s(size, len(result.output), path),
                    "framework_s": framework_s(result.phases),
                    "result_ok": 1.0 if result.output == expected else 0.0,
                    "masters": float(sum(1 for k in result.phases if k.endswith(".route")))}
+        if bare_ns is not None:
+            metrics["bare_s"] = bare_ns / 1e9
+            metrics["overhead_s"] = overhead_s(result.total_ns, bare_ns, result.phases)
         phases = _phases(result, size, len(result.output))
         if result.output != expected:
             raise TrialFailed(f"{function}: the result differs from the MLP computed here",
