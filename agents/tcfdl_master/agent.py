@@ -30,6 +30,7 @@ from agents.common.client import secure_channel_from_config
 from agents.common.config import AgentConfig
 from agents.common.errors import AgentConfigError, AgentStartError
 from agents.common.server import AgentServer
+from agents.security.tcfdl import frame, schemes
 from agents.security.tcfdl.names import ADDRESS_PATTERN, CLUSTER_PATTERN, NATS_URL_PATTERN
 from agents.tcfdl_manager.client import ManagerClient
 from agents.tcfdl_master import bus
@@ -78,6 +79,20 @@ class LoopThread:
         self.thread.join(timeout=5)
 
 
+def through_proxy(proxy: ProxyClient, scheme: str, data: bytes, function: str, nxt: str,
+                  first: bool, instance: str) -> tuple[bytes, int]:
+    """The next hop's frame from the cluster's proxy. Under EAE the proxy re-encrypts the
+    capsule only: it is sent the frame's envelope and the ciphertext body stays here,
+    unchanged (a 4 MB task costs the call a few hundred bytes each way, not 4 MB twice)."""
+    if schemes.is_eae(scheme):
+        envelope, body = frame.split(data)
+        out, ns = proxy.transform(scheme, envelope, function=function, next_hop=nxt,
+                                  first=first, instance=instance, envelope_only=True)
+        return b"".join((out, body)), ns
+    return proxy.transform(scheme, data, function=function, next_hop=nxt, first=first,
+                           instance=instance)
+
+
 def setup_master(server: AgentServer, config: AgentConfig) -> MasterService:
     """Connect to NATS, start routing and register the master's servicer."""
     s = config.settings_as(MasterSettings)
@@ -94,8 +109,7 @@ def setup_master(server: AgentServer, config: AgentConfig) -> MasterService:
 
     def transform(scheme: str, data: bytes, function: str, nxt: str, first: bool,
                   instance: str) -> tuple[bytes, int]:
-        return proxy.transform(scheme, data, function=function, next_hop=nxt, first=first,
-                               instance=instance)
+        return through_proxy(proxy, scheme, data, function, nxt, first, instance)
 
     loop = LoopThread(f"tcfdl-master-{s.cluster}")
     ctx = bus.tls_context(config.tls.ca_cert, config.tls.cert, config.tls.key)

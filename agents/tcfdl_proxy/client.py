@@ -19,9 +19,12 @@ class ProxyClient:
         self.timeout = timeout
 
     def transform(self, scheme: str, frame: bytes, *, function: str, next_hop: str = "",
-                  first: bool = False, instance: str = "") -> tuple[bytes, int]:
-        """The frame for the next hop and the proxy's crypto time (ns)."""
+                  first: bool = False, instance: str = "",
+                  envelope_only: bool = False) -> tuple[bytes, int]:
+        """The frame for the next hop and the proxy's crypto time (ns); with `envelope_only`
+        (EAE) `frame` and the result are the frame's envelope alone (frame.split)."""
         r = call(self.stub.Transform, pb.TransformRequest(
             scheme=scheme, frame=frame, function=function, next=next_hop, first=first,
-            instance=instance), rpc="tcfdl-proxy.Transform", timeout=self.timeout)
+            instance=instance, envelope_only=envelope_only), rpc="tcfdl-proxy.Transform",
+            timeout=self.timeout)
         return bytes(r.frame), int(r.crypto_ns)

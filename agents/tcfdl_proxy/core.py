@@ -9,7 +9,9 @@ never holds a key and, under EAE, never plaintext. `ProxyCore.transform`:
   cache, freshness and authentication checked) and seals the same task for `next` (hse.forward);
 * ``eae-*``: re-encrypts the key capsule only: at the first proxy of a path with RK_i->f of the
   frame's sender (p256-paper; Umbral has no provider-side stage), at the last proxy with
-  RK_f->j of the chosen instance. The payload ciphertext passes through untouched.
+  RK_f->j of the chosen instance. The payload ciphertext passes through untouched; with
+  `envelope_only` the master sends the frame's envelope alone (`frame.split`) and keeps the
+  ciphertext, so a 4 MB task costs the proxy call a few hundred bytes each way.
 
 Keys come from the manager (`KeySource`) and are cached, bounded. A real enclave can replace
 this class behind the same TcfdlProxyService.Transform interface.
@@ -24,6 +26,7 @@ from typing import Protocol
 
 from agents.security.errors import ErrorCode, ProtocolError
 from agents.security.tcfdl import eae, hse, schemes
+from agents.security.tcfdl import frame as tframe
 from agents.security.tcfdl.pre import TO_FUNCTION, TO_PROCESSOR, PreScheme, ReKey
 from agents.security.tcfdl.pre import scheme as pre_scheme
 from agents.security.tcfdl.replay import ReplayCache
@@ -73,16 +76,24 @@ class ProxyCore:
                                    lambda: self.keys.rekey(pre, function, instance, stage))
 
     def transform(self, scheme: str, frame: bytes, *, function: str, next_hop: str = "",
-                  first: bool = False, instance: str = "",
+                  first: bool = False, instance: str = "", envelope_only: bool = False,
                   now_ms: int | None = None) -> tuple[bytes, int]:
-        """The frame for the next hop and the ns spent on cryptography (see the module doc)."""
+        """The frame for the next hop and the ns spent on cryptography (see the module doc);
+        with `envelope_only` (EAE only) `frame` and the result are envelopes alone."""
         schemes.check(scheme)
         now = int(time.time() * 1000) if now_ms is None else now_ms
+        if envelope_only and not schemes.is_eae(scheme):
+            raise ProtocolError(ErrorCode.MALFORMED, f"a {scheme} frame cannot be transformed "
+                                "as its envelope alone (only EAE leaves the body unchanged)")
         if scheme == schemes.NONE:
             return frame, 0
         if scheme == schemes.HSE:
             return self._hse(frame, function, next_hop, now)
-        return self._eae(scheme, frame, function, first, instance)
+        if envelope_only:
+            return self._eae(scheme, frame, function, first, instance)
+        envelope, body = tframe.split(frame)
+        out, ns = self._eae(scheme, envelope, function, first, instance)
+        return b"".join((out, body)), ns
 
     def _hse(self, frame: bytes, function: str, next_hop: str, now: int) -> tuple[bytes, int]:
         if not next_hop:
@@ -106,10 +117,10 @@ class ProxyCore:
             self._pre[name] = pre_scheme(name)
         return self._pre[name]
 
-    def _eae(self, scheme: str, frame: bytes, function: str, first: bool,
+    def _eae(self, scheme: str, envelope: bytes, function: str, first: bool,
              instance: str) -> tuple[bytes, int]:
         pre = self._scheme(schemes.pre_name(scheme))
-        env, _ = eae.read_envelope(frame, pre)
+        env = eae.read_envelope_only(envelope, pre)
         if env.header.function != function:
             raise ProtocolError(ErrorCode.WRONG_STEP,
                                 f"frame is for {env.header.function!r}, routed as {function!r}")
@@ -122,5 +133,6 @@ class ProxyCore:
         t0 = time.perf_counter_ns()
         for stage, material in steps:
             if material:
-                frame = eae.reencrypt(pre, ReKey(pre.name, stage, material), frame)
-        return frame, time.perf_counter_ns() - t0
+                envelope = eae.reencrypt_envelope(pre, ReKey(pre.name, stage, material),
+                                                  envelope)
+        return envelope, time.perf_counter_ns() - t0

@@ -30,5 +30,6 @@ class ProxyServicer(pb_grpc.TcfdlProxyServiceServicer):
         with mapped_errors(context, _CATCH, ERRORS):
             frame, ns = self.core.transform(
                 request.scheme, request.frame, function=request.function,
-                next_hop=request.next, first=request.first, instance=request.instance)
+                next_hop=request.next, first=request.first, instance=request.instance,
+                envelope_only=request.envelope_only)
         return pb.TransformResponse(frame=frame, crypto_ns=ns)

@@ -80,10 +80,8 @@ def seal(scheme: PreScheme, provider: PartyKey, function_public: bytes, *, funct
     return frame.pack(encoding.encode(EaeEnvelope(header, capsule)), body)
 
 
-def read_envelope(data: bytes, scheme: PreScheme) -> tuple[EaeEnvelope, memoryview]:
-    """The envelope (header and capsule) and the ciphertext body of a frame for `scheme`."""
-    envelope_bytes, body = frame.unpack(data)
-    env = encoding.decode_as(EaeEnvelope, envelope_bytes)
+def _decoded(header: bytes, scheme: PreScheme) -> EaeEnvelope:
+    env = encoding.decode_as(EaeEnvelope, header)
     h = env.header
     if h.version != _VERSION or len(h.nonce) != frame.GCM_NONCE_SIZE:
         raise ProtocolError(ErrorCode.MALFORMED, "unknown EAE frame version or bad nonce")
@@ -91,14 +89,32 @@ def read_envelope(data: bytes, scheme: PreScheme) -> tuple[EaeEnvelope, memoryvi
         raise ProtocolError(ErrorCode.KEY_MISMATCH,
                             f"frame uses scheme {h.scheme!r}, this party {scheme.name!r}")
     PreScheme.check_capsule(env.capsule)
-    return env, body
+    return env
+
+
+def read_envelope(data: bytes, scheme: PreScheme) -> tuple[EaeEnvelope, memoryview]:
+    """The envelope (header and capsule) and the ciphertext body of a frame for `scheme`."""
+    header, body = frame.unpack(data)
+    return _decoded(header, scheme), body
+
+
+def read_envelope_only(envelope: bytes, scheme: PreScheme) -> EaeEnvelope:
+    """The envelope of a frame sent without its body (`frame.split`)."""
+    return _decoded(frame.unpack_envelope(envelope), scheme)
+
+
+def reencrypt_envelope(scheme: PreScheme, rekey: ReKey, envelope: bytes) -> bytes:
+    """TEE proxy: ReEnc the capsule of a frame's envelope (`frame.split`); the ciphertext body,
+    which re-encryption never changes, stays with whoever holds the frame."""
+    env = read_envelope_only(envelope, scheme)
+    capsule = scheme.reencrypt(rekey, env.capsule)
+    return frame.pack_envelope(encoding.encode(EaeEnvelope(env.header, capsule)))
 
 
 def reencrypt(scheme: PreScheme, rekey: ReKey, data: bytes) -> bytes:
     """TEE proxy: ReEnc the frame's capsule; the ciphertext passes through untouched."""
-    env, body = read_envelope(data, scheme)
-    capsule = scheme.reencrypt(rekey, env.capsule)
-    return frame.pack(encoding.encode(EaeEnvelope(env.header, capsule)), bytes(body))
+    envelope, body = frame.split(data)
+    return b"".join((reencrypt_envelope(scheme, rekey, envelope), body))
 
 
 def open_frame(scheme: PreScheme, processor: PartyKey, function_public: bytes, data: bytes, *,

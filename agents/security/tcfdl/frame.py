@@ -41,11 +41,34 @@ def check_name(kind: str, name: str) -> None:
                             f"{kind} name must be 1..{MAX_NAME_LEN} characters, got {len(name)}")
 
 
-def pack(header: bytes, body: bytes) -> bytes:
-    """Join an encoded header and a ciphertext body into one frame."""
+def pack_envelope(header: bytes) -> bytes:
+    """A frame's envelope: the length prefix and the encoded header (no body)."""
     if len(header) > MAX_HEADER_SIZE:
         raise ProtocolError(ErrorCode.LIMIT_REACHED, "frame header exceeds its bound")
-    return b"".join((_LEN.pack(len(header)), header, body))
+    return _LEN.pack(len(header)) + header
+
+
+def pack(header: bytes, body: bytes) -> bytes:
+    """Join an encoded header and a ciphertext body into one frame."""
+    return b"".join((pack_envelope(header), body))
+
+
+def split(frame: bytes) -> tuple[bytes, memoryview]:
+    """A frame's envelope (length prefix and header) and a view of its body, checked as
+    `unpack` checks them; ``envelope + body`` is the frame again."""
+    header, body = unpack(frame)
+    return bytes(memoryview(frame)[:_LEN.size + len(header)]), body
+
+
+def unpack_envelope(envelope: bytes) -> bytes:
+    """The header of an envelope alone (a frame's length prefix and header, without a body);
+    refuses one whose prefix does not give its exact length (ProtocolError MALFORMED)."""
+    if len(envelope) < _LEN.size:
+        raise ProtocolError(ErrorCode.MALFORMED, "envelope shorter than its length prefix")
+    (n,) = _LEN.unpack_from(envelope)
+    if n > MAX_HEADER_SIZE or _LEN.size + n != len(envelope):
+        raise ProtocolError(ErrorCode.MALFORMED, "envelope length does not match its prefix")
+    return bytes(memoryview(envelope)[_LEN.size:])
 
 
 def unpack(frame: bytes) -> tuple[bytes, memoryview]:

@@ -241,3 +241,74 @@ def test_mlp_matches_hand_computation() -> None:
                   for o in range(mlp.OUT)]
         expect.append(max(range(mlp.OUT), key=lambda o: logits[o]))
     assert list(mlp.infer(data)) == expect
+
+
+class _RecordingProxy:
+    """A proxy client that hands each request to a ProxyCore and keeps what it was sent."""
+
+    def __init__(self, core: ProxyCore, now: int) -> None:
+        self.core, self.now, self.sent = core, now, []  # type: list[bytes]
+
+    def transform(self, scheme: str, data: bytes, **kw: Any) -> tuple[bytes, int]:
+        self.sent.append(data)
+        return self.core.transform(scheme, data, now_ms=self.now, **kw)
+
+
+@pytest.mark.parametrize("scheme", ["eae-umbral", "eae-p256"])
+def test_under_eae_a_master_sends_its_proxy_the_envelope_and_keeps_the_ciphertext(
+        signer: Any, scheme: str) -> None:
+    from agents.tcfdl_master.agent import through_proxy
+
+    m = manager(signer)
+    for p in ("tcfdl-proxy.a", "tcfdl-proxy.b"):
+        m.attest(p, GOOD)
+    now = 10**6
+    pa, pb = (_RecordingProxy(ProxyCore(p, _Keys(m, p)), now)
+              for p in ("tcfdl-proxy.a", "tcfdl-proxy.b"))
+    inst = InstanceCore("tcfdl-worker.b", "tcfdl-proxy.b", {"f": lambda d: d[::-1]},
+                        hop_key=lambda peer: m.hop_key("tcfdl-worker.b", peer),
+                        enrolled=lambda pre, fn: (lambda e: (e.party, e.function_public))(
+                            m.enroll("tcfdl-worker.b", pre, fn, processor=True)))
+    pre = "umbral" if scheme == "eae-umbral" else "p256-paper"
+    e = m.enroll("tcfdl-client.a", pre, "f", processor=False)
+    m.enroll("tcfdl-worker.b", pre, "f", processor=True)
+    key, data, msg_id = os.urandom(16), os.urandom(256 * 1024), hse.new_msg_id()
+    f0 = eae.seal(pre_scheme(pre), e.party, e.function_public, function="f",
+                  sender="tcfdl-client.a", msg_id=msg_id, sent_ms=now,
+                  payload=reply.wrap_task(key, data))
+    f1, _ = through_proxy(pa, scheme, f0, "f", "tcfdl-proxy.b", True, "")  # type: ignore[arg-type]
+    f2, _ = through_proxy(pb, scheme, f1, "f", "tcfdl-worker.b", False,  # type: ignore[arg-type]
+                          "tcfdl-worker.b")
+    body = f0[-(len(data) + 16 + 16):]  # task (reply key + data) ciphertext and its GCM tag
+    for proxy in (pa, pb):
+        (sent,) = proxy.sent
+        assert len(sent) < 4096 and body[:64] not in sent  # the envelope, not the ciphertext
+    assert f1.endswith(body) and f2.endswith(body) and f2 != f0  # capsule changed, body not
+    out, _phases = inst.handle(scheme, "f", f2, now_ms=now)
+    assert reply.open_reply(key, msg_id, out) == data[::-1]
+    # the same transformation on the whole frame gives the same frame
+    whole = ProxyCore("tcfdl-proxy.a", _Keys(m, "tcfdl-proxy.a"))
+    g1, _ = whole.transform(scheme, f0, function="f", first=True, now_ms=now)
+    assert len(g1) == len(f1) and g1.endswith(body)
+
+
+def test_only_an_eae_frame_is_transformed_as_its_envelope(signer: Any) -> None:
+    m = manager(signer)
+    m.attest("tcfdl-proxy.a", GOOD)
+    proxy = ProxyCore("tcfdl-proxy.a", _Keys(m, "tcfdl-proxy.a"))
+    e = m.enroll("tcfdl-client.a", "p256-paper", "f", processor=False)
+    f0 = eae.seal(pre_scheme("p256-paper"), e.party, e.function_public, function="f",
+                  sender="tcfdl-client.a", msg_id=hse.new_msg_id(), sent_ms=10**6,
+                  payload=b"x" * 100)
+    for scheme in ("hse", "none"):
+        with pytest.raises(ProtocolError, match="envelope alone") as err:
+            proxy.transform(scheme, f0, function="f", envelope_only=True)
+        assert err.value.code == ErrorCode.MALFORMED
+    envelope = f0[:4 + int.from_bytes(f0[:4], "big")]
+    for bad in (f0, envelope + b"\0", envelope[:-1], b"\0\0"):  # a body, or a wrong length
+        with pytest.raises(ProtocolError) as err:
+            proxy.transform("eae-p256", bad, function="f", first=True, envelope_only=True)
+        assert err.value.code == ErrorCode.MALFORMED
+    out, _ = proxy.transform("eae-p256", envelope, function="f", first=True,
+                             envelope_only=True)
+    assert 4 < len(out) < 4096 and out != envelope

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&edgeferry/tcfdl/v1/tcfdl_service.proto\x12\x12\x65\x64geferry.tcfdl.v1\"/\n\x10\x41\x64mitNodeRequest\x12\n\n\x02\x63n\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\"\x13\n\x11\x41\x64mitNodeResponse\"$\n\rAttestRequest\x12\x13\n\x0bmeasurement\x18\x01 \x01(\x0c\"E\n\x0b\x41ttestation\x12\x0e\n\x06record\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"&\n\x15GetAttestationRequest\x12\r\n\x05proxy\x18\x01 \x01(\t\"L\n\x15\x45nrollInstanceRequest\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x11\n\tprocessor\x18\x03 \x01(\x08\"]\n\x16\x45nrollInstanceResponse\x12\x14\n\x0cparty_secret\x18\x01 \x01(\x0c\x12\x14\n\x0cparty_public\x18\x02 \x01(\x0c\x12\x17\n\x0f\x66unction_public\x18\x03 \x01(\x0c\"T\n\x0fGetReKeyRequest\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\"$\n\x10GetReKeyResponse\x12\x10\n\x08material\x18\x01 \x01(\x0c\" \n\x10GetHopKeyRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\" \n\x11GetHopKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"+\n\x17RegisterFunctionRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\"\x1a\n\x18RegisterFunctionResponse\")\n\x15LookupFunctionRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\"8\n\x16LookupFunctionResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05proxy\x18\x02 \x01(\t\"r\n\x10TransformRequest\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\r\n\x05\x66rame\x18\x02 \x01(\x0c\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x0c\n\x04next\x18\x04 \x01(\t\x12\r\n\x05\x66irst\x18\x05 \x01(\x08\x12\x10\n\x08instance\x18\x06 \x01(\t\"5\n\x11TransformResponse\x12\r\n\x05\x66rame\x18\x01 \x01(\x0c\x12\x11\n\tcrypto_ns\x18\x02 \x01(\x03\"+\n\x17RegisterInstanceRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\"+\n\x18RegisterInstanceResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\"\x16\n\x14ListFunctionsRequest\"4\n\rFunctionEntry\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x11\n\tinstances\x18\x02 \x03(\t\"M\n\x15ListFunctionsResponse\x12\x34\n\tfunctions\x18\x01 \x03(\x0b\x32!.edgeferry.tcfdl.v1.FunctionEntry2\x8d\x06\n\x13TcfdlManagerService\x12X\n\tAdmitNode\x12$.edgeferry.tcfdl.v1.AdmitNodeRequest\x1a%.edgeferry.tcfdl.v1.AdmitNodeResponse\x12L\n\x06\x41ttest\x12!.edgeferry.tcfdl.v1.AttestRequest\x1a\x1f.edgeferry.tcfdl.v1.Attestation\x12\\\n\x0eGetAttestation\x12).edgeferry.tcfdl.v1.GetAttestationRequest\x1a\x1f.edgeferry.tcfdl.v1.Attestation\x12g\n\x0e\x45nrollInstance\x12).edgeferry.tcfdl.v1.EnrollInstanceRequest\x1a*.edgeferry.tcfdl.v1.EnrollInstanceResponse\x12U\n\x08GetReKey\x12#.edgeferry.tcfdl.v1.GetReKeyRequest\x1a$.edgeferry.tcfdl.v1.GetReKeyResponse\x12X\n\tGetHopKey\x12$.edgeferry.tcfdl.v1.GetHopKeyRequest\x1a%.edgeferry.tcfdl.v1.GetHopKeyResponse\x12m\n\x10RegisterFunction\x12+.edgeferry.tcfdl.v1.RegisterFunctionRequest\x1a,.edgeferry.tcfdl.v1.RegisterFunctionResponse\x12g\n\x0eLookupFunction\x12).edgeferry.tcfdl.v1.LookupFunctionRequest\x1a*.edgeferry.tcfdl.v1.LookupFunctionResponse2m\n\x11TcfdlProxyService\x12X\n\tTransform\x12$.edgeferry.tcfdl.v1.TransformRequest\x1a%.edgeferry.tcfdl.v1.TransformResponse2\xe9\x01\n\x12TcfdlMasterService\x12m\n\x10RegisterInstance\x12+.edgeferry.tcfdl.v1.RegisterInstanceRequest\x1a,.edgeferry.tcfdl.v1.RegisterInstanceResponse\x12\x64\n\rListFunctions\x12(.edgeferry.tcfdl.v1.ListFunctionsRequest\x1a).edgeferry.tcfdl.v1.ListFunctionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&edgeferry/tcfdl/v1/tcfdl_service.proto\x12\x12\x65\x64geferry.tcfdl.v1\"/\n\x10\x41\x64mitNodeRequest\x12\n\n\x02\x63n\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\"\x13\n\x11\x41\x64mitNodeResponse\"$\n\rAttestRequest\x12\x13\n\x0bmeasurement\x18\x01 \x01(\x0c\"E\n\x0b\x41ttestation\x12\x0e\n\x06record\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"&\n\x15GetAttestationRequest\x12\r\n\x05proxy\x18\x01 \x01(\t\"L\n\x15\x45nrollInstanceRequest\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x11\n\tprocessor\x18\x03 \x01(\x08\"]\n\x16\x45nrollInstanceResponse\x12\x14\n\x0cparty_secret\x18\x01 \x01(\x0c\x12\x14\n\x0cparty_public\x18\x02 \x01(\x0c\x12\x17\n\x0f\x66unction_public\x18\x03 \x01(\x0c\"T\n\x0fGetReKeyRequest\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\"$\n\x10GetReKeyResponse\x12\x10\n\x08material\x18\x01 \x01(\x0c\" \n\x10GetHopKeyRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\" \n\x11GetHopKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"+\n\x17RegisterFunctionRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\"\x1a\n\x18RegisterFunctionResponse\")\n\x15LookupFunctionRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\"8\n\x16LookupFunctionResponse\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05proxy\x18\x02 \x01(\t\"\x89\x01\n\x10TransformRequest\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\r\n\x05\x66rame\x18\x02 \x01(\x0c\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x0c\n\x04next\x18\x04 \x01(\t\x12\r\n\x05\x66irst\x18\x05 \x01(\x08\x12\x10\n\x08instance\x18\x06 \x01(\t\x12\x15\n\renvelope_only\x18\x07 \x01(\x08\"5\n\x11TransformResponse\x12\r\n\x05\x66rame\x18\x01 \x01(\x0c\x12\x11\n\tcrypto_ns\x18\x02 \x01(\x03\"+\n\x17RegisterInstanceRequest\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\"+\n\x18RegisterInstanceResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\"\x16\n\x14ListFunctionsRequest\"4\n\rFunctionEntry\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x11\n\tinstances\x18\x02 \x03(\t\"M\n\x15ListFunctionsResponse\x12\x34\n\tfunctions\x18\x01 \x03(\x0b\x32!.edgeferry.tcfdl.v1.FunctionEntry2\x8d\x06\n\x13TcfdlManagerService\x12X\n\tAdmitNode\x12$.edgeferry.tcfdl.v1.AdmitNodeRequest\x1a%.edgeferry.tcfdl.v1.AdmitNodeResponse\x12L\n\x06\x41ttest\x12!.edgeferry.tcfdl.v1.AttestRequest\x1a\x1f.edgeferry.tcfdl.v1.Attestation\x12\\\n\x0eGetAttestation\x12).edgeferry.tcfdl.v1.GetAttestationRequest\x1a\x1f.edgeferry.tcfdl.v1.Attestation\x12g\n\x0e\x45nrollInstance\x12).edgeferry.tcfdl.v1.EnrollInstanceRequest\x1a*.edgeferry.tcfdl.v1.EnrollInstanceResponse\x12U\n\x08GetReKey\x12#.edgeferry.tcfdl.v1.GetReKeyRequest\x1a$.edgeferry.tcfdl.v1.GetReKeyResponse\x12X\n\tGetHopKey\x12$.edgeferry.tcfdl.v1.GetHopKeyRequest\x1a%.edgeferry.tcfdl.v1.GetHopKeyResponse\x12m\n\x10RegisterFunction\x12+.edgeferry.tcfdl.v1.RegisterFunctionRequest\x1a,.edgeferry.tcfdl.v1.RegisterFunctionResponse\x12g\n\x0eLookupFunction\x12).edgeferry.tcfdl.v1.LookupFunctionRequest\x1a*.edgeferry.tcfdl.v1.LookupFunctionResponse2m\n\x11TcfdlProxyService\x12X\n\tTransform\x12$.edgeferry.tcfdl.v1.TransformRequest\x1a%.edgeferry.tcfdl.v1.TransformResponse2\xe9\x01\n\x12TcfdlMasterService\x12m\n\x10RegisterInstance\x12+.edgeferry.tcfdl.v1.RegisterInstanceRequest\x1a,.edgeferry.tcfdl.v1.RegisterInstanceResponse\x12\x64\n\rListFunctions\x12(.edgeferry.tcfdl.v1.ListFunctionsRequest\x1a).edgeferry.tcfdl.v1.ListFunctionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,24 +61,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOOKUPFUNCTIONREQUEST']._serialized_end=760
   _globals['_LOOKUPFUNCTIONRESPONSE']._serialized_start=762
   _globals['_LOOKUPFUNCTIONRESPONSE']._serialized_end=818
-  _globals['_TRANSFORMREQUEST']._serialized_start=820
-  _globals['_TRANSFORMREQUEST']._serialized_end=934
-  _globals['_TRANSFORMRESPONSE']._serialized_start=936
-  _globals['_TRANSFORMRESPONSE']._serialized_end=989
-  _globals['_REGISTERINSTANCEREQUEST']._serialized_start=991
-  _globals['_REGISTERINSTANCEREQUEST']._serialized_end=1034
-  _globals['_REGISTERINSTANCERESPONSE']._serialized_start=1036
-  _globals['_REGISTERINSTANCERESPONSE']._serialized_end=1079
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1081
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=1103
-  _globals['_FUNCTIONENTRY']._serialized_start=1105
-  _globals['_FUNCTIONENTRY']._serialized_end=1157
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=1159
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=1236
-  _globals['_TCFDLMANAGERSERVICE']._serialized_start=1239
-  _globals['_TCFDLMANAGERSERVICE']._serialized_end=2020
-  _globals['_TCFDLPROXYSERVICE']._serialized_start=2022
-  _globals['_TCFDLPROXYSERVICE']._serialized_end=2131
-  _globals['_TCFDLMASTERSERVICE']._serialized_start=2134
-  _globals['_TCFDLMASTERSERVICE']._serialized_end=2367
+  _globals['_TRANSFORMREQUEST']._serialized_start=821
+  _globals['_TRANSFORMREQUEST']._serialized_end=958
+  _globals['_TRANSFORMRESPONSE']._serialized_start=960
+  _globals['_TRANSFORMRESPONSE']._serialized_end=1013
+  _globals['_REGISTERINSTANCEREQUEST']._serialized_start=1015
+  _globals['_REGISTERINSTANCEREQUEST']._serialized_end=1058
+  _globals['_REGISTERINSTANCERESPONSE']._serialized_start=1060
+  _globals['_REGISTERINSTANCERESPONSE']._serialized_end=1103
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1105
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=1127
+  _globals['_FUNCTIONENTRY']._serialized_start=1129
+  _globals['_FUNCTIONENTRY']._serialized_end=1181
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=1183
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=1260
+  _globals['_TCFDLMANAGERSERVICE']._serialized_start=1263
+  _globals['_TCFDLMANAGERSERVICE']._serialized_end=2044
+  _globals['_TCFDLPROXYSERVICE']._serialized_start=2046
+  _globals['_TCFDLPROXYSERVICE']._serialized_end=2155
+  _globals['_TCFDLMASTERSERVICE']._serialized_start=2158
+  _globals['_TCFDLMASTERSERVICE']._serialized_end=2391
 # @@protoc_insertion_point(module_scope)

@@ -415,6 +415,7 @@ class TransformRequest(_message.Message):
     NEXT_FIELD_NUMBER: _builtins.int
     FIRST_FIELD_NUMBER: _builtins.int
     INSTANCE_FIELD_NUMBER: _builtins.int
+    ENVELOPE_ONLY_FIELD_NUMBER: _builtins.int
     scheme: _builtins.str
     """"none", "hse", "eae-umbral" or "eae-p256"."""
     frame: _builtins.bytes
@@ -427,6 +428,11 @@ class TransformRequest(_message.Message):
     """EAE: true at the first proxy of the path (RK_i->f)."""
     instance: _builtins.str
     """EAE: the processing instance's CN at the last proxy of the path (RK_f->j); empty otherwise."""
+    envelope_only: _builtins.bool
+    """EAE only: `frame` is the frame's envelope alone (its length prefix and header, which holds
+    the capsule), and the response is the transformed envelope. Re-encryption never changes the
+    ciphertext body, so the master keeps it and the proxy is not sent megabytes it does not read.
+    """
     def __init__(
         self,
         *,
@@ -436,10 +442,11 @@ class TransformRequest(_message.Message):
         next: _builtins.str = ...,
         first: _builtins.bool = ...,
         instance: _builtins.str = ...,
+        envelope_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first", b"first", "frame", b"frame", "function", b"function", "instance", b"instance", "next", b"next", "scheme", b"scheme"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope_only", b"envelope_only", "first", b"first", "frame", b"frame", "function", b"function", "instance", b"instance", "next", b"next", "scheme", b"scheme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -454,7 +461,7 @@ class TransformResponse(_message.Message):
     FRAME_FIELD_NUMBER: _builtins.int
     CRYPTO_NS_FIELD_NUMBER: _builtins.int
     frame: _builtins.bytes
-    """The transformed frame."""
+    """The transformed frame (its envelope alone when the request was envelope_only)."""
     crypto_ns: _builtins.int
     """Time spent decrypting / re-encrypting, ns."""
     def __init__(
