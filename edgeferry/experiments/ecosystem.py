@@ -131,6 +131,8 @@ class Ecosystem:
     edge_places: dict[str, tuple[str, str]] = field(default_factory=dict)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict)
     _state: dict[str, Any] = field(default_factory=dict)
+    #: host -> its workload platform and how it runs, as its node agent reported it (asked once)
+    _platforms: dict[str, tuple[Platform, str]] = field(default_factory=dict)
 
     # -- plumbing ---------------------------------------------------------------------------
     @classmethod
@@ -354,13 +356,16 @@ class Ecosystem:
     def workload_platform(self, host: str) -> tuple[Platform, str]:
         """The platform ``host``'s workloads run as and how, as its node agent reports them:
         "native", or "qemu-user" where the platform is not the host's architecture (a
-        jetson-class lab host whose profile says ``workloads: class``: linux/arm64 on x86_64)."""
+        jetson-class lab host whose profile says ``workloads: class``: linux/arm64 on x86_64).
+        Asked once per host: a part asks it when it opens and again when it publishes."""
         from edgeferry.images.multiarch import platform_of
         from edgeferry.lab.binfmt import emulation
 
-        reply = self.node(host).GetResources(npb.GetResourcesRequest(), timeout=20)
-        return (platform_of(reply.platform or None),
-                emulation(reply.platform, reply.architecture or None))
+        if host not in self._platforms:
+            reply = self.node(host).GetResources(npb.GetResourcesRequest(), timeout=20)
+            self._platforms[host] = (platform_of(reply.platform or None),
+                                     emulation(reply.platform, reply.architecture or None))
+        return self._platforms[host]
 
     def publish_for(self, hosts: list[str], build: Callable[[Platform], str]
                     ) -> tuple[str, PublishedIndex | None]:

@@ -112,3 +112,30 @@ def test_publish_for_native_hosts_is_one_image_and_mixed_hosts_one_index(monkeyp
     eco.indexes.clear()
     eco.publish_for(["edge3"], build)
     assert eco.indexes == [{"linux/amd64": "img:amd64", "linux/arm64": "img:arm64"}]
+
+
+class _Asking(Ecosystem):
+    """workload_platform against node agents faked as GetResources answers (unit test only);
+    ``asked`` counts the calls per host."""
+
+    def __init__(self, answers: dict[str, tuple[str, str]]) -> None:  # no lab
+        self.answers, self.asked, self._platforms = answers, {}, {}
+
+    def node(self, host):  # type: ignore[no-untyped-def,override]
+        from types import SimpleNamespace
+
+        def get_resources(request, timeout):  # type: ignore[no-untyped-def]
+            self.asked[host] = self.asked.get(host, 0) + 1
+            plat, arch = self.answers[host]
+            return SimpleNamespace(platform=plat, architecture=arch)
+        return SimpleNamespace(GetResources=get_resources)
+
+
+def test_each_node_agent_is_asked_its_platform_once() -> None:
+    eco = _Asking({"e1": ("linux/amd64", "x86_64"), "e3": ("linux/arm64", "x86_64")})
+    first = {h: eco.workload_platform(h) for h in ("e1", "e3")}
+    again = {h: eco.workload_platform(h) for h in ("e3", "e1", "e3")}
+    assert eco.asked == {"e1": 1, "e3": 1}
+    assert again == first
+    assert (str(first["e1"][0]), first["e1"][1]) == ("linux/amd64", "native")
+    assert (str(first["e3"][0]), first["e3"][1]) == ("linux/arm64", "qemu-user")
