@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.shared_lab_run import run_experiment
+from tests.integration.shared_lab_run import read_trials, run_experiment
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 
@@ -97,8 +97,7 @@ def test_container_migration_experiment_report_matches_raw(
     restored = {h: live_rate(f"ef-{name}-{h}") for h in ("edge1", "edge2")}
     lab = lab_state(name)
     configured = {h: lab["bandwidth"][h]["configured_bps"] for h in ("edge1", "edge2")}
-    trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
-    measured = [t for t in trials if not t.get("warmup")]
+    measured = [t for t in read_trials(run_dir) if not t.get("warmup")]
     assert len(measured) == 2
     # the part reshaped both links once, measured at the trial's rate, and put the lab's back
     assert [len(t["detail"]["shaping"]["changed"]) for t in measured] == [4, 0]

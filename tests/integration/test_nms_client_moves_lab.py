@@ -12,7 +12,6 @@ Needs root, a Docker engine and FUSE (CI is root with Docker; edgeferry.sh insta
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.shared_lab_run import run_experiment
+from tests.integration.shared_lab_run import run_experiment, the_one_trial
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
@@ -58,10 +57,7 @@ def test_a_moving_fuxfs_client_takes_its_nms_along(
     lab = str(yaml.safe_load(deployed_lab_file.read_text())["name"])
     run_dir = run_experiment(experiment(tmp_path / "itest-client-moves.yaml", deployed_lab_file),
                              tmp_path / "reports", timeout=1700)
-    trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
-    assert len(trials) == 1
-    t = trials[0]
-    assert t["outcome"] == "ok", t.get("error")
+    t = the_one_trial(run_dir)
     names = [p["phase"] for p in t["phases"]]
     assert names[:4] == ["ssp", "mount", "write-files", "move"], names
     assert names[-2:] == ["reconnect", "verify-files"], names

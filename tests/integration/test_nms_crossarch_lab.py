@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.shared_lab_run import run_experiment
+from tests.integration.shared_lab_run import run_experiment, the_one_trial
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
@@ -53,10 +53,7 @@ def test_the_nms_goes_to_the_arm64_jetson_and_back_with_every_block(
     lab = str(yaml.safe_load(deployed_lab_file.read_text())["name"])
     run_dir = run_experiment(experiment(tmp_path / "itest-nms-crossarch.yaml", deployed_lab_file),
                              tmp_path / "reports", timeout=1700)
-    trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
-    assert len(trials) == 1
-    t = trials[0]
-    assert t["outcome"] == "ok", t.get("error")
+    t = the_one_trial(run_dir)
     m, detail = t["metrics"], t["detail"]
     block = next(p["detail"]["block_size"] for p in t["phases"] if p["phase"] == "write-blocks")
     assert m["blocks_written"] == 2_000_000 // block  # 2 MB (10^6 bytes) in whole blocks
