@@ -190,14 +190,15 @@ class OffloadClient:
         if len(data) > MAX_DATA:
             raise ProtocolError(ErrorCode.LIMIT_REACHED,
                                 f"probe of {len(data)} bytes exceeds the {MAX_DATA}-byte bound")
+        expected = min(reply_size, len(data))
         t0 = time.perf_counter_ns()
         msg = await self._request(Subjects.probe(instance), data,
                                   {wire.PROBE_REPLY: str(reply_size)}, timeout,
                                   f"instance {instance} does not answer probes")
         elapsed = time.perf_counter_ns() - t0
-        if len(msg.data) != min(reply_size, len(data)):
+        if len(msg.data) != expected:
             raise ValueError(f"probe of {instance}: {len(msg.data)} bytes back, expected "
-                             f"{min(reply_size, len(data))}")
+                             f"{expected}")
         return elapsed
 
     async def _request(self, subject: str, data: bytes, headers: dict[str, str],

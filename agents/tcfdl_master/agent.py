@@ -85,10 +85,9 @@ def through_proxy(proxy: ProxyClient, scheme: str, data: bytes, function: str, n
     capsule only: it is sent the frame's envelope and the ciphertext body stays here,
     unchanged (a 4 MB task costs the call a few hundred bytes each way, not 4 MB twice)."""
     if schemes.is_eae(scheme):
-        envelope, body = frame.split(data)
-        out, ns = proxy.transform(scheme, envelope, function=function, next_hop=nxt,
-                                  first=first, instance=instance, envelope_only=True)
-        return b"".join((out, body)), ns
+        return frame.on_envelope(data, lambda envelope: proxy.transform(
+            scheme, envelope, function=function, next_hop=nxt, first=first, instance=instance,
+            envelope_only=True))
     return proxy.transform(scheme, data, function=function, next_hop=nxt, first=first,
                            instance=instance)
 

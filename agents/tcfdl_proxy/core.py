@@ -91,9 +91,7 @@ class ProxyCore:
             return self._hse(frame, function, next_hop, now)
         if envelope_only:
             return self._eae(scheme, frame, function, first, instance)
-        envelope, body = tframe.split(frame)
-        out, ns = self._eae(scheme, envelope, function, first, instance)
-        return b"".join((out, body)), ns
+        return tframe.on_envelope(frame, lambda e: self._eae(scheme, e, function, first, instance))
 
     def _hse(self, frame: bytes, function: str, next_hop: str, now: int) -> tuple[bytes, int]:
         if not next_hop:

@@ -113,8 +113,7 @@ def reencrypt_envelope(scheme: PreScheme, rekey: ReKey, envelope: bytes) -> byte
 
 def reencrypt(scheme: PreScheme, rekey: ReKey, data: bytes) -> bytes:
     """TEE proxy: ReEnc the frame's capsule; the ciphertext passes through untouched."""
-    envelope, body = frame.split(data)
-    return b"".join((reencrypt_envelope(scheme, rekey, envelope), body))
+    return frame.on_envelope(data, lambda e: (reencrypt_envelope(scheme, rekey, e), None))[0]
 
 
 def open_frame(scheme: PreScheme, processor: PartyKey, function_public: bytes, data: bytes, *,

@@ -9,6 +9,8 @@ The body is never copied through the canonical encoder, so a 4 MB task costs one
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from agents.security.errors import ErrorCode, ProtocolError
 
@@ -25,6 +27,7 @@ MAX_FRAME_SIZE = 4 + MAX_HEADER_SIZE + MAX_TASK_SIZE + GCM_TAG_SIZE
 #: longest function / node name
 MAX_NAME_LEN = 128
 _LEN = struct.Struct(">I")
+T = TypeVar("T")
 
 
 def check_payload_size(payload: bytes) -> None:
@@ -58,6 +61,14 @@ def split(frame: bytes) -> tuple[bytes, memoryview]:
     `unpack` checks them; ``envelope + body`` is the frame again."""
     header, body = unpack(frame)
     return bytes(memoryview(frame)[:_LEN.size + len(header)]), body
+
+
+def on_envelope(frame: bytes, change: Callable[[bytes], tuple[bytes, T]]) -> tuple[bytes, T]:
+    """`frame` with its envelope replaced by what ``change(envelope)`` returns first, the body
+    kept as it is (EAE re-encryption changes only the envelope), and ``change``'s second value."""
+    envelope, body = split(frame)
+    out, extra = change(envelope)
+    return b"".join((out, body)), extra
 
 
 def unpack_envelope(envelope: bytes) -> bytes:
