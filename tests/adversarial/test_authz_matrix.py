@@ -411,7 +411,7 @@ def test_finding_host_named_controller_is_not_admin(alab: AuthzLab) -> None:
             grpc.StatusCode.PERMISSION_DENIED), name
     assert alab.state() == before
     issue = (Path(__file__).parents[2] / "roles" / "pki" / "tasks" / "issue.yml").read_text()
-    assert "__pki_cn: \"{{ pki_certificate_name ~ '.' ~ inventory_hostname }}\"" in issue
+    assert "'common_name': name ~ '.' ~ inventory_hostname," in issue
 
 
 def test_crl_revoked_cert_refused(lab_pki: Any, tmp_path: Path) -> None:

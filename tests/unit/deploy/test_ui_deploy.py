@@ -35,7 +35,7 @@ PORT = 9443  # not the default: shows edgeferry_ui_port reaches the config, unit
 EXTRA_SAN = "audit.lab.example"
 
 # The role's templates and manifest tasks for the placed instances; the pki role's
-# certificate of the ui instance (its issue.yml, as the pki role's main.yml loops it).
+# certificate of the ui instance (its issue.yml, as the pki role's main.yml imports it).
 RENDER_PLAYBOOK = """\
 - name: Render the UI server's deployment
   hosts: ctl01:xavier01
@@ -80,7 +80,7 @@ RENDER_PLAYBOOK = """\
         name: pki
         tasks_from: issue.yml
       vars:
-        pki_certificate_name: ui
+        pki_certificate_names: [ui]
       when: inventory_hostname == 'ctl01'
 """
 
