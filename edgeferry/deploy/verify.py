@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import configparser
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,30 @@ from edgeferry.errors import EnvironmentProblem
 
 #: the testinfra host suite: a checkout's (an installed wheel does not ship the tests)
 INFRA_TESTS = resources.host_tests_dir()
+
+def multiplexing_config(ansible_cfg: Path, sockets: Path, run_dir: Path) -> Path:
+    """A copy of ``ansible_cfg`` in ``run_dir`` whose SSH settings let testinfra run each
+    host's checks over one connection: testinfra adds a ControlPath only when the config names
+    ``[ssh_connection] control_path`` and ``[persistent_connection] control_path_dir``, so
+    without them every check opens its own SSH connection. ``sockets`` is a new folder per
+    run, so a lab re-created at the same addresses never meets an earlier run's connection,
+    and the connections end 15 s after the suite's last command."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ansible_cfg)
+    for section in ("defaults", "ssh_connection", "persistent_connection"):
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+    if cfg.has_option("defaults", "roles_path"):  # relative to the file's folder
+        cfg.remove_option("defaults", "roles_path")
+    cfg.set("ssh_connection", "ssh_args",
+            "-o ControlMaster=auto -o ControlPersist=15s -o ServerAliveInterval=15")
+    cfg.set("ssh_connection", "control_path", "%(directory)s/%%C")
+    cfg.set("persistent_connection", "control_path_dir", str(sockets))
+    out = run_dir / "ansible.cfg"
+    with out.open("w") as fh:
+        cfg.write(fh)
+    return out
+
 
 def pytest_command(inventory: Path, junit: Path, extra: list[str] | None = None) -> list[str]:
     """The pytest command line that checks every host of `inventory` over SSH."""
@@ -50,12 +77,18 @@ def run_infra_tests(inventory: Path, extra: list[str] | None = None, *,
     `output_to_stderr`: pytest's own output goes to stderr (stdout stays for JSON)."""
     run_dir = new_run_dir(inventory, "verify-testinfra")
     cmd = pytest_command(inventory, run_dir / "junit.xml", extra)
-    env_cfg = {
-        "ANSIBLE_CONFIG": str(resources.ansible_cfg()),
-        # testinfra calls ansible-inventory: use the one installed next to this interpreter
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-    }
-
-    proc = subprocess.run(cmd, cwd=resources.shipped_root(), env={**os.environ, **env_cfg},
-                          check=False, stdout=sys.stderr if output_to_stderr else None)
+    # short: a socket's path is limited to 108 bytes
+    sockets = Path(tempfile.mkdtemp(prefix="ef-cp-", dir="/tmp"))
+    try:
+        env_cfg = {
+            "ANSIBLE_CONFIG": str(multiplexing_config(resources.ansible_cfg(), sockets,
+                                                      run_dir)),
+            # testinfra calls ansible-inventory: use the one installed next to this interpreter
+            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        }
+        proc = subprocess.run(cmd, cwd=resources.shipped_root(),
+                              env={**os.environ, **env_cfg}, check=False,
+                              stdout=sys.stderr if output_to_stderr else None)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return proc.returncode, run_dir
