@@ -1,14 +1,14 @@
-"""The pki role's module that issues, renews or keeps all of a host's certificates in one run
-(roles/pki/library/edgeferry_pki_certificates.py): through ansible-playbook as the role calls
-it, and its decisions one by one; every certificate checked with ``openssl verify`` against the
-lab CA and read back with `cryptography`, not with the module's own code."""
+"""The pki role's script that issues, renews or keeps all of a host's certificates in one run
+(roles/pki/files/pki_certificates.py): as a command with its parameters on stdin, as the role
+runs it, and its decisions one by one; every certificate checked with ``openssl verify`` against
+the lab CA and read back with `cryptography`, not with the script's own code. The role's task
+itself runs in tests/unit/deploy/test_ui_deploy.py and in every lab deploy."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +23,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from edgeferry.pki import LabCA
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-LIBRARY = REPO_ROOT / "roles" / "pki" / "library"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+SCRIPT = REPO_ROOT / "roles" / "pki" / "files" / "pki_certificates.py"
 
 
 def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "edgeferry_pki_certificates", LIBRARY / "edgeferry_pki_certificates.py")
+    spec = importlib.util.spec_from_file_location("pki_certificates", SCRIPT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -70,25 +68,21 @@ def openssl_verifies(ca: LabCA, cert: Path) -> bool:
     return proc.returncode == 0
 
 
-def test_the_role_task_issues_each_certificate_once_and_then_changes_nothing(
+def script(args: list[str], params: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], input=json.dumps(params),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_script_issues_each_certificate_once_and_then_changes_nothing(
         ca: LabCA, tmp_path: Path) -> None:
     out = tmp_path / "hosts" / "edge1"
-    playbook = tmp_path / "issue.yml"
-    task = {"edgeferry_pki_certificates": params(ca, out, certs("host", "node", "ras"))}
-    playbook.write_text(json.dumps([{"name": "issue", "hosts": "localhost",
-                                     "gather_facts": False, "connection": "local",
-                                     "vars": {"ansible_python_interpreter": sys.executable},
-                                     "tasks": [{"name": "certs", **task}]}]))
-    env = {**os.environ, "ANSIBLE_LIBRARY": str(LIBRARY), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCALHOST_WARNING": "false",
-           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    given = params(ca, out, certs("host", "node", "ras"))
+    del given["organization"]  # the default, as the role leaves it
 
     def play() -> dict[str, Any]:
-        proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(playbook)],
-                              capture_output=True, text=True, env=env, timeout=120, check=False)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-        result: dict[str, Any] = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][
-            "localhost"]
+        proc = script([], given)
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
         return result
 
     first = play()
@@ -183,9 +177,22 @@ def test_check_mode_reports_the_change_and_writes_nothing(ca: LabCA, tmp_path: P
     out = tmp_path / "h"
     MOD.run(params(ca, out, certs("node")), False)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    changed, report = MOD.run(params(ca, out, certs("node", "ras")), True)
-    assert changed and report["ras"]["action"] == "issued" and report["node"]["action"] == "kept"
+    proc = script(["--check"], params(ca, out, certs("node", "ras")))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["changed"] is True
+    assert report["certificates"]["ras"]["action"] == "issued"
+    assert report["certificates"]["node"]["action"] == "kept"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # a check run before the CA exists (deploy --check on a new controller) says what it
+    # would issue; a real run there is an error
+    missing = params(ca, tmp_path / "new", certs("node"), ca_certificate=str(tmp_path / "no.crt"),
+                     ca_private_key=str(tmp_path / "no.key"))
+    assert MOD.run(missing, True) == (True, {"node": {"action": "issued",
+                                                      "reason": "no lab CA yet"}})
+    with pytest.raises(ValueError, match="no usable lab CA"):
+        MOD.run(missing, False)
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -202,3 +209,16 @@ def test_bad_input_is_refused_before_anything_is_written(
         MOD.run(params(ca, out, certs("node") if field != "certificates" else value,
                        **({field: value} if field != "certificates" else {})), False)
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("broken,message", [
+    ("{not json", "not JSON"),
+    (json.dumps({"directory": "/tmp/x"}), "'ca_certificate' must be a str"),
+    (json.dumps({"directory": "d", "ca_certificate": "c", "ca_private_key": "k",
+                 "certificates": [{"name": "node"}], "valid_for": "+1d",
+                 "renew_before": "+1d", "max_valid_for": "+2d"}), "give name, common_name"),
+])
+def test_the_command_refuses_bad_parameters_with_status_2(broken: str, message: str) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT)], input=broken, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""

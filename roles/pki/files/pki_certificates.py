@@ -1,108 +1,47 @@
-#!/usr/bin/python
-"""Ansible module: every mTLS certificate of one host, issued, renewed or kept in one run.
+#!/usr/bin/env python3
+"""Every mTLS certificate of one host, issued, renewed or kept in one run (the pki role runs it
+on the controller with Ansible's own Python, as roles/edgeferry_agent/files/edgeferry_package.py
+is run: a role in a collection cannot carry a module of its own).
 
-The pki role used to loop a task file per certificate (a stat, a read of the validity, a key,
-a signing request and a signature: about seven module runs on the controller per certificate,
-a minute per deploy on a four-host lab). This module does the same decisions for all of a
-host's certificates in one process, with the same `cryptography` library community.crypto uses.
+The role used to loop a task file per certificate (a stat, a read of the validity, a key, a
+signing request and a signature: about seven module runs on the controller per certificate, a
+minute per deploy on a four-host lab). This does the same decisions for all of a host's
+certificates in one process, with the `cryptography` library community.crypto uses.
+
+    python3 pki_certificates.py [--check] < params.json
+
+params: ``directory`` (created 0700), ``ca_certificate``, ``ca_private_key``, ``certificates``
+(a list of ``name``, ``common_name``, ``subject_alt_names``: ``DNS:<name>``/``IP:<address>``),
+``organization`` (default edgeferry), ``valid_for``, ``renew_before``, ``max_valid_for``
+(relative: ``+30d``; w, d, h, m, s) and ``revoked_serials``. In each certificate's
+``<name>.key`` (EC P-256, 0600) and ``<name>.crt`` (0644, ECDSA-SHA256 by the lab CA). A
+certificate is issued again, with a new serial, when it is missing, unreadable, not signed by
+the CA, not for its key, for another subject, other names or usages, when it expires within
+``renew_before``, is still valid beyond ``max_valid_for``, or its serial is revoked; a revoked
+certificate's key is replaced as well (the key may be what was compromised), and so is a key
+that is not an unencrypted EC P-256 key. ``--check`` decides without writing.
+
+Prints one JSON object: ``changed`` and, per certificate, ``action`` (kept, issued, renewed,
+rekeyed) and ``reason``. Bad input: exit status 2 and the reason on stderr, nothing written.
 """
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
----
-module: edgeferry_pki_certificates
-short_description: Issue, renew or keep a host's certificates signed by the lab CA
-description:
-  - For each certificate, in I(directory), C(<name>.key) (EC P-256, mode 0600) and C(<name>.crt)
-    (mode 0644) signed by the lab CA with ECDSA-SHA256.
-  - A certificate is issued again, with a new serial, when it is missing, unreadable, not
-    signed by the CA, not for its key, for another subject, other subject alternative names or
-    other usages, when it expires within I(renew_before), when it is still valid beyond
-    I(max_valid_for), or when its serial is in I(revoked_serials).
-  - A revoked certificate's key is replaced as well (the key may be what was compromised).
-    A key that is not an unencrypted EC P-256 key is replaced.
-  - Supports check mode.
-options:
-  directory:
-    description: Controller folder of the certificates (created with mode 0700).
-    type: path
-    required: true
-  ca_certificate:
-    description: The CA certificate (PEM).
-    type: path
-    required: true
-  ca_private_key:
-    description: The CA key (PEM, unencrypted).
-    type: path
-    required: true
-  certificates:
-    description: The certificates.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: File name stem and organizational unit (the role).
-        type: str
-        required: true
-      common_name:
-        description: Subject CN.
-        type: str
-        required: true
-      subject_alt_names:
-        description: C(DNS:name) and C(IP:address) entries, in order.
-        type: list
-        elements: str
-        required: true
-  organization:
-    description: Subject O.
-    type: str
-    default: edgeferry
-  valid_for:
-    description: Validity of a new certificate, relative (C(+30d); w, d, h, m, s).
-    type: str
-    required: true
-  renew_before:
-    description: Issue again when the certificate expires within this (C(+10d)).
-    type: str
-    required: true
-  max_valid_for:
-    description: Issue again when the certificate is still valid beyond this (C(+31d)).
-    type: str
-    required: true
-  revoked_serials:
-    description: Serial numbers of revoked certificates.
-    type: list
-    elements: int
-    default: []
-"""
+import argparse
+import datetime as dt
+import ipaddress
+import json
+import os
+import re
+import sys
+import tempfile
+from typing import Any
 
-RETURN = r"""
-certificates:
-  description: Per certificate name, what was done (kept, issued, renewed, rekeyed) and why.
-  type: dict
-  returned: always
-"""
-
-import datetime as dt  # noqa: E402
-import ipaddress  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
-from typing import Any  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-try:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    HAS_CRYPTOGRAPHY = True
-except ImportError:  # reported by the module as a failure
-    HAS_CRYPTOGRAPHY = False
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _RELATIVE = re.compile(r"^\+(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 KEY_MODE, CERT_MODE, DIR_MODE = 0o600, 0o644, 0o700
@@ -257,6 +196,9 @@ def run(params: dict[str, Any], check: bool) -> tuple[bool, dict[str, Any]]:
                                               ("valid_for", "renew_before", "max_valid_for"))
     ca_cert = read_cert(params["ca_certificate"])
     ca_key = read_key(params["ca_private_key"])
+    if check and ca_cert is None and ca_key is None:  # a check run before the CA is created
+        return True, {item["name"]: {"action": "issued", "reason": "no lab CA yet"}
+                      for item in params["certificates"]}
     if ca_cert is None or ca_key is None:
         raise ValueError(f"no usable lab CA at {params['ca_certificate']} and "
                          f"{params['ca_private_key']}")
@@ -305,33 +247,48 @@ def run(params: dict[str, Any], check: bool) -> tuple[bool, dict[str, Any]]:
     return changed, report
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "directory": {"type": "path", "required": True},
-            "ca_certificate": {"type": "path", "required": True},
-            "ca_private_key": {"type": "path", "required": True, "no_log": False},
-            "certificates": {"type": "list", "elements": "dict", "required": True, "options": {
-                "name": {"type": "str", "required": True},
-                "common_name": {"type": "str", "required": True},
-                "subject_alt_names": {"type": "list", "elements": "str", "required": True},
-            }},
-            "organization": {"type": "str", "default": "edgeferry"},
-            "valid_for": {"type": "str", "required": True},
-            "renew_before": {"type": "str", "required": True},
-            "max_valid_for": {"type": "str", "required": True},
-            "revoked_serials": {"type": "list", "elements": "int", "default": []},
-        },
-        supports_check_mode=True,
-    )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg="the Python package 'cryptography' is needed on the controller")
+REQUIRED = {"directory": str, "ca_certificate": str, "ca_private_key": str,
+            "certificates": list, "valid_for": str, "renew_before": str,
+            "max_valid_for": str}
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The parameters, checked for presence and type (ValueError otherwise)."""
     try:
-        changed, report = run(module.params, module.check_mode)
+        params = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"parameters are not JSON: {err}") from None
+    if not isinstance(params, dict):
+        raise ValueError("parameters must be a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(params.get(key), kind):
+            raise ValueError(f"parameter {key!r} must be a {kind.__name__}")
+    for item in params["certificates"]:
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str)
+                and isinstance(item.get("common_name"), str)
+                and isinstance(item.get("subject_alt_names"), list)
+                and all(isinstance(n, str) for n in item["subject_alt_names"])):
+            raise ValueError(f"certificate {item!r}: give name, common_name and a list of "
+                             "subject_alt_names")
+    revoked = params.setdefault("revoked_serials", [])
+    if not (isinstance(revoked, list) and all(isinstance(n, int) for n in revoked)):
+        raise ValueError("revoked_serials must be a list of integers")
+    params.setdefault("organization", "edgeferry")
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="decide, write nothing")
+    args = parser.parse_args(argv)
+    try:
+        changed, report = run(parse(sys.stdin.read()), args.check)
     except (ValueError, OSError) as err:
-        module.fail_json(msg=str(err))
-    module.exit_json(changed=changed, certificates=report)
+        print(f"pki_certificates: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"changed": changed, "certificates": report}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
