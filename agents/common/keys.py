@@ -1,5 +1,8 @@
 """Key files of agents, kept in their data directory and created at first start (mode 0600).
 
+``python -m agents.common.keys PATH NAME`` creates a protocol identity (and its ``.pub``) ahead
+of the agent's first start, for the deploy: see `main`.
+
 The one loader of every agent's key material: the protocol identity (Ed25519 + X25519) and
 public identity files, raw secrets (capability tag keys, the audit log's HMAC key) and Ed25519
 signing keys (the ledger's). A file group or others can access is refused, and so is one of the
@@ -9,9 +12,11 @@ fix (agents that report their own error type wrap it).
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -124,3 +129,32 @@ def read_public_identity(path: Path) -> PublicIdentity:
         raise KeyFileError(f"public identity file {path} does not exist") from None
     except (ProtocolError, ValueError) as exc:
         raise KeyFileError(f"{path} is not a public identity file: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Create the protocol identity at PATH for NAME unless it exists; print ``created`` or
+    ``kept``. Exit 1 with a one-line reason for an unsafe, malformed or foreign key file.
+
+    The deploy runs it on the RAS and SMF hosts as the agent's own user before any agent starts,
+    so the node agents of the same play can be given the public halves (the private keys never
+    leave their host, and the edge hosts need not wait for the control host's agents).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.common.keys",
+        description="Create an agent's protocol identity (PATH, 0600) and its public part "
+                    "(PATH with .pub) unless PATH exists.")
+    parser.add_argument("path", type=Path, metavar="PATH")
+    parser.add_argument("name", metavar="NAME", help="the name the identity belongs to")
+    args = parser.parse_args(argv)
+    existed = args.path.exists()
+    try:
+        load_or_create_identity(args.path, args.name)
+    except KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("kept" if existed else "created")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
