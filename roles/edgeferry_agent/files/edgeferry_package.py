@@ -14,7 +14,10 @@ lists, each checked against the RECORD's hash (`dirty` when one differs or is mi
 same fixed timestamps, so an unchanged installation gives the same bytes on every deploy.
 
 `wheelhouse`: download binary wheels of the agents' runtime requirements for one target
-platform (CPU architecture, CPython version, glibc version) so hosts install offline.
+platform (CPU architecture, CPython version, glibc version) so hosts install offline. The
+folder records what it was resolved for (resolved.json); the same requirement list again, with
+its wheels present, is not resolved again (--refresh does). The folder may be shared by several
+inventories' deploys.
 
 Both print one JSON object on stdout; "changed" says whether anything on disk changed.
 """
@@ -343,10 +346,29 @@ def pin_to_controller(requirements: list[str], python_version: str | None = None
     return pinned
 
 
+#: what a wheelhouse folder was last resolved for (the exact requirement list, pins included)
+#: and the wheels it then held (those its archive holds): the same list again, with the same
+#: wheels in the folder, is not resolved again (pip download asks the index on every run: 6-15 s
+#: per platform on the lab's controller)
+RESOLVED = "resolved.json"
+
+
 def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
-                     requirements: list[str], python: str) -> dict:
+                     requirements: list[str], python: str, refresh: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     before = {p.name for p in out.glob("*.whl")}
+    archive = out.with_name(out.name + ".tar")
+    record = out / RESOLVED
+    try:
+        known = json.loads(record.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if (not refresh and known.get("requirements") == requirements
+            and isinstance(known.get("wheels"), list) and known["wheels"]
+            and set(known["wheels"]) == before and archive.exists()):
+        return {"changed": False, "resolved": False, "wheelhouse": str(out),
+                "wheels": sorted(known["wheels"]), "archive": str(archive),
+                "requirements": requirements}
     short = "".join(python_version.split(".")[:2])
     cmd = [python, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(out),
            "--implementation", "cp", "--python-version", python_version, "--abi", f"cp{short}",
@@ -357,12 +379,15 @@ def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"downloading the wheelhouse failed:\n{proc.stdout}\n{proc.stderr}")
-    after = {p.name for p in out.glob("*.whl")}
-    archive = out.with_name(out.name + ".tar")
-    if after != before or not archive.exists():
-        write_archive(archive, sorted(out.glob("*.whl")))
-    return {"changed": after != before, "wheelhouse": str(out), "wheels": sorted(after),
-            "archive": str(archive), "requirements": requirements}
+    after = sorted(p.name for p in out.glob("*.whl"))
+    if set(after) != before or not archive.exists():
+        write_archive(archive, [out / name for name in after])
+    partial = record.with_name(f"{RESOLVED}.{os.getpid()}.partial")
+    partial.write_text(json.dumps({"requirements": requirements, "wheels": after}, indent=2)
+                       + "\n")
+    partial.replace(record)
+    return {"changed": set(after) != before, "resolved": True, "wheelhouse": str(out),
+            "wheels": after, "archive": str(archive), "requirements": requirements}
 
 
 def write_archive(archive: Path, files: list[Path]) -> None:
@@ -398,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     house.add_argument("--glibc", required=True)
     house.add_argument("--pin", action="store_true",
                        help="pin requirements to the versions installed on the controller")
+    house.add_argument("--refresh", action="store_true",
+                       help="resolve again even when the folder's last resolution matches")
     house.add_argument("requirements", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "wheel" and args.installed:
@@ -410,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         reqs = (pin_to_controller(args.requirements, args.python_version) if args.pin
                 else args.requirements)
         result = build_wheelhouse(args.out, args.arch, args.python_version, args.glibc,
-                                  reqs, sys.executable)
+                                  reqs, sys.executable, refresh=args.refresh)
     print(json.dumps(result))
     return 0
 

@@ -140,3 +140,51 @@ def test_the_wheelhouse_archive_holds_every_wheel_byte_for_byte(pkg, tmp_path: P
     first = archive.read_bytes()
     pkg.write_archive(archive, sorted(house.glob("*.whl")))
     assert archive.read_bytes() == first   # same wheels, same bytes (no spurious change)
+
+
+def test_a_wheelhouse_is_resolved_again_only_when_its_record_no_longer_matches(pkg, tmp_path: Path):
+    """pip download asks the index on every run; the folder's record of its last resolution
+    spares that when the same requirements meet the same wheels (a new lab, a forced deploy)."""
+    import json
+    import tarfile
+    calls = tmp_path / "calls"
+    fake_python = tmp_path / "python"
+    # stands in for `python -m pip download ... --dest DIR REQS`: one wheel per requirement
+    fake_python.write_text(
+        "#!/usr/bin/env python3\n"
+        "import sys, pathlib\n"
+        "args = sys.argv[1:]\n"
+        f"open({str(calls)!r}, 'a').write(' '.join(args) + '\\n')\n"
+        "dest = pathlib.Path(args[args.index('--dest') + 1])\n"
+        "for req in [a for a in args if '==' in a]:\n"
+        "    name, version = req.split('==')\n"
+        "    (dest / f'{name}-{version}-py3-none-any.whl').write_bytes(req.encode())\n")
+    fake_python.chmod(0o755)
+    out = tmp_path / "house" / "x86_64-cp3.11-glibc2.36"
+
+    def house(reqs: list[str], refresh: bool = False) -> dict:
+        return pkg.build_wheelhouse(out, "x86_64", "3.11", "2.36", reqs, str(fake_python),
+                                    refresh=refresh)
+
+    def pip_runs() -> int:
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+    first = house(["a==1", "b==2"])
+    assert (first["resolved"], first["changed"], pip_runs()) == (True, True, 1)
+    with tarfile.open(first["archive"]) as tar:
+        assert sorted(tar.getnames()) == ["a-1-py3-none-any.whl", "b-2-py3-none-any.whl"]
+    assert json.loads((out / "resolved.json").read_text())["requirements"] == ["a==1", "b==2"]
+
+    again = house(["a==1", "b==2"])
+    assert (again["resolved"], again["changed"], pip_runs()) == (False, False, 1)
+    assert again["wheels"] == first["wheels"] and again["archive"] == first["archive"]
+
+    assert house(["a==1", "b==3"])["resolved"] and pip_runs() == 2   # another pin
+    with tarfile.open(out.with_name(out.name + ".tar")) as tar:
+        assert "b-3-py3-none-any.whl" in tar.getnames()
+    assert not house(["a==1", "b==3"])["resolved"] and pip_runs() == 2
+    (out / "a-1-py3-none-any.whl").unlink()                          # a wheel went missing
+    assert house(["a==1", "b==3"])["resolved"] and pip_runs() == 3
+    assert house(["a==1", "b==3"], refresh=True)["resolved"] and pip_runs() == 4
+    (out / "resolved.json").write_text("{not json")                 # a torn record
+    assert house(["a==1", "b==3"])["resolved"] and pip_runs() == 5
