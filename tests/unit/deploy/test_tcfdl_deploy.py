@@ -41,6 +41,7 @@ PLAYBOOK = """\
   roles: [edgeferry]  # its defaults (the catalog, the edgeferry_tcfdl_* derivations) in scope
   vars:
     __edgeferry_agent_deploy: "{{ edgeferry_host_agents }}"
+    __edgeferry_agent_catalog: "{{ edgeferry_agent_catalog }}"
     __edgeferry_agent_missing: []
     __edgeferry_agent_wheel: {wheel_name: w.whl, sha256: "00", source: "00"}
     edgeferry_agent_listen_address: "{{ edgeferry_address }}"

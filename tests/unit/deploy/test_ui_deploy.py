@@ -44,6 +44,7 @@ RENDER_PLAYBOOK = """\
   vars:
     ansible_python_interpreter: "{{ ansible_playbook_python }}"
     __edgeferry_agent_deploy: "{{ edgeferry_host_agents }}"
+    __edgeferry_agent_catalog: "{{ edgeferry_agent_catalog }}"
     __edgeferry_agent_missing: []
     __edgeferry_agent_wheel:
       wheel_name: edgeferry-0.1.0-py3-none-any.whl
