@@ -17,7 +17,7 @@ same fixed timestamps, so an unchanged installation gives the same bytes on ever
 platform (CPU architecture, CPython version, glibc version) so hosts install offline. The
 folder records what it was resolved for (resolved.json); the same requirement list again, with
 its wheels present, is not resolved again (--refresh does). The folder may be shared by several
-inventories' deploys.
+inventories' deploys (records and archives are replaced whole).
 
 Both print one JSON object on stdout; "changed" says whether anything on disk changed.
 """
@@ -393,7 +393,7 @@ def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
 def write_archive(archive: Path, files: list[Path]) -> None:
     """One uncompressed tar of `files` (wheels are zips already) with fixed metadata, so a
     host receives the wheelhouse in one transfer instead of one per wheel."""
-    partial = archive.with_name(archive.name + ".partial")
+    partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in files:
             info = tar.gettarinfo(str(path), arcname=path.name)
