@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "edgeferry_agent" / "tasks"
-RENDER = "Render the agent catalog of this host once"
+RENDER = "Render the catalog entries of this host's agent instances once"
 
 
 def _catalog_source() -> str:
