@@ -19,6 +19,13 @@ Definitions (seconds; bytes x 8 / bit/s)::
     downtime_bound = control_stop + push.wire_after_stop x 8 / bw_push
                      + pull.wire_after_stop x 8 / bw_pull + control_start
 
+In the direct order (``relayed``) the diff is not stored and forwarded by a registry: the SMF
+relays it from the source to the destination as it is made, so after the stop both links carry
+it at once and the slower of the two sets the time::
+
+    relayed: the *_after_stop terms combine as max(push term, pull term) instead of their sum
+             (the bytes before the stop, the pre-pull, still add up)
+
 ``bound`` covers every byte the migration moved, including what moved before the stop (in the
 diff-first order the pre-pull of the base layers crosses the pull link while the service still
 runs); ``downtime_bound`` only the bytes moved after the stop, that is while the service was
@@ -82,6 +89,7 @@ class TrialMeasurements:
     control: ControlCosts
     total_s: float  # the migration's round trip (controller clock)
     downtime_s: float  # last answer at the source -> first at the destination (prober)
+    relayed: bool = False  # after the stop both links carried the diff at once (direct order)
 
     def __post_init__(self) -> None:
         for name in ("bw_push_bps", "bw_pull_bps"):
@@ -99,7 +107,8 @@ class TrialMeasurements:
         return cls(bw_push_bps=float(data["bw_push_bps"]), bw_pull_bps=float(data["bw_pull_bps"]),
                    push=LinkBytes(**data["push"]), pull=LinkBytes(**data["pull"]),
                    control=ControlCosts(**data["control"]), total_s=float(data["total_s"]),
-                   downtime_s=float(data["downtime_s"]))
+                   downtime_s=float(data["downtime_s"]),
+                   relayed=bool(data.get("relayed", False)))
 
 
 @dataclass(frozen=True)
@@ -119,16 +128,24 @@ def transfer_s(nbytes: int, bps: float) -> float:
     return nbytes * 8 / bps
 
 
+def _after_stop_s(m: TrialMeasurements) -> float:
+    """The links' time for the bytes after the stop: in turn, or at once when relayed."""
+    push = transfer_s(m.push.wire_after_stop, m.bw_push_bps)
+    pull = transfer_s(m.pull.wire_after_stop, m.bw_pull_bps)
+    return max(push, pull) if m.relayed else push + pull
+
+
 def bound_s(m: TrialMeasurements) -> float:
-    """control stop + every wire byte of each link at its bandwidth + control start."""
-    return (m.control.stop_s + transfer_s(m.push.wire, m.bw_push_bps)
-            + transfer_s(m.pull.wire, m.bw_pull_bps) + m.control.start_s)
+    """control stop + every wire byte of each link at its bandwidth + control start (the bytes
+    after the stop of both links at once when relayed)."""
+    before = (transfer_s(m.push.wire - m.push.wire_after_stop, m.bw_push_bps)
+              + transfer_s(m.pull.wire - m.pull.wire_after_stop, m.bw_pull_bps))
+    return m.control.stop_s + before + _after_stop_s(m) + m.control.start_s
 
 
 def downtime_bound_s(m: TrialMeasurements) -> float:
     """control stop + the wire bytes each link carried after the stop + control start."""
-    return (m.control.stop_s + transfer_s(m.push.wire_after_stop, m.bw_push_bps)
-            + transfer_s(m.pull.wire_after_stop, m.bw_pull_bps) + m.control.start_s)
+    return m.control.stop_s + _after_stop_s(m) + m.control.start_s
 
 
 def _ratio(value: float, bound: float) -> float:

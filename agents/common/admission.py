@@ -55,6 +55,9 @@ LARGE_REQUESTS: Mapping[str, int] = {
     "/edgeferry.blockcache.v1.BlockCacheService/PutFile": 8 * MIB + 64 * 1024,
     # TCFDL: one task frame (at most 8 MiB + 4 KiB) handed by a master to its TEE proxy
     "/edgeferry.tcfdl.v1.TcfdlProxyService/Transform": 8 * MIB + 64 * 1024,
+    # the direct order: one chunk of a diff layer (<= 1 MiB), a load with its <= 1 MiB config
+    "/edgeferry.node.v1.NodeService/ImportDiff": MIB + 64 * 1024,
+    "/edgeferry.node.v1.NodeService/LoadDiff": MIB + 64 * 1024,
 }
 #: Methods that run long (image transfers, a whole migration): they get the long deadline.
 LONG_CALLS: frozenset[str] = frozenset({
@@ -62,6 +65,9 @@ LONG_CALLS: frozenset[str] = frozenset({
     "/edgeferry.node.v1.NodeService/PushImage",
     "/edgeferry.node.v1.NodeService/PullImage",
     "/edgeferry.node.v1.NodeService/PrePullImage",
+    "/edgeferry.node.v1.NodeService/ExportDiff",
+    "/edgeferry.node.v1.NodeService/LoadDiff",
+    "/edgeferry.node.v1.NodeService/ImportDiff",
     "/edgeferry.node.v1.NodeService/RunWorkload",
     "/edgeferry.smf.v1.SmfService/MigrateService",
     "/edgeferry.smf.v1.SmfService/MigrateServiceStream",

@@ -26,13 +26,14 @@ the inventory's override) and the measured use; `advertisement` builds Algorithm
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -48,6 +49,13 @@ from agents.node.convert import (
     node_resources_from_pb,
     node_resources_to_pb,
     timing,
+)
+from agents.node.direct import (
+    MAX_DIFF_BYTES,
+    MAX_DIFF_CONFIG_BYTES,
+    export_diff,
+    load_diff,
+    receive_file,
 )
 from agents.node.domain import (
     Conflict,
@@ -72,6 +80,7 @@ from agents.node.engine import (
     LABEL_MIGRATION,
     LABEL_WORKLOAD,
     DockerEngine,
+    interface_counters,
     published_ports,
     secret_dir,
 )
@@ -83,6 +92,8 @@ from agents.security.advertisement import Advertisement, AdvertTable, Amounts
 
 M = TypeVar("M", bound=Message)
 DEFAULT_PROBE_TIMEOUT = 30.0
+#: a received layer not loaded within this long is dropped (a migration that failed)
+KEPT_DIFF_S = 3600.0
 
 
 class NeighbourLink(Protocol):
@@ -403,6 +414,129 @@ class NodeCore:
         if sent_ref and ImageRef.parse(sent_ref).name != ImageRef.parse(image_ref).name:
             raise DigestMismatch(f"RASP step 10 carried {sent_ref}, the pull asks for "
                                  f"{image_ref}")
+
+    # -- the direct order: the diff from engine to engine through the SMF, no registry ---------
+    def _kept_diff(self, ref: pb.MigrationRef) -> Path:
+        """Where a destination keeps a received layer until it loads it (0700 folder)."""
+        folder = self.options.data_dir / "diffs"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder / f"{check_migration_id(ref.migration_id)}.{ref.epoch}.tar"
+
+    def _drop_stale_diffs(self) -> None:
+        """Layers kept longer than KEPT_DIFF_S (a migration that never loaded them)."""
+        folder = self.options.data_dir / "diffs"
+        now = time.time()
+        for old in folder.glob("*.tar") if folder.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > KEPT_DIFF_S:
+                    old.unlink()
+
+    def export_diff(self, req: pb.ExportDiffRequest) -> Iterator[pb.ExportDiffResponse]:
+        """The source side of the direct order's transfer (fenced like every phase, recorded
+        as "export"; a stream is not replayed: a repeat exports again)."""
+        name = self.container_name(req.name)
+        tag = req.tag or f"{req.ref.migration_id}-{req.ref.epoch}"
+        target = ImageRef.parse(f"{self._push_target(req.repository)}:{tag}")
+        mid, epoch = check_migration_id(req.ref.migration_id), req.ref.epoch
+        with self._lock(mid):
+            self.store.fence(mid, epoch)
+            self.store.begin_phase(mid, epoch, "export")
+            sent, result = 0, None
+            try:
+                for part in export_diff(self.engine, name, {LABEL_MIGRATION: mid,
+                                                            LABEL_EPOCH: str(epoch)},
+                                        MAX_DIFF_BYTES):
+                    if isinstance(part, bytes):
+                        sent += len(part)
+                        yield pb.ExportDiffResponse(chunk=pb.DiffChunk(data=part))
+                        continue
+                    if len(part.config) > MAX_DIFF_CONFIG_BYTES:
+                        raise PhaseFailed(f"the image config is {len(part.config)} bytes, "
+                                          f"more than {MAX_DIFF_CONFIG_BYTES}")
+                    detail = (f"{part.entries} entries ({part.whiteouts} whiteouts), "
+                              f"{part.size} bytes streamed; layer {part.digest}")
+                    result = pb.ExportDiffResult(
+                        timing=timing("export", part.seconds, sent, detail),
+                        image_ref=str(target), digest=part.digest, size_bytes=part.size,
+                        config=part.config, base_image_id=part.base_image_id)
+            except BaseException as err:  # a NodeError, or the stream cancelled (GeneratorExit)
+                self.store.finish_phase(mid, epoch, "export", state=FAILED, wall_seconds=0.0,
+                                        bytes_moved=sent, detail=str(err)[:500] or
+                                        type(err).__name__, response=None)
+                raise
+            assert result is not None
+            self.store.finish_phase(mid, epoch, "export", state=OK,
+                                    wall_seconds=result.timing.wall_seconds, bytes_moved=sent,
+                                    detail=result.timing.detail,
+                                    response=result.SerializeToString())
+            yield pb.ExportDiffResponse(result=result)
+
+    def import_diff(self, requests: Iterator[pb.ImportDiffRequest]) -> pb.ImportDiffResponse:
+        """The destination side of the transfer: keep the streamed layer (0600, at most
+        MAX_DIFF_BYTES) until `load_diff`; answer its digest and size."""
+        first = next(requests, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidRequest("an ImportDiff stream starts with its header")
+        ref = first.header.ref
+
+        def execute() -> pb.ImportDiffResponse:
+            self._drop_stale_diffs()
+            nic = self.engine.interface
+            rx0 = interface_counters(nic)[1]
+            started = time.monotonic()
+            path = self._kept_diff(ref)
+            path.unlink(missing_ok=True)
+            digest, size = receive_file(path, (m.chunk.data for m in requests
+                                               if m.WhichOneof("part") == "chunk"),
+                                        MAX_DIFF_BYTES)
+            seconds = time.monotonic() - started
+            rx = interface_counters(nic)[1] - rx0
+            return pb.ImportDiffResponse(
+                timing=timing("transfer", seconds, size,
+                              f"{size} bytes kept, {digest}; {nic or '?'} rx {rx}"),
+                digest=digest, size_bytes=size, interface_rx_bytes=rx, interface=nic)
+
+        return self.run_phase(ref, "transfer", pb.ImportDiffResponse, execute)
+
+    def load_diff(self, req: pb.LoadDiffRequest) -> pb.LoadDiffResponse:
+        """Load the kept layer once RASP step 10 (this host's CB role, from the source under
+        Ksc) names its digest, on the pre-pulled image the source ran."""
+        ref = ImageRef.parse(req.image_ref)
+        if not req.expected_digest.startswith("sha256:"):
+            raise InvalidRequest("expected_digest (sha256:...) is required")
+        if not req.rasp_session_id:
+            raise InvalidRequest("rasp_session_id is required: the layer is checked against "
+                                 "RASP step 10")
+        if len(req.config) > MAX_DIFF_CONFIG_BYTES:
+            raise InvalidRequest(f"an image config is at most {MAX_DIFF_CONFIG_BYTES} bytes")
+        self._check_transfer(bytes(req.rasp_session_id), str(ref), req.expected_digest)
+        mid = check_migration_id(req.ref.migration_id)
+
+        def execute() -> pb.LoadDiffResponse:
+            kept = self.store.phase(mid, req.ref.epoch, "transfer")
+            path = self._kept_diff(req.ref)
+            if kept is None or kept.state != OK or kept.response is None or not path.is_file():
+                raise NotFound(f"no layer kept for {mid} attempt {req.ref.epoch}")
+            received = pb.ImportDiffResponse()
+            received.ParseFromString(kept.response)
+            if received.digest != req.expected_digest or \
+                    path.stat().st_size != received.size_bytes:
+                raise DigestMismatch(f"the kept layer is {received.digest} "
+                                     f"({received.size_bytes} bytes), RASP step 10 carried "
+                                     f"{req.expected_digest}")
+            try:
+                out = load_diff(self.engine, path, received.size_bytes, bytes(req.config),
+                                req.base_image_id, ref)
+            finally:
+                path.unlink(missing_ok=True)
+            return pb.LoadDiffResponse(
+                timing=timing("load", out.seconds, 0, f"{received.size_bytes} bytes checked "
+                              "against RASP step 10, loaded on "
+                              f"{req.base_image_id[:19]}"),
+                digest=received.digest, verified=True, pinned_ref=str(ref),
+                image_id=out.values["image_id"])
+
+        return self.run_phase(req.ref, "load", pb.LoadDiffResponse, execute)
 
     def prepull(self, req: pb.PrePullImageRequest) -> pb.PrePullImageResponse:
         out = self.engine.prepull(ImageRef.parse(req.image_ref))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 #: overlay2's limit on lower layers under one container (moby ``maxDepth``).
@@ -75,21 +75,31 @@ def layers_after(image_layers: int, commits: int, max_layers: int | None) -> int
     return layers
 
 
-def flat_image_config(container_config: Mapping[str, Any], labels: Mapping[str, str], *,
-                      architecture: str, os_name: str, diff_id: str, created: str,
-                      created_by: str, variant: str = "") -> dict[str, Any]:
-    """The image config (Docker image spec v1.2) of the flattened image: the container's run
-    config as ``docker commit`` records it (with ``labels`` as its Labels) and one layer."""
+def image_config(container_config: Mapping[str, Any], labels: Mapping[str, str], *,
+                 architecture: str, os_name: str, diff_ids: Sequence[str], created: str,
+                 created_by: str, variant: str = "") -> dict[str, Any]:
+    """The image config (Docker image spec v1.2) of an image built without ``docker commit``:
+    the container's run config as a commit records it (with ``labels`` as its Labels) and the
+    layers ``diff_ids`` (bottom first); the history names only the top layer."""
     config = {k: v for k, v in container_config.items() if k != "Image"}
     config["Labels"] = dict(labels)
     out: dict[str, Any] = {
         "architecture": architecture, "os": os_name, "created": created, "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
         "history": [{"created": created, "created_by": created_by}],
     }
     if variant:
         out["variant"] = variant
     return out
+
+
+def flat_image_config(container_config: Mapping[str, Any], labels: Mapping[str, str], *,
+                      architecture: str, os_name: str, diff_id: str, created: str,
+                      created_by: str, variant: str = "") -> dict[str, Any]:
+    """The image config of the flattened image: `image_config` with one layer."""
+    return image_config(container_config, labels, architecture=architecture, os_name=os_name,
+                        diff_ids=[diff_id], created=created, created_by=created_by,
+                        variant=variant)
 
 
 def _header(name: str, size: int) -> bytes:
@@ -104,12 +114,15 @@ def _padding(size: int) -> bytes:
 
 
 def image_archive(layer: BinaryIO, layer_size: int, config: bytes,
-                  repo_tag: str) -> Iterator[bytes]:
+                  repo_tag: str, lower_layers: int = 0) -> Iterator[bytes]:
     """Stream a ``docker load`` archive (``docker save`` layout) of one image: ``layer`` (an
     uncompressed layer tar of ``layer_size`` bytes, read from its current position), the image
-    ``config`` JSON, and a manifest tagging it ``repo_tag``."""
+    ``config`` JSON, and a manifest tagging it ``repo_tag``. ``lower_layers``: the config's
+    diff_ids below ``layer``, which the engine must already hold (it skips the layers of a chain
+    it has, so their files are named in the manifest but not in the archive)."""
     manifest = json.dumps([{"Config": "config.json", "RepoTags": [repo_tag],
-                            "Layers": ["layer.tar"]}]).encode()
+                            "Layers": [*(f"lower{i}/layer.tar" for i in range(lower_layers)),
+                                       "layer.tar"]}]).encode()
     yield _header("layer.tar", layer_size)
     left = layer_size
     while left:

@@ -2,7 +2,8 @@
 
 * NodeService: neighbours (``node.*``), the SMF and the controller read resources, submit
   service requests (Algorithm 3) and read a migration's phases; only the SMF and the
-  controller run, stop, start, commit, push, pull, remove or probe workloads; only the SMF (for
+  controller run, stop, start, commit, push, pull, remove or probe workloads, and export,
+  import or load a diff (the direct order); only the SMF (for
   its prepull) and the audit agent's monitor (container liveness, seed 002) ask which image and
   state a workload really runs with (DescribeWorkload); the monitor also reads resources; only
   neighbouring node agents publish their signed resource advertisements (PublishResources).
@@ -38,6 +39,10 @@ NODE_POLICY = Policy(NODE_SERVICE, {
     "PullImage": _CONTROL,
     "PrePullImage": _CONTROL,
     "ProbeFirstResponse": _CONTROL,
+    # the direct order: the SMF relays a stopped source's diff to the destination
+    "ExportDiff": _CONTROL,
+    "ImportDiff": _CONTROL,
+    "LoadDiff": _CONTROL,
     # the audit agent's monitor checks container liveness (the container's state only)
     "DescribeWorkload": allow("smf", "audit"),
     # a neighbour's signed periodic advertisement (seed 000 Algorithm 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import grpc
@@ -85,6 +85,19 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
     def PrePullImage(self, request: pb.PrePullImageRequest,
                      context: grpc.ServicerContext) -> pb.PrePullImageResponse:
         return self._call(context, lambda: self.core.prepull(request))
+
+    def ExportDiff(self, request: pb.ExportDiffRequest,
+                   context: grpc.ServicerContext) -> Iterator[pb.ExportDiffResponse]:
+        with mapped_errors(context, NodeError, _CODES):
+            yield from self.core.export_diff(request)
+
+    def ImportDiff(self, request_iterator: Iterator[pb.ImportDiffRequest],
+                   context: grpc.ServicerContext) -> pb.ImportDiffResponse:
+        return self._call(context, lambda: self.core.import_diff(request_iterator))
+
+    def LoadDiff(self, request: pb.LoadDiffRequest,
+                 context: grpc.ServicerContext) -> pb.LoadDiffResponse:
+        return self._call(context, lambda: self.core.load_diff(request))
 
     def ProbeFirstResponse(self, request: pb.ProbeFirstResponseRequest,
                            context: grpc.ServicerContext) -> pb.ProbeFirstResponseResponse:

@@ -20,6 +20,13 @@ Order inside the SMF's plan (see migration.py for both orders)::
     ... rasp_location_update, location_commit ...
     source_cleanup  source removes its stopped container (only after the location commit)
 
+The direct order replaces commit, push and pull: ``transfer`` (the SMF relays the layer the
+source's agent makes of the container's changes to the destination's agent, which keeps it),
+... rasp_transfer (step 10 carries the layer's digest) ..., ``load`` (the destination checks
+the kept layer against step 10 and loads it on the image it pre-pulled), run, first_response,
+``publish`` (the destination pushes the image to the registry, after the downtime, for the
+next migration's prepull).
+
 The diff order's prepull pulls, at the destination, the registry reference the service runs
 from: what the source's agent reports its container runs from (DescribeWorkload: registry
 digests, then Config.Image), else the pinned image of its last committed migration (journal),
@@ -52,7 +59,7 @@ location record moves only after the destination's first response.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +72,9 @@ from agents._proto.edgeferry.node.v1 import node_service_pb2_grpc as pb_grpc
 from agents.common.convert import MIB
 from agents.smf.domain import (
     COMMITTED,
+    DIFF_FIRST,
     DIFF_ORDER,
+    DIRECT_ORDER,
     FAILED,
     ROLLED_BACK,
     RUNNING,
@@ -81,7 +90,8 @@ from agents.smf.domain import (
 from agents.smf.store import MigrationJournal
 
 #: phases after which a destination container may exist
-_DESTINATION_RUN = ("run", "first_response", "rasp_location_update", "location_commit")
+_DESTINATION_RUN = ("run", "first_response", "publish", "rasp_location_update",
+                    "location_commit")
 
 NodeStubFactory = Callable[[ServerEntry], pb_grpc.NodeServiceStub]
 
@@ -229,10 +239,16 @@ class NodeContainerPhases:
         """The container phases of `order`: prepull always in the diff order, in the paper
         order only in proactive mode."""
         out = []
-        if order == DIFF_ORDER:
+        if order in DIFF_FIRST:
             out.append(Phase("prepull", self.prepull_current))
         elif self.proactive:
             out.append(Phase("prepull", self.prepull))
+        if order == DIRECT_ORDER:
+            return [*out, Phase("stop", self.stop), Phase("transfer", self.transfer),
+                    Phase("load", self.load), Phase("run", self.run),
+                    Phase("first_response", self.first_response),
+                    Phase("publish", self.publish),
+                    Phase("source_cleanup", self.source_cleanup)]
         out += [Phase("stop", self.stop), Phase("commit", self.commit),
                 Phase("push", self.push), Phase("pull", self.pull), Phase("run", self.run),
                 Phase("first_response", self.first_response),
@@ -375,6 +391,80 @@ class NodeContainerPhases:
         moved = sum(1 for x in resp.layers if x.transferred)
         return _result(resp, f"{moved}/{len(resp.layers)} layers fetched; checked against "
                              "RASP step 10")
+
+    def transfer(self, state: MigrationState) -> PhaseResult:
+        """Direct order, the source stopped: the SMF relays the layer the source's agent makes
+        of the container's changes (ExportDiff) to the destination's agent (ImportDiff), chunk
+        by chunk as it is made, so both links carry it at once and nothing waits for a
+        registry. The destination keeps it until `load`; the source's result (digest, size,
+        config) is what RASP step 10 carries next."""
+        t = self.template(state)
+        ref = self.ref(state)
+        source = self.node(state.source).ExportDiff(
+            pb.ExportDiffRequest(ref=ref, name=t.workload, repository=t.repository),
+            timeout=self.timeouts.transfer_s)
+        results: list[pb.ExportDiffResult] = []
+        failed: list[str] = []
+
+        def stream() -> Iterator[pb.ImportDiffRequest]:
+            yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(ref=ref))
+            try:
+                for part in source:
+                    if part.WhichOneof("part") == "chunk":
+                        yield pb.ImportDiffRequest(chunk=part.chunk)
+                    else:
+                        results.append(part.result)
+            except grpc.RpcError as err:  # ends the upload short: its digest shows it
+                failed.append(f"{state.source.name} ExportDiff: {err.code().name}: "
+                              f"{err.details()}")
+
+        try:  # a stream cannot be sent twice: no retry on UNAVAILABLE (grace 0)
+            resp = _rpc(self.node(state.destination).ImportDiff, stream(),
+                        self.timeouts.transfer_s, f"{state.destination.name} ImportDiff", 0.0)
+        except RuntimeError:
+            if failed:
+                raise RuntimeError(failed[0]) from None
+            raise
+        finally:
+            source.cancel()
+        if failed or not results:
+            raise RuntimeError(failed[0] if failed else
+                               f"{state.source.name} ExportDiff ended without its result")
+        out = results[0]
+        if (resp.digest, resp.size_bytes) != (out.digest, out.size_bytes):
+            raise RuntimeError(f"{state.destination.name} kept {resp.size_bytes} bytes "
+                               f"{resp.digest}, the source sent {out.size_bytes} bytes "
+                               f"{out.digest}")
+        state.extras.update(image_ref=out.image_ref, image_digest=out.digest,
+                            size_bytes=int(out.size_bytes), diff_bytes=int(out.size_bytes),
+                            diff_export=out)
+        mid, attempt = state.extras["node_ref"]
+        state.extras["container_id"] = f"{state.service.name}@{mid}.{attempt}"
+        return _result(resp, f"relayed {state.source.name} -> {state.destination.name}; "
+                             f"source: {out.timing.detail}")
+
+    def load(self, state: MigrationState) -> PhaseResult:
+        """Direct order, after RASP step 10: the destination checks the kept layer against
+        the digest the source sent under Ksc and loads it on the image it pre-pulled."""
+        out: pb.ExportDiffResult = state.extras["diff_export"]
+        resp = _rpc(self.node(state.destination).LoadDiff,
+                    pb.LoadDiffRequest(ref=self.ref(state), image_ref=out.image_ref,
+                                       expected_digest=out.digest, config=out.config,
+                                       base_image_id=out.base_image_id,
+                                       rasp_session_id=state.rasp_session_id),
+                    self.timeouts.transfer_s, f"{state.destination.name} LoadDiff")
+        if not resp.verified or resp.digest != out.digest:
+            raise RuntimeError(f"loaded {resp.digest}, not the exported {out.digest}")
+        state.extras["pinned_ref"] = resp.pinned_ref
+        return _result(resp)
+
+    def publish(self, state: MigrationState) -> PhaseResult:
+        """Direct order, after the first response: the destination pushes the image it runs
+        to the registry (only the new layer moves), where the next migration pre-pulls it."""
+        resp = _rpc(self.node(state.destination).PushImage,
+                    pb.PushImageRequest(ref=self.ref(state), image_ref=state.extras["image_ref"]),
+                    self.timeouts.transfer_s, f"{state.destination.name} PushImage")
+        return _result(resp, f"published {state.extras['image_ref']} as {resp.digest}")
 
     def _spec(self, state: MigrationState, t: WorkloadTemplate) -> pb.WorkloadSpec:
         secrets = []

@@ -235,18 +235,22 @@ class PhaseResult:
 
 #: phase orders of Migrate Service (agents/smf/migration.py): diff-first (the default) and the
 #: paper's (stop first; kept for fidelity runs)
-DIFF_ORDER, PAPER_ORDER = "diff", "paper"
+DIFF_ORDER, PAPER_ORDER, DIRECT_ORDER = "diff", "paper", "direct"
+#: the orders whose downtime is the diff (the direct one moves it without the registry)
+DIFF_FIRST = (DIFF_ORDER, DIRECT_ORDER)
 
 
 def parse_order(text: str) -> str:
-    """A request's phase order: "" or "diff" -> DIFF_ORDER, "paper" -> PAPER_ORDER; anything
-    else is refused (MALFORMED, which the SMF answers with INVALID_ARGUMENT)."""
+    """A request's phase order: "" or "diff" -> DIFF_ORDER, "paper" -> PAPER_ORDER, "direct"
+    -> DIRECT_ORDER; anything else is refused (MALFORMED, which the SMF answers with
+    INVALID_ARGUMENT)."""
     if text in ("", DIFF_ORDER):
         return DIFF_ORDER
-    if text == PAPER_ORDER:
-        return PAPER_ORDER
+    if text in (PAPER_ORDER, DIRECT_ORDER):
+        return text
     raise ProtocolError(ErrorCode.MALFORMED,
-                        f"unknown migration order {text[:40]!r}: use 'diff' (default) or 'paper'")
+                        f"unknown migration order {text[:40]!r}: use 'diff' (default), "
+                        "'direct' or 'paper'")
 
 
 @dataclass

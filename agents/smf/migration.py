@@ -28,7 +28,14 @@ configured they are::
     audit_location_update                      source_cleanup
     source_cleanup
 
-In both, policy_audit's denial stops the migration before anything moves; push yields the
+The direct order is the diff order with the diff moved without the registry: ``stop``, then
+``transfer`` (the SMF relays the layer the source's agent makes of its changes to the
+destination's agent, which keeps it), rasp_transfer (step 10 carries the layer's digest),
+``load`` (the destination checks the kept layer against step 10 and loads it on the pre-pulled
+image), run, first_response, and ``publish`` (the destination pushes the new image to the
+registry, after the downtime, so that the next migration pre-pulls it).
+
+In all, policy_audit's denial stops the migration before anything moves; push yields the
 digest + size, carried authenticated under Ksc in M_Trf (step 10) -- in the diff order the
 source learns them after the push (`RaspRelay.finish`, SetTransfer) -- and the destination's
 pull is checked against step 10; rasp_location_update is step 12; location_commit moves the
@@ -57,7 +64,7 @@ from agents.security.errors import ProtocolError
 from agents.security.rasp import TransferDescriptor
 from agents.smf.core import SmfCore
 from agents.smf.domain import (
-    DIFF_ORDER,
+    DIFF_FIRST,
     Location,
     MigrationFailed,
     MigrationPlan,
@@ -102,7 +109,7 @@ class ContainerPhases(Protocol):
 
 
 PREPARE = ("prepull",)
-SOURCE_DOWN = ("stop", "commit", "push")
+SOURCE_DOWN = ("stop", "commit", "push", "transfer")
 BEFORE_HANDSHAKE = PREPARE + SOURCE_DOWN
 AFTER_COMMIT = ("source_cleanup",)
 
@@ -299,7 +306,7 @@ def build_plan(core: SmfCore, ports: MigrationPorts, state: MigrationState) -> M
     relay = ports.relay(ports.endpoint(state.source), ports.endpoint(state.destination),
                         ports.tap)
     holder: dict[str, RaspHandshake] = {}
-    diff = state.order == DIFF_ORDER
+    diff = state.order in DIFF_FIRST
 
     def begin(st: MigrationState) -> None:
         holder["hs"] = hs = relay.begin(

@@ -360,9 +360,11 @@ def revoke_cap(kind: str, global_id: str, **conn: Any) -> None:
 @click.option("--user-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--device-cap", type=click.Path(path_type=Path), required=True)
 @click.option("--request-id", default="")
-@click.option("--order", type=click.Choice(["diff", "paper"]), default="diff", show_default=True,
+@click.option("--order", type=click.Choice(["diff", "direct", "paper"]), default="diff",
+              show_default=True,
               help="Phase order: diff-first (only the committed diff moves while the service "
-                   "is down) or the paper's (stop first; fidelity runs).")
+                   "is down), direct (diff-first, the diff relayed from engine to engine "
+                   "without the registry) or the paper's (stop first; fidelity runs).")
 @json_option
 @_smf_options
 def migrate(service_id: str, destination: str, region: str, any_edge: bool,

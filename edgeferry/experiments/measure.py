@@ -46,8 +46,8 @@ from edgeferry.lab.links.iperf import parse_iperf3_json
 from edgeferry.lab.links.veth import local_veth
 
 #: report phases whose bytes cross the push link / the pull link
-PUSH_PHASES = ("push",)
-PULL_PHASES = ("prepull", "pull")
+PUSH_PHASES = ("push", "transfer")  # the direct order's transfer crosses both links at once
+PULL_PHASES = ("prepull", "pull", "transfer")
 
 
 # -- bandwidth ---------------------------------------------------------------------------------
@@ -320,7 +320,8 @@ class TrialMeter:
             bw_push_bps=bandwidth.push_bps, bw_pull_bps=bandwidth.pull_bps,
             push=LinkBytes(pw, pwa, pushed, pushed_after),
             pull=LinkBytes(lw, lwa, pulled, pulled_after), control=control,
-            total_s=self.total_s, downtime_s=self.record.downtime_s)
+            total_s=self.total_s, downtime_s=self.record.downtime_s,
+            relayed=any(p.phase == "transfer" for p in phases))
 
     def detail(self) -> dict[str, Any]:
         """How the trial was measured (prober record, wire basis)."""

@@ -92,10 +92,12 @@ class ScenarioSpec:
 #: the RASP handshake, steps 1-8 in the diff order and 1-11 in the paper's, "rasp-transfer"
 #: steps 9-11 in the diff order, "start" the run at the destination). The paper's order runs
 #: stop, commit, push before rasp, ledger-write and self-evaluation, prepull only when proactive.
+#: The direct order has transfer (relayed by the SMF), load and publish instead of commit, push
+#: and pull.
 MIGRATION_PHASES = ("audit", "prepull", "rasp", "ledger-write", "self-evaluation", "stop",
-                    "commit", "push", "rasp-transfer", "pull", "start", "first-response",
-                    "rasp-location-update", "location-commit", "audit-location-update",
-                    "source-cleanup")
+                    "commit", "push", "transfer", "rasp-transfer", "load", "pull", "start",
+                    "first-response", "publish", "rasp-location-update", "location-commit",
+                    "audit-location-update", "source-cleanup")
 MIGRATION_METRICS = {**METRIC_UNITS, "downtime_phases_s": "s"}
 
 _SPECS: dict[str, ScenarioSpec] = {}

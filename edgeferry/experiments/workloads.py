@@ -128,8 +128,9 @@ class LedgerMigrationWorkload(_Strict):
 
 # ------------------------------------------------------------------------------ migrations
 #: SMF.MigrateService phase orders: "diff" (base layers, RASP 1-8, ledger, self-evaluation
-#: before the stop; the default) and "paper" (the paper's order, for fidelity runs)
-PhaseOrder = Literal["diff", "paper"]
+#: before the stop; the default), "direct" (diff-first, the diff relayed engine to engine by the
+#: SMF without the registry) and "paper" (the paper's order, for fidelity runs)
+PhaseOrder = Literal["diff", "direct", "paper"]
 
 
 class _MigrationParams(_Strict):

@@ -47,6 +47,12 @@ PAPER_PHASES = ["policy_audit", "stop", "commit", "push", "rasp_handshake", "led
                 "self_evaluation", "pull", "run", "first_response", "rasp_location_update",
                 "location_commit", "audit_location_update", "source_cleanup"]
 
+#: the direct order: the diff goes engine to engine through the SMF, the registry after
+DIRECT_PHASES = ["policy_audit", "prepull", "rasp_handshake", "ledger_write", "self_evaluation",
+                 "stop", "transfer", "rasp_transfer", "load", "run", "first_response",
+                 "publish", "rasp_location_update", "location_commit", "audit_location_update",
+                 "source_cleanup"]
+
 
 @pytest.fixture
 def lab(lab_pki, tmp_path: Path) -> Iterator[MigrationLab]:  # type: ignore[no-untyped-def]
@@ -186,6 +192,54 @@ def test_diff_order_pulls_only_the_committed_top_layer_after_the_stop(lab: Migra
     assert top * 5 < whole, (top, whole)  # the diff is a small part of the image
     print(f"pull after the stop: {top} bytes of a {whole}-byte image ({len(pushed)} layers)")
     assert _check_blocks(client, blocks) == 0 and lab.running_on() == "edge-a"
+    client.close()
+
+
+def test_direct_order_relays_the_diff_checked_against_rasp_and_publishes_it_after(
+        lab: MigrationLab) -> None:
+    """The direct order over real agents: the source's changes leave its agent as one layer,
+    relayed by the SMF to the destination's agent, which checks them against RASP step 10
+    (digest, from the source under Ksc) and loads them; the registry gets the image only after
+    the first response (publish), and the next migration pre-pulls that published image."""
+    client = lab.nms_client()
+    blocks: dict[int, str] = {}
+    _write_blocks(client, 16, blocks)
+    report = lab.migrate("edge-b", order="direct")
+    print("\ndirect order\n" + phase_table(report))
+    assert report.migrated and report.order == "direct", report.error_message
+    assert [p.phase for p in report.phases] == DIRECT_PHASES
+    phases = {p.phase: p for p in report.phases}
+    transfer = lab.endpoint("edge-b").session_info(report.rasp_session_id).transfer
+    assert transfer.image_digest in phases["transfer"].detail  # step 10 names the layer
+    layer_bytes = phases["transfer"].bytes_moved
+    assert layer_bytes == transfer.size_bytes > 16 * 8192  # the blocks, in one layer
+    assert "checked against RASP step 10" in phases["load"].detail
+    engine_client = docker.from_env
+    running = engine_client().containers.get(lab.nodes["edge-b"].container)
+    # the running image is the source's image plus exactly the relayed layer
+    assert running.image.attrs["RootFS"]["Layers"][-1] == transfer.image_digest
+    # the secrets mounted into the source are not in it (a commit leaves mounts out, too)
+    bare = engine_client().containers.create(running.image.id, name=f"{running.name}-bare")
+    try:
+        for name in ("nms.key", "nms-tls.key"):
+            with pytest.raises(docker.errors.NotFound):
+                bare.get_archive(f"/run/secrets/{name}")
+    finally:
+        bare.remove()
+    # published after the first response: the registry's manifest holds the same image
+    published = next(d for d in running.image.attrs["RepoDigests"])
+    assert lab.manifest(published)["config"]["digest"] == running.image.id
+    assert lab.running_copies() == [lab.nodes["edge-b"].container]
+    assert _check_blocks(client, blocks) == 0
+
+    _write_blocks(client, 8, blocks)
+    back = lab.migrate("edge-a", order="direct")
+    print("\ndirect order, back\n" + phase_table(back))
+    assert back.migrated, back.error_message
+    again = {p.phase: p for p in back.phases}
+    assert f"pre-pulled {published}" in again["prepull"].detail, again["prepull"].detail
+    assert lab.running_copies() == [lab.nodes["edge-a"].container]
+    assert _check_blocks(client, blocks) == 0 and len(blocks) == 24
     client.close()
 
 

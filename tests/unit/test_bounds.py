@@ -86,3 +86,16 @@ def test_nonsense_inputs_are_refused() -> None:
         TrialMeasurements(**{**m.__dict__, "bw_pull_bps": 0.0})
     with pytest.raises(ValueError):
         TrialMeasurements(**{**m.__dict__, "bw_push_bps": math.inf})
+
+
+def test_a_relayed_diff_counts_the_slower_link_after_the_stop_not_both() -> None:
+    # the direct order: the diff crosses both links at once; the pre-pull before the stop
+    # still crosses the pull link on its own
+    m = TrialMeasurements(**{**diff_order_trial().__dict__, "relayed": True})
+    # 0.3 + 50e6*8/20e6 (20.0) + max(1.0, 2.0) + 0.7
+    assert bound_s(m) == pytest.approx(23.0)
+    # 0.3 + max(5e6*8/40e6, 5e6*8/20e6) + 0.7
+    assert downtime_bound_s(m) == pytest.approx(3.0)
+    assert TrialMeasurements.from_dict(m.to_dict()) == m
+    assert TrialMeasurements.from_dict({k: v for k, v in diff_order_trial().to_dict().items()
+                                        if k != "relayed"}).relayed is False

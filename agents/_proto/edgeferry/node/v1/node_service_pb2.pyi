@@ -1216,3 +1216,319 @@ class SubmitRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitRequestResponse: _TypeAlias = SubmitRequestResponse  # noqa: Y015
+
+@_typing.final
+class ExportDiffRequest(_message.Message):
+    """ExportDiffRequest starts the direct order's transfer at the source."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    REPOSITORY_FIELD_NUMBER: _builtins.int
+    TAG_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Workload (container) name; the container must be stopped."""
+    repository: _builtins.str
+    """Repository inside the configured registry (as for CommitContainer): the image is tagged
+    <registry>/<repository>:<tag> at the destination, which publishes it there afterwards.
+    """
+    tag: _builtins.str
+    """Tag (default: <migration_id>-<epoch>)."""
+    @_builtins.property
+    def ref(self) -> Global___MigrationRef:
+        """Migration attempt."""
+
+    def __init__(
+        self,
+        *,
+        ref: Global___MigrationRef | None = ...,
+        name: _builtins.str = ...,
+        repository: _builtins.str = ...,
+        tag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref", "repository", b"repository", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportDiffRequest: _TypeAlias = ExportDiffRequest  # noqa: Y015
+
+@_typing.final
+class DiffChunk(_message.Message):
+    """DiffChunk is a piece of a layer tar (at most 1 MiB)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes of the layer, in order."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffChunk: _TypeAlias = DiffChunk  # noqa: Y015
+
+@_typing.final
+class ExportDiffResult(_message.Message):
+    """ExportDiffResult ends an ExportDiff stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMING_FIELD_NUMBER: _builtins.int
+    IMAGE_REF_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    BASE_IMAGE_ID_FIELD_NUMBER: _builtins.int
+    image_ref: _builtins.str
+    """Image reference the destination tags: <registry>/<repository>:<tag>."""
+    digest: _builtins.str
+    """sha256:<hex> of the layer tar (its diff_id); RASP step 10 carries it."""
+    size_bytes: _builtins.int
+    """Bytes of the layer tar."""
+    config: _builtins.bytes
+    """The image config (JSON) of the source's image plus the layer, as a commit would record it."""
+    base_image_id: _builtins.str
+    """Local image id of the image the source container runs (the layers below the diff)."""
+    @_builtins.property
+    def timing(self) -> _common_pb2.PhaseTiming:
+        """Timing of the export; bytes_moved = the layer's bytes sent."""
+
+    def __init__(
+        self,
+        *,
+        timing: _common_pb2.PhaseTiming | None = ...,
+        image_ref: _builtins.str = ...,
+        digest: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        config: _builtins.bytes = ...,
+        base_image_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_image_id", b"base_image_id", "config", b"config", "digest", b"digest", "image_ref", b"image_ref", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportDiffResult: _TypeAlias = ExportDiffResult  # noqa: Y015
+
+@_typing.final
+class ExportDiffResponse(_message.Message):
+    """ExportDiffResponse is one message of an ExportDiff stream: chunks, then the result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def chunk(self) -> Global___DiffChunk:
+        """Every message but the last."""
+
+    @_builtins.property
+    def result(self) -> Global___ExportDiffResult:
+        """The last message."""
+
+    def __init__(
+        self,
+        *,
+        chunk: Global___DiffChunk | None = ...,
+        result: Global___ExportDiffResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "part", b"part", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "part", b"part", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["chunk", "result"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ExportDiffResponse: _TypeAlias = ExportDiffResponse  # noqa: Y015
+
+@_typing.final
+class ImportDiffHeader(_message.Message):
+    """ImportDiffHeader opens an ImportDiff stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ref(self) -> Global___MigrationRef:
+        """Migration attempt."""
+
+    def __init__(
+        self,
+        *,
+        ref: Global___MigrationRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDiffHeader: _TypeAlias = ImportDiffHeader  # noqa: Y015
+
+@_typing.final
+class ImportDiffRequest(_message.Message):
+    """ImportDiffRequest is one message of an ImportDiff stream: the header first, then chunks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ImportDiffHeader:
+        """First message only."""
+
+    @_builtins.property
+    def chunk(self) -> Global___DiffChunk:
+        """Every later message."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___ImportDiffHeader | None = ...,
+        chunk: Global___DiffChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ImportDiffRequest: _TypeAlias = ImportDiffRequest  # noqa: Y015
+
+@_typing.final
+class ImportDiffResponse(_message.Message):
+    """ImportDiffResponse reports the bytes the destination kept."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMING_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    INTERFACE_RX_BYTES_FIELD_NUMBER: _builtins.int
+    INTERFACE_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """sha256:<hex> of the bytes received."""
+    size_bytes: _builtins.int
+    """Bytes received."""
+    interface_rx_bytes: _builtins.int
+    """Bytes received on the uplink interface during the receipt (all traffic)."""
+    interface: _builtins.str
+    """The interface the counters were read from."""
+    @_builtins.property
+    def timing(self) -> _common_pb2.PhaseTiming:
+        """Timing of the receipt; bytes_moved = the layer's bytes received."""
+
+    def __init__(
+        self,
+        *,
+        timing: _common_pb2.PhaseTiming | None = ...,
+        digest: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        interface_rx_bytes: _builtins.int = ...,
+        interface: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "interface", b"interface", "interface_rx_bytes", b"interface_rx_bytes", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportDiffResponse: _TypeAlias = ImportDiffResponse  # noqa: Y015
+
+@_typing.final
+class LoadDiffRequest(_message.Message):
+    """LoadDiffRequest is the direct order's load phase at the destination."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    IMAGE_REF_FIELD_NUMBER: _builtins.int
+    EXPECTED_DIGEST_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    BASE_IMAGE_ID_FIELD_NUMBER: _builtins.int
+    RASP_SESSION_ID_FIELD_NUMBER: _builtins.int
+    image_ref: _builtins.str
+    """Image reference to tag (ExportDiffResult.image_ref)."""
+    expected_digest: _builtins.str
+    """sha256 of the layer; must equal RASP step 10's and the kept bytes'."""
+    config: _builtins.bytes
+    """The image config (ExportDiffResult.config), at most 1 MiB."""
+    base_image_id: _builtins.str
+    """The image the source ran (ExportDiffResult.base_image_id): pre-pulled here."""
+    rasp_session_id: _builtins.bytes
+    """RASP session (destination CB role, this agent) whose step-10 descriptor names the digest."""
+    @_builtins.property
+    def ref(self) -> Global___MigrationRef:
+        """Migration attempt (the one ImportDiff kept the layer for)."""
+
+    def __init__(
+        self,
+        *,
+        ref: Global___MigrationRef | None = ...,
+        image_ref: _builtins.str = ...,
+        expected_digest: _builtins.str = ...,
+        config: _builtins.bytes = ...,
+        base_image_id: _builtins.str = ...,
+        rasp_session_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_image_id", b"base_image_id", "config", b"config", "expected_digest", b"expected_digest", "image_ref", b"image_ref", "rasp_session_id", b"rasp_session_id", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadDiffRequest: _TypeAlias = LoadDiffRequest  # noqa: Y015
+
+@_typing.final
+class LoadDiffResponse(_message.Message):
+    """LoadDiffResponse reports the load phase."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMING_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    PINNED_REF_FIELD_NUMBER: _builtins.int
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """Digest of the loaded layer (equal to expected_digest; the phase fails otherwise)."""
+    verified: _builtins.bool
+    """True when the digest was checked against RASP step 10."""
+    pinned_ref: _builtins.str
+    """Reference to run (the loaded image's tag)."""
+    image_id: _builtins.str
+    """Local image id of the loaded image."""
+    @_builtins.property
+    def timing(self) -> _common_pb2.PhaseTiming:
+        """Timing of the load."""
+
+    def __init__(
+        self,
+        *,
+        timing: _common_pb2.PhaseTiming | None = ...,
+        digest: _builtins.str = ...,
+        verified: _builtins.bool = ...,
+        pinned_ref: _builtins.str = ...,
+        image_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "image_id", b"image_id", "pinned_ref", b"pinned_ref", "timing", b"timing", "verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadDiffResponse: _TypeAlias = LoadDiffResponse  # noqa: Y015

@@ -105,6 +105,21 @@ class NodeServiceStub:
                 request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesRequest.SerializeToString,
                 response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesResponse.FromString,
                 _registered_method=True)
+        self.ExportDiff = channel.unary_stream(
+                '/edgeferry.node.v1.NodeService/ExportDiff',
+                request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ExportDiffRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ExportDiffResponse.FromString,
+                _registered_method=True)
+        self.ImportDiff = channel.stream_unary(
+                '/edgeferry.node.v1.NodeService/ImportDiff',
+                request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ImportDiffRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ImportDiffResponse.FromString,
+                _registered_method=True)
+        self.LoadDiff = channel.unary_unary(
+                '/edgeferry.node.v1.NodeService/LoadDiff',
+                request_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.LoadDiffRequest.SerializeToString,
+                response_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.LoadDiffResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -212,6 +227,31 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportDiff(self, request, context):
+        """ExportDiff is the direct order's source side of the "transfer" phase (the source
+        stopped): the container's changes as one layer tar, streamed as it is made, then its
+        result (digest, size, the config of its image plus that layer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportDiff(self, request_iterator, context):
+        """ImportDiff is the destination side of the "transfer" phase: a header, then the layer's
+        bytes, kept (0600, bounded) until LoadDiff; answers their digest and size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadDiff(self, request, context):
+        """LoadDiff is the direct order's "load" phase: the kept layer, checked against RASP step
+        10's digest, loaded on the pre-pulled image the source ran.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +324,21 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.PublishResources,
                     request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesRequest.FromString,
                     response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesResponse.SerializeToString,
+            ),
+            'ExportDiff': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportDiff,
+                    request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ExportDiffRequest.FromString,
+                    response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ExportDiffResponse.SerializeToString,
+            ),
+            'ImportDiff': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportDiff,
+                    request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ImportDiffRequest.FromString,
+                    response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.ImportDiffResponse.SerializeToString,
+            ),
+            'LoadDiff': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadDiff,
+                    request_deserializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.LoadDiffRequest.FromString,
+                    response_serializer=edgeferry_dot_node_dot_v1_dot_node__service__pb2.LoadDiffResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -665,6 +720,87 @@ class NodeService:
             '/edgeferry.node.v1.NodeService/PublishResources',
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesRequest.SerializeToString,
             edgeferry_dot_node_dot_v1_dot_node__service__pb2.PublishResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgeferry.node.v1.NodeService/ExportDiff',
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.ExportDiffRequest.SerializeToString,
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.ExportDiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportDiff(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/edgeferry.node.v1.NodeService/ImportDiff',
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.ImportDiffRequest.SerializeToString,
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.ImportDiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeferry.node.v1.NodeService/LoadDiff',
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.LoadDiffRequest.SerializeToString,
+            edgeferry_dot_node_dot_v1_dot_node__service__pb2.LoadDiffResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,19 @@ class NodeServiceStub:
     """PublishResources receives a neighbour's signed periodic advertisement (seed 000
     Algorithm 1); request redirection (BloSM Algorithm 3) then reads the advertised FREE.
     """
+    ExportDiff: _grpc.UnaryStreamMultiCallable[_node_service_pb2.ExportDiffRequest, _node_service_pb2.ExportDiffResponse]
+    """ExportDiff is the direct order's source side of the "transfer" phase (the source
+    stopped): the container's changes as one layer tar, streamed as it is made, then its
+    result (digest, size, the config of its image plus that layer).
+    """
+    ImportDiff: _grpc.StreamUnaryMultiCallable[_node_service_pb2.ImportDiffRequest, _node_service_pb2.ImportDiffResponse]
+    """ImportDiff is the destination side of the "transfer" phase: a header, then the layer's
+    bytes, kept (0600, bounded) until LoadDiff; answers their digest and size.
+    """
+    LoadDiff: _grpc.UnaryUnaryMultiCallable[_node_service_pb2.LoadDiffRequest, _node_service_pb2.LoadDiffResponse]
+    """LoadDiff is the direct order's "load" phase: the kept layer, checked against RASP step
+    10's digest, loaded on the pre-pulled image the source ran.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     """NodeService is the API of the edge node agent."""
@@ -187,6 +200,37 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _node_service_pb2.PublishResourcesResponse:
         """PublishResources receives a neighbour's signed periodic advertisement (seed 000
         Algorithm 1); request redirection (BloSM Algorithm 3) then reads the advertised FREE.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportDiff(
+        self,
+        request: _node_service_pb2.ExportDiffRequest,
+        context: _grpc.ServicerContext,
+    ) -> _abc.Iterator[_node_service_pb2.ExportDiffResponse]:
+        """ExportDiff is the direct order's source side of the "transfer" phase (the source
+        stopped): the container's changes as one layer tar, streamed as it is made, then its
+        result (digest, size, the config of its image plus that layer).
+        """
+
+    @_abc_1.abstractmethod
+    def ImportDiff(
+        self,
+        request_iterator: _abc.Iterator[_node_service_pb2.ImportDiffRequest],
+        context: _grpc.ServicerContext,
+    ) -> _node_service_pb2.ImportDiffResponse:
+        """ImportDiff is the destination side of the "transfer" phase: a header, then the layer's
+        bytes, kept (0600, bounded) until LoadDiff; answers their digest and size.
+        """
+
+    @_abc_1.abstractmethod
+    def LoadDiff(
+        self,
+        request: _node_service_pb2.LoadDiffRequest,
+        context: _grpc.ServicerContext,
+    ) -> _node_service_pb2.LoadDiffResponse:
+        """LoadDiff is the direct order's "load" phase: the kept layer, checked against RASP step
+        10's digest, loaded on the pre-pulled image the source ran.
         """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _grpc.Server) -> None: ...

@@ -551,8 +551,10 @@ class MigrateServiceRequest(_message.Message):
     order: _builtins.str
     """Phase order: "" or "diff" = diff-first (base layers, RASP steps 1-8, ledger and
     self-evaluation before the stop; only the committed diff moves while the service is down);
-    "paper" = the paper's order (stop, commit, push, then RASP 1-11, ledger, ...). Anything
-    else is INVALID_ARGUMENT.
+    "direct" = diff-first with the diff moved without the registry (the source's changes as one
+    layer, relayed by the SMF to the destination's agent; published to the registry after the
+    first response); "paper" = the paper's order (stop, commit, push, then RASP 1-11, ledger,
+    ...). Anything else is INVALID_ARGUMENT.
     """
     target_region: _builtins.str
     """Seed 002 case 2: a region instead of a named destination. The SMF asks the audit agent

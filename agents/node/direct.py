@@ -1,0 +1,263 @@
+"""The direct order against the Docker engine: a stopped container's changes exported as one
+layer (difflayer.py holds the pure rules), and that layer loaded on the image it came from.
+
+    for part in export_diff(engine, "ef-nms", labels, MAX_DIFF_BYTES):   # the source:
+        ...  # bytes of the layer, then an `Exported` (digest, size, config, base image)
+    load_diff(engine, path, size, config, base_image_id, target)         # the destination
+
+The engine lists the changes (``GET /containers/{id}/changes``) and gives each fetched path as a
+tar (``GET /containers/{id}/archive``); the config is what ``docker commit`` would record (the
+container's Config with the migration labels) over the image's layers plus the new one. The
+destination's ``docker load`` hashes the layer against the config's last diff_id and stacks it
+on the layers it already holds (the archive names the lower layers without carrying them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tarfile
+import threading
+import time
+from base64 import b64decode
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from queue import Full, Queue
+from typing import Any
+
+from docker.errors import APIError, ImageNotFound
+
+from agents.common.platforms import Platform
+from agents.node.difflayer import DELETED, BadChanges, ChunkReader, LayerWriter, plan_layer
+from agents.node.domain import ImageRef, InvalidRequest, PhaseFailed
+from agents.node.engine import DockerEngine, Timed, _raise_stream_error
+from agents.node.flatten import image_archive, image_config
+
+#: Go's os.ModeDir in the engine's path stat
+GO_MODE_DIR = 1 << 31
+#: the direct order's bounds: a diff layer, its image config, and one streamed chunk
+MAX_DIFF_BYTES = 8 << 30
+MAX_DIFF_CONFIG_BYTES = 1 << 20
+DIFF_CHUNK_BYTES = 1 << 20
+#: an export's chunks (gRPC messages) and how many it may make ahead of the link (16 MiB)
+EXPORT_CHUNK_BYTES = 256 << 10
+EXPORT_QUEUE_CHUNKS = 64
+
+
+def file_digest(path: Path) -> str:
+    """sha256:<hex> of a file."""
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(DIFF_CHUNK_BYTES):
+            sha.update(chunk)
+    return f"sha256:{sha.hexdigest()}"
+
+
+def receive_file(path: Path, chunks: Iterable[bytes], limit: int) -> tuple[str, int]:
+    """Write ``chunks`` to a new 0600 file at ``path``; (sha256:<hex>, bytes). More than
+    ``limit`` bytes, or a chunk over DIFF_CHUNK_BYTES, is refused (the file is removed)."""
+    sha, size = hashlib.sha256(), 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit or len(chunk) > DIFF_CHUNK_BYTES:
+                    raise InvalidRequest(f"the stream holds more than the {limit} bytes "
+                                         "announced (or a chunk over 1 MiB)")
+                sha.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return f"sha256:{sha.hexdigest()}", size
+
+
+def path_stat(engine: DockerEngine, container_id: str, path: str) -> dict[str, Any] | None:
+    """The engine's stat of ``path`` in a container (HEAD of its archive), None if absent."""
+    api = engine.client.api
+    resp = api.head(api._url("/containers/{0}/archive", container_id),
+                    params={"path": path})
+    if resp.status_code == 404:
+        return None
+    if resp.status_code != 200:
+        raise PhaseFailed(f"stat {path} in {container_id[:12]}: HTTP {resp.status_code}")
+    header = resp.headers.get("X-Docker-Container-Path-Stat", "")
+    return dict(json.loads(b64decode(header))) if header else {}
+
+@dataclass(frozen=True)
+class Exported:
+    """The end of an export: the layer's digest and size, the image config (JSON bytes), the
+    image the container ran, the fetch and whiteout counts, the seconds it took."""
+
+    digest: str
+    size: int
+    config: bytes
+    base_image_id: str
+    entries: int
+    whiteouts: int
+    seconds: float
+
+
+class _QueueWriter:
+    """A write-only file that hands what is written to a bounded queue in chunks of
+    EXPORT_CHUNK_BYTES (the producer waits while the consumer is behind; `cancelled` stops it)."""
+
+    def __init__(self, queue: Queue[Any], cancelled: threading.Event) -> None:
+        self.queue, self.cancelled, self.buf = queue, cancelled, bytearray()
+
+    def _put(self, item: Any) -> None:
+        while True:
+            if self.cancelled.is_set():
+                raise PhaseFailed("the export was cancelled")
+            with contextlib.suppress(Full):
+                self.queue.put(item, timeout=0.5)
+                return
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        while len(self.buf) >= EXPORT_CHUNK_BYTES:
+            self._put(bytes(self.buf[:EXPORT_CHUNK_BYTES]))
+            del self.buf[:EXPORT_CHUNK_BYTES]
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buf:
+            self._put(bytes(self.buf))
+            self.buf.clear()
+
+
+def _under_any(path: str, roots: Iterable[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
+                max_bytes: int) -> Iterator[bytes | Exported]:
+    """The stopped container ``name``'s changes as one layer tar (difflayer.py), streamed as
+    the engine gives each path (a thread fetches ahead, at most EXPORT_QUEUE_CHUNKS chunks),
+    then an `Exported` with the config of ``its image + that layer`` as ``docker commit``
+    would record it. Mounted paths (secrets, volumes) are left out, as a commit leaves them.
+    The paths that carry bytes are fetched first, modified directories' own entries last (the
+    engine applies a directory's entry whenever it comes), so the link is busy early."""
+    container = engine._container(name)
+    container.reload()
+    if container.status == "running":
+        raise PhaseFailed(f"{name} is running: stop it before exporting its changes")
+    image = engine.client.images.get(str(container.attrs["Image"])).attrs
+    mounts = [str(m.get("Destination", "")) for m in container.attrs.get("Mounts") or []
+              if m.get("Destination")]
+    started = time.monotonic()
+    queue: Queue[Any] = Queue(maxsize=EXPORT_QUEUE_CHUNKS)
+    cancelled = threading.Event()
+    counts: dict[str, int] = {}
+
+    def produce() -> None:
+        sink = _QueueWriter(queue, cancelled)
+        try:
+            changes = [c for c in engine.client.api.diff(container.id) or []
+                       if not _under_any(str(c.get("Path", "")), mounts)]
+            exists = {str(c["Path"]): path_stat(engine, container.id, str(c["Path"])) is not None
+                      for c in changes if c.get("Kind") == DELETED}
+            plan = plan_layer(changes, exists)
+            writer = LayerWriter(sink, max_bytes, skip=mounts)
+            try:
+                for fetch in sorted(plan.fetches, key=lambda f: f.header_only):
+                    stream, stat = engine.client.api.get_archive(container.id, fetch.path,
+                                                                 chunk_size=1 << 20)
+                    is_dir = bool(int((stat or {}).get("mode", 0)) & GO_MODE_DIR)
+                    try:  # a directory's entry alone: its subtree is not read
+                        writer.add_fetched(fetch, ChunkReader(stream), header_only=is_dir and (
+                            fetch.header_only or fetch.if_file))
+                    finally:
+                        stream.close()
+                writer.add_whiteouts(plan.whiteouts)
+            except BaseException:
+                writer.discard()
+                raise
+            digest, size = writer.close()
+            sink.flush()
+            counts.update(entries=writer.entries, whiteouts=len(plan.whiteouts))
+            sink._put(("done", digest, size))
+        except APIError as err:
+            hand(PhaseFailed(f"export the changes of {name}: {err.explanation or err}"))
+        except (BadChanges, tarfile.TarError) as err:
+            hand(PhaseFailed(f"export the changes of {name}: {err}"))
+        except BaseException as err:  # handed to the consumer
+            hand(err)
+
+    def hand(err: BaseException) -> None:
+        with contextlib.suppress(PhaseFailed):  # nobody waits for it once cancelled
+            _QueueWriter(queue, cancelled)._put(("error", err))
+
+    thread = threading.Thread(target=produce, name=f"export-{name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if isinstance(item, bytes):
+                yield item
+                continue
+            if item[0] == "error":
+                raise item[1]
+            _, digest, size = item
+            break
+    finally:
+        cancelled.set()
+        thread.join(timeout=10)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    config = image_config(
+        container.attrs["Config"], {**(container.labels or {}), **labels},
+        architecture=str(image["Architecture"]), os_name=str(image["Os"]),
+        variant=str(image.get("Variant") or ""),
+        diff_ids=[*(image["RootFS"].get("Layers") or []), digest], created=created,
+        created_by=f"edgeferry: the changes of {container.name} (direct order)")
+    yield Exported(digest, size, json.dumps(config).encode(), str(container.attrs["Image"]),
+                   counts["entries"], counts["whiteouts"], time.monotonic() - started)
+
+
+def load_diff(engine: DockerEngine, layer: Path, size: int, config_bytes: bytes, base_image_id: str,
+              target: ImageRef) -> Timed:
+    """Load the layer tar at ``layer`` on top of the local image ``base_image_id`` as
+    ``target`` with the source's config: the engine hashes the tar against the config's
+    last diff_id and finds the layers below it in the base (refused when they differ)."""
+    try:
+        config = json.loads(config_bytes)
+        diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+        built_for = Platform(str(config.get("os") or "linux"),
+                             str(config.get("architecture") or ""),
+                             str(config.get("variant") or ""))
+    except (ValueError, KeyError, TypeError) as err:
+        raise PhaseFailed(f"the diff's image config is not usable: {err}") from None
+    if built_for.architecture and not built_for.matches(engine.platform):
+        raise PhaseFailed(f"the diff was committed on {built_for}, this host runs "
+                          f"{engine.platform}: the direct order moves a diff between hosts of "
+                          "one platform (the diff order re-bases it)")
+    try:
+        base = list(engine.client.images.get(base_image_id).attrs["RootFS"].get("Layers")
+                    or [])
+    except ImageNotFound:
+        raise PhaseFailed(f"the image the source ran ({base_image_id[:19]}) is not on this "
+                          "host: pre-pull it before the stop") from None
+    if not diff_ids or base != diff_ids[:-1]:
+        raise PhaseFailed(f"the diff's config stacks on {len(diff_ids) - 1} layers that are "
+                          f"not those of {base_image_id[:19]} ({len(base)} layers)")
+    started = time.monotonic()
+    with layer.open("rb") as fh:
+        try:
+            events = list(engine.client.api.load_image(
+                image_archive(fh, size, config_bytes, str(target), len(base))))
+        except APIError as err:
+            raise PhaseFailed(f"load {target}: {err.explanation or err}") from None
+    _raise_stream_error(events, f"load {target}")
+    try:
+        image = engine.client.images.get(str(target))
+    except ImageNotFound:
+        raise PhaseFailed(f"load {target}: no image afterwards") from None
+    if list(image.attrs["RootFS"].get("Layers") or []) != diff_ids:
+        raise PhaseFailed(f"load {target}: the engine holds other layers than the config")
+    return Timed(time.monotonic() - started, {"image_id": str(image.id)})
+

@@ -1,0 +1,160 @@
+"""The direct order's diff against the real Docker engine: a stopped container's changes
+streamed by the node agent's own code (NodeCore.export_diff -> direct.export_diff), kept by
+import_diff, and loaded (load_diff: checked against RASP step 10's digest) on the image the
+container ran from, as a destination does.
+
+The independent expectation is the engine's own view: the new image's filesystem must equal
+``docker export`` of the stopped source container (every path's type, mode, owner, link target and
+content hash), and its config the one a plain ``docker commit`` of the same container records.
+The container's script modifies, adds, deletes, replaces a directory (opaque) and changes modes.
+Hard links arrive as copies of their target (difflayer.py says so): compared by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
+from agents.node.core import NodeCore, NodeOptions
+from agents.node.domain import DigestMismatch, NotFound
+from agents.node.engine import DockerEngine, RegistryAccess
+from agents.node.gpu import NO_GPU
+from agents.node.store import NodeStore
+from edgeferry.images.base import busybox_base
+from tests.integration.test_commit_depth import CONFIG_FIELDS, NOT_STATE
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+PREFIX = f"efdirect{os.getpid()}-"
+REPO = f"efdirect{os.getpid()}"
+REGISTRY = "127.0.0.1:5999"  # never contacted: the image is only named after it
+DOCKERFILE = """FROM {base}
+RUN mkdir -p /srv/cache /srv/gone/deep /srv/remade /srv/keep && echo base > /srv/log \\
+ && echo old > /srv/cache/a && echo old > /srv/remade/old && echo x > /srv/gone/deep/f \\
+ && echo k > /srv/keep/k && chown -R 1000:1000 /srv
+WORKDIR /srv
+ENV EF_X=1
+USER 1000:1000
+ENTRYPOINT ["/bin/sh", "-c"]
+"""
+SCRIPT = """set -e
+echo more >> log
+head -c 300000 /dev/urandom > cache/state
+chmod 600 cache/state
+rm -rf gone cache/a
+rm -rf remade && mkdir remade && echo new > remade/new
+mkdir -p fresh/sub && echo f > fresh/sub/f && ln -s ../log fresh/link && ln fresh/sub/f hard
+chmod 700 keep
+"""
+
+
+def files_of(client: Any, container_id: str) -> dict[str, tuple[Any, ...]]:
+    """path -> (type, mode, uid, gid, symlink target, sha256); a hard link as its target's."""
+    data = b"".join(client.api.export(container_id))
+    out: dict[str, tuple[Any, ...]] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        for m in members:
+            name = m.name.removeprefix("./").rstrip("/")
+            if not name or name.split("/")[0] in NOT_STATE or name in NOT_STATE:
+                continue
+            kind = tarfile.REGTYPE if m.islnk() else m.type
+            handle = tar.extractfile(m) if (m.isreg() or m.islnk()) else None
+            sha = hashlib.sha256(handle.read()).hexdigest() if handle else ""
+            link = m.linkname if m.issym() else ""
+            out[name] = (kind, m.mode, m.uid, m.gid, link, sha)
+    return out
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    c = docker.from_env()
+    yield c
+    for container in c.containers.list(all=True, filters={"name": PREFIX}):
+        container.remove(force=True, v=True)
+    tags = [t for image in c.images.list() for t in image.tags if REPO in t]
+    for tag in sorted(tags, reverse=True):
+        c.images.remove(tag, force=True)
+
+
+def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
+                                                               tmp_path: Path) -> None:
+    base_tag = busybox_base(lambda *_: None).tag
+    base, _ = client.images.build(fileobj=io.BytesIO(DOCKERFILE.format(base=base_tag).encode()),
+                                  tag=f"{REPO}/app:base", rm=True)
+    source = client.containers.run(base.id, [SCRIPT], name=f"{PREFIX}svc", detach=True)
+    assert source.wait(timeout=60)["StatusCode"] == 0, source.logs()
+    expected = files_of(client, source.id)
+    assert expected["srv/remade/new"][5] and "srv/remade/old" not in expected
+    assert "srv/gone" not in expected and "srv/cache/a" not in expected
+
+    sent: dict[bytes, tuple[str, str, int]] = {}
+    engine = DockerEngine(RegistryAccess(REGISTRY, "u", "p", Path("/nonexistent")))
+    core = NodeCore(engine, NodeStore.open(tmp_path / "node.sqlite3"),
+                    NodeOptions(tmp_path, container_prefix=PREFIX), gpu=NO_GPU,
+                    transfer_lookup=lambda sid: sent[sid])
+    ref = pb.MigrationRef(migration_id="m1", epoch=1)
+    parts = list(core.export_diff(pb.ExportDiffRequest(ref=ref, name="svc",
+                                                       repository=f"{REPO}/app")))
+    chunks = [p.chunk.data for p in parts[:-1]]
+    out = parts[-1].result
+    assert all(p.WhichOneof("part") == "chunk" for p in parts[:-1])
+    layer = b"".join(chunks)
+    assert out.digest == f"sha256:{hashlib.sha256(layer).hexdigest()}"
+    assert out.size_bytes == len(layer) == out.timing.bytes_moved
+    assert 300_000 < out.size_bytes < 400_000  # the diff, not the image
+    assert out.image_ref == f"{REGISTRY}/{REPO}/app:m1-1"
+
+    def stream(body: list[bytes], epoch: int = 1) -> Iterator[pb.ImportDiffRequest]:
+        yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(
+            ref=pb.MigrationRef(migration_id="m1", epoch=epoch)))
+        for c in body:
+            yield pb.ImportDiffRequest(chunk=pb.DiffChunk(data=c))
+
+    def load(epoch: int = 1, mid: str = "m1") -> pb.LoadDiffResponse:
+        return core.load_diff(pb.LoadDiffRequest(
+            ref=pb.MigrationRef(migration_id=mid, epoch=epoch), image_ref=out.image_ref,
+            expected_digest=out.digest, config=out.config, base_image_id=out.base_image_id,
+            rasp_session_id=b"s1"))
+
+    # one byte changed on the way: kept, but its digest is not the one step 10 carries
+    sent[b"s1"] = (out.image_ref, out.digest, out.size_bytes)
+    bad = [chunks[0][:-1] + bytes([chunks[0][-1] ^ 1]), *chunks[1:]]
+    kept = core.import_diff(stream(bad, epoch=2))
+    assert kept.digest != out.digest and kept.size_bytes == out.size_bytes
+    assert (tmp_path / "diffs" / "m1.2.tar").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(DigestMismatch):
+        load(epoch=2)
+    kept = core.import_diff(stream(chunks, epoch=3))
+    assert kept.digest == out.digest
+    # RASP step 10 carried another digest: refused before anything is loaded
+    sent[b"s1"] = (out.image_ref, "sha256:" + "0" * 64, out.size_bytes)
+    with pytest.raises(DigestMismatch):
+        load(epoch=3)
+    sent[b"s1"] = (out.image_ref, out.digest, out.size_bytes)
+    with pytest.raises(NotFound):  # nothing was received for this attempt
+        load(epoch=1, mid="m9")
+    assert not any("m1-1" in t for i in client.images.list() for t in i.tags)
+
+    loaded = load(epoch=3)
+    assert loaded.verified and loaded.digest == out.digest
+    assert not (tmp_path / "diffs" / "m1.3.tar").exists()  # dropped once loaded
+    image = client.images.get(loaded.pinned_ref)
+    assert image.id == loaded.image_id
+    assert image.attrs["RootFS"]["Layers"] == [*base.attrs["RootFS"]["Layers"], out.digest]
+    fresh = client.containers.create(loaded.pinned_ref, ["true"], name=f"{PREFIX}dest")
+    assert files_of(client, fresh.id) == expected
+    plain = source.commit(repository=f"{REPO}/plain", tag="1")
+    for field in CONFIG_FIELDS:
+        if field != "Labels":
+            assert image.attrs["Config"].get(field) == plain.attrs["Config"].get(field), field
+    assert image.attrs["Config"]["Labels"]["org.edgeferry.migration"] == "m1"
