@@ -53,7 +53,9 @@ from agents.node.convert import (
 from agents.node.direct import (
     MAX_DIFF_BYTES,
     MAX_DIFF_CONFIG_BYTES,
+    bytes_digest,
     export_diff,
+    last_diff_id,
     load_diff,
     receive_file,
 )
@@ -458,7 +460,8 @@ class NodeCore:
                     result = pb.ExportDiffResult(
                         timing=timing("export", part.seconds, sent, detail),
                         image_ref=str(target), digest=part.digest, size_bytes=part.size,
-                        config=part.config, base_image_id=part.base_image_id)
+                        config=part.config, base_image_id=part.base_image_id,
+                        image_id=bytes_digest(part.config))
             except BaseException as err:  # a NodeError, or the stream cancelled (GeneratorExit)
                 self.store.finish_phase(mid, epoch, "export", state=FAILED, wall_seconds=0.0,
                                         bytes_moved=sent, detail=str(err)[:500] or
@@ -500,15 +503,18 @@ class NodeCore:
 
     def load_diff(self, req: pb.LoadDiffRequest) -> pb.LoadDiffResponse:
         """Load the kept layer once RASP step 10 (this host's CB role, from the source under
-        Ksc) names its digest, on the pre-pulled image the source ran."""
+        Ksc) names the image: the digest it carries is the config's (the image id), and the
+        config's last diff_id must be the kept layer's digest; on the pre-pulled image the
+        source ran."""
         ref = ImageRef.parse(req.image_ref)
-        if not req.expected_digest.startswith("sha256:"):
-            raise InvalidRequest("expected_digest (sha256:...) is required")
-        if not req.rasp_session_id:
-            raise InvalidRequest("rasp_session_id is required: the layer is checked against "
-                                 "RASP step 10")
         if len(req.config) > MAX_DIFF_CONFIG_BYTES:
             raise InvalidRequest(f"an image config is at most {MAX_DIFF_CONFIG_BYTES} bytes")
+        if not req.rasp_session_id:
+            raise InvalidRequest("rasp_session_id is required: the image is checked against "
+                                 "RASP step 10")
+        if bytes_digest(bytes(req.config)) != req.expected_digest:
+            raise DigestMismatch(f"the config hashes to {bytes_digest(bytes(req.config))}, "
+                                 f"not {req.expected_digest}")
         self._check_transfer(bytes(req.rasp_session_id), str(ref), req.expected_digest)
         mid = check_migration_id(req.ref.migration_id)
 
@@ -519,21 +525,24 @@ class NodeCore:
                 raise NotFound(f"no layer kept for {mid} attempt {req.ref.epoch}")
             received = pb.ImportDiffResponse()
             received.ParseFromString(kept.response)
-            if received.digest != req.expected_digest or \
-                    path.stat().st_size != received.size_bytes:
+            layer = last_diff_id(bytes(req.config))
+            if received.digest != layer or path.stat().st_size != received.size_bytes:
                 raise DigestMismatch(f"the kept layer is {received.digest} "
-                                     f"({received.size_bytes} bytes), RASP step 10 carried "
-                                     f"{req.expected_digest}")
+                                     f"({received.size_bytes} bytes), the image RASP step 10 "
+                                     f"names has {layer or 'no layer'} on top")
             try:
                 out = load_diff(self.engine, path, received.size_bytes, bytes(req.config),
                                 req.base_image_id, ref)
             finally:
                 path.unlink(missing_ok=True)
+            if out.values["image_id"] != req.expected_digest:
+                raise DigestMismatch(f"the engine loaded {out.values['image_id']}, not "
+                                     f"{req.expected_digest}")
             return pb.LoadDiffResponse(
-                timing=timing("load", out.seconds, 0, f"{received.size_bytes} bytes checked "
-                              "against RASP step 10, loaded on "
+                timing=timing("load", out.seconds, 0, f"image {req.expected_digest} (RASP step "
+                              f"10) with layer {layer}, {received.size_bytes} bytes, loaded on "
                               f"{req.base_image_id[:19]}"),
-                digest=received.digest, verified=True, pinned_ref=str(ref),
+                digest=req.expected_digest, verified=True, pinned_ref=str(ref),
                 image_id=out.values["image_id"])
 
         return self.run_phase(req.ref, "load", pb.LoadDiffResponse, execute)

@@ -48,13 +48,18 @@ EXPORT_CHUNK_BYTES = 256 << 10
 EXPORT_QUEUE_CHUNKS = 64
 
 
-def file_digest(path: Path) -> str:
-    """sha256:<hex> of a file."""
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(DIFF_CHUNK_BYTES):
-            sha.update(chunk)
-    return f"sha256:{sha.hexdigest()}"
+def bytes_digest(data: bytes) -> str:
+    """sha256:<hex> of ``data`` (an image config's digest is its image id)."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def last_diff_id(config: bytes) -> str:
+    """The top layer's diff_id in an image config ("" when it names none or is not one)."""
+    try:
+        ids = json.loads(config)["rootfs"]["diff_ids"]
+        return str(ids[-1]) if isinstance(ids, list) and ids else ""
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def receive_file(path: Path, chunks: Iterable[bytes], limit: int) -> tuple[str, int]:

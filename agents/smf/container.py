@@ -22,10 +22,10 @@ Order inside the SMF's plan (see migration.py for both orders)::
 
 The direct order replaces commit, push and pull: ``transfer`` (the SMF relays the layer the
 source's agent makes of the container's changes to the destination's agent, which keeps it),
-... rasp_transfer (step 10 carries the layer's digest) ..., ``load`` (the destination checks
-the kept layer against step 10 and loads it on the image it pre-pulled), run, first_response,
-``publish`` (the destination pushes the image to the registry, after the downtime, for the
-next migration's prepull).
+... rasp_transfer (step 10 carries the new image's id, its config's digest, which names the
+layer) ..., ``load`` (the destination checks the config and the kept layer against step 10
+and loads them on the image it pre-pulled), run, first_response, ``publish`` (the destination
+pushes the image to the registry, after the downtime, for the next migration's prepull).
 
 The diff order's prepull pulls, at the destination, the registry reference the service runs
 from: what the source's agent reports its container runs from (DescribeWorkload: registry
@@ -435,7 +435,8 @@ class NodeContainerPhases:
             raise RuntimeError(f"{state.destination.name} kept {resp.size_bytes} bytes "
                                f"{resp.digest}, the source sent {out.size_bytes} bytes "
                                f"{out.digest}")
-        state.extras.update(image_ref=out.image_ref, image_digest=out.digest,
+        # RASP step 10 names the image (its config's digest, whose last diff_id is the layer)
+        state.extras.update(image_ref=out.image_ref, image_digest=out.image_id,
                             size_bytes=int(out.size_bytes), diff_bytes=int(out.size_bytes),
                             diff_export=out)
         mid, attempt = state.extras["node_ref"]
@@ -449,12 +450,12 @@ class NodeContainerPhases:
         out: pb.ExportDiffResult = state.extras["diff_export"]
         resp = _rpc(self.node(state.destination).LoadDiff,
                     pb.LoadDiffRequest(ref=self.ref(state), image_ref=out.image_ref,
-                                       expected_digest=out.digest, config=out.config,
+                                       expected_digest=out.image_id, config=out.config,
                                        base_image_id=out.base_image_id,
                                        rasp_session_id=state.rasp_session_id),
                     self.timeouts.transfer_s, f"{state.destination.name} LoadDiff")
-        if not resp.verified or resp.digest != out.digest:
-            raise RuntimeError(f"loaded {resp.digest}, not the exported {out.digest}")
+        if not resp.verified or resp.digest != out.image_id:
+            raise RuntimeError(f"loaded {resp.digest}, not the exported {out.image_id}")
         state.extras["pinned_ref"] = resp.pinned_ref
         return _result(resp)
 

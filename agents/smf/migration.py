@@ -30,10 +30,11 @@ configured they are::
 
 The direct order is the diff order with the diff moved without the registry: ``stop``, then
 ``transfer`` (the SMF relays the layer the source's agent makes of its changes to the
-destination's agent, which keeps it), rasp_transfer (step 10 carries the layer's digest),
-``load`` (the destination checks the kept layer against step 10 and loads it on the pre-pulled
-image), run, first_response, and ``publish`` (the destination pushes the new image to the
-registry, after the downtime, so that the next migration pre-pulls it).
+destination's agent, which keeps it), rasp_transfer (step 10 carries the new image's id,
+which names the layer), ``load`` (the destination checks the config and the kept layer against
+step 10 and loads them on the pre-pulled image), run, first_response, and ``publish`` (the
+destination pushes the new image to the registry, after the downtime, so that the next
+migration pre-pulls it).
 
 In all, policy_audit's denial stops the migration before anything moves; push yields the
 digest + size, carried authenticated under Ksc in M_Trf (step 10) -- in the diff order the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 from collections.abc import Iterator
@@ -113,6 +114,10 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
     assert out.size_bytes == len(layer) == out.timing.bytes_moved
     assert 300_000 < out.size_bytes < 400_000  # the diff, not the image
     assert out.image_ref == f"{REGISTRY}/{REPO}/app:m1-1"
+    # the image id (what RASP step 10 carries) is the config's digest; the config's top layer
+    # is the streamed one
+    assert out.image_id == f"sha256:{hashlib.sha256(out.config).hexdigest()}"
+    assert json.loads(out.config)["rootfs"]["diff_ids"][-1] == out.digest
 
     def stream(body: list[bytes], epoch: int = 1) -> Iterator[pb.ImportDiffRequest]:
         yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(
@@ -120,14 +125,14 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
         for c in body:
             yield pb.ImportDiffRequest(chunk=pb.DiffChunk(data=c))
 
-    def load(epoch: int = 1, mid: str = "m1") -> pb.LoadDiffResponse:
+    def load(epoch: int = 1, mid: str = "m1", config: bytes = out.config) -> pb.LoadDiffResponse:
         return core.load_diff(pb.LoadDiffRequest(
             ref=pb.MigrationRef(migration_id=mid, epoch=epoch), image_ref=out.image_ref,
-            expected_digest=out.digest, config=out.config, base_image_id=out.base_image_id,
+            expected_digest=out.image_id, config=config, base_image_id=out.base_image_id,
             rasp_session_id=b"s1"))
 
-    # one byte changed on the way: kept, but its digest is not the one step 10 carries
-    sent[b"s1"] = (out.image_ref, out.digest, out.size_bytes)
+    # one byte changed on the way: kept, but it is not the layer of the image step 10 names
+    sent[b"s1"] = (out.image_ref, out.image_id, out.size_bytes)
     bad = [chunks[0][:-1] + bytes([chunks[0][-1] ^ 1]), *chunks[1:]]
     kept = core.import_diff(stream(bad, epoch=2))
     assert kept.digest != out.digest and kept.size_bytes == out.size_bytes
@@ -136,17 +141,22 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
         load(epoch=2)
     kept = core.import_diff(stream(chunks, epoch=3))
     assert kept.digest == out.digest
-    # RASP step 10 carried another digest: refused before anything is loaded
+    # RASP step 10 carried another image: refused before anything is loaded
     sent[b"s1"] = (out.image_ref, "sha256:" + "0" * 64, out.size_bytes)
     with pytest.raises(DigestMismatch):
         load(epoch=3)
-    sent[b"s1"] = (out.image_ref, out.digest, out.size_bytes)
+    sent[b"s1"] = (out.image_ref, out.image_id, out.size_bytes)
+    # a config changed on the way (another entrypoint) is not the image step 10 names
+    changed = json.loads(out.config)
+    changed["config"]["Entrypoint"] = ["/bin/sh", "-c", "echo injected"]
+    with pytest.raises(DigestMismatch):
+        load(epoch=3, config=json.dumps(changed).encode())
     with pytest.raises(NotFound):  # nothing was received for this attempt
         load(epoch=1, mid="m9")
     assert not any("m1-1" in t for i in client.images.list() for t in i.tags)
 
     loaded = load(epoch=3)
-    assert loaded.verified and loaded.digest == out.digest
+    assert loaded.verified and loaded.digest == out.image_id == loaded.image_id
     assert not (tmp_path / "diffs" / "m1.3.tar").exists()  # dropped once loaded
     image = client.images.get(loaded.pinned_ref)
     assert image.id == loaded.image_id

@@ -1289,6 +1289,7 @@ class ExportDiffResult(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     BASE_IMAGE_ID_FIELD_NUMBER: _builtins.int
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference the destination tags: <registry>/<repository>:<tag>."""
     digest: _builtins.str
@@ -1299,6 +1300,10 @@ class ExportDiffResult(_message.Message):
     """The image config (JSON) of the source's image plus the layer, as a commit would record it."""
     base_image_id: _builtins.str
     """Local image id of the image the source container runs (the layers below the diff)."""
+    image_id: _builtins.str
+    """sha256:<hex> of config: the new image's id, which RASP step 10 carries (it names the
+    layer through the config's last diff_id).
+    """
     @_builtins.property
     def timing(self) -> _common_pb2.PhaseTiming:
         """Timing of the export; bytes_moved = the layer's bytes sent."""
@@ -1312,10 +1317,11 @@ class ExportDiffResult(_message.Message):
         size_bytes: _builtins.int = ...,
         config: _builtins.bytes = ...,
         base_image_id: _builtins.str = ...,
+        image_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_image_id", b"base_image_id", "config", b"config", "digest", b"digest", "image_ref", b"image_ref", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_image_id", b"base_image_id", "config", b"config", "digest", b"digest", "image_id", b"image_id", "image_ref", b"image_ref", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1464,7 +1470,9 @@ class LoadDiffRequest(_message.Message):
     image_ref: _builtins.str
     """Image reference to tag (ExportDiffResult.image_ref)."""
     expected_digest: _builtins.str
-    """sha256 of the layer; must equal RASP step 10's and the kept bytes'."""
+    """sha256 of config (the image id); must equal RASP step 10's digest, and the config's last
+    diff_id must be the kept layer's digest.
+    """
     config: _builtins.bytes
     """The image config (ExportDiffResult.config), at most 1 MiB."""
     base_image_id: _builtins.str
@@ -1505,7 +1513,7 @@ class LoadDiffResponse(_message.Message):
     PINNED_REF_FIELD_NUMBER: _builtins.int
     IMAGE_ID_FIELD_NUMBER: _builtins.int
     digest: _builtins.str
-    """Digest of the loaded layer (equal to expected_digest; the phase fails otherwise)."""
+    """The loaded image's id (equal to expected_digest; the phase fails otherwise)."""
     verified: _builtins.bool
     """True when the digest was checked against RASP step 10."""
     pinned_ref: _builtins.str
