@@ -437,8 +437,6 @@ class NodeCore:
         """The source side of the direct order's transfer (fenced like every phase, recorded
         as "export"; a stream is not replayed: a repeat exports again)."""
         name = self.container_name(req.name)
-        tag = req.tag or f"{req.ref.migration_id}-{req.ref.epoch}"
-        target = ImageRef.parse(f"{self._push_target(req.repository)}:{tag}")
         mid, epoch = check_migration_id(req.ref.migration_id), req.ref.epoch
         with self._lock(mid):
             self.store.fence(mid, epoch)
@@ -459,7 +457,7 @@ class NodeCore:
                               f"{part.size} bytes streamed; layer {part.digest}")
                     result = pb.ExportDiffResult(
                         timing=timing("export", part.seconds, sent, detail),
-                        image_ref=str(target), digest=part.digest, size_bytes=part.size,
+                        digest=part.digest, size_bytes=part.size,
                         config=part.config, base_image_id=part.base_image_id,
                         image_id=bytes_digest(part.config))
             except BaseException as err:  # a NodeError, or the stream cancelled (GeneratorExit)
@@ -476,11 +474,14 @@ class NodeCore:
 
     def import_diff(self, requests: Iterator[pb.ImportDiffRequest]) -> pb.ImportDiffResponse:
         """The destination side of the transfer: keep the streamed layer (0600, at most
-        MAX_DIFF_BYTES) until `load_diff`; answer its digest and size."""
+        MAX_DIFF_BYTES) until `load_diff`; answer its digest and size, and the reference it
+        will tag the image with (in this host's push namespace, for the publish)."""
         first = next(requests, None)
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidRequest("an ImportDiff stream starts with its header")
         ref = first.header.ref
+        tag = first.header.tag or f"{ref.migration_id}-{ref.epoch}"
+        target = ImageRef.parse(f"{self._push_target(first.header.repository)}:{tag}")
 
         def execute() -> pb.ImportDiffResponse:
             self._drop_stale_diffs()
@@ -497,7 +498,8 @@ class NodeCore:
             return pb.ImportDiffResponse(
                 timing=timing("transfer", seconds, size,
                               f"{size} bytes kept, {digest}; {nic or '?'} rx {rx}"),
-                digest=digest, size_bytes=size, interface_rx_bytes=rx, interface=nic)
+                digest=digest, size_bytes=size, interface_rx_bytes=rx, interface=nic,
+                image_ref=str(target))
 
         return self.run_phase(ref, "transfer", pb.ImportDiffResponse, execute)
 

@@ -94,6 +94,7 @@ def path_stat(engine: DockerEngine, container_id: str, path: str) -> dict[str, A
     header = resp.headers.get("X-Docker-Container-Path-Stat", "")
     return dict(json.loads(b64decode(header))) if header else {}
 
+
 @dataclass(frozen=True)
 class Exported:
     """The end of an export: the layer's digest and size, the image config (JSON bytes), the

@@ -401,13 +401,13 @@ class NodeContainerPhases:
         t = self.template(state)
         ref = self.ref(state)
         source = self.node(state.source).ExportDiff(
-            pb.ExportDiffRequest(ref=ref, name=t.workload, repository=t.repository),
-            timeout=self.timeouts.transfer_s)
+            pb.ExportDiffRequest(ref=ref, name=t.workload), timeout=self.timeouts.transfer_s)
         results: list[pb.ExportDiffResult] = []
         failed: list[str] = []
 
         def stream() -> Iterator[pb.ImportDiffRequest]:
-            yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(ref=ref))
+            yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(ref=ref,
+                                                                  repository=t.repository))
             try:
                 for part in source:
                     if part.WhichOneof("part") == "chunk":
@@ -436,7 +436,7 @@ class NodeContainerPhases:
                                f"{resp.digest}, the source sent {out.size_bytes} bytes "
                                f"{out.digest}")
         # RASP step 10 names the image (its config's digest, whose last diff_id is the layer)
-        state.extras.update(image_ref=out.image_ref, image_digest=out.image_id,
+        state.extras.update(image_ref=resp.image_ref, image_digest=out.image_id,
                             size_bytes=int(out.size_bytes), diff_bytes=int(out.size_bytes),
                             diff_export=out)
         mid, attempt = state.extras["node_ref"]
@@ -449,7 +449,7 @@ class NodeContainerPhases:
         the digest the source sent under Ksc and loads it on the image it pre-pulled."""
         out: pb.ExportDiffResult = state.extras["diff_export"]
         resp = _rpc(self.node(state.destination).LoadDiff,
-                    pb.LoadDiffRequest(ref=self.ref(state), image_ref=out.image_ref,
+                    pb.LoadDiffRequest(ref=self.ref(state), image_ref=state.extras["image_ref"],
                                        expected_digest=out.image_id, config=out.config,
                                        base_image_id=out.base_image_id,
                                        rasp_session_id=state.rasp_session_id),

@@ -99,13 +99,17 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
     assert "srv/gone" not in expected and "srv/cache/a" not in expected
 
     sent: dict[bytes, tuple[str, str, int]] = {}
-    engine = DockerEngine(RegistryAccess(REGISTRY, "u", "p", Path("/nonexistent")))
-    core = NodeCore(engine, NodeStore.open(tmp_path / "node.sqlite3"),
-                    NodeOptions(tmp_path, container_prefix=PREFIX), gpu=NO_GPU,
-                    transfer_lookup=lambda sid: sent[sid])
+
+    def node(namespace: str) -> NodeCore:  # two agents on one engine, two registry accounts
+        engine = DockerEngine(RegistryAccess(REGISTRY, "u", "p", Path("/nonexistent"),
+                                             namespace=namespace))
+        return NodeCore(engine, NodeStore.open(tmp_path / f"{namespace}.sqlite3"),
+                        NodeOptions(tmp_path / namespace, container_prefix=PREFIX), gpu=NO_GPU,
+                        transfer_lookup=lambda sid: sent[sid])
+
+    src, core = node("src"), node("dst")
     ref = pb.MigrationRef(migration_id="m1", epoch=1)
-    parts = list(core.export_diff(pb.ExportDiffRequest(ref=ref, name="svc",
-                                                       repository=f"{REPO}/app")))
+    parts = list(src.export_diff(pb.ExportDiffRequest(ref=ref, name="svc")))
     chunks = [p.chunk.data for p in parts[:-1]]
     out = parts[-1].result
     assert all(p.WhichOneof("part") == "chunk" for p in parts[:-1])
@@ -113,7 +117,6 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
     assert out.digest == f"sha256:{hashlib.sha256(layer).hexdigest()}"
     assert out.size_bytes == len(layer) == out.timing.bytes_moved
     assert 300_000 < out.size_bytes < 400_000  # the diff, not the image
-    assert out.image_ref == f"{REGISTRY}/{REPO}/app:m1-1"
     # the image id (what RASP step 10 carries) is the config's digest; the config's top layer
     # is the streamed one
     assert out.image_id == f"sha256:{hashlib.sha256(out.config).hexdigest()}"
@@ -121,43 +124,46 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
 
     def stream(body: list[bytes], epoch: int = 1) -> Iterator[pb.ImportDiffRequest]:
         yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(
-            ref=pb.MigrationRef(migration_id="m1", epoch=epoch)))
+            ref=pb.MigrationRef(migration_id="m1", epoch=epoch), repository=f"{REPO}/app"))
         for c in body:
             yield pb.ImportDiffRequest(chunk=pb.DiffChunk(data=c))
 
-    def load(epoch: int = 1, mid: str = "m1", config: bytes = out.config) -> pb.LoadDiffResponse:
+    def load(kept: pb.ImportDiffResponse, epoch: int = 1, mid: str = "m1",
+             config: bytes = out.config) -> pb.LoadDiffResponse:
         return core.load_diff(pb.LoadDiffRequest(
-            ref=pb.MigrationRef(migration_id=mid, epoch=epoch), image_ref=out.image_ref,
+            ref=pb.MigrationRef(migration_id=mid, epoch=epoch), image_ref=kept.image_ref,
             expected_digest=out.image_id, config=config, base_image_id=out.base_image_id,
             rasp_session_id=b"s1"))
 
     # one byte changed on the way: kept, but it is not the layer of the image step 10 names
-    sent[b"s1"] = (out.image_ref, out.image_id, out.size_bytes)
+    target = f"{REGISTRY}/dst/{REPO}/app:m1-2"  # the destination's push namespace
+    sent[b"s1"] = (target, out.image_id, out.size_bytes)
     bad = [chunks[0][:-1] + bytes([chunks[0][-1] ^ 1]), *chunks[1:]]
     kept = core.import_diff(stream(bad, epoch=2))
+    assert kept.image_ref == target
     assert kept.digest != out.digest and kept.size_bytes == out.size_bytes
-    assert (tmp_path / "diffs" / "m1.2.tar").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "dst" / "diffs" / "m1.2.tar").stat().st_mode & 0o777 == 0o600
     with pytest.raises(DigestMismatch):
-        load(epoch=2)
+        load(kept, epoch=2)
     kept = core.import_diff(stream(chunks, epoch=3))
     assert kept.digest == out.digest
     # RASP step 10 carried another image: refused before anything is loaded
-    sent[b"s1"] = (out.image_ref, "sha256:" + "0" * 64, out.size_bytes)
+    sent[b"s1"] = (target, "sha256:" + "0" * 64, out.size_bytes)
     with pytest.raises(DigestMismatch):
-        load(epoch=3)
-    sent[b"s1"] = (out.image_ref, out.image_id, out.size_bytes)
+        load(kept, epoch=3)
+    sent[b"s1"] = (target, out.image_id, out.size_bytes)
     # a config changed on the way (another entrypoint) is not the image step 10 names
     changed = json.loads(out.config)
     changed["config"]["Entrypoint"] = ["/bin/sh", "-c", "echo injected"]
     with pytest.raises(DigestMismatch):
-        load(epoch=3, config=json.dumps(changed).encode())
+        load(kept, epoch=3, config=json.dumps(changed).encode())
     with pytest.raises(NotFound):  # nothing was received for this attempt
-        load(epoch=1, mid="m9")
-    assert not any("m1-1" in t for i in client.images.list() for t in i.tags)
+        load(kept, epoch=1, mid="m9")
+    assert not any(f"{REPO}/app:m1-" in t for i in client.images.list() for t in i.tags)
 
-    loaded = load(epoch=3)
+    loaded = load(kept, epoch=3)
     assert loaded.verified and loaded.digest == out.image_id == loaded.image_id
-    assert not (tmp_path / "diffs" / "m1.3.tar").exists()  # dropped once loaded
+    assert not (tmp_path / "dst" / "diffs" / "m1.3.tar").exists()  # dropped once loaded
     image = client.images.get(loaded.pinned_ref)
     assert image.id == loaded.image_id
     assert image.attrs["RootFS"]["Layers"] == [*base.attrs["RootFS"]["Layers"], out.digest]

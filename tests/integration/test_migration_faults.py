@@ -25,7 +25,9 @@ that the SMF's location names the host whose copy runs. Any lost block, double-r
 migration not completed fails the test.
 
 The schedule follows the phases of the order the SMF runs (``EDGEFERRY_FAULT_ORDER=paper`` runs
-the paper's order instead of the default diff-first one).
+the paper's order instead of the default diff-first one). A second run of the test uses the
+direct order (the diff relayed from agent to agent through the SMF, then published):
+``EDGEFERRY_DIRECT_FAULTS`` faults, 12 by default.
 
 CI size: 30 faults (this file's default). Nightly (200 faults):
 
@@ -64,7 +66,8 @@ from tests.integration.migration_lab import WORKLOAD, MigrationLab, migration_la
 
 FAULTS = int(os.environ.get("EDGEFERRY_FAULTS", "30"))
 ORDER = os.environ.get("EDGEFERRY_FAULT_ORDER", "")  # "" (the SMF's default, diff) or "paper"
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * FAULTS))]
+DIRECT_FAULTS = int(os.environ.get("EDGEFERRY_DIRECT_FAULTS", "12"))
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * max(FAULTS, DIRECT_FAULTS)))]
 MAX_MISSED = 0.10      # at most this fraction of faults may miss their phase
 MAX_RETRIES = 5        # Migrate Service retries after one fault
 MIN_PHASE_S = 0.02     # phases shorter than this in the clean run are too short to aim at
@@ -186,11 +189,14 @@ def _location(lab: MigrationLab) -> str:
     return lab.location()[0]
 
 
-def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -> None:
+@pytest.mark.parametrize(("order", "faults_wanted"), [(ORDER, FAULTS), ("direct", DIRECT_FAULTS)],
+                         ids=["order-default-or-env", "order-direct"])
+def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab, order: str,
+                                                            faults_wanted: int) -> None:
     started = time.monotonic()
     seed = int(os.environ.get("EDGEFERRY_FAULT_SEED") or secrets.randbits(32))
     print(f"\nfault seed {seed} (EDGEFERRY_FAULT_SEED={seed} reruns this schedule), "
-          f"faults {FAULTS}, order {ORDER or 'default'}")
+          f"faults {faults_wanted}, order {order or 'default'}")
     lab.push_base_image()  # base layers in the registry once, as on a provisioned lab
     client = lab.nms_client(retry_deadline=180.0)
     engine = docker.from_env()
@@ -212,14 +218,14 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
 
     try:
         write(8)
-        clean = lab.migrate("edge-b", order=ORDER)
+        clean = lab.migrate("edge-b", order=order)
         assert clean.migrated, phase_table(clean)
         durations = {p.phase: p.wall_seconds for p in clean.phases if p.outcome == "ok"}
         targets = [p for p, s in durations.items() if s >= MIN_PHASE_S]
         print("clean migration:\n" + phase_table(clean))
         print(f"phases aimed at: {targets}; too short to aim at (< {MIN_PHASE_S * 1000:.0f} ms):"
               f" {[p for p in durations if p not in targets]}")
-        faults = schedule(seed, FAULTS, targets)
+        faults = schedule(seed, faults_wanted, targets)
         observed = {p: [durations[p]] for p in targets}
         landings: list[bool] = []
         retries_needed = completed = not_completed = 0
@@ -235,7 +241,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
             aim = median(observed[fault.phase][-9:])
             injector = Injector(lab, fault, source, destination, aim)
             try:
-                first = lab.migrate(destination, order=ORDER)
+                first = lab.migrate(destination, order=order)
                 outcome = ("migrated" if first.migrated
                            else _one_line(first.error_message, 120))
             except Exception as err:  # the SMF killed under the call
@@ -253,7 +259,7 @@ def test_randomized_faults_then_retry_checked_independently(lab: MigrationLab) -
             while not done and attempts < MAX_RETRIES:
                 attempts += 1
                 try:
-                    retry = lab.migrate(destination, order=ORDER)
+                    retry = lab.migrate(destination, order=order)
                     done = retry.migrated
                     if not done:
                         print("  retry failed: " + _one_line(retry.error_message, 200))

@@ -1225,16 +1225,8 @@ class ExportDiffRequest(_message.Message):
 
     REF_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
-    REPOSITORY_FIELD_NUMBER: _builtins.int
-    TAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Workload (container) name; the container must be stopped."""
-    repository: _builtins.str
-    """Repository inside the configured registry (as for CommitContainer): the image is tagged
-    <registry>/<repository>:<tag> at the destination, which publishes it there afterwards.
-    """
-    tag: _builtins.str
-    """Tag (default: <migration_id>-<epoch>)."""
     @_builtins.property
     def ref(self) -> Global___MigrationRef:
         """Migration attempt."""
@@ -1244,12 +1236,10 @@ class ExportDiffRequest(_message.Message):
         *,
         ref: Global___MigrationRef | None = ...,
         name: _builtins.str = ...,
-        repository: _builtins.str = ...,
-        tag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref", "repository", b"repository", "tag", b"tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1284,14 +1274,11 @@ class ExportDiffResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TIMING_FIELD_NUMBER: _builtins.int
-    IMAGE_REF_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     BASE_IMAGE_ID_FIELD_NUMBER: _builtins.int
     IMAGE_ID_FIELD_NUMBER: _builtins.int
-    image_ref: _builtins.str
-    """Image reference the destination tags: <registry>/<repository>:<tag>."""
     digest: _builtins.str
     """sha256:<hex> of the layer tar (its diff_id); RASP step 10 carries it."""
     size_bytes: _builtins.int
@@ -1312,7 +1299,6 @@ class ExportDiffResult(_message.Message):
         self,
         *,
         timing: _common_pb2.PhaseTiming | None = ...,
-        image_ref: _builtins.str = ...,
         digest: _builtins.str = ...,
         size_bytes: _builtins.int = ...,
         config: _builtins.bytes = ...,
@@ -1321,7 +1307,7 @@ class ExportDiffResult(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_image_id", b"base_image_id", "config", b"config", "digest", b"digest", "image_id", b"image_id", "image_ref", b"image_ref", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_image_id", b"base_image_id", "config", b"config", "digest", b"digest", "image_id", b"image_id", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1366,6 +1352,14 @@ class ImportDiffHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
+    REPOSITORY_FIELD_NUMBER: _builtins.int
+    TAG_FIELD_NUMBER: _builtins.int
+    repository: _builtins.str
+    """Repository inside the configured registry (as for CommitContainer): the destination tags
+    the image <registry>/<its namespace>/<repository>:<tag> and publishes it there afterwards.
+    """
+    tag: _builtins.str
+    """Tag (default: <migration_id>-<epoch>)."""
     @_builtins.property
     def ref(self) -> Global___MigrationRef:
         """Migration attempt."""
@@ -1374,10 +1368,12 @@ class ImportDiffHeader(_message.Message):
         self,
         *,
         ref: Global___MigrationRef | None = ...,
+        repository: _builtins.str = ...,
+        tag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "repository", b"repository", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1426,6 +1422,7 @@ class ImportDiffResponse(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     INTERFACE_RX_BYTES_FIELD_NUMBER: _builtins.int
     INTERFACE_FIELD_NUMBER: _builtins.int
+    IMAGE_REF_FIELD_NUMBER: _builtins.int
     digest: _builtins.str
     """sha256:<hex> of the bytes received."""
     size_bytes: _builtins.int
@@ -1434,6 +1431,8 @@ class ImportDiffResponse(_message.Message):
     """Bytes received on the uplink interface during the receipt (all traffic)."""
     interface: _builtins.str
     """The interface the counters were read from."""
+    image_ref: _builtins.str
+    """Image reference the destination will tag (and publish): RASP step 10 names it."""
     @_builtins.property
     def timing(self) -> _common_pb2.PhaseTiming:
         """Timing of the receipt; bytes_moved = the layer's bytes received."""
@@ -1446,10 +1445,11 @@ class ImportDiffResponse(_message.Message):
         size_bytes: _builtins.int = ...,
         interface_rx_bytes: _builtins.int = ...,
         interface: _builtins.str = ...,
+        image_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timing", b"timing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "interface", b"interface", "interface_rx_bytes", b"interface_rx_bytes", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "image_ref", b"image_ref", "interface", b"interface", "interface_rx_bytes", b"interface_rx_bytes", "size_bytes", b"size_bytes", "timing", b"timing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1468,7 +1468,7 @@ class LoadDiffRequest(_message.Message):
     BASE_IMAGE_ID_FIELD_NUMBER: _builtins.int
     RASP_SESSION_ID_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
-    """Image reference to tag (ExportDiffResult.image_ref)."""
+    """Image reference to tag (ImportDiffResponse.image_ref)."""
     expected_digest: _builtins.str
     """sha256 of config (the image id); must equal RASP step 10's digest, and the config's last
     diff_id must be the kept layer's digest.
