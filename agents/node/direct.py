@@ -34,7 +34,7 @@ from docker.errors import APIError, ImageNotFound
 from agents.common.platforms import Platform
 from agents.node.difflayer import DELETED, BadChanges, ChunkReader, LayerWriter, plan_layer
 from agents.node.domain import ImageRef, InvalidRequest, PhaseFailed
-from agents.node.engine import DockerEngine, Timed, _raise_stream_error
+from agents.node.engine import DockerEngine, Timed
 from agents.node.flatten import image_archive, image_config
 
 #: Go's os.ModeDir in the engine's path stat
@@ -253,17 +253,7 @@ def load_diff(engine: DockerEngine, layer: Path, size: int, config_bytes: bytes,
                           f"not those of {base_image_id[:19]} ({len(base)} layers)")
     started = time.monotonic()
     with layer.open("rb") as fh:
-        try:
-            events = list(engine.client.api.load_image(
-                image_archive(fh, size, config_bytes, str(target), len(base))))
-        except APIError as err:
-            raise PhaseFailed(f"load {target}: {err.explanation or err}") from None
-    _raise_stream_error(events, f"load {target}")
-    try:
-        image = engine.client.images.get(str(target))
-    except ImageNotFound:
-        raise PhaseFailed(f"load {target}: no image afterwards") from None
-    if list(image.attrs["RootFS"].get("Layers") or []) != diff_ids:
-        raise PhaseFailed(f"load {target}: the engine holds other layers than the config")
+        image = engine.load_archive(image_archive(fh, size, config_bytes, str(target), len(base)),
+                                    str(target), diff_ids, "load")
     return Timed(time.monotonic() - started, {"image_id": str(image.id)})
 

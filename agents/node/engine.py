@@ -346,20 +346,28 @@ class DockerEngine:
                 os_name=str(source["Os"]), variant=str(source.get("Variant") or ""),
                 diff_id=diff_id, created=created,
                 created_by=f"edgeferry: flattened {container.name} (docker export)")
-            try:
-                events = list(self.client.api.load_image(
-                    image_archive(layer, size, json.dumps(config).encode(), str(image_ref))))
-            except APIError as err:
-                raise PhaseFailed(f"load flattened {image_ref}: {err.explanation or err}") from None
-        _raise_stream_error(events, f"load flattened {image_ref}")
-        try:
-            image = self.client.images.get(str(image_ref))
-        except ImageNotFound:
-            raise PhaseFailed(f"load flattened {image_ref}: no image afterwards") from None
-        if list(image.attrs["RootFS"].get("Layers") or []) != [diff_id]:
-            raise PhaseFailed(f"load flattened {image_ref}: the engine holds other layers than "
-                              f"the export {diff_id}")
+            image = self.load_archive(
+                image_archive(layer, size, json.dumps(config).encode(), str(image_ref)),
+                str(image_ref), [diff_id], "load flattened")
         return str(image.id), size
+
+    def load_archive(self, archive: Iterable[bytes], target: str, layers: list[str],
+                     what: str) -> Any:
+        """``docker load`` of ``archive`` (it tags ``target``); the loaded image, whose layers
+        must be ``layers`` (else PhaseFailed, as for any engine error)."""
+        try:
+            events = list(self.client.api.load_image(archive))
+        except APIError as err:
+            raise PhaseFailed(f"{what} {target}: {err.explanation or err}") from None
+        _raise_stream_error(events, f"{what} {target}")
+        try:
+            image = self.client.images.get(target)
+        except ImageNotFound:
+            raise PhaseFailed(f"{what} {target}: no image afterwards") from None
+        if list(image.attrs["RootFS"].get("Layers") or []) != layers:
+            raise PhaseFailed(f"{what} {target}: the engine holds other layers than "
+                              f"{layers[-1] if layers else 'none'} on top")
+        return image
 
     def push(self, image_ref: ImageRef) -> Timed:
         reg = self._need_registry()

@@ -95,15 +95,21 @@ def files_of(client: Any, container_id: str) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-@pytest.fixture
-def client() -> Iterator[Any]:
+def engine_client(prefix: str, repo: str) -> Iterator[Any]:
+    """A Docker client; afterwards the containers named ``prefix``* and the images tagged
+    under ``repo`` are removed."""
     c = docker.from_env()
     yield c
-    for container in c.containers.list(all=True, filters={"name": PREFIX}):
+    for container in c.containers.list(all=True, filters={"name": prefix}):
         container.remove(force=True, v=True)
-    tags = [t for image in c.images.list() for t in image.tags if REPO in t]
+    tags = [t for image in c.images.list() for t in image.tags if repo in t]
     for tag in sorted(tags, reverse=True):  # children first: the chain goes with its tags
         c.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    yield from engine_client(PREFIX, REPO)
 
 
 def test_commit_depth_stays_bounded_and_the_flattened_image_is_the_same(

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
@@ -31,7 +30,7 @@ from agents.node.engine import DockerEngine, RegistryAccess
 from agents.node.gpu import NO_GPU
 from agents.node.store import NodeStore
 from edgeferry.images.base import busybox_base
-from tests.integration.test_commit_depth import CONFIG_FIELDS, NOT_STATE
+from tests.integration.test_commit_depth import CONFIG_FIELDS, NOT_STATE, engine_client
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -78,13 +77,7 @@ def files_of(client: Any, container_id: str) -> dict[str, tuple[Any, ...]]:
 
 @pytest.fixture
 def client() -> Iterator[Any]:
-    c = docker.from_env()
-    yield c
-    for container in c.containers.list(all=True, filters={"name": PREFIX}):
-        container.remove(force=True, v=True)
-    tags = [t for image in c.images.list() for t in image.tags if REPO in t]
-    for tag in sorted(tags, reverse=True):
-        c.images.remove(tag, force=True)
+    yield from engine_client(PREFIX, REPO)
 
 
 def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
