@@ -396,8 +396,8 @@ class NodeContainerPhases:
         """Direct order, the source stopped: the SMF relays the layer the source's agent makes
         of the container's changes (ExportDiff) to the destination's agent (ImportDiff), chunk
         by chunk as it is made, so both links carry it at once and nothing waits for a
-        registry. The destination keeps it until `load`; the source's result (digest, size,
-        config) is what RASP step 10 carries next."""
+        registry. The destination keeps it until `load`; the source's result gives the new
+        image's id (its config's digest), which RASP step 10 carries next."""
         t = self.template(state)
         ref = self.ref(state)
         source = self.node(state.source).ExportDiff(
@@ -445,8 +445,9 @@ class NodeContainerPhases:
                              f"source: {out.timing.detail}")
 
     def load(self, state: MigrationState) -> PhaseResult:
-        """Direct order, after RASP step 10: the destination checks the kept layer against
-        the digest the source sent under Ksc and loads it on the image it pre-pulled."""
+        """Direct order, after RASP step 10: the destination checks the config against the
+        image id the source sent under Ksc, and the kept layer against the config's top
+        layer, then loads them on the image it pre-pulled."""
         out: pb.ExportDiffResult = state.extras["diff_export"]
         resp = _rpc(self.node(state.destination).LoadDiff,
                     pb.LoadDiffRequest(ref=self.ref(state), image_ref=state.extras["image_ref"],
