@@ -514,9 +514,10 @@ class NodeCore:
         if not req.rasp_session_id:
             raise InvalidRequest("rasp_session_id is required: the image is checked against "
                                  "RASP step 10")
-        if bytes_digest(bytes(req.config)) != req.expected_digest:
-            raise DigestMismatch(f"the config hashes to {bytes_digest(bytes(req.config))}, "
-                                 f"not {req.expected_digest}")
+        config_digest = bytes_digest(bytes(req.config))
+        if config_digest != req.expected_digest:
+            raise DigestMismatch(f"the config hashes to {config_digest}, not "
+                                 f"{req.expected_digest}")
         self._check_transfer(bytes(req.rasp_session_id), str(ref), req.expected_digest)
         mid = check_migration_id(req.ref.migration_id)
 

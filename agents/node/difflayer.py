@@ -67,6 +67,12 @@ def _clean(path: str) -> str:
     return norm
 
 
+def within(path: str, roots: Iterable[str]) -> bool:
+    """True when ``path`` is one of ``roots`` or lies under one (the container's mounts)."""
+    return any(path == root or path.startswith(root + "/")
+               for root in (r.rstrip("/") for r in roots))
+
+
 def _under(path: str, roots: set[str]) -> bool:
     parent = posixpath.dirname(path)
     while parent != "/":
@@ -169,7 +175,7 @@ class LayerWriter:
         self.entries = 0
         self._content = 0  # bytes of the entries added (the tar module buffers a record)
         #: paths left out with everything under them (the container's mounts)
-        self._skip = tuple(p.rstrip("/") for p in skip if p.strip("/"))
+        self._skip = tuple(p for p in skip if p.strip("/"))
 
     def _check(self) -> None:
         if max(self._sink.size, self._content) > self._max:
@@ -187,8 +193,7 @@ class LayerWriter:
                 if name.startswith(("/", "../")) or name == "..":
                     raise BadChanges(f"archive of {fetch.path} holds {member.name[:200]!r}")
                 member.name = posixpath.join(parent, name) if parent else name
-                full = "/" + member.name
-                if any(full == r or full.startswith(r + "/") for r in self._skip):
+                if within("/" + member.name, self._skip):
                     continue
                 if member.islnk():  # a hard link inside the fetched subtree
                     member.linkname = posixpath.join(parent, member.linkname) if parent \

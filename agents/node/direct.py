@@ -32,7 +32,14 @@ from typing import Any
 from docker.errors import APIError, ImageNotFound
 
 from agents.common.platforms import Platform
-from agents.node.difflayer import DELETED, BadChanges, ChunkReader, LayerWriter, plan_layer
+from agents.node.difflayer import (
+    DELETED,
+    BadChanges,
+    ChunkReader,
+    LayerWriter,
+    plan_layer,
+    within,
+)
 from agents.node.domain import ImageRef, InvalidRequest, PhaseFailed
 from agents.node.engine import DockerEngine, Timed
 from agents.node.flatten import image_archive, image_config
@@ -72,8 +79,8 @@ def receive_file(path: Path, chunks: Iterable[bytes], limit: int) -> tuple[str, 
             for chunk in chunks:
                 size += len(chunk)
                 if size > limit or len(chunk) > DIFF_CHUNK_BYTES:
-                    raise InvalidRequest(f"the stream holds more than the {limit} bytes "
-                                         "announced (or a chunk over 1 MiB)")
+                    raise InvalidRequest(f"the stream holds more than {limit} bytes (or a "
+                                         f"chunk over {DIFF_CHUNK_BYTES} bytes)")
                 sha.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -137,10 +144,6 @@ class _QueueWriter:
             self.buf.clear()
 
 
-def _under_any(path: str, roots: Iterable[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
 def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
                 max_bytes: int) -> Iterator[bytes | Exported]:
     """The stopped container ``name``'s changes as one layer tar (difflayer.py), streamed as
@@ -165,7 +168,7 @@ def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
         sink = _QueueWriter(queue, cancelled)
         try:
             changes = [c for c in engine.client.api.diff(container.id) or []
-                       if not _under_any(str(c.get("Path", "")), mounts)]
+                       if not within(str(c.get("Path", "")), mounts)]
             exists = {str(c["Path"]): path_stat(engine, container.id, str(c["Path"])) is not None
                       for c in changes if c.get("Kind") == DELETED}
             plan = plan_layer(changes, exists)
