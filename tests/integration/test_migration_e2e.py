@@ -387,3 +387,19 @@ def test_the_installed_command_prints_each_phase_as_it_ends(lab: MigrationLab,
     assert denied.returncode == 1, denied.stdout + denied.stderr
     assert "the service stays on edge-b (epoch 2)" in denied.stderr, denied.stderr
     assert lab.location() == ("edge-b", 2) and lab.running_on() == "edge-b"
+
+    # the direct order through the same command: its phases, exit 0; an unknown order is a
+    # usage error (exit 2) that names the orders
+    back = subprocess.run([str(SCRIPT), "smf", "migrate", lab.service_id, "--to", "edge-a",
+                           "--order", "direct", *conn], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    lines = [m.group(1) for line in back.stdout.splitlines()
+             if (m := re.match(r"^  (\w+)\s+ok\s+[\d.]+ ms$", line.rstrip()))]
+    assert lines == DIRECT_PHASES, back.stdout
+    assert lab.location() == ("edge-a", 3) and lab.running_on() == "edge-a"
+    bogus = subprocess.run([str(SCRIPT), "smf", "migrate", lab.service_id, "--to", "edge-b",
+                            "--order", "registry-free", *conn], capture_output=True, text=True,
+                           env=env, cwd=REPO, timeout=60)
+    assert bogus.returncode == 2 and "'direct'" in bogus.stderr, bogus.stderr
+    assert lab.location() == ("edge-a", 3)
