@@ -67,6 +67,13 @@ def show(label: str, result: PlaybookResult, seconds: float, goal: float) -> Non
               f"{row.changed:>8}")
 
 
+def slowest(label: str, result: PlaybookResult) -> None:
+    print(f"\n  slowest tasks of the {label} (host-seconds summed over hosts):")
+    for task in slow_tasks(load_events(result.run_dir), top=12):
+        print(f"  {task.seconds:>7.2f} s  {task.hosts} hosts  changed={task.changed}  "
+              f"{task.play[:30]} / {task.task[:60]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edges", type=int, default=None,
@@ -98,6 +105,7 @@ def main() -> int:
         first, first_s = deploy(inventory, force=False, strategy=args.strategy)
         assert first is not None, "fresh hosts hold no stamp: the first deploy must run"
         show("first deploy (fresh hosts)", first, first_s, GOAL_FIRST_S)
+        slowest("first deploy", first)
         second, second_s = deploy(inventory, force=False, strategy=args.strategy)
         print(f"\nsecond deploy, nothing changed (stamps read, playbook "
               f"{'skipped' if second is None else 'RUN'}): {second_s:.1f} s "
@@ -106,10 +114,7 @@ def main() -> int:
         assert forced is not None
         show(f"second full playbook run, nothing changed (--force, strategy {forced.strategy})",
              forced, forced_s, GOAL_SECOND_S)
-        print("\n  slowest tasks of the forced run (host-seconds summed over hosts):")
-        for task in slow_tasks(load_events(forced.run_dir), top=12):
-            print(f"  {task.seconds:>7.2f} s  {task.hosts} hosts  changed={task.changed}  "
-                  f"{task.play[:30]} / {task.task[:60]}")
+        slowest("forced run", forced)
         print(f"\nfirst {first_s:.1f} s {'meets' if first_s <= GOAL_FIRST_S else 'misses'} "
               f"its goal; second (skip path) {second_s:.1f} s "
               f"{'meets' if second_s <= GOAL_SECOND_S else 'misses'} its goal; forced full "

@@ -39,13 +39,18 @@ PACKAGES = (
 # roles/docker_engine's __docker_engine_packages). The "prebaked" image carries them, so the
 # first deploy of a lab finds them installed (the roles still assert them, changed=0) instead of
 # spending its largest share downloading and unpacking the Docker engine on every host at once.
-# Host-specific packages (the registry's, on the control host only) are not prebaked: an
-# unneeded nginx would run on every edge.
+# The registry's packages (roles/registry's __registry_packages) are prebaked too, with their
+# services installed but not enabled (PREBAKED_DISABLED): the registry role enables and starts
+# them on the registry host alone, so no edge runs an unneeded nginx or registry.
 PREBAKED = (
     "python3-venv",
     "docker.io",
     "python3-requests",
+    "docker-registry",
+    "apache2-utils",
+    "nginx",
 )
+PREBAKED_DISABLED = ("nginx.service", "docker-registry.service")
 
 # Files written into the root filesystem after debootstrap: path -> (mode, content).
 _HOSTKEY_UNIT = """\
@@ -99,19 +104,22 @@ class ImageRecipe:
         (path, mode, text) for path, (mode, text) in sorted(CONFIG_FILES.items())
     )
     masked: tuple[str, ...] = MASKED_UNITS
+    # installed units left disabled (their packages enable them at install)
+    disabled: tuple[str, ...] = ()
 
     @classmethod
     def for_variant(cls, variant: str) -> ImageRecipe:
         """The recipe of a lab file's `host_image`: "prebaked" or "minimal"."""
         if variant == "prebaked":
-            return cls(packages=PACKAGES + PREBAKED)
+            return cls(packages=PACKAGES + PREBAKED, disabled=PREBAKED_DISABLED)
         if variant == "minimal":
             return cls()
         raise ValueError(f"unknown host image variant {variant!r}; use prebaked or minimal")
 
     def digest(self) -> str:
         blob = json.dumps(
-            [self.suite, self.mirror, self.packages, self.files, self.masked], sort_keys=True
+            [self.suite, self.mirror, self.packages, self.files, self.masked]
+            + ([list(self.disabled)] if self.disabled else []), sort_keys=True
         ).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -139,6 +147,9 @@ def configure_rootfs(root: Path, recipe: ImageRecipe) -> None:
     link = wants / "edgeferry-ssh-hostkeys.service"
     if not link.is_symlink():
         link.symlink_to("/etc/systemd/system/edgeferry-ssh-hostkeys.service")
+    for unit in recipe.disabled:
+        for target in (root / "etc/systemd/system").glob(f"*.wants/{unit}"):
+            target.unlink()
     for unit in recipe.masked:
         masked = root / "etc/systemd/system" / unit
         if masked.exists() or masked.is_symlink():

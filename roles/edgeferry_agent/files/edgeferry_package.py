@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -353,8 +354,36 @@ def pin_to_controller(requirements: list[str], python_version: str | None = None
 RESOLVED = "resolved.json"
 
 
+def project_name(requirement: str) -> str:
+    """The normalized project name of a requirement ("PyYAML>=6.0" -> "pyyaml")."""
+    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def tool_wheels(tools: list[str], wheels: list[str]) -> dict[str, str]:
+    """The wheel of each tool (by normalized project name, and version where the tool is
+    pinned with ==: the folder keeps the wheels of earlier pins) among the wheelhouse's
+    files."""
+    found = {}
+    for tool in tools:
+        name = project_name(tool)
+        pinned = tool.split("==", 1)[1].strip() if "==" in tool else None
+        matches = [w for w in wheels if project_name(w.split("-", 1)[0]) == name
+                   and (pinned is None or w.split("-")[1] == pinned)]
+        if len(matches) != 1:
+            raise SystemExit(f"the wheelhouse holds {len(matches)} wheels of {name}, not one: "
+                             f"{matches}")
+        found[name] = matches[0]
+    return found
+
+
 def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
-                     requirements: list[str], python: str, refresh: bool = False) -> dict:
+                     requirements: list[str], python: str, refresh: bool = False,
+                     tools: list[str] | None = None) -> dict:
+    """Download `requirements` (installed on the host) and `tools` (used by the deploy on the
+    host, e.g. the installer uv, never installed into the agents' virtualenv) as wheels for the
+    host's platform, into `out` and one archive of it."""
+    tools = tools or []
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     before = {p.name for p in out.glob("*.whl")}
     archive = out.with_name(out.name + ".tar")
@@ -364,18 +393,20 @@ def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
     except (OSError, ValueError):
         known = {}
     if (not refresh and known.get("requirements") == requirements
+            and known.get("tools", []) == tools
             and isinstance(known.get("wheels"), list) and known["wheels"]
             and set(known["wheels"]) == before and archive.exists()):
         return {"changed": False, "resolved": False, "wheelhouse": str(out),
                 "wheels": sorted(known["wheels"]), "archive": str(archive),
-                "requirements": requirements}
+                "requirements": requirements,
+                "tools": tool_wheels(tools, sorted(known["wheels"]))}
     short = "".join(python_version.split(".")[:2])
     cmd = [python, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(out),
            "--implementation", "cp", "--python-version", python_version, "--abi", f"cp{short}",
            "--abi", "abi3", "--abi", "none"]
     for tag in platform_tags(arch, glibc):
         cmd += ["--platform", tag]
-    cmd += requirements
+    cmd += requirements + tools
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"downloading the wheelhouse failed:\n{proc.stdout}\n{proc.stderr}")
@@ -383,11 +414,12 @@ def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
     if set(after) != before or not archive.exists():
         write_archive(archive, [out / name for name in after])
     partial = record.with_name(f"{RESOLVED}.{os.getpid()}.partial")
-    partial.write_text(json.dumps({"requirements": requirements, "wheels": after}, indent=2)
-                       + "\n")
+    partial.write_text(json.dumps({"requirements": requirements, "tools": tools,
+                                   "wheels": after}, indent=2) + "\n")
     partial.replace(record)
     return {"changed": set(after) != before, "resolved": True, "wheelhouse": str(out),
-            "wheels": after, "archive": str(archive), "requirements": requirements}
+            "wheels": after, "archive": str(archive), "requirements": requirements,
+            "tools": tool_wheels(tools, after)}
 
 
 def write_archive(archive: Path, files: list[Path]) -> None:
@@ -425,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="pin requirements to the versions installed on the controller")
     house.add_argument("--refresh", action="store_true",
                        help="resolve again even when the folder's last resolution matches")
+    house.add_argument("--tool", action="append", default=[],
+                       help="a requirement used by the deploy on the host (e.g. uv==0.13.9), "
+                            "downloaded beside the runtime requirements but not one of them "
+                            "(repeatable)")
     house.add_argument("requirements", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "wheel" and args.installed:
@@ -437,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         reqs = (pin_to_controller(args.requirements, args.python_version) if args.pin
                 else args.requirements)
         result = build_wheelhouse(args.out, args.arch, args.python_version, args.glibc,
-                                  reqs, sys.executable, refresh=args.refresh)
+                                  reqs, sys.executable, refresh=args.refresh,
+                                  tools=args.tool)
     print(json.dumps(result))
     return 0
 

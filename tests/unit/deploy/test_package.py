@@ -188,3 +188,45 @@ def test_a_wheelhouse_is_resolved_again_only_when_its_record_no_longer_matches(p
     assert house(["a==1", "b==3"], refresh=True)["resolved"] and pip_runs() == 4
     (out / "resolved.json").write_text("{not json")                 # a torn record
     assert house(["a==1", "b==3"])["resolved"] and pip_runs() == 5
+
+
+def test_a_deploy_tool_is_downloaded_into_the_wheelhouse_and_named_apart(pkg, tmp_path: Path):
+    """The installer the hosts run (uv) travels in the wheelhouse archive but is reported apart
+    from the requirements, which are what the role installs into the agents' virtualenv."""
+    import json
+    import tarfile
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/usr/bin/env python3\n"
+        "import sys, pathlib\n"
+        "args = sys.argv[1:]\n"
+        "dest = pathlib.Path(args[args.index('--dest') + 1])\n"
+        "for req in [a for a in args if '==' in a]:\n"
+        "    name, version = req.split('==')\n"
+        "    tag = 'py3-none-manylinux_2_17_x86_64' if name == 'uv' else 'py3-none-any'\n"
+        "    (dest / f'{name.replace(\"-\", \"_\")}-{version}-{tag}.whl').write_bytes(b'w')\n")
+    fake_python.chmod(0o755)
+    out = tmp_path / "house" / "x86_64-cp3.11-glibc2.36"
+    reqs = ["PyYAML==6.0.4", "grpcio-health-checking==1.85.1"]
+    first = pkg.build_wheelhouse(out, "x86_64", "3.11", "2.36", reqs, str(fake_python),
+                                 tools=["uv==0.13.9"])
+    assert first["requirements"] == reqs
+    assert first["tools"] == {"uv": "uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl"}
+    with tarfile.open(first["archive"]) as tar:
+        assert "uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl" in tar.getnames()
+    assert json.loads((out / "resolved.json").read_text())["tools"] == ["uv==0.13.9"]
+    kept = pkg.build_wheelhouse(out, "x86_64", "3.11", "2.36", reqs, str(fake_python),
+                                tools=["uv==0.13.9"])
+    assert not kept["resolved"] and kept["tools"] == first["tools"]
+    # another tool pin resolves again; a record without the tool (an older cache) does too
+    assert pkg.build_wheelhouse(out, "x86_64", "3.11", "2.36", reqs, str(fake_python),
+                                tools=["uv==0.14.0"])["resolved"]
+    # a tool the index did not give a wheel of is an error naming it
+    with pytest.raises(SystemExit, match="wheels of ruff"):
+        pkg.tool_wheels(["ruff==1"], first["wheels"])
+
+
+def test_requirement_names_are_normalized_as_the_packaging_spec_says(pkg):
+    assert [pkg.project_name(r) for r in
+            ["PyYAML>=6.0", "grpcio_health.checking==1", "uv", "docker[ssh]>=7", "a ; x"]] == \
+        ["pyyaml", "grpcio-health-checking", "uv", "docker", "a"]
