@@ -10,6 +10,9 @@ APT_PACKAGES=(python3 python3-venv python3-dev gcc make git rsync curl ca-certif
   docker.io docker-registry apache2-utils nginx debootstrap iperf3 iproute2 openssh-client procps fuse3
   qemu-user-static chromium chromium-driver)  # chromium: the UI server's browser test (Playwright)
 VENV=.venv
+# the installer of the virtualenv's packages (pip installs it, then it installs the rest in a
+# fraction of pip's time); the lab hosts use the same pin (roles/edgeferry_agent/defaults)
+UV_REQUIREMENT=uv==0.13.9
 LOG_DIR=/var/log/edgeferry
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -32,15 +35,16 @@ install_packages() {
 
 ensure_venv() {
   local stamp="$VENV/.edgeferry-installed" want
-  want=$(sha256sum pyproject.toml | cut -c1-16)
+  want=$( (sha256sum pyproject.toml; echo "$UV_REQUIREMENT") | sha256sum | cut -c1-16)
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing edgeferry and its dependencies into $VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
+    "$VENV/bin/pip" install -q "$UV_REQUIREMENT"
+    "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e '.[test]' \
+      --config-setting editable_mode=compat
     echo "$want" > "$stamp"
   fi
 }

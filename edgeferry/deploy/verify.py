@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -42,11 +43,20 @@ def multiplexing_config(ansible_cfg: Path, sockets: Path, run_dir: Path) -> Path
     return out
 
 
-def pytest_command(inventory: Path, junit: Path, extra: list[str] | None = None) -> list[str]:
-    """The pytest command line that checks every host of `inventory` over SSH."""
+#: pytest-xdist workers of the suite: the checks wait on SSH round trips, not on the CPU, so
+#: several hosts are checked at once (each worker shares the host's multiplexed connection)
+VERIFY_WORKERS = 4
+
+
+def pytest_command(inventory: Path, junit: Path, extra: list[str] | None = None,
+                   workers: int | None = None) -> list[str]:
+    """The pytest command line that checks every host of `inventory` over SSH, in `workers`
+    processes (default VERIFY_WORKERS when pytest-xdist is installed; 0 or 1: one process)."""
     if INFRA_TESTS is None:
         raise EnvironmentProblem("the host verification suite (tests/infra) comes with a "
                                  "checkout of edgeferry, not with the installed wheel")
+    if workers is None:
+        workers = VERIFY_WORKERS if importlib.util.find_spec("xdist") is not None else 1
     return [
         sys.executable, "-m", "pytest", str(INFRA_TESTS),
         "--hosts=ansible://all",
@@ -54,6 +64,7 @@ def pytest_command(inventory: Path, junit: Path, extra: list[str] | None = None)
         "-p", "no:cacheprovider",
         f"--junitxml={junit}",
         "-q", "-rfE",
+        *(["-n", str(workers)] if workers > 1 else []),
         *(extra or []),
     ]
 

@@ -230,3 +230,17 @@ def test_requirement_names_are_normalized_as_the_packaging_spec_says(pkg):
     assert [pkg.project_name(r) for r in
             ["PyYAML>=6.0", "grpcio_health.checking==1", "uv", "docker[ssh]>=7", "a ; x"]] == \
         ["pyyaml", "grpcio-health-checking", "uv", "docker", "a"]
+
+
+def test_the_lab_hosts_and_the_setup_script_pin_the_same_installer():
+    """edgeferry.sh installs the controller's virtualenv with uv and the agent role installs the
+    hosts' with uv: one version, so the hosts never run an installer the suite did not."""
+    import re
+
+    import yaml
+    repo = Path(__file__).resolve().parents[3]
+    script = re.search(r"^UV_REQUIREMENT=(\S+)$", (repo / "edgeferry.sh").read_text(), re.M)
+    defaults = yaml.safe_load((repo / "roles/edgeferry_agent/defaults/main.yml").read_text())
+    assert script is not None, "edgeferry.sh names no UV_REQUIREMENT"
+    assert re.fullmatch(r"uv==\d+\.\d+\.\d+", script.group(1)), script.group(1)
+    assert defaults["edgeferry_agent_installer"] == script.group(1)

@@ -57,3 +57,17 @@ def test_under_the_shipped_config_alone_testinfra_opens_a_connection_per_command
     """Why the verify config exists: without a control path testinfra adds none."""
     command = ssh_command(inventory, resources.ansible_cfg(), monkeypatch)
     assert "ControlPath" not in command
+
+
+def test_the_hosts_are_checked_by_several_workers_and_one_when_asked(tmp_path: Path):
+    """The suite runs under pytest-xdist (a test extra) with VERIFY_WORKERS processes; a caller
+    may ask for one process, and pytest's own arguments still come last."""
+    import importlib.util
+
+    from edgeferry.deploy.verify import VERIFY_WORKERS, pytest_command
+    assert importlib.util.find_spec("xdist") is not None, "pytest-xdist is a test extra"
+    inv, junit = tmp_path / "inv", tmp_path / "junit.xml"
+    default = pytest_command(inv, junit, ["-k", "agents"])
+    assert default[default.index("-n") + 1] == str(VERIFY_WORKERS) and VERIFY_WORKERS > 1
+    assert default[-2:] == ["-k", "agents"]
+    assert "-n" not in pytest_command(inv, junit, workers=1)
