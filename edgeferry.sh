@@ -77,8 +77,11 @@ case "${1:-}" in
   test)
     setup
     shift
-    say "running the test suite"
-    exec "$VENV/bin/pytest" "$@"
+    # in parallel: pytest-xdist workers, one test module (or the shared lab's tests) per unit of
+    # work, heaviest first (tests/conftest.py); EDGEFERRY_TEST_WORKERS=0 runs them one by one
+    workers="${EDGEFERRY_TEST_WORKERS:-3}"
+    say "running the test suite ($workers workers)"
+    exec "$VENV/bin/pytest" -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
     ;;
   *) echo "usage: $0 demo|test|setup" >&2; exit 2 ;;
 esac

@@ -180,3 +180,41 @@ def restore_logging() -> Iterator[None]:
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+# --- parallel runs --------------------------------------------------------------------------
+# `./edgeferry.sh test` runs the suite in pytest-xdist workers with `--dist loadgroup
+# --no-loadscope-reorder`. Each test module is one unit of work (its module-scoped fixtures, its
+# container names and its engine state are set up once, on one worker), and every test that uses
+# the shared deployed lab (tests/integration/conftest.py) is in one group, so that lab is brought
+# up and deployed once. Under xdist the units are queued heaviest first: the shared lab, the
+# other lab tests, the Docker tests, then the rest, so the long lab chain starts at once and
+# the short units fill the other workers around it.
+SHARED_LAB_GROUP = "shared-lab"
+SHARED_LAB_FIXTURES = frozenset({"deployed_lab", "deployed_lab_file"})
+
+
+def work_group(item: pytest.Item) -> str:
+    """The xdist group of a test: the shared lab's, else its module's."""
+    if SHARED_LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return SHARED_LAB_GROUP
+    return item.nodeid.split("::", 1)[0]
+
+
+def queue_rank(item: pytest.Item) -> int:
+    """0 for the shared lab's tests, 1 other lab tests, 2 Docker tests, 3 the rest."""
+    if work_group(item) == SHARED_LAB_GROUP:
+        return 0
+    if item.get_closest_marker("lab"):
+        return 1
+    return 2 if item.get_closest_marker("docker") else 3
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group (and, in an xdist worker, order) the collected tests; see the comment above."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(work_group(item)))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=queue_rank)  # stable: each group keeps its collection order
