@@ -30,6 +30,7 @@ from edgeferry.lab.hosts import HostContainers, container_name, volume_name
 from edgeferry.lab.image import ImageRecipe, build_image
 from edgeferry.lab.inventory import render_inventory, write_inventory
 from edgeferry.lab.links.lab import LabLinks
+from edgeferry.lab.machine import machine_step
 from edgeferry.lab.network import LabNetwork, network_name
 from edgeferry.lab.state import LabState, UpResult
 from edgeferry.workspace import inventory_dir
@@ -91,19 +92,21 @@ class EmulatedLab:
         changes: list[str] = []
         self.client.ping()  # fail fast, before any work, when the engine is not reachable
         network, hosts = self.network, self.hosts
-        network.check_subnet_free()
-        if any(self.spec.workload_platform(h) == "linux/arm64" for h in self.spec.hosts):
-            done = ensure_qemu_aarch64()
-            if done != "kept":
-                changes.append(f"binfmt_misc: qemu-aarch64 {done} (fix-binary)")
-        recipe = ImageRecipe.for_variant(self.spec.host_image)
-        tag, build_seconds = build_image(recipe, log=self.log)
-        if build_seconds:
-            changes.append(f"built image {tag} in {build_seconds:.0f} s")
-        previous = LabState.load(self.spec.name)
-        if previous and previous.fingerprint != self.spec.fingerprint():
-            self.log(f"lab {self.spec.name!r}: spec changed since the last `lab up`; reconciling")
-        net = network.ensure(changes)
+        with machine_step(self.log):  # the machine's, not this lab's: one `lab up` at a time
+            network.check_subnet_free()
+            if any(self.spec.workload_platform(h) == "linux/arm64" for h in self.spec.hosts):
+                done = ensure_qemu_aarch64()
+                if done != "kept":
+                    changes.append(f"binfmt_misc: qemu-aarch64 {done} (fix-binary)")
+            recipe = ImageRecipe.for_variant(self.spec.host_image)
+            tag, build_seconds = build_image(recipe, log=self.log)
+            if build_seconds:
+                changes.append(f"built image {tag} in {build_seconds:.0f} s")
+            previous = LabState.load(self.spec.name)
+            if previous and previous.fingerprint != self.spec.fingerprint():
+                self.log(f"lab {self.spec.name!r}: spec changed since the last `lab up`; "
+                         "reconciling")
+            net = network.ensure(changes)
         public_key = self.access.ensure_keypair(changes)
         containers: dict[str, Container] = {}
         for host in self.spec.hosts:

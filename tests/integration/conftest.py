@@ -45,13 +45,34 @@ def deployed_lab_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def claim_for_this_worker(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In a parallel run (`./edgeferry.sh test`: pytest-xdist workers) every test of the shared
+    lab must be in this worker's group (tests/conftest.py); a second worker asking for the lab
+    means the groups do not hold, and it must not bring up a lab of the same name beside it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    run_dir = tmp_path_factory.getbasetemp().parent  # one per run, shared by its workers
+    try:
+        fd = os.open(run_dir / "shared-lab.claimed", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        owner = (run_dir / "shared-lab.claimed").read_text()
+        pytest.fail(f"the shared lab belongs to worker {owner} of this run, and {worker} asked "
+                    "for it too: the xdist groups are not holding (see tests/conftest.py; "
+                    "pytest >= 9.2 with pytest-xdist 3.8 drops them)", pytrace=False)
+    os.write(fd, worker.encode())
+    os.close(fd)
+
+
 @pytest.fixture(scope="session")
-def deployed_lab(deployed_lab_file: Path) -> Iterator[Path]:
+def deployed_lab(deployed_lab_file: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Path]:
     """The inventory of a lab deployed from this checkout (see the module doc)."""
     given = os.environ.get("EDGEFERRY_TEST_INVENTORY")
     if given:
         yield Path(given).resolve()
         return
+    claim_for_this_worker(tmp_path_factory)
     # a test run that was killed (a session ending, ^C) leaves its lab behind, owned by its
     # workspace; the name is this suite's, so a new run removes it first (`lab down` by name)
     subprocess.run([*EDGEFERRY, "lab", "down", "--name", SHARED_LAB], cwd=REPO_ROOT, check=True)

@@ -17,7 +17,7 @@ same fixed timestamps, so an unchanged installation gives the same bytes on ever
 platform (CPU architecture, CPython version, glibc version) so hosts install offline. The
 folder records what it was resolved for (resolved.json); the same requirement list again, with
 its wheels present, is not resolved again (--refresh does). The folder may be shared by several
-inventories' deploys (records and archives are replaced whole).
+inventories' deploys: one at a time holds its lock, and records and archives are replaced whole.
 
 Both print one JSON object on stdout; "changed" says whether anything on disk changed.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import hashlib
 import io
 import json
@@ -382,8 +383,24 @@ def build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
                      tools: list[str] | None = None) -> dict:
     """Download `requirements` (installed on the host) and `tools` (used by the deploy on the
     host, e.g. the installer uv, never installed into the agents' virtualenv) as wheels for the
-    host's platform, into `out` and one archive of it."""
-    tools = tools or []
+    host's platform, into `out` and one archive of it.
+
+    Deploys of several inventories share the folder: one at a time holds `<out>.lock` (flock,
+    released when the process ends) while it reads the record, downloads and writes, so two
+    never download into the folder at once nor archive the other's half-written wheels."""
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(out.with_name(out.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _build_wheelhouse(out, arch, python_version, glibc, requirements, python,
+                                 refresh, tools or [])
+    finally:
+        os.close(fd)
+
+
+def _build_wheelhouse(out: Path, arch: str, python_version: str, glibc: str,
+                      requirements: list[str], python: str, refresh: bool,
+                      tools: list[str]) -> dict:
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     before = {p.name for p in out.glob("*.whl")}
     archive = out.with_name(out.name + ".tar")

@@ -244,3 +244,43 @@ def test_the_lab_hosts_and_the_setup_script_pin_the_same_installer():
     assert script is not None, "edgeferry.sh names no UV_REQUIREMENT"
     assert re.fullmatch(r"uv==\d+\.\d+\.\d+", script.group(1)), script.group(1)
     assert defaults["edgeferry_agent_installer"] == script.group(1)
+
+
+def test_two_deploys_sharing_a_wheelhouse_download_one_after_the_other(tmp_path: Path):
+    """Two processes resolving into one folder at once (two inventories deployed together):
+    the stand-in pip logs when each download starts and ends, and takes a second, so downloads
+    that overlapped would show as two starts in a row."""
+    import json
+    log = tmp_path / "log"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/usr/bin/env python3\n"
+        "import os, sys, pathlib, time\n"
+        "args = sys.argv[1:]\n"
+        f"log = open({str(log)!r}, 'a', buffering=1)\n"
+        "log.write(f'start {os.getpid()}\\n')\n"
+        "time.sleep(1.0)\n"
+        "dest = pathlib.Path(args[args.index('--dest') + 1])\n"
+        "for req in [a for a in args if '==' in a]:\n"
+        "    name, version = req.split('==')\n"
+        "    (dest / f'{name}-{version}-py3-none-any.whl').write_bytes(req.encode())\n"
+        "log.write(f'end {os.getpid()}\\n')\n")
+    fake_python.chmod(0o755)
+    out = tmp_path / "house" / "x86_64-cp3.11-glibc2.36"
+    deploy = (
+        "import importlib.util, json, pathlib, sys\n"
+        f"spec = importlib.util.spec_from_file_location('p', {str(HELPER)!r})\n"
+        "m = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        f"print(json.dumps(m.build_wheelhouse(pathlib.Path({str(out)!r}), 'x86_64', '3.11',"
+        f" '2.36', [sys.argv[1]], {str(fake_python)!r})))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", deploy, f"a=={n}"], stdout=subprocess.PIPE,
+                              text=True) for n in (1, 2)]
+    answers = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    events = [line.split()[0] for line in log.read_text().splitlines()]
+    assert events == ["start", "end", "start", "end"], events
+    assert all(a["resolved"] for a in answers)
+    recorded = json.loads((out / "resolved.json").read_text())["wheels"]
+    assert recorded in ([a["wheels"] for a in answers])  # the later one's, written whole
