@@ -51,24 +51,66 @@ PULL_PHASES = ("prepull", "pull", "transfer")
 
 
 # -- bandwidth ---------------------------------------------------------------------------------
+#: iperf3 server ports on the registry host: the push link's measurement, the pull link's
+IPERF_PORTS = (5201, 5202)
+
+
+def _iperf_client(ctx: Any, edge: str, server_ip: str, port: int, direction: str,
+                  seconds: int) -> tuple[list[str], str]:
+    cmd = ["iperf3", "-c", server_ip, "-p", str(port), "-J", "-t", str(seconds), "-i", "0.5"]
+    if direction == "down":
+        cmd.insert(3, "-R")
+    return cmd, str(run(ctx.connection(edge), cmd, check=False, timeout=seconds + 30))
+
+
 def iperf_receiver(eco: Any, ctx: Any, edge: str, direction: str,
                    seconds: int = 3) -> tuple[float, dict[str, Any]]:
     """iperf3 between ``edge`` and the registry host, "up" = edge sends, "down" = edge
     receives; returns the receiver side's bit/s (``end.sum_received``) and the sample."""
+    ((bps, detail),) = _measure(eco, ctx, [(edge, direction)], seconds)
+    return bps, detail
+
+
+def _measure(eco: Any, ctx: Any, legs: list[tuple[str, str]],
+             seconds: int) -> list[tuple[float, dict[str, Any]]]:
+    """iperf3 on each (edge, direction) leg at the same time, one server port per leg on the
+    registry host; the receiver side's bit/s and sample of each, in order."""
     reg = eco._registry_host()
     reg_ip = eco.address("ras", reg).rsplit(":", 1)[0]
     server = ctx.connection(reg)
+    ports = IPERF_PORTS[:len(legs)]
     run(server, ["pkill", "-x", "iperf3"], check=False)
-    run(server, ["iperf3", "-s", "-D", "-1", "--bind", reg_ip])
-    time.sleep(0.3)
-    cmd = ["iperf3", "-c", reg_ip, "-J", "-t", str(seconds), "-i", "0.5"]
-    if direction == "down":
-        cmd.insert(3, "-R")
-    out = run(ctx.connection(edge), cmd, check=False, timeout=seconds + 30)
-    run(server, ["pkill", "-x", "iperf3"], check=False)
-    sample = parse_iperf3_json(out, direction, method=f"{' '.join(cmd)} on {edge}, server on "
-                               f"{reg}; receiver side (sum_received)", drop_first=True)
-    return sample.receiver_bps, sample.to_dict()
+    try:
+        for port in ports:
+            run(server, ["iperf3", "-s", "-D", "-1", "-p", str(port), "--bind", reg_ip])
+        time.sleep(0.3)
+        outs: list[tuple[list[str], str]] = [([], "")] * len(legs)
+        errors: list[BaseException] = []
+
+        def client(i: int) -> None:
+            try:
+                outs[i] = _iperf_client(ctx, legs[i][0], reg_ip, ports[i], legs[i][1], seconds)
+            except BaseException as err:  # re-raised in the calling thread below
+                errors.append(err)
+
+        threads = [threading.Thread(target=client, args=(i,), name=f"iperf3-{legs[i][0]}")
+                   for i in range(1, len(legs))]
+        for thread in threads:
+            thread.start()
+        client(0)
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+    finally:
+        run(server, ["pkill", "-x", "iperf3"], check=False)
+    samples = []
+    for (edge, direction), (cmd, out) in zip(legs, outs, strict=True):
+        sample = parse_iperf3_json(out, direction, drop_first=True,
+                                   method=f"{' '.join(cmd)} on {edge}, server on {reg}; "
+                                          "receiver side (sum_received)")
+        samples.append((sample.receiver_bps, sample.to_dict()))
+    return samples
 
 
 @dataclass(frozen=True)
@@ -82,9 +124,16 @@ class LinkBandwidth:
 
 def measure_links(eco: Any, ctx: Any, source: str, destination: str,
                   seconds: int = 3) -> LinkBandwidth:
-    """Both links a migration's bytes cross, measured now (iperf3, receiver side)."""
-    push, push_detail = iperf_receiver(eco, ctx, source, "up", seconds)
-    pull, pull_detail = iperf_receiver(eco, ctx, destination, "down", seconds)
+    """Both links a migration's bytes cross, measured now (iperf3, receiver side). The source's
+    and the destination's links are their own shaped veths and the registry host's link is not
+    shaped, so the two run at the same time (two server ports), each on its own connection;
+    an edge that is both ends has its two directions measured one after the other."""
+    if source == destination:
+        push, push_detail = iperf_receiver(eco, ctx, source, "up", seconds)
+        pull, pull_detail = iperf_receiver(eco, ctx, destination, "down", seconds)
+    else:
+        (push, push_detail), (pull, pull_detail) = _measure(
+            eco, ctx, [(source, "up"), (destination, "down")], seconds)
     return LinkBandwidth(push, pull, {"push": push_detail, "pull": pull_detail})
 
 

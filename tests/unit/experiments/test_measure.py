@@ -3,6 +3,7 @@ manifest bytes per link, `docker port` output, the wire sampler and the link cou
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -87,3 +88,57 @@ def test_wire_sampler_time_stamps_samples() -> None:
     i = max(k for k, t in enumerate(s.times) if t <= middle)
     assert s.at(middle) == s.samples[i]
     assert s.at(s.times[0] - 1) == s.first()
+
+
+class _Result:
+    def __init__(self, stdout: str = "", exited: int = 0) -> None:
+        self.stdout, self.stderr, self.exited = stdout, "", exited
+
+
+class _Host:
+    """A lab host's SSH connection: iperf3 clients wait at a barrier that only a second client
+    running at the same time lets through, and answer with the host's own receiver rate."""
+
+    def __init__(self, name: str, mbit: float, log: list[str], barrier: threading.Barrier):
+        self.host, self.mbit, self.log, self.barrier = name, mbit, log, barrier
+
+    def run(self, command: str, **_: object) -> _Result:
+        self.log.append(f"{self.host}: {command}")
+        if not command.startswith("iperf3 -c"):
+            return _Result()
+        self.barrier.wait()
+        bps = self.mbit * 1e6
+        interval = {"sum": {"bits_per_second": bps, "seconds": 0.5}}
+        return _Result(json.dumps({"intervals": [interval] * 4,
+                                   "end": {"sum_received": {"bits_per_second": bps}}}))
+
+
+def test_both_links_are_measured_at_the_same_time_each_on_its_own_port() -> None:
+    from edgeferry.experiments.measure import measure_links
+
+    log: list[str] = []
+    barrier = threading.Barrier(2, timeout=5)  # a second client never coming breaks it
+    hosts = {"control": _Host("control", 0, log, barrier),
+             "edge1": _Host("edge1", 38.2, log, barrier),
+             "edge2": _Host("edge2", 39.1, log, barrier)}
+
+    class Eco:
+        def _registry_host(self) -> str:
+            return "control"
+
+        def address(self, _service: str, host: str) -> str:
+            return {"control": "10.9.0.10:7443"}[host]
+
+    class Ctx:
+        def connection(self, host: str) -> _Host:
+            return hosts[host]
+
+    links = measure_links(Eco(), Ctx(), "edge1", "edge2", seconds=2)
+    assert (links.push_bps, links.pull_bps) == (38.2e6, 39.1e6)
+    servers = [line for line in log if "iperf3 -s" in line]
+    assert servers == ["control: iperf3 -s -D -1 -p 5201 --bind 10.9.0.10",
+                       "control: iperf3 -s -D -1 -p 5202 --bind 10.9.0.10"]
+    assert "edge1: iperf3 -c 10.9.0.10 -p 5201 -J -t 2 -i 0.5" in log
+    assert "edge2: iperf3 -c 10.9.0.10 -R -p 5202 -J -t 2 -i 0.5" in log
+    assert log[-1] == "control: pkill -x iperf3"  # no server is left behind
+    assert "edge1" in links.detail["push"]["method"] and "-R" in links.detail["pull"]["method"]
