@@ -40,6 +40,7 @@ running here exactly as on a real host, which is the case that matters).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -71,12 +72,31 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * max(FAULTS, 
 MAX_MISSED = 0.10      # at most this fraction of faults may miss their phase
 MAX_RETRIES = 5        # Migrate Service retries after one fault
 MIN_PHASE_S = 0.02     # phases shorter than this in the clean run are too short to aim at
-AIM = 0.8              # a fault fires at fraction * AIM of the phase's median recent duration
+AIM = 0.6              # a fault fires at fraction * AIM of the phase's median recent duration
+PRIORITY_BOOST = 10    # nice levels the injector and the lab's processes run ahead
+
+
+@contextlib.contextmanager
+def ahead_of_other_tests(by: int = PRIORITY_BOOST) -> Iterator[None]:
+    """Run this thread, and the threads and processes it starts (the injector, the SMF, the
+    node agents, the registry), `by` nice levels ahead of the rest of the machine: the test
+    suite runs other modules in parallel workers, and a fault aimed at a phase of 20-400 ms
+    must not wait for a CPU. The phases themselves (the Docker engine's work) are not
+    favoured. Without the privilege to do it, the run goes on at normal priority."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, before - by)
+    except PermissionError:
+        print(f"\nnot root: the fault test runs at nice {before}")
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
 
 
 @pytest.fixture
 def lab(lab_pki, tmp_path: Path) -> Iterator[MigrationLab]:  # type: ignore[no-untyped-def]
-    with migration_lab(lab_pki, tmp_path, smf_process=True) as lab:
+    with ahead_of_other_tests(), migration_lab(lab_pki, tmp_path, smf_process=True) as lab:
         yield lab
 
 
