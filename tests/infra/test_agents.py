@@ -135,3 +135,11 @@ def test_each_agent_reports_serving_health_over_mtls(host, manifest, grpc_agents
         with host.sudo():
             out = host.check_output(f"{venv}/bin/python -c {_quote(_HEALTH_PROBE)} {args}")
         assert out.strip() == "SERVING", f"{agent['name']}: {out}"
+
+
+def test_the_deploy_leaves_no_background_job_records(host):
+    """The byte-code compile runs as an async task; its job record is removed once waited for
+    (a record per deploy would otherwise pile up in root's ~/.ansible_async)."""
+    with host.sudo():
+        left = host.run("find /root/.ansible_async -type f 2>/dev/null").stdout.split()
+    assert left == []
