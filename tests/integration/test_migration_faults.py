@@ -68,7 +68,8 @@ from tests.integration.migration_lab import WORKLOAD, MigrationLab, migration_la
 FAULTS = int(os.environ.get("EDGEFERRY_FAULTS", "30"))
 ORDER = os.environ.get("EDGEFERRY_FAULT_ORDER", "")  # "" (the SMF's default, diff) or "paper"
 DIRECT_FAULTS = int(os.environ.get("EDGEFERRY_DIRECT_FAULTS", "12"))
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(max(900, 20 * max(FAULTS, DIRECT_FAULTS)))]
+pytestmark = [pytest.mark.docker, pytest.mark.serial,
+              pytest.mark.timeout(max(900, 20 * max(FAULTS, DIRECT_FAULTS)))]
 MAX_MISSED = 0.10      # at most this fraction of faults may miss their phase
 MAX_RETRIES = 5        # Migrate Service retries after one fault
 MIN_PHASE_S = 0.02     # phases shorter than this in the clean run are too short to aim at

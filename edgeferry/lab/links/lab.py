@@ -50,7 +50,14 @@ class LabLinks:
     # -- shaping -------------------------------------------------------------------------------
     def veth_of(self, container: Container) -> str:
         """The bridge-side veth of ``container`` on this machine."""
-        index = exec_in(container, ["cat", "/sys/class/net/eth0/iflink"]).strip()
+        # an exec that exits 0 can still come back with no output when the engine is busy (its
+        # output stream was attached late): ask again rather than give up on an empty index
+        index = ""
+        for attempt in range(5):
+            index = exec_in(container, ["cat", "/sys/class/net/eth0/iflink"]).strip()
+            if index:
+                break
+            time.sleep(0.2 * (attempt + 1))
         try:
             return local_veth(index)
         except OperationFailed:
