@@ -48,7 +48,8 @@ class LabAccess:
         self, container: Container, public_key: str, host: HostSpec, changes: list[str]
     ) -> None:
         """``public_key`` as root's authorized_keys in ``host``."""
-        current = exec_in(container, ["cat", "/root/.ssh/authorized_keys"], check=False)
+        current = exec_in(container, ["cat", "/root/.ssh/authorized_keys"], check=False,
+                          expect_output=True)
         if current.strip() == public_key:
             return
         data = (public_key + "\n").encode()
@@ -66,7 +67,8 @@ class LabAccess:
         # Host keys are read through the engine (a trusted channel), never trusted on first use.
         lines = []
         for host in self.spec.hosts:
-            key = exec_in(containers[host.name], ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            key = exec_in(containers[host.name], ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
+                          expect_output=True)
             keytype, blob = key.split()[:2]
             lines.append(f"{host.address} {keytype} {blob}")
         content = "\n".join(lines) + "\n"

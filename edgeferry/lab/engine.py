@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import docker
 import docker.errors
@@ -37,10 +38,19 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
-def exec_in(container: Container, cmd: list[str], check: bool = True) -> str:
-    """Run ``cmd`` in a lab host; its output (a failure raises `OperationFailed` if ``check``)."""
-    result = container.exec_run(cmd, demux=False)
-    output = result.output.decode(errors="replace") if result.output else ""
+def exec_in(container: Container, cmd: list[str], check: bool = True,
+            expect_output: bool = False) -> str:
+    """Run ``cmd`` in a lab host; its output (a failure raises `OperationFailed` if ``check``).
+
+    ``expect_output``: ``cmd`` always prints when it succeeds (a file's contents, a listing). A
+    busy engine sometimes hands back an exec's exit status 0 without its output (the output
+    stream attached late); such an answer is asked for again, up to 5 times."""
+    for attempt in range(5):
+        result = container.exec_run(cmd, demux=False)
+        output = result.output.decode(errors="replace") if result.output else ""
+        if output.strip() or result.exit_code != 0 or not expect_output:
+            break
+        time.sleep(0.2 * (attempt + 1))
     if check and result.exit_code != 0:
         raise OperationFailed(
             f"{container.name}: `{' '.join(cmd)}` failed ({result.exit_code}): "

@@ -50,14 +50,8 @@ class LabLinks:
     # -- shaping -------------------------------------------------------------------------------
     def veth_of(self, container: Container) -> str:
         """The bridge-side veth of ``container`` on this machine."""
-        # an exec that exits 0 can still come back with no output when the engine is busy (its
-        # output stream was attached late): ask again rather than give up on an empty index
-        index = ""
-        for attempt in range(5):
-            index = exec_in(container, ["cat", "/sys/class/net/eth0/iflink"]).strip()
-            if index:
-                break
-            time.sleep(0.2 * (attempt + 1))
+        index = exec_in(container, ["cat", "/sys/class/net/eth0/iflink"],
+                        expect_output=True).strip()
         try:
             return local_veth(index)
         except OperationFailed:
@@ -67,7 +61,8 @@ class LabLinks:
 
     def current_rates(self, container: Container) -> Rates:
         """The tbf rates now on a host's link, None where it is not shaped."""
-        inner = parse_tbf_rate(exec_in(container, ["tc", "qdisc", "show", "dev", "eth0"]))
+        inner = parse_tbf_rate(exec_in(container, ["tc", "qdisc", "show", "dev", "eth0"],
+                                       expect_output=True))
         outer_dev = self.veth_of(container)
         outer = parse_tbf_rate(_run(["tc", "qdisc", "show", "dev", outer_dev]))
         return inner, outer

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from edgeferry.errors import OperationFailed
+from edgeferry.lab import engine
 from edgeferry.lab.config import load_spec
 from edgeferry.lab.links import lab as links_lab
 
@@ -28,7 +29,7 @@ class FlakyContainer:
 
 def test_an_empty_answer_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(links_lab, "local_veth", lambda i: {"17": "veth9f"}[i])
-    monkeypatch.setattr(links_lab.time, "sleep", lambda s: None)
+    monkeypatch.setattr(engine.time, "sleep", lambda s: None)
     box = FlakyContainer([b"", b"", b"17\n"])
     assert links_lab.LabLinks(load_spec(), print).veth_of(box) == "veth9f"
     assert box.calls == 3
@@ -39,6 +40,6 @@ def test_an_index_no_interface_has_is_refused(monkeypatch: pytest.MonkeyPatch) -
         raise OperationFailed(f"no local interface has ifindex {index}")
 
     monkeypatch.setattr(links_lab, "local_veth", nowhere)
-    monkeypatch.setattr(links_lab.time, "sleep", lambda s: None)
+    monkeypatch.setattr(engine.time, "sleep", lambda s: None)
     with pytest.raises(OperationFailed, match=r"ef-x-edge1 \(ifindex \)"):
         links_lab.LabLinks(load_spec(), print).veth_of(FlakyContainer([b""]))
