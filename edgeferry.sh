@@ -77,9 +77,15 @@ case "${1:-}" in
   test)
     setup
     shift
-    # in parallel: pytest-xdist workers, one test module (or the shared lab's tests) per unit of
-    # work, heaviest first (tests/conftest.py); EDGEFERRY_TEST_WORKERS=0 runs them one by one
-    workers="${EDGEFERRY_TEST_WORKERS:-3}"
+    # one process by default: the parallel run (EDGEFERRY_TEST_WORKERS=3: pytest-xdist workers,
+    # one test module or the shared lab's tests per unit of work, heaviest first, see
+    # tests/conftest.py) takes 20-23 min instead of about 37, but under its load some lab tests
+    # still fail now and then (README, "Tests"), so it is not yet what CI runs
+    workers="${EDGEFERRY_TEST_WORKERS:-0}"
+    if [ "$workers" = 0 ]; then
+      say "running the test suite"
+      exec "$VENV/bin/pytest" "$@"
+    fi
     parallel=("$VENV/bin/pytest" -n "$workers" --dist loadgroup --no-loadscope-reorder)
     [ "$#" -gt 0 ] && exec "${parallel[@]}" "$@"
     # the whole suite: then the timing-sensitive tests (marker `serial`: the migration fault
