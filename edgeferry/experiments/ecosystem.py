@@ -298,7 +298,7 @@ class Ecosystem:
 
     def publish(self, local_tag: str) -> str:
         """Put a controller-built image into the lab registry; returns its registry reference."""
-        from edgeferry.images.common import docker_client
+        from edgeferry.images.common import save_image
 
         address, user, password = self.registry()
         repo, _, tag = local_tag.rpartition(":")
@@ -308,10 +308,8 @@ class Ecosystem:
         host = self._registry_host()
         conn = self.connect(host)
         self.log(f"publishing {local_tag} to the lab registry via {host}")
-        engine = docker_client()
         with tempfile.NamedTemporaryFile(suffix=".tar", dir="/var/tmp") as tmp:
-            for chunk in engine.images.get(local_tag).save(named=True):
-                tmp.write(chunk)
+            save_image(local_tag, tmp)
             tmp.flush()
             remote = f"/var/tmp/ef-{tag}.tar"
             conn.put(tmp.name, remote)

@@ -14,7 +14,7 @@ import tarfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from edgeferry.errors import EnvironmentProblem, OperationFailed
 from edgeferry.lab.image import image_exists
@@ -58,6 +58,16 @@ def docker_client() -> Any:
             f"cannot reach the Docker engine ({err}); start dockerd or set DOCKER_HOST"
         ) from None
     return client
+
+
+def save_image(tag: str, out: BinaryIO) -> None:
+    """Write the local image ``tag`` to ``out`` as a `docker save` archive that names it ``tag``.
+
+    Asked by name on purpose: `save(named=tag)` names the archive after the image's *first*
+    tag, and an image with two tags (the same content built twice, or tagged for a push that
+    left its tag behind) would then load elsewhere under the other name."""
+    for chunk in docker_client().images.get(tag).save(named=tag):
+        out.write(chunk)
 
 
 def image_id(tag: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from agents.node.engine import MANIFEST_V2
 from edgeferry.images.base import busybox_base
+from edgeferry.images.common import save_image
 from edgeferry.images.nms import (
     CERT_PATH_IN_CONTAINER,
     KEY_PATH_IN_CONTAINER,
@@ -108,3 +110,28 @@ def test_nms_image_runs_unprivileged_and_carries_no_key(tmp_path: Path, engine: 
     assert time.monotonic() - started < 2.0
     container.reload()
     assert container.attrs["State"]["ExitCode"] == 0
+
+
+def test_a_saved_image_is_named_by_the_tag_asked_for_even_with_another_tag_first(
+    tmp_path: Path, engine: Any
+) -> None:
+    """The lab registry publish and the ledger scenario ship images as `docker save` archives;
+    the receiving engine knows the image by the archive's RepoTags. An image holding a second
+    tag that the engine lists first (here one that sorts before ``edgeferry/``) must still
+    travel under the tag asked for."""
+    built = busybox_base()
+    other = f"aaa/{PREFIX}/bb"
+    engine.images.get(built.tag).tag(other, "first")
+    try:
+        tags = engine.images.get(built.tag).tags
+        assert tags[0] == f"{other}:first", tags  # the situation in which named=True misnames
+        archive = tmp_path / "image.tar"
+        with archive.open("wb") as fh:
+            save_image(built.tag, fh)
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("manifest.json")
+            assert member is not None
+            manifest = json.load(member)
+        assert [entry["RepoTags"] for entry in manifest] == [[built.tag]]
+    finally:
+        engine.images.remove(f"{other}:first")

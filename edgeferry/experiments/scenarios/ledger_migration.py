@@ -154,7 +154,7 @@ class LedgerMigration(Scenario):
 
     def _image_on_source(self, ctx: ScenarioContext) -> str:
         """The synthetic image of `image_size_mb`, built here and loaded on the source (once)."""
-        from edgeferry.images.common import docker_client
+        from edgeferry.images.common import save_image
         from edgeferry.images.synthetic import SyntheticRecipe, synthetic_image
 
         w = self.workload
@@ -165,8 +165,7 @@ class LedgerMigration(Scenario):
             ctx.log(f"ledger-migration: loading {built.tag} on {w.source}")
             remote = f"{self.lab.dirs[w.source]}/image.tar"
             with open(ctx.work_dir / "image.tar", "wb") as fh:
-                for chunk in docker_client().images.get(built.tag).save(named=True):
-                    fh.write(chunk)
+                save_image(built.tag, fh)
             conn.put(str(ctx.work_dir / "image.tar"), remote)
             (ctx.work_dir / "image.tar").unlink()
             run(conn, ["docker", "load", "-i", remote], timeout=600)
