@@ -14,7 +14,7 @@ import tarfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from edgeferry.errors import EnvironmentProblem, OperationFailed
 from edgeferry.lab.image import image_exists
@@ -60,7 +60,7 @@ def docker_client() -> Any:
     return client
 
 
-def save_image(tag: str, out: BinaryIO) -> None:
+def save_image(tag: str, out: IO[bytes]) -> None:
     """Write the local image ``tag`` to ``out`` as a `docker save` archive that names it ``tag``.
 
     Asked by name on purpose: `save(named=tag)` names the archive after the image's *first*
