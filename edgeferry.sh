@@ -77,11 +77,10 @@ case "${1:-}" in
   test)
     setup
     shift
-    # one process by default: the parallel run (EDGEFERRY_TEST_WORKERS=3: pytest-xdist workers,
-    # one test module or the shared lab's tests per unit of work, heaviest first, see
-    # tests/conftest.py) takes 20-23 min instead of about 37, but under its load some lab tests
-    # still fail now and then (README, "Tests"), so it is not yet what CI runs
-    workers="${EDGEFERRY_TEST_WORKERS:-0}"
+    # three pytest-xdist workers by default (one test module or the shared lab's tests per unit
+    # of work, heaviest first, see tests/conftest.py): about 23 min instead of about 37 in one
+    # process (EDGEFERRY_TEST_WORKERS=0)
+    workers="${EDGEFERRY_TEST_WORKERS:-3}"
     if [ "$workers" = 0 ]; then
       say "running the test suite"
       exec "$VENV/bin/pytest" "$@"
