@@ -71,8 +71,8 @@ def test_stop_and_start_of_a_real_container(container: Any) -> None:
         container.start()
         restarted.append(True)
         first_answer(probe, once, since=t_start, deadline_s=30.0)
-        t_answered = time.monotonic()
         time.sleep(0.1)
+    t_closed = time.monotonic()  # the prober has stopped: it records nothing later
     # the host-side wait: called while the container is stopped, it answers at its start
     container.stop(timeout=10)
     box: list[Any] = []
@@ -91,7 +91,11 @@ def test_stop_and_start_of_a_real_container(container: Any) -> None:
     rec = prober.record
     assert rec.source.last_ok is not None and rec.destination.first_ok is not None
     # the "destination" here is the same container after its restart (its port may differ):
-    # its first counted answer must come after the restart began
-    assert t_start <= rec.destination.first_ok <= t_answered + 0.1
-    assert rec.source.last_ok <= t_stopped + 0.05
-    assert t_start - t_stopped <= rec.downtime_s <= t_answered - t_stop + 0.1
+    # its first counted answer must come after the restart began. Bounds are causal, not
+    # tolerances: on a loaded machine a probe thread may take its answer's time late (CI22
+    # saw one 0.2 s after the test's own first answer), but never after the prober stopped,
+    # and nothing answers at the source while it is stopped (the restart does not reuse its
+    # port: the engine hands out the next one)
+    assert t_start <= rec.destination.first_ok <= t_closed
+    assert rec.source.last_ok < t_start
+    assert t_start - t_stopped <= rec.downtime_s <= t_closed - t_stop
