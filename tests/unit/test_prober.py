@@ -94,6 +94,7 @@ def accept_only() -> Iterator[AcceptOnly]:
     s.close()
 
 
+@pytest.mark.serial  # its bounds are a probe or two: run alone (README)
 def test_downtime_is_last_source_answer_to_first_destination_answer() -> None:
     src = Server()
     dst: list[Server] = []
@@ -172,6 +173,7 @@ def test_a_server_that_only_accepts_shows_no_answer_until_the_app_listens(
         real[0].stop()
 
 
+@pytest.mark.serial  # its bounds are a probe or two: run alone (README)
 def test_a_stale_endpoint_is_resolved_again_until_it_answers() -> None:
     src, dst = Server(), Server()
     gone = Server()

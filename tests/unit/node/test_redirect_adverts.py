@@ -8,6 +8,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from agents._proto.edgeferry.common.v1 import common_pb2
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
 from agents.node.core import NodeCore
@@ -73,6 +75,7 @@ def test_redirect_reads_advertised_free_and_asks_nobody(tmp_path: Path) -> None:
     assert decision_ms(out.timing.detail) < 50
 
 
+@pytest.mark.serial  # a wall-clock bound: run alone (README)
 def test_neighbour_without_advertisement_is_asked_without_a_cpu_sample(tmp_path: Path) -> None:
     for sub in ("here", "near", "mid", "far"):
         (tmp_path / sub).mkdir()
