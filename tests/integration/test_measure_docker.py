@@ -46,6 +46,16 @@ def container() -> Iterator[Any]:
         c.remove(force=True)
 
 
+def _answered(prober: DowntimeProber, end: str, deadline_s: float) -> bool:
+    """Wait until the prober has counted an answer at ``end`` (True), or ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if getattr(prober.record, end).first_ok is not None:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_stop_and_start_of_a_real_container(container: Any) -> None:
     eco = LocalEco()
     once = published_resolver(eco, "here", NAME, DEFAULT_PORT)
@@ -61,7 +71,9 @@ def test_stop_and_start_of_a_real_container(container: Any) -> None:
     prober = DowntimeProber(probe, fixed(endpoint), lambda: once() if restarted else None,
                             interval_s=0.02, resolve_interval_s=0.02)
     with prober:
-        first_answer(probe, fixed(endpoint), since=time.monotonic(), deadline_s=10.0)
+        # stop only once the prober itself has an answer at the source (not only this test's
+        # own probe: on a loaded machine the prober's first probes may still be running)
+        assert _answered(prober, "source", deadline_s=30.0), prober.record
         t_stop = time.monotonic()
         container.stop(timeout=10)
         t_stopped = time.monotonic()
@@ -71,7 +83,7 @@ def test_stop_and_start_of_a_real_container(container: Any) -> None:
         container.start()
         restarted.append(True)
         first_answer(probe, once, since=t_start, deadline_s=30.0)
-        time.sleep(0.1)
+        assert _answered(prober, "destination", deadline_s=30.0), prober.record
     t_closed = time.monotonic()  # the prober has stopped: it records nothing later
     # the host-side wait: called while the container is stopped, it answers at its start
     container.stop(timeout=10)
