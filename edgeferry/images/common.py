@@ -63,7 +63,7 @@ def docker_client() -> Any:
 def save_image(tag: str, out: IO[bytes]) -> None:
     """Write the local image ``tag`` to ``out`` as a `docker save` archive that names it ``tag``.
 
-    Asked by name on purpose: `save(named=tag)` names the archive after the image's *first*
+    Asked by name on purpose: `save(named=True)` names the archive after the image's *first*
     tag, and an image with two tags (the same content built twice, or tagged for a push that
     left its tag behind) would then load elsewhere under the other name."""
     for chunk in docker_client().images.get(tag).save(named=tag):
