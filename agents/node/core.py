@@ -302,9 +302,11 @@ class NodeCore:
 
         def execute() -> pb.StopContainerResponse:
             out = self.engine.stop(name, req.timeout_seconds or self.options.stop_timeout_s)
-            code = out.values["exit_code"]
+            code, exited = out.values["exit_code"], out.values.get("exited_after_s")
+            detail = f"exit code {code}" + ("" if exited is None else
+                                            f"; the process exited after {exited:.3f} s")
             return pb.StopContainerResponse(
-                timing=timing("stop", out.seconds, detail=f"exit code {code}"), exit_code=code)
+                timing=timing("stop", out.seconds, detail=detail), exit_code=code)
 
         return self.run_phase(req.ref, "stop", pb.StopContainerResponse, execute)
 
@@ -454,7 +456,8 @@ class NodeCore:
                         raise PhaseFailed(f"the image config is {len(part.config)} bytes, "
                                           f"more than {MAX_DIFF_CONFIG_BYTES}")
                     detail = (f"{part.entries} entries ({part.whiteouts} whiteouts), "
-                              f"{part.size} bytes streamed; layer {part.digest}")
+                              f"{part.size} bytes streamed; {part.engine_summary()}; "
+                              f"layer {part.digest}")
                     result = pb.ExportDiffResult(
                         timing=timing("export", part.seconds, sent, detail),
                         digest=part.digest, size_bytes=part.size,

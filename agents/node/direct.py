@@ -105,7 +105,8 @@ def path_stat(engine: DockerEngine, container_id: str, path: str) -> dict[str, A
 @dataclass(frozen=True)
 class Exported:
     """The end of an export: the layer's digest and size, the image config (JSON bytes), the
-    image the container ran, the fetch and whiteout counts, the seconds it took."""
+    image the container ran, the entry and whiteout counts, the seconds it took, the seconds
+    the engine took to list the changes and each archive fetch (from the call to its end)."""
 
     digest: str
     size: int
@@ -114,6 +115,14 @@ class Exported:
     entries: int
     whiteouts: int
     seconds: float
+    listed_s: float = 0.0
+    fetch_s: tuple[float, ...] = ()
+
+    def engine_summary(self) -> str:
+        """"changes listed in 0.05 s; 3 archive fetches, 0.61 s in all (longest 0.30 s)"."""
+        most = max(self.fetch_s, default=0.0)
+        return (f"changes listed in {self.listed_s:.2f} s; {len(self.fetch_s)} archive fetches, "
+                f"{sum(self.fetch_s):.2f} s in all (longest {most:.2f} s)")
 
 
 class _QueueWriter:
@@ -163,6 +172,7 @@ def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
     queue: Queue[Any] = Queue(maxsize=EXPORT_QUEUE_CHUNKS)
     cancelled = threading.Event()
     counts: dict[str, int] = {}
+    timings: dict[str, Any] = {"listed": 0.0, "fetches": []}
 
     def produce() -> None:
         sink = _QueueWriter(queue, cancelled)
@@ -172,9 +182,11 @@ def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
             exists = {str(c["Path"]): path_stat(engine, container.id, str(c["Path"])) is not None
                       for c in changes if c.get("Kind") == DELETED}
             plan = plan_layer(changes, exists)
+            timings["listed"] = time.monotonic() - started
             writer = LayerWriter(sink, max_bytes, skip=mounts)
             try:
                 for fetch in sorted(plan.fetches, key=lambda f: f.header_only):
+                    asked = time.monotonic()
                     stream, stat = engine.client.api.get_archive(container.id, fetch.path,
                                                                  chunk_size=1 << 20)
                     is_dir = bool(int((stat or {}).get("mode", 0)) & GO_MODE_DIR)
@@ -183,6 +195,7 @@ def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
                             fetch.header_only or fetch.if_file))
                     finally:
                         stream.close()
+                        timings["fetches"].append(time.monotonic() - asked)
                 writer.add_whiteouts(plan.whiteouts)
             except BaseException:
                 writer.discard()
@@ -225,7 +238,8 @@ def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
         diff_ids=[*(image["RootFS"].get("Layers") or []), digest], created=created,
         created_by=f"edgeferry: the changes of {container.name} (direct order)")
     yield Exported(digest, size, json.dumps(config).encode(), str(container.attrs["Image"]),
-                   counts["entries"], counts["whiteouts"], time.monotonic() - started)
+                   counts["entries"], counts["whiteouts"], time.monotonic() - started,
+                   timings["listed"], tuple(timings["fetches"]))
 
 
 def load_diff(engine: DockerEngine, layer: Path, size: int, config_bytes: bytes, base_image_id: str,

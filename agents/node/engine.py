@@ -190,6 +190,20 @@ def interface_counters(nic: str) -> tuple[int, int]:
     return (stats.bytes_sent, stats.bytes_recv) if stats else (0, 0)
 
 
+def engine_time(text: str) -> float | None:
+    """Epoch seconds of an engine timestamp (RFC 3339 with nanoseconds, "...Z"); None when
+    it is empty, the zero time, or not one."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        moment = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    if moment.year < 2:
+        return None
+    digits = "".join(c for c in frac if c.isdigit())[:9]
+    return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
 @dataclass
 class Timed:
     """A phase result: wall seconds plus whatever the phase produced."""
@@ -263,14 +277,17 @@ class DockerEngine:
     # -- phases -------------------------------------------------------------------------------
     def stop(self, name: str, timeout: int) -> Timed:
         container = self._container(name)
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         try:
             container.stop(timeout=timeout)
         except APIError as err:
             raise PhaseFailed(f"stop {name}: {err.explanation or err}") from None
         elapsed = time.monotonic() - started
         container.reload()
-        return Timed(elapsed, {"exit_code": int(container.attrs["State"]["ExitCode"])})
+        state = container.attrs["State"]
+        exited = engine_time(str(state.get("FinishedAt") or ""))
+        return Timed(elapsed, {"exit_code": int(state["ExitCode"]),
+                               "exited_after_s": None if exited is None else exited - wall})
 
     def start(self, name: str) -> Timed:
         """Start a stopped container in place; ``started`` is False when it was running."""

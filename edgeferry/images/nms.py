@@ -47,6 +47,9 @@ def dockerfile(base_tag: str) -> str:
     return "\n".join([
         f"FROM {base_tag}",
         "COPY nms /opt/nms/nms",
+        # bytecode in the image: the server runs as nobody and cannot write it, so every start
+        # (a migration's first response included) would compile the modules again
+        "RUN python3 -m compileall -q /opt/nms/nms",
         f"RUN mkdir -p /var/lib/nms && chown {NMS_UID}:{NMS_UID} /var/lib/nms "
         "&& chmod 0700 /var/lib/nms",
         "ENV PYTHONPATH=/opt/nms NMS_DATA=/var/lib/nms "

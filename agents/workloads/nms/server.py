@@ -17,7 +17,7 @@ acknowledged is in the container's filesystem and ``docker commit`` carries it i
 itself once they outweigh the live blocks and 64 MiB.
 
 SIGTERM / SIGINT: stop accepting, let each connection finish the request it is executing, close
-every connection, ``sync`` and exit 0 -- well inside Docker's 10 s stop grace period.
+every connection, fsync the block log and exit 0 -- well inside Docker's 10 s stop grace period.
 """
 
 from __future__ import annotations
@@ -211,7 +211,9 @@ class NmsServer:
                 self.counters[counter] += 1
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, wait (up to ``grace``) for requests in flight, close, sync."""
+        """Stop accepting, wait (up to ``grace``) for requests in flight, close. The caller then
+        closes the store (which fsyncs its own files: not a machine-wide ``sync``, which would
+        also wait for every other container's dirty pages -- half a second after a pull)."""
         self._stopping.set()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -222,7 +224,6 @@ class NmsServer:
             self._lock.wait_for(lambda: not self._busy, timeout=grace)
             for conn in list(self._conns):
                 _shutdown(conn)
-        os.sync()
 
 
 def _shutdown(conn: ssl.SSLSocket) -> None:

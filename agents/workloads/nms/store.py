@@ -15,8 +15,8 @@ volume), so ``docker commit`` carries every acknowledged block as before.
 * A read checks the data against the record's SHA-256 and refuses a block that fails
   (``INTERNAL``, "failed its integrity check") instead of returning wrong bytes.
 * Durability as before: with ``sync`` every acknowledged ALLOC / WRITE / FREE is fsynced before
-  the reply; without it the data is in the page cache (what ``docker commit`` reads) and the
-  server's ``os.sync()`` on stop writes it out.
+  the reply; without it the data is in the page cache (what ``docker commit`` reads) and
+  `BlockStore.close` on stop fsyncs the log's files and folder.
 * Garbage (superseded and freed records) is reclaimed by `BlockStore.compact`: on request, or
   by itself once garbage exceeds both the live data and ``compact_min_garbage`` (64 MiB by
   default), so the log never holds more than 2 x live + ``compact_min_garbage`` + one segment.
@@ -255,8 +255,9 @@ class BlockStore:
         return before - self._log_bytes
 
     def close(self) -> None:
-        """fsync and close the log."""
+        """fsync the log (its active segment and folder) and close it."""
         with self._lock:
+            self.log.flush()
             self.log.close()
 
     # -- the old layout --------------------------------------------------------------------

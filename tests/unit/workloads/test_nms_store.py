@@ -236,3 +236,26 @@ def test_the_one_file_per_block_layout_is_imported(tmp_path: Path) -> None:
     assert not (tmp_path / "blocks").exists() and not (tmp_path / "allocs").exists()
     store.close()
     assert live_blocks(tmp_path, BS) == want
+
+
+def test_close_fsyncs_the_active_segment_and_the_folder(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's stop no longer runs a machine-wide sync: closing a store that did not
+    fsync each write must fsync its own segment file and the folder that names it."""
+    synced: list[tuple[int, int]] = []  # (device, inode) of each fsynced descriptor
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((st.st_dev, st.st_ino))
+        real(fd)
+
+    monkeypatch.setattr(segments.os, "fsync", spy)
+    store = BlockStore(tmp_path, BS, sync=False)
+    fill(store, 3, random.Random(5))
+    assert synced == []
+    store.close()
+    (seg,) = seg_files(tmp_path)
+    for path in (seg, tmp_path / "segments"):
+        st = path.stat()
+        assert (st.st_dev, st.st_ino) in synced, path
