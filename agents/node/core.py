@@ -36,7 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -96,6 +96,8 @@ M = TypeVar("M", bound=Message)
 DEFAULT_PROBE_TIMEOUT = 30.0
 #: a received layer not loaded within this long is dropped (a migration that failed)
 KEPT_DIFF_S = 3600.0
+#: change lists made before a stop kept for the exports that follow (one per attempt)
+KEPT_EARLY_LISTINGS = 8
 
 
 class NeighbourLink(Protocol):
@@ -163,6 +165,9 @@ class NodeCore:
         self._inflight_lock = threading.Lock()
         self._capacity: Resources | None = None
         self._capacity_info: Capacity | None = None
+        #: change lists made before a stop (direct order), by (migration id, epoch)
+        self._early: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._early_lock = threading.Lock()
 
     # -- resources ----------------------------------------------------------------------------
     def _storage_path(self) -> Path:
@@ -298,13 +303,21 @@ class NodeCore:
 
     # -- phases -------------------------------------------------------------------------------
     def stop(self, req: pb.StopContainerRequest) -> pb.StopContainerResponse:
+        """Stop the workload; with ``list_changes`` (direct order) list its changes first, while
+        it still serves, for this attempt's `export_diff` (the phase's seconds are the stop's)."""
         name = self.container_name(req.name)
 
         def execute() -> pb.StopContainerResponse:
+            listed = ""
+            if req.list_changes:
+                early = self.engine.changes(name)
+                self._keep_early((req.ref.migration_id, req.ref.epoch), early.values["changes"])
+                listed = (f"; {len(early.values['changes'])} changed paths listed before it in "
+                          f"{early.seconds:.3f} s")
             out = self.engine.stop(name, req.timeout_seconds or self.options.stop_timeout_s)
             code, exited = out.values["exit_code"], out.values.get("exited_after_s")
             detail = f"exit code {code}" + ("" if exited is None else
-                                            f"; the process exited after {exited:.3f} s")
+                                            f"; the process exited after {exited:.3f} s") + listed
             return pb.StopContainerResponse(
                 timing=timing("stop", out.seconds, detail=detail), exit_code=code)
 
@@ -435,6 +448,19 @@ class NodeCore:
                 if now - old.stat().st_mtime > KEPT_DIFF_S:
                     old.unlink()
 
+    def _keep_early(self, key: tuple[str, int], changes: list[dict[str, Any]]) -> None:
+        """Keep a change list listed before a stop for that attempt's export (the newest
+        KEPT_EARLY_LISTINGS attempts; an attempt whose export never comes is dropped)."""
+        with self._early_lock:
+            self._early.pop(key, None)
+            self._early[key] = changes
+            while len(self._early) > KEPT_EARLY_LISTINGS:
+                self._early.pop(next(iter(self._early)))
+
+    def _take_early(self, key: tuple[str, int]) -> list[dict[str, Any]] | None:
+        with self._early_lock:
+            return self._early.pop(key, None)
+
     def export_diff(self, req: pb.ExportDiffRequest) -> Iterator[pb.ExportDiffResponse]:
         """The source side of the direct order's transfer (fenced like every phase, recorded
         as "export"; a stream is not replayed: a repeat exports again)."""
@@ -447,7 +473,7 @@ class NodeCore:
             try:
                 for part in export_diff(self.engine, name, {LABEL_MIGRATION: mid,
                                                             LABEL_EPOCH: str(epoch)},
-                                        MAX_DIFF_BYTES):
+                                        MAX_DIFF_BYTES, self._take_early((mid, epoch))):
                     if isinstance(part, bytes):
                         sent += len(part)
                         yield pb.ExportDiffResponse(chunk=pb.DiffChunk(data=part))

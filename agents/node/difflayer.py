@@ -119,6 +119,25 @@ def plan_layer(changes: Iterable[Mapping[str, Any]], exists: Mapping[str, bool])
     return LayerPlan(tuple(fetches), tuple(whiteouts))
 
 
+def remaining_after(early: Iterable[Fetch], plan: LayerPlan) -> tuple[Fetch, ...]:
+    """The fetches of ``plan`` (from the listing after the stop) that the ``early`` ones (from
+    a listing while the container ran, fetched after the stop) leave to make. A fetch that is
+    not recursive writes the same entries whether it is ``if_file`` or ``header_only`` (what
+    it writes depends on what the path is once stopped), so those two count as one.
+    BadChanges when an early fetch has no match in ``plan``: its entries are in the layer
+    already and a layer cannot take them back (the path changed kind between the listings)."""
+
+    def key(f: Fetch) -> tuple[str, bool, bool]:
+        return f.path, f.recursive, f.opaque
+
+    done = {key(f) for f in early}
+    stray = sorted(path for path, _, _ in done - {key(f) for f in plan.fetches})
+    if stray:
+        raise BadChanges(f"{len(stray)} path(s) changed between the listing before the stop "
+                         f"and the one after it (first {stray[0][:200]!r}); migrate again")
+    return tuple(f for f in plan.fetches if key(f) not in done)
+
+
 class ChunkReader:
     """A readable file over an iterator of byte chunks (the engine's archive response)."""
 

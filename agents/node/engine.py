@@ -42,6 +42,7 @@ from agents.common.platforms import (
     select,
 )
 from agents.node.crossarch import RebaseFailed, rebase_image, rebase_layers
+from agents.node.difflayer import MAX_CHANGES
 from agents.node.domain import (
     DigestMismatch,
     ImageRef,
@@ -288,6 +289,19 @@ class DockerEngine:
         exited = engine_time(str(state.get("FinishedAt") or ""))
         return Timed(elapsed, {"exit_code": int(state["ExitCode"]),
                                "exited_after_s": None if exited is None else exited - wall})
+
+    def changes(self, name: str) -> Timed:
+        """The container's changes against its image (``GET /containers/{id}/changes``), as
+        ``values["changes"]`` (a list of {"Path", "Kind"}); at most MAX_CHANGES of them."""
+        container = self._container(name)
+        started = time.monotonic()
+        try:
+            listed = list(self.client.api.diff(container.id) or [])
+        except APIError as err:
+            raise PhaseFailed(f"list the changes of {name}: {err.explanation or err}") from None
+        if len(listed) > MAX_CHANGES:
+            raise PhaseFailed(f"{name} has more than {MAX_CHANGES} changed paths")
+        return Timed(time.monotonic() - started, {"changes": listed})
 
     def start(self, name: str) -> Timed:
         """Start a stopped container in place; ``started`` is False when it was running."""

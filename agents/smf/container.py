@@ -26,6 +26,8 @@ source's agent makes of the container's changes to the destination's agent, whic
 layer) ..., ``load`` (the destination checks the config and the kept layer against step 10
 and loads them on the image it pre-pulled), run, first_response, ``publish`` (the destination
 pushes the image to the registry, after the downtime, for the next migration's prepull).
+Its ``stop`` asks the source's agent to list the container's changes first, while it still
+serves: the export fetches those paths while the engine lists them again after the stop.
 
 The diff order's prepull pulls, at the destination, the registry reference the service runs
 from: what the source's agent reports its container runs from (DescribeWorkload: registry
@@ -351,7 +353,8 @@ class NodeContainerPhases:
         state.extras["stop_attempted"] = True
         resp = _rpc(self.node(state.source).StopContainer,
                     pb.StopContainerRequest(ref=self.ref(state), name=t.workload,
-                                            timeout_seconds=t.stop_timeout_s),
+                                            timeout_seconds=t.stop_timeout_s,
+                                            list_changes=state.order == DIRECT_ORDER),
                     t.stop_timeout_s + self.timeouts.rpc_s, f"{state.source.name} StopContainer")
         mid, attempt = state.extras["node_ref"]
         return _result(resp, f"migration {mid} attempt {attempt}")

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,85 @@ def test_the_exported_diff_loads_as_the_container_it_came_from(client: Any,
         if field != "Labels":
             assert image.attrs["Config"].get(field) == plain.attrs["Config"].get(field), field
     assert image.attrs["Config"]["Labels"]["org.edgeferry.migration"] == "m1"
+
+
+# A service that changes its files once more when it is stopped: after the early listing.
+SERVE = """set -e
+echo more >> log
+head -c 200000 /dev/urandom > cache/state
+mkdir -p fresh && echo f > fresh/f && echo doomed > doomed && echo x > remade/extra
+on_term() {
+  echo last >> log
+  head -c 1000 /dev/urandom > cache/late
+  echo late > fresh/late
+  %s
+  exit 0
+}
+trap on_term TERM
+touch ready
+while :; do sleep 0.05; done
+"""
+
+
+def _serving(client: Any, script: str, name: str) -> Any:
+    base_tag = busybox_base(lambda *_: None).tag
+    base, _ = client.images.build(fileobj=io.BytesIO(DOCKERFILE.format(base=base_tag).encode()),
+                                  tag=f"{REPO}/app:base", rm=True)
+    source = client.containers.run(base.id, [script], name=f"{PREFIX}{name}", detach=True)
+    for _ in range(200):
+        if source.exec_run(["test", "-e", "/srv/ready"]).exit_code == 0:
+            return source
+        source.reload()
+        assert source.status == "running", source.logs()
+        time.sleep(0.05)
+    raise AssertionError("the service never became ready")
+
+
+def _node(tmp_path: Path, namespace: str) -> NodeCore:
+    engine = DockerEngine(RegistryAccess(REGISTRY, "u", "p", Path("/nonexistent"),
+                                         namespace=namespace))
+    return NodeCore(engine, NodeStore.open(tmp_path / f"{namespace}.sqlite3"),
+                    NodeOptions(tmp_path / namespace, container_prefix=PREFIX), gpu=NO_GPU)
+
+
+def test_changes_listed_before_the_stop_lead_the_export_and_the_later_ones_follow(
+        client: Any, tmp_path: Path) -> None:
+    # on SIGTERM: files added, a path listed early deleted, a file made a directory
+    source = _serving(client, SERVE % "rm doomed && rm log && mkdir log && echo z > log/z",
+                      "early")
+    src = _node(tmp_path, "src")
+    ref = pb.MigrationRef(migration_id="m2", epoch=1)
+    stopped = src.stop(pb.StopContainerRequest(ref=ref, name="early", timeout_seconds=10,
+                                               list_changes=True))
+    assert stopped.exit_code == 0 and "changed paths listed before it" in stopped.timing.detail
+    expected = files_of(client, source.id)
+    # what the service wrote on SIGTERM, after the early listing, is in the container
+    assert expected["srv/cache/late"][5] and expected["srv/fresh/late"][5]
+    assert expected["srv/log/z"][5] and "srv/doomed" not in expected
+
+    parts = list(src.export_diff(pb.ExportDiffRequest(ref=ref, name="early")))
+    out = parts[-1].result
+    layer = b"".join(p.chunk.data for p in parts[:-1])
+    assert out.digest == f"sha256:{hashlib.sha256(layer).hexdigest()}"
+    assert "before that listing" in out.timing.detail, out.timing.detail
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        names = [m.name.rstrip("/") for m in tar.getmembers()]
+    assert len(names) == len(set(names)), names  # no path twice
+    assert {"srv/cache/late", "srv/fresh/late", "srv/log/z"} <= set(names)
+    assert "srv/doomed" not in names  # listed early, gone by the stop: never fetched
+
+    dst = _node(tmp_path, "dst")
+    target = f"{REGISTRY}/dst/{REPO}/app:m2-1"
+    dst.transfer_lookup = lambda sid: (target, out.image_id, out.size_bytes)
+
+    def stream() -> Iterator[pb.ImportDiffRequest]:
+        yield pb.ImportDiffRequest(header=pb.ImportDiffHeader(ref=ref, repository=f"{REPO}/app"))
+        for p in parts[:-1]:
+            yield pb.ImportDiffRequest(chunk=p.chunk)
+
+    kept = dst.import_diff(stream())
+    loaded = dst.load_diff(pb.LoadDiffRequest(
+        ref=ref, image_ref=kept.image_ref, expected_digest=out.image_id, config=out.config,
+        base_image_id=out.base_image_id, rasp_session_id=b"s2"))
+    fresh = client.containers.create(loaded.pinned_ref, ["true"], name=f"{PREFIX}dest2")
+    assert files_of(client, fresh.id) == expected

@@ -16,8 +16,10 @@ from agents.node.difflayer import (
     BadChanges,
     ChunkReader,
     Fetch,
+    LayerPlan,
     LayerWriter,
     plan_layer,
+    remaining_after,
 )
 
 
@@ -108,3 +110,29 @@ def test_the_writer_refuses_more_than_its_bound_and_entries_outside_the_path() -
             writer.add_fetched(Fetch("/a/big", recursive=True), io.BytesIO(_archive(entries)))
         writer.discard()
         assert b"y" * 4096 not in out.getvalue() and b"etc/x" not in out.getvalue()
+
+
+def test_fetches_made_early_are_not_made_again_and_the_rest_follow_in_plan_order() -> None:
+    plan = LayerPlan((Fetch("/srv", header_only=True), Fetch("/srv/log", if_file=True),
+                      Fetch("/srv/new", recursive=True), Fetch("/var/x", if_file=True)), ())
+    early = [Fetch("/srv/new", recursive=True), Fetch("/srv", header_only=True)]
+    assert remaining_after(early, plan) == (Fetch("/srv/log", if_file=True),
+                                            Fetch("/var/x", if_file=True))
+    # a modified path listed with no changes under it early, with some later (or the other
+    # way round): the same entries either way, written from the stopped container
+    assert remaining_after([Fetch("/srv", if_file=True), Fetch("/srv/log", header_only=True)],
+                           plan) == (Fetch("/srv/new", recursive=True),
+                                     Fetch("/var/x", if_file=True))
+    assert remaining_after([], plan) == plan.fetches
+
+
+@pytest.mark.parametrize("early", [
+    Fetch("/srv/new"),                              # whole subtree wanted, entry alone written
+    Fetch("/srv", recursive=True),                  # subtree written, entry alone wanted
+    Fetch("/srv/new", recursive=True, opaque=True),  # marker written, none wanted
+    Fetch("/srv/elsewhere", recursive=True),        # not in the layer at all
+])
+def test_an_early_fetch_the_second_listing_does_not_want_is_refused(early: Fetch) -> None:
+    plan = LayerPlan((Fetch("/srv", header_only=True), Fetch("/srv/new", recursive=True)), ())
+    with pytest.raises(BadChanges, match="changed between the listing before the stop"):
+        remaining_after([early], plan)

@@ -560,10 +560,15 @@ class StopContainerRequest(_message.Message):
     REF_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    LIST_CHANGES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Workload (container) name."""
     timeout_seconds: _builtins.int
     """Grace period before SIGKILL, seconds (0 = the agent's default)."""
+    list_changes: _builtins.bool
+    """Direct order: list the container's changes while it still runs (before the downtime), so
+    that this attempt's ExportDiff fetches those paths while the engine lists them again.
+    """
     @_builtins.property
     def ref(self) -> Global___MigrationRef:
         """Migration attempt."""
@@ -574,10 +579,11 @@ class StopContainerRequest(_message.Message):
         ref: Global___MigrationRef | None = ...,
         name: _builtins.str = ...,
         timeout_seconds: _builtins.int = ...,
+        list_changes: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "ref", b"ref", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list_changes", b"list_changes", "name", b"name", "ref", b"ref", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
