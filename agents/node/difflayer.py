@@ -73,6 +73,32 @@ def within(path: str, roots: Iterable[str]) -> bool:
                for root in (r.rstrip("/") for r in roots))
 
 
+def without_mounts(changes: Iterable[Mapping[str, Any]],
+                   mounts: Iterable[str]) -> list[Mapping[str, Any]]:
+    """``changes`` less the container's mounts (secrets, volumes: a commit leaves them out)
+    and less the modified directories listed only because the engine made mount points under
+    them (``/run``, ``/run/secrets`` for a secret at ``/run/secrets/key``): every change
+    under such a directory is a mount or another such directory. A modified directory with
+    no change under it (its mode or owner changed) stays."""
+    roots = [m for m in mounts if m]
+    listed = list(changes)
+    kinds = {str(c.get("Path", "")): c.get("Kind") for c in listed}
+    below: dict[str, list[str]] = {}
+    for path in kinds:
+        parent = posixpath.dirname(path)
+        while parent not in ("/", ""):
+            below.setdefault(parent, []).append(path)
+            parent = posixpath.dirname(parent)
+    mount_only: set[str] = set()
+    for path in sorted(kinds, key=lambda p: -p.count("/")):  # deepest first
+        under = below.get(path, [])
+        if kinds[path] == MODIFIED and under and all(
+                within(q, roots) or q in mount_only for q in under):
+            mount_only.add(path)
+    return [c for c in listed if not within(str(c.get("Path", "")), roots)
+            and str(c.get("Path", "")) not in mount_only]
+
+
 def _under(path: str, roots: set[str]) -> bool:
     parent = posixpath.dirname(path)
     while parent != "/":

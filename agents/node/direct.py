@@ -42,7 +42,7 @@ from agents.node.difflayer import (
     LayerWriter,
     plan_layer,
     remaining_after,
-    within,
+    without_mounts,
 )
 from agents.node.domain import ImageRef, InvalidRequest, PhaseFailed
 from agents.node.engine import DockerEngine, Timed
@@ -189,7 +189,7 @@ def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
     timings: dict[str, Any] = {"listed": 0.0, "fetches": [], "early": 0}
 
     def planned(listed: Iterable[Mapping[str, Any]], stat: bool) -> LayerPlan:
-        changes = [c for c in listed if not within(str(c.get("Path", "")), mounts)]
+        changes = without_mounts(listed, mounts)
         exists = {str(c["Path"]): stat and path_stat(engine, container.id,
                                                      str(c["Path"])) is not None
                   for c in changes if c.get("Kind") == DELETED}

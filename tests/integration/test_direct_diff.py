@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from agents._proto.edgeferry.node.v1 import node_service_pb2 as pb
@@ -39,7 +40,8 @@ PREFIX = f"efdirect{os.getpid()}-"
 REPO = f"efdirect{os.getpid()}"
 REGISTRY = "127.0.0.1:5999"  # never contacted: the image is only named after it
 DOCKERFILE = """FROM {base}
-RUN mkdir -p /srv/cache /srv/gone/deep /srv/remade /srv/keep && echo base > /srv/log \\
+RUN mkdir -p /srv/cache /srv/gone/deep /srv/remade /srv/keep /run/secrets \\
+ && echo base > /srv/log \\
  && echo old > /srv/cache/a && echo old > /srv/remade/old && echo x > /srv/gone/deep/f \\
  && echo k > /srv/keep/k && chown -R 1000:1000 /srv
 WORKDIR /srv
@@ -188,11 +190,17 @@ while :; do sleep 0.05; done
 """
 
 
-def _serving(client: Any, script: str, name: str) -> Any:
+def _serving(client: Any, script: str, name: str, secret: Path) -> Any:
+    """The service, with a file bind-mounted at /run/secrets/key as the agents mount secrets
+    (the engine makes the mount point: /run and /run/secrets become changed directories)."""
     base_tag = busybox_base(lambda *_: None).tag
     base, _ = client.images.build(fileobj=io.BytesIO(DOCKERFILE.format(base=base_tag).encode()),
                                   tag=f"{REPO}/app:base", rm=True)
-    source = client.containers.run(base.id, [script], name=f"{PREFIX}{name}", detach=True)
+    secret.write_bytes(b"not state")
+    source = client.containers.run(
+        base.id, [script], name=f"{PREFIX}{name}", detach=True,
+        mounts=[docker.types.Mount("/run/secrets/key", str(secret), type="bind",
+                                   read_only=True)])
     for _ in range(200):
         if source.exec_run(["test", "-e", "/srv/ready"]).exit_code == 0:
             return source
@@ -213,7 +221,7 @@ def test_changes_listed_before_the_stop_lead_the_export_and_the_later_ones_follo
         client: Any, tmp_path: Path) -> None:
     # on SIGTERM: files added, a path listed early deleted, a file made a directory
     source = _serving(client, SERVE % "rm doomed && rm log && mkdir log && echo z > log/z",
-                      "early")
+                      "early", tmp_path / "key")
     src = _node(tmp_path, "src")
     ref = pb.MigrationRef(migration_id="m2", epoch=1)
     stopped = src.stop(pb.StopContainerRequest(ref=ref, name="early", timeout_seconds=10,
@@ -234,6 +242,10 @@ def test_changes_listed_before_the_stop_lead_the_export_and_the_later_ones_follo
     assert len(names) == len(set(names)), names  # no path twice
     assert {"srv/cache/late", "srv/fresh/late", "srv/log/z"} <= set(names)
     assert "srv/doomed" not in names  # listed early, gone by the stop: never fetched
+    # the secret and the directories changed only by its mount point stay out, as in a commit
+    assert not [n for n in names if n == "run" or n.startswith("run/")], names
+    assert "run/secrets/key" in expected  # the mount point, in the source's own export
+    del expected["run/secrets/key"]
 
     dst = _node(tmp_path, "dst")
     target = f"{REGISTRY}/dst/{REPO}/app:m2-1"

@@ -231,3 +231,27 @@ def test_request_nobody_can_serve_is_refused(tmp_path: Path) -> None:
     req.hops_left = 0
     with pytest.raises(NoCapacity):
         core.submit_request(req)
+
+
+def test_a_prepull_that_moved_layers_writes_them_out_before_it_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pulled layers' writeback must not wait for the downtime: the agent syncs once the
+    pull brought bytes, and only then (a cached image costs nothing)."""
+    pulled: list[Layer] = []
+    events: list[str] = []
+
+    class PullingEngine(FakeEngine):
+        def prepull(self, image: Any) -> Timed:
+            events.append("pull")
+            return Timed(0.5, {"layers": list(pulled)})
+
+    monkeypatch.setattr("agents.node.core.os.sync", lambda: events.append("sync"))
+    core = make_core(tmp_path, PullingEngine())
+    pulled[:] = [Layer("sha256:" + "a" * 64, 100, True), Layer("sha256:" + "b" * 64, 7, False)]
+    out = core.prepull(pb.PrePullImageRequest(image_ref="127.0.0.1:5000/m/x:t"))
+    assert events == ["pull", "sync"]
+    assert out.timing.bytes_moved == 100 and "written out to disk" in out.timing.detail
+    pulled[:] = [Layer("sha256:" + "a" * 64, 100, False)]
+    events.clear()
+    out = core.prepull(pb.PrePullImageRequest(image_ref="127.0.0.1:5000/m/x:t"))
+    assert events == ["pull"] and out.timing.detail == ""

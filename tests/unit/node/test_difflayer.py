@@ -20,6 +20,7 @@ from agents.node.difflayer import (
     LayerWriter,
     plan_layer,
     remaining_after,
+    without_mounts,
 )
 
 
@@ -136,3 +137,18 @@ def test_an_early_fetch_the_second_listing_does_not_want_is_refused(early: Fetch
     plan = LayerPlan((Fetch("/srv", header_only=True), Fetch("/srv/new", recursive=True)), ())
     with pytest.raises(BadChanges, match="changed between the listing before the stop"):
         remaining_after([early], plan)
+
+
+def test_mounts_and_the_directories_changed_only_by_their_mount_points_are_left_out() -> None:
+    changes = [ch("/run", MODIFIED), ch("/run/secrets", MODIFIED),
+               ch("/run/secrets/key", ADDED), ch("/run/secrets/crt", ADDED),
+               ch("/srv", MODIFIED), ch("/srv/data", ADDED), ch("/srv/data/x", ADDED),
+               ch("/srv/state", ADDED),
+               ch("/etc", MODIFIED),                     # chmod'ed: nothing under it
+               ch("/var", MODIFIED), ch("/var/run", MODIFIED), ch("/var/run/app.pid", ADDED)]
+    kept = [c["Path"] for c in without_mounts(changes, ["/run/secrets/key", "/run/secrets/crt",
+                                                        "/srv/data"])]
+    # /run and /run/secrets hold nothing but mount points; /srv holds a real change beside
+    # its volume; /etc changed itself; /var/run holds a real file
+    assert kept == ["/srv", "/srv/state", "/etc", "/var", "/var/run", "/var/run/app.pid"]
+    assert [c["Path"] for c in without_mounts(changes, [])] == [c["Path"] for c in changes]
