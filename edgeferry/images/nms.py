@@ -47,11 +47,17 @@ def dockerfile(base_tag: str) -> str:
     return "\n".join([
         f"FROM {base_tag}",
         "COPY nms /opt/nms/nms",
-        # bytecode in the image: the server runs as nobody and cannot write it, so every start
-        # (a migration's first response included) would compile the modules again
-        "RUN python3 -m compileall -q /opt/nms/nms",
-        f"RUN mkdir -p /var/lib/nms && chown {NMS_UID}:{NMS_UID} /var/lib/nms "
-        "&& chmod 0700 /var/lib/nms",
+        # Byte code in the image: the server runs as nobody and cannot write it, so every start
+        # (a migration's first response included) would compile the modules again. Files the
+        # server never reads go (time zones but UTC, perl, completion, terminfo: 39% of the
+        # base's files): the engine's change listing (`docker diff`, which the direct order's
+        # export runs after the stop) walks every file of the image, 80 us each on a lab edge.
+        "RUN python3 -m compileall -q /opt/nms/nms "
+        f"&& mkdir -p /var/lib/nms && chown {NMS_UID}:{NMS_UID} /var/lib/nms "
+        "&& chmod 0700 /var/lib/nms "
+        "&& rm -rf /usr/share/perl5 /usr/lib/*-linux-gnu/perl-base /usr/share/bash-completion "
+        "/usr/lib/terminfo "
+        "&& find /usr/share/zoneinfo -mindepth 1 -maxdepth 1 ! -name Etc -exec rm -rf {} +",
         "ENV PYTHONPATH=/opt/nms NMS_DATA=/var/lib/nms "
         f"NMS_LISTEN=0.0.0.0:{NMS_PORT} NMS_KEY_FILE={KEY_PATH_IN_CONTAINER} "
         f"NMS_CERT_FILE={CERT_PATH_IN_CONTAINER} NMS_TLS_KEY_FILE={TLS_KEY_PATH_IN_CONTAINER}",
