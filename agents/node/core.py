@@ -36,7 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -53,6 +53,7 @@ from agents.node.convert import (
 from agents.node.direct import (
     MAX_DIFF_BYTES,
     MAX_DIFF_CONFIG_BYTES,
+    EarlyListings,
     bytes_digest,
     export_diff,
     last_diff_id,
@@ -96,8 +97,6 @@ M = TypeVar("M", bound=Message)
 DEFAULT_PROBE_TIMEOUT = 30.0
 #: a received layer not loaded within this long is dropped (a migration that failed)
 KEPT_DIFF_S = 3600.0
-#: change lists made before a stop kept for the exports that follow (one per attempt)
-KEPT_EARLY_LISTINGS = 8
 
 
 class NeighbourLink(Protocol):
@@ -165,9 +164,8 @@ class NodeCore:
         self._inflight_lock = threading.Lock()
         self._capacity: Resources | None = None
         self._capacity_info: Capacity | None = None
-        #: change lists made before a stop (direct order), by (migration id, epoch)
-        self._early: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self._early_lock = threading.Lock()
+        #: change lists made before a stop (direct order), for the export that follows
+        self.early = EarlyListings()
 
     # -- resources ----------------------------------------------------------------------------
     def _storage_path(self) -> Path:
@@ -308,18 +306,18 @@ class NodeCore:
         name = self.container_name(req.name)
 
         def execute() -> pb.StopContainerResponse:
-            listed = ""
+            detail = [""]
             if req.list_changes:
                 early = self.engine.changes(name)
-                self._keep_early((req.ref.migration_id, req.ref.epoch), early.values["changes"])
-                listed = (f"; {len(early.values['changes'])} changed paths listed before it in "
-                          f"{early.seconds:.3f} s")
+                self.early.keep((req.ref.migration_id, req.ref.epoch), early.values["changes"])
+                detail.append(f"{len(early.values['changes'])} changed paths listed before it "
+                              f"in {early.seconds:.3f} s")
             out = self.engine.stop(name, req.timeout_seconds or self.options.stop_timeout_s)
-            code, exited = out.values["exit_code"], out.values.get("exited_after_s")
-            detail = f"exit code {code}" + ("" if exited is None else
-                                            f"; the process exited after {exited:.3f} s") + listed
+            if (exited := out.values.get("exited_after_s")) is not None:
+                detail.insert(1, f"the process exited after {exited:.3f} s")
+            detail[0] = f"exit code {(code := out.values['exit_code'])}"
             return pb.StopContainerResponse(
-                timing=timing("stop", out.seconds, detail=detail), exit_code=code)
+                timing=timing("stop", out.seconds, detail="; ".join(detail)), exit_code=code)
 
         return self.run_phase(req.ref, "stop", pb.StopContainerResponse, execute)
 
@@ -448,19 +446,6 @@ class NodeCore:
                 if now - old.stat().st_mtime > KEPT_DIFF_S:
                     old.unlink()
 
-    def _keep_early(self, key: tuple[str, int], changes: list[dict[str, Any]]) -> None:
-        """Keep a change list listed before a stop for that attempt's export (the newest
-        KEPT_EARLY_LISTINGS attempts; an attempt whose export never comes is dropped)."""
-        with self._early_lock:
-            self._early.pop(key, None)
-            self._early[key] = changes
-            while len(self._early) > KEPT_EARLY_LISTINGS:
-                self._early.pop(next(iter(self._early)))
-
-    def _take_early(self, key: tuple[str, int]) -> list[dict[str, Any]] | None:
-        with self._early_lock:
-            return self._early.pop(key, None)
-
     def export_diff(self, req: pb.ExportDiffRequest) -> Iterator[pb.ExportDiffResponse]:
         """The source side of the direct order's transfer (fenced like every phase, recorded
         as "export"; a stream is not replayed: a repeat exports again)."""
@@ -473,7 +458,7 @@ class NodeCore:
             try:
                 for part in export_diff(self.engine, name, {LABEL_MIGRATION: mid,
                                                             LABEL_EPOCH: str(epoch)},
-                                        MAX_DIFF_BYTES, self._take_early((mid, epoch))):
+                                        MAX_DIFF_BYTES, self.early.take((mid, epoch))):
                     if isinstance(part, bytes):
                         sent += len(part)
                         yield pb.ExportDiffResponse(chunk=pb.DiffChunk(data=part))
@@ -580,21 +565,16 @@ class NodeCore:
         return self.run_phase(req.ref, "load", pb.LoadDiffResponse, execute)
 
     def prepull(self, req: pb.PrePullImageRequest) -> pb.PrePullImageResponse:
-        """Pull before the stop; when layers came, write them out to disk (``sync``) before
-        answering: the writeback of a fresh pull (its layers unpacked, a few hundred MB) would
-        otherwise land in the downtime, in the first unmount that flushes the file system (the
-        source's stop on a shared disk, the destination's load)."""
+        """Pull before the stop; layers that came are written out (``sync``) before it answers,
+        or their writeback lands in the downtime (the next unmount flushes the file system)."""
         out = self.engine.prepull(ImageRef.parse(req.image_ref))
         layers = out.values["layers"]
-        moved, detail, seconds = moved_bytes(layers), "", out.seconds
+        moved, started, detail = moved_bytes(layers), time.monotonic(), ""
         if moved:
-            started = time.monotonic()
             os.sync()
-            flushed = time.monotonic() - started
-            seconds += flushed
-            detail = f"written out to disk in {flushed:.3f} s"
-        return pb.PrePullImageResponse(
-            timing=timing("prepull", seconds, moved, detail), layers=layers_to_pb(layers))
+            detail = f"written out to disk in {time.monotonic() - started:.3f} s"
+        return pb.PrePullImageResponse(layers=layers_to_pb(layers), timing=timing(
+            "prepull", out.seconds + time.monotonic() - started, moved, detail))
 
     # -- workloads ----------------------------------------------------------------------------
     def _write_secrets(self, name: str, secrets: Sequence[pb.SecretFile]) -> list[tuple[Path, str]]:

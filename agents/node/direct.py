@@ -161,6 +161,26 @@ class _QueueWriter:
             self.buf.clear()
 
 
+class EarlyListings:
+    """Change lists made before a stop, by (migration id, epoch), for the export of that
+    attempt: the newest ``keep_at_most`` (an attempt whose export never comes is dropped)."""
+
+    def __init__(self, keep_at_most: int = 8) -> None:
+        self._lists: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._most, self._lock = keep_at_most, threading.Lock()
+
+    def keep(self, key: tuple[str, int], changes: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._lists.pop(key, None)
+            self._lists[key] = changes
+            while len(self._lists) > self._most:
+                self._lists.pop(next(iter(self._lists)))
+
+    def take(self, key: tuple[str, int]) -> list[dict[str, Any]] | None:
+        with self._lock:
+            return self._lists.pop(key, None)
+
+
 def export_diff(engine: DockerEngine, name: str, labels: Mapping[str, str],
                 max_bytes: int, early: Sequence[Mapping[str, Any]] | None = None,
                 ) -> Iterator[bytes | Exported]:
