@@ -306,16 +306,16 @@ class NodeCore:
         name = self.container_name(req.name)
 
         def execute() -> pb.StopContainerResponse:
-            detail = [""]
+            listed = []
             if req.list_changes:
                 early = self.engine.changes(name)
                 self.early.keep((req.ref.migration_id, req.ref.epoch), early.values["changes"])
-                detail.append(f"{len(early.values['changes'])} changed paths listed before it "
-                              f"in {early.seconds:.3f} s")
+                listed = [f"{len(early.values['changes'])} changed paths listed before it in "
+                          f"{early.seconds:.3f} s"]
             out = self.engine.stop(name, req.timeout_seconds or self.options.stop_timeout_s)
-            if (exited := out.values.get("exited_after_s")) is not None:
-                detail.insert(1, f"the process exited after {exited:.3f} s")
-            detail[0] = f"exit code {(code := out.values['exit_code'])}"
+            code, exited = out.values["exit_code"], out.values.get("exited_after_s")
+            detail = [f"exit code {code}", *listed] if exited is None else [
+                f"exit code {code}", f"the process exited after {exited:.3f} s", *listed]
             return pb.StopContainerResponse(
                 timing=timing("stop", out.seconds, detail="; ".join(detail)), exit_code=code)
 

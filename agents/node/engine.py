@@ -192,17 +192,13 @@ def interface_counters(nic: str) -> tuple[int, int]:
 
 
 def engine_time(text: str) -> float | None:
-    """Epoch seconds of an engine timestamp (RFC 3339 with nanoseconds, "...Z"); None when
-    it is empty, the zero time, or not one."""
-    head, _, frac = text.rstrip("Z").partition(".")
+    """Epoch seconds of an engine timestamp (RFC 3339, "...Z"; Python 3.11 reads its
+    nanoseconds to the microsecond); None when it is the zero time or not one."""
     try:
-        moment = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if moment.year < 2:
-        return None
-    digits = "".join(c for c in frac if c.isdigit())[:9]
-    return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
+    return None if moment.year < 2 or moment.tzinfo is None else moment.timestamp()
 
 
 @dataclass
